@@ -1,0 +1,3 @@
+from tea.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,224 @@
+"""``TeaApp``: the ASGI application. Its lifespan owns storage, the durable buffer and the writer.
+
+Start-up: lock the data directory, open storage, open the buffer (recovering segments left by a
+crash), start the writer (which replays them first — ``/readyz`` turns ready when it has) and the
+retention job. Shutdown (after the server stopped accepting and in-flight requests finished):
+flush and close the buffer, let the writer drain it into storage within ``shutdown_timeout_s``,
+close storage. What does not drain in time stays in the buffer and is replayed at the next start.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+from typing import Any, Awaitable, Callable
+
+from tea import __version__
+from tea.buffer.log import DurableBuffer
+from tea.buffer.writer import Writer
+from tea.errors import ClientError
+from tea.http import Request, Response, Router
+from tea.http.openapi import build_openapi
+from tea.http.request import ClientDisconnected
+from tea.http.response import JSON, encode_json
+from tea.http.schemas import ErrorBody
+from tea.ops.retention import RetentionJob
+from tea.pipeline.ingest import Ingestor
+from tea.pipeline.normalise import Normaliser
+from tea.settings import Settings
+from tea.storage.base import Storage, make_storage
+from tea.timeutil import now_us
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class StartupError(Exception):
+    """TEA cannot start (data directory in use, storage unreachable...); the message says why."""
+
+
+class TeaApp:
+    def __init__(self, settings: Settings, storage: Storage | None = None,
+                 clock: Callable[[], int] = now_us) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.storage = storage or make_storage(settings)
+        self.buffer = DurableBuffer(os.path.join(settings.data_dir, "buffer"),
+                                    max_bytes=settings.buffer.max_bytes, segment_bytes=settings.buffer.segment_bytes,
+                                    ack=settings.buffer.ack, fsync_interval_s=settings.buffer.fsync_interval_ms / 1000,
+                                    clock=clock)
+        self.normaliser = Normaliser(default_tenant=settings.default_tenant,
+                                     max_future_skew_s=settings.max_future_skew_s, clock=clock)
+        self.ingestor = Ingestor(self.buffer, self.normaliser)
+        self.writer = Writer(self.buffer, self.storage, batch_events=settings.writer.batch_events,
+                             flush_interval_s=settings.writer.flush_interval_ms / 1000,
+                             max_backoff_s=settings.writer.max_backoff_s,
+                             dead_letter_path=os.path.join(settings.data_dir, "dead-letter", "events.ndjson"),
+                             clock=clock)
+        self.retention = RetentionJob(self.storage, settings.retention_hours_effective,
+                                      settings.retention_interval_s, clock)
+        self.router = Router()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock_fd = -1
+        self._openapi: bytes | None = None
+        self.started = False
+        self.started_monotonic = time.monotonic()
+        self.events_stored = 0
+        self.storage_reachable = True
+        self._add_routes()
+
+    def _add_routes(self) -> None:
+        from tea.ops import routes as ops
+        from tea.query import routes as query
+        from tea.receive import native, tea_compat
+
+        for module in (native, query, tea_compat, ops):
+            for route in module.routes(self):  # type: ignore[attr-defined]
+                self.router.add(route)
+        # The seed served its routes under /tea/... (Spin route); serve them there too.
+        self.router.mount("/tea", [r for r in self.router.routes if r.path in ("/events", "/health", "/")])
+
+    def openapi_json(self) -> bytes:
+        if self._openapi is None:
+            doc = build_openapi(self.router.routes, "TEA — Telemetry & Event Recorder", __version__,
+                                "Durable, multi-tenant telemetry and event recording. Every route is also "
+                                "documented in the README with curl examples.")
+            self._openapi = encode_json(doc)
+        return self._openapi
+
+    # ----------------------------------------------------------------- readiness
+    def is_ready(self) -> tuple[bool, str | None]:
+        if not self.started:
+            return False, "starting"
+        if not self.writer.replayed.is_set():
+            return False, "replaying the durable buffer into storage"
+        if self.buffer.refusing:
+            return False, "durable buffer full"
+        return True, None
+
+    # ----------------------------------------------------------------- lifespan
+    async def startup(self) -> None:
+        os.makedirs(self.settings.data_dir, exist_ok=True)
+        self._lock_data_dir()
+        if not self.settings.auth_validation:
+            log.warning("TEA_AUTH_VALIDATION=false: running in development mode")
+        try:
+            await self.storage.open()
+        except Exception as exc:
+            self._unlock_data_dir()
+            raise StartupError(f"cannot open {self.storage.name} storage: {exc}") from exc
+        await self.buffer.open()
+        self._tasks.append(asyncio.create_task(self._supervise(self.writer.run(), "writer"), name="tea-writer"))
+        if self.retention.hours > 0:
+            self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
+        self.started = True
+        self.started_monotonic = time.monotonic()
+        log.info("TEA %s started: storage=%s data_dir=%s buffer.ack=%s retention_hours=%d", __version__,
+                 self.storage.name, os.path.abspath(self.settings.data_dir), self.settings.buffer.ack,
+                 self.retention.hours)
+
+    async def _supervise(self, coro: Awaitable[None], what: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the writer must never die silently
+            log.exception("the %s stopped on an unexpected error", what)
+            raise
+
+    async def shutdown(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.buffer.close()
+        self.writer.stop()
+        writer_task, others = self._tasks[0], self._tasks[1:]
+        for task in others:
+            task.cancel()
+        budget = self.settings.shutdown_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.shield(writer_task), budget)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: the buffer did not drain within %.1f s; %d bytes stay on disk and are "
+                        "replayed at the next start", budget, self.buffer.backlog_bytes)
+            writer_task.cancel()
+        except Exception:
+            log.exception("shutdown: the writer failed while draining")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.storage.close()
+        self._unlock_data_dir()
+        log.info("TEA stopped")
+
+    def _lock_data_dir(self) -> None:
+        path = os.path.join(self.settings.data_dir, "tea.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StartupError(f"data directory {os.path.abspath(self.settings.data_dir)} is in use by another "
+                               f"TEA process (pid {owner})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock_data_dir(self) -> None:
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # ----------------------------------------------------------------- ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            route = self.router.match(request)
+            response = await route.handler(request)
+        except ClientError as exc:
+            response = error_response(exc)
+        except ClientDisconnected:
+            return
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = Response(encode_json(ErrorBody("internal_error", "internal error; see the server log")),
+                                500, JSON)
+        await response.send(send, head_only=request.method == "HEAD")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.error("start-up failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def error_response(exc: ClientError) -> Response:
+    return Response(encode_json(exc.body()), exc.status, JSON, exc.headers or None)
+
+
+def build_app(settings: Settings, storage: Storage | None = None, clock: Callable[[], int] = now_us) -> TeaApp:
+    return TeaApp(settings, storage=storage, clock=clock)

@@ -1,0 +1,112 @@
+"""The on-disk record format of buffer segments.
+
+A segment is a file of records; each record is one acknowledged group of events::
+
+    header  <magic u32> <payload_len u32> <count u32> <crc32 u32> <min_ts i64> <max_ts i64> <append_ts i64>
+    payload NDJSON of canonical events (``count`` lines)
+
+``crc32`` covers the other header fields and the payload, so a torn or corrupt record is detected
+and never replayed as data. Timestamps are UTC microseconds.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+MAGIC = 0x31414554  # b"TEA1" little-endian
+HEADER = struct.Struct("<IIIIqqq")
+_FIELDS = struct.Struct("<IIIqqq")  # the header without the crc, for the checksum
+SUFFIX = ".seg"
+
+
+class CorruptRecord(Exception):
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: corrupt record at offset {offset}: {reason}")
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    end: int
+    count: int
+    min_ts: int
+    max_ts: int
+    append_ts: int
+    payload: bytes
+
+
+def encode_record(payload: bytes, count: int, min_ts: int, max_ts: int, append_ts: int) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(_FIELDS.pack(MAGIC, len(payload), count, min_ts, max_ts, append_ts)))
+    return HEADER.pack(MAGIC, len(payload), count, crc, min_ts, max_ts, append_ts) + payload
+
+
+def segment_name(segment_id: int) -> str:
+    return f"{segment_id:012d}{SUFFIX}"
+
+
+def list_segments(directory: str) -> list[int]:
+    ids = []
+    for name in os.listdir(directory):
+        if name.endswith(SUFFIX) and name[: -len(SUFFIX)].isdigit():
+            ids.append(int(name[: -len(SUFFIX)]))
+    return sorted(ids)
+
+
+def read_records(path: str, start: int, end: int | None = None, max_events: int | None = None,
+                 ) -> Iterator[Record]:
+    """Records from ``start`` up to ``end`` (default: end of file), checked; stops after ``max_events``."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        offset = start
+        events = 0
+        while end is None or offset < end:
+            head = fh.read(HEADER.size)
+            if not head:
+                return
+            if len(head) < HEADER.size:
+                raise CorruptRecord(path, offset, "truncated header")
+            magic, length, count, crc, min_ts, max_ts, append_ts = HEADER.unpack(head)
+            if magic != MAGIC:
+                raise CorruptRecord(path, offset, "bad magic")
+            payload = fh.read(length)
+            if len(payload) < length:
+                raise CorruptRecord(path, offset, "truncated payload")
+            if zlib.crc32(payload, zlib.crc32(_FIELDS.pack(magic, length, count, min_ts, max_ts, append_ts))) != crc:
+                raise CorruptRecord(path, offset, "checksum mismatch")
+            record_end = offset + HEADER.size + length
+            yield Record(offset, record_end, count, min_ts, max_ts, append_ts, payload)
+            offset = record_end
+            events += count
+            if max_events is not None and events >= max_events:
+                return
+
+
+def recover_segment(path: str) -> tuple[int, int, int]:
+    """Check every record; cut a torn or corrupt tail. Returns (valid bytes, events, cut bytes)."""
+    valid = 0
+    events = 0
+    try:
+        for record in read_records(path, 0):
+            valid = record.end
+            events += record.count
+    except CorruptRecord:
+        pass
+    size = os.path.getsize(path)
+    if size > valid:
+        with open(path, "r+b") as fh:
+            fh.truncate(valid)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return valid, events, size - valid
+
+
+def fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

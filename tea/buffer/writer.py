@@ -1,0 +1,190 @@
+"""The writer drains the durable buffer into storage in large batches.
+
+A batch is written when ``batch_events`` are waiting or ``flush_interval_s`` after the first of
+them arrived, whichever comes first. Storage failures are retried with jittered exponential
+backoff (the buffer keeps absorbing ingestion meanwhile); a segment is released only after storage
+committed it. Events that the backend refuses as data are isolated by bisection and written to
+the dead-letter file with the reason — counted and logged, never dropped silently.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import msgspec
+
+from tea.buffer.log import DurableBuffer, Position
+from tea.errors import StorageDataError
+from tea.storage.base import Storage
+from tea.timeutil import format_us, now_us
+from tea.types import Batch, Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    events_written: int = 0
+    duplicates: int = 0
+    failures: int = 0
+    dead_lettered: int = 0
+    last_batch_events: int = 0
+    last_write_s: float = 0.0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+class _DeadLetter(msgspec.Struct):
+    reason: str
+    failed_at: str
+    event: Event
+
+
+class Writer:
+    def __init__(self, buffer: DurableBuffer, storage: Storage, *, batch_events: int = 50000,
+                 flush_interval_s: float = 0.2, max_backoff_s: float = 30.0,
+                 dead_letter_path: str | None = None, clock: Callable[[], int] = now_us,
+                 on_commit: Callable[[Batch], None] | None = None) -> None:
+        self.buffer = buffer
+        self.storage = storage
+        self.batch_events = batch_events
+        self.flush_interval_s = flush_interval_s
+        self.max_backoff_s = max_backoff_s
+        self.dead_letter_path = dead_letter_path
+        self.clock = clock
+        self.on_commit = on_commit
+        self.stats = WriterStats()
+        self.consumed_events = 0
+        self.replayed = asyncio.Event()
+        self._stopping = False
+        self._stop_wake = asyncio.Event()
+        self._holding_since_us: int | None = None
+        self._waiting_since_us: int | None = None
+        self._pos = Position(0, 0)
+        self._log_after = 0.0
+
+    # ----------------------------------------------------------------- main loop
+    async def run(self) -> None:
+        buffer = self.buffer
+        loop = asyncio.get_running_loop()
+        pos = buffer.start
+        self._check_replayed(pos)
+        while True:
+            pos = buffer.next_position(pos)
+            self._pos = pos
+            if not buffer.has_data(pos):
+                self._waiting_since_us = None
+                if self._stopping:
+                    buffer.release(pos, 0)  # drop a drained last segment too
+                    return
+                await buffer.wait_for_data(1.0)
+                continue
+            if self._waiting_since_us is None:
+                self._waiting_since_us = self.clock()
+            deadline = loop.time() + self.flush_interval_s
+            while not self._stopping and self.available() < self.batch_events:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await buffer.wait_for_data(remaining)
+            records, end, spanned = await buffer.read(pos, self.batch_events)
+            if records:
+                self._holding_since_us = records[0].append_ts
+                batch = Batch([r.payload for r in records], sum(r.count for r in records),
+                              min(r.min_ts for r in records), max(r.max_ts for r in records))
+                await self._commit(batch)
+                self.consumed_events += batch.count
+            buffer.release(end, spanned)
+            self._holding_since_us = self._waiting_since_us = None
+            pos = end
+            self._check_replayed(buffer.next_position(pos))
+
+    def available(self) -> int:
+        return self.buffer.durable_events - self.consumed_events
+
+    def _check_replayed(self, pos: Position) -> None:
+        if not self.replayed.is_set() and (self.buffer.replay_events == 0 or pos >= self.buffer.replay_end):
+            self.replayed.set()
+            if self.buffer.replay_events:
+                log.info("buffer replay complete: %d events", self.buffer.replay_events)
+
+    def lag_seconds(self) -> float:
+        """Age of the oldest acknowledged event not yet committed to storage."""
+        since = self._holding_since_us or self._waiting_since_us
+        if since is None:
+            return 0.0
+        return max(0.0, (self.clock() - since) / 1e6)
+
+    def stop(self) -> None:
+        """Write what is buffered without waiting for full batches, then return from run()."""
+        self._stopping = True
+        self._stop_wake.set()
+        self.buffer.notify()
+
+    # ----------------------------------------------------------------- committing
+    async def _commit(self, batch: Batch) -> None:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self.storage.write_batch(batch)
+            except StorageDataError as exc:
+                await self._isolate(batch, exc)
+                return
+            except Exception as exc:  # storage boundary: log, count, retry
+                attempt += 1
+                self._failed(exc)
+                delay = min(self.max_backoff_s, 0.05 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
+                self._stop_wake.clear()
+                try:
+                    await asyncio.wait_for(self._stop_wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self.stats.batches += 1
+            self.stats.events_written += result.written
+            self.stats.duplicates += result.duplicates
+            self.stats.last_batch_events = batch.count
+            self.stats.last_write_s = time.perf_counter() - started
+            if self.on_commit is not None:
+                self.on_commit(batch)
+            return
+
+    def _failed(self, exc: BaseException) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.stats.last_error_at = time.time()
+        now = time.monotonic()
+        if now >= self._log_after:  # at most one line every 10 s while storage is down
+            self._log_after = now + 10.0
+            log.error("storage write failed (%d failures so far); retrying with backoff: %s",
+                      self.stats.failures, exc)
+
+    async def _isolate(self, batch: Batch, exc: StorageDataError) -> None:
+        events = batch.events()
+        if len(events) <= 1:
+            for event in events:
+                self._dead_letter(event, str(exc))
+            return
+        middle = len(events) // 2
+        for half in (events[:middle], events[middle:]):
+            await self._commit(Batch.from_events(half))
+
+    def _dead_letter(self, event: Event, reason: str) -> None:
+        self.stats.dead_lettered += 1
+        log.error("event %s of tenant %s refused by storage, written to the dead-letter file: %s",
+                  event.event_id, event.tenant_id, reason)
+        if self.dead_letter_path is None:
+            return
+        os.makedirs(os.path.dirname(self.dead_letter_path), exist_ok=True)
+        line = msgspec.json.encode(_DeadLetter(reason, format_us(self.clock()), event)) + b"\n"
+        with open(self.dead_letter_path, "ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,90 @@
+"""The ``tea`` command: ``serve``, ``config``, ``version``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from tea import __version__
+from tea.errors import ConfigError
+from tea.settings import Settings, load, unknown_env
+
+log = logging.getLogger("tea")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (TEA_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", help="HTTP port (TEA_PORT, default 3001)")
+    parser.add_argument("--data-dir", dest="data_dir", help="data directory (TEA_DATA_DIR, default ./tea-data)")
+    parser.add_argument("--config", help="a tea.toml settings file (TEA_CONFIG)")
+    parser.add_argument("--storage-backend", dest="storage_backend",
+                        help="memory or duckdb (TEA_STORAGE_BACKEND, default duckdb)")
+    parser.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (TEA_LOG_LEVEL)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tea", description="TEA, the Telemetry & Event Recorder")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    _add_setting_flags(serve)
+    config = sub.add_parser("config", help="print the effective settings (secrets masked) and where each comes from")
+    _add_setting_flags(config)
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level")
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    try:
+        return load(_flags(args))
+    except ConfigError as exc:
+        print(f"tea: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(settings: Settings) -> int:
+    import uvicorn
+
+    from tea import logs
+    from tea.app import TeaApp
+
+    logs.configure(settings.log_level, settings.log_format)
+    for name in unknown_env():
+        log.warning("ignoring environment variable %s: it names no TEA setting", name)
+    app = TeaApp(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                            lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
+                            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def cmd_config(settings: Settings) -> int:
+    rows = settings.effective(masked=True)
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, source in rows:
+        shown = "(unset)" if value is None else repr(value) if isinstance(value, str) else str(value).lower() \
+            if isinstance(value, bool) else str(value)
+        print(f"{key:<{width}} = {shown:<24} # {source}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"tea {__version__}")
+        return 0
+    settings = _load(args)
+    if args.command == "serve":
+        return cmd_serve(settings)
+    return cmd_config(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

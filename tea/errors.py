@@ -1,0 +1,100 @@
+"""One error hierarchy; every client error carries its HTTP status and a stable code.
+
+The JSON error shape everywhere is ``{"error": code, "message": text, "details": ...}``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class TeaError(Exception):
+    """Base of every error TEA raises on purpose."""
+
+
+class ConfigError(TeaError):
+    """An invalid setting; the message is one line naming the key and the accepted values."""
+
+
+class ClientError(TeaError):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+class BadRequest(ClientError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class TooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RateLimited(ClientError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+
+class Unavailable(ClientError):
+    """The service cannot take the request now (buffer full, not ready); retry after a while."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, code: str | None = None,
+                 details: Any = None) -> None:
+        super().__init__(message, code=code, details=details,
+                         headers={"retry-after": str(retry_after_s)})
+        self.retry_after_s = retry_after_s
+
+
+class BufferFull(Unavailable):
+    code = "buffer_full"
+
+
+class StorageError(TeaError):
+    """A storage backend failed; the writer retries with backoff."""
+
+
+class StorageDataError(StorageError):
+    """The backend refused the data itself (not a transient failure); the writer isolates the bad events."""

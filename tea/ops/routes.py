@@ -1,0 +1,93 @@
+"""``/health`` (the seed's shape and more), ``/healthz``, ``/readyz``, ``/openapi.json``."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from tea import __version__
+from tea.http import Request, Response, Route, text_response
+from tea.http.response import JSON, encode_json
+
+if TYPE_CHECKING:
+    from tea.app import TeaApp
+
+
+class Health(msgspec.Struct):
+    """The seed's ``{status, version, uptime_seconds, events_stored, storage_backend}`` plus TEA's own."""
+
+    status: str
+    version: str
+    uptime_seconds: int
+    events_stored: int
+    storage_backend: str
+    buffer_bytes: int
+    buffer_max_bytes: int
+    buffer_segments: int
+    writer_lag_seconds: float
+    ready: bool
+    auth_validation: bool
+    retention_hours: int
+    events_written: int
+    duplicates_skipped: int
+    storage_failures: int
+    dead_lettered: int
+    last_storage_error: str | None
+    retention_last_run_at: float | None
+    retention_purged_total: int
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    reason: str | None = None
+
+
+def routes(app: "TeaApp") -> list[Route]:
+    async def health(request: Request) -> Response:
+        stats = app.writer.stats
+        try:
+            app.events_stored = await app.storage.count()
+        except Exception:  # storage boundary: report the last known count, flag degraded
+            app.storage_reachable = False
+        else:
+            app.storage_reachable = True
+        recent_failure = stats.last_error_at is not None and time.time() - stats.last_error_at < 60
+        degraded = (recent_failure or not app.storage_reachable
+                    or app.buffer.backlog_bytes > 0.9 * app.buffer.max_bytes)
+        body = Health(
+            status="degraded" if degraded else "healthy", version=__version__,
+            uptime_seconds=int(time.monotonic() - app.started_monotonic), events_stored=app.events_stored,
+            storage_backend=app.storage.name, buffer_bytes=app.buffer.backlog_bytes,
+            buffer_max_bytes=app.buffer.max_bytes, buffer_segments=app.buffer.segment_count,
+            writer_lag_seconds=round(app.writer.lag_seconds(), 3), ready=app.is_ready()[0],
+            auth_validation=app.settings.auth_validation, retention_hours=app.settings.retention_hours_effective,
+            events_written=stats.events_written, duplicates_skipped=stats.duplicates,
+            storage_failures=stats.failures, dead_lettered=stats.dead_lettered,
+            last_storage_error=stats.last_error if recent_failure else None,
+            retention_last_run_at=app.retention.last_run_at, retention_purged_total=app.retention.purged_total)
+        return Response(encode_json(body), 200, JSON)
+
+    async def healthz(request: Request) -> Response:
+        return text_response("OK")
+
+    async def readyz(request: Request) -> Response:
+        ready, reason = app.is_ready()
+        return Response(encode_json(Readiness(ready, reason)), 200 if ready else 503, JSON,
+                        None if ready else {"retry-after": "1"})
+
+    async def openapi(request: Request) -> Response:
+        return Response(app.openapi_json(), 200, JSON)
+
+    return [
+        Route("GET", "/health", health, "Service health, storage and buffer state", tags=("operations",),
+              responses={200: ("Health", {"application/json": Health})}),
+        Route("GET", "/healthz", healthz, "Liveness: 200 OK while the process serves", tags=("operations",),
+              responses={200: ("OK", {"text/plain": {"type": "string", "const": "OK"}})}),
+        Route("GET", "/readyz", readyz,
+              "Readiness: 200 once storage is open and the buffer replayed; 503 otherwise",
+              tags=("operations",), responses={200: ("Ready", {"application/json": Readiness}),
+                                               503: ("Not ready", {"application/json": Readiness})}),
+        Route("GET", "/openapi.json", openapi, "This document", tags=("operations",),
+              responses={200: ("OpenAPI 3.1", {"application/json": {"type": "object"}})}),
+    ]

@@ -1,0 +1,1 @@
+"""Stages between decoding and the durable buffer."""

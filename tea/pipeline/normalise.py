@@ -1,0 +1,102 @@
+"""Turn decoded events into canonical ones: ids, UTC microsecond timestamps, clock-skew policy."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+import msgspec
+import uuid_utils
+
+from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us
+from tea.types import EMPTY_OBJECT, Event
+
+_MAX_MS = MAX_US // 1000
+_OPEN_BRACE = 0x7B
+
+
+class ItemError(msgspec.Struct, omit_defaults=True):
+    """Why one event of a batch was refused; ``index`` is its position in the request."""
+
+    index: int
+    error: str
+    message: str
+    event_id: str | None = None
+    field: str | None = None
+
+
+def new_event_id() -> str:
+    """A sortable id (UUIDv7) for events that arrive without one."""
+    return str(uuid_utils.uuid7())
+
+
+class Normaliser:
+    """Decided once at start-up; called on every decoded batch."""
+
+    def __init__(self, *, default_tenant: str = "default", max_future_skew_s: float = 86400.0,
+                 clock: Callable[[], int] = now_us) -> None:
+        self.default_tenant = default_tenant
+        self.max_future_us = int(max_future_skew_s * 1e6) if max_future_skew_s > 0 else None
+        self.clock = clock
+
+    def __call__(self, events: list[Event], indexes: list[int] | None, source_protocol: str,
+                 tenant_id: str | None = None) -> tuple[list[Event], list[ItemError], int, int]:
+        """Normalise in place. Returns (accepted, errors, min timestamp, max timestamp)."""
+        now = self.clock()
+        latest = now + self.max_future_us if self.max_future_us is not None else MAX_US
+        default_tenant = tenant_id or self.default_tenant
+        accepted: list[Event] = []
+        errors: list[ItemError] = []
+        low, high = MAX_US, 0
+        for position, event in enumerate(events):
+            ts = event.timestamp
+            if ts is None:
+                us = now
+            elif type(ts) is int:
+                if not 0 <= ts <= _MAX_MS:
+                    errors.append(self._error(indexes, position, event, "invalid_timestamp",
+                                              "timestamp in epoch milliseconds is out of range", "timestamp"))
+                    continue
+                us = ts * 1000
+            else:
+                us = datetime_to_us(ts)  # type: ignore[arg-type]
+                if not 0 <= us <= MAX_US:
+                    errors.append(self._error(indexes, position, event, "invalid_timestamp",
+                                              "timestamp is before 1970-01-01T00:00:00Z", "timestamp"))
+                    continue
+            if us > latest:
+                errors.append(self._error(
+                    indexes, position, event, "clock_skew",
+                    f"timestamp {format_us(us)} is more than {self.max_future_us // 1_000_000} s in the future "
+                    f"(server time {format_us(now)})", "timestamp"))
+                continue
+            attributes = event.attributes
+            if memoryview(attributes)[0] != _OPEN_BRACE:
+                if bytes(attributes) == b"null":
+                    event.attributes = EMPTY_OBJECT
+                else:
+                    errors.append(self._error(indexes, position, event, "invalid_event",
+                                              "attributes must be a JSON object", "attributes"))
+                    continue
+            event.timestamp = us
+            event.received_at = now
+            event.source_protocol = source_protocol
+            if event.event_id is None:
+                event.event_id = new_event_id()
+            if event.tenant_id is None:
+                event.tenant_id = default_tenant
+            if us < low:
+                low = us
+            if us > high:
+                high = us
+            accepted.append(event)
+        return accepted, errors, low, high
+
+    @staticmethod
+    def _error(indexes: list[int] | None, position: int, event: Event, code: str, message: str,
+               field: str) -> ItemError:
+        index = indexes[position] if indexes is not None else position
+        return ItemError(index, code, message, event.event_id, field)
+
+
+def is_datetime(value: object) -> bool:
+    return isinstance(value, datetime)

@@ -1,0 +1,1 @@
+"""Reading: parse and check parameters into neutral specs, render stored events."""

@@ -1,0 +1,48 @@
+"""Native ingestion: ``POST /v1/events`` (object, array, {"events": [...]}, or NDJSON)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tea.errors import BadRequest, UnsupportedMediaType
+from tea.http import Request, Response, Route
+from tea.http.response import JSON, encode_json
+from tea.http.schemas import IngestResponse, error_responses
+from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events
+from tea.types import Event
+
+if TYPE_CHECKING:
+    from tea.app import TeaApp
+
+
+def require_event_media_type(media_type: str) -> None:
+    """415 before the body is read, when the Content-Type can never decode."""
+    if media_type in JSON_TYPES or media_type in NDJSON_TYPES or media_type.endswith("+json"):
+        return
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {media_type!r}; send application/json or application/x-ndjson")
+
+
+def routes(app: "TeaApp") -> list[Route]:
+    settings = app.settings
+
+    async def post_events(request: Request) -> Response:
+        require_event_media_type(request.media_type)
+        body = await request.body(settings.max_body_bytes)
+        decoded = decode_events(body, request.media_type, settings.max_batch_events)
+        outcome = await app.ingestor.submit(decoded, "native")
+        if not outcome.accepted:
+            raise BadRequest(f"all {outcome.total} events were rejected", code="invalid_events",
+                             details={"accepted": 0, "rejected": len(outcome.errors), "errors": outcome.errors})
+        result = IngestResponse(len(outcome.accepted), len(outcome.errors),
+                                [e.event_id for e in outcome.accepted], outcome.errors)  # type: ignore[misc]
+        return Response(encode_json(result), 207 if outcome.errors else 200, JSON)
+
+    return [Route(
+        "POST", "/v1/events", post_events,
+        "Record events: one object, an array, {\"events\": [...]}, or NDJSON; gzip accepted",
+        tags=("events",),
+        request_body={"application/json": Event | list[Event], "application/x-ndjson": Event},
+        responses={200: ("All events accepted", {"application/json": IngestResponse}),
+                   207: ("Some events accepted; the others are listed in `errors`",
+                         {"application/json": IngestResponse}),
+                   **error_responses(400, 413, 415, 503)})]

@@ -1,0 +1,302 @@
+"""One settings table; ``load()`` resolves flag > environment > tea.toml > default.
+
+Keys are dotted (``buffer.max_bytes``). The environment name is ``TEA_`` + the key upper-cased
+with ``.`` → ``__`` (``TEA_BUFFER__MAX_BYTES``); the seed's own names (``TEA_STORAGE_BACKEND``,
+``TEA_MAX_EVENTS``, ``TEA_RETENTION_HOURS``, ``TEA_AUTH_VALIDATION``) are the top-level keys.
+In ``tea.toml`` a dotted key is a table: ``[buffer] max_bytes = "1GiB"``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from tea.errors import ConfigError
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise ValueError
+
+
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    return float(value)
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError
+
+
+def _parse_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _parse_str(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError
+    return str(value)
+
+
+_KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "int": (_parse_int, "a whole number"),
+    "float": (_parse_float, "a number"),
+    "bool": (_parse_bool, "true or false"),
+    "size": (_parse_size, "a size in bytes, e.g. 1048576, 20MiB, 1GiB"),
+    "str": (_parse_str, "a string"),
+    "path": (_parse_str, "a path"),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    secret: bool = False
+    nullable: bool = False
+    aliases: tuple[str, ...] = ()  # extra environment names
+
+    @property
+    def env(self) -> str:
+        return "TEA_" + self.key.upper().replace(".", "__")
+
+    def accepted(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        text = _KINDS[self.kind][1]
+        if self.minimum is not None and self.maximum is not None:
+            text += f" from {self.minimum:g} to {self.maximum:g}"
+        elif self.minimum is not None:
+            text += f" >= {self.minimum:g}"
+        return text
+
+    def parse(self, value: Any, where: str) -> Any:
+        if self.nullable and (value is None or isinstance(value, str) and value.strip().lower() in ("", "auto")):
+            return None
+        try:
+            parsed = _KINDS[self.kind][0](value)
+        except (ValueError, TypeError, OverflowError):
+            raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}") from None
+        if self.choices and parsed not in self.choices:
+            raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
+        if self.minimum is not None and parsed < self.minimum or self.maximum is not None and parsed > self.maximum:
+            raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
+        return parsed
+
+
+MiB = 1024 * 1024
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "str", "127.0.0.1", "address to listen on"),
+    Setting("port", "int", 3001, "HTTP port", minimum=0, maximum=65535),
+    Setting("data_dir", "path", "./tea-data", "directory for the durable buffer and the DuckDB file"),
+    Setting("config", "path", None, "path of a tea.toml settings file", nullable=True),
+    Setting("storage_backend", "str", "duckdb", "where events are stored", choices=("memory", "duckdb")),
+    Setting("max_events", "int", 10000, "memory backend: oldest events are evicted past this count", minimum=1),
+    Setting("retention_hours", "int", None,
+            "delete events older than this; 0 keeps forever; default 24 for memory, 720 for persistent backends",
+            minimum=0, nullable=True),
+    Setting("retention_interval_s", "float", 300.0, "how often the retention job runs", minimum=1),
+    Setting("auth_validation", "bool", True, "require credentials (the auth issue enforces it; recorded now)"),
+    Setting("default_tenant", "str", "default", "tenant of events that name none"),
+    Setting("max_body_bytes", "size", 20 * MiB, "largest request body, after decompression", minimum=1024),
+    Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1),
+    Setting("max_future_skew_s", "float", 86400.0,
+            "reject events stamped further than this in the future; 0 disables the check", minimum=0),
+    Setting("log_level", "str", "info", "logging level", choices=("debug", "info", "warning", "error")),
+    Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
+    Setting("access_log", "bool", False, "log every HTTP request"),
+    Setting("shutdown_timeout_s", "float", 30.0, "time budget to drain the buffer on shutdown", minimum=0),
+    Setting("buffer.max_bytes", "size", 1024 * MiB,
+            "bound of the durable buffer backlog; ingestion answers 503 past it", minimum=4096),
+    Setting("buffer.segment_bytes", "size", 64 * MiB, "size at which a buffer segment file is sealed",
+            minimum=4096),
+    Setting("buffer.ack", "str", "durable", "durable: acknowledge after fsync; memory: before (loss window)",
+            choices=("durable", "memory")),
+    Setting("buffer.fsync_interval_ms", "float", 200.0, "buffer.ack=memory: how often the buffer is fsynced",
+            minimum=1),
+    Setting("writer.batch_events", "int", 50000, "most events per storage write", minimum=1),
+    Setting("writer.flush_interval_ms", "float", 200.0, "longest wait before a partial batch is written",
+            minimum=0),
+    Setting("writer.max_backoff_s", "float", 30.0, "longest pause between storage retries", minimum=0.01),
+    Setting("storage.dedup_window_s", "float", 3600.0,
+            "an event is a duplicate when a stored event has its (tenant_id, event_id) and a timestamp "
+            "within this window", minimum=0),
+    Setting("duckdb.path", "path", None, "DuckDB file; default <data_dir>/tea.duckdb", nullable=True),
+    Setting("duckdb.threads", "int", None, "DuckDB worker threads; default: all cores", minimum=1, nullable=True),
+    Setting("duckdb.memory_limit", "str", None, "DuckDB memory limit, e.g. 2GB; default: DuckDB's", nullable=True),
+)
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+_MASK = "********"
+
+
+class Section:
+    """Attribute access to the settings under one dotted prefix."""
+
+    def __init__(self, values: Mapping[str, Any], prefix: str) -> None:
+        self._values = values
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        key = self._prefix + name
+        if key in self._values:
+            return self._values[key]
+        if any(k.startswith(key + ".") for k in self._values):
+            return Section(self._values, key + ".")
+        raise AttributeError(f"no setting {key!r}")
+
+
+class Settings(Section):
+    """The effective settings: ``settings.buffer.max_bytes``, ``settings.source("port")``."""
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str],
+                 table: Iterable[Setting] = SETTINGS) -> None:
+        super().__init__(dict(values), "")
+        self._sources = dict(sources)
+        self._table = {s.key: s for s in table}
+
+    def get(self, key: str) -> Any:
+        return self._values[key]
+
+    def source(self, key: str) -> str:
+        return self._sources.get(key, "default")
+
+    def replace(self, **changes: Any) -> "Settings":
+        values = dict(self._values)
+        for key, value in changes.items():
+            values[key.replace("__", ".")] = value
+        return Settings(values, self._sources, self._table.values())
+
+    @property
+    def retention_hours_effective(self) -> int:
+        if self._values["retention_hours"] is not None:
+            return self._values["retention_hours"]
+        return 24 if self._values["storage_backend"] == "memory" else 720
+
+    def effective(self, masked: bool = True) -> list[tuple[str, Any, str]]:
+        """(key, value, source) rows, secrets masked."""
+        rows = []
+        for key, setting in self._table.items():
+            value = self._values.get(key)
+            if key == "retention_hours" and value is None:
+                value = self.retention_hours_effective
+            if masked and value not in (None, "") and (setting.secret or _looks_secret(key)):
+                value = mask(value)
+            rows.append((key, value, self.source(key)))
+        return rows
+
+
+def _looks_secret(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1]
+    return any(word in last for word in ("secret", "password", "token", "key")) and "max" not in last
+
+
+def mask(value: Any) -> str:
+    """Mask a secret; for URLs only the password is hidden so the target stays visible."""
+    text = str(value)
+    match = re.match(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)([^@]*)(@.*)$", text)
+    if match:
+        return match.group(1) + _MASK + match.group(3)
+    return _MASK
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        key = prefix + name
+        if isinstance(value, dict):
+            out.update(_flatten(value, key + "."))
+        else:
+            out[key] = value
+    return out
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return _flatten(tomllib.load(fh))
+    except FileNotFoundError:
+        raise ConfigError(f"invalid config file {os.fspath(path)!r}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid config file {os.fspath(path)!r}: {exc}") from None
+
+
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+         table: Iterable[Setting] = SETTINGS) -> Settings:
+    """Resolve every setting: flag > environment > tea.toml > default. Raises ConfigError."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    by_key = {s.key: s for s in table}
+    env_names: dict[str, Setting] = {}
+    for setting in by_key.values():
+        for name in (setting.env, *setting.aliases):
+            env_names[name] = setting
+
+    config_path = flags.get("config") or env.get("TEA_CONFIG")
+    file_values = read_toml(config_path) if config_path else {}
+    for key in file_values:
+        if key not in by_key:
+            raise ConfigError(f"invalid config file {config_path!r}: unknown setting {key!r}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, setting in by_key.items():
+        if key in flags:
+            flag = "--" + key.replace("_", "-").replace(".", "-")
+            values[key], sources[key] = setting.parse(flags[key], flag), "flag " + flag
+            continue
+        env_hit = next((n for n in (setting.env, *setting.aliases) if n in env), None)
+        if env_hit is not None:
+            values[key], sources[key] = setting.parse(env[env_hit], env_hit), "env " + env_hit
+        elif key in file_values:
+            values[key], sources[key] = setting.parse(file_values[key], key), "file " + str(config_path)
+        else:
+            values[key] = setting.default
+    return Settings(values, sources, by_key.values())
+
+
+def unknown_env(env: Mapping[str, str] | None = None, table: Iterable[Setting] = SETTINGS) -> list[str]:
+    """TEA_* environment variables that name no setting (likely typos)."""
+    env = os.environ if env is None else env
+    known = {"TEA_CONFIG", "TEA_REQUIRE_SERVICES"}
+    for setting in table:
+        known.update((setting.env, *setting.aliases))
+    return sorted(n for n in env if n.startswith("TEA_") and n not in known)
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    return Path(settings.data_dir).joinpath(*parts)
+

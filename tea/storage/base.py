@@ -1,0 +1,63 @@
+"""The storage Protocol every backend implements, and the factory that picks one.
+
+Backends receive neutral shapes (``Batch``, ``QuerySpec``, ``EventFilter``) and compile them into
+their own dialect. Contract (tests/storage/test_contract.py runs it against every backend):
+
+* ``write_batch`` is idempotent on ``(tenant_id, event_id)``: an event whose key is already stored
+  with a timestamp within ``dedup_window_s`` — or appears twice in one batch — is counted as a
+  duplicate and not stored again. Buffer replays repeat events exactly, so they never duplicate.
+* reads return events in the order (timestamp, event_id, tenant_id) descending and honour every
+  field of the filter; ``tenant_ids=None`` reads every tenant.
+* failures raise ``StorageError`` (transient: retried) or ``StorageDataError`` (the data itself
+  was refused: the writer isolates the offending events).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+from tea.types import Batch, EventFilter, QueryResult, QuerySpec, WriteResult
+
+if TYPE_CHECKING:
+    from tea.settings import Settings
+
+
+@runtime_checkable
+class Storage(Protocol):
+    name: ClassVar[str]
+    persistent: ClassVar[bool]
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Called once before anything else."""
+
+    async def write_batch(self, batch: Batch) -> WriteResult:
+        """Store a batch atomically (all or nothing); idempotent as described above."""
+
+    async def query_events(self, spec: QuerySpec) -> QueryResult:
+        """One page of events matching ``spec.filter`` after ``spec.after``, at most ``spec.limit``."""
+
+    async def count(self, filter: EventFilter | None = None) -> int:
+        """How many stored events match (all when ``filter`` is None)."""
+
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None) -> int:
+        """Delete events with timestamp < cutoff (optionally only of these tenants); returns rows deleted."""
+
+    async def close(self) -> None:
+        """Flush and release resources. Idempotent."""
+
+
+def make_storage(settings: "Settings") -> Storage:
+    """The backend named by ``storage_backend``, configured from the settings."""
+    backend = settings.storage_backend
+    if backend == "memory":
+        from tea.storage.memory import MemoryStorage
+        return MemoryStorage(max_events=settings.max_events,
+                             dedup_window_us=int(settings.storage.dedup_window_s * 1e6))
+    if backend == "duckdb":
+        import os
+
+        from tea.storage.duckdb import DuckDBStorage
+        path = settings.duckdb.path or os.path.join(settings.data_dir, "tea.duckdb")
+        return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
+                             threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
+                             max_object_bytes=settings.max_body_bytes)
+    raise ValueError(f"unknown storage backend {backend!r}")

@@ -1,0 +1,257 @@
+"""The embedded default: one DuckDB file under the data directory.
+
+One thread owns the write connection; readers use their own cursors on the same database, from a
+small pool of threads, so queries never wait behind a write and never block the event loop.
+Batches load through DuckDB's own NDJSON reader (``read_json``): the NDJSON the durable buffer
+already holds is handed over as is, so no Python object is built per event on the write path.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, ClassVar, TypeVar
+
+import duckdb
+import msgspec
+
+from tea.errors import StorageDataError, StorageError
+from tea.types import COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC.
+COLUMN_TYPES: dict[str, str] = {
+    "event_id": "VARCHAR NOT NULL", "tenant_id": "VARCHAR NOT NULL", "timestamp": "TIMESTAMP NOT NULL",
+    "received_at": "TIMESTAMP NOT NULL", "event_type": "VARCHAR NOT NULL", "source": "VARCHAR",
+    "source_protocol": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "organization": "VARCHAR",
+    "method": "VARCHAR", "target": "VARCHAR", "protocol": "VARCHAR", "status": "VARCHAR",
+    "status_code": "INTEGER", "duration_ms": "DOUBLE", "request_size": "BIGINT", "response_size": "BIGINT",
+    "tokens_used": "BIGINT", "cost": "DOUBLE", "error_type": "VARCHAR", "error_message": "VARCHAR",
+    "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR", "correlation_id": "VARCHAR",
+    "tags": "VARCHAR[] NOT NULL", "attributes": "JSON NOT NULL",
+}
+assert tuple(COLUMN_TYPES) == COLUMNS
+
+# Each migration moves the schema one version up; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    "CREATE TABLE events (" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")",
+)
+
+# How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
+_JSON_TYPES = {name: kind.replace(" NOT NULL", "") for name, kind in COLUMN_TYPES.items()}
+_JSON_TYPES.update(timestamp="BIGINT", received_at="BIGINT")
+_JSON_COLUMNS = "{" + ", ".join(f"{name}: '{kind}'" for name, kind in _JSON_TYPES.items()) + "}"
+_INSERT_VALUES = ", ".join(
+    "make_timestamp(b.timestamp)" if c == "timestamp" else
+    "make_timestamp(b.received_at)" if c == "received_at" else
+    "COALESCE(b.tags, [])" if c == "tags" else
+    "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
+    for c in COLUMNS)
+_SELECT = ", ".join(
+    f"epoch_us({c})" if c in ("timestamp", "received_at") else
+    "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
+_FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
+_ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckDBStorage:
+    name: ClassVar[str] = "duckdb"
+    persistent: ClassVar[bool] = True
+
+    def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
+                 memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
+                 readers: int = 4) -> None:
+        self.path = path
+        self.dedup_window_us = dedup_window_us
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self.max_object_bytes = max_object_bytes
+        self._ingest_path = path + ".ingest.ndjson"
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-duckdb-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tea-duckdb-reader")
+        self._cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        self._reader_count = readers
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def open(self) -> None:
+        await self._on_writer(self._open_sync)
+
+    def _open_sync(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        config: dict[str, Any] = {"preserve_insertion_order": False}
+        if self.threads:
+            config["threads"] = self.threads
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        try:
+            self._con = duckdb.connect(self.path, config=config)
+        except duckdb.IOException as exc:
+            raise StorageError(f"cannot open DuckDB file {self.path}: {exc}") from exc
+        self._migrate(self._con)
+        for _ in range(self._reader_count):
+            self._cursors.put(self._con.cursor())
+
+    @staticmethod
+    def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS tea_schema (version INTEGER NOT NULL)")
+        row = con.execute("SELECT max(version) FROM tea_schema").fetchone()
+        version = row[0] if row and row[0] is not None else 0
+        if version > len(MIGRATIONS):
+            raise StorageError(f"the DuckDB file has schema version {version}; this TEA knows up to "
+                               f"{len(MIGRATIONS)} — upgrade TEA")
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            con.execute("BEGIN")
+            con.execute(MIGRATIONS[number - 1])
+            con.execute("INSERT INTO tea_schema VALUES (?)", [number])
+            con.execute("COMMIT")
+            log.info("duckdb: schema migrated to version %d", number)
+
+    @property
+    def schema_version(self) -> int:
+        return len(MIGRATIONS)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._readers.shutdown(wait=True)
+        await self._on_writer(self._close_sync)
+        self._writer.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        while not self._cursors.empty():
+            self._cursors.get().close()
+        if self._con is not None:
+            self._con.execute("CHECKPOINT")
+            self._con.close()
+            self._con = None
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._with_cursor, fn, *args)
+
+    def _with_cursor(self, fn: Callable[..., T], *args: Any) -> T:
+        cursor = self._cursors.get()
+        try:
+            return fn(cursor, *args)
+        finally:
+            self._cursors.put(cursor)
+
+    # ----------------------------------------------------------------- writing
+    async def write_batch(self, batch: Batch) -> WriteResult:
+        if not batch.count:
+            return WriteResult(0, 0)
+        return await self._on_writer(self._write_sync, batch.ndjson(), batch.count, batch.min_ts, batch.max_ts)
+
+    def _write_sync(self, data: bytes, count: int, min_ts: int, max_ts: int) -> WriteResult:
+        con = self._con
+        assert con is not None
+        with open(self._ingest_path, "wb") as fh:
+            fh.write(data)
+        sql = (
+            f"INSERT INTO events SELECT {_INSERT_VALUES} FROM ("
+            f" SELECT * FROM read_json({_sql_string(self._ingest_path)}, format='newline_delimited',"
+            f"  columns={_JSON_COLUMNS}, maximum_object_size={self.max_object_bytes + 1024})"
+            f" QUALIFY row_number() OVER (PARTITION BY tenant_id, event_id ORDER BY received_at) = 1) b"
+            f" WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.timestamp BETWEEN make_timestamp(?)"
+            f"  AND make_timestamp(?) AND e.tenant_id = b.tenant_id AND e.event_id = b.event_id)")
+        try:
+            row = con.execute(sql, [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]).fetchone()
+        except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.ConstraintException) as exc:
+            raise StorageDataError(f"duckdb refused the batch: {exc}") from exc
+        except duckdb.Error as exc:
+            raise StorageError(f"duckdb write failed: {exc}") from exc
+        finally:
+            try:
+                os.unlink(self._ingest_path)
+            except FileNotFoundError:
+                pass
+        written = row[0] if row else 0
+        return WriteResult(written, count - written)
+
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None) -> int:
+        return await self._on_writer(self._purge_sync, cutoff_us, tenant_ids)
+
+    def _purge_sync(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None) -> int:
+        con = self._con
+        assert con is not None
+        sql = "DELETE FROM events WHERE timestamp < make_timestamp(?)"
+        params: list[Any] = [cutoff_us]
+        if tenant_ids is not None:
+            sql += " AND " + _tenant_clause(tenant_ids)
+            params.extend(tenant_ids)
+        row = con.execute(sql, params).fetchone()
+        return row[0] if row else 0
+
+    # ----------------------------------------------------------------- reading
+    async def query_events(self, spec: QuerySpec) -> QueryResult:
+        return await self._on_reader(self._query_sync, spec)
+
+    def _query_sync(self, cur: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
+        where, params = _where(spec.filter)
+        total = None
+        if spec.with_total:
+            total = cur.execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0]  # type: ignore[index]
+        page_where, page_params = where, list(params)
+        if spec.after is not None:
+            a = spec.after
+            clause = ("(timestamp < make_timestamp(?) OR (timestamp = make_timestamp(?) AND (event_id < ? OR "
+                      "(event_id = ? AND tenant_id < ?))))")
+            page_where = (where + " AND " if where else " WHERE ") + clause
+            page_params += [a.timestamp, a.timestamp, a.event_id, a.event_id, a.tenant_id]
+        rows = cur.execute(f"SELECT {_SELECT} FROM events{page_where} {_ORDER} LIMIT ?",
+                           [*page_params, spec.limit + 1]).fetchall()
+        events = [_row_to_event(row) for row in rows[: spec.limit]]
+        return QueryResult(events, total, len(rows) > spec.limit)
+
+    async def count(self, filter: EventFilter | None = None) -> int:
+        return await self._on_reader(self._count_sync, filter)
+
+    def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
+        where, params = _where(filter) if filter is not None else ("", [])
+        return cur.execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0]  # type: ignore[index]
+
+
+def _tenant_clause(tenant_ids: tuple[str, ...]) -> str:
+    if not tenant_ids:
+        return "FALSE"
+    return "tenant_id = ?" if len(tenant_ids) == 1 else "tenant_id IN (" + ", ".join("?" * len(tenant_ids)) + ")"
+
+
+def _where(f: EventFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.tenant_ids is not None:
+        clauses.append(_tenant_clause(f.tenant_ids))
+        params.extend(f.tenant_ids)
+    for name in _FILTER_COLUMNS:
+        value = getattr(f, name)
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value)
+    if f.start_us is not None:
+        clauses.append("timestamp >= make_timestamp(?)")
+        params.append(f.start_us)
+    if f.end_us is not None:
+        clauses.append("timestamp < make_timestamp(?)")
+        params.append(f.end_us)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _row_to_event(row: tuple[Any, ...]) -> Event:
+    values = dict(zip(COLUMNS, row))
+    values["attributes"] = msgspec.Raw(values["attributes"])
+    return Event(**values)

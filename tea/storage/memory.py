@@ -1,0 +1,98 @@
+"""The in-memory backend: the seed's semantics (oldest evicted past ``max_events``), and tests."""
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from typing import ClassVar
+
+from tea.types import Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
+
+_EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
+
+
+class MemoryStorage:
+    name: ClassVar[str] = "memory"
+    persistent: ClassVar[bool] = False
+
+    def __init__(self, max_events: int = 10000, dedup_window_us: int = 3_600_000_000) -> None:
+        self.max_events = max_events
+        self.dedup_window_us = dedup_window_us
+        self._events: OrderedDict[int, Event] = OrderedDict()  # insertion order = eviction order
+        self._keys: dict[tuple[str, str], dict[int, int]] = {}   # (tenant, id) -> {seq: timestamp}
+        self._seq = itertools.count()
+        self.evicted = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def write_batch(self, batch: Batch) -> WriteResult:
+        written = duplicates = 0
+        for event in batch:
+            key = (event.tenant_id, event.event_id)
+            seen = self._keys.get(key)  # type: ignore[arg-type]
+            ts: int = event.timestamp  # type: ignore[assignment]
+            if seen and any(abs(other - ts) <= self.dedup_window_us for other in seen.values()):
+                duplicates += 1
+                continue
+            seq = next(self._seq)
+            self._events[seq] = event
+            self._keys.setdefault(key, {})[seq] = ts  # type: ignore[arg-type]
+            written += 1
+        while len(self._events) > self.max_events:
+            seq, old = self._events.popitem(last=False)
+            self._forget(seq, old)
+            self.evicted += 1
+        return WriteResult(written, duplicates)
+
+    def _forget(self, seq: int, event: Event) -> None:
+        key = (event.tenant_id, event.event_id)
+        seen = self._keys.get(key)  # type: ignore[arg-type]
+        if seen is not None:
+            seen.pop(seq, None)
+            if not seen:
+                del self._keys[key]  # type: ignore[arg-type]
+
+    def _matching(self, f: EventFilter | None) -> list[Event]:
+        events = list(self._events.values())
+        if f is None:
+            return events
+        if f.tenant_ids is not None:
+            tenants = set(f.tenant_ids)
+            events = [e for e in events if e.tenant_id in tenants]
+        for name in _EQUALITY:
+            wanted = getattr(f, name)
+            if wanted is not None:
+                events = [e for e in events if getattr(e, name) == wanted]
+        if f.start_us is not None:
+            events = [e for e in events if e.timestamp >= f.start_us]  # type: ignore[operator]
+        if f.end_us is not None:
+            events = [e for e in events if e.timestamp < f.end_us]  # type: ignore[operator]
+        return events
+
+    async def query_events(self, spec: QuerySpec) -> QueryResult:
+        events = self._matching(spec.filter)
+        total = len(events) if spec.with_total else None
+        events.sort(key=_order_key, reverse=True)
+        if spec.after is not None:
+            cursor = (spec.after.timestamp, spec.after.event_id, spec.after.tenant_id)
+            events = [e for e in events if _order_key(e) < cursor]
+        page = events[: spec.limit]
+        return QueryResult(page, total, len(events) > spec.limit)
+
+    async def count(self, filter: EventFilter | None = None) -> int:
+        return len(self._events) if filter is None else len(self._matching(filter))
+
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None) -> int:
+        doomed = [(seq, e) for seq, e in self._events.items()
+                  if e.timestamp < cutoff_us and (tenant_ids is None or e.tenant_id in tenant_ids)]  # type: ignore[operator]
+        for seq, event in doomed:
+            del self._events[seq]
+            self._forget(seq, event)
+        return len(doomed)
+
+
+def _order_key(event: Event) -> tuple[int, str, str]:
+    return (event.timestamp, event.event_id, event.tenant_id)  # type: ignore[return-value]

@@ -1,0 +1,48 @@
+"""Time as TEA stores it: integer microseconds since the Unix epoch, UTC."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+MAX_US = 253402300799999999  # 9999-12-31T23:59:59.999999Z
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def datetime_to_us(value: datetime) -> int:
+    """A datetime (naive means UTC) → µs since the epoch."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // _US
+
+
+def us_to_datetime(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def format_us(us: int) -> str:
+    """RFC 3339 in UTC with a Z; fractional seconds only when present."""
+    dt = EPOCH + timedelta(microseconds=us)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 / ISO 8601 text or epoch milliseconds (all digits) → µs. Raises ValueError."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        us = int(text) * 1000
+    else:
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        us = datetime_to_us(datetime.fromisoformat(text))
+    if not 0 <= us <= MAX_US:
+        raise ValueError("out of range")
+    return us

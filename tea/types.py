@@ -1,0 +1,182 @@
+"""The canonical wide event and the neutral shapes that move between the stages.
+
+``Event`` is the one msgspec Struct every receiver produces. On the wire ``timestamp`` is an
+RFC 3339 string or epoch milliseconds; after ``pipeline.normalise`` it is an int of UTC
+microseconds, and ``received_at`` is set by TEA. ``attributes`` stays raw JSON text end to end,
+so TEA never parses what it does not need to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Iterator, Sequence, overload
+
+import msgspec
+
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Short = Annotated[str, msgspec.Meta(max_length=1024)]
+Text = Annotated[str, msgspec.Meta(max_length=65536)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Tag = Annotated[str, msgspec.Meta(max_length=256)]
+EMPTY_OBJECT = msgspec.Raw(b"{}")
+# Kept as raw JSON text end to end; the normaliser checks it is an object.
+Attributes = Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema={
+    "type": "object", "description": "everything that is not a promoted column (any JSON object)"})]
+
+# Promoted columns in storage order; storage backends and the query layer use this order.
+COLUMNS: tuple[str, ...] = (
+    "event_id", "tenant_id", "timestamp", "received_at", "event_type", "source", "source_protocol",
+    "user_id", "session_id", "organization", "method", "target", "protocol", "status", "status_code",
+    "duration_ms", "request_size", "response_size", "tokens_used", "cost", "error_type",
+    "error_message", "trace_id", "span_id", "parent_span_id", "correlation_id", "tags", "attributes",
+)
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A canonical wide event. Only ``event_type`` is required on the wire.
+
+    ``attributes`` (a JSON object) holds everything that is not a promoted column.
+    """
+
+    event_type: Ident
+    event_id: Ident | None = None
+    tenant_id: Ident | None = None
+    timestamp: int | datetime | None = None
+    received_at: int | None = None
+    source: Short | None = None
+    source_protocol: Short | None = None
+    user_id: Short | None = None
+    session_id: Short | None = None
+    organization: Short | None = None
+    method: Short | None = None
+    target: Short | None = None
+    protocol: Short | None = None
+    status: Short | None = None
+    status_code: Int32 | None = None
+    duration_ms: NonNegative | None = None
+    request_size: Count | None = None
+    response_size: Count | None = None
+    tokens_used: Count | None = None
+    cost: float | None = None
+    error_type: Short | None = None
+    error_message: Text | None = None
+    trace_id: Short | None = None
+    span_id: Short | None = None
+    parent_span_id: Short | None = None
+    correlation_id: Short | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=256)] = []
+    attributes: Attributes = msgspec.field(default_factory=lambda: EMPTY_OBJECT)
+
+
+_lines_encoder = msgspec.json.Encoder()
+_lines_decoder = msgspec.json.Decoder(list[Event])
+
+
+class Batch(Sequence[Event]):
+    """Events on their way to storage, held as the NDJSON the durable buffer stores.
+
+    Backends that can load NDJSON themselves (DuckDB, ClickHouse) take ``ndjson()`` and never
+    build Python objects; others iterate the batch, which decodes once on first use.
+    """
+
+    __slots__ = ("chunks", "count", "min_ts", "max_ts", "_events")
+
+    def __init__(self, chunks: Sequence[bytes], count: int, min_ts: int, max_ts: int) -> None:
+        self.chunks = list(chunks)
+        self.count = count
+        self.min_ts = min_ts
+        self.max_ts = max_ts
+        self._events: list[Event] | None = None
+
+    @classmethod
+    def from_events(cls, events: Sequence[Event]) -> "Batch":
+        stamps = [e.timestamp for e in events]
+        if not all(isinstance(t, int) for t in stamps):
+            raise ValueError("events must be normalised (integer µs timestamps) before batching")
+        batch = cls([encode_lines(events)] if events else [], len(events),
+                    min(stamps, default=0), max(stamps, default=0))  # type: ignore[type-var]
+        batch._events = list(events)
+        return batch
+
+    def ndjson(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def events(self) -> list[Event]:
+        if self._events is None:
+            data = self.ndjson()
+            self._events = _lines_decoder.decode(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]") \
+                if data else []
+        return self._events
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        return self.events()[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events())
+
+
+def encode_lines(events: Sequence[Event]) -> bytes:
+    return _lines_encoder.encode_lines(events)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    written: int
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a read touches. ``tenant_ids`` None means every tenant (admin reads)."""
+
+    tenant_ids: tuple[str, ...] | None = None
+    event_id: str | None = None
+    user_id: str | None = None
+    event_type: str | None = None
+    source: str | None = None
+    method: str | None = None
+    status: str | None = None
+    trace_id: str | None = None
+    correlation_id: str | None = None
+    start_us: int | None = None  # inclusive
+    end_us: int | None = None    # exclusive
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last event of a page, in the order (timestamp, event_id, tenant_id) descending."""
+
+    timestamp: int
+    event_id: str
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    filter: EventFilter = EventFilter()
+    limit: int = 100
+    after: Cursor | None = None
+    with_total: bool = True
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    events: list[Event]
+    total_count: int | None
+    has_more: bool
+
+    @property
+    def next_cursor(self) -> Cursor | None:
+        if not self.has_more or not self.events:
+            return None
+        last = self.events[-1]
+        return Cursor(last.timestamp, last.event_id, last.tenant_id)  # type: ignore[arg-type]

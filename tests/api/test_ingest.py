@@ -1,0 +1,224 @@
+"""POST /v1/events: every body form and every status code, over real HTTP."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+
+
+def post(client: httpx.Client, body: object | bytes, content_type: str = "application/json", **headers: str):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post("/v1/events", content=data, headers={"content-type": content_type, **headers})
+
+
+def assert_error_shape(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and isinstance(body["message"], str) and body["message"]
+    if code is not None:
+        assert body["error"] == code, body
+    return body
+
+
+def stored(client: httpx.Client, server: LiveServer, expected: int, **params: str) -> list[dict]:
+    server.wait_stored(expected)
+    page = client.get("/v1/events", params={"limit": "10000", **params}).json()
+    return page["events"]
+
+
+def test_single_object_is_accepted_and_stored(client: httpx.Client, server: LiveServer) -> None:
+    r = post(client, {"event_type": "mcp_request", "tenant_id": "acme", "method": "tools/list",
+                      "duration_ms": 45, "attributes": {"k": [1, 2]}})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accepted"] == 1 and body["rejected"] == 0 and len(body["event_ids"]) == 1
+    [event] = stored(client, server, 1)
+    assert event["event_id"] == body["event_ids"][0]
+    assert event["tenant_id"] == "acme" and event["method"] == "tools/list" and event["duration_ms"] == 45
+    assert event["attributes"] == {"k": [1, 2]} and event["source_protocol"] == "native"
+
+
+@pytest.mark.parametrize("shape", ["array", "envelope", "ndjson"])
+def test_batch_forms(client: httpx.Client, server: LiveServer, shape: str) -> None:
+    events = [{"event_type": "t", "event_id": f"e{i}", "tenant_id": "t1"} for i in range(50)]
+    if shape == "array":
+        r = post(client, events)
+    elif shape == "envelope":
+        r = post(client, {"events": events})
+    else:
+        r = post(client, b"\n".join(json.dumps(e).encode() for e in events) + b"\n\n", "application/x-ndjson")
+    assert r.status_code == 200, r.text
+    assert r.json()["event_ids"] == [f"e{i}" for i in range(50)]
+    assert sorted(e["event_id"] for e in stored(client, server, 50)) == sorted(f"e{i}" for i in range(50))
+
+
+def test_partial_batch_is_207_with_indexed_errors(client: httpx.Client, server: LiveServer) -> None:
+    events = [{"event_type": "ok", "event_id": "a"}, {"event_type": "", "event_id": "b"},
+              {"event_type": "ok", "event_id": "c", "duration_ms": "slow"},
+              {"event_type": "ok", "event_id": "d", "timestamp": "2999-01-01T00:00:00Z"},
+              {"event_type": "ok", "event_id": "e", "unknown_field": 1},
+              {"event_type": "ok", "event_id": "f", "attributes": [1]},
+              {"event_type": "ok", "event_id": "g"}]
+    r = post(client, events)
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert body["accepted"] == 2 and body["rejected"] == 5 and body["event_ids"] == ["a", "g"]
+    errors = {e["index"]: e for e in body["errors"]}
+    assert sorted(errors) == [1, 2, 3, 4, 5]
+    assert errors[1]["field"] == "event_type" and errors[1]["event_id"] == "b"
+    assert errors[2]["field"] == "duration_ms" and errors[2]["error"] == "invalid_event"
+    assert errors[3]["error"] == "clock_skew" and errors[3]["field"] == "timestamp"
+    assert errors[4]["field"] == "unknown_field"
+    assert errors[5]["field"] == "attributes"
+    assert sorted(e["event_id"] for e in stored(client, server, 2)) == ["a", "g"]
+
+
+def test_all_rejected_is_400_with_item_errors(client: httpx.Client) -> None:
+    r = post(client, [{"event_type": 1}, {"nope": True}])
+    body = assert_error_shape(r, 400, "invalid_events")
+    assert [e["index"] for e in body["details"]["errors"]] == [0, 1]
+
+
+def test_ndjson_bad_line_does_not_sink_the_others(client: httpx.Client, server: LiveServer) -> None:
+    lines = b'{"event_type":"a","event_id":"x1"}\n{"event_type":"a",\n{"event_type":"a","event_id":"x3"}\n'
+    r = post(client, lines, "application/x-ndjson")
+    assert r.status_code == 207
+    assert [e["index"] for e in r.json()["errors"]] == [1] and r.json()["errors"][0]["error"] == "invalid_json"
+    assert len(stored(client, server, 2)) == 2
+
+
+def test_gzip_body(client: httpx.Client, server: LiveServer) -> None:
+    data = gzip.compress(json.dumps([{"event_type": "zipped"}] * 20).encode())
+    r = post(client, data, **{"content-encoding": "gzip"})
+    assert r.status_code == 200 and r.json()["accepted"] == 20
+    assert len(stored(client, server, 20, event_type="zipped")) == 20
+
+
+def test_chunked_body_without_content_length(client: httpx.Client, server: LiveServer) -> None:
+    payload = json.dumps([{"event_type": "chunked", "attributes": {"i": i}} for i in range(300)]).encode()
+
+    def chunks():
+        for start in range(0, len(payload), 1000):
+            yield payload[start:start + 1000]
+
+    r = client.post("/v1/events", content=chunks(), headers={"content-type": "application/json"})
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert r.status_code == 200 and r.json()["accepted"] == 300
+
+
+def test_body_over_limit_is_413_before_reading(serve) -> None:
+    live = serve(storage_backend="memory", max_body_bytes=4096)
+    with httpx.Client(base_url=live.url) as c:
+        r = post(c, [{"event_type": "x" * 100}] * 100)
+        assert_error_shape(r, 413, "payload_too_large")
+
+
+def test_chunked_body_over_limit_is_413(serve) -> None:
+    live = serve(storage_backend="memory", max_body_bytes=4096)
+
+    def chunks():
+        for _ in range(10):
+            yield b"[" + b" " * 1000
+
+    with httpx.Client(base_url=live.url) as c:
+        r = c.post("/v1/events", content=chunks(), headers={"content-type": "application/json"})
+        assert_error_shape(r, 413, "payload_too_large")
+
+
+def test_gzip_bomb_is_refused(serve) -> None:
+    live = serve(storage_backend="memory", max_body_bytes=1024 * 1024)
+    bomb = gzip.compress(b"[" + b" " * (200 * 1024 * 1024) + b"]", compresslevel=9)
+    assert len(bomb) < 400 * 1024
+    with httpx.Client(base_url=live.url, timeout=30) as c:
+        r = post(c, bomb, **{"content-encoding": "gzip"})
+        assert_error_shape(r, 413, "payload_too_large")
+        assert live.app.buffer.backlog_bytes == 0
+
+
+def test_too_many_events_is_413(serve) -> None:
+    live = serve(storage_backend="memory", max_batch_events=10)
+    with httpx.Client(base_url=live.url) as c:
+        body = assert_error_shape(post(c, [{"event_type": "x"}] * 11), 413, "too_many_events")
+        assert body["details"] == {"max_batch_events": 10, "events": 11}
+        assert post(c, [{"event_type": "x"}] * 10).status_code == 200
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_unsupported_content_type_is_415(client: httpx.Client, content_type: str) -> None:
+    assert_error_shape(post(client, {"event_type": "x"}, content_type), 415, "unsupported_media_type")
+
+
+def test_unsupported_content_encoding_is_415(client: httpx.Client) -> None:
+    assert_error_shape(post(client, b"xx", **{"content-encoding": "br"}), 415, "unsupported_content_encoding")
+
+
+def test_buffer_full_is_503_with_retry_after(serve) -> None:
+    gate = _BlockedStorage()
+    live = serve(storage=gate, buffer__max_bytes=64 * 1024)
+    with httpx.Client(base_url=live.url) as c:
+        statuses = []
+        for i in range(100):
+            r = post(c, [{"event_type": "fill", "attributes": {"pad": "x" * 500}}] * 10)
+            statuses.append(r.status_code)
+            if r.status_code == 503:
+                body = assert_error_shape(r, 503, "buffer_full")
+                assert int(r.headers["retry-after"]) >= 1 and "retry" in body["message"]
+                break
+        assert statuses[0] == 200 and statuses[-1] == 503
+        accepted = 10 * (len(statuses) - 1)
+        assert c.get("/readyz").status_code == 503
+    gate.release()
+    live.wait_stored(accepted)
+    assert gate.inner_count() == accepted
+
+
+def test_error_shape_for_unknown_route_and_method(client: httpx.Client) -> None:
+    assert_error_shape(client.get("/nope"), 404, "not_found")
+    r = client.delete("/v1/events")
+    assert_error_shape(r, 405, "method_not_allowed")
+    assert "POST" in r.headers["allow"] and "GET" in r.headers["allow"]
+
+
+class _BlockedStorage:
+    """A real MemoryStorage whose writes wait until released (a storage outage)."""
+
+    name = "memory"
+    persistent = False
+
+    def __init__(self) -> None:
+        import threading
+
+        from tea.storage.memory import MemoryStorage
+        self._inner = MemoryStorage(max_events=10**6)
+        self._open = threading.Event()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def inner_count(self) -> int:
+        return len(self._inner._events)
+
+    async def open(self) -> None:
+        await self._inner.open()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def write_batch(self, batch):
+        import asyncio
+        while not self._open.is_set():
+            await asyncio.sleep(0.01)
+        return await self._inner.write_batch(batch)
+
+    async def query_events(self, spec):
+        return await self._inner.query_events(spec)
+
+    async def count(self, filter=None):
+        return await self._inner.count(filter)
+
+    async def purge_older_than(self, cutoff_us, tenant_ids=None):
+        return await self._inner.purge_older_than(cutoff_us, tenant_ids)

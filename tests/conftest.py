@@ -1,0 +1,111 @@
+"""Shared fixtures: settings on a temp data dir, a live TEA on a free loopback port, an HTTP client."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from tea.app import TeaApp
+from tea.settings import Settings, load
+from tea.storage.base import Storage
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
+    """Defaults as `tea serve` has them (no environment), on ``data_dir``; ``buffer__max_bytes=...``."""
+    settings = load({"data_dir": str(data_dir)}, env={})
+    return settings.replace(**overrides) if overrides else settings
+
+
+class LiveServer:
+    """A TeaApp served by uvicorn on 127.0.0.1 in a background thread: real HTTP over loopback."""
+
+    def __init__(self, app: TeaApp) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
+                                lifespan="on", access_log=False, log_config=None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="tea-live-server", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, wait_ready: bool = True) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("TEA did not start")
+            time.sleep(0.01)
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while httpx.get(self.url + "/readyz").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("TEA did not become ready")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "server did not stop"
+
+    def wait_stored(self, count: int, timeout_s: float = 30) -> None:
+        """Wait until the writer has drained the buffer (count events stored in total)."""
+        deadline = time.monotonic() + timeout_s
+        while self.app.writer.consumed_events < count or self.app.writer.available() > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {self.app.writer.consumed_events} of {count} events drained")
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    def factory(**overrides: Any) -> Settings:
+        return make_settings(tmp_path / "data", **overrides)
+    return factory
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start live servers: ``serve(storage_backend="memory", **settings)``; all stopped at the end."""
+    started: list[LiveServer] = []
+
+    def start(storage: Storage | None = None, wait_ready: bool = True, **overrides: Any) -> LiveServer:
+        overrides.setdefault("writer__flush_interval_ms", 20.0)
+        overrides.setdefault("shutdown_timeout_s", 5.0)
+        settings = make_settings(tmp_path / "data", **overrides)
+        live = LiveServer(TeaApp(settings, storage=storage)).start(wait_ready)
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        if live.thread.is_alive():
+            live.stop()
+
+
+@pytest.fixture(params=["duckdb", "memory"])
+def server(request: pytest.FixtureRequest, serve: Callable[..., LiveServer]) -> LiveServer:
+    return serve(storage_backend=request.param)
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
