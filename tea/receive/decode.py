@@ -63,11 +63,15 @@ def decode_json_value(body: bytes) -> object:
 def decode_events(body: bytes, media_type: str, max_events: int) -> Decoded:
     if not body.strip():
         raise BadRequest("request body is empty", code="empty_body")
-    check_utf8(body)
     if media_type in NDJSON_TYPES:
         items = [line for line in body.split(b"\n") if line.strip()]
         _check_count(len(items), max_events)
+        try:
+            check_utf8(body)
+        except BadRequest:
+            return _decode_items(items, max_events)  # report the bad lines, keep the good ones
         return _decode_array(b"[" + b",".join(items) + b"]", max_events, items)
+    check_utf8(body)
     if media_type not in JSON_TYPES and not media_type.endswith("+json"):
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send application/json or application/x-ndjson")
@@ -107,10 +111,17 @@ def _decode_array(body: bytes, max_events: int, lines: list[bytes] | None = None
         _check_count(len(events), max_events)
         if not events:
             raise BadRequest("the batch holds no events", code="empty_batch")
-        if _may_hold_lone_surrogate(body):
-            return _decode_items(lines if lines is not None else _raw_list.decode(body), max_events)
         return Decoded(events, None, [], len(events))
-    return _decode_items(lines if lines is not None else _raw_list.decode(body), max_events)
+    return _decode_items(lines if lines is not None else _raw_items(body), max_events)
+
+
+def _raw_items(body: bytes) -> list[msgspec.Raw]:
+    try:
+        return _raw_list.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"invalid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("JSON is nested too deeply", code="invalid_json") from None
 
 
 def _decode_items(items: list, max_events: int) -> Decoded:
@@ -122,6 +133,11 @@ def _decode_items(items: list, max_events: int) -> Decoded:
     errors: list[ItemError] = []
     for index, raw in enumerate(items):
         try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(ItemError(index, "invalid_utf8", f"not valid UTF-8 (byte {exc.start})"))
+            continue
+        try:
             event = _single.decode(raw)
         except msgspec.ValidationError as exc:
             errors.append(ItemError(index, "invalid_event", _message(exc), _event_id(raw), _field(exc)))
@@ -130,28 +146,9 @@ def _decode_items(items: list, max_events: int) -> Decoded:
             text = "JSON is nested too deeply" if isinstance(exc, RecursionError) else f"invalid JSON: {exc}"
             errors.append(ItemError(index, "invalid_json", text, None))
             continue
-        if _may_hold_lone_surrogate(raw) and not _valid_json(event.attributes):
-            errors.append(ItemError(index, "invalid_event", "attributes hold an unpaired UTF-16 surrogate escape",
-                                    event.event_id, "attributes"))
-            continue
         events.append(event)
         indexes.append(index)
     return Decoded(events, indexes, errors, len(items))
-
-
-def _may_hold_lone_surrogate(body: bytes | msgspec.Raw) -> bool:
-    # Attributes stay raw JSON; storage refuses escaped lone surrogates, so check them here —
-    # only when a \uD8xx-\uDFxx escape appears at all (rare), to keep the common path free.
-    data = bytes(body)
-    return b"\\ud" in data or b"\\uD" in data
-
-
-def _valid_json(raw: msgspec.Raw) -> bool:
-    try:
-        _any.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        return False
-    return True
 
 
 def _check_count(count: int, max_events: int) -> None:

@@ -103,11 +103,18 @@ def tool_reply(text: str, status: int = 200, error: bool = False, headers: dict[
 
 
 def from_readme(body: TeaEventIn, extra: dict[str, Any]) -> Event:
+    """Canonical event from the README body. Promoted columns may come from ``metadata`` or, leniently,
+    from the top level; everything else (and a top-level ``attributes`` object) goes to attributes."""
     fields: dict[str, Any] = {"event_type": body.event_type, "event_id": body.event_id,
                               "tenant_id": body.tenant_id, "user_id": body.user_id,
                               "session_id": body.session_id, "tags": body.tags}
-    attributes: dict[str, Any] = dict(extra)
-    for key, value in body.metadata.items():
+    attributes: dict[str, Any] = {}
+    top_attributes = extra.pop("attributes", {})
+    if not isinstance(top_attributes, dict):
+        raise BadRequest("invalid event: attributes must be a JSON object", code="invalid_event",
+                         details={"field": "attributes"})
+    attributes.update(top_attributes)
+    for key, value in [*extra.items(), *body.metadata.items()]:
         (fields if key in PROMOTED and value is not None else attributes)[key] = value
     if fields.get("status") is None:
         failed = fields.get("error_type") or (isinstance(fields.get("status_code"), int) and fields["status_code"] >= 400)
@@ -161,9 +168,9 @@ def routes(app: "TeaApp") -> list[Route]:
             return await _gateway_event(body)
         try:
             readme = _readme.decode(body)
-        except msgspec.ValidationError as exc:
+            extra = {k: _any.decode(v) for k, v in keys.items() if k not in TeaEventIn.__struct_fields__}
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise BadRequest(f"invalid event: {exc}", code="invalid_event") from None
-        extra = {k: _any.decode(v) for k, v in keys.items() if k not in TeaEventIn.__struct_fields__}
         outcome = await app.ingestor.submit(Decoded([from_readme(readme, extra)], None, [], 1), "tea")
         if not outcome.accepted:
             error = outcome.errors[0]

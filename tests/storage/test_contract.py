@@ -1,0 +1,229 @@
+"""The storage contract: one suite, run against every backend (later backends join the list)."""
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import msgspec
+import pytest
+
+from tea.errors import StorageDataError
+from tea.storage.base import Storage
+from tea.storage.duckdb import DuckDBStorage
+from tea.storage.memory import MemoryStorage
+from tea.types import Batch, Cursor, Event, EventFilter, QuerySpec
+
+HOUR = 3_600_000_000
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
+
+
+def make_memory(tmp_path: Path) -> Storage:
+    return MemoryStorage(max_events=10**6)
+
+
+def make_duckdb(tmp_path: Path) -> Storage:
+    return DuckDBStorage(str(tmp_path / "contract.duckdb"))
+
+
+BACKENDS = {"memory": make_memory, "duckdb": make_duckdb}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Callable[[Storage], Awaitable[None]]], None]:
+    def run(scenario: Callable[[Storage], Awaitable[None]]) -> None:
+        async def main() -> None:
+            storage = BACKENDS[request.param](tmp_path)
+            await storage.open()
+            try:
+                await scenario(storage)
+            finally:
+                await storage.close()
+        asyncio.run(main())
+    return run
+
+
+def ev(event_id: str, ts: int = T0, tenant: str = "t1", **fields) -> Event:
+    attributes = fields.pop("attributes", {})
+    return Event(event_type=fields.pop("event_type", "request"), event_id=event_id, tenant_id=tenant,
+                 timestamp=ts, received_at=ts + 5, attributes=msgspec.Raw(msgspec.json.encode(attributes)),
+                 **fields)
+
+
+def from_wire(events: list[Event]) -> Batch:
+    """A batch as the writer builds it: NDJSON chunks only (nothing decoded)."""
+    whole = Batch.from_events(events)
+    return Batch([whole.ndjson()], whole.count, whole.min_ts, whole.max_ts)
+
+
+async def everything(storage: Storage, **filter_fields) -> list[Event]:
+    result = await storage.query_events(QuerySpec(EventFilter(**filter_fields), limit=10000))
+    return result.events
+
+
+def test_roundtrip_keeps_every_column(backend) -> None:
+    full = ev("e1", source="svc", source_protocol="native", user_id="u", session_id="s", organization="o",
+              method="tools/call", target="mcp-x", protocol="mcp", status="error", status_code=-32601,
+              duration_ms=12.25, request_size=2**40, response_size=0, tokens_used=77, cost=0.0125,
+              error_type="E", error_message="boom ✓", trace_id="ab" * 16, span_id="cd" * 8, parent_span_id="ef" * 8,
+              correlation_id="c-1", tags=["a", "b"], attributes={"nested": {"x": [1, 2.5, None, "é"]}, "big": 2**70})
+    sparse = ev("e2", ts=T0 - 1)
+
+    async def scenario(storage: Storage) -> None:
+        result = await storage.write_batch(from_wire([full, sparse]))
+        assert (result.written, result.duplicates) == (2, 0)
+        got = await everything(storage)
+        assert [e.event_id for e in got] == ["e1", "e2"]
+        for original, stored in zip([full, sparse], got):
+            for name in Event.__struct_fields__:
+                if name == "attributes":
+                    assert msgspec.json.decode(stored.attributes) == msgspec.json.decode(original.attributes)
+                else:
+                    assert getattr(stored, name) == getattr(original, name), name
+    backend(scenario)
+
+
+def test_idempotent_on_tenant_and_event_id(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        first = await storage.write_batch(from_wire([ev("a"), ev("b"), ev("a", tenant="t2")]))
+        assert (first.written, first.duplicates) == (3, 0)
+        replay = await storage.write_batch(from_wire([ev("a"), ev("b"), ev("c")]))  # a buffer replay
+        assert (replay.written, replay.duplicates) == (1, 2)
+        within = await storage.write_batch(from_wire([ev("c", ts=T0 + 60_000_000)]))  # a retry, new timestamp
+        assert (within.written, within.duplicates) == (0, 1)
+        same_batch = await storage.write_batch(from_wire([ev("d"), ev("d"), ev("d", tenant="t3")]))
+        assert (same_batch.written, same_batch.duplicates) == (2, 1)
+        assert await storage.count() == 6
+        assert sorted((e.tenant_id, e.event_id) for e in await everything(storage)) == [
+            ("t1", "a"), ("t1", "b"), ("t1", "c"), ("t1", "d"), ("t2", "a"), ("t3", "d")]
+    backend(scenario)
+
+
+def test_same_id_outside_the_dedup_window_is_a_new_event(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        await storage.write_batch(from_wire([ev("a")]))
+        later = await storage.write_batch(from_wire([ev("a", ts=T0 + 3 * HOUR)]))
+        assert later.written == 1 and await storage.count() == 2
+    backend(scenario)
+
+
+def test_filters(backend) -> None:
+    events = [ev(f"e{i}", ts=T0 + i, tenant=f"t{i % 3}", user_id=f"u{i % 2}", event_type=f"type{i % 4}",
+                 source=f"s{i % 5}", method=f"m{i % 2}", status="ok" if i % 3 else "error", trace_id=f"tr{i % 7}",
+                 correlation_id=f"c{i % 6}") for i in range(60)]
+
+    async def scenario(storage: Storage) -> None:
+        await storage.write_batch(from_wire(events))
+        checks = [
+            ({"tenant_ids": ("t1",)}, lambda e: e.tenant_id == "t1"),
+            ({"tenant_ids": ("t1", "t2")}, lambda e: e.tenant_id in ("t1", "t2")),
+            ({"tenant_ids": ()}, lambda e: False),
+            ({"user_id": "u1", "event_type": "type3"}, lambda e: e.user_id == "u1" and e.event_type == "type3"),
+            ({"source": "s4", "method": "m0"}, lambda e: e.source == "s4" and e.method == "m0"),
+            ({"status": "error", "trace_id": "tr3"}, lambda e: e.status == "error" and e.trace_id == "tr3"),
+            ({"correlation_id": "c5"}, lambda e: e.correlation_id == "c5"),
+            ({"event_id": "e42"}, lambda e: e.event_id == "e42"),
+            ({"start_us": T0 + 10, "end_us": T0 + 20}, lambda e: T0 + 10 <= e.timestamp < T0 + 20),
+        ]
+        for fields, predicate in checks:
+            expected = sorted((e.event_id for e in events if predicate(e)), key=lambda i: -int(i[1:]))
+            got = [e.event_id for e in await everything(storage, **fields)]
+            assert got == expected, fields
+            assert await storage.count(EventFilter(**fields)) == len(expected), fields
+    backend(scenario)
+
+
+def test_pagination_is_stable_and_complete(backend) -> None:
+    rng = random.Random(7)
+    # many events share timestamps, so the tie-breaks (event_id, tenant_id) matter
+    events = [ev(f"id{rng.randrange(40):02d}", ts=T0 + rng.randrange(5), tenant=f"t{i % 4}") for i in range(400)]
+    unique = {(e.tenant_id, e.event_id, e.timestamp): e for e in events}
+
+    async def scenario(storage: Storage) -> None:
+        await storage.write_batch(from_wire(list(unique.values())))
+        stored_keys = {(e.tenant_id, e.event_id) for e in await everything(storage)}
+        seen: list[tuple[int, str, str]] = []
+        cursor: Cursor | None = None
+        pages = 0
+        while True:
+            result = await storage.query_events(QuerySpec(EventFilter(), limit=7, after=cursor))
+            assert result.total_count == len(stored_keys)
+            seen += [(e.timestamp, e.event_id, e.tenant_id) for e in result.events]
+            pages += 1
+            if not result.has_more:
+                break
+            cursor = result.next_cursor
+            assert pages < 200
+        assert seen == sorted(seen, reverse=True)
+        assert len(seen) == len(set(seen)) == len(stored_keys)
+    backend(scenario)
+
+
+def test_purge_older_than(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        await storage.write_batch(from_wire([ev(f"old{i}", ts=T0 - HOUR - i) for i in range(5)]
+                                            + [ev("edge", ts=T0), ev("new", ts=T0 + 1)]
+                                            + [ev("other", ts=T0 - 2 * HOUR, tenant="t9")]))
+        assert await storage.purge_older_than(T0, tenant_ids=("t9",)) == 1
+        assert await storage.purge_older_than(T0) == 5
+        assert sorted(e.event_id for e in await everything(storage)) == ["edge", "new"]
+        assert await storage.purge_older_than(T0) == 0
+    backend(scenario)
+
+
+def test_empty_batch_and_empty_store(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        assert (await storage.write_batch(Batch([], 0, 0, 0))).written == 0
+        result = await storage.query_events(QuerySpec())
+        assert result.events == [] and result.total_count == 0 and not result.has_more
+        assert await storage.count() == 0
+    backend(scenario)
+
+
+def test_close_is_idempotent(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        for make in BACKENDS.values():
+            storage = make(tmp_path)
+            await storage.open()
+            await storage.close()
+            await storage.close()
+    asyncio.run(scenario())
+
+
+def test_memory_evicts_oldest_past_max_events() -> None:
+    async def scenario() -> None:
+        storage = MemoryStorage(max_events=3)
+        await storage.write_batch(from_wire([ev(f"e{i}", ts=T0 + i) for i in range(5)]))
+        assert storage.evicted == 2
+        assert sorted(e.event_id for e in await everything(storage)) == ["e2", "e3", "e4"]
+        # an evicted id is no longer a duplicate
+        assert (await storage.write_batch(from_wire([ev("e0", ts=T0)]))).written == 1
+    asyncio.run(scenario())
+
+
+def test_duckdb_persists_across_reopen_and_versions_its_schema(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = DuckDBStorage(str(tmp_path / "p.duckdb"))
+        await storage.open()
+        await storage.write_batch(from_wire([ev("kept")]))
+        await storage.close()
+        again = DuckDBStorage(str(tmp_path / "p.duckdb"))
+        await again.open()
+        assert [e.event_id for e in await everything(again)] == ["kept"]
+        assert again.schema_version == 1
+        await again.close()
+    asyncio.run(scenario())
+
+
+def test_duckdb_refused_data_raises_storage_data_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = DuckDBStorage(str(tmp_path / "bad.duckdb"))
+        await storage.open()
+        broken = Batch([b'{"event_type":"x","event_id":"a","tenant_id":"t","timestamp":"soon","received_at":1}\n'],
+                       1, 0, 0)
+        with pytest.raises(StorageDataError):
+            await storage.write_batch(broken)
+        assert await storage.count() == 0
+        await storage.close()
+    asyncio.run(scenario())

@@ -1,0 +1,244 @@
+"""The durable buffer: record format, recovery, group commit, bounds, release."""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from tea.buffer import segments as seg
+from tea.buffer.log import DurableBuffer, Position
+from tea.errors import BufferFull
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def make(path: Path, **kw) -> DurableBuffer:
+    kw.setdefault("max_bytes", 10 * 1024 * 1024)
+    kw.setdefault("segment_bytes", 1024 * 1024)
+    return DurableBuffer(str(path), **kw)
+
+
+def payload(n: int, tag: str = "x") -> bytes:
+    return b"".join(b'{"event_type":"%s","i":%d}\n' % (tag.encode(), i) for i in range(n))
+
+
+async def drain(buf: DurableBuffer, pos: Position | None = None) -> tuple[list[seg.Record], Position]:
+    pos = pos or buf.start
+    out: list[seg.Record] = []
+    while buf.has_data(pos):
+        records, pos, spanned = await buf.read(buf.next_position(pos), 1000)
+        out += records
+        buf.release(pos, spanned)
+    return out, pos
+
+
+def test_record_roundtrip_and_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "1.seg"
+    data = seg.encode_record(b"hello\n", 1, 10, 20, 30) + seg.encode_record(b"world\n", 2, 5, 6, 7)
+    path.write_bytes(data)
+    records = list(seg.read_records(str(path), 0))
+    assert [(r.payload, r.count, r.min_ts, r.max_ts, r.append_ts) for r in records] == [
+        (b"hello\n", 1, 10, 20, 30), (b"world\n", 2, 5, 6, 7)]
+    corrupted = bytearray(data)
+    corrupted[seg.HEADER.size + 1] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    with pytest.raises(seg.CorruptRecord, match="checksum"):
+        list(seg.read_records(str(path), 0))
+
+
+@pytest.mark.parametrize("cut", [1, seg.HEADER.size - 1, seg.HEADER.size + 2])
+def test_torn_tail_is_cut_at_recovery(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "1.seg"
+    good = seg.encode_record(b"a\n", 1, 1, 1, 1)
+    torn = seg.encode_record(b"bbbbbbbb\n", 1, 1, 1, 1)[:cut]
+    path.write_bytes(good + torn)
+    valid, events, removed = seg.recover_segment(str(path))
+    assert (valid, events, removed) == (len(good), 1, cut)
+    assert path.read_bytes() == good
+
+
+def test_append_read_release(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        await buf.append(payload(3), 3, 1, 3)
+        await buf.append(payload(2, "y"), 2, 4, 5)
+        assert buf.durable_events == 5 and buf.backlog_bytes > 0
+        records, _ = await drain(buf)
+        assert [r.count for r in records] == [3, 2] and records[1].payload == payload(2, "y")
+        assert buf.backlog_bytes == 0
+        await buf.close()
+    run(scenario())
+
+
+def test_group_commit_serves_many_appends_with_few_writes(tmp_path: Path) -> None:
+    async def scenario() -> int:
+        buf = make(tmp_path)
+        await buf.open()
+        writes = 0
+        original = buf._write_group
+
+        def counting(records):
+            nonlocal writes
+            writes += 1
+            return original(records)
+        buf._write_group = counting  # type: ignore[method-assign]
+        await asyncio.gather(*(buf.append(payload(1), 1, 1, 1) for _ in range(500)))
+        assert buf.durable_events == 500
+        await buf.close()
+        return writes
+    writes = run(scenario())
+    assert 1 <= writes < 100  # each fsync served many waiting appends
+
+
+def test_acknowledged_appends_survive_reopen_and_replay(tmp_path: Path) -> None:
+    async def first() -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        for i in range(10):
+            await buf.append(payload(1, f"e{i}"), 1, i, i)
+        # no close(): simulate a crash after acknowledgement (files are fsynced already)
+        buf._io.shutdown(wait=True)
+
+    async def second() -> list[seg.Record]:
+        buf = make(tmp_path)
+        await buf.open()
+        assert buf.replay_events == 10 and buf.backlog_bytes > 0
+        records, _ = await drain(buf)
+        await buf.close()
+        return records
+    run(first())
+    records = run(second())
+    assert [r.payload for r in records] == [payload(1, f"e{i}") for i in range(10)]
+
+
+def test_checkpoint_skips_committed_records_after_restart(tmp_path: Path) -> None:
+    async def first() -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        await buf.append(payload(1, "committed"), 1, 1, 1)
+        records, pos, spanned = await buf.read(buf.start, 10)
+        buf.release(pos, spanned)  # storage committed it
+        await buf.append(payload(1, "pending"), 1, 2, 2)
+        buf._io.shutdown(wait=True)
+
+    async def second() -> list[seg.Record]:
+        buf = make(tmp_path)
+        await buf.open()
+        assert buf.replay_events == 1
+        records, _ = await drain(buf)
+        await buf.close()
+        return records
+    run(first())
+    assert [r.payload for r in run(second())] == [payload(1, "pending")]
+
+
+def test_segments_roll_and_are_deleted_once_released(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buf = make(tmp_path, segment_bytes=4096)
+        await buf.open()
+        for _ in range(40):
+            await buf.append(payload(20), 20, 1, 1)
+        assert len(seg.list_segments(str(tmp_path))) > 3
+        records, _ = await drain(buf)
+        assert sum(r.count for r in records) == 800
+        assert len(seg.list_segments(str(tmp_path))) == 1  # only the active one is left
+        await buf.close()
+        assert seg.list_segments(str(tmp_path)) == []  # drained and closed: nothing left
+    run(scenario())
+
+
+def test_segment_ids_never_go_back_so_a_checkpoint_cannot_swallow_new_data(tmp_path: Path) -> None:
+    async def cycle(tag: str, drain_all: bool) -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        await buf.append(payload(1, tag), 1, 1, 1)
+        if drain_all:
+            await drain(buf)
+            await buf.close()
+        else:
+            buf._io.shutdown(wait=True)
+
+    async def remaining() -> list[bytes]:
+        buf = make(tmp_path)
+        await buf.open()
+        records, _ = await drain(buf)
+        await buf.close()
+        return [r.payload for r in records]
+    run(cycle("a", drain_all=True))   # leaves a checkpoint past every segment
+    run(cycle("b", drain_all=False))  # crash with "b" acknowledged but not stored
+    assert run(remaining()) == [payload(1, "b")]
+
+
+def test_backlog_bound_raises_buffer_full(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buf = make(tmp_path, max_bytes=2000)
+        await buf.open()
+        await buf.append(payload(10), 10, 1, 1)
+        with pytest.raises(BufferFull) as info:
+            for _ in range(20):
+                await buf.append(payload(10), 10, 1, 1)
+        assert info.value.status == 503 and info.value.headers["retry-after"]
+        assert buf.refusing and buf.backlog_bytes <= 2000
+        await drain(buf)
+        assert not buf.refusing
+        await buf.append(payload(10), 10, 1, 1)  # room again
+        await buf.close()
+    run(scenario())
+
+
+def test_memory_ack_returns_before_fsync_and_still_writes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buf = make(tmp_path, ack="memory", fsync_interval_s=0.01)
+        await buf.open()
+        await buf.append(payload(5), 5, 1, 1)
+        assert buf.durable_events == 0  # acknowledged before the write
+        for _ in range(200):
+            if buf.durable_events == 5:
+                break
+            await asyncio.sleep(0.01)
+        records, _ = await drain(buf)
+        assert sum(r.count for r in records) == 5
+        await buf.close()
+    run(scenario())
+
+
+def test_appends_after_close_are_refused(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        await buf.close()
+        with pytest.raises(Exception, match="shutting down"):
+            await buf.append(payload(1), 1, 1, 1)
+    run(scenario())
+
+
+def test_write_failure_fails_the_waiters_and_leaves_no_torn_record(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        await buf.append(payload(1, "before"), 1, 1, 1)
+        real_write = os.write
+        calls = 0
+
+        def failing_write(fd, data):
+            nonlocal calls
+            calls += 1
+            real_write(fd, bytes(data)[:7])  # a partial write, then the disk fails
+            raise OSError(28, "No space left on device")
+        os.write = failing_write  # type: ignore[assignment]
+        try:
+            with pytest.raises(Exception, match="buffer write failed"):
+                await buf.append(payload(1, "lost"), 1, 1, 1)
+        finally:
+            os.write = real_write  # type: ignore[assignment]
+        assert calls == 1 and buf.write_errors == 1
+        await buf.append(payload(1, "after"), 1, 1, 1)
+        records, _ = await drain(buf)
+        assert [r.payload for r in records] == [payload(1, "before"), payload(1, "after")]
+        await buf.close()
+    run(scenario())
