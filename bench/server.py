@@ -99,18 +99,18 @@ class Monitor(threading.Thread):
         self.samples: list[dict] = []  # {"t", "rss", and from /health "written", "buffer_bytes"}
         self.health_failures = 0
         self.peak_rss = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._halt.is_set() and time.monotonic() < deadline:
             self.samples.append(self._sample())
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def _sample(self) -> dict:
         sample: dict = {"t": time.time()}
         try:
-            sample["rss"] = self._rss()
+            sample["rss"] = self.rss()
             self.peak_rss = max(self.peak_rss, sample["rss"])
         except psutil.Error:
             pass
@@ -123,7 +123,7 @@ class Monitor(threading.Thread):
                 self.health_failures += 1
         return sample
 
-    def _rss(self) -> int:
+    def rss(self) -> int:
         procs = [self.process] + self.process.children(recursive=True)
         return sum(p.memory_info().rss for p in procs)
 
@@ -145,5 +145,5 @@ class Monitor(threading.Thread):
         return next((s[key] for s in reversed(self.samples) if key in s), default)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)

@@ -1,0 +1,41 @@
+"""`tea serve` lifecycle: graceful SIGTERM drain, data-dir lock, defaults."""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sigterm_drains_the_buffer_into_storage(tea_process, tmp_path: Path) -> None:
+    # a long flush interval: events sit in the buffer until shutdown drains them
+    server = tea_process(TEA_WRITER__FLUSH_INTERVAL_MS="60000", TEA_WRITER__BATCH_EVENTS="1000000").start()
+    events = [{"event_type": "drain", "event_id": f"d{i}"} for i in range(20000)]
+    for start in range(0, len(events), 5000):
+        assert httpx.post(server.url + "/v1/events", json=events[start:start + 5000], timeout=30).status_code == 200
+    assert httpx.get(server.url + "/health").json()["buffer_bytes"] > 0
+    server.signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once shut down cleanly, so the exit status is "terminated by SIGTERM"
+    assert server.wait(60) in (0, -signal.SIGTERM)
+    assert "TEA stopped" in server.log() and "did not drain" not in server.log()
+    assert not list((tmp_path / "data" / "buffer").glob("*.seg")), "buffer not drained"
+    again = tea_process().start()
+    health = httpx.get(again.url + "/health").json()
+    assert health["events_stored"] == 20000 and health["buffer_bytes"] == 0
+
+
+def test_a_second_server_on_the_same_data_dir_exits_with_a_clear_message(tea_process) -> None:
+    tea_process().start()
+    second = tea_process().start(wait_ready=False)
+    assert second.wait(60) != 0
+    assert "is in use by another TEA process" in second.log()
+
+
+def test_defaults_duckdb_file_under_the_data_dir(tea_process, tmp_path: Path) -> None:
+    server = tea_process().start()
+    health = httpx.get(server.url + "/health").json()
+    assert health["storage_backend"] == "duckdb" and health["retention_hours"] == 720
+    assert (tmp_path / "data" / "tea.duckdb").exists()

@@ -1,0 +1,115 @@
+"""The writer: batching, retries with backoff, poison isolation to the dead-letter file, draining."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from tea.buffer.log import DurableBuffer
+from tea.buffer.writer import Writer
+from tea.errors import StorageDataError, StorageError
+from tea.storage.memory import MemoryStorage
+from tea.types import Batch
+
+
+def line(event_id: str, ts: int = 1) -> bytes:
+    return json.dumps({"event_type": "t", "event_id": event_id, "tenant_id": "t", "timestamp": ts,
+                       "received_at": ts}).encode() + b"\n"
+
+
+class Recording(MemoryStorage):
+    def __init__(self, fail_times: int = 0, poison: str | None = None) -> None:
+        super().__init__(max_events=10**6)
+        self.fail_times = fail_times
+        self.poison = poison
+        self.batch_sizes: list[int] = []
+
+    async def write_batch(self, batch: Batch):
+        if self.fail_times:
+            self.fail_times -= 1
+            raise StorageError("connection refused")
+        if self.poison and any(e.event_id == self.poison for e in batch):
+            raise StorageDataError(f"cannot store {self.poison}")
+        self.batch_sizes.append(batch.count)
+        return await super().write_batch(batch)
+
+
+async def run_writer(tmp_path: Path, storage: Recording, lines: list[bytes], **kw) -> Writer:
+    buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=10**6)
+    await buf.open()
+    writer = Writer(buf, storage, dead_letter_path=str(tmp_path / "dead" / "events.ndjson"), **kw)
+    task = asyncio.create_task(writer.run())
+    for chunk in lines:
+        await buf.append(chunk, chunk.count(b"\n"), 1, 1)
+    for _ in range(500):
+        if writer.available() == 0 and writer.consumed_events == sum(c.count(b"\n") for c in lines):
+            break
+        await asyncio.sleep(0.01)
+    await buf.close()
+    writer.stop()
+    await asyncio.wait_for(task, 10)
+    return writer
+
+
+def test_retries_until_storage_recovers_and_stores_once(tmp_path: Path) -> None:
+    storage = Recording(fail_times=3)
+    writer = asyncio.run(run_writer(tmp_path, storage, [line(f"e{i}") for i in range(10)],
+                                    flush_interval_s=0.01, max_backoff_s=0.05))
+    assert writer.stats.failures == 3 and "connection refused" in (writer.stats.last_error or "")
+    assert sorted(e.event_id for e in storage._events.values()) == sorted(f"e{i}" for i in range(10))
+    assert writer.stats.events_written == 10
+
+
+def test_poison_event_is_isolated_to_the_dead_letter_file(tmp_path: Path) -> None:
+    storage = Recording(poison="e5")
+    writer = asyncio.run(run_writer(tmp_path, storage, [b"".join(line(f"e{i}") for i in range(12))],
+                                    flush_interval_s=0.01))
+    assert sorted(e.event_id for e in storage._events.values()) == sorted(f"e{i}" for i in range(12) if i != 5)
+    assert writer.stats.dead_lettered == 1
+    [dead] = [json.loads(x) for x in (tmp_path / "dead" / "events.ndjson").read_text().splitlines()]
+    assert dead["event"]["event_id"] == "e5" and "cannot store e5" in dead["reason"]
+
+
+def test_batches_by_size_and_by_interval(tmp_path: Path) -> None:
+    storage = Recording()
+    chunks = [b"".join(line(f"e{i}-{j}") for j in range(10)) for i in range(25)]  # 250 events
+
+    async def scenario() -> None:
+        buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=10**6)
+        await buf.open()
+        writer = Writer(buf, storage, batch_events=100, flush_interval_s=0.5)
+        task = asyncio.create_task(writer.run())
+        await asyncio.gather(*(buf.append(c, 10, 1, 1) for c in chunks))
+        for _ in range(100):
+            if writer.consumed_events >= 200:
+                break
+            await asyncio.sleep(0.01)
+        assert storage.batch_sizes[:2] == [100, 100]  # full batches go at once
+        assert writer.available() == 50 and writer.lag_seconds() > 0  # the rest waits for the interval...
+        for _ in range(200):
+            if writer.consumed_events == 250:
+                break
+            await asyncio.sleep(0.01)
+        assert storage.batch_sizes == [100, 100, 50]  # ...and then goes too
+        assert writer.lag_seconds() == 0
+        await buf.close()
+        writer.stop()
+        await task
+    asyncio.run(scenario())
+
+
+def test_stop_drains_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    storage = Recording()
+
+    async def scenario() -> None:
+        buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=10**6)
+        await buf.open()
+        writer = Writer(buf, storage, batch_events=1000, flush_interval_s=60)
+        task = asyncio.create_task(writer.run())
+        await buf.append(b"".join(line(f"e{i}") for i in range(7)), 7, 1, 1)
+        await buf.close()
+        writer.stop()
+        await asyncio.wait_for(task, 5)
+        assert len(storage._events) == 7
+        assert not list((tmp_path / "buffer").glob("*.seg"))  # drained and released
+    asyncio.run(scenario())
