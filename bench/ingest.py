@@ -18,6 +18,13 @@ from bench import phases, report
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+def _env_item(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("TEA_"):
+        raise argparse.ArgumentTypeError(f"expected TEA_KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def _args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (~30 s): 4 s per load phase")
@@ -27,6 +34,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--single-connections", type=int, default=64, help="connections per process, (b), (d)")
     parser.add_argument("--duck-events", type=int, help="events for (c) (default 1 000 000, quick 200 000)")
     parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES for TEA (default 8GiB)")
+    parser.add_argument("--tea-env", action="append", default=[], metavar="TEA_KEY=VALUE", type=_env_item,
+                        help="another setting for the TEA server, e.g. TEA_BUFFER__ACK=memory (repeatable)")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="where the JSON record goes")
     return parser.parse_args(argv)
 
@@ -36,6 +45,7 @@ def _config(args: argparse.Namespace, work_dir: str) -> phases.Config:
     return phases.Config(
         duration=duration, processes=args.processes, batch_connections=args.batch_connections,
         single_connections=args.single_connections, buffer_max=args.buffer_max, work_dir=work_dir,
+        tea_env=dict(args.tea_env),
         duck_events=args.duck_events or (200_000 if args.quick else 1_000_000),
         drain_timeout=20.0 if args.quick else 60.0)
 
@@ -51,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _args(argv)
     work_dir = tempfile.mkdtemp(prefix="tea-bench-")
+    environment = report.environment(["python -m bench.ingest", *argv])
     started = time.monotonic()
     try:
         cfg = _config(args, work_dir)
@@ -58,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     results["config"] = vars(cfg) | {"work_dir": None}
-    results["environment"] = report.environment(["python -m bench.ingest", *argv])
-    results["environment"]["total_seconds"] = round(time.monotonic() - started, 1)
+    results["environment"] = environment | {"total_seconds": round(time.monotonic() - started, 1)}
     print()
     print(report.table(results))
     print()

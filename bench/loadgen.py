@@ -48,7 +48,7 @@ class Counts:
     other: int = 0       # any other status
     errors: int = 0      # connection errors, parse errors, connections lost mid-request
     events_acked: int = 0
-    latencies: array = field(default_factory=lambda: array("d"))  # seconds, every response
+    latencies: array = field(default_factory=lambda: array("d"))  # seconds, of 200s and 207s
 
 
 def accepted_count(prefix: bytes, default: int) -> int:
@@ -80,13 +80,14 @@ class Run:
 
     def record(self, status: int, latency: float, prefix: bytes) -> None:
         counts = self.counts
-        counts.latencies.append(latency)
         if status == 200:
             counts.ok += 1
             counts.events_acked += accepted_count(prefix, self.spec.events_per_body)
+            counts.latencies.append(latency)
         elif status == 207:
             counts.partial += 1
             counts.events_acked += accepted_count(prefix, 0)
+            counts.latencies.append(latency)
         elif status == 503:
             counts.busy += 1
         else:

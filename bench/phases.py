@@ -6,7 +6,8 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
 import duckdb
 
 from bench import duckload, events, loadgen, server
@@ -19,13 +20,14 @@ MiB = 1024 * 1024
 class Config:
     duration: float = 15.0        # seconds of load per HTTP phase
     processes: int = 1            # load generator processes
-    batch_connections: int = 16   # per process, 1 000-event bodies
+    batch_connections: int = 8    # per process, 1 000-event bodies
     single_connections: int = 64  # per process, one-event bodies
     batch_events: int = 1000
     distinct_bodies: int = 8
     duck_events: int = 1_000_000
     drain_timeout: float = 60.0   # longest wait for storage to catch up after the load
     buffer_max: str = "8GiB"
+    tea_env: dict = field(default_factory=dict)  # more TEA_* settings for the TEA server
     work_dir: str = ""
 
 
@@ -48,7 +50,7 @@ def noop_phase(cfg: Config) -> dict:
         spec = _spec(cfg, port, events.single_bodies(cfg.distinct_bodies), 1, cfg.single_connections)
         return loadgen.run_load(spec, cfg.processes)
     finally:
-        srv.stop()
+        server_stop(srv)
 
 
 def tea_batch_phase(cfg: Config) -> dict:
@@ -67,13 +69,16 @@ def tea_single_phase(cfg: Config) -> dict:
 def tea_phase(cfg: Config, name: str, bodies: list[bytes], per_body: int, connections: int) -> dict:
     """A fresh TEA, loaded then drained into storage, stopped, and its DuckDB file counted."""
     data_dir = tempfile.mkdtemp(prefix=f"tea-{name}-", dir=cfg.work_dir)
-    srv = server.tea_server(data_dir, server.free_port(), {"TEA_BUFFER__MAX_BYTES": cfg.buffer_max}).start()
-    monitor = Monitor(srv, health=True, max_seconds=cfg.duration + cfg.drain_timeout + 120)
-    monitor.start()
-    try:
-        result = _load_and_drain(cfg, srv, monitor, _spec(cfg, srv.port, bodies, per_body, connections))
+    env = {"TEA_BUFFER__MAX_BYTES": cfg.buffer_max, **cfg.tea_env}
+    srv = server.tea_server(data_dir, server.free_port(), env).start()
+    try:  # whatever happens, the server is stopped
+        monitor = Monitor(srv, health=True, max_seconds=cfg.duration + cfg.drain_timeout + 120)
+        monitor.start()
+        try:
+            result = _load_and_drain(cfg, srv, monitor, _spec(cfg, srv.port, bodies, per_body, connections))
+        finally:
+            monitor.stop()
     finally:
-        monitor.stop()
         stop = server_stop(srv)
     result.update(stop=stop, health_failures=monitor.health_failures,
                   rows_in_duckdb=_count_rows(os.path.join(data_dir, "tea.duckdb")))
@@ -118,7 +123,7 @@ def _load_and_drain(cfg: Config, srv: Server, monitor: Monitor, spec: loadgen.Sp
                   "drain_seconds_after_load": None}
     stored["events_per_s"] = stored["events"] / stored["seconds"] if stored["seconds"] > 0 else 0.0
     backlog = [s["buffer_bytes"] for s in monitor.samples if "buffer_bytes" in s]
-    return {"load": load, "stored": stored, "rss": {
+    return {"load": load, "stored": stored, "timeline": _timeline(monitor.samples, t0), "rss": {
         "idle_mib": idle_rss / MiB, "peak_during_load_mib": load_rss / MiB,
         "peak_mib": monitor.peak_rss / MiB}, "backlog": {
         "at_load_end_mib": backlog_at_end / MiB, "peak_mib": max(backlog, default=0) / MiB}}
@@ -129,3 +134,15 @@ def _health(srv: Server) -> dict:
     if status != 200:
         raise RuntimeError(f"/health answered {status}")
     return json.loads(body)
+
+
+def _timeline(samples: list[dict], t0: float, step: float = 1.0) -> list[dict]:
+    """About one sample per ``step`` seconds from the load start: written, backlog, RSS."""
+    out: list[dict] = []
+    for sample in samples:
+        t = sample["t"] - t0
+        if t >= 0 and (not out or t - out[-1]["t"] >= step) and "written" in sample:
+            out.append({"t": round(t, 2), "written": sample["written"],
+                        "backlog_mib": round(sample["buffer_bytes"] / MiB, 1),
+                        "rss_mib": round(sample.get("rss", 0) / MiB, 1)})
+    return out

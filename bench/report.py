@@ -75,8 +75,11 @@ def _tea_lines(label: str, phase: dict) -> list[str]:
 
 
 def details(r: dict) -> str:
-    c = r["c"]
-    lines = [_load_line("(d) no-op", r["d"])]
+    c, cfg, env = r["c"], r["config"], r["environment"]
+    extra = "".join(f" {key}={value}" for key, value in cfg["tea_env"].items())
+    lines = [f"Python {env['python']}, {env['cpus']} CPUs; {cfg['duration']:g} s per load phase; "
+             f"{cfg['processes']} load process(es); TEA_BUFFER__MAX_BYTES={cfg['buffer_max']}{extra}",
+             _load_line("(d) no-op", r["d"])]
     lines += _tea_lines("(a) TEA 1000/batch", r["a"])
     lines += _tea_lines("(b) TEA single", r["b"])
     lines.append(f"(c) DuckDB: {c['rows']:,} rows ({c['rows_in_table']:,} in table) in {c['seconds']:.2f} s, "

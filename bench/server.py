@@ -46,17 +46,25 @@ class Server:
     def start(self, timeout: float = 30.0) -> "Server":
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 if http_get(self.port, self.ready_path)[0] == 200:
-                    return self
-            except OSError:
+                    return
+            except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"{self.name} not ready within {timeout:.0f} s; see {self.log_path}")
 
     def stop(self, timeout: float = 60.0) -> dict:
@@ -108,7 +116,7 @@ class Monitor(threading.Thread):
             self._halt.wait(self.interval)
 
     def _sample(self) -> dict:
-        sample: dict = {"t": time.time()}
+        sample: dict = {}
         try:
             sample["rss"] = self.rss()
             self.peak_rss = max(self.peak_rss, sample["rss"])
@@ -117,10 +125,13 @@ class Monitor(threading.Thread):
         if self.health:
             try:
                 status, body = http_get(self.port, "/health", timeout=5.0)
+                if status != 200:
+                    raise ValueError(f"/health answered {status}")
                 health = json.loads(body)
                 sample.update(written=health["events_written"], buffer_bytes=health["buffer_bytes"])
-            except (OSError, ValueError, KeyError):
+            except (OSError, http.client.HTTPException, ValueError, KeyError):
                 self.health_failures += 1
+        sample["t"] = time.time()  # after the answer: storage had written at least this much by then
         return sample
 
     def rss(self) -> int:
