@@ -39,3 +39,32 @@ def test_defaults_duckdb_file_under_the_data_dir(tea_process, tmp_path: Path) ->
     health = httpx.get(server.url + "/health").json()
     assert health["storage_backend"] == "duckdb" and health["retention_hours"] == 720
     assert (tmp_path / "data" / "tea.duckdb").exists()
+
+
+def test_tea_asgi_app_runs_under_plain_uvicorn(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port
+    port = free_port()
+    env = {**os.environ, "TEA_DATA_DIR": str(tmp_path / "asgi-data")}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tea.asgi:app", "--port", str(port),
+                             "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "uvicorn tea.asgi:app did not start"
+            time.sleep(0.05)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/events", json={"event_type": "via-asgi"})
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert (tmp_path / "asgi-data" / "tea.duckdb").exists()
