@@ -17,7 +17,7 @@ from tea.http import Request, Response, Route
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
 from tea.query.spec import FILTER_PARAMS, PAGE_PARAMS, check_params, cursor_param, event_filter, int_param
-from tea.receive.decode import Decoded, check_utf8
+from tea.receive.decode import Decoded, check_utf8, decode_json
 from tea.timeutil import format_us
 from tea.types import COLUMNS, Count, Ident, Short, Tag, Event, QuerySpec
 
@@ -160,10 +160,7 @@ def routes(app: "TeaApp") -> list[Route]:
     async def post_event(request: Request) -> Response:
         body = await request.body(settings.max_body_bytes)
         check_utf8(body)
-        try:
-            keys = _probe.decode(body)
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise BadRequest(f"invalid JSON: {exc}", code="invalid_json") from None
+        keys = decode_json(_probe, body)
         if "event" in keys and "event_type" not in keys:
             return await _gateway_event(body)
         try:
