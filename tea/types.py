@@ -180,3 +180,60 @@ class QueryResult:
             return None
         last = self.events[-1]
         return Cursor(last.timestamp, last.event_id, last.tenant_id)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- aggregation (metrics, stats, usage)
+GROUPABLE: tuple[str, ...] = ("tenant_id", "event_type", "source", "method", "target", "status", "protocol",
+                              "user_id", "source_protocol", "organization")
+BUCKETS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
+AGG_FUNCTIONS: tuple[str, ...] = ("count", "errors", "sum", "avg", "min", "max", "quantile", "count_distinct")
+# numeric columns aggregations may read; "timestamp" only with min/max (answered in µs)
+AGG_COLUMNS: tuple[str, ...] = ("duration_ms", "request_size", "response_size", "tokens_used", "cost",
+                                "status_code", "timestamp", "user_id", "session_id")
+
+
+@dataclass(frozen=True)
+class Agg:
+    """One aggregate: ``fn`` over ``column`` (``count``/``errors`` take none; ``quantile`` takes ``q``).
+
+    An event is an error when its ``status`` is ``error`` or ``timeout``, or — status unset — when it
+    has an ``error_type``, a ``status_code`` ≥ 400, or a negative (JSON-RPC) ``status_code``.
+    ``quantile`` is exact with linear interpolation between the closest ranks.
+    """
+
+    fn: str
+    column: str | None = None
+    q: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fn not in AGG_FUNCTIONS:
+            raise ValueError(f"unknown aggregate {self.fn!r}")
+        if (self.column is None) != (self.fn in ("count", "errors")):
+            raise ValueError(f"aggregate {self.fn!r} {'takes no' if self.column else 'needs a'} column")
+        if self.column is not None and self.column not in AGG_COLUMNS:
+            raise ValueError(f"cannot aggregate column {self.column!r}")
+        if (self.q is not None) != (self.fn == "quantile") or (self.q is not None and not 0 <= self.q <= 1):
+            raise ValueError("quantile needs q in [0, 1]")
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """Aggregates over the events matching ``filter``, per time bucket (optional) and group.
+
+    Rows come back as ``(bucket_us | None, *group values, *aggregate values)``; only buckets and
+    groups that hold events appear. With ``top`` only the ``top`` groups with the most events over
+    the whole filter are kept (ties broken by group values).
+    """
+
+    filter: EventFilter
+    aggs: tuple[Agg, ...]
+    bucket: str | None = None
+    group_by: tuple[str, ...] = ()
+    top: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.bucket is not None and self.bucket not in BUCKETS:
+            raise ValueError(f"unknown bucket {self.bucket!r}")
+        for column in self.group_by:
+            if column not in GROUPABLE:
+                raise ValueError(f"cannot group by {column!r}")

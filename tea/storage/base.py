@@ -13,9 +13,9 @@ their own dialect. Contract (tests/storage/test_contract.py runs it against ever
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
-from tea.types import Batch, EventFilter, QueryResult, QuerySpec, WriteResult
+from tea.types import AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
 
 if TYPE_CHECKING:
     from tea.settings import Settings
@@ -38,8 +38,22 @@ class Storage(Protocol):
     async def count(self, filter: EventFilter | None = None) -> int:
         """How many stored events match (all when ``filter`` is None)."""
 
-    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None) -> int:
-        """Delete events with timestamp < cutoff (optionally only of these tenants); returns rows deleted."""
+    async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
+        """Rows ``(bucket_us | None, *group values, *aggregates)`` as described on AggregateSpec."""
+
+    def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
+        """Every matching event, in chunks, in storage order, holding at most a chunk in memory."""
+
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
+                               exclude_tenant_ids: tuple[str, ...] = ()) -> int:
+        """Delete events with timestamp < cutoff — only of ``tenant_ids`` when given, never of
+        ``exclude_tenant_ids``; returns rows deleted."""
+
+    async def retention_overrides(self) -> dict[str, int]:
+        """Per-tenant retention hours set through the admin API (persisted with the data)."""
+
+    async def set_retention_override(self, tenant_id: str, hours: int | None) -> None:
+        """Set (or, with None, remove) a tenant's retention override."""
 
     async def close(self) -> None:
         """Flush and release resources. Idempotent."""

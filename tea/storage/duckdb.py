@@ -12,13 +12,16 @@ import logging
 import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, AsyncIterator, Callable, ClassVar, TypeVar
 
 import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.types import COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
+from tea.storage import duckdb_sql
+from tea.storage.duckdb_sql import tenant_clause, where
+from tea.types import (COLUMNS, AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec,
+                       WriteResult)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,6 +42,8 @@ assert tuple(COLUMN_TYPES) == COLUMNS
 # Each migration moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
     "CREATE TABLE events (" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")",
+    "CREATE TABLE tenant_retention (tenant_id VARCHAR PRIMARY KEY, hours INTEGER NOT NULL, "
+    "updated_at TIMESTAMP NOT NULL DEFAULT now())",
 )
 
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
@@ -54,7 +59,6 @@ _INSERT_VALUES = ", ".join(
 _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
-_FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
 _ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
 
 
@@ -182,35 +186,55 @@ class DuckDBStorage:
         written = row[0] if row else 0
         return WriteResult(written, count - written)
 
-    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None) -> int:
-        return await self._on_writer(self._purge_sync, cutoff_us, tenant_ids)
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
+                               exclude_tenant_ids: tuple[str, ...] = ()) -> int:
+        return await self._on_writer(self._purge_sync, cutoff_us, tenant_ids, exclude_tenant_ids)
 
-    def _purge_sync(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None) -> int:
+    def _purge_sync(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None,
+                    exclude_tenant_ids: tuple[str, ...]) -> int:
         con = self._con
         assert con is not None
         sql = "DELETE FROM events WHERE timestamp < make_timestamp(?)"
         params: list[Any] = [cutoff_us]
         if tenant_ids is not None:
-            sql += " AND " + _tenant_clause(tenant_ids)
+            sql += " AND " + tenant_clause(tenant_ids)
             params.extend(tenant_ids)
+        if exclude_tenant_ids:
+            sql += " AND " + tenant_clause(exclude_tenant_ids, negate=True)
+            params.extend(exclude_tenant_ids)
         row = con.execute(sql, params).fetchone()
         return row[0] if row else 0
+
+    async def retention_overrides(self) -> dict[str, int]:
+        return await self._on_reader(lambda cur: dict(cur.execute(
+            "SELECT tenant_id, hours FROM tenant_retention").fetchall()))
+
+    async def set_retention_override(self, tenant_id: str, hours: int | None) -> None:
+        def run() -> None:
+            con = self._con
+            assert con is not None
+            if hours is None:
+                con.execute("DELETE FROM tenant_retention WHERE tenant_id = ?", [tenant_id])
+            else:
+                con.execute("INSERT OR REPLACE INTO tenant_retention (tenant_id, hours) VALUES (?, ?)",
+                            [tenant_id, hours])
+        await self._on_writer(run)
 
     # ----------------------------------------------------------------- reading
     async def query_events(self, spec: QuerySpec) -> QueryResult:
         return await self._on_reader(self._query_sync, spec)
 
     def _query_sync(self, cur: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
-        where, params = _where(spec.filter)
+        clause, params = where(spec.filter)
         total = None
         if spec.with_total:
-            total = cur.execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0]  # type: ignore[index]
-        page_where, page_params = where, list(params)
+            total = cur.execute(f"SELECT count(*) FROM events{clause}", params).fetchone()[0]  # type: ignore[index]
+        page_where, page_params = clause, list(params)
         if spec.after is not None:
             a = spec.after
-            clause = ("(timestamp < make_timestamp(?) OR (timestamp = make_timestamp(?) AND (event_id < ? OR "
+            after = ("(timestamp < make_timestamp(?) OR (timestamp = make_timestamp(?) AND (event_id < ? OR "
                       "(event_id = ? AND tenant_id < ?))))")
-            page_where = (where + " AND " if where else " WHERE ") + clause
+            page_where = (clause + " AND " if clause else " WHERE ") + after
             page_params += [a.timestamp, a.timestamp, a.event_id, a.event_id, a.tenant_id]
         rows = cur.execute(f"SELECT {_SELECT} FROM events{page_where} {_ORDER} LIMIT ?",
                            [*page_params, spec.limit + 1]).fetchall()
@@ -220,35 +244,37 @@ class DuckDBStorage:
     async def count(self, filter: EventFilter | None = None) -> int:
         return await self._on_reader(self._count_sync, filter)
 
+    async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
+        sql, params = duckdb_sql.aggregate(spec)
+        return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
+
+    async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
+        clause, params = where(filter)
+        cursor = await self._on_writer(lambda: self._con.cursor())  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._readers, lambda: cursor.execute(
+                f"SELECT {_SELECT} FROM events{clause}", params))
+            while True:
+                rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
+                if not rows:
+                    return
+                yield [_row_to_event(row) for row in rows]
+        finally:
+            cursor.close()
+
+    async def export_file(self, filter: EventFilter, fmt: str, path: str) -> None:
+        """Write the matching events straight from DuckDB into a Parquet file."""
+        if fmt != "parquet":
+            raise ValueError(f"DuckDB writes only parquet files natively, not {fmt!r}")
+        clause, params = where(filter)
+        columns = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else c for c in COLUMNS)
+        sql = f"COPY (SELECT {columns} FROM events{clause}) TO {_sql_string(path)} (FORMAT parquet, COMPRESSION zstd)"
+        await self._on_reader(lambda cur: cur.execute(sql, params))
+
     def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
-        where, params = _where(filter) if filter is not None else ("", [])
-        return cur.execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0]  # type: ignore[index]
-
-
-def _tenant_clause(tenant_ids: tuple[str, ...]) -> str:
-    if not tenant_ids:
-        return "FALSE"
-    return "tenant_id = ?" if len(tenant_ids) == 1 else "tenant_id IN (" + ", ".join("?" * len(tenant_ids)) + ")"
-
-
-def _where(f: EventFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if f.tenant_ids is not None:
-        clauses.append(_tenant_clause(f.tenant_ids))
-        params.extend(f.tenant_ids)
-    for name in _FILTER_COLUMNS:
-        value = getattr(f, name)
-        if value is not None:
-            clauses.append(f"{name} = ?")
-            params.append(value)
-    if f.start_us is not None:
-        clauses.append("timestamp >= make_timestamp(?)")
-        params.append(f.start_us)
-    if f.end_us is not None:
-        clauses.append("timestamp < make_timestamp(?)")
-        params.append(f.end_us)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+        clause, params = where(filter)
+        return cur.execute(f"SELECT count(*) FROM events{clause}", params).fetchone()[0]  # type: ignore[index]
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

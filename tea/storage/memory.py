@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from typing import ClassVar
+from typing import Any, AsyncIterator, ClassVar
 
-from tea.types import Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
+from tea.storage import pyagg
+from tea.types import AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
 
 _EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
 
@@ -20,6 +21,7 @@ class MemoryStorage:
         self._events: OrderedDict[int, Event] = OrderedDict()  # insertion order = eviction order
         self._keys: dict[tuple[str, str], dict[int, int]] = {}   # (tenant, id) -> {seq: timestamp}
         self._seq = itertools.count()
+        self._retention: dict[str, int] = {}
         self.evicted = 0
 
     async def open(self) -> None:
@@ -85,13 +87,32 @@ class MemoryStorage:
     async def count(self, filter: EventFilter | None = None) -> int:
         return len(self._events) if filter is None else len(self._matching(filter))
 
-    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None) -> int:
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
+                               exclude_tenant_ids: tuple[str, ...] = ()) -> int:
         doomed = [(seq, e) for seq, e in self._events.items()
-                  if e.timestamp < cutoff_us and (tenant_ids is None or e.tenant_id in tenant_ids)]  # type: ignore[operator]
+                  if e.timestamp < cutoff_us and (tenant_ids is None or e.tenant_id in tenant_ids)  # type: ignore[operator]
+                  and e.tenant_id not in exclude_tenant_ids]
         for seq, event in doomed:
             del self._events[seq]
             self._forget(seq, event)
         return len(doomed)
+
+    async def retention_overrides(self) -> dict[str, int]:
+        return dict(self._retention)
+
+    async def set_retention_override(self, tenant_id: str, hours: int | None) -> None:
+        if hours is None:
+            self._retention.pop(tenant_id, None)
+        else:
+            self._retention[tenant_id] = hours
+
+    async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
+        return pyagg.aggregate(self._matching(spec.filter), spec)
+
+    async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
+        events = self._matching(filter)  # a snapshot: later writes do not disturb the iteration
+        for start in range(0, len(events), chunk_rows):
+            yield events[start:start + chunk_rows]
 
 
 def _order_key(event: Event) -> tuple[int, str, str]:

@@ -1,0 +1,83 @@
+"""Compile the neutral specs (EventFilter, AggregateSpec) into DuckDB SQL with parameters."""
+from __future__ import annotations
+
+from typing import Any
+
+from tea.types import Agg, AggregateSpec, EventFilter
+
+FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
+IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
+            "OR status_code >= 400 OR status_code < 0)))")
+_BUCKETS = {
+    "minute": "time_bucket(INTERVAL 1 MINUTE, timestamp)",
+    "hour": "time_bucket(INTERVAL 1 HOUR, timestamp)",
+    "day": "time_bucket(INTERVAL 1 DAY, timestamp)",
+    "week": "date_trunc('week', timestamp)",
+    "month": "date_trunc('month', timestamp)",
+}
+
+
+def tenant_clause(tenant_ids: tuple[str, ...], negate: bool = False) -> str:
+    if not tenant_ids:
+        return "TRUE" if negate else "FALSE"
+    op = "<>" if negate else "="
+    if len(tenant_ids) == 1:
+        return f"tenant_id {op} ?"
+    return f"tenant_id {'NOT ' if negate else ''}IN (" + ", ".join("?" * len(tenant_ids)) + ")"
+
+
+def where(f: EventFilter | None) -> tuple[str, list[Any]]:
+    if f is None:
+        return "", []
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.tenant_ids is not None:
+        clauses.append(tenant_clause(f.tenant_ids))
+        params.extend(f.tenant_ids)
+    for name in FILTER_COLUMNS:
+        value = getattr(f, name)
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value)
+    if f.start_us is not None:
+        clauses.append("timestamp >= make_timestamp(?)")
+        params.append(f.start_us)
+    if f.end_us is not None:
+        clauses.append("timestamp < make_timestamp(?)")
+        params.append(f.end_us)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def agg_sql(agg: Agg) -> str:
+    if agg.fn == "count":
+        return "count(*)"
+    if agg.fn == "errors":
+        return f"count(*) FILTER (WHERE {IS_ERROR})"
+    column = agg.column
+    if column == "timestamp":
+        return f"epoch_us({agg.fn}(timestamp))"
+    if agg.fn == "count_distinct":
+        return f"count(DISTINCT {column})"
+    if agg.fn == "sum":
+        return f"fsum({column})" if column in ("duration_ms", "cost") else f"sum({column})::BIGINT"
+    if agg.fn == "avg":
+        return f"favg({column})" if column in ("duration_ms", "cost") else f"avg({column})"
+    if agg.fn == "quantile":
+        return f"quantile_cont({column}, {float(agg.q)!r})"  # type: ignore[arg-type]
+    return f"{agg.fn}({column})"
+
+
+def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
+    clause, params = where(spec.filter)
+    bucket = f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
+    groups = list(spec.group_by)
+    select = ", ".join([f"{bucket} AS bucket", *groups, *(agg_sql(a) for a in spec.aggs)])
+    group_clause = " GROUP BY " + ", ".join(["bucket", *groups])
+    if spec.top is None or not groups:
+        return f"SELECT {select} FROM events{clause}{group_clause}", params
+    order = ", ".join(f"{g} ASC NULLS LAST" for g in groups)
+    on = " AND ".join(f"f.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
+    sql = (f"WITH f AS (SELECT * FROM events{clause}), "
+           f"top AS (SELECT {', '.join(groups)} FROM f GROUP BY ALL ORDER BY count(*) DESC, {order} LIMIT ?) "
+           f"SELECT {select} FROM f SEMI JOIN top ON {on}{group_clause}")
+    return sql, [*params, spec.top]
