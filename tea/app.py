@@ -25,6 +25,7 @@ from tea.http.request import ClientDisconnected
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import ErrorBody
 from tea.ops.retention import RetentionJob
+from tea.ops.telemetry import Telemetry
 from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
 from tea.settings import Settings
@@ -51,16 +52,19 @@ class TeaApp:
                                     max_bytes=settings.buffer.max_bytes, segment_bytes=settings.buffer.segment_bytes,
                                     ack=settings.buffer.ack, fsync_interval_s=settings.buffer.fsync_interval_ms / 1000,
                                     clock=clock)
+        self.telemetry = Telemetry()
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
                                      max_future_skew_s=settings.max_future_skew_s, clock=clock)
-        self.ingestor = Ingestor(self.buffer, self.normaliser)
+        self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry)
         self.writer = Writer(self.buffer, self.storage, batch_events=settings.writer.batch_events,
                              flush_interval_s=settings.writer.flush_interval_ms / 1000,
                              max_backoff_s=settings.writer.max_backoff_s,
                              dead_letter_path=os.path.join(settings.data_dir, "dead-letter", "events.ndjson"),
-                             clock=clock)
+                             clock=clock, telemetry=self.telemetry)
+        self.telemetry.watch(self.buffer, self.writer)
         self.retention = RetentionJob(self.storage, settings.retention_hours_effective,
-                                      settings.retention_interval_s, clock)
+                                      settings.retention_interval_s, clock, settings.retention_tenant_hours,
+                                      self.telemetry)
         self.router = Router()
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd = -1
@@ -72,11 +76,11 @@ class TeaApp:
         self._add_routes()
 
     def _add_routes(self) -> None:
-        from tea.ops import routes as ops
-        from tea.query import routes as query
+        from tea.ops import admin, routes as ops
+        from tea.query import analytics, export, routes as query
         from tea.receive import native, tea_compat
 
-        for module in (native, query, tea_compat, ops):
+        for module in (native, query, analytics, export, tea_compat, ops, admin):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.
@@ -113,8 +117,7 @@ class TeaApp:
             raise StartupError(f"cannot open {self.storage.name} storage: {exc}") from exc
         await self.buffer.open()
         self._tasks.append(asyncio.create_task(self._supervise(self.writer.run(), "writer"), name="tea-writer"))
-        if self.retention.hours > 0:
-            self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
+        self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
         self.started = True
         self.started_monotonic = time.monotonic()
         log.info("TEA %s started: storage=%s data_dir=%s buffer.ack=%s retention_hours=%d", __version__,
@@ -183,9 +186,12 @@ class TeaApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
+        template = "unmatched"
         try:
             route = self.router.match(request)
+            template = route.path
             response = await route.handler(request)
         except ClientError as exc:
             response = error_response(exc)
@@ -195,7 +201,11 @@ class TeaApp:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = Response(encode_json(ErrorBody("internal_error", "internal error; see the server log")),
                                 500, JSON)
-        await response.send(send, head_only=request.method == "HEAD")
+        try:
+            await response.send(send, head_only=request.method == "HEAD")
+        finally:
+            self.telemetry.http_duration.labels(template, request.method, str(response.status)).observe(
+                time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

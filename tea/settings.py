@@ -59,6 +59,21 @@ def _parse_size(value: Any) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
+def _parse_hours_map(value: Any) -> dict[str, int]:
+    """``{"acme": 48}`` from tea.toml, or ``acme=48,beta=0`` from the environment or a flag."""
+    if isinstance(value, str):
+        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError
+    out = {str(k): _parse_int(v) for k, v in value.items()}
+    if any(v < 0 or not k for k, v in out.items()):
+        raise ValueError
+    return out
+
+
 def _parse_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError
@@ -72,6 +87,7 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "size": (_parse_size, "a size in bytes, e.g. 1048576, 20MiB, 1GiB"),
     "str": (_parse_str, "a string"),
     "path": (_parse_str, "a path"),
+    "hours_map": (_parse_hours_map, "tenant=hours pairs, e.g. acme=48,beta=0 (or a TOML table)"),
 }
 
 
@@ -111,7 +127,8 @@ class Setting:
             raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}") from None
         if self.choices and parsed not in self.choices:
             raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
-        if self.minimum is not None and parsed < self.minimum or self.maximum is not None and parsed > self.maximum:
+        if self.kind != "hours_map" and (self.minimum is not None and parsed < self.minimum
+                                         or self.maximum is not None and parsed > self.maximum):
             raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
         return parsed
 
@@ -128,6 +145,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_hours", "int", None,
             "delete events older than this; 0 keeps forever; default 24 for memory, 720 for persistent backends",
             minimum=0, nullable=True),
+    Setting("retention_tenant_hours", "hours_map", {},
+            "per-tenant retention overriding retention_hours (0 keeps forever); the admin API can override "
+            "these too"),
     Setting("retention_interval_s", "float", 300.0, "how often the retention job runs", minimum=1),
     Setting("auth_validation", "bool", True, "require credentials (the auth issue enforces it; recorded now)"),
     Setting("default_tenant", "str", "default", "tenant of events that name none"),
@@ -233,11 +253,14 @@ def mask(value: Any) -> str:
     return _MASK
 
 
+_MAP_KEYS = {s.key for s in SETTINGS if s.kind == "hours_map"}
+
+
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in table.items():
         key = prefix + name
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in _MAP_KEYS:
             out.update(_flatten(value, key + "."))
         else:
             out[key] = value

@@ -20,6 +20,7 @@ import msgspec
 
 from tea.buffer.log import DurableBuffer, Position
 from tea.errors import StorageDataError
+from tea.ops.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import format_us, now_us
 from tea.types import Batch, Event
@@ -50,7 +51,7 @@ class Writer:
     def __init__(self, buffer: DurableBuffer, storage: Storage, *, batch_events: int = 50000,
                  flush_interval_s: float = 0.2, max_backoff_s: float = 30.0,
                  dead_letter_path: str | None = None, clock: Callable[[], int] = now_us,
-                 on_commit: Callable[[Batch], None] | None = None) -> None:
+                 on_commit: Callable[[Batch], None] | None = None, telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
         self.storage = storage
         self.batch_events = batch_events
@@ -59,6 +60,7 @@ class Writer:
         self.dead_letter_path = dead_letter_path
         self.clock = clock
         self.on_commit = on_commit
+        self.telemetry = telemetry
         self.stats = WriterStats()
         self.consumed_events = 0
         self.replayed = asyncio.Event()
@@ -152,12 +154,19 @@ class Writer:
             self.stats.duplicates += result.duplicates
             self.stats.last_batch_events = batch.count
             self.stats.last_write_s = time.perf_counter() - started
+            if self.telemetry is not None:
+                self.telemetry.writer_batch_events.observe(batch.count)
+                self.telemetry.storage_write_seconds.observe(self.stats.last_write_s)
+                self.telemetry.events_written.inc(result.written)
+                self.telemetry.duplicates.inc(result.duplicates)
             if self.on_commit is not None:
                 self.on_commit(batch)
             return
 
     def _failed(self, exc: BaseException) -> None:
         self.stats.failures += 1
+        if self.telemetry is not None:
+            self.telemetry.storage_failures.inc()
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self.stats.last_error_at = time.time()
         now = time.monotonic()
@@ -178,6 +187,8 @@ class Writer:
 
     def _dead_letter(self, event: Event, reason: str) -> None:
         self.stats.dead_lettered += 1
+        if self.telemetry is not None:
+            self.telemetry.dead_lettered.inc()
         log.error("event %s of tenant %s refused by storage, written to the dead-letter file: %s",
                   event.event_id, event.tenant_id, reason)
         if self.dead_letter_path is None:

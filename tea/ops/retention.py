@@ -1,39 +1,61 @@
-"""The retention job: on a schedule, delete events older than ``retention_hours``."""
+"""The retention job: on a schedule, delete events older than their tenant's retention.
+
+A tenant's retention is, in order: an override set through the admin API (stored with the data),
+an override from the settings (``retention_tenant_hours``), else ``retention_hours``. 0 keeps
+events forever.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
+from tea.ops.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
+HOUR_US = 3_600_000_000
 
 
 class RetentionJob:
-    def __init__(self, storage: Storage, hours: int, interval_s: float, clock: Callable[[], int] = now_us) -> None:
+    def __init__(self, storage: Storage, hours: int, interval_s: float, clock: Callable[[], int] = now_us,
+                 tenant_hours: Mapping[str, int] | None = None, telemetry: Telemetry | None = None) -> None:
         self.storage = storage
         self.hours = hours
         self.interval_s = interval_s
         self.clock = clock
+        self.tenant_hours = dict(tenant_hours or {})
+        self.telemetry = telemetry
         self.purged_total = 0
         self.last_run_at: float | None = None
         self.last_purged = 0
         self.last_error: str | None = None
 
+    async def overrides(self) -> dict[str, int]:
+        """Tenant → hours for every tenant that does not follow ``hours``."""
+        return {**self.tenant_hours, **await self.storage.retention_overrides()}
+
     async def run_once(self) -> int:
-        """Delete what is past retention now; returns rows deleted (0 when retention is off)."""
-        if self.hours <= 0:
-            return 0
-        cutoff = self.clock() - self.hours * 3_600_000_000
-        purged = await self.storage.purge_older_than(cutoff)
+        """Delete what is past retention now; returns rows deleted."""
+        overrides = await self.overrides()
+        now = self.clock()
+        purged = 0
+        if self.hours > 0:
+            purged += await self.storage.purge_older_than(now - self.hours * HOUR_US,
+                                                          exclude_tenant_ids=tuple(sorted(overrides)))
+        for tenant, hours in sorted(overrides.items()):
+            if hours > 0:
+                purged += await self.storage.purge_older_than(now - hours * HOUR_US, tenant_ids=(tenant,))
         self.purged_total += purged
         self.last_purged = purged
         self.last_run_at = time.time()
+        if self.telemetry is not None:
+            self.telemetry.retention_purged.inc(purged)
+            self.telemetry.retention_runs.labels("ok").inc()
         if purged:
-            log.info("retention: deleted %d events older than %d h", purged, self.hours)
+            log.info("retention: deleted %d events", purged)
         return purged
 
     async def run(self) -> None:
@@ -43,5 +65,7 @@ class RetentionJob:
                 self.last_error = None
             except Exception as exc:  # storage boundary: log, keep the schedule
                 self.last_error = str(exc)
+                if self.telemetry is not None:
+                    self.telemetry.retention_runs.labels("error").inc()
                 log.error("retention run failed: %s", exc)
             await asyncio.sleep(self.interval_s)

@@ -1,6 +1,8 @@
 """``/health`` (the seed's shape and more), ``/healthz``, ``/readyz``, ``/openapi.json``."""
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -36,6 +38,23 @@ class Health(msgspec.Struct):
     last_storage_error: str | None
     retention_last_run_at: float | None
     retention_purged_total: int
+    retention_last_error: str | None
+    data_dir_bytes: int
+
+
+async def _disk_usage(path: str) -> int:
+    return await asyncio.get_running_loop().run_in_executor(None, _du, path)
+
+
+def _du(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
+            except OSError:
+                pass  # removed while walking (a released segment): fine
+    return total
 
 
 class Readiness(msgspec.Struct):
@@ -65,7 +84,8 @@ def routes(app: "TeaApp") -> list[Route]:
             events_written=stats.events_written, duplicates_skipped=stats.duplicates,
             storage_failures=stats.failures, dead_lettered=stats.dead_lettered,
             last_storage_error=stats.last_error if recent_failure else None,
-            retention_last_run_at=app.retention.last_run_at, retention_purged_total=app.retention.purged_total)
+            retention_last_run_at=app.retention.last_run_at, retention_purged_total=app.retention.purged_total,
+            retention_last_error=app.retention.last_error, data_dir_bytes=await _disk_usage(app.settings.data_dir))
         return Response(encode_json(body), 200, JSON)
 
     async def healthz(request: Request) -> Response:

@@ -1,23 +1,14 @@
 """The one path every receiver hands its events to: normalise, then the durable buffer."""
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tea.buffer.log import DurableBuffer
 from tea.errors import Unavailable
+from tea.ops.telemetry import Telemetry
 from tea.pipeline.normalise import ItemError, Normaliser
 from tea.receive.decode import Decoded
 from tea.types import Event, encode_lines
-
-
-@dataclass
-class IngestStats:
-    """Counts of every event received, accepted and rejected (by reason and protocol)."""
-
-    received: Counter[str] = field(default_factory=Counter)
-    accepted: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (protocol, reason)
 
 
 @dataclass
@@ -28,25 +19,25 @@ class Outcome:
 
 
 class Ingestor:
-    def __init__(self, buffer: DurableBuffer, normaliser: Normaliser, stats: IngestStats | None = None) -> None:
+    def __init__(self, buffer: DurableBuffer, normaliser: Normaliser, telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
         self.normaliser = normaliser
-        self.stats = stats or IngestStats()
+        self.telemetry = telemetry or Telemetry()
 
     async def submit(self, decoded: Decoded, source_protocol: str, tenant_id: str | None = None) -> Outcome:
         """Normalise and make durable; returns once acknowledged-safe. Raises Unavailable (503)."""
         accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id)
         if decoded.errors:
             errors = sorted(decoded.errors + errors, key=lambda e: e.index)
-        stats = self.stats
-        stats.received[source_protocol] += decoded.total
+        t = self.telemetry
+        t.events_received.labels(source_protocol).inc(decoded.total)
         for error in errors:
-            stats.rejected[(source_protocol, error.error)] += 1
+            t.events_rejected.labels(source_protocol, error.error).inc()
         if accepted:
             try:
                 await self.buffer.append(encode_lines(accepted), len(accepted), low, high)
             except Unavailable as exc:
-                stats.rejected[(source_protocol, exc.code)] += len(accepted)
+                t.events_rejected.labels(source_protocol, exc.code).inc(len(accepted))
                 raise
-            stats.accepted[source_protocol] += len(accepted)
+            t.events_accepted.labels(source_protocol).inc(len(accepted))
         return Outcome(accepted, errors, decoded.total)

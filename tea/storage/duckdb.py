@@ -49,20 +49,23 @@ MIGRATIONS: tuple[str, ...] = (
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
 _JSON_TYPES = {name: kind.replace(" NOT NULL", "") for name, kind in COLUMN_TYPES.items()}
 _JSON_TYPES.update(timestamp="BIGINT", received_at="BIGINT")
-_JSON_COLUMNS = "{" + ", ".join(f"{name}: '{kind}'" for name, kind in _JSON_TYPES.items()) + "}"
-_INSERT_VALUES = ", ".join(
-    "make_timestamp(b.timestamp)" if c == "timestamp" else
-    "make_timestamp(b.received_at)" if c == "received_at" else
+JSON_COLUMNS = "{" + ", ".join(f"{name}: '{kind}'" for name, kind in _JSON_TYPES.items()) + "}"
+# the stored value of each column, from the buffer's NDJSON read as `b`
+INSERT_EXPRS: tuple[str, ...] = tuple(
+    f"make_timestamp(b.{c})" if c in ("timestamp", "received_at") else
     "COALESCE(b.tags, [])" if c == "tags" else
     "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
     for c in COLUMNS)
+_INSERT_VALUES = ", ".join(INSERT_EXPRS)
+# Parquet exports: every column as stored, attributes as JSON text
+EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else c for c in COLUMNS)
 _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
 _ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -167,8 +170,8 @@ class DuckDBStorage:
             fh.write(data)
         sql = (
             f"INSERT INTO events SELECT {_INSERT_VALUES} FROM ("
-            f" SELECT * FROM read_json({_sql_string(self._ingest_path)}, format='newline_delimited',"
-            f"  columns={_JSON_COLUMNS}, maximum_object_size={self.max_object_bytes + 1024})"
+            f" SELECT * FROM read_json({sql_string(self._ingest_path)}, format='newline_delimited',"
+            f"  columns={JSON_COLUMNS}, maximum_object_size={self.max_object_bytes + 1024})"
             f" QUALIFY row_number() OVER (PARTITION BY tenant_id, event_id ORDER BY received_at) = 1) b"
             f" WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.timestamp BETWEEN make_timestamp(?)"
             f"  AND make_timestamp(?) AND e.tenant_id = b.tenant_id AND e.event_id = b.event_id)")
@@ -268,8 +271,7 @@ class DuckDBStorage:
         if fmt != "parquet":
             raise ValueError(f"DuckDB writes only parquet files natively, not {fmt!r}")
         clause, params = where(filter)
-        columns = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else c for c in COLUMNS)
-        sql = f"COPY (SELECT {columns} FROM events{clause}) TO {_sql_string(path)} (FORMAT parquet, COMPRESSION zstd)"
+        sql = f"COPY (SELECT {EXPORT_COLUMNS} FROM events{clause}) TO {sql_string(path)} (FORMAT parquet, COMPRESSION zstd)"
         await self._on_reader(lambda cur: cur.execute(sql, params))
 
     def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:

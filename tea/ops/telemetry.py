@@ -1,0 +1,69 @@
+"""TEA's own metrics, exposed in the Prometheus text format at ``GET /metrics``.
+
+One registry per app (tests build many apps). Gauges read live state at scrape time, so the hot
+path only ever increments counters and observes histograms.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from tea.buffer.log import DurableBuffer
+    from tea.buffer.writer import Writer
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 10, 100, 1000, 5000, 10000, 25000, 50000, 100000, 250000)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events_received = Counter("tea_events_received_total", "Events received, by protocol",
+                                       ["protocol"], registry=r)
+        self.events_accepted = Counter("tea_events_accepted_total", "Events acknowledged (durable), by protocol",
+                                       ["protocol"], registry=r)
+        self.events_rejected = Counter("tea_events_rejected_total", "Events refused, by protocol and reason",
+                                       ["protocol", "reason"], registry=r)
+        self.http_duration = Histogram("tea_http_request_duration_seconds", "HTTP request latency",
+                                       ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.writer_batch_events = Histogram("tea_writer_batch_events", "Events per storage write",
+                                             buckets=BATCH_BUCKETS, registry=r)
+        self.storage_write_seconds = Histogram("tea_storage_write_seconds", "Storage batch write latency",
+                                               buckets=LATENCY_BUCKETS, registry=r)
+        self.storage_query_seconds = Histogram("tea_storage_query_seconds", "Storage read latency, by operation",
+                                               ["operation"], buckets=LATENCY_BUCKETS, registry=r)
+        self.events_written = Counter("tea_events_written_total", "Events committed to storage", registry=r)
+        self.duplicates = Counter("tea_events_duplicate_total", "Events skipped as duplicates by storage",
+                                  registry=r)
+        self.storage_failures = Counter("tea_storage_write_failures_total", "Failed storage writes (retried)",
+                                        registry=r)
+        self.dead_lettered = Counter("tea_events_dead_lettered_total", "Events refused by storage as data",
+                                     registry=r)
+        self.retention_purged = Counter("tea_retention_purged_events_total", "Events deleted by retention",
+                                        registry=r)
+        self.retention_runs = Counter("tea_retention_runs_total", "Retention job runs", ["result"], registry=r)
+        self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
+                            ["method", "result"], registry=r)
+        self.do_not_track = Counter("tea_do_not_track_total", "Requests answered 204 for DNT: 1", ["protocol"],
+                                    registry=r)
+
+    def watch(self, buffer: "DurableBuffer", writer: "Writer") -> None:
+        """Gauges computed at scrape time from the live buffer and writer."""
+        r = self.registry
+        _gauge(r, "tea_buffer_bytes", "Durable buffer backlog not yet in storage", lambda: buffer.backlog_bytes)
+        _gauge(r, "tea_buffer_max_bytes", "Bound of the durable buffer backlog", lambda: buffer.max_bytes)
+        _gauge(r, "tea_buffer_segments", "Segment files of the durable buffer", lambda: buffer.segment_count)
+        _gauge(r, "tea_buffer_events_pending", "Acknowledged events not yet committed", writer.available)
+        _gauge(r, "tea_writer_lag_seconds", "Age of the oldest acknowledged event not yet in storage",
+               writer.lag_seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _gauge(registry: CollectorRegistry, name: str, help_text: str, read: Callable[[], float]) -> None:
+    Gauge(name, help_text, registry=registry).set_function(read)

@@ -1,0 +1,163 @@
+"""Time-bucketed metrics: parameters → one AggregateSpec → zero-filled series.
+
+Every metric is computed exactly by the backend (counts, sums with compensated summation,
+averages, exact percentiles by linear interpolation). ``error_rate`` is errors / requests;
+``*_mb`` are 10^6 bytes. Empty buckets are present with zeros, so a chart can draw a series as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from tea import timebuckets
+from tea.errors import BadRequest
+from tea.http import Param, Request
+from tea.query.spec import FILTER_FIELDS, event_filter, int_param, time_param
+from tea.timeutil import format_us
+from tea.types import Agg, AggregateSpec, EventFilter
+
+COUNT = Agg("count")
+ERRORS = Agg("errors")
+_REQ = Agg("sum", "request_size")
+_RESP = Agg("sum", "response_size")
+
+
+def _q(q: float) -> Agg:
+    return Agg("quantile", "duration_ms", q)
+
+
+def _mb(*values: Any) -> float:
+    return sum(v or 0 for v in values) / 1e6
+
+
+# metric -> (aggregates it needs, how its value follows from them)
+METRICS: dict[str, tuple[tuple[Agg, ...], Callable[..., Any]]] = {
+    "requests": ((COUNT,), lambda n: n),
+    "errors": ((ERRORS,), lambda e: e),
+    "error_rate": ((COUNT, ERRORS), lambda n, e: e / n if n else 0.0),
+    "avg_latency_ms": ((Agg("avg", "duration_ms"),), lambda v: v),
+    "min_latency_ms": ((Agg("min", "duration_ms"),), lambda v: v),
+    "max_latency_ms": ((Agg("max", "duration_ms"),), lambda v: v),
+    "p50_latency_ms": ((_q(0.5),), lambda v: v),
+    "p90_latency_ms": ((_q(0.9),), lambda v: v),
+    "p95_latency_ms": ((_q(0.95),), lambda v: v),
+    "p99_latency_ms": ((_q(0.99),), lambda v: v),
+    "request_mb": ((_REQ,), _mb),
+    "response_mb": ((_RESP,), _mb),
+    "data_mb": ((_REQ, _RESP), _mb),
+    "tokens": ((Agg("sum", "tokens_used"),), lambda v: v or 0),
+    "cost": ((Agg("sum", "cost"),), lambda v: v or 0.0),
+    "unique_users": ((Agg("count_distinct", "user_id"),), lambda v: v),
+}
+DEFAULT_METRICS = ("requests", "errors", "error_rate", "avg_latency_ms", "p95_latency_ms", "data_mb")
+GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "user_id", "tenant_id")
+GRANULARITIES = ("minute", "hour", "day", "week", "month", "auto")
+MAX_BUCKETS = 10_000
+DAY_US = timebuckets.DAY_US
+METRIC_PARAMS = {*FILTER_FIELDS, "start_time", "end_time", "metrics", "granularity", "group_by", "limit"}
+PARAMS: tuple[Param, ...] = (
+    Param("metrics", "comma list of: " + ", ".join(METRICS) + f" (default {','.join(DEFAULT_METRICS)})"),
+    Param("granularity", "minute, hour, day, week (ISO, Monday), month, or auto (default: from the range)",
+          {"type": "string", "enum": list(GRANULARITIES)}),
+    Param("group_by", "comma list of: " + ", ".join(GROUP_BY) + "; one series per group"),
+    Param("limit", "with group_by: keep the top N groups by requests (default 10, max 1000)",
+          {"type": "integer", "minimum": 1, "maximum": 1000}),
+)
+
+
+@dataclass(frozen=True)
+class MetricsQuery:
+    filter: EventFilter
+    metrics: tuple[str, ...]
+    granularity: str
+    group_by: tuple[str, ...]
+    limit: int
+
+    @property
+    def start_us(self) -> int:
+        return self.filter.start_us  # type: ignore[return-value]
+
+    @property
+    def end_us(self) -> int:
+        return self.filter.end_us  # type: ignore[return-value]
+
+
+def auto_granularity(span_us: int) -> str:
+    if span_us <= 3 * timebuckets.HOUR_US:
+        return "minute"
+    if span_us <= 4 * DAY_US:
+        return "hour"
+    if span_us <= 120 * DAY_US:
+        return "day"
+    if span_us <= 3 * 366 * DAY_US:
+        return "week"
+    return "month"
+
+
+def _list_param(request: Request, name: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    text = request.param(name)
+    if text is None:
+        return default
+    items = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    bad = [item for item in items if item not in allowed]
+    if bad or not items:
+        raise BadRequest(f"parameter `{name}` has unknown value {bad[0] if bad else text!r}; accepted: "
+                         + ", ".join(allowed), code="invalid_parameter", details={"parameter": name})
+    return items
+
+
+def parse(request: Request, now_us: int, default_granularity: str = "auto") -> MetricsQuery:
+    base = event_filter(request)
+    end = base.end_us if base.end_us is not None else now_us
+    start = base.start_us if base.start_us is not None else end - DAY_US
+    if end <= start:
+        raise BadRequest("`end_time` must be after `start_time`", code="invalid_parameter",
+                         details={"parameter": "end_time"})
+    granularity = request.param("granularity") or default_granularity
+    if granularity not in GRANULARITIES:
+        raise BadRequest(f"parameter `granularity` must be one of {', '.join(GRANULARITIES)}, got {granularity!r}",
+                         code="invalid_parameter", details={"parameter": "granularity"})
+    if granularity == "auto":
+        granularity = auto_granularity(end - start)
+    if timebuckets.count(start, end, granularity) > MAX_BUCKETS:
+        raise BadRequest(f"{granularity} buckets over this range would be more than {MAX_BUCKETS}; choose a coarser "
+                         "granularity or a shorter range", code="invalid_parameter",
+                         details={"parameter": "granularity"})
+    return MetricsQuery(replace(base, start_us=start, end_us=end),
+                        _list_param(request, "metrics", tuple(METRICS), DEFAULT_METRICS), granularity,
+                        _list_param(request, "group_by", GROUP_BY, ()), int_param(request, "limit", 10, 1, 1000))
+
+
+def aggregate_spec(query: MetricsQuery) -> tuple[AggregateSpec, dict[str, list[int]]]:
+    """The one AggregateSpec answering every metric, and where each metric's inputs are in a row."""
+    aggs: list[Agg] = [COUNT]  # always: series are ordered by requests
+    inputs: dict[str, list[int]] = {}
+    for name in query.metrics:
+        positions = []
+        for agg in METRICS[name][0]:
+            if agg not in aggs:
+                aggs.append(agg)
+            positions.append(aggs.index(agg))
+        inputs[name] = positions
+    top = query.limit if query.group_by else None
+    return AggregateSpec(query.filter, tuple(aggs), query.granularity, query.group_by, top), inputs
+
+
+def build_series(query: MetricsQuery, rows: list[tuple[Any, ...]], inputs: dict[str, list[int]]) -> list[dict]:
+    width = len(query.group_by)
+    buckets = timebuckets.starts(query.start_us, query.end_us, query.granularity)
+    cells: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
+    totals: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        bucket, group, values = row[0], tuple(row[1:1 + width]), row[1 + width:]
+        point = {name: METRICS[name][1](*(values[i] for i in inputs[name])) for name in query.metrics}
+        cells.setdefault(group, {})[bucket] = point
+        totals[group] = totals.get(group, 0) + values[0]
+    if not query.group_by and () not in cells:
+        cells[()] = {}
+    zero = {name: 0 for name in query.metrics}
+    order = sorted(cells, key=lambda g: (-totals.get(g, 0), [(v is None, v or "") for v in g]))
+    return [{"group": dict(zip(query.group_by, group)),
+             "points": [{"timestamp": format_us(b), **cells[group].get(b, zero)} for b in buckets]}
+            for group in order]
+
