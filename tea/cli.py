@@ -31,6 +31,25 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings (secrets masked) and where each comes from")
     _add_setting_flags(config)
     sub.add_parser("version", help="print the version")
+    usage = sub.add_parser("usage", help="usage and billing of a running server (GET /v1/usage)")
+    usage.add_argument("--url", help="TEA's base URL (default http://TEA_HOST:TEA_PORT)")
+    usage.add_argument("--tenant", help="one tenant (default: every tenant)")
+    when = usage.add_mutually_exclusive_group()
+    when.add_argument("--month", help="a calendar month, e.g. 2026-11 (period=month)")
+    when.add_argument("--start", help="start time (RFC 3339 or epoch ms); with --end and --period")
+    usage.add_argument("--end", help="end time (default: now)")
+    usage.add_argument("--period", choices=("day", "month"), help="rows per day or per month (default month)")
+    usage.add_argument("--format", choices=("json", "csv"), default="json")
+    export = sub.add_parser("export", help="export events of a running server into a file (GET /v1/export)")
+    export.add_argument("--url", help="TEA's base URL (default http://TEA_HOST:TEA_PORT)")
+    export.add_argument("--format", choices=("ndjson", "csv", "parquet"), default="ndjson")
+    export.add_argument("-o", "--output", required=True, help="file to write")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.add_argument("--tenant", dest="tenant_id", help="only this tenant")
+    for name in ("user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id"):
+        export.add_argument("--" + name.replace("_", "-"), dest=name, help=f"only events with this {name}")
+    export.add_argument("--start", dest="start_time", help="events at or after (RFC 3339 or epoch ms)")
+    export.add_argument("--end", dest="end_time", help="events before (RFC 3339 or epoch ms)")
     return parser
 
 
@@ -75,11 +94,47 @@ def cmd_config(settings: Settings) -> int:
     return 0
 
 
+def _base_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return args.url
+    settings = _load(argparse.Namespace())
+    return f"http://{settings.host}:{settings.port}"
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from tea import remote
+
+    params: dict[str, Any] = {"tenant_id": args.tenant, "format": args.format, "period": args.period}
+    if args.month:
+        params["start_time"], params["end_time"] = remote.month_range(args.month)
+        params["period"] = args.period or "month"
+    else:
+        params["start_time"], params["end_time"] = args.start, args.end
+    remote.usage(_base_url(args), params, sys.stdout.buffer)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tea import remote
+
+    filters = {name: getattr(args, name) for name in remote.FILTERS}
+    rows, size = remote.export(_base_url(args), args.format, filters, args.output, progress=not args.quiet)
+    print(f"wrote {rows} rows, {size} bytes to {args.output}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"tea {__version__}")
         return 0
+    if args.command in ("usage", "export"):
+        from tea.remote import RemoteError
+        try:
+            return cmd_usage(args) if args.command == "usage" else cmd_export(args)
+        except RemoteError as exc:
+            print(f"tea {args.command}: {exc}", file=sys.stderr)
+            return 1
     settings = _load(args)
     if args.command == "serve":
         return cmd_serve(settings)

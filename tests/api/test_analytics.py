@@ -1,0 +1,249 @@
+"""Analytics over real HTTP: /v1/metrics against a brute-force reference, the seed's /metrics,
+the Prometheus scrape, stats, usage (JSON, CSV) and retention."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api.test_ingest import assert_error_shape
+from tests.conftest import LiveServer
+
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+HOUR_MS = 3_600_000
+
+
+def post_all(client: httpx.Client, server: LiveServer, events: list[dict]) -> None:
+    for start in range(0, len(events), 5000):
+        r = client.post("/v1/events", json=events[start:start + 5000])
+        assert r.status_code == 200, r.text
+    server.wait_stored(len(events))
+
+
+def random_events(seed: int, n: int, hours: int = 6) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        e = {"event_type": rng.choice(["mcp_request", "a2a_call"]), "tenant_id": rng.choice(["acme", "beta"]),
+             "timestamp": T0_MS + rng.randrange(hours * HOUR_MS), "method": rng.choice(["tools/list", "tools/call",
+                                                                                       "resources/read"]),
+             "status": rng.choice(["ok", "ok", "ok", "error", "timeout"]), "user_id": f"u{rng.randrange(7)}",
+             "duration_ms": round(rng.lognormvariate(3, 0.8), 3), "request_size": rng.randrange(5000),
+             "response_size": rng.randrange(20000), "tokens_used": rng.randrange(100), "cost": rng.randrange(100) / 1000}
+        if rng.random() < 0.1:
+            del e["duration_ms"]
+        events.append(e)
+    return events
+
+
+def quantile(values: list[float], q: float) -> float:
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def expected_point(members: list[dict]) -> dict:
+    durations = [e["duration_ms"] for e in members if "duration_ms" in e]
+    errors = sum(e["status"] in ("error", "timeout") for e in members)
+    return {"requests": len(members), "errors": errors, "error_rate": errors / len(members),
+            "avg_latency_ms": sum(durations) / len(durations), "min_latency_ms": min(durations),
+            "max_latency_ms": max(durations), "p50_latency_ms": quantile(durations, 0.5),
+            "p90_latency_ms": quantile(durations, 0.9), "p95_latency_ms": quantile(durations, 0.95),
+            "p99_latency_ms": quantile(durations, 0.99),
+            "request_mb": sum(e["request_size"] for e in members) / 1e6,
+            "response_mb": sum(e["response_size"] for e in members) / 1e6,
+            "data_mb": sum(e["request_size"] + e["response_size"] for e in members) / 1e6,
+            "tokens": sum(e["tokens_used"] for e in members), "cost": sum(e["cost"] for e in members),
+            "unique_users": len({e["user_id"] for e in members})}
+
+
+ALL_METRICS = ("requests,errors,error_rate,avg_latency_ms,min_latency_ms,max_latency_ms,p50_latency_ms,"
+               "p90_latency_ms,p95_latency_ms,p99_latency_ms,request_mb,response_mb,data_mb,tokens,cost,unique_users")
+
+
+def iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+@pytest.mark.parametrize("group_by", ["", "method", "status,tenant_id"])
+def test_metrics_match_brute_force(client: httpx.Client, server: LiveServer, group_by: str) -> None:
+    events = random_events(11, 1500)
+    post_all(client, server, events)
+    params = {"metrics": ALL_METRICS, "granularity": "hour", "start_time": iso(T0_MS + HOUR_MS // 2),
+              "end_time": iso(T0_MS + 5 * HOUR_MS), "tenant_id": "acme", "limit": "100"}
+    if group_by:
+        params["group_by"] = group_by
+    body = client.get("/v1/metrics", params=params).json()
+    assert body["granularity"] == "hour" and body["metrics"] == ALL_METRICS.split(",")
+    keys = group_by.split(",") if group_by else []
+    lo, hi = T0_MS + HOUR_MS // 2, T0_MS + 5 * HOUR_MS
+    kept = [e for e in events if e["tenant_id"] == "acme" and lo <= e["timestamp"] < hi]
+    cells: dict = {}
+    for e in kept:
+        cells.setdefault(tuple(e[k] for k in keys), {}).setdefault(e["timestamp"] // HOUR_MS * HOUR_MS, []).append(e)
+    assert {tuple(s["group"][k] for k in keys) for s in body["series"]} == set(cells)
+    for series in body["series"]:
+        buckets = cells[tuple(series["group"][k] for k in keys)]
+        assert [p["timestamp"] for p in series["points"]] == [iso(T0_MS + h * HOUR_MS) for h in range(5)]
+        for point in series["points"]:
+            start = T0_MS + [iso(T0_MS + h * HOUR_MS) for h in range(5)].index(point["timestamp"]) * HOUR_MS
+            want = expected_point(buckets[start]) if start in buckets else None
+            for name in ALL_METRICS.split(","):
+                if want is None:
+                    assert point[name] == 0, (name, point)
+                else:
+                    assert math.isclose(point[name], want[name], rel_tol=1e-9, abs_tol=1e-12), (name, point, want)
+
+
+def test_series_are_top_n_groups_by_requests(client: httpx.Client, server: LiveServer) -> None:
+    events = [{"event_type": "x", "method": m, "timestamp": T0_MS + i} for m, n in
+              (("a", 5), ("b", 9), ("c", 7), ("d", 1)) for i in range(n)]
+    post_all(client, server, events)
+    body = client.get("/v1/metrics", params={"group_by": "method", "limit": "2", "granularity": "day",
+                                             "start_time": iso(T0_MS), "end_time": iso(T0_MS + 24 * HOUR_MS)}).json()
+    assert [(s["group"]["method"], s["points"][0]["requests"]) for s in body["series"]] == [("b", 9), ("c", 7)]
+
+
+def test_empty_range_has_every_bucket_with_zeros(client: httpx.Client) -> None:
+    body = client.get("/v1/metrics", params={"start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T03:00:00Z",
+                                             "granularity": "hour"}).json()
+    [series] = body["series"]
+    assert series["group"] == {} and len(series["points"]) == 3
+    assert all(p["requests"] == 0 and p["p95_latency_ms"] == 0 for p in series["points"])
+
+
+@pytest.mark.parametrize("hours, expected", [(2, "minute"), (24, "hour"), (24 * 30, "day"), (24 * 400, "week"),
+                                             (24 * 366 * 4, "month")])
+def test_auto_granularity(client: httpx.Client, hours: int, expected: str) -> None:
+    body = client.get("/v1/metrics", params={"start_time": iso(T0_MS), "end_time": iso(T0_MS + hours * HOUR_MS),
+                                             "metrics": "requests"}).json()
+    assert body["granularity"] == expected
+
+
+def test_default_range_is_the_last_24_hours(client: httpx.Client) -> None:
+    body = client.get("/v1/metrics", params={"granularity": "hour"}).json()
+    assert len(body["series"][0]["points"]) in (24, 25)
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"metrics": "requests,bogus"}, "metrics"), ({"granularity": "fortnight"}, "granularity"),
+    ({"group_by": "colour"}, "group_by"), ({"limit": "0"}, "limit"),
+    ({"granularity": "minute", "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-03-01T00:00:00Z"}, "granularity"),
+    ({"start_time": "2026-01-02T00:00:00Z", "end_time": "2026-01-01T00:00:00Z"}, "end_time"),
+    ({"colour": "red"}, "colour")])
+def test_bad_metric_parameters(client: httpx.Client, params: dict, name: str) -> None:
+    body = assert_error_shape(client.get("/v1/metrics", params=params), 400, "invalid_parameter")
+    assert body["details"]["parameter"] == name
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/tea/metrics"])
+def test_seed_metrics_shape(client: httpx.Client, server: LiveServer, path: str) -> None:
+    post_all(client, server, [{"event_type": "mcp_request", "tenant_id": "acme-corp", "timestamp": T0_MS + i * 1000,
+                               "duration_ms": 10 * i, "status_code": 500 if i == 3 else 200, "request_size": 1000,
+                               "response_size": 1000} for i in range(4)])
+    r = client.get(path, params={"tenant_id": "acme-corp", "metric_type": "requests", "granularity": "hour",
+                                 "start_time": iso(T0_MS), "end_time": iso(T0_MS + 2 * HOUR_MS)})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["granularity"] == "hour" and len(body["metrics"]) == 2
+    first, second = body["metrics"]
+    assert set(first) == {"timestamp", "total_requests", "error_rate", "avg_latency_ms", "total_data_mb"}
+    assert first == {"timestamp": "2026-01-01T00:00:00Z", "total_requests": 4, "error_rate": 0.25,
+                     "avg_latency_ms": 15.0, "total_data_mb": 0.008}
+    assert second["total_requests"] == 0 and second["avg_latency_ms"] == 0
+
+
+def test_bare_metrics_is_the_prometheus_scrape(client: httpx.Client, server: LiveServer) -> None:
+    post_all(client, server, [{"event_type": "x"}] * 7)
+    client.post("/v1/events", json=[{"event_type": ""}])
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    accepted = {tuple(s.labels.values()): s.value for s in families["tea_events_accepted"].samples
+                if s.name == "tea_events_accepted_total"}
+    assert accepted[("native",)] == 7
+    rejected = {tuple(s.labels.items()): s.value for s in families["tea_events_rejected"].samples
+                if s.name == "tea_events_rejected_total"}
+    assert rejected[(("protocol", "native"), ("reason", "invalid_event"))] == 1
+    for name in ("tea_http_request_duration_seconds", "tea_buffer_bytes", "tea_buffer_segments",
+                 "tea_writer_lag_seconds", "tea_writer_batch_events", "tea_storage_write_seconds",
+                 "tea_storage_query_seconds", "tea_retention_purged_events", "tea_auth_attempts"):
+        assert name in families, name
+    routes = {s.labels.get("route") for s in families["tea_http_request_duration_seconds"].samples}
+    assert "/v1/events" in routes
+    # a JSON client on the same path gets the seed's shape
+    assert "metrics" in client.get("/metrics", headers={"accept": "application/json"}).json()
+
+
+def test_stats(client: httpx.Client, server: LiveServer) -> None:
+    post_all(client, server, [{"event_type": t, "source": s, "timestamp": T0_MS + i * 1000}
+                              for i, (t, s) in enumerate([("Heartbeat", "1001"), ("Heartbeat", "1001"),
+                                                          ("Login", "1001"), ("Heartbeat", "1002"), ("Orphan", None)])])
+    assert client.get("/v1/stats").json() == {"sources_count": 2, "events_count": 5,
+                                              "event_types": {"Heartbeat": 3, "Login": 1, "Orphan": 1}}
+    assert client.get("/v1/stats/1001").json() == {
+        "source": "1001", "total_events": 3, "first_event": "2026-01-01T00:00:00Z",
+        "last_event": "2026-01-01T00:00:02Z", "event_types": {"Heartbeat": 2, "Login": 1}}
+    assert_error_shape(client.get("/v1/stats/9999"), 404, "source_not_found")
+
+
+def test_usage_json_and_csv(client: httpx.Client, server: LiveServer) -> None:
+    day = 24 * HOUR_MS
+    events = [{"event_type": "x", "tenant_id": t, "timestamp": T0_MS + d * day + 1000, "method": m,
+               "user_id": u, "request_size": 2_000_000, "response_size": 500_000, "tokens_used": 10, "cost": 0.25,
+               "status": "error" if m == "boom" else "ok"}
+              for t, d, m, u in [("acme", 0, "tools/call", "a"), ("acme", 0, "tools/call", "b"),
+                                 ("acme", 0, "boom", "a"), ("acme", 1, "tools/list", "a"), ("beta", 0, "tools/call", "z")]]
+    post_all(client, server, events)
+    params = {"period": "day", "start_time": iso(T0_MS), "end_time": iso(T0_MS + 2 * day)}
+    body = client.get("/v1/usage", params=params).json()
+    rows = {(r["tenant_id"], r["period_start"]): r for r in body["rows"]}
+    first = rows[("acme", "2026-01-01T00:00:00Z")]
+    assert first == {"tenant_id": "acme", "period": "day", "period_start": "2026-01-01T00:00:00Z", "events": 3,
+                     "errors": 1, "requests_by_method": {"boom": 1, "tools/call": 2}, "data_mb_in": 6.0,
+                     "data_mb_out": 1.5, "tokens": 30, "cost": 0.75, "unique_users": 2}
+    assert rows[("acme", "2026-01-02T00:00:00Z")]["events"] == 1 and len(rows) == 3
+    one = client.get("/v1/usage", params={**params, "tenant_id": "beta", "period": "month"}).json()["rows"]
+    assert [(r["tenant_id"], r["period_start"], r["events"]) for r in one] == [("beta", "2026-01-01T00:00:00Z", 1)]
+    r = client.get("/v1/usage", params={**params, "format": "csv"})
+    assert r.headers["content-type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(table) == 3 and table[0]["tenant_id"] == "acme" and table[0]["events"] == "3"
+    assert table[0]["requests_by_method"] == '{"boom":1,"tools/call":2}'
+    assert_error_shape(client.get("/v1/usage", params={"period": "year"}), 400, "invalid_parameter")
+
+
+def test_retention_admin_api(client: httpx.Client, server: LiveServer) -> None:
+    assert client.put("/v1/retention/acme", json={"hours": 48}).status_code == 200
+    body = client.get("/v1/retention").json()
+    assert body["tenants"] == {"acme": 48} and body["from_api"] == {"acme": 48}
+    assert body["retention_hours"] == server.app.settings.retention_hours_effective
+    assert_error_shape(client.put("/v1/retention/acme", json={"hours": -1}), 400, "invalid_body")
+    assert_error_shape(client.put("/v1/retention/acme", content=b"[]"), 400, "invalid_body")
+    assert client.delete("/v1/retention/acme").json()["tenants"] == {}
+
+
+def test_retention_overrides_per_tenant_in_a_live_server(serve) -> None:
+    live = serve(storage_backend="duckdb", retention_hours=1, retention_interval_s=0.2,
+                 retention_tenant_hours={"keep": 0, "short": 2})
+    now_ms = int(time.time() * 1000)
+    old = lambda tenant, hours: {"event_type": "x", "tenant_id": tenant,  # noqa: E731
+                                 "timestamp": now_ms - int(hours * HOUR_MS)}
+    with httpx.Client(base_url=live.url) as c:
+        c.put("/v1/retention/api", json={"hours": 5})
+        events = [old("dflt", 1.5), old("dflt", 0.5), old("keep", 1000), old("short", 1.5), old("short", 3),
+                  old("api", 3), old("api", 6)]
+        post_all(c, live, events)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and c.get("/health").json()["retention_purged_total"] < 3:
+            time.sleep(0.05)
+        left = sorted((e["tenant_id"], e["timestamp"]) for e in c.get("/v1/events").json()["events"])
+    assert [t for t, _ in left] == ["api", "dflt", "keep", "short"]
