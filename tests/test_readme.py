@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,23 +26,31 @@ def commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.strip()
-            if line.startswith(("curl ", "printf ")):
+            if line.startswith(("curl ", "printf ", ".venv/bin/tea ")):
                 out.append(line)  # bash itself drops trailing comments
     return out
 
 
-def test_the_curl_examples_work(serve) -> None:
+def test_the_examples_work(serve, tmp_path: Path) -> None:
     live = serve(storage_backend="duckdb")
     cmds = commands()
-    assert len(cmds) >= 12
+    assert len(cmds) >= 30
+    env = {**os.environ, "TEA_PORT": str(live.port), "TEA_HOST": "127.0.0.1"}
+    venv_tea = str(Path(sys.executable).parent / "tea")
     for cmd in cmds:
-        cmd = cmd.replace("http://127.0.0.1:3001", live.url)
-        proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
+        cmd = cmd.replace("http://127.0.0.1:3001", live.url).replace(".venv/bin/tea", venv_tea)
+        proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=env)
         assert proc.returncode == 0, (cmd, proc.stderr)
         out = proc.stdout.strip()
-        if out == "OK":
+        if ">" in cmd.split("#")[0] or " -o " in cmd:
+            continue  # written to a file
+        assert out, cmd
+        try:
+            body = json.loads(out)
+        except ValueError:
+            assert "format csv" in cmd or "format=csv" in cmd or "grep" in cmd or out == "OK", (cmd, out[:200])
             continue
-        body = json.loads(out)
         assert not (isinstance(body, dict) and "error" in body), (cmd, out)
         if isinstance(body, dict) and "content" in body:
             assert not body.get("isError"), (cmd, out)

@@ -123,8 +123,8 @@ def routes(app: "TeaApp") -> list[Route]:
         query = m.parse(request, app.clock(), default_granularity="hour")
         query = m.MetricsQuery(query.filter, _TEA_METRICS, query.granularity, (), 1)
         [series] = await run_metrics(query)
-        points = [TeaMetricPoint(p["timestamp"], p["requests"], p["error_rate"], p["avg_latency_ms"] or 0.0,
-                                 p["data_mb"]) for p in series.points]
+        points = [TeaMetricPoint(p["timestamp"], p["requests"], float(p["error_rate"]), float(p["avg_latency_ms"] or 0),
+                                 float(p["data_mb"])) for p in series.points]
         return Response(encode_json(TeaMetrics(points, query.granularity)), 200, JSON)
 
     async def metrics_or_scrape(request: Request) -> Response:

@@ -34,7 +34,7 @@ def _mb(*values: Any) -> float:
 METRICS: dict[str, tuple[tuple[Agg, ...], Callable[..., Any]]] = {
     "requests": ((COUNT,), lambda n: n),
     "errors": ((ERRORS,), lambda e: e),
-    "error_rate": ((COUNT, ERRORS), lambda n, e: e / n if n else 0.0),
+    "error_rate": ((COUNT, ERRORS), lambda n, e: e / n if n else 0.0),  # a fraction, 0 to 1
     "avg_latency_ms": ((Agg("avg", "duration_ms"),), lambda v: v),
     "min_latency_ms": ((Agg("min", "duration_ms"),), lambda v: v),
     "max_latency_ms": ((Agg("max", "duration_ms"),), lambda v: v),
@@ -49,6 +49,7 @@ METRICS: dict[str, tuple[tuple[Agg, ...], Callable[..., Any]]] = {
     "cost": ((Agg("sum", "cost"),), lambda v: v or 0.0),
     "unique_users": ((Agg("count_distinct", "user_id"),), lambda v: v),
 }
+INTEGER_METRICS = frozenset({"requests", "errors", "tokens", "unique_users"})
 DEFAULT_METRICS = ("requests", "errors", "error_rate", "avg_latency_ms", "p95_latency_ms", "data_mb")
 GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "user_id", "tenant_id")
 GRANULARITIES = ("minute", "hour", "day", "week", "month", "auto")
@@ -155,7 +156,7 @@ def build_series(query: MetricsQuery, rows: list[tuple[Any, ...]], inputs: dict[
         totals[group] = totals.get(group, 0) + values[0]
     if not query.group_by and () not in cells:
         cells[()] = {}
-    zero = {name: 0 for name in query.metrics}
+    zero = {name: 0 if name in INTEGER_METRICS else 0.0 for name in query.metrics}
     order = sorted(cells, key=lambda g: (-totals.get(g, 0), [(v is None, v or "") for v in g]))
     return [{"group": dict(zip(query.group_by, group)),
              "points": [{"timestamp": format_us(b), **cells[group].get(b, zero)} for b in buckets]}
