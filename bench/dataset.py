@@ -2,8 +2,11 @@
 
 The schema comes from TEA itself (``DuckDBStorage.open`` runs its migrations and the version
 table); the rows come from one ``INSERT … SELECT … FROM range(N)`` in DuckDB. Every random value
-is ``hash(seed·2**36 + i·64 + k) / 2**64`` — DuckDB's 64-bit integer hash (a Murmur finaliser)
-of a distinct key per row number i, seed and column slot k, so a pure function of the three — so a given (N, seed) builds the same table on every run, whatever DuckDB's thread count.
+is ``hash(seed·2**36 + i·64 + k) / 2**64`` — DuckDB's 64-bit hash of an integer key, one
+per row number i, seed and column slot k: a pure function of the three, so a
+given (N, seed) builds the same table on every run, whatever DuckDB's thread count (checked: the
+same checksum after ``--rebuild``; a different DuckDB version may hash differently, so the cache
+is keyed by the DuckDB version too).
 
 One UTC day (2026-11-20), timestamps uniform over it; 10 tenants; 20 methods with Zipf-like
 weights (1/k**1.1); 3 event types, 4 sources, 6 targets; ~2 % errors; log-normal latencies

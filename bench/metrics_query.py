@@ -2,9 +2,10 @@
 
 Both sides answer the same question — tenant-3, the whole synthetic day, hourly buckets, one
 series per method, requests / average / p95 latency — and their counts per (bucket, method) are
-compared. Besides the raw SQL of the brief, the SQL TEA itself generates for the request (top-N
-groups via a CTE and a SEMI JOIN, compensated averages) is timed on the same connection, so the
-HTTP time splits into "TEA's query in DuckDB" and "everything around it".
+compared. To split the HTTP time, three more things are timed: ``GET /healthz`` on the same
+connection (the HTTP round-trip floor), the SQL TEA itself generates for the request (top-N groups
+via a CTE and a SEMI JOIN, compensated averages) on the raw connection, and TEA's shaping of those
+rows into the JSON answer, in this process (see bench/metrics_tea.py).
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ from typing import Any, Callable
 import duckdb
 import psutil
 
-from bench import server
-from bench.dataset import DAY_START_US, DAY_US
+from bench import metrics_tea, server
 
-TENANT = "tenant-3"
+TENANT, GROUPS = metrics_tea.TENANT, metrics_tea.GROUPS
 START = datetime(2026, 11, 20)  # naive = UTC, as TEA stores TIMESTAMP
 END = START + timedelta(days=1)
-GROUPS, BUCKETS = 20, 24
+BUCKETS = 24
 PATH = ("/v1/metrics?tenant_id=tenant-3&granularity=hour&metrics=requests,avg_latency_ms,p95_latency_ms"
         "&group_by=method&limit=20&start_time=2026-11-20T00:00:00Z&end_time=2026-11-21T00:00:00Z")
 RAW_SQL = ("SELECT time_bucket(INTERVAL 1 HOUR, timestamp) AS bucket, method, count(*), avg(duration_ms), "
@@ -62,13 +62,13 @@ def time_calls(call: Callable[[], Any], calls: int, warmup: int) -> tuple[list[f
 
 
 # ----------------------------------------------------------------- HTTP
-def _http_call(conn: http.client.HTTPConnection) -> Callable[[], bytes]:
+def _http_call(conn: http.client.HTTPConnection, path: str) -> Callable[[], bytes]:
     def call() -> bytes:
-        conn.request("GET", PATH)
+        conn.request("GET", path)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
-            raise RuntimeError(f"GET /v1/metrics answered {response.status}: {body[:300]!r}")
+            raise RuntimeError(f"GET {path} answered {response.status}: {body[:300]!r}")
         return body
     return call
 
@@ -103,33 +103,20 @@ def http_phase(data_dir: str, calls: int, warmup: int) -> dict:
     ready_s = time.perf_counter() - started
     conn = http.client.HTTPConnection(server.HOST, port, timeout=300)
     try:
-        timings, body = time_calls(_http_call(conn), calls, warmup)
+        timings, body = time_calls(_http_call(conn, PATH), calls, warmup)
+        floor, _ = time_calls(_http_call(conn, "/healthz"), calls, warmup)
         rss = psutil.Process(tea.proc.pid).memory_info().rss  # type: ignore[union-attr]
     finally:
         conn.close()
         stop = tea.stop()
     cells, problem = _http_cells(body)
-    return {"latency_ms": percentiles(timings), "latencies": timings, "ready_seconds": round(ready_s, 2),
+    return {"latency_ms": percentiles(timings), "latencies": timings, "healthz_ms": percentiles(floor),
+            "ready_seconds": round(ready_s, 2),
             "rss_mib": round(rss / 2 ** 20, 1), "stop": stop, "body_bytes": len(body), "shape_problem": problem,
             "cells": cells}
 
 
 # ----------------------------------------------------------------- raw SQL
-def tea_sql() -> tuple[str, list[Any]] | None:
-    """The SQL TEA runs for PATH (None if TEA's query modules cannot build it)."""
-    try:
-        from tea.query import metrics as m
-        from tea.storage import duckdb_sql
-        from tea.types import EventFilter
-        query = m.MetricsQuery(EventFilter(tenant_ids=(TENANT,), start_us=DAY_START_US, end_us=DAY_START_US + DAY_US),
-                               ("requests", "avg_latency_ms", "p95_latency_ms"), "hour", ("method",), GROUPS)
-        spec, _ = m.aggregate_spec(query)
-        return duckdb_sql.aggregate(spec)
-    except Exception as exc:  # noqa: BLE001 - others edit tea/ meanwhile; the benchmark goes on without it
-        print(f"  (TEA's own SQL not timed: {exc!r})")
-        return None
-
-
 def _sql_cells(rows: list[tuple]) -> dict:
     return {(_us(bucket), method): (n, avg, p95) for bucket, method, n, avg, p95 in rows}
 
@@ -141,14 +128,25 @@ def sql_phase(db_path: str, calls: int, warmup: int) -> dict:
         con.execute("SET enable_progress_bar = false")
         timings, rows = time_calls(lambda: con.execute(RAW_SQL, RAW_PARAMS).fetchall(), calls, warmup)
         out = {"latency_ms": percentiles(timings), "latencies": timings, "rows": len(rows), "cells": _sql_cells(rows)}
-        generated = tea_sql()
-        if generated is not None:
-            sql, params = generated
-            tea_timings, _ = time_calls(lambda: con.execute(sql, params).fetchall(), calls, warmup)
-            out["tea_sql"] = {"sql": sql, "latency_ms": percentiles(tea_timings), "latencies": tea_timings}
+        out.update(_tea_parts(con, calls, warmup))
         return out
     finally:
         con.close()
+
+
+def _tea_parts(con: duckdb.DuckDBPyConnection, calls: int, warmup: int) -> dict:
+    """TEA's own SQL on the same connection, and TEA's shaping of its rows into the response."""
+    generated = metrics_tea.tea_sql()
+    if generated is None:
+        return {}
+    sql, params = generated
+    timings, rows = time_calls(lambda: con.execute(sql, params).fetchall(), calls, warmup)
+    out = {"tea_sql": {"sql": sql, "latency_ms": percentiles(timings), "latencies": timings}}
+    shape = metrics_tea.shaping(rows)
+    if shape is not None:
+        shape_timings, _ = time_calls(shape, calls, warmup)
+        out["tea_shaping"] = {"latency_ms": percentiles(shape_timings), "latencies": shape_timings}
+    return out
 
 
 def compare(http_cells: dict, sql_cells: dict) -> dict:

@@ -71,13 +71,15 @@ def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     clause, params = where(spec.filter)
     bucket = f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
     groups = list(spec.group_by)
-    select = ", ".join([f"{bucket} AS bucket", *groups, *(agg_sql(a) for a in spec.aggs)])
+    select = ", ".join([f"{bucket} AS bucket", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
     group_clause = " GROUP BY " + ", ".join(["bucket", *groups])
     if spec.top is None or not groups:
         return f"SELECT {select} FROM events{clause}{group_clause}", params
+    # One scan: aggregate every (bucket, group) once, then keep the groups with the most events overall.
     order = ", ".join(f"{g} ASC NULLS LAST" for g in groups)
-    on = " AND ".join(f"f.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
-    sql = (f"WITH f AS (SELECT * FROM events{clause}), "
-           f"top AS (SELECT {', '.join(groups)} FROM f GROUP BY ALL ORDER BY count(*) DESC, {order} LIMIT ?) "
-           f"SELECT {select} FROM f SEMI JOIN top ON {on}{group_clause}")
+    on = " AND ".join(f"cells.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
+    outputs = ", ".join(["bucket", *(f"cells.{g}" for g in groups), *(f"a{i}" for i in range(len(spec.aggs)))])
+    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, count(*) AS cell_events FROM events{clause}{group_clause}), "
+           f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY ALL ORDER BY sum(cell_events) DESC, {order} "
+           f"LIMIT ?) SELECT {outputs} FROM cells SEMI JOIN top ON {on}")
     return sql, [*params, spec.top]
