@@ -24,9 +24,10 @@ from typing import Any
 
 import duckdb
 
+from tea.storage.duckdb_sql import partition_of, partition_table
 from tea.storage.duckdb import COLUMN_TYPES, DuckDBStorage
-
-GENERATOR_VERSION = 1  # bump when the generated rows change, so cached data dirs are rebuilt
+GENERATOR_VERSION = 2  # bump when the generated rows or their layout change, so cached data dirs are rebuilt
+GENERATOR_VERSION = 2  # 2: rows routed into TEA's tenant partitions  # bump when the generated rows change, so cached data dirs are rebuilt
 DAY_START_US = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
 DAY_US = 86_400_000_000
 TENANTS = 10
@@ -126,12 +127,24 @@ def _columns(seed: int) -> dict[str, str]:
     }
 
 
-def insert_sql(n: int, seed: int) -> str:
+def generate_sql(n: int, seed: int) -> str:
+    """A temporary table ``generated`` holding the events, in arrival (timestamp) order."""
     columns = _columns(seed)
     assert tuple(columns) == tuple(COLUMN_TYPES), "generator out of step with TEA's schema"
     select = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
-    return (f"INSERT INTO events ({', '.join(columns)}) SELECT {select} FROM ({_inner(n, seed)}) r "
-            "ORDER BY timestamp")
+    return f"CREATE TEMP TABLE generated AS SELECT {select} FROM ({_inner(n, seed)}) r ORDER BY timestamp"
+
+
+def insert_partitions(con: duckdb.DuckDBPyConnection) -> None:
+    """Route the generated events into TEA's tenant partitions, as TEA's writer does."""
+    tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM generated").fetchall()]
+    by_partition: dict[int, list[str]] = {}
+    for tenant in tenants:
+        by_partition.setdefault(partition_of(tenant), []).append(tenant)
+    for number, members in sorted(by_partition.items()):
+        marks = ", ".join("?" * len(members))
+        con.execute(f"INSERT INTO {partition_table(number)} SELECT * FROM generated "
+                    f"WHERE tenant_id IN ({marks}) ORDER BY timestamp", members)
 
 
 async def _create_schema(db_path: str) -> None:
@@ -146,7 +159,8 @@ def _build(data_dir: str, n: int, seed: int) -> int:
     asyncio.run(_create_schema(db_path))
     with duckdb.connect(db_path) as con:
         con.execute("SET enable_progress_bar = false")
-        con.execute(insert_sql(n, seed))
+        con.execute(generate_sql(n, seed))
+        insert_partitions(con)
         con.execute("CHECKPOINT")
         return con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
 

@@ -49,6 +49,9 @@ METRICS: dict[str, tuple[tuple[Agg, ...], Callable[..., Any]]] = {
     "cost": ((Agg("sum", "cost"),), lambda v: v or 0.0),
     "unique_users": ((Agg("count_distinct", "user_id"),), lambda v: v),
 }
+# metrics whose value is their one aggregate as is (no arithmetic): copied straight from the row
+DIRECT = frozenset({"requests", "errors", "avg_latency_ms", "min_latency_ms", "max_latency_ms", "p50_latency_ms",
+                    "p90_latency_ms", "p95_latency_ms", "p99_latency_ms", "unique_users"})
 INTEGER_METRICS = frozenset({"requests", "errors", "tokens", "unique_users"})
 DEFAULT_METRICS = ("requests", "errors", "error_rate", "avg_latency_ms", "p95_latency_ms", "data_mb")
 GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "user_id", "tenant_id")
@@ -147,18 +150,25 @@ def aggregate_spec(query: MetricsQuery) -> tuple[AggregateSpec, dict[str, list[i
 def build_series(query: MetricsQuery, rows: list[tuple[Any, ...]], inputs: dict[str, list[int]]) -> list[dict]:
     width = len(query.group_by)
     buckets = timebuckets.starts(query.start_us, query.end_us, query.granularity)
+    stamps = [format_us(b) for b in buckets]
+    direct = [(name, inputs[name][0]) for name in query.metrics if name in DIRECT]
+    derived = [(name, METRICS[name][1], inputs[name]) for name in query.metrics if name not in DIRECT]
     cells: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
     totals: dict[tuple[Any, ...], int] = {}
     for row in rows:
-        bucket, group, values = row[0], tuple(row[1:1 + width]), row[1 + width:]
-        point = {name: METRICS[name][1](*(values[i] for i in inputs[name])) for name in query.metrics}
-        cells.setdefault(group, {})[bucket] = point
+        group, values = row[1:1 + width], row[1 + width:]
+        point = {name: values[i] for name, i in direct}
+        for name, fn, positions in derived:
+            point[name] = fn(*[values[i] for i in positions])
+        cells.setdefault(group, {})[row[0]] = point
         totals[group] = totals.get(group, 0) + values[0]
     if not query.group_by and () not in cells:
         cells[()] = {}
     zero = {name: 0 if name in INTEGER_METRICS else 0.0 for name in query.metrics}
     order = sorted(cells, key=lambda g: (-totals.get(g, 0), [(v is None, v or "") for v in g]))
-    return [{"group": dict(zip(query.group_by, group)),
-             "points": [{"timestamp": format_us(b), **cells[group].get(b, zero)} for b in buckets]}
-            for group in order]
-
+    series = []
+    for group in order:
+        by_bucket = cells[group]
+        series.append({"group": dict(zip(query.group_by, group)),
+                       "points": [{"timestamp": stamp, **by_bucket.get(b, zero)} for b, stamp in zip(buckets, stamps)]})
+    return series

@@ -19,7 +19,7 @@ import msgspec
 
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql
-from tea.storage.duckdb_sql import tenant_clause, where
+from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
 from tea.types import (COLUMNS, AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec,
                        WriteResult)
 
@@ -39,11 +39,33 @@ COLUMN_TYPES: dict[str, str] = {
 }
 assert tuple(COLUMN_TYPES) == COLUMNS
 
+_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")"
+
+
+def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
+    """v3: one table per tenant hash partition (rows moved, sorted), ``events`` becomes their view."""
+    for number in range(PARTITIONS):
+        con.execute(f"CREATE TABLE {partition_table(number)} {_EVENTS_COLUMNS_DDL}")
+    tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM events").fetchall()]
+    by_partition: dict[int, list[str]] = {}
+    for tenant in tenants:
+        by_partition.setdefault(partition_of(tenant), []).append(tenant)
+    for number, members in by_partition.items():
+        con.execute(f"INSERT INTO {partition_table(number)} SELECT * FROM events WHERE "
+                    f"{tenant_clause(tuple(members))} ORDER BY tenant_id, timestamp", members)
+    con.execute("DROP TABLE events")
+    con.execute(_EVENTS_VIEW)
+
+
+_EVENTS_VIEW = "CREATE VIEW events AS " + " UNION ALL ".join(
+    f"SELECT * FROM {partition_table(n)}" for n in range(PARTITIONS))
+
 # Each migration moves the schema one version up; never edit one that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    "CREATE TABLE events (" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")",
+MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
+    "CREATE TABLE events " + _EVENTS_COLUMNS_DDL,
     "CREATE TABLE tenant_retention (tenant_id VARCHAR PRIMARY KEY, hours INTEGER NOT NULL, "
     "updated_at TIMESTAMP NOT NULL DEFAULT now())",
+    _partition_events,
 )
 
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
@@ -56,13 +78,20 @@ INSERT_EXPRS: tuple[str, ...] = tuple(
     "COALESCE(b.tags, [])" if c == "tags" else
     "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
     for c in COLUMNS)
-_INSERT_VALUES = ", ".join(INSERT_EXPRS)
+_INSERT_VALUES = ", ".join(f"{expr} AS {name}" for expr, name in zip(INSERT_EXPRS, COLUMNS))
 # Parquet exports: every column as stored, attributes as JSON text
 EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else c for c in COLUMNS)
 _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
 _ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
+
+
+def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for tenant in tenants:
+        out.setdefault(partition_of(tenant), []).append(tenant)
+    return out
 
 
 def sql_string(text: str) -> str:
@@ -96,7 +125,7 @@ class DuckDBStorage:
     def _open_sync(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        config: dict[str, Any] = {"preserve_insertion_order": False}
+        config: dict[str, Any] = {}
         if self.threads:
             config["threads"] = self.threads
         if self.memory_limit:
@@ -118,8 +147,12 @@ class DuckDBStorage:
             raise StorageError(f"the DuckDB file has schema version {version}; this TEA knows up to "
                                f"{len(MIGRATIONS)} — upgrade TEA")
         for number in range(version + 1, len(MIGRATIONS) + 1):
+            step = MIGRATIONS[number - 1]
             con.execute("BEGIN")
-            con.execute(MIGRATIONS[number - 1])
+            if callable(step):
+                step(con)
+            else:
+                con.execute(step)
             con.execute("INSERT INTO tea_schema VALUES (?)", [number])
             con.execute("COMMIT")
             log.info("duckdb: schema migrated to version %d", number)
@@ -168,26 +201,46 @@ class DuckDBStorage:
         assert con is not None
         with open(self._ingest_path, "wb") as fh:
             fh.write(data)
-        sql = (
-            f"INSERT INTO events SELECT {_INSERT_VALUES} FROM ("
-            f" SELECT * FROM read_json({sql_string(self._ingest_path)}, format='newline_delimited',"
-            f"  columns={JSON_COLUMNS}, maximum_object_size={self.max_object_bytes + 1024})"
-            f" QUALIFY row_number() OVER (PARTITION BY tenant_id, event_id ORDER BY received_at) = 1) b"
-            f" WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.timestamp BETWEEN make_timestamp(?)"
-            f"  AND make_timestamp(?) AND e.tenant_id = b.tenant_id AND e.event_id = b.event_id)")
+        window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
         try:
-            row = con.execute(sql, [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]).fetchone()
-        except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.ConstraintException) as exc:
-            raise StorageDataError(f"duckdb refused the batch: {exc}") from exc
+            con.execute("BEGIN")
+            # once in typed form, without in-batch duplicates; then into each tenant's partition
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {_INSERT_VALUES} FROM read_json("
+                f"{sql_string(self._ingest_path)}, format='newline_delimited', columns={JSON_COLUMNS}, "
+                f"maximum_object_size={self.max_object_bytes + 1024}) b "
+                f"QUALIFY row_number() OVER (PARTITION BY b.tenant_id, b.event_id ORDER BY b.received_at) = 1")
+            tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
+            written = 0
+            for number, members in _by_partition(tenants).items():
+                table = partition_table(number)
+                only = "" if len(members) == len(tenants) else " AND " + tenant_clause(tuple(members))
+                row = con.execute(
+                    f"INSERT INTO {table} SELECT * FROM staged s WHERE NOT EXISTS (SELECT 1 FROM {table} e "
+                    f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) AND e.tenant_id = s.tenant_id "
+                    f"AND e.event_id = s.event_id){only} ORDER BY tenant_id, timestamp",
+                    [*window, *(members if only else [])]).fetchone()
+                written += row[0] if row else 0
+            con.execute("DROP TABLE staged")
+            con.execute("COMMIT")
         except duckdb.Error as exc:
+            self._rollback()
+            if isinstance(exc, (duckdb.InvalidInputException, duckdb.ConversionException,
+                                duckdb.ConstraintException)):
+                raise StorageDataError(f"duckdb refused the batch: {exc}") from exc
             raise StorageError(f"duckdb write failed: {exc}") from exc
         finally:
             try:
                 os.unlink(self._ingest_path)
             except FileNotFoundError:
                 pass
-        written = row[0] if row else 0
         return WriteResult(written, count - written)
+
+    def _rollback(self) -> None:
+        try:
+            self._con.execute("ROLLBACK")  # type: ignore[union-attr]
+        except duckdb.Error:
+            pass  # no transaction was open
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:
@@ -197,16 +250,20 @@ class DuckDBStorage:
                     exclude_tenant_ids: tuple[str, ...]) -> int:
         con = self._con
         assert con is not None
-        sql = "DELETE FROM events WHERE timestamp < make_timestamp(?)"
+        condition = " WHERE timestamp < make_timestamp(?)"
         params: list[Any] = [cutoff_us]
         if tenant_ids is not None:
-            sql += " AND " + tenant_clause(tenant_ids)
+            condition += " AND " + tenant_clause(tenant_ids)
             params.extend(tenant_ids)
         if exclude_tenant_ids:
-            sql += " AND " + tenant_clause(exclude_tenant_ids, negate=True)
+            condition += " AND " + tenant_clause(exclude_tenant_ids, negate=True)
             params.extend(exclude_tenant_ids)
-        row = con.execute(sql, params).fetchone()
-        return row[0] if row else 0
+        numbers = range(PARTITIONS) if tenant_ids is None else sorted({partition_of(t) for t in tenant_ids})
+        deleted = 0
+        for number in numbers:
+            row = con.execute(f"DELETE FROM {partition_table(number)}{condition}", params).fetchone()
+            deleted += row[0] if row else 0
+        return deleted
 
     async def retention_overrides(self) -> dict[str, int]:
         return await self._on_reader(lambda cur: dict(cur.execute(
@@ -228,18 +285,18 @@ class DuckDBStorage:
         return await self._on_reader(self._query_sync, spec)
 
     def _query_sync(self, cur: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
-        clause, params = where(spec.filter)
+        frm, params = scan(spec.filter)
         total = None
         if spec.with_total:
-            total = cur.execute(f"SELECT count(*) FROM events{clause}", params).fetchone()[0]  # type: ignore[index]
-        page_where, page_params = clause, list(params)
+            total = cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
+        page_where, page_params = frm, list(params)
         if spec.after is not None:
             a = spec.after
             after = ("(timestamp < make_timestamp(?) OR (timestamp = make_timestamp(?) AND (event_id < ? OR "
                       "(event_id = ? AND tenant_id < ?))))")
-            page_where = (clause + " AND " if clause else " WHERE ") + after
+            page_where = frm + (" AND " if " WHERE " in frm else " WHERE ") + after
             page_params += [a.timestamp, a.timestamp, a.event_id, a.event_id, a.tenant_id]
-        rows = cur.execute(f"SELECT {_SELECT} FROM events{page_where} {_ORDER} LIMIT ?",
+        rows = cur.execute(f"SELECT {_SELECT}{page_where} {_ORDER} LIMIT ?",
                            [*page_params, spec.limit + 1]).fetchall()
         events = [_row_to_event(row) for row in rows[: spec.limit]]
         return QueryResult(events, total, len(rows) > spec.limit)
@@ -252,12 +309,11 @@ class DuckDBStorage:
         return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
-        clause, params = where(filter)
+        frm, params = scan(filter)
         cursor = await self._on_writer(lambda: self._con.cursor())  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._readers, lambda: cursor.execute(
-                f"SELECT {_SELECT} FROM events{clause}", params))
+            await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}", params))
             while True:
                 rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
                 if not rows:
@@ -270,13 +326,13 @@ class DuckDBStorage:
         """Write the matching events straight from DuckDB into a Parquet file."""
         if fmt != "parquet":
             raise ValueError(f"DuckDB writes only parquet files natively, not {fmt!r}")
-        clause, params = where(filter)
-        sql = f"COPY (SELECT {EXPORT_COLUMNS} FROM events{clause}) TO {sql_string(path)} (FORMAT parquet, COMPRESSION zstd)"
+        frm, params = scan(filter)
+        sql = f"COPY (SELECT {EXPORT_COLUMNS}{frm}) TO {sql_string(path)} (FORMAT parquet, COMPRESSION zstd)"
         await self._on_reader(lambda cur: cur.execute(sql, params))
 
     def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
-        clause, params = where(filter)
-        return cur.execute(f"SELECT count(*) FROM events{clause}", params).fetchone()[0]  # type: ignore[index]
+        frm, params = scan(filter)
+        return cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

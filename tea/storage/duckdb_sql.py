@@ -1,9 +1,38 @@
 """Compile the neutral specs (EventFilter, AggregateSpec) into DuckDB SQL with parameters."""
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from tea.types import Agg, AggregateSpec, EventFilter
+
+# Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
+# A tenant-scoped read scans only its tenant's partition, whatever order the events arrived in.
+PARTITIONS = 16
+
+
+def partition_of(tenant_id: str) -> int:
+    return zlib.crc32(tenant_id.encode("utf-8")) % PARTITIONS
+
+
+def partition_table(number: int) -> str:
+    return f"events_p{number:02d}"
+
+
+def source(f: EventFilter | None) -> str:
+    """The smallest table expression holding every event ``f`` can match, aliased ``events``."""
+    if f is None or not f.tenant_ids:
+        return "events"
+    parts = sorted({partition_of(t) for t in f.tenant_ids})
+    if len(parts) == 1:
+        return f"{partition_table(parts[0])} AS events"
+    return "(" + " UNION ALL ".join(f"SELECT * FROM {partition_table(k)}" for k in parts) + ") AS events"
+
+
+def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
+    """`` FROM <source> WHERE <filter>`` and its parameters."""
+    clause, params = where(f)
+    return f" FROM {source(f)}{clause}", params
 
 FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
@@ -68,18 +97,18 @@ def agg_sql(agg: Agg) -> str:
 
 
 def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
-    clause, params = where(spec.filter)
+    frm, params = scan(spec.filter)
     bucket = f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
     groups = list(spec.group_by)
     select = ", ".join([f"{bucket} AS bucket", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
     group_clause = " GROUP BY " + ", ".join(["bucket", *groups])
     if spec.top is None or not groups:
-        return f"SELECT {select} FROM events{clause}{group_clause}", params
+        return f"SELECT {select}{frm}{group_clause}", params
     # One scan: aggregate every (bucket, group) once, then keep the groups with the most events overall.
     order = ", ".join(f"{g} ASC NULLS LAST" for g in groups)
     on = " AND ".join(f"cells.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
     outputs = ", ".join(["bucket", *(f"cells.{g}" for g in groups), *(f"a{i}" for i in range(len(spec.aggs)))])
-    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, count(*) AS cell_events FROM events{clause}{group_clause}), "
+    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, count(*) AS cell_events{frm}{group_clause}), "
            f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY ALL ORDER BY sum(cell_events) DESC, {order} "
            f"LIMIT ?) SELECT {outputs} FROM cells SEMI JOIN top ON {on}")
     return sql, [*params, spec.top]

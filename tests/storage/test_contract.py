@@ -227,3 +227,35 @@ def test_duckdb_refused_data_raises_storage_data_error(tmp_path: Path) -> None:
         assert await storage.count() == 0
         await storage.close()
     asyncio.run(scenario())
+
+
+def test_duckdb_migrates_an_unpartitioned_file_without_losing_events(tmp_path: Path) -> None:
+    import duckdb
+
+    from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table
+    path = str(tmp_path / "v2.duckdb")
+    with duckdb.connect(path) as con:  # a file as schema version 2 left it: one events table
+        con.execute("CREATE TABLE tea_schema (version INTEGER NOT NULL)")
+        con.execute(MIGRATIONS[0])
+        con.execute(MIGRATIONS[1])
+        con.execute("INSERT INTO tea_schema VALUES (1), (2)")
+        con.execute("INSERT INTO events SELECT 'e' || i, 't' || (i % 7), TIMESTAMP '2026-01-01' + INTERVAL (i) SECOND, "
+                    "TIMESTAMP '2026-01-01', 'x', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, i, "
+                    "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, [], '{}' FROM range(70) t(i)")
+
+    async def scenario() -> None:
+        storage = DuckDBStorage(path)
+        await storage.open()
+        assert await storage.count() == 70
+        assert len(await everything(storage, tenant_ids=("t3",))) == 10
+        await storage.write_batch(from_wire([ev("new", tenant="t3")]))
+        assert await storage.count(EventFilter(tenant_ids=("t3",))) == 11
+        await storage.close()
+    asyncio.run(scenario())
+    with duckdb.connect(path, read_only=True) as con:
+        assert con.execute("SELECT max(version) FROM tea_schema").fetchone()[0] == len(MIGRATIONS)
+        for tenant in (f"t{i}" for i in range(7)):
+            table = partition_table(partition_of(tenant))
+            assert con.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = ?", [tenant]).fetchone()[0] >= 10
+        assert sum(con.execute(f"SELECT count(*) FROM {partition_table(n)}").fetchone()[0]
+                   for n in range(PARTITIONS)) == 71
