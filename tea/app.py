@@ -204,7 +204,8 @@ class TeaApp:
         try:
             await response.send(send, head_only=request.method == "HEAD")
         finally:
-            self.telemetry.http_duration.labels(template, request.method, str(response.status)).observe(
+            t = self.telemetry
+            t.child(t.http_duration, template, request.method, str(response.status)).observe(
                 time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

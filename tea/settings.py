@@ -167,7 +167,7 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("durable", "memory")),
     Setting("buffer.fsync_interval_ms", "float", 200.0, "buffer.ack=memory: how often the buffer is fsynced",
             minimum=1),
-    Setting("writer.batch_events", "int", 50000, "most events per storage write", minimum=1),
+    Setting("writer.batch_events", "int", 200000, "most events per storage write", minimum=1),
     Setting("writer.flush_interval_ms", "float", 200.0, "longest wait before a partial batch is written",
             minimum=0),
     Setting("writer.max_backoff_s", "float", 30.0, "longest pause between storage retries", minimum=0.01),

@@ -51,6 +51,16 @@ class Telemetry:
         self.do_not_track = Counter("tea_do_not_track_total", "Requests answered 204 for DNT: 1", ["protocol"],
                                     registry=r)
 
+        self._children: dict[tuple[object, ...], object] = {}
+
+    def child(self, metric: object, *labels: str):  # type: ignore[no-untyped-def]
+        """``metric.labels(*labels)``, cached: the hot path looks a child up in a dict only."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)  # type: ignore[attr-defined]
+        return found
+
     def watch(self, buffer: "DurableBuffer", writer: "Writer") -> None:
         """Gauges computed at scrape time from the live buffer and writer."""
         r = self.registry

@@ -30,14 +30,14 @@ class Ingestor:
         if decoded.errors:
             errors = sorted(decoded.errors + errors, key=lambda e: e.index)
         t = self.telemetry
-        t.events_received.labels(source_protocol).inc(decoded.total)
+        t.child(t.events_received, source_protocol).inc(decoded.total)
         for error in errors:
-            t.events_rejected.labels(source_protocol, error.error).inc()
+            t.child(t.events_rejected, source_protocol, error.error).inc()
         if accepted:
             try:
                 await self.buffer.append(encode_lines(accepted), len(accepted), low, high)
             except Unavailable as exc:
-                t.events_rejected.labels(source_protocol, exc.code).inc(len(accepted))
+                t.child(t.events_rejected, source_protocol, exc.code).inc(len(accepted))
                 raise
-            t.events_accepted.labels(source_protocol).inc(len(accepted))
+            t.child(t.events_accepted, source_protocol).inc(len(accepted))
         return Outcome(accepted, errors, decoded.total)

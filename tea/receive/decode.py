@@ -79,6 +79,10 @@ def decode_events(body: bytes, media_type: str, max_events: int) -> Decoded:
     if first == b"[":
         return _decode_array(body, max_events)
     if first == b"{":
+        try:
+            return Decoded([_single.decode(body)], None, [], 1)  # the common case: one valid event
+        except (msgspec.DecodeError, RecursionError):
+            pass  # an envelope, or a bad event: find out which below
         keys = decode_json(_raw_object, body)
         if set(keys) == {"events"}:
             inner = bytes(keys["events"])

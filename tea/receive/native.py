@@ -26,9 +26,10 @@ def routes(app: "TeaApp") -> list[Route]:
     settings = app.settings
 
     async def post_events(request: Request) -> Response:
-        require_event_media_type(request.media_type)
+        media_type = request.media_type
+        require_event_media_type(media_type)
         body = await request.body(settings.max_body_bytes)
-        decoded = decode_events(body, request.media_type, settings.max_batch_events)
+        decoded = decode_events(body, media_type, settings.max_batch_events)
         outcome = await app.ingestor.submit(decoded, "native")
         if not outcome.accepted:
             raise BadRequest(f"all {outcome.total} events were rejected", code="invalid_events",

@@ -125,7 +125,7 @@ class DuckDBStorage:
     def _open_sync(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = {"preserve_insertion_order": False}
         if self.threads:
             config["threads"] = self.threads
         if self.memory_limit:
@@ -218,7 +218,7 @@ class DuckDBStorage:
                 row = con.execute(
                     f"INSERT INTO {table} SELECT * FROM staged s WHERE NOT EXISTS (SELECT 1 FROM {table} e "
                     f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) AND e.tenant_id = s.tenant_id "
-                    f"AND e.event_id = s.event_id){only} ORDER BY tenant_id, timestamp",
+                    f"AND e.event_id = s.event_id){only}",
                     [*window, *(members if only else [])]).fetchone()
                 written += row[0] if row else 0
             con.execute("DROP TABLE staged")
