@@ -247,3 +247,23 @@ def test_retention_overrides_per_tenant_in_a_live_server(serve) -> None:
             time.sleep(0.05)
         left = sorted((e["tenant_id"], e["timestamp"]) for e in c.get("/v1/events").json()["events"])
     assert [t for t, _ in left] == ["api", "dflt", "keep", "short"]
+
+
+@pytest.mark.parametrize("group_by", ["event_type", "method", "source", "target", "status", "protocol", "user_id",
+                                      "tenant_id"])
+def test_every_group_by_partitions_the_totals(client: httpx.Client, server: LiveServer, group_by: str) -> None:
+    events = random_events(5, 400)
+    for i, e in enumerate(events):
+        e["source"] = f"s{i % 3}"
+        e["target"] = None if i % 4 == 0 else f"x{i % 2}"
+        e["protocol"] = ["mcp", "a2a"][i % 2]
+    post_all(client, server, events)
+    params = {"metrics": "requests,errors", "granularity": "hour", "start_time": iso(T0_MS),
+              "end_time": iso(T0_MS + 6 * HOUR_MS), "limit": "1000"}
+    grouped = client.get("/v1/metrics", params={**params, "group_by": group_by}).json()["series"]
+    expected: dict = {}
+    for e in events:
+        expected[e.get(group_by)] = expected.get(e.get(group_by), 0) + 1
+    got = {s["group"][group_by]: sum(p["requests"] for p in s["points"]) for s in grouped}
+    assert got == expected
+    assert [sum(p["requests"] for p in s["points"]) for s in grouped] == sorted(expected.values(), reverse=True)
