@@ -31,10 +31,12 @@ class Spec:
     connections: int
     duration: float
     max_requests: int  # per worker process
+    token: str | None = None  # sent as Authorization: Bearer
 
 
 def encode_request(spec: Spec, body: bytes) -> bytes:
-    head = (f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+    auth = f"Authorization: Bearer {spec.token}\r\n" if spec.token else ""
+    head = (f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n{auth}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("ascii") + body
 

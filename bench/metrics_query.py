@@ -62,9 +62,11 @@ def time_calls(call: Callable[[], Any], calls: int, warmup: int) -> tuple[list[f
 
 
 # ----------------------------------------------------------------- HTTP
-def _http_call(conn: http.client.HTTPConnection, path: str) -> Callable[[], bytes]:
+def _http_call(conn: http.client.HTTPConnection, path: str, token: str | None = None) -> Callable[[], bytes]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+
     def call() -> bytes:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
@@ -102,8 +104,9 @@ def http_phase(data_dir: str, calls: int, warmup: int) -> dict:
     tea.start(timeout=300)
     ready_s = time.perf_counter() - started
     conn = http.client.HTTPConnection(server.HOST, port, timeout=300)
+    token = server.create_token(port, "tenant-3")  # the query runs as tenant-3, through token auth
     try:
-        timings, body = time_calls(_http_call(conn, PATH), calls, warmup)
+        timings, body = time_calls(_http_call(conn, PATH, token), calls, warmup)
         floor, _ = time_calls(_http_call(conn, "/healthz"), calls, warmup)
         rss = psutil.Process(tea.proc.pid).memory_info().rss  # type: ignore[union-attr]
     finally:

@@ -84,11 +84,27 @@ class Server:
                 "killed": killed}
 
 
+ADMIN_TOKEN = "bench-admin-" + "x" * 32  # TEA runs with authentication on, as deployed
+
+
 def tea_server(data_dir: str, port: int, env: dict[str, str]) -> Server:
     script = os.path.join(os.path.dirname(sys.executable), "tea")
     command = [script] if os.path.exists(script) else [sys.executable, "-m", "tea"]
     argv = command + ["serve", "--host", HOST, "--port", str(port), "--data-dir", data_dir]
-    return Server("tea", argv, port, "/readyz", os.path.join(data_dir, "tea.log"), env)
+    return Server("tea", argv, port, "/readyz", os.path.join(data_dir, "tea.log"),
+                  {"TEA_ADMIN_TOKEN": ADMIN_TOKEN, **env})
+
+
+def create_token(port: int, tenant: str, tier: str = "enterprise") -> str:
+    """An API token for ``tenant`` (the load is sent as a real tenant, through token auth and limits)."""
+    import json
+    import urllib.request
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}/v1/tokens", method="POST",
+        data=json.dumps({"tenant_id": tenant, "tier": tier}).encode(),
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["token"]
 
 
 def noop_server(work_dir: str, port: int) -> Server:

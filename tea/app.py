@@ -16,9 +16,17 @@ import time
 from typing import Any, Awaitable, Callable
 
 from tea import __version__
+from tea.auth.audit import AuditLog
+from tea.auth.chain import AuthChain
+from tea.auth.jwt import JwksCache, JwtAuthenticator
+from tea.auth.keys import SecretBox, load_master_key
+from tea.auth.limits import Limiter, TierLimits
+from tea.auth.principal import DEV, Principal
+from tea.auth.state import LocalState, RedisState, SharedState
+from tea.auth.tokens import TokenService
 from tea.buffer.log import DurableBuffer
 from tea.buffer.writer import Writer
-from tea.errors import ClientError
+from tea.errors import ClientError, Forbidden, Unauthorized
 from tea.http import Request, Response, Router
 from tea.http.openapi import build_openapi
 from tea.http.request import ClientDisconnected
@@ -28,7 +36,8 @@ from tea.ops.retention import RetentionJob
 from tea.ops.telemetry import Telemetry
 from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
-from tea.settings import Settings
+from tea.query.scope import ScopedStorage
+from tea.settings import Settings, mask
 from tea.storage.base import Storage, make_storage
 from tea.timeutil import now_us
 
@@ -53,9 +62,14 @@ class TeaApp:
                                     ack=settings.buffer.ack, fsync_interval_s=settings.buffer.fsync_interval_ms / 1000,
                                     clock=clock)
         self.telemetry = Telemetry()
+        self.state: SharedState = RedisState(settings.redis_url) if settings.redis_url else LocalState()
+        self.tokens = TokenService(self.storage, None, clock, settings.auth.token_cache_s)  # type: ignore[arg-type]
+        self.auth = build_chain(settings, self.tokens, self.state)
+        self.limiter = Limiter(self.state, tier_limits(settings), settings.auth.limits_on_state_error)
+        self.audit = AuditLog(self.storage, clock)
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
                                      max_future_skew_s=settings.max_future_skew_s, clock=clock)
-        self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry)
+        self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry, self.limiter)
         self.writer = Writer(self.buffer, self.storage, batch_events=settings.writer.batch_events,
                              flush_interval_s=settings.writer.flush_interval_ms / 1000,
                              max_backoff_s=settings.writer.max_backoff_s,
@@ -68,6 +82,7 @@ class TeaApp:
         self.router = Router()
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd = -1
+        self._tasks_dev: asyncio.Task[None] | None = None
         self._openapi: bytes | None = None
         self.started = False
         self.started_monotonic = time.monotonic()
@@ -76,11 +91,12 @@ class TeaApp:
         self._add_routes()
 
     def _add_routes(self) -> None:
+        from tea.auth import routes as auth
         from tea.ops import admin, routes as ops
         from tea.query import analytics, export, routes as query
         from tea.receive import native, tea_compat
 
-        for module in (native, query, analytics, export, tea_compat, ops, admin):
+        for module in (native, query, analytics, export, tea_compat, ops, admin, auth):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.
@@ -93,6 +109,15 @@ class TeaApp:
                                 "documented in the README with curl examples.")
             self._openapi = encode_json(doc)
         return self._openapi
+
+    def reader(self, request: Request) -> ScopedStorage:
+        """Storage for reads, scoped to the caller's tenant (admins see every tenant)."""
+        principal: Principal = request.state.get("principal") or DEV
+        if principal.is_admin and principal.method != "dev":
+            asked = request.param("tenant_id")
+            self.audit.record("admin_read", actor=principal.user_id or principal.token_id, tenant_id=asked,
+                              remote_addr=request.client, path=request.path)
+        return ScopedStorage(self.storage, principal)
 
     # ----------------------------------------------------------------- readiness
     def is_ready(self) -> tuple[bool, str | None]:
@@ -108,8 +133,13 @@ class TeaApp:
     async def startup(self) -> None:
         os.makedirs(self.settings.data_dir, exist_ok=True)
         self._lock_data_dir()
+        try:
+            self.tokens.box = SecretBox(load_master_key(self.settings.secret_key, self.settings.data_dir))
+        except Exception:
+            self._unlock_data_dir()
+            raise
         if not self.settings.auth_validation:
-            log.warning("TEA_AUTH_VALIDATION=false: running in development mode")
+            self._tasks_dev = asyncio.create_task(_warn_dev_mode(), name="tea-dev-mode-warning")
         try:
             await self.storage.open()
         except Exception as exc:
@@ -118,11 +148,17 @@ class TeaApp:
         await self.buffer.open()
         self._tasks.append(asyncio.create_task(self._supervise(self.writer.run(), "writer"), name="tea-writer"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
+        self._tasks.append(asyncio.create_task(self.audit.run(), name="tea-audit"))
+        if self.settings.redis_url:
+            try:
+                await self.state.ping()  # type: ignore[attr-defined]
+            except Exception as exc:  # not fatal: replay checks fail closed, limits follow their policy
+                log.error("Redis at %s is unreachable at start: %s", mask(self.settings.redis_url), exc)
         self.started = True
         self.started_monotonic = time.monotonic()
-        log.info("TEA %s started: storage=%s data_dir=%s buffer.ack=%s retention_hours=%d", __version__,
+        log.info("TEA %s started: storage=%s data_dir=%s buffer.ack=%s retention_hours=%d auth=%s", __version__,
                  self.storage.name, os.path.abspath(self.settings.data_dir), self.settings.buffer.ack,
-                 self.retention.hours)
+                 self.retention.hours, ",".join(self.auth.describe()))
 
     async def _supervise(self, coro: Awaitable[None], what: str) -> None:
         try:
@@ -153,6 +189,10 @@ class TeaApp:
             log.exception("shutdown: the writer failed while draining")
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._tasks_dev is not None:
+            self._tasks_dev.cancel()
+        await self.audit.flush()
+        await self.state.close()
         await self.storage.close()
         self._unlock_data_dir()
         log.info("TEA stopped")
@@ -192,6 +232,8 @@ class TeaApp:
         try:
             route = self.router.match(request)
             template = route.path
+            if route.scope is not None:
+                await self.admit(request, route.scope)
             response = await route.handler(request)
         except ClientError as exc:
             response = error_response(exc)
@@ -201,12 +243,31 @@ class TeaApp:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = Response(encode_json(ErrorBody("internal_error", "internal error; see the server log")),
                                 500, JSON)
+        limit_headers = request.state.get("limit_headers")
+        if limit_headers:
+            response.headers = {**limit_headers, **(response.headers or {})}
         try:
             await response.send(send, head_only=request.method == "HEAD")
         finally:
             t = self.telemetry
             t.child(t.http_duration, template, request.method, str(response.status)).observe(
                 time.perf_counter() - started)
+
+    async def admit(self, request: Request, scope: str) -> None:
+        """Authenticate, check the scope, count the request against the caller's rate limit."""
+        t = self.telemetry
+        try:
+            principal = await self.auth.authenticate(request)
+        except Unauthorized as exc:
+            t.child(t.auth, "unknown", "failure").inc()
+            self.audit.record("auth_failure", success=False, reason=exc.message, remote_addr=request.client,
+                              path=request.path)
+            raise
+        t.child(t.auth, principal.method, "success").inc()
+        if not principal.can(scope):
+            raise Forbidden(f"this needs the {scope} scope", code="insufficient_scope", details={"scope": scope})
+        request.state["principal"] = principal
+        request.state["limit_headers"] = await self.limiter.request(principal)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -225,6 +286,36 @@ class TeaApp:
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _warn_dev_mode() -> None:
+    while True:
+        log.warning("DEVELOPMENT MODE: TEA_AUTH_VALIDATION=false — requests need no credentials and name their "
+                    "own tenant. Never run this way where anyone else can reach the port.")
+        await asyncio.sleep(3600)
+
+
+def build_chain(settings: Settings, tokens: TokenService, state: SharedState) -> AuthChain:
+    jwks = None
+    if settings.auth.jwks_url or settings.auth.jwks_file:
+        jwks = JwksCache(settings.auth.jwks_url, settings.auth.jwks_file, settings.auth.jwks_timeout_s,
+                         settings.auth.jwks_refresh_min_s)
+    jwt_auth = JwtAuthenticator(
+        secret=settings.auth.jwt_secret, jwks=jwks, issuer=settings.auth.issuer, audience=settings.auth.audience,
+        leeway_s=settings.auth.leeway_s, tenant_claim=settings.auth.tenant_claim,
+        default_scopes=frozenset(settings.auth.default_scopes.split()), default_tier=settings.auth.jwt_tier,
+        algorithms=tuple(a.strip() for a in settings.auth.algorithms.split(",") if a.strip()))
+    return AuthChain(tokens=tokens, state=state, jwt=jwt_auth, admin_token=settings.admin_token,
+                     dev_mode=not settings.auth_validation, require_signature=settings.auth.require_signature,
+                     allow_two_part=settings.auth.two_part_signatures,
+                     signature_window_s=settings.auth.signature_window_s, nonce_ttl_s=settings.auth.nonce_ttl_s)
+
+
+def tier_limits(settings: Settings) -> dict[str, TierLimits]:
+    return {name: TierLimits(settings.get(f"tier.{name}.requests_per_minute"),
+                             settings.get(f"tier.{name}.events_per_minute"),
+                             settings.get(f"tier.{name}.events_per_month"))
+            for name in ("free", "pro", "business", "enterprise")}
 
 
 def error_response(exc: ClientError) -> Response:

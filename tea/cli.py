@@ -40,11 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--end", help="end time (default: now)")
     usage.add_argument("--period", choices=("day", "month"), help="rows per day or per month (default month)")
     usage.add_argument("--format", choices=("json", "csv"), default="json")
+    usage.add_argument("--token", help="an API token or JWT with events:read (default: $TEA_TOKEN)")
+    from tea import token_cli
+    token_cli.add_parser(sub)
     export = sub.add_parser("export", help="export events of a running server into a file (GET /v1/export)")
     export.add_argument("--url", help="TEA's base URL (default http://TEA_HOST:TEA_PORT)")
     export.add_argument("--format", choices=("ndjson", "csv", "parquet"), default="ndjson")
     export.add_argument("-o", "--output", required=True, help="file to write")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.add_argument("--token", help="an API token or JWT with events:read (default: $TEA_TOKEN)")
     export.add_argument("--tenant", dest="tenant_id", help="only this tenant")
     for name in ("user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id"):
         export.add_argument("--" + name.replace("_", "-"), dest=name, help=f"only events with this {name}")
@@ -54,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level")
+    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level")  # those a command offers
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -129,13 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tea {__version__}")
         return 0
     if args.command in ("usage", "export"):
+        import os
+
+        from tea import remote
         from tea.remote import RemoteError
+        remote.TOKEN = args.token or os.environ.get("TEA_TOKEN")
         try:
             return cmd_usage(args) if args.command == "usage" else cmd_export(args)
         except RemoteError as exc:
             print(f"tea {args.command}: {exc}", file=sys.stderr)
             return 1
     settings = _load(args)
+    if args.command == "token":
+        from tea import token_cli
+        return token_cli.run(args, settings)
     if args.command == "serve":
         return cmd_serve(settings)
     return cmd_config(settings)

@@ -74,6 +74,12 @@ class RateLimited(ClientError):
     status = 429
     code = "rate_limit_exceeded"
 
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        if isinstance(self.details, dict) and "retry_after" in self.details:
+            out["retry_after"] = self.details["retry_after"]  # where telemetry-kit clients read it
+        return out
+
 
 class Unavailable(ClientError):
     """The service cannot take the request now (buffer full, not ready); retry after a while."""

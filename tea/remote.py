@@ -17,9 +17,13 @@ class RemoteError(Exception):
     """The server answered with an error, or could not be reached; the message says which."""
 
 
+TOKEN: str | None = None  # set by the CLI from --token / $TEA_TOKEN
+
+
 def _get(url: str, timeout_s: float = 300.0):  # type: ignore[no-untyped-def]
+    headers = {"authorization": f"Bearer {TOKEN}"} if TOKEN else {}
     try:
-        return urllib.request.urlopen(url, timeout=timeout_s)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
         try:

@@ -149,8 +149,51 @@ SETTINGS: tuple[Setting, ...] = (
             "per-tenant retention overriding retention_hours (0 keeps forever); the admin API can override "
             "these too"),
     Setting("retention_interval_s", "float", 300.0, "how often the retention job runs", minimum=1),
-    Setting("auth_validation", "bool", True, "require credentials (the auth issue enforces it; recorded now)"),
-    Setting("default_tenant", "str", "default", "tenant of events that name none"),
+    Setting("auth_validation", "bool", True, "require credentials; false = development mode (no credentials "
+            "needed, tenant from the body)"),
+    Setting("default_tenant", "str", "default", "dev mode and admins: tenant of events that name none"),
+    Setting("admin_token", "str", None, "a bearer credential with the admin scope, to bootstrap a deployment",
+            nullable=True, secret=True),
+    Setting("secret_key", "str", None, "at least 32 characters, the same on every node: derives the key that seals "
+            "token signing secrets; default: a key file <data_dir>/secret.key made on first start",
+            nullable=True, secret=True),
+    Setting("redis_url", "str", None, "Redis for replay nonces and rate limits shared between nodes; "
+            "default: kept in this process", nullable=True, secret=True),
+    Setting("auth.jwt_secret", "str", None, "HS256 secret for JWT bearer tokens", nullable=True, secret=True),
+    Setting("auth.jwks_url", "str", None, "JWKS URL of the OIDC issuer (RS256/ES256/EdDSA keys)", nullable=True),
+    Setting("auth.jwks_file", "path", None, "JWKS file with the issuer's public keys", nullable=True),
+    Setting("auth.jwks_refresh_min_s", "float", 10.0, "an unknown kid refetches the JWKS at most this often",
+            minimum=0),
+    Setting("auth.jwks_timeout_s", "float", 5.0, "JWKS fetch timeout", minimum=0.1),
+    Setting("auth.issuer", "str", None, "required JWT iss", nullable=True),
+    Setting("auth.audience", "str", None, "required JWT aud", nullable=True),
+    Setting("auth.leeway_s", "float", 60.0, "clock leeway for JWT exp/nbf/iat", minimum=0),
+    Setting("auth.tenant_claim", "str", "tenant", "JWT claim naming the tenant (then tenant_id)"),
+    Setting("auth.algorithms", "str", "HS256,RS256,ES256,EdDSA", "JWT algorithms allowed (never none)"),
+    Setting("auth.default_scopes", "str", "events:read events:write", "scopes of a JWT that carries none"),
+    Setting("auth.jwt_tier", "str", "enterprise", "rate-limit tier of JWT principals without a tier claim",
+            choices=("free", "pro", "business", "enterprise")),
+    Setting("auth.require_signature", "bool", False, "API-token requests must be HMAC-signed (X-Signature)"),
+    Setting("auth.two_part_signatures", "bool", False,
+            "accept '{ts}:{body}' signatures when X-Nonce is absent (telemetry-kit v0.3.0 servers)"),
+    Setting("auth.signature_window_s", "float", 600.0, "accepted X-Timestamp skew", minimum=1),
+    Setting("auth.nonce_ttl_s", "int", 600, "how long a nonce is remembered", minimum=1),
+    Setting("auth.token_cache_s", "float", 30.0, "how long a token lookup is cached (revocation delay between "
+            "nodes)", minimum=0),
+    Setting("auth.limits_on_state_error", "str", "open", "when Redis is unreachable: open lets requests through, "
+            "closed answers 503 (replay checks always fail closed)", choices=("open", "closed")),
+    Setting("tier.free.requests_per_minute", "int", 10, "0 = unlimited", minimum=0),
+    Setting("tier.free.events_per_minute", "int", 1000, "0 = unlimited", minimum=0),
+    Setting("tier.free.events_per_month", "int", 10000, "0 = unlimited", minimum=0),
+    Setting("tier.pro.requests_per_minute", "int", 100, "0 = unlimited", minimum=0),
+    Setting("tier.pro.events_per_minute", "int", 10000, "0 = unlimited", minimum=0),
+    Setting("tier.pro.events_per_month", "int", 100000, "0 = unlimited", minimum=0),
+    Setting("tier.business.requests_per_minute", "int", 1000, "0 = unlimited", minimum=0),
+    Setting("tier.business.events_per_minute", "int", 100000, "0 = unlimited", minimum=0),
+    Setting("tier.business.events_per_month", "int", 1000000, "0 = unlimited", minimum=0),
+    Setting("tier.enterprise.requests_per_minute", "int", 0, "0 = unlimited", minimum=0),
+    Setting("tier.enterprise.events_per_minute", "int", 0, "0 = unlimited", minimum=0),
+    Setting("tier.enterprise.events_per_month", "int", 0, "0 = unlimited", minimum=0),
     Setting("max_body_bytes", "size", 20 * MiB, "largest request body, after decompression", minimum=1024),
     Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1),
     Setting("max_future_skew_s", "float", 86400.0,
@@ -241,7 +284,7 @@ class Settings(Section):
 
 def _looks_secret(key: str) -> bool:
     last = key.rsplit(".", 1)[-1]
-    return any(word in last for word in ("secret", "password", "token", "key")) and "max" not in last
+    return any(last == word or last.endswith("_" + word) for word in ("secret", "password", "token", "key"))
 
 
 def mask(value: Any) -> str:

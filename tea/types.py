@@ -237,3 +237,34 @@ class AggregateSpec:
         for column in self.group_by:
             if column not in GROUPABLE:
                 raise ValueError(f"cannot group by {column!r}")
+
+
+# ---------------------------------------------------------------- API tokens
+class TokenRecord(msgspec.Struct):
+    """An API token as stored: never the token itself (only its SHA-256), the signing secret sealed."""
+
+    token_id: str
+    token_hash: str
+    token_prefix: str          # the first characters, to recognise a token in listings
+    tenant_id: str
+    tier: str
+    scopes: list[str]
+    secret_sealed: bytes
+    created_at: int            # µs
+    org_id: str | None = None
+    app_id: str | None = None
+    revoked_at: int | None = None
+    rotated_at: int | None = None
+
+
+class AuditRecord(msgspec.Struct):
+    """One audit-log row. Never holds a secret or a full token."""
+
+    at: int                    # µs
+    action: str                # auth_failure, token_created, token_revoked, token_rotated, admin_read, retention_set…
+    actor: str | None = None   # token id, JWT subject, "admin", or None when unauthenticated
+    tenant_id: str | None = None
+    remote_addr: str | None = None
+    success: bool = True
+    reason: str | None = None
+    details: dict[str, str] = {}

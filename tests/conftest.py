@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +30,8 @@ def free_port() -> int:
 def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     """Defaults as `tea serve` has them (no environment), on ``data_dir``; ``buffer__max_bytes=...``."""
     settings = load({"data_dir": str(data_dir)}, env={})
-    return settings.replace(**overrides) if overrides else settings
+    overrides.setdefault("auth_validation", False)  # development mode unless a test asks for auth
+    return settings.replace(**overrides)
 
 
 class LiveServer:
@@ -109,3 +114,71 @@ def server(request: pytest.FixtureRequest, serve: Callable[..., LiveServer]) -> 
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
+
+
+# ---------------------------------------------------------------- `tea serve` as a real subprocess
+class TeaProcess:
+    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "TEA_LOG_LEVEL": "info", "TEA_AUTH_VALIDATION": "false", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_ready: bool = True) -> "TeaProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "tea", "serve", "--port", str(self.port),
+                                      "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=log)
+        log.close()
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"tea serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"tea serve not ready after {timeout_s} s:\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def tea_process(tmp_path: Path) -> Iterator[type]:
+    started: list[TeaProcess] = []
+
+    def make(data_dir: Path | None = None, **env: str) -> TeaProcess:
+        proc = TeaProcess(data_dir or tmp_path / "data", tmp_path / f"tea-{len(started)}.log", **env)
+        started.append(proc)
+        return proc
+
+    yield make  # type: ignore[misc]
+    for proc in started:
+        proc.stop()

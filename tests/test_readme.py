@@ -26,21 +26,29 @@ def commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.strip()
-            if line.startswith(("curl ", "printf ", ".venv/bin/tea ")):
+            if line.startswith(("curl ", "printf ", ".venv/bin/tea ", "export TEA_TOKEN=")):
                 out.append(line)  # bash itself drops trailing comments
     return out
 
 
 def test_the_examples_work(serve, tmp_path: Path) -> None:
-    live = serve(storage_backend="duckdb")
+    admin = "readme-admin-" + "a" * 32
+    live = serve(storage_backend="duckdb", auth_validation=True, admin_token=admin)
     cmds = commands()
     assert len(cmds) >= 30
-    env = {**os.environ, "TEA_PORT": str(live.port), "TEA_HOST": "127.0.0.1"}
+    env = {**os.environ, "TEA_PORT": str(live.port), "TEA_HOST": "127.0.0.1", "TEA_ADMIN_TOKEN": admin}
     venv_tea = str(Path(sys.executable).parent / "tea")
     for cmd in cmds:
         cmd = cmd.replace("http://127.0.0.1:3001", live.url).replace(".venv/bin/tea", venv_tea)
+        if cmd.startswith("export "):  # keep what the README exports for the commands after it
+            name = cmd.split("=", 1)[0].split()[1]
+            cmd = f'{cmd} && printf %s "${name}"'
         proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60,
                               cwd=tmp_path, env=env)
+        if cmd.startswith("export "):
+            assert proc.returncode == 0 and proc.stdout.startswith("tk_"), (cmd, proc.stdout, proc.stderr)
+            env[name] = proc.stdout
+            continue
         assert proc.returncode == 0, (cmd, proc.stderr)
         out = proc.stdout.strip()
         if ">" in cmd.split("#")[0] or " -o " in cmd:
@@ -49,9 +57,29 @@ def test_the_examples_work(serve, tmp_path: Path) -> None:
         try:
             body = json.loads(out)
         except ValueError:
-            assert "format csv" in cmd or "format=csv" in cmd or "grep" in cmd or out == "OK", (cmd, out[:200])
+            assert ("format csv" in cmd or "format=csv" in cmd or "grep" in cmd or out == "OK"
+                    or " token " in cmd and "token_id" in out), (cmd, out[:200])
             continue
         assert not (isinstance(body, dict) and "error" in body), (cmd, out)
         if isinstance(body, dict) and "content" in body:
             assert not body.get("isError"), (cmd, out)
         time.sleep(0.1)  # let the writer store what was just posted (flush interval 20 ms in tests)
+
+
+def test_the_signing_examples_work(serve, tmp_path: Path) -> None:
+    import httpx
+
+    admin = "readme-admin-" + "b" * 32
+    live = serve(storage_backend="memory", auth_validation=True, admin_token=admin)
+    issued = httpx.post(live.url + "/v1/tokens", json={"tenant_id": "acme", "tier": "enterprise"},
+                        headers={"authorization": f"Bearer {admin}"}).json()
+    env = {**os.environ, "TEA_SECRET": issued["secret"], "TEA_SIGNING_TOKEN": issued["token"]}
+    shell = re.findall(r"```sh\n(.*?)```", README, re.S)
+    python = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(shell) == 1 and len(python) == 1
+    runs = [["bash", "-euo", "pipefail", "-c", shell[0]], [sys.executable, "-c", python[0]]]
+    for argv in runs:
+        argv[-1] = argv[-1].replace("http://127.0.0.1:3001", live.url)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["accepted"] == 1, proc.stdout

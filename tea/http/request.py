@@ -93,7 +93,11 @@ class Request:
                 chunks.append(inflater.feed(data) if inflater else data)
         if inflater:
             chunks.append(inflater.finish())
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        check = self.state.get("verify_body")
+        if check is not None:  # e.g. a request signature over the exact bytes received
+            await check(body)
+        return body
 
 
 def _too_large(max_bytes: int) -> TooLarge:

@@ -37,6 +37,7 @@ class Route:
     # status -> (description, {media type: type or schema dict}) ; empty media map = no body
     responses: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     include_in_schema: bool = True
+    scope: str | None = "events:read"  # the scope a caller needs; None: public
 
 
 class Router:
@@ -64,7 +65,8 @@ class Router:
         """Serve the same handlers again under ``prefix`` (the seed's /tea/... Spin route)."""
         for route in routes:
             self.add(Route(route.method, prefix + route.path, route.handler, route.summary, route.tags,
-                           route.params, route.request_body, route.responses, include_in_schema=False))
+                           route.params, route.request_body, route.responses, include_in_schema=False,
+                           scope=route.scope))
 
     def match(self, request: Request) -> Route:
         methods = self._exact.get(request.path)

@@ -66,7 +66,9 @@ class EventsPage(msgspec.Struct):
 
 
 def error_responses(*statuses: int) -> dict[int, tuple[str, dict[str, Any]]]:
-    text = {400: "Bad request (the body names the parameter or field)", 404: "Not found",
+    text = {400: "Bad request (the body names the parameter or field)", 401: "Missing or invalid credentials",
+            403: "The credential lacks the scope, or names another tenant", 404: "Not found",
+            409: "Replayed nonce", 429: "Rate limit or quota exceeded; retry after Retry-After seconds",
             413: "Body or batch too large", 415: "Unsupported Content-Type or Content-Encoding",
             503: "Durable buffer full or not ready; retry after Retry-After seconds"}
     return {s: (text.get(s, "Error"), {"application/json": ErrorBody}) for s in statuses}

@@ -40,6 +40,7 @@ class Health(msgspec.Struct):
     retention_purged_total: int
     retention_last_error: str | None
     data_dir_bytes: int
+    auth: str
 
 
 async def _disk_usage(path: str) -> int:
@@ -85,7 +86,8 @@ def routes(app: "TeaApp") -> list[Route]:
             storage_failures=stats.failures, dead_lettered=stats.dead_lettered,
             last_storage_error=stats.last_error if recent_failure else None,
             retention_last_run_at=app.retention.last_run_at, retention_purged_total=app.retention.purged_total,
-            retention_last_error=app.retention.last_error, data_dir_bytes=await _disk_usage(app.settings.data_dir))
+            retention_last_error=app.retention.last_error, data_dir_bytes=await _disk_usage(app.settings.data_dir),
+            auth="enabled" if app.settings.auth_validation else "disabled")
         return Response(encode_json(body), 200, JSON)
 
     async def healthz(request: Request) -> Response:
@@ -101,13 +103,14 @@ def routes(app: "TeaApp") -> list[Route]:
 
     return [
         Route("GET", "/health", health, "Service health, storage and buffer state", tags=("operations",),
-              responses={200: ("Health", {"application/json": Health})}),
+              responses={200: ("Health", {"application/json": Health})}, scope=None),
         Route("GET", "/healthz", healthz, "Liveness: 200 OK while the process serves", tags=("operations",),
-              responses={200: ("OK", {"text/plain": {"type": "string", "const": "OK"}})}),
+              responses={200: ("OK", {"text/plain": {"type": "string", "const": "OK"}})}, scope=None),
         Route("GET", "/readyz", readyz,
               "Readiness: 200 once storage is open and the buffer replayed; 503 otherwise",
               tags=("operations",), responses={200: ("Ready", {"application/json": Readiness}),
-                                               503: ("Not ready", {"application/json": Readiness})}),
+                                               503: ("Not ready", {"application/json": Readiness})},
+              scope=None),
         Route("GET", "/openapi.json", openapi, "This document", tags=("operations",),
-              responses={200: ("OpenAPI 3.1", {"application/json": {"type": "object"}})}),
+              responses={200: ("OpenAPI 3.1", {"application/json": {"type": "object"}})}, scope=None),
     ]

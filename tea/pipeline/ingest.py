@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tea.buffer.log import DurableBuffer
-from tea.errors import Unavailable
+from tea.auth.limits import Limiter
+from tea.auth.principal import Principal
+from tea.errors import RateLimited, Unavailable
 from tea.ops.telemetry import Telemetry
 from tea.pipeline.normalise import ItemError, Normaliser
 from tea.receive.decode import Decoded
@@ -16,23 +18,39 @@ class Outcome:
     accepted: list[Event]
     errors: list[ItemError]
     total: int
+    do_not_track: bool = False  # validated, then deliberately not stored (DNT: 1)
 
 
 class Ingestor:
-    def __init__(self, buffer: DurableBuffer, normaliser: Normaliser, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, buffer: DurableBuffer, normaliser: Normaliser, telemetry: Telemetry | None = None,
+                 limiter: Limiter | None = None) -> None:
         self.buffer = buffer
         self.normaliser = normaliser
         self.telemetry = telemetry or Telemetry()
+        self.limiter = limiter
 
-    async def submit(self, decoded: Decoded, source_protocol: str, tenant_id: str | None = None) -> Outcome:
-        """Normalise and make durable; returns once acknowledged-safe. Raises Unavailable (503)."""
-        accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id)
+    async def submit(self, decoded: Decoded, source_protocol: str, principal: Principal | None = None,
+                     do_not_track: bool = False, tenant_id: str | None = None) -> Outcome:
+        """Normalise, count against the caller's limits, make durable; returns once acknowledged-safe.
+        Raises RateLimited (429) or Unavailable (503). With ``do_not_track`` nothing is stored."""
+        only = principal.tenant_id if principal is not None and not principal.is_admin else None
+        accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id,
+                                                      only)
         if decoded.errors:
             errors = sorted(decoded.errors + errors, key=lambda e: e.index)
         t = self.telemetry
         t.child(t.events_received, source_protocol).inc(decoded.total)
         for error in errors:
             t.child(t.events_rejected, source_protocol, error.error).inc()
+        if do_not_track and accepted:  # (a batch with nothing valid is still a 400, to surface client bugs)
+            t.child(t.do_not_track, source_protocol).inc()
+            return Outcome([], errors, decoded.total, True)
+        if accepted and principal is not None and self.limiter is not None:
+            try:
+                await self.limiter.events(principal, len(accepted))
+            except RateLimited as exc:
+                t.child(t.events_rejected, source_protocol, exc.code).inc(len(accepted))
+                raise
         if accepted:
             try:
                 await self.buffer.append(encode_lines(accepted), len(accepted), low, high)

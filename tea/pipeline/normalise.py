@@ -39,11 +39,16 @@ class Normaliser:
         self.clock = clock
 
     def __call__(self, events: list[Event], indexes: list[int] | None, source_protocol: str,
-                 tenant_id: str | None = None) -> tuple[list[Event], list[ItemError], int, int]:
-        """Normalise in place. Returns (accepted, errors, min timestamp, max timestamp)."""
+                 tenant_id: str | None = None, only_tenant: str | None = None,
+                 ) -> tuple[list[Event], list[ItemError], int, int]:
+        """Normalise in place. Returns (accepted, errors, min timestamp, max timestamp).
+
+        ``tenant_id`` fills events that name none (default: ``default_tenant``); with ``only_tenant``
+        (a tenant-scoped caller) an event naming another tenant is refused (``forbidden_tenant``).
+        Tenants starting with ``_`` are TEA's own and refused."""
         now = self.clock()
         latest = now + self.max_future_us if self.max_future_us is not None else MAX_US
-        default_tenant = tenant_id or self.default_tenant
+        default_tenant = only_tenant or tenant_id or self.default_tenant
         accepted: list[Event] = []
         errors: list[ItemError] = []
         low, high = MAX_US, 0
@@ -77,6 +82,11 @@ class Normaliser:
                     errors.append(self._error(indexes, position, event, "invalid_event",
                                               "attributes must be a JSON object", "attributes"))
                     continue
+            tenant = event.tenant_id
+            if tenant is not None and (tenant[0] == "_" or (only_tenant is not None and tenant != only_tenant)):
+                errors.append(self._error(indexes, position, event, "forbidden_tenant",
+                                          f"this credential cannot write to tenant {tenant!r}", "tenant_id"))
+                continue
             event.timestamp = us
             event.received_at = now
             event.source_protocol = source_protocol

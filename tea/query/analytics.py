@@ -14,6 +14,7 @@ from tea.errors import BadRequest, NotFound
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
+from tea.auth.principal import READ
 from tea.ops.telemetry import CONTENT_TYPE
 from tea.query import metrics as m
 from tea.query.spec import FILTER_FIELDS, FILTER_PARAMS, check_params, event_filter, time_param, text_param
@@ -104,15 +105,15 @@ def routes(app: "TeaApp") -> list[Route]:
         finally:
             telemetry.storage_query_seconds.labels(operation).observe(time.perf_counter() - started)
 
-    async def run_metrics(query: m.MetricsQuery) -> list[Series]:
+    async def run_metrics(request: Request, query: m.MetricsQuery) -> list[Series]:
         spec, inputs = m.aggregate_spec(query)
-        rows = await timed("metrics", app.storage.aggregate(spec))
+        rows = await timed("metrics", app.reader(request).aggregate(spec))
         return [Series(s["group"], s["points"]) for s in m.build_series(query, rows, inputs)]
 
     async def metrics(request: Request) -> Response:
         check_params(request, m.METRIC_PARAMS)
         query = m.parse(request, app.clock())
-        series = await run_metrics(query)
+        series = await run_metrics(request, query)
         body = MetricsResponse(format_us(query.start_us), format_us(query.end_us), query.granularity,
                                list(query.metrics), list(query.group_by), series)
         return Response(encode_json(body), 200, JSON)
@@ -122,7 +123,7 @@ def routes(app: "TeaApp") -> list[Route]:
         text_param(request, "metric_type")  # the seed's metric_type only chooses a chart; every field is sent
         query = m.parse(request, app.clock(), default_granularity="hour")
         query = m.MetricsQuery(query.filter, _TEA_METRICS, query.granularity, (), 1)
-        [series] = await run_metrics(query)
+        [series] = await run_metrics(request, query)
         points = [TeaMetricPoint(p["timestamp"], p["requests"], float(p["error_rate"]), float(p["avg_latency_ms"] or 0),
                                  float(p["data_mb"])) for p in series.points]
         return Response(encode_json(TeaMetrics(points, query.granularity)), 200, JSON)
@@ -130,12 +131,13 @@ def routes(app: "TeaApp") -> list[Route]:
     async def metrics_or_scrape(request: Request) -> Response:
         if not request.scope.get("query_string") and "json" not in (request.header("accept") or ""):
             return Response(telemetry.exposition(), 200, CONTENT_TYPE.encode())
+        await app.admit(request, READ)  # the seed's aggregate is tenant data: it needs a credential
         return await tea_metrics(request)
 
     async def stats(request: Request) -> Response:
         check_params(request, {*FILTER_FIELDS, "start_time", "end_time"})
         spec = AggregateSpec(event_filter(request), (Agg("count"),), None, ("source", "event_type"))
-        rows = await timed("stats", app.storage.aggregate(spec))
+        rows = await timed("stats", app.reader(request).aggregate(spec))
         types: dict[str, int] = {}
         for _, _source, event_type, n in rows:
             types[event_type] = types.get(event_type, 0) + n
@@ -150,7 +152,7 @@ def routes(app: "TeaApp") -> list[Route]:
         spec = AggregateSpec(EventFilter(tenant_ids=base.tenant_ids, source=source, start_us=base.start_us,
                                          end_us=base.end_us),
                              (Agg("count"), Agg("min", "timestamp"), Agg("max", "timestamp")), None, ("event_type",))
-        rows = await timed("stats", app.storage.aggregate(spec))
+        rows = await timed("stats", app.reader(request).aggregate(spec))
         if not rows:
             raise NotFound(f"no events from source {source!r}", code="source_not_found", details={"source": source})
         body = SourceStats(source, sum(r[2] for r in rows), format_us(min(r[3] for r in rows)),
@@ -175,8 +177,8 @@ def routes(app: "TeaApp") -> list[Route]:
                              details={"parameter": "end_time"})
         tenant = text_param(request, "tenant_id")
         f = EventFilter(tenant_ids=(tenant,) if tenant else None, start_us=start, end_us=end)
-        totals = await timed("usage", app.storage.aggregate(AggregateSpec(f, _USAGE_AGGS, period, ("tenant_id",))))
-        by_method = await timed("usage", app.storage.aggregate(
+        totals = await timed("usage", app.reader(request).aggregate(AggregateSpec(f, _USAGE_AGGS, period, ("tenant_id",))))
+        by_method = await timed("usage", app.reader(request).aggregate(
             AggregateSpec(f, (Agg("count"),), period, ("tenant_id", "method"))))
         methods: dict[tuple[int, str], dict[str, int]] = {}
         for bucket, tenant_id, method, n in sorted(by_method, key=lambda r: (r[0], r[1], r[2] or "")):
@@ -205,7 +207,7 @@ def routes(app: "TeaApp") -> list[Route]:
               "otherwise TEA's own Prometheus metrics", tags=("analytics", "operations"), params=tea_params,
               responses={200: ("TEA metrics (JSON) or the Prometheus exposition (text)",
                                {"application/json": TeaMetrics, "text/plain": {"type": "string"}}),
-                         **error_responses(400)}),
+                         **error_responses(400)}, scope=None),
         Route("GET", "/tea/metrics", tea_metrics, "TEA compatibility metrics (the seed's /tea/ route)",
               tags=("analytics",), params=tea_params,
               responses={200: ("TEA metrics", {"application/json": TeaMetrics}), **error_responses(400)}),

@@ -105,9 +105,10 @@ def routes(app: "TeaApp") -> list[Route]:
         if fmt not in FORMATS:
             raise BadRequest("parameter `format` must be ndjson, csv or parquet", code="invalid_parameter",
                              details={"parameter": "format"})
-        f = event_filter(request)
-        stream = parquet_stream(app.storage, f, os.path.join(app.settings.data_dir, "tmp")) if fmt == "parquet" \
-            else text_stream(app.storage, f, fmt)
+        reader = app.reader(request)
+        f = reader.scope(event_filter(request))  # a 403 must come before the stream starts
+        stream = parquet_stream(reader, f, os.path.join(app.settings.data_dir, "tmp")) if fmt == "parquet" \
+            else text_stream(reader, f, fmt)
         name = f"tea-events.{fmt}"
         return Response(status=200, media_type=FORMATS[fmt], stream=stream,
                         headers={"content-disposition": f'attachment; filename="{name}"'})

@@ -33,7 +33,7 @@ def routes(app: "TeaApp") -> list[Route]:
         check_params(request, _LIST_PARAMS)
         spec = QuerySpec(event_filter(request), int_param(request, "limit", 100, 1, MAX_LIMIT),
                          cursor_param(request))
-        result = await app.storage.query_events(spec)
+        result = await app.reader(request).query_events(spec)
         page = EventsPage([view(e) for e in result.events], result.total_count or 0, result.has_more,
                           encode_cursor(result.next_cursor))
         return Response(encode_json(page), 200, JSON)
@@ -44,7 +44,7 @@ def routes(app: "TeaApp") -> list[Route]:
         tenant = text_param(request, "tenant_id")
         spec = QuerySpec(EventFilter(tenant_ids=(tenant,) if tenant else None, event_id=event_id), limit=1,
                          with_total=False)
-        result = await app.storage.query_events(spec)
+        result = await app.reader(request).query_events(spec)
         if not result.events:
             raise NotFound(f"no event with event_id {event_id!r}", code="event_not_found",
                            details={"event_id": event_id})

@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING
 
 from tea.errors import BadRequest, UnsupportedMediaType
 from tea.http import Request, Response, Route
-from tea.http.response import JSON, encode_json
+from tea.auth.principal import WRITE
+from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import IngestResponse, error_responses
 from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events
 from tea.types import Event
@@ -30,7 +31,10 @@ def routes(app: "TeaApp") -> list[Route]:
         require_event_media_type(media_type)
         body = await request.body(settings.max_body_bytes)
         decoded = decode_events(body, media_type, settings.max_batch_events)
-        outcome = await app.ingestor.submit(decoded, "native")
+        outcome = await app.ingestor.submit(decoded, "native", request.state.get("principal"),
+                                            request.header("dnt") == "1")
+        if outcome.do_not_track:
+            return empty_response(204)
         if not outcome.accepted:
             raise BadRequest(f"all {outcome.total} events were rejected", code="invalid_events",
                              details={"accepted": 0, "rejected": len(outcome.errors), "errors": outcome.errors})
@@ -46,4 +50,5 @@ def routes(app: "TeaApp") -> list[Route]:
         responses={200: ("All events accepted", {"application/json": IngestResponse}),
                    207: ("Some events accepted; the others are listed in `errors`",
                          {"application/json": IngestResponse}),
-                   **error_responses(400, 413, 415, 503)})]
+                   204: ("DNT: 1 — validated, nothing stored", {}),
+                   **error_responses(400, 401, 403, 413, 415, 429, 503)}, scope=WRITE)]

@@ -14,7 +14,8 @@ import msgspec
 
 from tea.errors import BadRequest, ClientError
 from tea.http import Request, Response, Route
-from tea.http.response import JSON, encode_json
+from tea.auth.principal import WRITE
+from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import error_responses
 from tea.query.spec import FILTER_PARAMS, PAGE_PARAMS, check_params, cursor_param, event_filter, int_param
 from tea.receive.decode import Decoded, check_utf8, decode_json
@@ -162,13 +163,16 @@ def routes(app: "TeaApp") -> list[Route]:
         check_utf8(body)
         keys = decode_json(_probe, body)
         if "event" in keys and "event_type" not in keys:
-            return await _gateway_event(body)
+            return await _gateway_event(request, body)
         try:
             readme = _readme.decode(body)
             extra = {k: _any.decode(v) for k, v in keys.items() if k not in TeaEventIn.__struct_fields__}
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise BadRequest(f"invalid event: {exc}", code="invalid_event") from None
-        outcome = await app.ingestor.submit(Decoded([from_readme(readme, extra)], None, [], 1), "tea")
+        outcome = await app.ingestor.submit(Decoded([from_readme(readme, extra)], None, [], 1), "tea",
+                                            request.state.get("principal"), request.header("dnt") == "1")
+        if outcome.do_not_track:
+            return empty_response(204)
         if not outcome.accepted:
             error = outcome.errors[0]
             raise BadRequest(error.message, code=error.error, details={"field": error.field})
@@ -176,15 +180,18 @@ def routes(app: "TeaApp") -> list[Route]:
         return Response(encode_json(TeaAccepted(event.event_id, "accepted", format_us(event.timestamp))),  # type: ignore[arg-type]
                         200, JSON)
 
-    async def _gateway_event(body: bytes) -> Response:
+    async def _gateway_event(request: Request, body: bytes) -> Response:
         try:
             metric = _gateway.decode(body).event
         except (msgspec.DecodeError, RecursionError) as exc:
             return tool_reply(f"Invalid request body: {exc}", 400, True)
         try:
-            outcome = await app.ingestor.submit(Decoded([from_gateway(metric)], None, [], 1), "ftl_gateway")
+            outcome = await app.ingestor.submit(Decoded([from_gateway(metric)], None, [], 1), "ftl_gateway",
+                                                request.state.get("principal"), request.header("dnt") == "1")
         except ClientError as exc:
             return tool_reply(exc.message, exc.status, True, exc.headers)
+        if outcome.do_not_track:
+            return empty_response(204)
         if not outcome.accepted:
             return tool_reply(f"Invalid request body: {outcome.errors[0].message}", 400, True)
         return tool_reply("Event recorded")
@@ -193,7 +200,7 @@ def routes(app: "TeaApp") -> list[Route]:
         check_params(request, {"tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id",
                                "correlation_id", "start_time", "end_time", "limit", "cursor"})
         spec = QuerySpec(event_filter(request), int_param(request, "limit", 100, 1, 10000), cursor_param(request))
-        result = await app.storage.query_events(spec)
+        result = await app.reader(request).query_events(spec)
         page = TeaEventsPage([tea_view(e) for e in result.events], result.total_count or 0, result.has_more)
         return Response(encode_json(page), 200, JSON)
 
@@ -210,10 +217,11 @@ def routes(app: "TeaApp") -> list[Route]:
               request_body={"application/json": TeaEventIn | GatewayBody},
               responses={200: ("Accepted: {event_id,status,timestamp} for the README shape, the MCP tool reply "
                                "for the gateway shape", {"application/json": TeaAccepted | ToolReply}),
-                         **error_responses(400, 413, 503)}),
+                         **error_responses(400, 401, 403, 413, 429, 503)}, scope=WRITE),
         Route("GET", "/events", list_events, "TEA compatibility: read events in the seed's shape",
               tags=("tea-compat",), params=FILTER_PARAMS + PAGE_PARAMS,
               responses={200: ("Events", {"application/json": TeaEventsPage}), **error_responses(400)}),
         Route("GET", "/", list_tools, "FTL tool component: the tools this component serves",
-              tags=("tea-compat",), responses={200: ("Tool metadata", {"application/json": list[dict[str, Any]]})}),
+              tags=("tea-compat",), responses={200: ("Tool metadata", {"application/json": list[dict[str, Any]]})},
+              scope=None),
     ]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
-from tea.types import AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
+from tea.types import (AggregateSpec, AuditRecord, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+                       WriteResult)
 
 if TYPE_CHECKING:
     from tea.settings import Settings
@@ -54,6 +55,23 @@ class Storage(Protocol):
 
     async def set_retention_override(self, tenant_id: str, hours: int | None) -> None:
         """Set (or, with None, remove) a tenant's retention override."""
+
+    async def save_token(self, record: TokenRecord) -> None:
+        """Insert or replace an API token record (by ``token_id``)."""
+
+    async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
+        """One token record by the hash of its value or by its id."""
+
+    async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
+        """Token records, newest first, of one tenant or of all."""
+
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        """Store audit-log rows."""
+
+    async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
+                          start_us: int | None = None, end_us: int | None = None,
+                          limit: int = 100) -> list[AuditRecord]:
+        """Audit-log rows, newest first, filtered."""
 
     async def close(self) -> None:
         """Flush and release resources. Idempotent."""

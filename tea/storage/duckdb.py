@@ -20,7 +20,7 @@ import msgspec
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
-from tea.types import (COLUMNS, AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec,
+from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,14 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "CREATE TABLE tenant_retention (tenant_id VARCHAR PRIMARY KEY, hours INTEGER NOT NULL, "
     "updated_at TIMESTAMP NOT NULL DEFAULT now())",
     _partition_events,
+    "CREATE TABLE api_tokens (token_id VARCHAR PRIMARY KEY, token_hash VARCHAR NOT NULL UNIQUE, "
+    "token_prefix VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, tier VARCHAR NOT NULL, scopes VARCHAR[] NOT NULL, "
+    "secret_sealed BLOB NOT NULL, created_at BIGINT NOT NULL, org_id VARCHAR, app_id VARCHAR, revoked_at BIGINT, "
+    "rotated_at BIGINT)",
+    'CREATE TABLE audit_log ("at" BIGINT NOT NULL, action VARCHAR NOT NULL, actor VARCHAR, tenant_id VARCHAR, '
+    "remote_addr VARCHAR, success BOOLEAN NOT NULL, reason VARCHAR, details JSON NOT NULL)",
 )
+_TOKEN_COLUMNS = tuple(TokenRecord.__struct_fields__)
 
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
 _JSON_TYPES = {name: kind.replace(" NOT NULL", "") for name, kind in COLUMN_TYPES.items()}
@@ -304,6 +311,58 @@ class DuckDBStorage:
     async def count(self, filter: EventFilter | None = None) -> int:
         return await self._on_reader(self._count_sync, filter)
 
+    async def save_token(self, record: TokenRecord) -> None:
+        values = [getattr(record, c) for c in _TOKEN_COLUMNS]
+        marks = ", ".join("?" * len(values))
+
+        def replace() -> None:  # (DuckDB cannot upsert a row whose other UNIQUE column changes)
+            con = self._con
+            assert con is not None
+            con.execute("BEGIN")
+            try:
+                con.execute("DELETE FROM api_tokens WHERE token_id = ?", [record.token_id])
+                con.execute(f"INSERT INTO api_tokens ({', '.join(_TOKEN_COLUMNS)}) VALUES ({marks})", values)
+                con.execute("COMMIT")
+            except duckdb.Error:
+                self._rollback()
+                raise
+        await self._on_writer(replace)
+
+    async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
+        column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM api_tokens WHERE {column} = ?", [value]).fetchall())
+        return _token(rows[0]) if rows else None
+
+    async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
+        where_tenant, params = (" WHERE tenant_id = ?", [tenant_id]) if tenant_id is not None else ("", [])
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM api_tokens{where_tenant} ORDER BY created_at DESC, token_id",
+            params).fetchall())
+        return [_token(row) for row in rows]
+
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        rows = [[r.at, r.action, r.actor, r.tenant_id, r.remote_addr, r.success, r.reason,
+                 msgspec.json.encode(r.details).decode()] for r in records]
+        if rows:
+            await self._on_writer(lambda: self._con.executemany(  # type: ignore[union-attr]
+                "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows))
+
+    async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
+                          start_us: int | None = None, end_us: int | None = None,
+                          limit: int = 100) -> list[AuditRecord]:
+        clauses, params = [], []
+        for clause, value in (("action = ?", action), ("tenant_id = ?", tenant_id), ('"at" >= ?', start_us),
+                              ('"at" < ?', end_us)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where_sql = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f'SELECT "at", action, actor, tenant_id, remote_addr, success, reason, CAST(details AS VARCHAR) '
+            f'FROM audit_log{where_sql} ORDER BY "at" DESC LIMIT ?', [*params, limit]).fetchall())
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
+
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         sql, params = duckdb_sql.aggregate(spec)
         return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
@@ -333,6 +392,13 @@ class DuckDBStorage:
     def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
         frm, params = scan(filter)
         return cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    values = dict(zip(_TOKEN_COLUMNS, row))
+    values["secret_sealed"] = bytes(values["secret_sealed"])
+    values["scopes"] = list(values["scopes"])
+    return TokenRecord(**values)
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

@@ -6,7 +6,8 @@ from collections import OrderedDict
 from typing import Any, AsyncIterator, ClassVar
 
 from tea.storage import pyagg
-from tea.types import AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, WriteResult
+from tea.types import (AggregateSpec, AuditRecord, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+                       WriteResult)
 
 _EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
 
@@ -22,6 +23,8 @@ class MemoryStorage:
         self._keys: dict[tuple[str, str], dict[int, int]] = {}   # (tenant, id) -> {seq: timestamp}
         self._seq = itertools.count()
         self._retention: dict[str, int] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+        self._audit: list[AuditRecord] = []
         self.evicted = 0
 
     async def open(self) -> None:
@@ -105,6 +108,30 @@ class MemoryStorage:
             self._retention.pop(tenant_id, None)
         else:
             self._retention[tenant_id] = hours
+
+    async def save_token(self, record: TokenRecord) -> None:
+        self._tokens[record.token_id] = record
+
+    async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
+        if token_id is not None:
+            return self._tokens.get(token_id)
+        return next((t for t in self._tokens.values() if t.token_hash == token_hash), None)
+
+    async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
+        found = [t for t in self._tokens.values() if tenant_id is None or t.tenant_id == tenant_id]
+        return sorted(found, key=lambda t: (-t.created_at, t.token_id))
+
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        self._audit.extend(records)
+        del self._audit[: max(0, len(self._audit) - self.max_events)]
+
+    async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
+                          start_us: int | None = None, end_us: int | None = None,
+                          limit: int = 100) -> list[AuditRecord]:
+        found = [r for r in reversed(self._audit) if (action is None or r.action == action)
+                 and (tenant_id is None or r.tenant_id == tenant_id) and (start_us is None or r.at >= start_us)
+                 and (end_us is None or r.at < end_us)]
+        return found[:limit]
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         return pyagg.aggregate(self._matching(spec.filter), spec)

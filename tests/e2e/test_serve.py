@@ -49,7 +49,8 @@ def test_tea_asgi_app_runs_under_plain_uvicorn(tmp_path: Path) -> None:
 
     from tests.conftest import free_port
     port = free_port()
-    env = {**os.environ, "TEA_DATA_DIR": str(tmp_path / "asgi-data")}
+    env = {**os.environ, "TEA_DATA_DIR": str(tmp_path / "asgi-data"), "TEA_ADMIN_TOKEN": "a" * 40}
+    env.pop("TEA_AUTH_VALIDATION", None)
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tea.asgi:app", "--port", str(port),
                              "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -62,7 +63,9 @@ def test_tea_asgi_app_runs_under_plain_uvicorn(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, "uvicorn tea.asgi:app did not start"
             time.sleep(0.05)
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/events", json={"event_type": "via-asgi"})
+        url = f"http://127.0.0.1:{port}/v1/events"
+        assert httpx.post(url, json={"event_type": "via-asgi"}).status_code == 401  # auth is on by default
+        r = httpx.post(url, json={"event_type": "via-asgi"}, headers={"authorization": "Bearer " + "a" * 40})
         assert r.status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,92 @@
+"""The authenticator chain, decided once at start-up.
+
+Credentials, in order: ``Authorization: Bearer <TEA_ADMIN_TOKEN>`` (bootstrap admin), an API token
+(``Bearer tk_…`` or ``X-API-Key``), a JWT (``Bearer`` with three dots). A credential of a kind no
+authenticator knows is refused; with no credential at all the request is refused too — unless
+``auth_validation`` is off (development mode), where it runs as an all-scopes principal whose
+tenant comes from the body. A request carrying ``X-Signature`` (or made with a token when
+signatures are required) must be signed: the headers are checked now, the body once it is read.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from tea.auth import signing
+from tea.auth.jwt import JwtAuthenticator
+from tea.auth.keys import same
+from tea.auth.principal import ADMIN, DEV, READ, WRITE, Principal
+from tea.auth.state import SharedState
+from tea.auth.tokens import TokenService
+from tea.errors import Unauthorized, Unavailable
+from tea.http import Request
+
+log = logging.getLogger(__name__)
+ADMIN_PRINCIPAL = Principal(tenant_id=None, scopes=frozenset({ADMIN, READ, WRITE}), method="admin_token",
+                            token_id="admin")
+
+
+class AuthChain:
+    def __init__(self, *, tokens: TokenService, state: SharedState, jwt: JwtAuthenticator | None = None,
+                 admin_token: str | None = None, dev_mode: bool = False, require_signature: bool = False,
+                 allow_two_part: bool = False, signature_window_s: float = 600.0, nonce_ttl_s: int = 600,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.tokens = tokens
+        self.state = state
+        self.jwt = jwt if jwt is not None and jwt.enabled else None
+        self.admin_token = admin_token
+        self.dev_mode = dev_mode
+        self.require_signature = require_signature
+        self.allow_two_part = allow_two_part
+        self.signature_window_s = signature_window_s
+        self.nonce_ttl_s = nonce_ttl_s
+        self.clock = clock
+
+    def describe(self) -> list[str]:
+        chain = ["admin_token"] if self.admin_token else []
+        chain += ["api_token"] + (["jwt"] if self.jwt else []) + (["dev"] if self.dev_mode else [])
+        return chain
+
+    async def authenticate(self, request: Request) -> Principal:
+        headers = request.headers
+        authorization = headers.get("authorization", "")
+        bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+        if authorization and bearer is None:
+            raise Unauthorized("Authorization must be 'Bearer <token>'", code="invalid_credentials")
+        api_key = headers.get("x-api-key")
+        if bearer and self.admin_token and same(bearer, self.admin_token):
+            return ADMIN_PRINCIPAL
+        if api_key or (bearer and bearer.startswith("tk_")):
+            return await self._api_token(request, api_key or bearer)  # type: ignore[arg-type]
+        if bearer and self.jwt is not None:
+            principal = await self.jwt(bearer)
+            if principal is not None:
+                return principal
+        if bearer:
+            raise Unauthorized("Invalid token", code="invalid_token")
+        if signing.signed(headers):
+            raise Unauthorized("Missing Authorization header for a signed request", code="missing_credentials")
+        if self.dev_mode:
+            return DEV
+        raise Unauthorized("missing credentials: send Authorization: Bearer <token>", code="missing_credentials")
+
+    async def _claim_nonce(self, nonce: str) -> bool:
+        try:
+            return await self.state.claim_nonce(nonce, self.nonce_ttl_s)
+        except Exception as exc:  # shared-state boundary: replay protection fails closed
+            log.error("nonce store unreachable, refusing signed requests: %s", exc)
+            raise Unavailable("replay protection is unavailable; retry later", retry_after_s=5,
+                              code="nonce_store_unavailable") from None
+
+    async def _api_token(self, request: Request, token: str) -> Principal:
+        active = await self.tokens.lookup(token)
+        if active is None:
+            raise Unauthorized("Invalid token", code="invalid_token")
+        headers = request.headers
+        if signing.signed(headers) or self.require_signature:
+            signing.check_headers(headers, self.allow_two_part)
+            request.state["verify_body"] = signing.verifier(headers, active.secret, self.signature_window_s,
+                                                            self._claim_nonce, self.clock)
+            return active.principal("hmac")
+        return active.principal("token")

@@ -1,0 +1,52 @@
+"""The audit log: what is recorded, how it is read, and that no secret ever lands in it or in logs."""
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from tests.auth.conftest import ADMIN_TOKEN, admin_headers, bearer, create_token
+
+
+def audit(url: str, **params: str) -> list[dict]:
+    r = httpx.get(url + "/v1/audit", params=params, headers=admin_headers())
+    assert r.status_code == 200, r.text
+    return r.json()["entries"]
+
+
+def test_audit_records_failures_admin_actions_and_cross_tenant_reads(secure, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    live = secure(storage_backend="duckdb")
+    issued = create_token(live.url, "acme", "pro")
+    token, secret = issued["token"], issued["secret"]
+    assert httpx.get(live.url + "/v1/events", headers=bearer("tk_" + "0" * 32 + "_nope")).status_code == 401
+    assert httpx.get(live.url + "/v1/events").status_code == 401
+    httpx.delete(f"{live.url}/v1/tokens/{issued['token_id']}", headers=admin_headers())
+    httpx.put(live.url + "/v1/retention/acme", json={"hours": 48}, headers=admin_headers())
+    httpx.get(live.url + "/v1/events", params={"tenant_id": "acme"}, headers=admin_headers())
+    failures = audit(live.url, action="auth_failure")
+    assert len(failures) == 2 and all(not f["success"] and f["remote_addr"] == "127.0.0.1" for f in failures)
+    assert {f["reason"] for f in failures} == {"Invalid token", "missing credentials: send Authorization: Bearer <token>"}
+    [created] = audit(live.url, action="token_created")
+    assert created["actor"] == "admin" and created["tenant_id"] == "acme"
+    assert created["details"]["token_id"] == issued["token_id"]
+    assert audit(live.url, action="token_revoked")[0]["details"]["token_id"] == issued["token_id"]
+    [retention] = audit(live.url, action="retention_set")
+    assert retention["tenant_id"] == "acme" and retention["details"]["hours"] == "48"
+    reads = audit(live.url, action="admin_read")
+    assert any(r["tenant_id"] == "acme" and r["details"]["path"] == "/v1/events" for r in reads)
+    everything = httpx.get(live.url + "/v1/audit", headers=admin_headers()).text
+    logs = caplog.text
+    for secret_text in (token, secret, ADMIN_TOKEN):
+        assert secret_text not in everything and secret_text not in logs
+    assert httpx.get(live.url + "/v1/audit", headers=bearer(create_token(live.url, "x")["token"])).status_code == 403
+    scrape = httpx.get(live.url + "/metrics").text
+    assert 'tea_auth_attempts_total{method="unknown",result="failure"} 2.0' in scrape
+
+
+def test_dev_mode_is_explicit_and_loud(serve, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    live = serve(storage_backend="memory", auth_validation=False)
+    assert httpx.post(live.url + "/v1/events", json={"event_type": "x", "tenant_id": "chosen"}).status_code == 200
+    assert httpx.get(live.url + "/health").json()["auth"] == "disabled"
+    assert "DEVELOPMENT MODE" in caplog.text
