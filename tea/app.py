@@ -260,8 +260,10 @@ class TeaApp:
             principal = await self.auth.authenticate(request)
         except Unauthorized as exc:
             t.child(t.auth, "unknown", "failure").inc()
+            presented = (request.header("x-api-key") or request.header("authorization") or "").split()[-1:]
+            prefix = presented[0][:12] if presented and presented[0].startswith("tk_") else ""
             self.audit.record("auth_failure", success=False, reason=exc.message, remote_addr=request.client,
-                              path=request.path)
+                              path=request.path, **({"token_prefix": prefix} if prefix else {}))
             raise
         t.child(t.auth, principal.method, "success").inc()
         if not principal.can(scope):

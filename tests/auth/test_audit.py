@@ -27,6 +27,7 @@ def test_audit_records_failures_admin_actions_and_cross_tenant_reads(secure, cap
     failures = audit(live.url, action="auth_failure")
     assert len(failures) == 2 and all(not f["success"] and f["remote_addr"] == "127.0.0.1" for f in failures)
     assert {f["reason"] for f in failures} == {"Invalid token", "missing credentials: send Authorization: Bearer <token>"}
+    assert [f["details"].get("token_prefix") for f in failures if f["reason"] == "Invalid token"] == ["tk_000000000"]
     [created] = audit(live.url, action="token_created")
     assert created["actor"] == "admin" and created["tenant_id"] == "acme"
     assert created["details"]["token_id"] == issued["token_id"]
