@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from tea import __version__
 from tea.auth.audit import AuditLog
@@ -25,6 +25,8 @@ from tea.auth.principal import DEV, Principal
 from tea.auth.state import LocalState, RedisState, SharedState
 from tea.auth.tokens import TokenService
 from tea.buffer.log import DurableBuffer
+from tea.pipeline.process import ProcessorRunner
+from tea.plugins import make_plugin_manager
 from tea.buffer.writer import Writer
 from tea.errors import ClientError, Forbidden, Unauthorized
 from tea.http import Request, Response, Router
@@ -40,6 +42,7 @@ from tea.query.scope import ScopedStorage
 from tea.settings import Settings, mask
 from tea.storage.base import Storage, make_storage
 from tea.timeutil import now_us
+from tea.types import Batch
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -53,10 +56,11 @@ class StartupError(Exception):
 
 class TeaApp:
     def __init__(self, settings: Settings, storage: Storage | None = None,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, plugins: Sequence[Any] = ()) -> None:
         self.settings = settings
         self.clock = clock
-        self.storage = storage or make_storage(settings)
+        self.plugins = make_plugin_manager(plugins)
+        self.storage = storage or make_storage(settings, self.plugins)
         self.buffer = DurableBuffer(os.path.join(settings.data_dir, "buffer"),
                                     max_bytes=settings.buffer.max_bytes, segment_bytes=settings.buffer.segment_bytes,
                                     ack=settings.buffer.ack, fsync_interval_s=settings.buffer.fsync_interval_ms / 1000,
@@ -67,14 +71,21 @@ class TeaApp:
         self.auth = build_chain(settings, self.tokens, self.state)
         self.limiter = Limiter(self.state, tier_limits(settings), settings.auth.limits_on_state_error)
         self.audit = AuditLog(self.storage, clock)
+        stages = tuple(stage for group in self.plugins.hook.register_validators(settings=settings) for stage in group)
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
-                                     max_future_skew_s=settings.max_future_skew_s, clock=clock)
+                                     max_future_skew_s=settings.max_future_skew_s, clock=clock, stages=stages)
+        processors = [p for group in self.plugins.hook.register_processors(settings=settings) for p in group]
+        self.processors = ProcessorRunner(
+            processors, self.storage, batch_size=settings.processing.batch_size,
+            batch_timeout_s=settings.processing.batch_timeout_ms / 1000,
+            retry_attempts=settings.processing.retry_attempts, retry_delay_s=settings.processing.retry_delay_ms / 1000,
+            max_pending_events=settings.processing.max_pending_events, telemetry=self.telemetry, clock=clock)
         self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry, self.limiter)
         self.writer = Writer(self.buffer, self.storage, batch_events=settings.writer.batch_events,
                              flush_interval_s=settings.writer.flush_interval_ms / 1000,
                              max_backoff_s=settings.writer.max_backoff_s,
                              dead_letter_path=os.path.join(settings.data_dir, "dead-letter", "events.ndjson"),
-                             clock=clock, telemetry=self.telemetry)
+                             clock=clock, telemetry=self.telemetry, on_commit=self._committed)
         self.telemetry.watch(self.buffer, self.writer)
         self.retention = RetentionJob(self.storage, settings.retention_hours_effective,
                                       settings.retention_interval_s, clock, settings.retention_tenant_hours,
@@ -92,11 +103,13 @@ class TeaApp:
 
     def _add_routes(self) -> None:
         from tea.auth import routes as auth
-        from tea.ops import admin, routes as ops
+        from tea.ops import admin, dlq, routes as ops
         from tea.query import analytics, export, routes as query
-        from tea.receive import native, tea_compat
 
-        for module in (native, query, analytics, export, tea_compat, ops, admin, auth):
+        for group in self.plugins.hook.register_receivers(app=self):
+            for route in group:
+                self.router.add(route)
+        for module in (query, analytics, export, ops, admin, auth, dlq):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.
@@ -109,6 +122,10 @@ class TeaApp:
                                 "documented in the README with curl examples.")
             self._openapi = encode_json(doc)
         return self._openapi
+
+    async def _committed(self, batch: Batch) -> None:
+        self.telemetry.telemetron_events_processed.inc(batch.count)
+        await self.processors.submit(batch)
 
     def reader(self, request: Request) -> ScopedStorage:
         """Storage for reads, scoped to the caller's tenant (admins see every tenant)."""
@@ -149,6 +166,8 @@ class TeaApp:
         self._tasks.append(asyncio.create_task(self._supervise(self.writer.run(), "writer"), name="tea-writer"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
         self._tasks.append(asyncio.create_task(self.audit.run(), name="tea-audit"))
+        if self.processors.enabled:
+            self._tasks.append(asyncio.create_task(self.processors.run(), name="tea-processors"))
         if self.settings.redis_url:
             try:
                 await self.state.ping()  # type: ignore[attr-defined]
@@ -178,6 +197,7 @@ class TeaApp:
         writer_task, others = self._tasks[0], self._tasks[1:]
         for task in others:
             task.cancel()
+        drain_processors = asyncio.create_task(self._drain_processors_after(writer_task))
         budget = self.settings.shutdown_timeout_s
         try:
             await asyncio.wait_for(asyncio.shield(writer_task), budget)
@@ -187,7 +207,7 @@ class TeaApp:
             writer_task.cancel()
         except Exception:
             log.exception("shutdown: the writer failed while draining")
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, drain_processors, return_exceptions=True)
         self._tasks.clear()
         if self._tasks_dev is not None:
             self._tasks_dev.cancel()
@@ -196,6 +216,13 @@ class TeaApp:
         await self.storage.close()
         self._unlock_data_dir()
         log.info("TEA stopped")
+
+    async def _drain_processors_after(self, writer_task: "asyncio.Task[None]") -> None:
+        await asyncio.gather(writer_task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.processors.drain(), self.settings.shutdown_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: processors did not finish within the budget")
 
     def _lock_data_dir(self) -> None:
         path = os.path.join(self.settings.data_dir, "tea.lock")

@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--token", help="an API token or JWT with events:read (default: $TEA_TOKEN)")
     from tea import token_cli
     token_cli.add_parser(sub)
+    plugins = sub.add_parser("plugins", help="list the plugins loaded and what each provides")
+    _add_setting_flags(plugins)
+    dlq = sub.add_parser("dlq", help="the dead-letter queue of a running server")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    for name, text in (("list", "list entries"), ("replay", "replay entries (all pending, or --id)")):
+        action = dlq_actions.add_parser(name, help=text)
+        action.add_argument("--url", help="TEA's base URL (default http://TEA_HOST:TEA_PORT)")
+        action.add_argument("--admin-token", help="an admin credential (default: $TEA_ADMIN_TOKEN)")
+        if name == "replay":
+            action.add_argument("--id", help="one entry (default: every pending entry)")
     export = sub.add_parser("export", help="export events of a running server into a file (GET /v1/export)")
     export.add_argument("--url", help="TEA's base URL (default http://TEA_HOST:TEA_PORT)")
     export.add_argument("--format", choices=("ndjson", "csv", "parquet"), default="ndjson")
@@ -79,6 +89,8 @@ def cmd_serve(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     for name in unknown_env():
         log.warning("ignoring environment variable %s: it names no TEA setting", name)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     app = TeaApp(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
@@ -127,6 +139,58 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(settings: Settings) -> int:
+    from tea.plugins import describe, make_plugin_manager
+
+    pm = make_plugin_manager()
+    for info in describe(pm):
+        print(f"{info.name}  ({info.module}; {info.source})")
+    stages = [getattr(s, "__name__", type(s).__name__) for group in pm.hook.register_validators(settings=settings)
+              for s in group]
+    processors = [name for group in pm.hook.register_processors(settings=settings) for name, _ in group]
+    print("validators:", ", ".join(stages) or "(none)")
+    print("processors:", ", ".join(processors) or "(none)")
+    print("storage:", settings.storage_backend)
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = (args.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    credential = args.admin_token or settings.admin_token
+    headers = {"authorization": f"Bearer {credential}"} if credential else {}
+
+    def call(method: str, path: str) -> tuple[int, dict]:
+        request = urllib.request.Request(base + path, method=method, headers=headers, data=b"" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    try:
+        status, page = call("GET", "/v1/dlq?limit=10000")
+        if status != 200:
+            print(f"tea dlq: {status} {page.get('message', '')}", file=sys.stderr)
+            return 1
+        if args.action == "list":
+            print(json.dumps(page, indent=2))
+            return 0
+        ids = [args.id] if args.id else [entry["id"] for entry in page["entries"]]
+        failed = 0
+        for entry_id in ids:
+            status, result = call("POST", f"/v1/dlq/{entry_id}/replay")
+            failed += status != 200
+            print(json.dumps(result))
+        return 1 if failed else 0
+    except urllib.error.URLError as exc:
+        print(f"tea dlq: cannot reach {base}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -147,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         from tea import token_cli
         return token_cli.run(args, settings)
+    if args.command == "plugins":
+        return cmd_plugins(settings)
+    if args.command == "dlq":
+        return cmd_dlq(args, settings)
     if args.command == "serve":
         return cmd_serve(settings)
     return cmd_config(settings)

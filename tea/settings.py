@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from tea.errors import ConfigError
+from tea.pipeline.stages import DEFAULT_PII_KEYS
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
                "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
@@ -198,6 +199,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1),
     Setting("max_future_skew_s", "float", 86400.0,
             "reject events stamped further than this in the future; 0 disables the check", minimum=0),
+    Setting("validation.source_ids", "str", "", "comma list of allowed sources; empty allows all"),
+    Setting("validation.event_types", "str", "", "comma list of allowed event types; empty allows all"),
+    Setting("validation.schema_dir", "path", None, "directory of <event_type>.json JSON Schemas the attributes "
+            "of that event type must match", nullable=True),
+    Setting("pii.redact", "bool", True, "replace sensitive attribute values (pii.keys, and keys containing "
+            "password/token/key/secret) with [REDACTED] before storage"),
+    Setting("pii.keys", "str", ",".join(DEFAULT_PII_KEYS), "comma list of attribute keys to redact"),
+    Setting("pii.hash_user_id", "bool", False, "store user_id as sha256(user_id)[:16] (unless it already is one)"),
+    Setting("processing.batch_size", "int", 100, "events per processor batch", minimum=1),
+    Setting("processing.batch_timeout_ms", "float", 1000.0, "longest wait to fill a processor batch", minimum=1),
+    Setting("processing.retry_attempts", "int", 3, "retries of a failing processor before the DLQ", minimum=0),
+    Setting("processing.retry_delay_ms", "float", 1000.0, "pause between processor retries", minimum=0),
+    Setting("processing.max_pending_events", "int", 100000, "bound of the processor queue (the writer waits "
+            "past it)", minimum=1),
+    Setting("telemetry_kit.duplicates", "str", "accept", "an all-duplicate (retried) batch: accept = 200, "
+            "reject = upstream's 400", choices=("accept", "reject")),
+    Setting("telemetron.tenant", "str", None, "tenant of Telemetron requests that carry no credential (its "
+            "clients send none); unset: Telemetron routes need a credential too", nullable=True),
     Setting("log_level", "str", "info", "logging level", choices=("debug", "info", "warning", "error")),
     Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
     Setting("access_log", "bool", False, "log every HTTP request"),
@@ -248,6 +267,7 @@ class Settings(Section):
     def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str],
                  table: Iterable[Setting] = SETTINGS) -> None:
         super().__init__(dict(values), "")
+        self.warnings: list[str] = []  # e.g. Telemetron settings TEA does not take over
         self._sources = dict(sources)
         self._table = {s.key: s for s in table}
 
@@ -261,7 +281,9 @@ class Settings(Section):
         values = dict(self._values)
         for key, value in changes.items():
             values[key.replace("__", ".")] = value
-        return Settings(values, self._sources, self._table.values())
+        out = Settings(values, self._sources, self._table.values())
+        out.warnings = list(self.warnings)
+        return out
 
     @property
     def retention_hours_effective(self) -> int:
@@ -310,10 +332,19 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike[str], warnings: list[str] | None = None) -> dict[str, Any]:
+    """The file's settings, flattened; a Telemetron config.toml is translated (see compat_config)."""
+    from tea import compat_config
+
     try:
         with open(path, "rb") as fh:
-            return _flatten(tomllib.load(fh))
+            raw = tomllib.load(fh)
+        if compat_config.is_telemetron(raw):
+            values, notes = compat_config.translate(raw)
+            if warnings is not None:
+                warnings.extend(notes)
+            return values
+        return _flatten(raw)
     except FileNotFoundError:
         raise ConfigError(f"invalid config file {os.fspath(path)!r}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
@@ -331,8 +362,12 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         for name in (setting.env, *setting.aliases):
             env_names[name] = setting
 
+    from tea.compat_config import translate_env
+
     config_path = flags.get("config") or env.get("TEA_CONFIG")
-    file_values = read_toml(config_path) if config_path else {}
+    warnings: list[str] = []
+    file_values = read_toml(config_path, warnings) if config_path else {}
+    file_values.update(translate_env(env))  # TELEMETRON_* overrides: above the file, below TEA_*
     for key in file_values:
         if key not in by_key:
             raise ConfigError(f"invalid config file {config_path!r}: unknown setting {key!r}")
@@ -351,7 +386,9 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
             values[key], sources[key] = setting.parse(file_values[key], key), "file " + str(config_path)
         else:
             values[key] = setting.default
-    return Settings(values, sources, by_key.values())
+    settings = Settings(values, sources, by_key.values())
+    settings.warnings = warnings
+    return settings
 
 
 def unknown_env(env: Mapping[str, str] | None = None, table: Iterable[Setting] = SETTINGS) -> list[str]:

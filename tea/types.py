@@ -268,3 +268,16 @@ class AuditRecord(msgspec.Struct):
     success: bool = True
     reason: str | None = None
     details: dict[str, str] = {}
+
+
+class DeadLetter(msgspec.Struct):
+    """A batch a processor could not handle after its retries, kept for inspection and replay."""
+
+    id: str
+    at: int                    # µs
+    stage: str                 # the processor's name
+    error: str
+    attempts: int
+    event_count: int
+    payload: str               # the batch as canonical NDJSON
+    replayed_at: int | None = None

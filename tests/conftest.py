@@ -182,3 +182,6 @@ def tea_process(tmp_path: Path) -> Iterator[type]:
     yield make  # type: ignore[misc]
     for proc in started:
         proc.stop()
+
+
+from tests.auth.conftest import redis_server, secure  # noqa: E402,F401  (shared by api/ and e2e/ tests)

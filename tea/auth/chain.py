@@ -71,7 +71,7 @@ class AuthChain:
             return DEV
         raise Unauthorized("missing credentials: send Authorization: Bearer <token>", code="missing_credentials")
 
-    async def _claim_nonce(self, nonce: str) -> bool:
+    async def claim_nonce(self, nonce: str) -> bool:
         try:
             return await self.state.claim_nonce(nonce, self.nonce_ttl_s)
         except Exception as exc:  # shared-state boundary: replay protection fails closed
@@ -87,6 +87,6 @@ class AuthChain:
         if signing.signed(headers) or self.require_signature:
             signing.check_headers(headers, self.allow_two_part)
             request.state["verify_body"] = signing.verifier(headers, active.secret, self.signature_window_s,
-                                                            self._claim_nonce, self.clock)
+                                                            self.claim_nonce, self.clock)
             return active.principal("hmac")
         return active.principal("token")

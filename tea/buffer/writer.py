@@ -14,7 +14,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 import msgspec
 
@@ -51,7 +51,8 @@ class Writer:
     def __init__(self, buffer: DurableBuffer, storage: Storage, *, batch_events: int = 50000,
                  flush_interval_s: float = 0.2, max_backoff_s: float = 30.0,
                  dead_letter_path: str | None = None, clock: Callable[[], int] = now_us,
-                 on_commit: Callable[[Batch], None] | None = None, telemetry: Telemetry | None = None) -> None:
+                 on_commit: Callable[[Batch], Awaitable[None]] | None = None,
+                 telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
         self.storage = storage
         self.batch_events = batch_events
@@ -160,7 +161,7 @@ class Writer:
                 self.telemetry.events_written.inc(result.written)
                 self.telemetry.duplicates.inc(result.duplicates)
             if self.on_commit is not None:
-                self.on_commit(batch)
+                await self.on_commit(batch)  # processors; may wait while their queue is full
             return
 
     def _failed(self, exc: BaseException) -> None:

@@ -50,6 +50,21 @@ class Telemetry:
                             ["method", "result"], registry=r)
         self.do_not_track = Counter("tea_do_not_track_total", "Requests answered 204 for DNT: 1", ["protocol"],
                                     registry=r)
+        self.dlq_entries = Counter("tea_dlq_entries_total", "Batches sent to the dead-letter queue, by processor",
+                                   ["stage"], registry=r)
+        # Telemetron's own names, so dashboards built for it keep working
+        self.telemetron_http_requests = Counter("telemetron_http_requests_total", "Telemetron-route requests",
+                                                ["endpoint"], registry=r)
+        self.telemetron_http_duration = Histogram("telemetron_http_requests_duration_seconds",
+                                                  "Telemetron-route request latency", ["endpoint", "status"],
+                                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.telemetron_plugin_errors = Counter("telemetron_processor_plugin_errors_total",
+                                                "Processor plugin failures", ["plugin"], registry=r)
+        self.telemetron_plugin_duration = Histogram("telemetron_processor_plugin_duration_seconds",
+                                                    "Processor plugin run time", ["plugin", "status"],
+                                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.telemetron_events_processed = Counter("telemetron_events_processed_total",
+                                                   "Events committed to storage", registry=r)
 
         self._children: dict[tuple[object, ...], object] = {}
 

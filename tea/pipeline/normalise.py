@@ -8,6 +8,7 @@ import msgspec
 import uuid_utils
 
 from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us
+from tea.pipeline.stages import Drop, Invalid, Stage
 from tea.types import EMPTY_OBJECT, Event
 
 _MAX_MS = MAX_US // 1000
@@ -33,7 +34,9 @@ class Normaliser:
     """Decided once at start-up; called on every decoded batch."""
 
     def __init__(self, *, default_tenant: str = "default", max_future_skew_s: float = 86400.0,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, stages: tuple[Stage, ...] = ()) -> None:
+        self.stages = stages  # validators and redaction, in order; first refusal wins
+        self.dropped = 0
         self.default_tenant = default_tenant
         self.max_future_us = int(max_future_skew_s * 1e6) if max_future_skew_s > 0 else None
         self.clock = clock
@@ -94,6 +97,16 @@ class Normaliser:
                 event.event_id = new_event_id()
             if event.tenant_id is None:
                 event.tenant_id = default_tenant
+            if self.stages:
+                try:
+                    for stage in self.stages:
+                        event = stage(event)
+                except Invalid as exc:
+                    errors.append(self._error(indexes, position, event, exc.code, exc.message, exc.field))
+                    continue
+                except Drop:
+                    self.dropped += 1
+                    continue
             if us < low:
                 low = us
             if us > high:
@@ -103,7 +116,7 @@ class Normaliser:
 
     @staticmethod
     def _error(indexes: list[int] | None, position: int, event: Event, code: str, message: str,
-               field: str) -> ItemError:
+               field: str | None) -> ItemError:
         index = indexes[position] if indexes is not None else position
         return ItemError(index, code, message, event.event_id, field)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
-from tea.types import (AggregateSpec, AuditRecord, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 if TYPE_CHECKING:
@@ -73,23 +73,28 @@ class Storage(Protocol):
                           limit: int = 100) -> list[AuditRecord]:
         """Audit-log rows, newest first, filtered."""
 
+    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+        """Which of ``event_ids`` a tenant already has stored with a timestamp in [start_us, end_us]."""
+
+    async def add_dead_letter(self, entry: DeadLetter) -> None:
+        """Keep a batch a processor gave up on."""
+
+    async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
+        """Dead letters, newest first."""
+
+    async def mark_replayed(self, entry_id: str, at_us: int) -> None:
+        """Record that a dead letter was replayed successfully."""
+
     async def close(self) -> None:
         """Flush and release resources. Idempotent."""
 
 
-def make_storage(settings: "Settings") -> Storage:
-    """The backend named by ``storage_backend``, configured from the settings."""
-    backend = settings.storage_backend
-    if backend == "memory":
-        from tea.storage.memory import MemoryStorage
-        return MemoryStorage(max_events=settings.max_events,
-                             dedup_window_us=int(settings.storage.dedup_window_s * 1e6))
-    if backend == "duckdb":
-        import os
-
-        from tea.storage.duckdb import DuckDBStorage
-        path = settings.duckdb.path or os.path.join(settings.data_dir, "tea.duckdb")
-        return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
-                             threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
-                             max_object_bytes=settings.max_body_bytes)
-    raise ValueError(f"unknown storage backend {backend!r}")
+def make_storage(settings: "Settings", pm: Any = None) -> Storage:
+    """The backend named by ``storage_backend``, from the first plugin that provides it."""
+    if pm is None:
+        from tea.plugins import make_plugin_manager
+        pm = make_plugin_manager()
+    storage = pm.hook.register_storage(settings=settings)
+    if storage is None:
+        raise ValueError(f"no plugin provides storage backend {settings.storage_backend!r}")
+    return storage

@@ -20,7 +20,7 @@ import msgspec
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
-from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,11 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "rotated_at BIGINT)",
     'CREATE TABLE audit_log ("at" BIGINT NOT NULL, action VARCHAR NOT NULL, actor VARCHAR, tenant_id VARCHAR, '
     "remote_addr VARCHAR, success BOOLEAN NOT NULL, reason VARCHAR, details JSON NOT NULL)",
+    'CREATE TABLE dead_letters (id VARCHAR PRIMARY KEY, "at" BIGINT NOT NULL, stage VARCHAR NOT NULL, '
+    "error VARCHAR NOT NULL, attempts INTEGER NOT NULL, event_count INTEGER NOT NULL, payload VARCHAR NOT NULL, "
+    "replayed_at BIGINT)",
 )
+_DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 _TOKEN_COLUMNS = tuple(TokenRecord.__struct_fields__)
 
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
@@ -362,6 +366,31 @@ class DuckDBStorage:
             f'SELECT "at", action, actor, tenant_id, remote_addr, success, reason, CAST(details AS VARCHAR) '
             f'FROM audit_log{where_sql} ORDER BY "at" DESC LIMIT ?', [*params, limit]).fetchall())
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
+
+    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+        if not event_ids:
+            return set()
+        table = partition_table(partition_of(tenant_id))
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f"SELECT DISTINCT event_id FROM {table} WHERE tenant_id = ? AND timestamp BETWEEN make_timestamp(?) "
+            f"AND make_timestamp(?) AND event_id IN (SELECT unnest(?))",
+            [tenant_id, start_us, end_us, event_ids]).fetchall())
+        return {row[0] for row in rows}
+
+    async def add_dead_letter(self, entry: DeadLetter) -> None:
+        values = [getattr(entry, c) for c in DeadLetter.__struct_fields__]
+        await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
+            f"INSERT INTO dead_letters ({_DLQ_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values))
+
+    async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
+        where_sql = "" if include_replayed else " WHERE replayed_at IS NULL"
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f'SELECT {_DLQ_COLUMNS} FROM dead_letters{where_sql} ORDER BY "at" DESC, id LIMIT ?', [limit]).fetchall())
+        return [DeadLetter(*row) for row in rows]
+
+    async def mark_replayed(self, entry_id: str, at_us: int) -> None:
+        await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
+            "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", [at_us, entry_id]))
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         sql, params = duckdb_sql.aggregate(spec)

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from typing import Any, AsyncIterator, ClassVar
 
 from tea.storage import pyagg
-from tea.types import (AggregateSpec, AuditRecord, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 _EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
@@ -25,6 +25,7 @@ class MemoryStorage:
         self._retention: dict[str, int] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._audit: list[AuditRecord] = []
+        self._dead: dict[str, DeadLetter] = {}
         self.evicted = 0
 
     async def open(self) -> None:
@@ -132,6 +133,22 @@ class MemoryStorage:
                  and (tenant_id is None or r.tenant_id == tenant_id) and (start_us is None or r.at >= start_us)
                  and (end_us is None or r.at < end_us)]
         return found[:limit]
+
+    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+        return {i for i in event_ids
+                if any(start_us <= ts <= end_us for ts in self._keys.get((tenant_id, i), {}).values())}
+
+    async def add_dead_letter(self, entry: DeadLetter) -> None:
+        self._dead[entry.id] = entry
+
+    async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
+        found = [d for d in self._dead.values() if include_replayed or d.replayed_at is None]
+        return sorted(found, key=lambda d: (-d.at, d.id))[:limit]
+
+    async def mark_replayed(self, entry_id: str, at_us: int) -> None:
+        import msgspec
+        if entry_id in self._dead:
+            self._dead[entry_id] = msgspec.structs.replace(self._dead[entry_id], replayed_at=at_us)
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         return pyagg.aggregate(self._matching(spec.filter), spec)

@@ -52,7 +52,7 @@ def test_no_read_endpoint_leaks_another_tenant(world, rows: list[tuple[str, int,
     for tenant, offset, method in rows:
         marker = "src-a" if tenant == "tenant-a" else "src-b"
         event = {"event_type": "iso", "timestamp": T0_MS + offset, "method": method, "source": marker,
-                 "user_id": f"user-of-{tenant}", "attributes": {"secret_of": tenant}}
+                 "user_id": f"user-of-{tenant}", "attributes": {"owner": tenant}}
         r = httpx.post(live.url + "/v1/events", json=event, headers=bearer(tokens[tenant]))
         assert r.status_code == 200
     live.wait_stored(live.app.writer.consumed_events + live.app.writer.available())

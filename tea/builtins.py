@@ -1,0 +1,60 @@
+"""TEA's own plugins: storage backends, receivers and validator stages, through the public hooks."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from tea.hookspecs import hookimpl
+from tea.pipeline.stages import AllowList, JsonSchemas, PiiRedactor
+
+if TYPE_CHECKING:
+    from tea.settings import Settings
+
+
+@hookimpl
+def register_storage(settings: "Settings") -> Any:
+    backend = settings.storage_backend
+    if backend == "memory":
+        from tea.storage.memory import MemoryStorage
+        return MemoryStorage(max_events=settings.max_events,
+                             dedup_window_us=int(settings.storage.dedup_window_s * 1e6))
+    if backend == "duckdb":
+        from tea.storage.duckdb import DuckDBStorage
+        path = settings.duckdb.path or os.path.join(settings.data_dir, "tea.duckdb")
+        return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
+                             threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
+                             max_object_bytes=settings.max_body_bytes)
+    return None
+
+
+@hookimpl
+def register_receivers(app: Any) -> list[Any]:
+    from tea.receive import native, tea_compat, telemetron, telemetry_kit
+    return [route for module in (native, tea_compat, telemetry_kit, telemetron) for route in module.routes(app)]
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@hookimpl
+def register_validators(settings: "Settings") -> list[Any]:
+    stages: list[Any] = []
+    if _split(settings.validation.source_ids):
+        stages.append(AllowList("source", _split(settings.validation.source_ids), "Disallowed source_id: {}",
+                                "disallowed_source"))
+    if _split(settings.validation.event_types):
+        stages.append(AllowList("event_type", _split(settings.validation.event_types), "Disallowed event type: {}",
+                                "disallowed_event_type"))
+    if settings.validation.schema_dir:
+        stages.append(JsonSchemas(settings.validation.schema_dir))
+    if settings.pii.redact or settings.pii.hash_user_id:
+        keys = _split(settings.pii.keys) if settings.pii.redact else []
+        stages.append(PiiRedactor(keys, contains=None if settings.pii.redact else [],
+                                  hash_user_id=settings.pii.hash_user_id))
+    return stages
+
+
+@hookimpl
+def register_processors(settings: "Settings") -> list[Any]:
+    return []  # storage itself is TEA's built-in processing; plugins add more

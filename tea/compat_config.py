@@ -1,0 +1,63 @@
+"""Telemetron's ``config.toml`` (and its ``TELEMETRON_*`` overrides) read as TEA settings.
+
+``[http]``, ``[processor]``, ``[validation.plugins.SourceIdValidator|EventTypeValidator]`` and
+``[processing.plugins.StorageProcessor]`` translate; anything else is reported as a warning."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+_DIRECT = {
+    ("http", "host"): "host", ("http", "port"): "port",
+    ("processor", "batch_size"): "processing.batch_size",
+    ("processor", "batch_timeout"): "processing.batch_timeout_ms",
+    ("processor", "retry_attempts"): "processing.retry_attempts",
+    ("processor", "retry_delay"): "processing.retry_delay_ms",
+    ("processor", "channel_capacity"): "processing.max_pending_events",
+}
+_VALIDATORS = {"SourceIdValidator": "validation.source_ids", "EventTypeValidator": "validation.event_types"}
+_BUILT_IN_PROCESSORS = {"StorageProcessor"}  # TEA's own storage does what it did
+
+
+def is_telemetron(raw: Mapping[str, Any]) -> bool:
+    plugins = lambda section: isinstance(raw.get(section), dict) and "plugins" in raw[section]  # noqa: E731
+    return "http" in raw or "processor" in raw or plugins("validation") or plugins("processing")
+
+
+def translate(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """TEA setting key → value, and a warning for everything TEA does not take over."""
+    out: dict[str, Any] = {}
+    warnings: list[str] = []
+    for section, table in raw.items():
+        if section in ("http", "processor") and isinstance(table, dict):
+            for key, value in table.items():
+                if (section, key) in _DIRECT:
+                    out[_DIRECT[(section, key)]] = value
+                else:
+                    warnings.append(f"Telemetron setting [{section}] {key} is not supported by TEA; ignored")
+        elif section == "validation" and isinstance(table, dict):
+            for name, params in table.get("plugins", {}).items():
+                if name in _VALIDATORS:
+                    allowed = (params or {}).get("allowed", [])
+                    out[_VALIDATORS[name]] = ",".join(str(v) for v in allowed)
+                else:
+                    warnings.append(f"Telemetron validation plugin {name} is not available in TEA; ignored")
+        elif section == "processing" and isinstance(table, dict):
+            for name in table.get("plugins", {}):
+                if name not in _BUILT_IN_PROCESSORS:
+                    warnings.append(f"Telemetron processing plugin {name} is not available in TEA (install a TEA "
+                                    "processor plugin instead); ignored")
+        else:
+            warnings.append(f"Telemetron section [{section}] is not supported by TEA; ignored")
+    return out, warnings
+
+
+def translate_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``TELEMETRON_HTTP__PORT=9000`` → ``{"port": "9000"}``."""
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith("TELEMETRON_"):
+            continue
+        parts = tuple(p.lower() for p in name[len("TELEMETRON_"):].split("__"))
+        if len(parts) == 2 and parts in _DIRECT:
+            out[_DIRECT[parts]] = value
+    return out

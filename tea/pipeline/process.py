@@ -1,0 +1,150 @@
+"""Processors: plugins that see every batch after storage committed it.
+
+Events are grouped into batches of ``batch_size`` or whatever arrived within ``batch_timeout_s``.
+Each processor gets each batch; it is retried ``retry_attempts`` times ``retry_delay_s`` apart, and
+a batch it still fails on goes to the dead-letter queue (persisted in storage, listable at
+``GET /v1/dlq``, replayable) — never to a log line alone. One processor failing does not hold the
+others back. The queue in front is bounded in events: when it is full the writer waits, and the
+durable buffer absorbs ingestion meanwhile.
+
+Processors see committed batches at most once across a crash of TEA (they run after the commit).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from tea.errors import NotFound
+from tea.ops.telemetry import Telemetry
+from tea.storage.base import Storage
+from tea.timeutil import now_us
+from tea.types import Batch, DeadLetter, Event, encode_lines
+
+log = logging.getLogger(__name__)
+Processor = Callable[[list[Event]], Awaitable[None]]
+
+
+class ProcessorRunner:
+    def __init__(self, processors: list[tuple[str, Processor]], storage: Storage, *, batch_size: int = 100,
+                 batch_timeout_s: float = 1.0, retry_attempts: int = 3, retry_delay_s: float = 1.0,
+                 max_pending_events: int = 100_000, telemetry: Telemetry | None = None,
+                 clock: Callable[[], int] = now_us) -> None:
+        self.processors = dict(processors)
+        self.storage = storage
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.retry_attempts = retry_attempts
+        self.retry_delay_s = retry_delay_s
+        self.max_pending_events = max_pending_events
+        self.telemetry = telemetry
+        self.clock = clock
+        self._pending: list[Event] = []
+        self._room = asyncio.Condition()
+        self._arrived = asyncio.Event()
+        self.processed_batches = 0
+        self.dead_lettered = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.processors)
+
+    async def submit(self, batch: Batch) -> None:
+        """Hand over a committed batch; waits while the queue is full."""
+        if not self.processors:
+            return
+        events = batch.events()
+        async with self._room:
+            await self._room.wait_for(lambda: len(self._pending) < self.max_pending_events)
+            self._pending.extend(events)
+        self._arrived.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            deadline = time.monotonic() + self.batch_timeout_s
+            while len(self._pending) < self.batch_size and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.01, self.batch_timeout_s))
+            await self.drain_once()
+
+    async def drain_once(self) -> None:
+        async with self._room:
+            chunk, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
+            if not self._pending:
+                self._arrived.clear()
+            self._room.notify_all()
+        if chunk:
+            await asyncio.gather(*(self._deliver(name, fn, chunk) for name, fn in self.processors.items()))
+            self.processed_batches += 1
+
+    async def drain(self) -> None:
+        """Process everything queued (shutdown)."""
+        while self._pending:
+            await self.drain_once()
+
+    async def _deliver(self, name: str, fn: Processor, events: list[Event]) -> bool:
+        error: BaseException | None = None
+        for attempt in range(1, self.retry_attempts + 2):
+            started = time.perf_counter()
+            try:
+                await fn(events)
+            except Exception as exc:  # plugin boundary: count, retry, then dead-letter
+                error = exc
+                self._observe(name, "error", time.perf_counter() - started)
+                if attempt <= self.retry_attempts:
+                    await asyncio.sleep(self.retry_delay_s)
+                continue
+            self._observe(name, "success", time.perf_counter() - started)
+            return True
+        await self._dead_letter(name, events, error, self.retry_attempts + 1)
+        return False
+
+    def _observe(self, name: str, status: str, seconds: float) -> None:
+        t = self.telemetry
+        if t is None:
+            return
+        t.child(t.telemetron_plugin_duration, name, status).observe(seconds)
+        if status == "error":
+            t.child(t.telemetron_plugin_errors, name).inc()
+
+    async def _dead_letter(self, name: str, events: list[Event], error: BaseException | None, attempts: int) -> None:
+        entry = DeadLetter(id=str(uuid.uuid4()), at=self.clock(), stage=name,
+                           error=f"{type(error).__name__}: {error}", attempts=attempts, event_count=len(events),
+                           payload=encode_lines(events).decode())
+        self.dead_lettered += 1
+        if self.telemetry is not None:
+            self.telemetry.dlq_entries.labels(name).inc()
+        log.error("processor %s failed %d times on a batch of %d events; sent to the DLQ as %s: %s",
+                  name, attempts, len(events), entry.id, entry.error)
+        try:
+            await self.storage.add_dead_letter(entry)
+        except Exception as exc:  # storage boundary: the batch is lost only if storage is down too
+            log.error("could not store DLQ entry %s (%d events of %s): %s", entry.id, len(events), name, exc)
+
+    async def replay(self, entry_id: str) -> dict[str, Any]:
+        """Run a dead letter's batch through its processor again (retries included)."""
+        entries = {d.id: d for d in await self.storage.list_dead_letters(limit=100000)}
+        entry = entries.get(entry_id)
+        if entry is None:
+            raise NotFound(f"no pending dead letter {entry_id!r}", code="dead_letter_not_found")
+        fn = self.processors.get(entry.stage)
+        if fn is None:
+            raise NotFound(f"processor {entry.stage!r} is not loaded", code="processor_not_loaded")
+        events = Batch([entry.payload.encode()], entry.event_count, 0, 0).events()
+        ok = await self._deliver_once(entry.stage, fn, events)
+        if ok:
+            await self.storage.mark_replayed(entry.id, self.clock())
+        return {"id": entry.id, "stage": entry.stage, "events": entry.event_count, "replayed": ok}
+
+    async def _deliver_once(self, name: str, fn: Processor, events: list[Event]) -> bool:
+        for attempt in range(1, self.retry_attempts + 2):
+            try:
+                await fn(events)
+                return True
+            except Exception as exc:  # plugin boundary
+                log.error("replay of a %s batch failed (attempt %d): %s", name, attempt, exc)
+                if attempt <= self.retry_attempts:
+                    await asyncio.sleep(self.retry_delay_s)
+        return False

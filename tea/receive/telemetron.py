@@ -1,0 +1,135 @@
+"""Telemetron's API (CONTRACTS.md 1.3): ``POST /ingest``, ``GET /stats``, ``GET /stats/{source_id}``.
+
+Bodies and content types as upstream (axum): 202 ``Success`` (text), validator refusals 400
+``{"error": "Disallowed source_id: N"}``, JSON syntax 400 / wrong types 422 / no JSON content type 415
+(text). Telemetron clients send no credential: with ``telemetron.tenant`` set they write and read
+that tenant; otherwise these routes need a credential like any other. Stats come from storage, so
+they survive restarts.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable
+
+import msgspec
+
+from tea.auth.principal import READ, WRITE, Principal
+from tea.errors import ClientError
+from tea.http import Param, Request, Response, Route, text_response
+from tea.http.response import JSON, encode_json
+from tea.receive.decode import Decoded
+from tea.timeutil import format_us
+from tea.types import Agg, AggregateSpec, Event, EventFilter
+
+if TYPE_CHECKING:
+    from tea.app import TeaApp
+
+
+class TelemetronEvent(msgspec.Struct, rename="camel"):
+    source_id: Annotated[int, msgspec.Meta(ge=0)]  # u64 upstream; larger values are refused by the decoder
+    type: Annotated[str, msgspec.Meta(min_length=1)]
+    timestamp: datetime
+    data: Any = None
+
+
+_decoder = msgspec.json.Decoder(TelemetronEvent)
+_syntax = msgspec.json.Decoder()
+
+
+def error_json(status: int, message: str) -> Response:
+    return Response(encode_json({"error": message}), status, JSON)
+
+
+def to_event(e: TelemetronEvent) -> Event:
+    attributes = e.data if isinstance(e.data, dict) else ({} if e.data is None else {"data": e.data})
+    return Event(event_type=e.type[:256], timestamp=e.timestamp, source=str(e.source_id),
+                 attributes=msgspec.Raw(msgspec.json.encode(attributes)))
+
+
+def routes(app: "TeaApp") -> list[Route]:
+    open_tenant = app.settings.telemetron.tenant
+    t = app.telemetry
+
+    def counted(endpoint: str, handler: Callable[[Request], Awaitable[Response]]):  # type: ignore[no-untyped-def]
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            t.child(t.telemetron_http_requests, endpoint).inc()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except ClientError as exc:
+                status = exc.status
+                raise
+            finally:
+                t.child(t.telemetron_http_duration, endpoint, f"{status // 100}xx").observe(
+                    time.perf_counter() - started)
+        return wrapped
+
+    async def principal(request: Request, scope: str) -> Principal:
+        has_credential = request.header("authorization") or request.header("x-api-key")
+        if open_tenant and not has_credential:
+            request.state["principal"] = Principal(tenant_id=open_tenant, scopes=frozenset({READ, WRITE}),
+                                                   method="telemetron_open")
+        else:
+            await app.admit(request, scope)
+        return request.state["principal"]
+
+    async def ingest(request: Request) -> Response:
+        who = await principal(request, WRITE)
+        if request.media_type != "application/json":
+            return text_response("Expected request with `Content-Type: application/json`", 415)
+        body = await request.body(app.settings.max_body_bytes)
+        try:
+            event = _decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            try:
+                _syntax.decode(body)
+            except (msgspec.DecodeError, RecursionError):
+                return text_response(f"Failed to parse the request body as JSON: {exc}", 400)
+            return text_response(f"Failed to deserialize the JSON body into the target type: {exc}", 422)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return text_response(f"Failed to parse the request body as JSON: {exc}", 400)
+        outcome = await app.ingestor.submit(Decoded([to_event(event)], None, [], 1), "telemetron", who)
+        if not outcome.accepted:
+            return error_json(400, outcome.errors[0].message)
+        return text_response("Success", 202)
+
+    async def stats(request: Request) -> Response:
+        await principal(request, READ)
+        rows = await app.reader(request).aggregate(AggregateSpec(EventFilter(), (Agg("count"),), None, ("source",)))
+        sources = [r for r in rows if r[1] is not None]
+        return Response(encode_json({"sources_count": len(sources), "events_count": sum(r[2] for r in sources)}),
+                        200, JSON)
+
+    async def source_stats(request: Request) -> Response:
+        await principal(request, READ)
+        raw = request.path_params["source_id"]
+        if not raw.isdigit():
+            return text_response(f"Invalid URL: Cannot parse `{raw}` to a `u64`", 400)
+        spec = AggregateSpec(EventFilter(source=raw), (Agg("count"), Agg("min", "timestamp"), Agg("max", "timestamp")),
+                             None, ("event_type",))
+        rows = await app.reader(request).aggregate(spec)
+        if not rows:
+            return error_json(404, f"Source id {raw} not found")
+        body = {"source_id": int(raw), "total_events": sum(r[2] for r in rows),
+                "first_event": format_us(min(r[3] for r in rows)), "last_event": format_us(max(r[4] for r in rows)),
+                "event_types": {r[1]: r[2] for r in sorted(rows, key=lambda r: r[1])}}
+        return Response(encode_json(body), 200, JSON)
+
+    return [
+        Route("POST", "/ingest", counted("/ingest", ingest), "Telemetron: record one event", tags=("telemetron",),
+              request_body={"application/json": TelemetronEvent},
+              responses={202: ("Success (text)", {"text/plain": {"type": "string"}}),
+                         400: ("Refused by a validator, or JSON syntax", {"application/json": {"type": "object"}}),
+                         415: ("Not application/json", {"text/plain": {"type": "string"}}),
+                         422: ("Wrong types", {"text/plain": {"type": "string"}})}, scope=None),
+        Route("GET", "/stats", counted("/stats", stats), "Telemetron: sources and events", tags=("telemetron",),
+              responses={200: ("Counts", {"application/json": {"type": "object"}})}, scope=None),
+        Route("GET", "/stats/{source_id}", counted("/stats/{source_id}", source_stats), "Telemetron: one source",
+              tags=("telemetron",), params=(Param("source_id", "numeric source id", location="path", required=True),),
+              responses={200: ("Source stats", {"application/json": {"type": "object"}}),
+                         404: ("Unknown source", {"application/json": {"type": "object"}})}, scope=None),
+    ]

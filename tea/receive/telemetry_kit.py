@@ -1,0 +1,261 @@
+"""telemetry-kit's signed batch ingestion, ``POST /v1/ingest/{org_id}/{app_id}`` (CONTRACTS.md 1.2).
+
+The checks run in upstream's order with its status codes and bodies: signature headers (401),
+UTF-8 body (400), bearer token (401), HMAC (401), timestamp (400 / 403 outside ±600 s), nonce (409),
+rate limit (429), token bound to another org/app (403), JSON / empty / > 1 000 events /
+``X-Batch-Size`` mismatch (400), ``DNT: 1`` (204), then per-event checks (``unsupported_schema``,
+``invalid_schema``, ``duplicate``, ``database_error``) answered 200 / 207 / 400.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from datetime import datetime
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tea.auth import signing
+from tea.auth.keys import same
+from tea.errors import ClientError, RateLimited, Unavailable
+from tea.http import Param, Request, Response, Route
+from tea.http.response import JSON, empty_response, encode_json
+from tea.receive.decode import Decoded
+from tea.timeutil import datetime_to_us
+from tea.types import Event
+
+if TYPE_CHECKING:
+    from tea.app import TeaApp
+
+MAX_EVENTS = 1000
+_RECENT = 100_000  # event ids acknowledged here lately (not yet in storage), per node
+
+
+class Service(msgspec.Struct):
+    name: str
+    version: str
+    language: str
+    language_version: str | None = None
+
+
+class Environment(msgspec.Struct):
+    os: str
+    os_version: str | None = None
+    arch: str | None = None
+    ci: bool | None = None
+    shell: str | None = None
+
+
+class EventBody(msgspec.Struct):
+    type: str
+    data: Any
+    category: str | None = None
+
+
+class Metadata(msgspec.Struct):
+    sdk_version: str
+    transmission_timestamp: str
+    batch_size: int
+    retry_count: int
+
+
+class TkEvent(msgspec.Struct):
+    schema_version: str
+    event_id: str
+    timestamp: datetime
+    service: Service
+    user_id: str
+    environment: Environment
+    event: EventBody
+    metadata: Metadata
+    session_id: str | None = None
+
+
+class TkBatch(msgspec.Struct):
+    events: list[TkEvent]
+
+
+class TkError(msgspec.Struct):
+    event_id: str
+    error: str
+    message: str
+
+
+_batch = msgspec.json.Decoder(TkBatch)
+
+
+def reply(status: int, message: str, error: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": error or HTTPStatus(status).phrase, "message": message}
+    return Response(encode_json(body), status, JSON, headers)
+
+
+def event_problem(e: TkEvent) -> tuple[str, str] | None:
+    """Upstream's per-event checks, in its order."""
+    if not e.schema_version.startswith("1."):
+        return "unsupported_schema", f"Unsupported schema version: {e.schema_version}"
+    if not e.service.name:
+        return "invalid_schema", "service.name is required"
+    if not e.service.version:
+        return "invalid_schema", "service.version is required"
+    if not e.user_id.startswith("client_"):
+        return "invalid_schema", "user_id must start with 'client_'"
+    return None
+
+
+def to_event(e: TkEvent, org_id: str, app_id: str) -> Event:
+    attributes = {"category": e.event.category, "data": e.event.data, "schema_version": e.schema_version,
+                  "service": {"version": e.service.version, "language": e.service.language,
+                              "language_version": e.service.language_version},
+                  "environment": msgspec.to_builtins(e.environment), "metadata": msgspec.to_builtins(e.metadata),
+                  "org_id": org_id, "app_id": app_id}
+    return Event(event_type=e.event.type[:256] or "unknown", event_id=e.event_id, timestamp=e.timestamp,
+                 source=e.service.name, user_id=e.user_id, session_id=e.session_id, organization=org_id,
+                 attributes=msgspec.Raw(msgspec.json.encode(attributes)))
+
+
+def routes(app: "TeaApp") -> list[Route]:
+    settings = app.settings
+    recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    async def ingest(request: Request) -> Response:
+        headers = request.headers
+        for name in ("X-Signature", "X-Timestamp", "X-Nonce"):
+            if name.lower() not in headers and not (name == "X-Nonce" and settings.auth.two_part_signatures):
+                return reply(401, f"Missing {name} header")
+        body = await request.body(settings.max_body_bytes)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return reply(400, "Request body is not valid UTF-8")
+        authorization = headers.get("authorization", "")
+        if not authorization.startswith("Bearer "):
+            return reply(401, "Missing or invalid Authorization header")
+        active = await app.tokens.lookup(authorization[7:].strip())
+        if active is None:
+            app.audit.record("auth_failure", success=False, reason="Invalid token", remote_addr=request.client,
+                             path=request.path)
+            return reply(401, "Invalid token")
+        timestamp, nonce = headers["x-timestamp"], headers.get("x-nonce")
+        if not same(signing.sign(active.secret, timestamp, nonce, body), headers["x-signature"]):
+            return reply(401, "Invalid HMAC signature")
+        try:
+            stamp = int(timestamp)
+        except ValueError:
+            return reply(400, "Invalid X-Timestamp header")
+        if abs(time.time() - stamp) > settings.auth.signature_window_s:
+            return reply(403, "Timestamp outside acceptable window")
+        try:
+            if nonce is not None and not await app.auth.claim_nonce(nonce):
+                return reply(409, "Duplicate nonce detected")
+            principal = active.principal("hmac")
+            limit_headers = await app.limiter.request(principal)
+        except RateLimited as exc:
+            body_429 = {"error": "rate_limit_exceeded", "message": "Rate limit exceeded for this token",
+                        "retry_after": exc.details["retry_after"]}
+            return Response(encode_json(body_429), 429, JSON, exc.headers)
+        except Unavailable as exc:
+            return reply(503, exc.message, headers=exc.headers)
+        request.state["limit_headers"] = limit_headers
+        org_id, app_id = request.path_params["org_id"], request.path_params["app_id"]
+        if principal.org_id is not None and (principal.org_id != org_id or principal.app_id != app_id):
+            return reply(403, "Token does not match org_id/app_id")
+        return await _batch_body(request, body, principal, org_id, app_id)
+
+    async def _batch_body(request: Request, body: bytes, principal: Any, org_id: str, app_id: str) -> Response:
+        try:
+            batch = _batch.decode(body)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return reply(400, f"Invalid JSON: {exc}")
+        if not batch.events:
+            return reply(400, "Batch must contain at least one event")
+        if len(batch.events) > MAX_EVENTS:
+            return reply(400, f"Batch too large: {len(batch.events)} events (max {MAX_EVENTS})")
+        declared = request.header("x-batch-size")
+        if declared is not None and declared.strip() != str(len(batch.events)):
+            return reply(400, f"X-Batch-Size mismatch: header says {declared}, body has {len(batch.events)}")
+        if request.header("dnt") == "1":
+            app.telemetry.child(app.telemetry.do_not_track, "telemetry_kit").inc()
+            return empty_response(204)
+        return await _store(batch.events, principal, org_id, app_id)
+
+    async def _store(events: list[TkEvent], principal: Any, org_id: str, app_id: str) -> Response:
+        tenant = principal.tenant_id
+        errors: list[TkError] = []
+        duplicates = 0
+        candidates: list[TkEvent] = []
+        for e in events:
+            problem = event_problem(e)
+            if problem is not None:
+                errors.append(TkError(e.event_id, *problem))
+            else:
+                candidates.append(e)
+        seen = await _already_stored(tenant, candidates)
+        fresh: list[TkEvent] = []
+        for e in candidates:
+            if e.event_id in seen or (tenant, e.event_id) in recent:
+                duplicates += 1
+                if settings.telemetry_kit.duplicates == "reject":
+                    errors.append(TkError(e.event_id, "duplicate",
+                                          f"Event already ingested (duplicate event_id: {e.event_id})"))
+                continue
+            seen.add(e.event_id)
+            fresh.append(e)
+        if fresh:
+            try:
+                outcome = await app.ingestor.submit(
+                    Decoded([to_event(e, org_id, app_id) for e in fresh], None, [], len(fresh)), "telemetry_kit",
+                    principal)
+            except ClientError as exc:
+                return _refused(exc)
+            by_position = {err.index: err for err in outcome.errors}
+            for position, e in enumerate(fresh):
+                if position in by_position:
+                    refusal = by_position[position]  # a TEA check (clock skew, tenant, a validator plugin)
+                    errors.append(TkError(e.event_id, refusal.error, refusal.message))
+                else:
+                    recent[(tenant, e.event_id)] = None
+            while len(recent) > _RECENT:
+                recent.popitem(last=False)
+        return _answer(len(events), errors, duplicates)
+
+    async def _already_stored(tenant: str, events: list[TkEvent]) -> set[str]:
+        if not events:
+            return set()
+        stamps = [datetime_to_us(e.timestamp) for e in events]
+        window = int(settings.storage.dedup_window_s * 1e6)
+        return await app.storage.existing_event_ids(tenant, [e.event_id for e in events],
+                                                    min(stamps) - window, max(stamps) + window)
+
+    def _refused(exc: ClientError) -> Response:
+        if isinstance(exc, RateLimited):
+            body = {"error": "rate_limit_exceeded", "message": exc.message,
+                    "retry_after": exc.details["retry_after"]}
+            return Response(encode_json(body), 429, JSON, exc.headers)
+        return reply(exc.status, exc.message, headers=exc.headers)
+
+    def _answer(total: int, errors: list[TkError], duplicates: int) -> Response:
+        accepted = total - len(errors)
+        if not errors:
+            return Response(encode_json({"status": "success", "accepted": accepted, "rejected": 0,
+                                         "message": "All events ingested successfully"}), 200, JSON)
+        if accepted == 0:
+            return Response(encode_json({"error": "bad_request", "message": "All events rejected",
+                                         "errors": errors}), 400, JSON)
+        return Response(encode_json({"status": "partial", "accepted": accepted, "rejected": len(errors),
+                                     "errors": errors}), 207, JSON)
+
+    return [Route("POST", "/v1/ingest/{org_id}/{app_id}", ingest,
+                  "telemetry-kit: HMAC-signed batch ingestion (its exact contract)", tags=("telemetry-kit",),
+                  params=(Param("org_id", "organisation id", location="path", required=True),
+                          Param("app_id", "application id", location="path", required=True)),
+                  request_body={"application/json": TkBatch},
+                  responses={200: ("All accepted", {"application/json": {"type": "object"}}),
+                             207: ("Some accepted", {"application/json": {"type": "object"}}),
+                             204: ("DNT: 1", {}),
+                             400: ("Bad request / all rejected", {"application/json": {"type": "object"}}),
+                             401: ("Signature or token", {"application/json": {"type": "object"}}),
+                             403: ("Window or org/app", {"application/json": {"type": "object"}}),
+                             409: ("Nonce replay", {"application/json": {"type": "object"}}),
+                             429: ("Rate limit", {"application/json": {"type": "object"}})},
+                  scope=None)]
