@@ -203,7 +203,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("validation.event_types", "str", "", "comma list of allowed event types; empty allows all"),
     Setting("validation.schema_dir", "path", None, "directory of <event_type>.json JSON Schemas the attributes "
             "of that event type must match", nullable=True),
-    Setting("pii.redact", "bool", True, "replace sensitive attribute values (pii.keys, and keys containing "
+    Setting("pii.redact", "bool", False, "replace sensitive attribute values (pii.keys, and keys containing "
             "password/token/key/secret) with [REDACTED] before storage"),
     Setting("pii.keys", "str", ",".join(DEFAULT_PII_KEYS), "comma list of attribute keys to redact"),
     Setting("pii.hash_user_id", "bool", False, "store user_id as sha256(user_id)[:16] (unless it already is one)"),

@@ -91,8 +91,11 @@ class PiiRedactor:
                  hash_user_id: bool = False) -> None:
         self.keys = frozenset(k.lower() for k in keys)
         self.contains = tuple(c.lower() for c in (DEFAULT_PII_CONTAINS if contains is None else contains))
+        # A cheap prefilter over the raw JSON (lower-cased): the fewest substrings that every sensitive
+        # key contains. Attributes are parsed only when one occurs (~0.5 µs per event otherwise).
         words = sorted(self.keys | set(self.contains), key=len)
-        self.maybe = re.compile(b"|".join(re.escape(w.encode()) for w in words), re.IGNORECASE) if words else None
+        needles = [w.encode() for i, w in enumerate(words) if not any(v in w for v in words[:i])]
+        self.prefilter = re.compile(b"|".join(re.escape(n) for n in needles)) if needles else None
         self.hash_user_id = hash_user_id
 
     def sensitive(self, key: str) -> bool:
@@ -117,7 +120,7 @@ class PiiRedactor:
 
     def __call__(self, event: Event) -> Event:
         raw = bytes(event.attributes)
-        if self.maybe is not None and self.maybe.search(raw):
+        if self.prefilter is not None and self.prefilter.search(raw.lower()):
             cleaned, changed = self._clean(msgspec.json.decode(raw))
             if changed:
                 event.attributes = msgspec.Raw(msgspec.json.encode(cleaned))

@@ -149,7 +149,7 @@ def test_builtin_validators_from_settings(serve, tmp_path: Path) -> None:
     (schemas / "purchase.json").write_text(json.dumps({
         "type": "object", "required": ["amount"], "properties": {"amount": {"type": "number", "minimum": 0}}}))
     live = serve(storage_backend="memory", validation__source_ids="web,app", validation__event_types="purchase,view",
-                 validation__schema_dir=str(schemas), pii__hash_user_id=True)
+                 validation__schema_dir=str(schemas), pii__hash_user_id=True, pii__redact=True)
     r = httpx.post(live.url + "/v1/events", json=[
         {"event_type": "purchase", "source": "web", "attributes": {"amount": 10}, "user_id": "alice"},
         {"event_type": "purchase", "source": "web", "attributes": {"amount": -1}},
