@@ -74,7 +74,8 @@ class TeaApp:
         stages = tuple(stage for group in self.plugins.hook.register_validators(settings=settings) for stage in group)
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
                                      max_future_skew_s=settings.max_future_skew_s, clock=clock, stages=stages)
-        processors = [p for group in self.plugins.hook.register_processors(settings=settings) for p in group]
+        processors = [p for group in self.plugins.hook.register_processors(settings=settings, storage=self.storage)
+                      for p in group]
         self.processors = ProcessorRunner(
             processors, self.storage, batch_size=settings.processing.batch_size,
             batch_timeout_s=settings.processing.batch_timeout_ms / 1000,
@@ -94,6 +95,7 @@ class TeaApp:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd = -1
         self._tasks_dev: asyncio.Task[None] | None = None
+        self.grpc: Any = None
         self._openapi: bytes | None = None
         self.started = False
         self.started_monotonic = time.monotonic()
@@ -104,12 +106,12 @@ class TeaApp:
     def _add_routes(self) -> None:
         from tea.auth import routes as auth
         from tea.ops import admin, dlq, routes as ops
-        from tea.query import analytics, export, routes as query
+        from tea.query import analytics, export, otel_analytics, routes as query, traces
 
         for group in self.plugins.hook.register_receivers(app=self):
             for route in group:
                 self.router.add(route)
-        for module in (query, analytics, export, ops, admin, auth, dlq):
+        for module in (query, analytics, export, traces, otel_analytics, ops, admin, auth, dlq):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.
@@ -168,6 +170,14 @@ class TeaApp:
         self._tasks.append(asyncio.create_task(self.audit.run(), name="tea-audit"))
         if self.processors.enabled:
             self._tasks.append(asyncio.create_task(self.processors.run(), name="tea-processors"))
+        if self.settings.otlp.grpc_port:
+            from tea.receive.otlp import start_grpc
+            try:
+                self.grpc = await start_grpc(self, self.settings.host, self.settings.otlp.grpc_port,
+                                             self.settings.otlp.max_message_bytes)
+            except OSError as exc:
+                await self._abort_startup()
+                raise StartupError(str(exc)) from exc
         if self.settings.redis_url:
             try:
                 await self.state.ping()  # type: ignore[attr-defined]
@@ -188,10 +198,21 @@ class TeaApp:
             log.exception("the %s stopped on an unexpected error", what)
             raise
 
+    async def _abort_startup(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.buffer.close()
+        await self.storage.close()
+        self._unlock_data_dir()
+
     async def shutdown(self) -> None:
         if not self.started:
             return
         self.started = False
+        if self.grpc is not None:
+            await self.grpc.stop(grace=min(5.0, self.settings.shutdown_timeout_s))
         await self.buffer.close()
         self.writer.stop()
         writer_task, others = self._tasks[0], self._tasks[1:]

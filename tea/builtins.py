@@ -29,8 +29,9 @@ def register_storage(settings: "Settings") -> Any:
 
 @hookimpl
 def register_receivers(app: Any) -> list[Any]:
-    from tea.receive import native, tea_compat, telemetron, telemetry_kit
-    return [route for module in (native, tea_compat, telemetry_kit, telemetron) for route in module.routes(app)]
+    from tea.receive import native, otlp, tea_compat, telemetron, telemetry_kit
+    routes = [route for module in (native, tea_compat, telemetry_kit, telemetron) for route in module.routes(app)]
+    return routes + otlp.http_routes(app)
 
 
 def _split(text: str) -> list[str]:
@@ -56,5 +57,8 @@ def register_validators(settings: "Settings") -> list[Any]:
 
 
 @hookimpl
-def register_processors(settings: "Settings") -> list[Any]:
-    return []  # storage itself is TEA's built-in processing; plugins add more
+def register_processors(settings: "Settings", storage: Any) -> list[Any]:
+    if not settings.otlp.analytics:
+        return []
+    from tea.receive.otlp_analytics import OtelAnalytics
+    return [("otel_analytics", OtelAnalytics(storage, settings.otlp.hash_ids))]

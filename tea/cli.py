@@ -96,8 +96,44 @@ def cmd_serve(settings: Settings) -> int:
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
                             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
     server = uvicorn.Server(config)
-    server.run()
+    extra_port = settings.otlp.http_port
+    if not extra_port or extra_port == settings.port:
+        server.run()
+        return 0 if server.started else 1
+    # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
+    otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http="httptools",
+                                 lifespan="off", access_log=settings.access_log, log_config=None,
+                                 server_header=False))
+    import asyncio
+
+    async def both() -> None:
+        main = asyncio.create_task(server.serve())
+        while not server.started and not main.done():
+            await asyncio.sleep(0.02)
+        second = asyncio.create_task(otlp.serve()) if server.started else None
+        await main
+        if second is not None:
+            otlp.should_exit = True
+            await second
+
+    from uvicorn._compat import asyncio_run
+    asyncio_run(both(), loop_factory=config.get_loop_factory())
     return 0 if server.started else 1
+
+
+class _Quiet:
+    """A uvicorn Server that leaves signal handling to the main server."""
+
+    def __new__(cls, config):  # type: ignore[no-untyped-def]
+        import contextlib
+
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[no-untyped-def]
+                yield
+        return Server(config)
 
 
 def cmd_config(settings: Settings) -> int:
@@ -147,7 +183,7 @@ def cmd_plugins(settings: Settings) -> int:
         print(f"{info.name}  ({info.module}; {info.source})")
     stages = [getattr(s, "__name__", type(s).__name__) for group in pm.hook.register_validators(settings=settings)
               for s in group]
-    processors = [name for group in pm.hook.register_processors(settings=settings) for name, _ in group]
+    processors = [name for group in pm.hook.register_processors(settings=settings, storage=None) for name, _ in group]
     print("validators:", ", ".join(stages) or "(none)")
     print("processors:", ", ".join(processors) or "(none)")
     print("storage:", settings.storage_backend)

@@ -26,8 +26,8 @@ def register_validators(settings: "Settings") -> list[Any]:
 
 
 @hookspec
-def register_processors(settings: "Settings") -> list[tuple[str, Any]]:
-    """Return ``(name, async callable(events))`` processors to run on batches after storage commit."""
+def register_processors(settings: "Settings", storage: Any) -> list[tuple[str, Any]]:
+    """Return ``(name, async callable(events))`` processors to run on batches after ``storage`` committed them."""
 
 
 @hookspec

@@ -213,6 +213,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("processing.retry_delay_ms", "float", 1000.0, "pause between processor retries", minimum=0),
     Setting("processing.max_pending_events", "int", 100000, "bound of the processor queue (the writer waits "
             "past it)", minimum=1),
+    Setting("otlp.grpc_port", "int", 4317, "OTLP/gRPC port (0 disables)", minimum=0, maximum=65535),
+    Setting("otlp.http_port", "int", 4318, "a second port for OTLP/HTTP (0 disables; TEA's port serves "
+            "/v1/traces, /v1/logs, /v1/metrics anyway)", minimum=0, maximum=65535),
+    Setting("otlp.max_message_bytes", "size", 4 * MiB, "largest OTLP message (gRPC and HTTP)", minimum=1024),
+    Setting("otlp.analytics", "bool", True, "route OTLP spans into the seed's user_activity / endpoint_usage / "
+            "feature_usage tables (processor otel_analytics)"),
+    Setting("otlp.hash_ids", "bool", False, "hash user.id / organization.id (sha256[:16]) in those tables unless "
+            "they already are such a hash"),
     Setting("telemetry_kit.duplicates", "str", "accept", "an all-duplicate (retried) batch: accept = 200, "
             "reject = upstream's 400", choices=("accept", "reject")),
     Setting("telemetron.tenant", "str", None, "tenant of Telemetron requests that carry no credential (its "

@@ -281,3 +281,16 @@ class DeadLetter(msgspec.Struct):
     event_count: int
     payload: str               # the batch as canonical NDJSON
     replayed_at: int | None = None
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    tenant_id: str
+    start_us: int
+    end_us: int
+    span_count: int
+    error_count: int
+    root_name: str | None
+    root_service: str | None
+    services: tuple[str, ...]

@@ -31,6 +31,8 @@ def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     """Defaults as `tea serve` has them (no environment), on ``data_dir``; ``buffer__max_bytes=...``."""
     settings = load({"data_dir": str(data_dir)}, env={})
     overrides.setdefault("auth_validation", False)  # development mode unless a test asks for auth
+    overrides.setdefault("otlp__grpc_port", 0)  # tests that want OTLP/gRPC choose a free port
+    overrides.setdefault("otlp__http_port", 0)
     return settings.replace(**overrides)
 
 
@@ -94,7 +96,9 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     def start(storage: Storage | None = None, wait_ready: bool = True, **overrides: Any) -> LiveServer:
         overrides.setdefault("writer__flush_interval_ms", 20.0)
         overrides.setdefault("shutdown_timeout_s", 5.0)
-        settings = make_settings(tmp_path / "data", **overrides)
+        # one data dir, reused after a stop (restart tests); a second server running beside gets its own
+        busy = sum(1 for live in started if live.thread.is_alive())
+        settings = make_settings(tmp_path / ("data" if busy == 0 else f"data-{busy}"), **overrides)
         live = LiveServer(TeaApp(settings, storage=storage)).start(wait_ready)
         started.append(live)
         return live

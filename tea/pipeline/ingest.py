@@ -30,12 +30,13 @@ class Ingestor:
         self.limiter = limiter
 
     async def submit(self, decoded: Decoded, source_protocol: str, principal: Principal | None = None,
-                     do_not_track: bool = False, tenant_id: str | None = None) -> Outcome:
+                     do_not_track: bool = False, tenant_id: str | None = None,
+                     timestamps_us: bool = False) -> Outcome:
         """Normalise, count against the caller's limits, make durable; returns once acknowledged-safe.
         Raises RateLimited (429) or Unavailable (503). With ``do_not_track`` nothing is stored."""
         only = principal.tenant_id if principal is not None and not principal.is_admin else None
         accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id,
-                                                      only)
+                                                      only, timestamps_us)
         if decoded.errors:
             errors = sorted(decoded.errors + errors, key=lambda e: e.index)
         t = self.telemetry

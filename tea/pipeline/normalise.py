@@ -42,13 +42,16 @@ class Normaliser:
         self.clock = clock
 
     def __call__(self, events: list[Event], indexes: list[int] | None, source_protocol: str,
-                 tenant_id: str | None = None, only_tenant: str | None = None,
+                 tenant_id: str | None = None, only_tenant: str | None = None, timestamps_us: bool = False,
                  ) -> tuple[list[Event], list[ItemError], int, int]:
         """Normalise in place. Returns (accepted, errors, min timestamp, max timestamp).
 
         ``tenant_id`` fills events that name none (default: ``default_tenant``); with ``only_tenant``
         (a tenant-scoped caller) an event naming another tenant is refused (``forbidden_tenant``).
-        Tenants starting with ``_`` are TEA's own and refused."""
+        Tenants starting with ``_`` are TEA's own and refused. ``timestamps_us``: integer timestamps are
+        already microseconds (receivers that build events themselves), not the wire's milliseconds."""
+        unit = 1 if timestamps_us else 1000
+        max_int = MAX_US if timestamps_us else _MAX_MS
         now = self.clock()
         latest = now + self.max_future_us if self.max_future_us is not None else MAX_US
         default_tenant = only_tenant or tenant_id or self.default_tenant
@@ -60,11 +63,11 @@ class Normaliser:
             if ts is None:
                 us = now
             elif type(ts) is int:
-                if not 0 <= ts <= _MAX_MS:
+                if not 0 <= ts <= max_int:
                     errors.append(self._error(indexes, position, event, "invalid_timestamp",
                                               "timestamp in epoch milliseconds is out of range", "timestamp"))
                     continue
-                us = ts * 1000
+                us = ts * unit
             else:
                 us = datetime_to_us(ts)  # type: ignore[arg-type]
                 if not 0 <= us <= MAX_US:

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 from tea.auth.principal import Principal
 from tea.errors import Forbidden
 from tea.storage.base import Storage
-from tea.types import AggregateSpec, Event, EventFilter, QueryResult, QuerySpec
+from tea.types import AggregateSpec, Event, EventFilter, QueryResult, QuerySpec, TraceSummary
 
 
 def scoped(principal: Principal, f: EventFilter) -> EventFilter:
@@ -51,6 +51,9 @@ class ScopedStorage:
 
     def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         return self.storage.iter_events(scoped(self.principal, filter), chunk_rows)
+
+    async def traces(self, filter: EventFilter, **options: Any) -> list[TraceSummary]:
+        return await self.storage.traces(scoped(self.principal, filter), **options)
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"ScopedStorage offers scoped reads only, not {name!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
-from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 if TYPE_CHECKING:
@@ -72,6 +72,23 @@ class Storage(Protocol):
                           start_us: int | None = None, end_us: int | None = None,
                           limit: int = 100) -> list[AuditRecord]:
         """Audit-log rows, newest first, filtered."""
+
+    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
+                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
+        """Trace summaries (spans grouped by tenant and trace id), newest first: only traces with a span of
+        ``service``, lasting at least ``min_duration_ms``, with (True) or without (False) errors."""
+
+    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Append rows to an analytics projection table (user_activity, endpoint_usage, feature_usage)."""
+
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
+                         start_us: int | None = None, end_us: int | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        """Projection rows, newest first, with column equality filters."""
+
+    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
+                                since_us: int) -> list[dict[str, Any]]:
+        """The seed's three queries: ``summary``, ``recent_activity``, ``top_endpoints``."""
 
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         """Which of ``event_ids`` a tenant already has stored with a timestamp in [start_us, end_us]."""

@@ -19,8 +19,9 @@ import msgspec
 
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql
+from tea.storage.projections import SQL_TYPES, TABLES
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
-from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     'CREATE TABLE dead_letters (id VARCHAR PRIMARY KEY, "at" BIGINT NOT NULL, stage VARCHAR NOT NULL, '
     "error VARCHAR NOT NULL, attempts INTEGER NOT NULL, event_count INTEGER NOT NULL, payload VARCHAR NOT NULL, "
     "replayed_at BIGINT)",
+    *(f"CREATE TABLE {table} (" + ", ".join(f'"{c}" {SQL_TYPES[c]}' for c in columns) + ")"
+      for table, columns in TABLES.items()),
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 _TOKEN_COLUMNS = tuple(TokenRecord.__struct_fields__)
@@ -367,6 +370,81 @@ class DuckDBStorage:
             f'FROM audit_log{where_sql} ORDER BY "at" DESC LIMIT ?', [*params, limit]).fetchall())
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
 
+    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
+                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
+        frm, params = scan(filter)
+        spans = (" AND " if " WHERE " in frm else " WHERE ") + "event_type = 'span' AND trace_id IS NOT NULL"
+        having = ["end_us - start_us >= ?"]
+        extra: list[Any] = [int(min_duration_ms * 1000)]
+        if service is not None:
+            having.append("list_contains(services, ?)")
+            extra.append(service)
+        if errors is not None:
+            having.append("error_count > 0" if errors else "error_count = 0")
+        sql = (f"SELECT trace_id, tenant_id, min(epoch_us(timestamp)) AS start_us, "
+               f"max(epoch_us(timestamp) + CAST(COALESCE(duration_ms, 0) * 1000 AS BIGINT)) AS end_us, "
+               f"count(*) AS span_count, count(*) FILTER (WHERE status = 'error') AS error_count, "
+               f"arg_min(method, timestamp) FILTER (WHERE parent_span_id IS NULL) AS root_name, "
+               f"arg_min(source, timestamp) FILTER (WHERE parent_span_id IS NULL) AS root_service, "
+               f"list_sort(list(DISTINCT source) FILTER (WHERE source IS NOT NULL)) AS services"
+               f"{frm}{spans} GROUP BY tenant_id, trace_id HAVING {' AND '.join(having)} "
+               f"ORDER BY start_us DESC, trace_id LIMIT ?")
+        rows = await self._on_reader(lambda cur: cur.execute(sql, [*params, *extra, limit]).fetchall())
+        return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
+
+    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        columns = TABLES[table]
+        values = [[_sql_value(c, row.get(c)) for c in columns] for row in rows]
+        marks = ", ".join("make_timestamp(?)" if c in ("timestamp", "created_at") else "?" for c in columns)
+        if values:
+            await self._on_writer(lambda: self._con.executemany(  # type: ignore[union-attr]
+                f"INSERT INTO {table} VALUES ({marks})", values))
+
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
+                         start_us: int | None = None, end_us: int | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        columns = TABLES[table]
+        clauses, params = [], []
+        if tenant_ids is not None:
+            clauses.append(tenant_clause(tenant_ids))
+            params.extend(tenant_ids)
+        for key, value in filters.items():
+            clauses.append(f'"{key}" = ?')
+            params.append(value)
+        for clause, value in (("timestamp >= make_timestamp(?)", start_us), ("timestamp < make_timestamp(?)", end_us)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where_sql = " WHERE " + " AND ".join(clauses) if clauses else ""
+        select = ", ".join(f"epoch_us({c})" if c in ("timestamp", "created_at") else
+                           "CAST(event_metadata AS VARCHAR)" if c == "event_metadata" else
+                           "CAST(id AS VARCHAR)" if c == "id" else f'"{c}"' for c in columns)
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f"SELECT {select} FROM {table}{where_sql} ORDER BY timestamp DESC, id LIMIT ?", [*params, limit]).fetchall())
+        out = [dict(zip(columns, row)) for row in rows]
+        for row in out:
+            row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
+        return out
+
+    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
+                                since_us: int) -> list[dict[str, Any]]:
+        scope, params = ("", []) if tenant_ids is None else (" AND " + tenant_clause(tenant_ids), list(tenant_ids))
+        if report == "summary":
+            sql = " UNION ALL ".join(f"SELECT '{t}' AS table_name, count(*) AS count FROM {t} WHERE TRUE{scope}"
+                                     for t in TABLES)
+            counts = dict(await self._on_reader(lambda cur: cur.execute(sql, params * len(TABLES)).fetchall()))
+            return [{"table_name": t, "count": counts[t]} for t in TABLES]  # (UNION ALL keeps no order)
+        if report == "recent_activity":
+            sql = (f"SELECT event_type, count(*) AS count, epoch_us(max(timestamp)) AS latest FROM user_activity "
+                   f"WHERE timestamp > make_timestamp(?){scope} GROUP BY event_type ORDER BY count DESC, event_type")
+            rows = await self._on_reader(lambda cur: cur.execute(sql, [since_us, *params]).fetchall())
+            return [{"event_type": r[0], "count": r[1], "latest": r[2]} for r in rows]
+        sql = (f"SELECT endpoint, method, count(*) AS hits, avg(duration_ms) AS avg_duration_ms FROM endpoint_usage "
+               f"WHERE timestamp > make_timestamp(?){scope} GROUP BY endpoint, method "
+               f"ORDER BY hits DESC, endpoint, method NULLS FIRST LIMIT 10")
+        rows = await self._on_reader(lambda cur: cur.execute(sql, [since_us, *params]).fetchall())
+        return [{"endpoint": r[0], "method": r[1], "hits": r[2], "avg_duration_ms": r[3]} for r in rows]
+
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         if not event_ids:
             return set()
@@ -421,6 +499,12 @@ class DuckDBStorage:
     def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
         frm, params = scan(filter)
         return cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
+
+
+def _sql_value(column: str, value: Any) -> Any:
+    if column == "event_metadata":
+        return None if value is None else msgspec.json.encode(value).decode()
+    return value
 
 
 def _token(row: tuple[Any, ...]) -> TokenRecord:

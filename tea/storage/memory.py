@@ -5,8 +5,8 @@ import itertools
 from collections import OrderedDict
 from typing import Any, AsyncIterator, ClassVar
 
-from tea.storage import pyagg
-from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.storage import projections, pyagg
+from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
 _EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
@@ -26,6 +26,7 @@ class MemoryStorage:
         self._tokens: dict[str, TokenRecord] = {}
         self._audit: list[AuditRecord] = []
         self._dead: dict[str, DeadLetter] = {}
+        self._tables: dict[str, list[dict[str, Any]]] = {}
         self.evicted = 0
 
     async def open(self) -> None:
@@ -133,6 +134,45 @@ class MemoryStorage:
                  and (tenant_id is None or r.tenant_id == tenant_id) and (start_us is None or r.at >= start_us)
                  and (end_us is None or r.at < end_us)]
         return found[:limit]
+
+    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
+                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
+        groups: dict[tuple[str, str], list[Event]] = {}
+        for e in self._matching(filter):
+            if e.event_type == "span" and e.trace_id:
+                groups.setdefault((e.tenant_id, e.trace_id), []).append(e)  # type: ignore[arg-type]
+        out = []
+        for (tenant, trace_id), spans in groups.items():
+            start = min(s.timestamp for s in spans)  # type: ignore[type-var]
+            end = max(s.timestamp + int((s.duration_ms or 0) * 1000) for s in spans)  # type: ignore[operator]
+            failed = sum(1 for s in spans if s.status == "error")
+            roots = sorted((s for s in spans if not s.parent_span_id), key=lambda s: s.timestamp)  # type: ignore[arg-type,return-value]
+            summary = TraceSummary(trace_id, tenant, start, end, len(spans), failed,  # type: ignore[arg-type]
+                                   roots[0].method if roots else None, roots[0].source if roots else None,
+                                   tuple(sorted({s.source for s in spans if s.source})))
+            if service is not None and service not in summary.services:
+                continue
+            if (end - start) < min_duration_ms * 1000 or (errors is not None and (failed > 0) != errors):
+                continue
+            out.append(summary)
+        return sorted(out, key=lambda t: (-t.start_us, t.trace_id))[:limit]
+
+    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        kept = self._tables.setdefault(table, [])
+        kept.extend(rows)
+        del kept[: max(0, len(kept) - self.max_events)]
+
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
+                         start_us: int | None = None, end_us: int | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        found = [r for r in self._tables.get(table, []) if (tenant_ids is None or r["tenant_id"] in tenant_ids)
+                 and all(r.get(k) == v for k, v in filters.items())
+                 and (start_us is None or r["timestamp"] >= start_us) and (end_us is None or r["timestamp"] < end_us)]
+        return sorted(found, key=lambda r: (-r["timestamp"], str(r["id"])))[:limit]
+
+    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
+                                since_us: int) -> list[dict[str, Any]]:
+        return projections.report(self._tables, report, tenant_ids, since_us)
 
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         return {i for i in event_ids

@@ -47,7 +47,7 @@ class SamplePlugin:
         return [refuse_red]
 
     @hookimpl
-    def register_processors(self, settings):  # type: ignore[no-untyped-def]
+    def register_processors(self, settings, storage):  # type: ignore[no-untyped-def]
         return [("flaky", self.processor)]
 
     @hookimpl

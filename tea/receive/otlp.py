@@ -1,0 +1,225 @@
+"""OTLP receivers: HTTP (``POST /v1/traces|logs|metrics``, protobuf or JSON, gzip) on TEA's port
+(and ``otlp.http_port``), and gRPC (``TraceService``/``LogsService``/``MetricsService`` ``Export``)
+on ``otlp.grpc_port``. Both authenticate like every TEA route (``authorization: Bearer`` or the
+seed's ``x-api-key``), go through the one ingestion path, and answer in OTLP's terms: refused items
+in ``partial_success``, errors as ``google.rpc.Status``, only 429/503 retryable (with Retry-After),
+gRPC ``UNAUTHENTICATED`` / ``RESOURCE_EXHAUSTED`` / ``UNAVAILABLE``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import grpc
+import msgspec
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_svc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_svc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_svc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
+
+from tea.auth.principal import WRITE, Principal
+from tea.errors import BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized, UnsupportedMediaType
+from tea.http import Request, Response, Route
+from tea.receive import otlp_map
+from tea.receive.decode import Decoded
+from tea.types import Event
+
+if TYPE_CHECKING:
+    from tea.app import TeaApp
+
+log = logging.getLogger(__name__)
+PROTOBUF = "application/x-protobuf"
+_json = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str                    # traces, logs, metrics
+    request: Any                 # the protobuf Export*ServiceRequest class
+    response: Any
+    partial: Any                 # the Export*PartialSuccess class
+    rejected_field: str          # rejected_spans, rejected_log_records, rejected_data_points
+    from_pb: Callable[[Any, bool], Iterator[Event]]
+    from_json: Callable[[dict[str, Any], bool], Iterator[Event]]
+
+
+SIGNALS = {
+    "traces": Signal("traces", trace_svc.ExportTraceServiceRequest, trace_svc.ExportTraceServiceResponse,
+                     trace_svc.ExportTracePartialSuccess, "rejected_spans", otlp_map.pb_spans, otlp_map.json_spans),
+    "logs": Signal("logs", logs_svc.ExportLogsServiceRequest, logs_svc.ExportLogsServiceResponse,
+                   logs_svc.ExportLogsPartialSuccess, "rejected_log_records", otlp_map.pb_logs, otlp_map.json_logs),
+    "metrics": Signal("metrics", metrics_svc.ExportMetricsServiceRequest, metrics_svc.ExportMetricsServiceResponse,
+                      metrics_svc.ExportMetricsPartialSuccess, "rejected_data_points", otlp_map.pb_metrics,
+                      otlp_map.json_metrics),
+}
+_JSON_REJECTED = {"rejected_spans": "rejectedSpans", "rejected_log_records": "rejectedLogRecords",
+                  "rejected_data_points": "rejectedDataPoints"}
+
+
+async def ingest(app: "TeaApp", signal: Signal, events: list[Event], principal: Principal) -> tuple[int, str]:
+    """Store the events; returns (rejected count, message) for partial_success."""
+    if not events:
+        return 0, ""
+    outcome = await app.ingestor.submit(Decoded(events, None, [], len(events)), "otlp", principal,
+                                        timestamps_us=True)
+    if not outcome.errors:
+        return 0, ""
+    first = outcome.errors[0]
+    return len(outcome.errors), f"{len(outcome.errors)} {signal.name} refused; first: {first.error}: {first.message}"
+
+
+def events_from(signal: Signal, body: bytes, media_type: str, principal: Principal) -> list[Event]:
+    from_resource = principal.is_admin  # only admins (and dev mode) may name the tenant in the resource
+    if media_type == PROTOBUF:
+        try:
+            message = signal.request.FromString(body)
+        except DecodeError as exc:
+            raise BadRequest(f"invalid OTLP protobuf: {exc}", code="invalid_protobuf") from None
+        return list(signal.from_pb(message, from_resource))
+    try:
+        document = _json.decode(body)
+        if not isinstance(document, dict):
+            raise BadRequest("an OTLP/JSON body is an object", code="invalid_json")
+        return list(signal.from_json(document, from_resource))
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise BadRequest(f"invalid OTLP JSON: {exc}", code="invalid_json") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequest(f"invalid OTLP JSON structure: {exc}", code="invalid_json") from None
+
+
+# ------------------------------------------------------------------ OTLP/HTTP
+_GRPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
+              413: code_pb2.INVALID_ARGUMENT, 415: code_pb2.INVALID_ARGUMENT, 429: code_pb2.RESOURCE_EXHAUSTED,
+              503: code_pb2.UNAVAILABLE}
+
+
+def _status_response(exc: ClientError, media_type: str) -> Response:
+    code = _GRPC_CODE.get(exc.status, code_pb2.INTERNAL)
+    headers = {k: v for k, v in exc.headers.items() if exc.status in (429, 503) or k != "retry-after"}
+    if media_type == PROTOBUF:
+        body = status_pb2.Status(code=code, message=exc.message).SerializeToString()
+        return Response(body, exc.status, PROTOBUF.encode(), headers)
+    return Response(msgspec.json.encode({"code": code, "message": exc.message}), exc.status, b"application/json",
+                    headers)
+
+
+def _ok_response(signal: Signal, rejected: int, message: str, media_type: str) -> Response:
+    if media_type == PROTOBUF:
+        response = signal.response()
+        if rejected:
+            partial = getattr(response, "partial_success")
+            setattr(partial, signal.rejected_field, rejected)
+            partial.error_message = message
+        return Response(response.SerializeToString(), 200, PROTOBUF.encode())
+    body = {"partialSuccess": {_JSON_REJECTED[signal.rejected_field]: str(rejected), "errorMessage": message}} \
+        if rejected else {}
+    return Response(msgspec.json.encode(body), 200, b"application/json")
+
+
+def http_routes(app: "TeaApp") -> list[Route]:
+    def handler(signal: Signal):  # type: ignore[no-untyped-def]
+        async def export(request: Request) -> Response:
+            media_type = PROTOBUF if request.media_type == PROTOBUF else "application/json"
+            try:
+                if request.media_type not in (PROTOBUF, "application/json"):
+                    raise UnsupportedMediaType("OTLP/HTTP takes application/x-protobuf or application/json")
+                await app.admit(request, WRITE)
+                body = await request.body(app.settings.otlp.max_message_bytes)
+                events = events_from(signal, body, media_type, request.state["principal"])
+                rejected, message = await ingest(app, signal, events, request.state["principal"])
+            except ClientError as exc:
+                return _status_response(exc, media_type)
+            return _ok_response(signal, rejected, message, media_type)
+        return export
+
+    return [Route("POST", f"/v1/{name}", handler(signal), f"OTLP/HTTP export of {name} (protobuf or JSON, gzip)",
+                  tags=("otlp",), request_body={PROTOBUF: {"type": "string", "format": "binary"},
+                                                "application/json": {"type": "object"}},
+                  responses={200: (f"Export{name.capitalize()}ServiceResponse (partial_success when items were "
+                                   "refused)", {PROTOBUF: {"type": "string", "format": "binary"},
+                                                "application/json": {"type": "object"}}),
+                             400: ("google.rpc.Status", {}), 401: ("google.rpc.Status", {}),
+                             429: ("google.rpc.Status; retry after Retry-After", {}),
+                             503: ("google.rpc.Status; retry after Retry-After", {})}, scope=None)
+            for name, signal in SIGNALS.items()]
+
+
+# ------------------------------------------------------------------ OTLP/gRPC
+class _MetadataRequest:
+    """Enough of a Request for the authenticator chain: gRPC metadata as headers."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self.headers = {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        self.state: dict[str, Any] = {}
+        self.path = "grpc"
+        peer = context.peer() or ""
+        self.client = peer.split(":")[1] if peer.startswith("ipv4:") else peer
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def param(self, name: str) -> None:
+        return None
+
+
+_GRPC_STATUS = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED,
+                429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
+
+
+def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
+    async def export(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        meta = _MetadataRequest(context)
+        try:
+            principal = await app.auth.authenticate(meta)  # type: ignore[arg-type]
+            if not principal.can(WRITE):
+                raise Forbidden("this needs the events:write scope")
+            await app.limiter.request(principal)
+            events = list(signal.from_pb(request, principal.is_admin))
+            rejected, message = await ingest(app, signal, events, principal)
+        except Unauthorized as exc:
+            app.audit.record("auth_failure", success=False, reason=exc.message, remote_addr=meta.client, path="grpc")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        except (RateLimited, TooLarge) as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+        except ClientError as exc:
+            await context.abort(_GRPC_STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
+        response = signal.response()
+        if rejected:
+            setattr(response.partial_success, signal.rejected_field, rejected)
+            response.partial_success.error_message = message
+        return response
+    return export
+
+
+class _Trace(trace_grpc.TraceServiceServicer):
+    def __init__(self, app: "TeaApp") -> None:
+        self.Export = _servicer(app, SIGNALS["traces"])  # type: ignore[assignment]
+
+
+class _Logs(logs_grpc.LogsServiceServicer):
+    def __init__(self, app: "TeaApp") -> None:
+        self.Export = _servicer(app, SIGNALS["logs"])  # type: ignore[assignment]
+
+
+class _Metrics(metrics_grpc.MetricsServiceServicer):
+    def __init__(self, app: "TeaApp") -> None:
+        self.Export = _servicer(app, SIGNALS["metrics"])  # type: ignore[assignment]
+
+
+async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int) -> grpc.aio.Server:
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
+                                      ("grpc.max_send_message_length", max_message_bytes)])
+    trace_grpc.add_TraceServiceServicer_to_server(_Trace(app), server)
+    logs_grpc.add_LogsServiceServicer_to_server(_Logs(app), server)
+    metrics_grpc.add_MetricsServiceServicer_to_server(_Metrics(app), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}")
+    await server.start()
+    log.info("OTLP/gRPC listening on %s:%d", host, bound)
+    return server

@@ -1,0 +1,102 @@
+"""The seed Telemetry Processor's projections, as a TEA processor: spans routed by ``event.category``
+into ``user_activity``, ``endpoint_usage`` and ``feature_usage`` (CONTRACTS.md 1.4).
+
+Routing follows the seed's collector fallbacks when ``event.category`` is absent: ``event.type`` login
+or logout → user_activity, then ``http.method`` → endpoint_usage, then ``feature.name`` →
+feature_usage (later wins). Attributes are the resource's merged with the span's (span wins);
+the columns a table has are taken out of ``event_metadata``; sensitive keys are dropped; times are
+UTC (the seed stored local time). Optionally ``user.id``/``organization.id`` are hashed here
+(``sha256[:16]``) unless they already are such a hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Any, Callable
+
+import msgspec
+
+from tea.pipeline.stages import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
+from tea.storage.base import Storage
+from tea.timeutil import now_us
+from tea.types import Event
+
+_OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_STRIP = {
+    "user_activity": {"user.id", "organization.id", "event.type", "event.category", "session.id", "deployment.type"},
+    "endpoint_usage": {"http.route", "http.url", "http.method", "user.id", "organization.id", "http.status_code",
+                       "duration_ms", "deployment.type", "event.category"},
+    "feature_usage": {"feature.name", "feature.action", "user.id", "organization.id", "deployment.type",
+                      "event.category"},
+}
+
+
+def category(attrs: dict[str, Any]) -> str | None:
+    chosen = attrs.get("event.category")
+    if chosen:
+        return chosen if chosen in _STRIP else None
+    if attrs.get("event.type") in ("login", "logout"):
+        chosen = "user_activity"
+    if "http.method" in attrs:
+        chosen = "endpoint_usage"
+    if "feature.name" in attrs:
+        chosen = "feature_usage"
+    return chosen
+
+
+def sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in DEFAULT_PII_KEYS or any(word in lowered for word in DEFAULT_PII_CONTAINS)
+
+
+class OtelAnalytics:
+    """Processor ``otel_analytics``: writes projection rows for every OTLP span that routes."""
+
+    def __init__(self, storage: Storage, hash_ids: bool = False, clock: Callable[[], int] = now_us) -> None:
+        self.storage = storage
+        self.hash_ids = hash_ids
+        self.clock = clock
+
+    def _id(self, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        text = str(value)
+        if self.hash_ids and not _HEX16.match(text):
+            return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return text[:32]
+
+    def row(self, event: Event) -> tuple[str, dict[str, Any]] | None:
+        raw = msgspec.json.decode(event.attributes)
+        attrs = {**(raw.get("resource") or {}), **{k: v for k, v in raw.items() if k not in _OURS}}
+        table = category(attrs)
+        if table is None:
+            return None
+        base = {"tenant_id": event.tenant_id, "id": str(uuid.uuid4()), "timestamp": event.timestamp,
+                "user_id": self._id(attrs.get("user.id")), "organization_id": self._id(attrs.get("organization.id")),
+                "deployment_type": attrs.get("deployment.type", "unknown"), "created_at": self.clock(),
+                "event_metadata": {k: v for k, v in attrs.items() if k not in _STRIP[table] and not sensitive(k)}}
+        if table == "user_activity":
+            base.update(event_type=str(attrs.get("event.type", "unknown"))[:50],
+                        session_id=attrs.get("session.id"))
+        elif table == "endpoint_usage":
+            code = attrs.get("http.status_code")
+            duration = attrs.get("duration_ms")
+            base.update(endpoint=str(attrs.get("http.route") or attrs.get("http.url") or "unknown")[:255],
+                        method=attrs.get("http.method"), status_code=code if isinstance(code, int) else None,
+                        duration_ms=float(duration) if isinstance(duration, (int, float)) else None)
+        else:
+            base.update(feature_name=str(attrs.get("feature.name", "unknown"))[:100], action=attrs.get("feature.action"))
+        return table, base
+
+    async def __call__(self, events: list[Event]) -> None:
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if event.event_type != "span" or event.source_protocol != "otlp":
+                continue
+            routed = self.row(event)
+            if routed is not None:
+                tables.setdefault(routed[0], []).append(routed[1])
+        for table, rows in tables.items():
+            await self.storage.write_rows(table, rows)
