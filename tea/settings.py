@@ -265,7 +265,9 @@ class Section:
         if key in self._values:
             return self._values[key]
         if any(k.startswith(key + ".") for k in self._values):
-            return Section(self._values, key + ".")
+            section = Section(self._values, key + ".")
+            object.__setattr__(self, name, section)  # found once: later reads are plain attribute hits
+            return section
         raise AttributeError(f"no setting {key!r}")
 
 

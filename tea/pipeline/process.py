@@ -52,10 +52,18 @@ class ProcessorRunner:
         return bool(self.processors)
 
     async def submit(self, batch: Batch) -> None:
-        """Hand over a committed batch; waits while the queue is full."""
+        """Hand over a committed batch; waits while the queue is full. When every processor has a
+        ``wants(line) -> bool`` predicate over an event's NDJSON line, only wanted lines are decoded."""
         if not self.processors:
             return
-        events = batch.events()
+        wanted = [getattr(fn, "wants", None) for fn in self.processors.values()]
+        if all(w is not None for w in wanted):
+            lines = [line for line in batch.ndjson().split(b"\n") if line and any(w(line) for w in wanted)]  # type: ignore[misc]
+            if not lines:
+                return
+            events = Batch([b"\n".join(lines) + b"\n"], len(lines), 0, 0).events()
+        else:
+            events = batch.events()
         async with self._room:
             await self._room.wait_for(lambda: len(self._pending) < self.max_pending_events)
             self._pending.extend(events)

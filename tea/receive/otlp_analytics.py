@@ -54,6 +54,13 @@ def sensitive(key: str) -> bool:
 class OtelAnalytics:
     """Processor ``otel_analytics``: writes projection rows for every OTLP span that routes."""
 
+    _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
+
+    @classmethod
+    def wants(cls, line: bytes) -> bool:
+        """Only OTLP spans that carry a routing attribute are decoded for this processor."""
+        return b'"event_type":"span"' in line and any(key in line for key in cls._ROUTING)
+
     def __init__(self, storage: Storage, hash_ids: bool = False, clock: Callable[[], int] = now_us) -> None:
         self.storage = storage
         self.hash_ids = hash_ids
@@ -95,6 +102,9 @@ class OtelAnalytics:
         for event in events:
             if event.event_type != "span" or event.source_protocol != "otlp":
                 continue
+            raw = bytes(event.attributes)
+            if not any(key in raw for key in self._ROUTING):
+                continue  # cannot route: skip decoding its attributes
             routed = self.row(event)
             if routed is not None:
                 tables.setdefault(routed[0], []).append(routed[1])

@@ -36,7 +36,17 @@ def pb_value(value: Any) -> Any:
 
 
 def pb_attributes(pairs: Any) -> dict[str, Any]:
-    return {kv.key: pb_value(kv.value) for kv in pairs}
+    out: dict[str, Any] = {}
+    for kv in pairs:  # the scalar cases inline: this runs for every attribute of every span
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            out[kv.key] = value.string_value
+        elif kind == "int_value":
+            out[kv.key] = value.int_value
+        else:
+            out[kv.key] = pb_value(value)
+    return out
 
 
 def json_value(value: dict[str, Any] | None) -> Any:
@@ -68,7 +78,9 @@ def json_id(text: str | None) -> str | None:
 def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str | None, name: str, kind: int,
                start_ns: int, end_ns: int, attrs: dict[str, Any], status_code: int, status_message: str,
                resource: dict[str, Any], scope: str | None, events: list[dict[str, Any]],
-               tenant_from_resource: bool) -> Event:
+               tenant_from_resource: bool, resource_json: bytes | None = None) -> Event:
+    """``attrs`` is the span's own dict (it is extended in place); ``resource_json`` is the resource
+    attributes already encoded, shared by every span of that resource."""
     http_method = attrs.get("http.request.method") or attrs.get("http.method")
     route = attrs.get("http.route") or attrs.get("url.path") or attrs.get("http.target")
     mcp_method = attrs.get("mcp.method.name") or attrs.get("gen_ai.tool.name")
@@ -81,42 +93,49 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     code = attrs.get("http.response.status_code", attrs.get("http.status_code", attrs.get("rpc.grpc.status_code")))
     tokens = [attrs.get(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")]
     used = sum(int(t) for t in tokens if isinstance(t, (int, float))) if any(t is not None for t in tokens) else None
-    extra = {**attrs, "span.name": name, "span.kind": SPAN_KINDS[kind] if 0 <= kind < 6 else str(kind),
-             "resource": resource}
+    user = attrs.get("enduser.id") or attrs.get("user.id")
+    session = attrs.get("mcp.session.id") or attrs.get("session.id")
+    error_type = attrs.get("error.type")
+    attrs["span.name"] = name
+    attrs["span.kind"] = SPAN_KINDS[kind] if 0 <= kind < 6 else str(kind)
     if scope:
-        extra["scope"] = scope
+        attrs["scope"] = scope
     if events:
-        extra["span.events"] = events
+        attrs["span.events"] = events
+    encoded = msgspec.json.encode(attrs)
+    encoded = encoded[:-1] + b',"resource":' + (resource_json or msgspec.json.encode(resource)) + b"}"
     return Event(
         event_type="span", event_id=f"{trace_id}{span_id}" if trace_id and span_id else None,
         tenant_id=_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
-        source=_str(resource.get("service.name")), user_id=_str(attrs.get("enduser.id") or attrs.get("user.id")),
-        session_id=_str(attrs.get("mcp.session.id") or attrs.get("session.id")), method=method[:1024],
-        protocol=protocol, status=STATUS.get(status_code), status_code=code if isinstance(code, int) else None,
-        duration_ms=max(0, end_ns - start_ns) / 1e6, tokens_used=used, error_type=_str(attrs.get("error.type")),
-        error_message=status_message or None, trace_id=trace_id, span_id=span_id, parent_span_id=parent_span_id,
-        attributes=msgspec.Raw(msgspec.json.encode(extra)))
+        source=_str(resource.get("service.name")), user_id=_str(user), session_id=_str(session),
+        method=method[:1024], protocol=protocol, status=STATUS.get(status_code),
+        status_code=code if isinstance(code, int) else None, duration_ms=max(0, end_ns - start_ns) / 1e6,
+        tokens_used=used, error_type=_str(error_type), error_message=status_message or None, trace_id=trace_id,
+        span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded))
 
 
 def pb_spans(request: Any, tenant_from_resource: bool) -> Iterator[Event]:
     for resource_spans in request.resource_spans:
         resource = pb_attributes(resource_spans.resource.attributes)
+        resource_json = msgspec.json.encode(resource)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name or None
             for s in scope_spans.spans:
                 events = [{"name": e.name, "time_unix_nano": e.time_unix_nano, **pb_attributes(e.attributes)}
-                          for e in s.events]
+                          for e in s.events] if s.events else None
                 yield span_event(trace_id=s.trace_id.hex() or None, span_id=s.span_id.hex() or None,
                                  parent_span_id=s.parent_span_id.hex() or None, name=s.name, kind=s.kind,
                                  start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
                                  attrs=pb_attributes(s.attributes), status_code=s.status.code,
-                                 status_message=s.status.message, resource=resource, scope=scope, events=events,
-                                 tenant_from_resource=tenant_from_resource)
+                                 status_message=s.status.message, resource=resource, scope=scope,
+                                 events=events, tenant_from_resource=tenant_from_resource,  # type: ignore[arg-type]
+                                 resource_json=resource_json)
 
 
 def json_spans(request: dict[str, Any], tenant_from_resource: bool) -> Iterator[Event]:
     for resource_spans in request.get("resourceSpans") or ():
         resource = json_attributes((resource_spans.get("resource") or {}).get("attributes"))
+        resource_json = msgspec.json.encode(resource)
         for scope_spans in resource_spans.get("scopeSpans") or ():
             scope = (scope_spans.get("scope") or {}).get("name") or None
             for s in scope_spans.get("spans") or ():
@@ -129,7 +148,7 @@ def json_spans(request: dict[str, Any], tenant_from_resource: bool) -> Iterator[
                                  end_ns=int(s.get("endTimeUnixNano", 0)), attrs=json_attributes(s.get("attributes")),
                                  status_code=int(status.get("code", 0)), status_message=status.get("message", ""),
                                  resource=resource, scope=scope, events=events,
-                                 tenant_from_resource=tenant_from_resource)
+                                 tenant_from_resource=tenant_from_resource, resource_json=resource_json)
 
 
 # ------------------------------------------------------------------ logs
