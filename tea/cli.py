@@ -21,6 +21,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-backend", dest="storage_backend",
                         help="memory or duckdb (TEA_STORAGE_BACKEND, default duckdb)")
     parser.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (TEA_LOG_LEVEL)")
+    parser.add_argument("--otlp-grpc-port", dest="otlp.grpc_port",
+                        help="OTLP/gRPC port, 0 disables (TEA_OTLP__GRPC_PORT, default 4317)")
+    parser.add_argument("--otlp-http-port", dest="otlp.http_port",
+                        help="second OTLP/HTTP port, 0 disables (TEA_OTLP__HTTP_PORT, default 4318)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level")  # those a command offers
+    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level",  # those a command offers
+             "otlp.grpc_port", "otlp.http_port")
     return {name: getattr(args, name, None) for name in names}
 
 

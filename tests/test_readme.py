@@ -83,3 +83,44 @@ def test_the_signing_examples_work(serve, tmp_path: Path) -> None:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["accepted"] == 1, proc.stdout
+
+
+def test_the_opentelemetry_examples_work(serve, tmp_path: Path) -> None:
+    """The README's OTEL_* variables and SDK snippet, unchanged but for the address: HTTP and gRPC."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    admin = "readme-admin-" + "c" * 32
+    grpc_port = free_port()
+    live = serve(storage_backend="duckdb", auth_validation=True, admin_token=admin, otlp__grpc_port=grpc_port)
+    token = httpx.post(live.url + "/v1/tokens", json={"tenant_id": "acme", "tier": "enterprise"},
+                       headers={"authorization": f"Bearer {admin}"}).json()["token"]
+    exports = [b for b in re.findall(r"```shell\n(.*?)```", README, re.S) if "OTEL_EXPORTER_OTLP_ENDPOINT" in b]
+    snippet = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "opentelemetry" in b]
+    assert len(exports) == 1 and len(snippet) == 1
+    lines = [line for line in exports[0].splitlines() if line.startswith("export ")]
+    http_lines, grpc_lines = lines[:3], lines[:3] + lines[3:]
+    runs = {"http": (http_lines, snippet[0], live.url),
+            "grpc": (grpc_lines, snippet[0].replace("otlp.proto.http", "otlp.proto.grpc"),
+                     f"http://127.0.0.1:{grpc_port}")}
+    for transport, (exported, code, endpoint) in runs.items():
+        script = "\n".join(exported).replace("http://127.0.0.1:4318", endpoint).replace(
+            "http://127.0.0.1:4317", endpoint) + f"\nexec {sys.executable} -c \"$SNIPPET\""
+        env = {**os.environ, "TEA_TOKEN": token, "SNIPPET": code, "OTEL_SERVICE_NAME": ""}
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, (transport, proc.stderr)
+        assert "Failed to export" not in proc.stderr, (transport, proc.stderr)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        traces = httpx.get(live.url + "/v1/traces?service=checkout",
+                           headers={"authorization": f"Bearer {token}"}).json()["traces"]
+        if len(traces) == 2:
+            break
+        time.sleep(0.05)
+    assert [(t["span_count"], t["root_span"]) for t in traces] == [(2, "POST /api/orders")] * 2
+    spans = httpx.get(live.url + "/v1/events?event_type=span&source=checkout",
+                      headers={"authorization": f"Bearer {token}"}).json()["events"]
+    assert sorted((s["method"], s["status_code"], s["tokens_used"], s["tenant_id"]) for s in spans) == [
+        ("POST /api/orders", 201, None, "acme")] * 2 + [("chat gpt-4o", None, 160, "acme")] * 2

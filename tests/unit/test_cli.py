@@ -22,6 +22,13 @@ def test_config_prints_effective_settings_and_sources(capsys, monkeypatch, tmp_p
     assert re.search(r"^retention_hours +?= 720 ", out, re.M)
 
 
+def test_otlp_port_flags(capsys, tmp_path) -> None:
+    assert main(["config", "--data-dir", str(tmp_path), "--otlp-grpc-port", "0", "--otlp-http-port", "14318"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^otlp\.grpc_port +?= 0 +# flag --otlp-grpc-port$", out, re.M)
+    assert re.search(r"^otlp\.http_port +?= 14318 +# flag --otlp-http-port$", out, re.M)
+
+
 def test_invalid_setting_stops_with_one_line_and_exit_2(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "tea", "serve", "--data-dir", str(tmp_path)],
                           env={"TEA_STORAGE_BACKEND": "oracle", "PATH": "/usr/bin:/bin"},
