@@ -1,0 +1,167 @@
+"""OTLP spans/s benchmark: ``python -m bench.otlp [--quick]`` from the project root.
+
+Sends OTLP traces (100 spans per request, every span a new trace_id/span_id) to a fresh TEA per
+transport, from separate load processes over loopback: OTLP/HTTP protobuf on TEA's port, then
+OTLP/gRPC on ``otlp.grpc_port``. Reports spans/s acknowledged and stored, latency, TEA's peak RSS,
+and the in-process ceiling of parse / map / encode. See bench/OTLP.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+
+from bench import otlp_mapping, otlp_phase, report
+from bench.ingest import RESULTS_DIR, _env_item
+
+TARGET = 100_000  # spans/s stored
+SEED_SPANS_PER_S = 6_000
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.otlp", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 s per transport instead of 15")
+    parser.add_argument("--duration", type=float, help="seconds of load per transport (default 15, quick 5)")
+    parser.add_argument("--processes", type=int, default=1, help="load processes (default 1)")
+    parser.add_argument("--concurrency", type=int, help="in-flight requests per load process (default: 8 HTTP "
+                        "connections, 16 gRPC calls)")
+    parser.add_argument("--grpc-mode", choices=("aio", "threads"), default="aio",
+                        help="grpc.aio tasks or sync stub in threads (default aio)")
+    parser.add_argument("--channels", type=int, default=1, help="gRPC channels per load process (default 1)")
+    parser.add_argument("--transports", default="http,grpc", help="comma list of http, grpc (default both)")
+    parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES (default 8GiB)")
+    parser.add_argument("--tea-env", action="append", default=[], metavar="TEA_KEY=VALUE", type=_env_item,
+                        help="another setting for TEA (repeatable)")
+    parser.add_argument("--health-poll", type=float, default=0.1, help="seconds between /health samples (0.1)")
+    parser.add_argument("--py-spy", nargs="?", const="all", default="", choices=("all", "gil"),
+                        help="sample TEA with py-spy for 8 s of each load: all busy threads (default) or only "
+                             "the GIL holder (gil); slows TEA down a little")
+    parser.add_argument("--results-dir", default=RESULTS_DIR, help="where the JSON record goes")
+    args = parser.parse_args(argv)
+    bad = set(args.transports.split(",")) - {"http", "grpc"}
+    if bad:
+        parser.error(f"unknown transports: {', '.join(sorted(bad))}")
+    return args
+
+
+def _row(*cells: str) -> str:
+    name, acked, stored, p50, p99, load, rss, bad, target = cells
+    return f"{name:<19}{acked:>14}{stored:>17}{p50:>9}{p99:>9}{load:>8}{rss:>10}{bad:>8}   {target}"
+
+
+def _map_us(r: dict) -> float:
+    """µs per span of the mapping step: the better of the measurements before and after the load."""
+    return min(m["us_per_span"]["map"] for m in r["mapping"])
+
+
+def table(r: dict) -> str:
+    lines = [_row("transport", "acked spans/s", "stored spans/s", "p50 ms", "p99 ms", "load", "peak RSS",
+                  "non-OK", "target")]
+    for phase in r["phases"]:
+        load, stored = phase["load"], phase["stored"]
+        ratio = stored["spans_per_s"] / TARGET
+        non_ok = load["partial"] + load["busy"] + load["other"] + load["errors"]
+        lines.append(_row(phase["label"], f"{load['spans_per_s']:,.0f}",
+                          f"{stored['spans_per_s']:,.0f}" + ("" if stored["complete"] else "*"),
+                          f"{load['latency_ms']['p50']:.1f}", f"{load['latency_ms']['p99']:.1f}",
+                          f"{load['processes']}x{load['connections_per_process']}",
+                          f"{phase['rss']['peak_mib']:,.0f} MiB", f"{non_ok:,}",
+                          f">= {TARGET:,} stored: {ratio:.2f}x {'met' if ratio >= 1 else 'MISSED'}"))
+    us = _map_us(r)
+    m = min(r["mapping"], key=lambda m: m["us_per_span"]["map"])
+    lines.append(f"mapping only (in-process, 1 core): {1e6 / us:,.0f} spans/s ({us:.1f} µs/span; protobuf parse "
+                 f"{m['spans_per_s']['parse']:,}, NDJSON encode {m['spans_per_s']['encode']:,} spans/s)")
+    shares = ", ".join(f"{p['label']} {p['load']['spans_per_s'] * us / 1e4:.0f}%" for p in r["phases"])
+    lines.append(f"mapping's share of one core at the acked rate: {shares}")
+    lines.append(f"seed system: ~{SEED_SPANS_PER_S:,} spans/s" + ("   (* storage had not caught up)"
+                                                                  if any(not p["stored"]["complete"]
+                                                                         for p in r["phases"]) else ""))
+    return "\n".join(lines)
+
+
+def details(r: dict) -> str:
+    lines = []
+    for phase in r["phases"]:
+        load, stored, rss = phase["load"], phase["stored"], phase["rss"]
+        mode = f" ({load['grpc_mode']}, {load['channels']} channel(s))" if load["grpc_mode"] else ""
+        lat = load["latency_ms"]
+        drain = stored["drain_seconds_after_load"]
+        lines += [
+            f"{phase['label']}: {load['processes']} load process(es) x {load['connections_per_process']} in flight"
+            f"{mode}, {load['seconds']:.1f} s; requests ok={load['ok']:,} partial={load['partial']:,} "
+            f"busy={load['busy']:,} other={load['other']:,} errors={load['errors']:,} {load['statuses'] or ''}",
+            f"  latency ms p50={lat['p50']} p90={lat['p90']} p99={lat['p99']} max={lat['max']}; "
+            f"rejected spans {load['rejected_spans']}; load processes used {load['load_cpu_s']} CPU s",
+            f"  stored {stored['spans']:,} spans in {stored['seconds']:.1f} s from load start"
+            + (f" ({drain:.1f} s of drain)" if drain is not None else " (storage did NOT catch up)")
+            + f"; DuckDB rows after shutdown {phase['rows_in_duckdb']}",
+            f"  TEA RSS idle {rss['idle_mib']:.0f} MiB, peak during load {rss['peak_during_load_mib']:.0f} MiB, "
+            f"peak incl. drain {rss['peak_mib']:.0f} MiB; backlog peak {phase['backlog_peak_mib']:.0f} MiB; "
+            f"SIGTERM -> exit {phase['stop']['exit_code']} in {phase['stop']['stop_seconds']:.1f} s",
+        ]
+        tea_cpu = phase["tea_cpu"]["during_load"]
+        lines.append(f"  TEA CPU during load {tea_cpu['total_pct_of_one_core']}% of one core; per thread "
+                     f"{tea_cpu['threads_pct_of_one_core']}")
+        if phase.get("profile"):
+            prof = phase["profile"]
+            lines.append(f"  py-spy {phase['config']['profile']} ({prof['samples']} samples at {prof['rate_hz']} Hz): "
+                         f"threads {prof['threads_pct']}")
+            lines += [f"    {pct:5.1f}%  {name}" for name, pct in list(prof["own_time_pct"].items())[:10]]
+    for when, m in zip(("before", "after"), r["mapping"]):
+        lines.append(f"mapping {when} the load: {m['requests']} requests of {m['body_bytes']:,} B ({m['spans']:,} "
+                     f"spans), µs/span {m['us_per_span']}; stored line {m['stored_line_bytes']} B/span; "
+                     f"cpu reference {m['cpu_reference_us']} µs")
+    return "\n".join(lines)
+
+
+def _environment(argv: list[str]) -> dict:
+    env = report.environment(["python -m bench.otlp", *argv])
+    for name in ("grpcio", "protobuf", "opentelemetry-proto"):
+        env["versions"][name] = metadata.version(name)
+    return env
+
+
+def _config(args: argparse.Namespace, transport: str, work_dir: str) -> otlp_phase.Config:
+    return otlp_phase.Config(
+        duration=args.duration or (5.0 if args.quick else 15.0), processes=args.processes,
+        concurrency=args.concurrency or (8 if transport == "http" else 16), grpc_mode=args.grpc_mode,
+        channels=args.channels, drain_timeout=20.0 if args.quick else 60.0, health_poll_s=args.health_poll,
+        buffer_max=args.buffer_max, profile=args.py_spy, tea_env=dict(args.tea_env), work_dir=work_dir,
+        results_dir=args.results_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _args(argv)
+    environment = _environment(argv)
+    started = time.monotonic()
+    print("mapping ceiling (in-process) ...")
+    results: dict = {"mapping": [otlp_mapping.ceiling()], "phases": []}
+    work_dir = tempfile.mkdtemp(prefix="tea-bench-otlp-")
+    try:
+        for transport in args.transports.split(","):
+            cfg = _config(args, transport, work_dir)
+            results["phases"].append(otlp_phase.tea_phase(cfg, transport) | {"config": vars(cfg) | {"work_dir": None}})
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    results["mapping"].append(otlp_mapping.ceiling())
+    results["environment"] = environment | {"total_seconds": round(time.monotonic() - started, 1)}
+    print()
+    print(table(results))
+    print()
+    print(details(results))
+    os.makedirs(args.results_dir, exist_ok=True)
+    path = os.path.join(args.results_dir, f"otlp-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    with open(path, "w") as fh:
+        json.dump(report.strip_raw(results), fh, indent=2)
+    print(f"\nran {results['environment']['total_seconds']} s; results written to {os.path.relpath(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
