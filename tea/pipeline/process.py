@@ -25,6 +25,7 @@ from tea.types import Batch, DeadLetter, Event, encode_lines
 
 log = logging.getLogger(__name__)
 Processor = Callable[[list[Event]], Awaitable[None]]
+SLICE = 2048  # lines filtered and decoded between two yields to the event loop
 
 
 class ProcessorRunner:
@@ -53,21 +54,25 @@ class ProcessorRunner:
 
     async def submit(self, batch: Batch) -> None:
         """Hand over a committed batch; waits while the queue is full. When every processor has a
-        ``wants(line) -> bool`` predicate over an event's NDJSON line, only wanted lines are decoded."""
+        ``wants(line) -> bool`` predicate over an event's NDJSON line, only wanted lines are decoded.
+        A writer batch can hold 200 000 events: they are filtered and decoded in slices of
+        ``SLICE`` lines, yielding to the event loop between slices so requests are not held up."""
         if not self.processors:
             return
         wanted = [getattr(fn, "wants", None) for fn in self.processors.values()]
-        if all(w is not None for w in wanted):
-            lines = [line for line in batch.ndjson().split(b"\n") if line and any(w(line) for w in wanted)]  # type: ignore[misc]
-            if not lines:
-                return
-            events = Batch([b"\n".join(lines) + b"\n"], len(lines), 0, 0).events()
-        else:
-            events = batch.events()
-        async with self._room:
-            await self._room.wait_for(lambda: len(self._pending) < self.max_pending_events)
-            self._pending.extend(events)
-        self._arrived.set()
+        lines = [line for line in batch.ndjson().split(b"\n") if line]
+        for start in range(0, len(lines), SLICE):
+            part = lines[start:start + SLICE]
+            if all(w is not None for w in wanted):
+                part = [line for line in part if any(w(line) for w in wanted)]  # type: ignore[misc]
+            if part:
+                events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
+                async with self._room:
+                    await self._room.wait_for(lambda: len(self._pending) < self.max_pending_events)
+                    self._pending.extend(events)
+                self._arrived.set()
+            if start + SLICE < len(lines):
+                await asyncio.sleep(0)
 
     async def run(self) -> None:
         while True:
