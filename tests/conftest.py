@@ -127,7 +127,9 @@ class TeaProcess:
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "TEA_LOG_LEVEL": "info", "TEA_AUTH_VALIDATION": "false", **env}
+        # OTLP listeners off unless a test asks: several `tea serve` processes run side by side
+        self.env = {**os.environ, "TEA_LOG_LEVEL": "info", "TEA_AUTH_VALIDATION": "false",
+                    "TEA_OTLP__GRPC_PORT": "0", "TEA_OTLP__HTTP_PORT": "0", **env}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_ready: bool = True) -> "TeaProcess":

@@ -213,11 +213,16 @@ class _Metrics(metrics_grpc.MetricsServiceServicer):
 
 async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int) -> grpc.aio.Server:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
-                                      ("grpc.max_send_message_length", max_message_bytes)])
+                                      ("grpc.max_send_message_length", max_message_bytes),
+                                      # a taken port is an error, never a silent share with another process
+                                      ("grpc.so_reuseport", 0)])
     trace_grpc.add_TraceServiceServicer_to_server(_Trace(app), server)
     logs_grpc.add_LogsServiceServicer_to_server(_Logs(app), server)
     metrics_grpc.add_MetricsServiceServicer_to_server(_Metrics(app), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # grpcio raises this when the bind fails (older releases return 0)
+        raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}: address in use or not available") from exc
     if bound == 0:
         raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}")
     await server.start()

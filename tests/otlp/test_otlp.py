@@ -216,3 +216,29 @@ def test_traces_are_tenant_scoped(otel) -> None:
     assert httpx.get(f"{otel.url}/v1/traces/{trace_id}", headers=bearer(ADMIN_TOKEN)).status_code == 200
     span = trace_pb2.Span()  # keep the import honest: the proto classes are the real ones
     assert span.DESCRIPTOR.full_name == "opentelemetry.proto.trace.v1.Span"
+
+
+def test_a_taken_grpc_port_is_an_error_not_a_shared_listener(tmp_path) -> None:
+    """gRPC's default SO_REUSEPORT would let a second `tea serve` silently share 4317 with the first."""
+    import asyncio
+    import socket
+
+    from tea.app import TeaApp
+    from tea.receive.otlp import start_grpc
+    from tests.conftest import make_settings
+
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    app = TeaApp(make_settings(tmp_path, storage_backend="memory"))
+
+    async def attempt() -> None:
+        await start_grpc(app, "127.0.0.1", port, 4 << 20)
+
+    try:
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+            asyncio.run(attempt())
+    finally:
+        taken.close()
