@@ -71,6 +71,8 @@ class TeaApp:
         self.auth = build_chain(settings, self.tokens, self.state)
         self.limiter = Limiter(self.state, tier_limits(settings), settings.auth.limits_on_state_error)
         self.audit = AuditLog(self.storage, clock)
+        from tea.comms.registry import Registry
+        self.registry = Registry(self.storage, clock)
         stages = tuple(stage for group in self.plugins.hook.register_validators(settings=settings) for stage in group)
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
                                      max_future_skew_s=settings.max_future_skew_s, clock=clock, stages=stages)
@@ -105,13 +107,14 @@ class TeaApp:
 
     def _add_routes(self) -> None:
         from tea.auth import routes as auth
+        from tea.comms import routes as comms
         from tea.ops import admin, dlq, routes as ops
         from tea.query import analytics, export, otel_analytics, routes as query, traces
 
         for group in self.plugins.hook.register_receivers(app=self):
             for route in group:
                 self.router.add(route)
-        for module in (query, analytics, export, traces, otel_analytics, ops, admin, auth, dlq):
+        for module in (query, analytics, export, traces, otel_analytics, comms, ops, admin, auth, dlq):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.

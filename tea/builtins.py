@@ -58,7 +58,10 @@ def register_validators(settings: "Settings") -> list[Any]:
 
 @hookimpl
 def register_processors(settings: "Settings", storage: Any) -> list[Any]:
-    if not settings.otlp.analytics:
-        return []
-    from tea.receive.otlp_analytics import OtelAnalytics
-    return [("otel_analytics", OtelAnalytics(storage, settings.otlp.hash_ids))]
+    from tea.comms.activity import CommunicationActivity
+    from tea.comms.registry import Registry
+    processors: list[Any] = [("communication_activity", CommunicationActivity(Registry(storage)))]
+    if settings.otlp.analytics:
+        from tea.receive.otlp_analytics import OtelAnalytics
+        processors.append(("otel_analytics", OtelAnalytics(storage, settings.otlp.hash_ids)))
+    return processors

@@ -147,6 +147,8 @@ class EventFilter:
     status: str | None = None
     trace_id: str | None = None
     correlation_id: str | None = None
+    protocol: str | None = None
+    target: str | None = None
     start_us: int | None = None  # inclusive
     end_us: int | None = None    # exclusive
 

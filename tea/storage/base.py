@@ -102,6 +102,30 @@ class Storage(Protocol):
     async def mark_replayed(self, entry_id: str, at_us: int) -> None:
         """Record that a dead letter was replayed successfully."""
 
+    # ------------------------------------------------------------ documents and records
+    # Small mutable state (registry entities, alert rules and states) as JSON documents keyed by
+    # (kind, tenant, key); append-only logs (state transitions, registration audit, alert history)
+    # as JSON records of (kind, tenant, at). Their logic lives above storage, in plain Python.
+    async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
+        """Insert or replace one document."""
+
+    async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
+        """One document, or None."""
+
+    async def list_documents(self, kind: str, tenant_ids: tuple[str, ...] | None) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(tenant_id, key, doc)`` of every document of ``kind`` (of ``tenant_ids`` when given), by tenant and key."""
+
+    async def delete_document(self, kind: str, tenant_id: str, key: str) -> bool:
+        """Remove one document; False when there was none."""
+
+    async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Append ``(tenant_id, at_us, body)`` records."""
+
+    async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
+                            start_us: int | None = None, end_us: int | None = None,
+                            limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:
+        """``(tenant_id, at_us, body)`` records, newest first; ``filters`` match string fields of the body."""
+
     async def close(self) -> None:
         """Flush and release resources. Idempotent."""
 

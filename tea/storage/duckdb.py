@@ -78,6 +78,10 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "replayed_at BIGINT)",
     *(f"CREATE TABLE {table} (" + ", ".join(f'"{c}" {SQL_TYPES[c]}' for c in columns) + ")"
       for table, columns in TABLES.items()),
+    "CREATE TABLE documents (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, key VARCHAR NOT NULL, "
+    "doc VARCHAR NOT NULL, PRIMARY KEY (kind, tenant_id, key))",
+    'CREATE TABLE records (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, '
+    "seq BIGINT NOT NULL, body JSON NOT NULL)",
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 _TOKEN_COLUMNS = tuple(TokenRecord.__struct_fields__)
@@ -469,6 +473,81 @@ class DuckDBStorage:
     async def mark_replayed(self, entry_id: str, at_us: int) -> None:
         await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
             "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", [at_us, entry_id]))
+
+    async def communication_groups(self, kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
+        sql, params = duckdb_sql.communication_groups(kind, filter)
+        return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
+
+    # ------------------------------------------------------------ documents and records
+    async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
+        text = msgspec.json.encode(doc).decode()
+
+        def replace() -> None:
+            con = self._con
+            assert con is not None
+            con.execute("BEGIN")
+            try:  # (delete + insert: DuckDB refuses some in-place updates of indexed rows)
+                con.execute("DELETE FROM documents WHERE kind = ? AND tenant_id = ? AND key = ?", [kind, tenant_id, key])
+                con.execute("INSERT INTO documents VALUES (?, ?, ?, ?)", [kind, tenant_id, key, text])
+                con.execute("COMMIT")
+            except duckdb.Error:
+                self._rollback()
+                raise
+        await self._on_writer(replace)
+
+    async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
+        rows = await self._on_reader(lambda cur: cur.execute(
+            "SELECT doc FROM documents WHERE kind = ? AND tenant_id = ? AND key = ?", [kind, tenant_id, key]).fetchall())
+        return msgspec.json.decode(rows[0][0]) if rows else None
+
+    async def list_documents(self, kind: str, tenant_ids: tuple[str, ...] | None) -> list[tuple[str, str, dict[str, Any]]]:
+        scope, params = ("", []) if tenant_ids is None else (" AND " + tenant_clause(tenant_ids), list(tenant_ids))
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f"SELECT tenant_id, key, doc FROM documents WHERE kind = ?{scope} ORDER BY tenant_id, key",
+            [kind, *params]).fetchall())
+        return [(r[0], r[1], msgspec.json.decode(r[2])) for r in rows]
+
+    async def delete_document(self, kind: str, tenant_id: str, key: str) -> bool:
+        def delete() -> bool:
+            con = self._con
+            assert con is not None
+            row = con.execute("DELETE FROM documents WHERE kind = ? AND tenant_id = ? AND key = ? RETURNING 1",
+                              [kind, tenant_id, key]).fetchall()
+            return bool(row)
+        return await self._on_writer(delete)
+
+    async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
+        if not records:
+            return
+
+        def append() -> None:
+            con = self._con
+            assert con is not None
+            row = con.execute("SELECT COALESCE(max(seq), 0) FROM records").fetchone()
+            first = (row[0] if row else 0) + 1
+            con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?)",
+                            [[kind, t, at, first + i, msgspec.json.encode(body).decode()]
+                             for i, (t, at, body) in enumerate(records)])
+        await self._on_writer(append)
+
+    async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
+                            start_us: int | None = None, end_us: int | None = None,
+                            limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:
+        clauses, params = ["kind = ?"], [kind]
+        if tenant_ids is not None:
+            clauses.append(tenant_clause(tenant_ids))
+            params.extend(tenant_ids)
+        for key, value in (filters or {}).items():
+            clauses.append("json_extract_string(body, ?) = ?")
+            params.extend([f'$."{key}"', value])
+        for clause, value in (('"at" >= ?', start_us), ('"at" < ?', end_us)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        rows = await self._on_reader(lambda cur: cur.execute(
+            f'SELECT tenant_id, "at", CAST(body AS VARCHAR) FROM records WHERE {" AND ".join(clauses)} '
+            f'ORDER BY "at" DESC, seq DESC LIMIT ?', [*params, limit]).fetchall())
+        return [(r[0], r[1], msgspec.json.decode(r[2])) for r in rows]
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         sql, params = duckdb_sql.aggregate(spec)

@@ -34,7 +34,7 @@ def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
     clause, params = where(f)
     return f" FROM {source(f)}{clause}", params
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
+FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
             "OR status_code >= 400 OR status_code < 0)))")
 _BUCKETS = {
@@ -112,3 +112,32 @@ def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
            f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY ALL ORDER BY sum(cell_events) DESC, {order} "
            f"LIMIT ?) SELECT {outputs} FROM cells SEMI JOIN top ON {on}")
     return sql, [*params, spec.top]
+
+
+# ---------------------------------------------------------------- communication views (tea.comms.views)
+_COMM_BASE = ("SELECT epoch_us(timestamp) AS ts, protocol, source AS source_id, "
+              "json_extract_string(attributes, '$.source_type') AS source_type, target AS target_id, "
+              "json_extract_string(attributes, '$.target_type') AS target_type, CAST(duration_ms AS BIGINT) AS d, "
+              "status, COALESCE(tokens_used, 0) AS tok, CAST(round(COALESCE(cost, 0) * 10000) AS BIGINT) AS c4")
+_ERR = "count(*) FILTER (WHERE status = 'error')"
+_DUR = "CAST(COALESCE(sum(d), 0) AS BIGINT), count(d)"
+_COMM_SELECT = {
+    "health": f"SELECT protocol, count(*), count(DISTINCT source_id), count(DISTINCT target_id), {_DUR}, {_ERR} "
+              "FROM base GROUP BY protocol",
+    "pairs": f"SELECT source_id, source_type, target_id, target_type, protocol, count(*), {_DUR}, min(d), max(d), "
+             f"{_ERR}, count(DISTINCT ts // 86400000000), max(ts), CAST(sum(tok) AS BIGINT), CAST(sum(c4) AS BIGINT) "
+             "FROM base GROUP BY source_id, source_type, target_id, target_type, protocol",
+    "realtime": f"SELECT ts - ts % 60000000 AS minute, protocol, source_id, source_type, target_id, target_type, "
+                f"count(*), {_DUR}, quantile_cont(d, 0.95), {_ERR} FROM base "
+                "GROUP BY minute, protocol, source_id, source_type, target_id, target_type",
+    "matrix": f"SELECT source_id, target_id, protocol, count(*), {_DUR}, {_ERR} FROM base "
+              "GROUP BY source_id, target_id, protocol",
+    "endpoints": "SELECT id, kind, count(*), max(ts) FROM (SELECT source_id AS id, source_type AS kind, ts FROM base "
+                 "UNION ALL SELECT target_id, target_type, ts FROM base) GROUP BY id, kind",
+}
+
+
+def communication_groups(kind: str, f: EventFilter) -> tuple[str, list[Any]]:
+    """Raw groups of one communication view (shapes as ``tea.comms.views.python_groups``)."""
+    frm, params = scan(f)
+    return f"WITH base AS MATERIALIZED ({_COMM_BASE}{frm}) {_COMM_SELECT[kind]}", params

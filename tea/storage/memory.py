@@ -5,11 +5,13 @@ import itertools
 from collections import OrderedDict
 from typing import Any, AsyncIterator, ClassVar
 
+import msgspec
+
 from tea.storage import projections, pyagg
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
-_EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id")
+_EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 
 
 class MemoryStorage:
@@ -27,6 +29,8 @@ class MemoryStorage:
         self._audit: list[AuditRecord] = []
         self._dead: dict[str, DeadLetter] = {}
         self._tables: dict[str, list[dict[str, Any]]] = {}
+        self._documents: dict[tuple[str, str, str], bytes] = {}
+        self._records: dict[str, list[tuple[str, int, bytes]]] = {}
         self.evicted = 0
 
     async def open(self) -> None:
@@ -186,9 +190,42 @@ class MemoryStorage:
         return sorted(found, key=lambda d: (-d.at, d.id))[:limit]
 
     async def mark_replayed(self, entry_id: str, at_us: int) -> None:
-        import msgspec
         if entry_id in self._dead:
             self._dead[entry_id] = msgspec.structs.replace(self._dead[entry_id], replayed_at=at_us)
+
+    async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
+        self._documents[(kind, tenant_id, key)] = msgspec.json.encode(doc)  # a copy, as a database keeps
+
+    async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
+        raw = self._documents.get((kind, tenant_id, key))
+        return None if raw is None else msgspec.json.decode(raw)
+
+    async def list_documents(self, kind: str, tenant_ids: tuple[str, ...] | None) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(t, k, msgspec.json.decode(raw)) for (kd, t, k), raw in sorted(self._documents.items())
+                if kd == kind and (tenant_ids is None or t in tenant_ids)]
+
+    async def delete_document(self, kind: str, tenant_id: str, key: str) -> bool:
+        return self._documents.pop((kind, tenant_id, key), None) is not None
+
+    async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
+        kept = self._records.setdefault(kind, [])
+        kept.extend((t, at, msgspec.json.encode(body)) for t, at, body in records)
+        del kept[: max(0, len(kept) - self.max_events)]
+
+    async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
+                            start_us: int | None = None, end_us: int | None = None,
+                            limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:
+        out = []
+        for order, (t, at, raw) in enumerate(self._records.get(kind, [])):
+            if (tenant_ids is not None and t not in tenant_ids) or (start_us is not None and at < start_us) \
+                    or (end_us is not None and at >= end_us):
+                continue
+            body = msgspec.json.decode(raw)
+            if filters and any(body.get(k) != v for k, v in filters.items()):
+                continue
+            out.append((at, order, (t, at, body)))
+        out.sort(key=lambda item: (-item[0], -item[1]))
+        return [item[2] for item in out[:limit]]
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         return pyagg.aggregate(self._matching(spec.filter), spec)

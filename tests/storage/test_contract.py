@@ -181,6 +181,41 @@ def test_empty_batch_and_empty_store(backend) -> None:
     backend(scenario)
 
 
+def test_documents_are_keyed_by_kind_tenant_and_key(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        await storage.put_document("entity", "t1", "a", {"n": 1, "tags": ["x"], "nested": {"k": None}})
+        await storage.put_document("entity", "t1", "a", {"n": 2})  # replaced, not duplicated
+        await storage.put_document("entity", "t2", "a", {"n": 3})
+        await storage.put_document("rule", "t1", "a", {"n": 4})
+        assert await storage.get_document("entity", "t1", "a") == {"n": 2}
+        assert await storage.get_document("entity", "t3", "a") is None
+        assert await storage.list_documents("entity", None) == [("t1", "a", {"n": 2}), ("t2", "a", {"n": 3})]
+        assert await storage.list_documents("entity", ("t2",)) == [("t2", "a", {"n": 3})]
+        assert await storage.delete_document("entity", "t1", "a") is True
+        assert await storage.delete_document("entity", "t1", "a") is False
+        assert await storage.list_documents("entity", None) == [("t2", "a", {"n": 3})]
+        assert await storage.list_documents("rule", ("t1",)) == [("t1", "a", {"n": 4})]
+    backend(scenario)
+
+
+def test_records_are_appended_and_read_newest_first(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        await storage.append_records("audit", [("t1", T0, {"action": "registered", "i": 0}),
+                                               ("t1", T0 + 2, {"action": "updated", "i": 1}),
+                                               ("t2", T0 + 1, {"action": "registered", "i": 2})])
+        await storage.append_records("audit", [("t1", T0 + 2, {"action": "updated", "i": 3})])
+        await storage.append_records("other", [("t1", T0, {"i": 9})])
+        every = await storage.query_records("audit", tenant_ids=None)
+        assert [body["i"] for _, _, body in every] == [3, 1, 2, 0]  # same instant: later append first
+        assert [r[2]["i"] for r in await storage.query_records("audit", tenant_ids=("t1",))] == [3, 1, 0]
+        only = await storage.query_records("audit", tenant_ids=None, filters={"action": "registered"})
+        assert [(t, at, b["i"]) for t, at, b in only] == [("t2", T0 + 1, 2), ("t1", T0, 0)]
+        window = await storage.query_records("audit", tenant_ids=None, start_us=T0 + 1, end_us=T0 + 2)
+        assert [b["i"] for _, _, b in window] == [2]
+        assert len(await storage.query_records("audit", tenant_ids=None, limit=2)) == 2
+    backend(scenario)
+
+
 def test_close_is_idempotent(tmp_path: Path) -> None:
     async def scenario() -> None:
         for make in BACKENDS.values():

@@ -1,0 +1,189 @@
+"""The seed's views over ``communication_telemetry`` (CONTRACTS.md 1.5.1), over communication events.
+
+A backend computes *raw groups* — counts, integer sums, minima, maxima, exact p95 — either in its own
+SQL (``storage.communication_groups(kind, filter)``, DuckDB) or, for any other backend, here in
+Python over ``iter_events``. The seed's final arithmetic is then applied once, in Python, with exact
+decimals: ``AVG(duration_ms)::INTEGER`` and ``PERCENTILE_CONT(0.95)::INTEGER`` round half away from
+zero, ``ROUND(errors / count * 100, 2)`` and ``SUM(cost)::DECIMAL(10,2)`` likewise.
+
+Windows follow the seed: ``timestamp > now() - interval``; health 5 min per protocol, patterns 7 days,
+top pairs 24 h (top 20 by calls, ties by source, target, protocol), realtime per minute over 1 h.
+``errors`` counts status ``error`` (the seed's ``COUNT(status = 'error')`` counted every row: fixed).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import msgspec
+
+from tea.comms.records import EVENT_TYPE
+from tea.timeutil import format_us
+from tea.types import Event, EventFilter
+
+MINUTE_US = 60_000_000
+WINDOWS_US = {"health": 5 * MINUTE_US, "patterns": 7 * 24 * 60 * MINUTE_US, "top_pairs": 24 * 60 * MINUTE_US,
+              "realtime": 60 * MINUTE_US, "matrix": 60 * MINUTE_US}
+KINDS = ("health", "pairs", "realtime", "matrix", "endpoints")
+
+
+# ---------------------------------------------------------------- exact rounding, as PostgreSQL
+def round_int(total: int, n: int) -> int | None:
+    """``(total / n)::INTEGER``: half away from zero."""
+    if n == 0:
+        return None
+    q = Decimal(total) / Decimal(n)
+    return int(q.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def to_int(value: float | None) -> int | None:
+    if value is None:
+        return None
+    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def rate(errors: int, count: int) -> float | None:
+    """``ROUND(errors::NUMERIC / count * 100, 2)``."""
+    if count == 0:
+        return None
+    return float((Decimal(errors * 100) / Decimal(count)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def money(sum_e4: int) -> float:
+    """``SUM(cost)::DECIMAL(10,2)`` from the sum in units of 0.0001."""
+    return float((Decimal(sum_e4) / Decimal(10000)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def percentile_cont(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# ---------------------------------------------------------------- raw groups in Python
+def _flat(e: Event) -> tuple[Any, ...]:
+    attrs = msgspec.json.decode(e.attributes) if e.attributes else {}
+    duration = int(e.duration_ms) if e.duration_ms is not None else None
+    cost = round(e.cost * 10000) if e.cost is not None else 0
+    return (e.timestamp, e.protocol, e.source, attrs.get("source_type"), e.target, attrs.get("target_type"),
+            duration, e.status, e.tokens_used or 0, cost)
+
+
+def python_groups(kind: str, events: list[Event]) -> list[tuple[Any, ...]]:
+    rows = [_flat(e) for e in events if e.event_type == EVENT_TYPE]
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    if kind == "endpoints":
+        seen: dict[tuple[Any, ...], list[int]] = {}
+        for r in rows:
+            for key in ((r[2], r[3]), (r[4], r[5])):
+                entry = seen.setdefault(key, [0, r[0]])
+                entry[0] += 1
+                entry[1] = max(entry[1], r[0])
+        return [(k[0], k[1], v[0], v[1]) for k, v in seen.items()]
+    for r in rows:
+        if kind == "health":
+            key: tuple[Any, ...] = (r[1],)
+        elif kind == "pairs":
+            key = (r[2], r[3], r[4], r[5], r[1])
+        elif kind == "realtime":
+            key = (r[0] - r[0] % MINUTE_US, r[1], r[2], r[3], r[4], r[5])
+        elif kind == "matrix":
+            key = (r[2], r[4], r[1])
+        else:
+            raise ValueError(f"unknown view kind {kind!r}")
+        groups.setdefault(key, []).append(r)
+    out = []
+    for key, members in groups.items():
+        durations = [m[6] for m in members if m[6] is not None]
+        errors = sum(1 for m in members if m[7] == "error")
+        n, total = len(durations), sum(durations)
+        if kind == "health":
+            out.append((*key, len(members), len({m[2] for m in members}), len({m[4] for m in members}),
+                        total, n, errors))
+        elif kind == "pairs":
+            days = {datetime.fromtimestamp(m[0] / 1e6, timezone.utc).date() for m in members}
+            out.append((*key, len(members), total, n, min(durations, default=None), max(durations, default=None),
+                        errors, len(days), max(m[0] for m in members), sum(m[8] for m in members),
+                        sum(m[9] for m in members)))
+        elif kind == "realtime":
+            out.append((*key, len(members), total, n, percentile_cont([float(d) for d in durations], 0.95), errors))
+        else:
+            out.append((*key, len(members), total, n, errors))
+    return out
+
+
+async def raw_groups(storage: Any, kind: str, f: EventFilter) -> list[tuple[Any, ...]]:
+    f = replace(f, event_type=EVENT_TYPE)
+    native = getattr(storage, "communication_groups", None)
+    if native is not None:
+        return await native(kind, f)
+    events: list[Event] = []
+    async for chunk in storage.iter_events(f):
+        events.extend(chunk)
+    return python_groups(kind, events)
+
+
+# ---------------------------------------------------------------- the views
+def _since(now_us: int, view: str) -> int:
+    return now_us - WINDOWS_US[view] + 1  # timestamp > now() - interval
+
+
+async def health(storage: Any, f: EventFilter, now_us: int) -> list[dict[str, Any]]:
+    rows = await raw_groups(storage, "health", replace(f, start_us=_since(now_us, "health")))
+    return [{"protocol": p, "active_sources": s, "active_targets": t, "total_requests_5min": c,
+             "avg_duration_ms": round_int(total, n), "errors_5min": e, "error_rate": rate(e, c)}
+            for p, c, s, t, total, n, e in sorted(rows, key=lambda r: r[0] or "")]
+
+
+def _label(ident: str, kind: str | None) -> str:
+    return f"{ident} ({kind})"
+
+
+async def patterns(storage: Any, f: EventFilter, now_us: int) -> list[dict[str, Any]]:
+    rows = await raw_groups(storage, "pairs", replace(f, start_us=_since(now_us, "patterns")))
+    out = [{"source_id": r[0], "source_type": r[1], "target_id": r[2], "target_type": r[3], "protocol": r[4],
+            "total_calls": r[5], "avg_duration_ms": round_int(r[6], r[7]), "min_duration_ms": r[8],
+            "max_duration_ms": r[9], "error_count": r[10], "active_days": r[11],
+            "last_communication": format_us(r[12])} for r in rows]
+    return sorted(out, key=lambda x: (-x["total_calls"], x["source_id"], x["source_type"] or "", x["target_id"],
+                                      x["target_type"] or "", x["protocol"]))
+
+
+async def top_pairs(storage: Any, f: EventFilter, now_us: int, limit: int = 20) -> list[dict[str, Any]]:
+    rows = await raw_groups(storage, "pairs", replace(f, start_us=_since(now_us, "top_pairs")))
+    rows.sort(key=lambda r: (-r[5], r[0], r[1] or "", r[2], r[3] or "", r[4]))
+    return [{"source": _label(r[0], r[1]), "target": _label(r[2], r[3]), "protocol": r[4], "call_count": r[5],
+             "avg_duration_ms": round_int(r[6], r[7]), "total_tokens": r[13], "total_cost": money(r[14])}
+            for r in rows[:limit]]
+
+
+async def realtime(storage: Any, f: EventFilter, now_us: int) -> list[dict[str, Any]]:
+    rows = await raw_groups(storage, "realtime", replace(f, start_us=_since(now_us, "realtime")))
+    rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3] or "", r[4], r[5] or ""))
+    return [{"minute": format_us(r[0]), "protocol": r[1], "source_id": r[2], "source_type": r[3], "target_id": r[4],
+             "target_type": r[5], "request_count": r[6], "avg_duration_ms": (r[7] / r[8]) if r[8] else None,
+             "p95_duration_ms": to_int(r[9]), "error_count": r[10], "error_rate": rate(r[10], r[6])} for r in rows]
+
+
+async def matrix(storage: Any, f: EventFilter, now_us: int) -> list[dict[str, Any]]:
+    if f.start_us is None:
+        f = replace(f, start_us=_since(now_us, "matrix"))
+    rows = await raw_groups(storage, "matrix", f)
+    rows.sort(key=lambda r: (-r[3], r[0], r[1], r[2]))
+    return [{"source_id": r[0], "target_id": r[1], "protocol": r[2], "calls": r[3],
+             "avg_ms": (r[4] / r[5]) if r[5] else None, "errors": r[6]} for r in rows]
+
+
+async def endpoints(storage: Any, f: EventFilter) -> list[tuple[str, str | None, int, int]]:
+    """Every ``(id, type)`` seen as a source or a target: ``(id, type, communications, last_seen_us)``."""
+    return [tuple(r) for r in await raw_groups(storage, "endpoints", f)]  # type: ignore[misc]
+
+
+VIEWS = {"health": health, "patterns": patterns, "top-pairs": top_pairs, "realtime": realtime, "matrix": matrix}
