@@ -107,14 +107,15 @@ class TeaApp:
 
     def _add_routes(self) -> None:
         from tea.auth import routes as auth
-        from tea.comms import routes as comms
+        from tea.alerts import routes as alerts
+        from tea.comms import postgrest, routes as comms
         from tea.ops import admin, dlq, routes as ops
         from tea.query import analytics, export, otel_analytics, routes as query, traces
 
         for group in self.plugins.hook.register_receivers(app=self):
             for route in group:
                 self.router.add(route)
-        for module in (query, analytics, export, traces, otel_analytics, comms, ops, admin, auth, dlq):
+        for module in (query, analytics, export, traces, otel_analytics, comms, postgrest, alerts, ops, admin, auth, dlq):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.

@@ -1,0 +1,1 @@
+"""Alerts: rules over events and the registry, an evaluator loop, signed webhook notifications."""
