@@ -1,10 +1,11 @@
 """The seed's views over ``communication_telemetry`` (CONTRACTS.md 1.5.1), over communication events.
 
-A backend computes *raw groups* — counts, integer sums, minima, maxima, exact p95 — either in its own
+A backend computes *raw groups* — counts, integer sums, minima, maxima, the two rows p95 lies between — either in its own
 SQL (``storage.communication_groups(kind, filter)``, DuckDB) or, for any other backend, here in
 Python over ``iter_events``. The seed's final arithmetic is then applied once, in Python, with exact
 decimals: ``AVG(duration_ms)::INTEGER`` and ``PERCENTILE_CONT(0.95)::INTEGER`` round half away from
-zero, ``ROUND(errors / count * 100, 2)`` and ``SUM(cost)::DECIMAL(10,2)`` likewise.
+zero, ``ROUND(errors / count * 100, 2)`` and ``SUM(cost)::DECIMAL(10,2)`` likewise;
+``PERCENTILE_CONT(0.95)::INTEGER`` interpolates in float8 and rounds half to even, as PostgreSQL does.
 
 Windows follow the seed: ``timestamp > now() - interval``; health 5 min per protocol, patterns 7 days,
 top pairs 24 h (top 20 by calls, ties by source, target, protocol), realtime per minute over 1 h.
@@ -55,6 +56,22 @@ def rate(errors: int, count: int) -> float | None:
 def money(sum_e4: int) -> float:
     """``SUM(cost)::DECIMAL(10,2)`` from the sum in units of 0.0001."""
     return float((Decimal(sum_e4) / Decimal(10000)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def p95_positions(n: int) -> tuple[int, int]:
+    """The 0-based rows PostgreSQL's PERCENTILE_CONT(0.95) interpolates between (float8 arithmetic)."""
+    position = 0.95 * (n - 1)
+    return math.floor(position), math.ceil(position)
+
+
+def p95_int(n: int, low: float | None, high: float | None) -> int | None:
+    """``PERCENTILE_CONT(0.95)::INTEGER`` as PostgreSQL computes it: ``low + (high - low) * proportion``
+    in float8, then float8 → integer with rint() (half to even)."""
+    if n == 0 or low is None or high is None:
+        return None
+    position = 0.95 * (n - 1)
+    value = float(low) + (float(high) - float(low)) * (position - math.floor(position))
+    return int(round(value))
 
 
 def percentile_cont(values: list[float], q: float) -> float | None:
@@ -113,7 +130,10 @@ def python_groups(kind: str, events: list[Event]) -> list[tuple[Any, ...]]:
                         errors, len(days), max(m[0] for m in members), sum(m[8] for m in members),
                         sum(m[9] for m in members)))
         elif kind == "realtime":
-            out.append((*key, len(members), total, n, percentile_cont([float(d) for d in durations], 0.95), errors))
+            ordered = sorted(durations)
+            low, high = p95_positions(n) if n else (0, 0)
+            out.append((*key, len(members), total, n, ordered[low] if n else None, ordered[high] if n else None,
+                        errors))
         else:
             out.append((*key, len(members), total, n, errors))
     return out
@@ -169,7 +189,8 @@ async def realtime(storage: Any, f: EventFilter, now_us: int) -> list[dict[str, 
     rows.sort(key=lambda r: (-r[0], r[1], r[2], r[3] or "", r[4], r[5] or ""))
     return [{"minute": format_us(r[0]), "protocol": r[1], "source_id": r[2], "source_type": r[3], "target_id": r[4],
              "target_type": r[5], "request_count": r[6], "avg_duration_ms": (r[7] / r[8]) if r[8] else None,
-             "p95_duration_ms": to_int(r[9]), "error_count": r[10], "error_rate": rate(r[10], r[6])} for r in rows]
+             "p95_duration_ms": p95_int(r[8], r[9], r[10]), "error_count": r[11], "error_rate": rate(r[11], r[6])}
+            for r in rows]
 
 
 async def matrix(storage: Any, f: EventFilter, now_us: int) -> list[dict[str, Any]]:

@@ -128,7 +128,8 @@ _COMM_SELECT = {
              f"{_ERR}, count(DISTINCT ts // 86400000000), max(ts), CAST(sum(tok) AS BIGINT), CAST(sum(c4) AS BIGINT) "
              "FROM base GROUP BY source_id, source_type, target_id, target_type, protocol",
     "realtime": f"SELECT ts - ts % 60000000 AS minute, protocol, source_id, source_type, target_id, target_type, "
-                f"count(*), {_DUR}, quantile_cont(d, 0.95), {_ERR} FROM base "
+                f"count(*), {_DUR}, list_sort(list(d))[CAST(floor(0.95::DOUBLE * (count(d) - 1)) AS BIGINT) + 1], "
+                f"list_sort(list(d))[CAST(ceil(0.95::DOUBLE * (count(d) - 1)) AS BIGINT) + 1], {_ERR} FROM base "
                 "GROUP BY minute, protocol, source_id, source_type, target_id, target_type",
     "matrix": f"SELECT source_id, target_id, protocol, count(*), {_DUR}, {_ERR} FROM base "
               "GROUP BY source_id, target_id, protocol",
