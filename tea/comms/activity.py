@@ -1,9 +1,15 @@
 """Processor ``communication_activity``: committed communication events move ``last_activity``,
 ``activity_count`` and ``error_count`` of the registry entities they name (source and target, by the
 registry type of their communication type: mcp → mcp_server, workflow → n8n_workflow, external →
-service). Errors are status ``error`` or ``timeout``. One document update per entity and batch."""
+service). Errors are status ``error`` or ``timeout``. Updates are merged in memory and applied at most
+every ``flush_interval_s`` (one document update per entity per flush, however many calls named it),
+so a busy stream costs the registry a handful of writes a second. Like every processor this runs
+after the commit: a crash can lose the counts of the last interval, never the communications."""
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 import msgspec
@@ -13,6 +19,7 @@ from tea.comms.registry import COMM_TYPES, Registry
 from tea.types import Event
 
 _MARK = f'"event_type":"{EVENT_TYPE}"'.encode()
+log = logging.getLogger(__name__)
 
 
 class CommunicationActivity:
@@ -20,11 +27,35 @@ class CommunicationActivity:
     def wants(line: bytes) -> bool:
         return _MARK in line
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, flush_interval_s: float = 0.5) -> None:
         self.registry = registry
+        self.flush_interval_s = flush_interval_s
+        self._pending: dict[tuple[str, str, str], list[int]] = {}
+        self._last_flush = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def flush(self) -> None:
+        """Apply what is pending now (a processor retry re-applies nothing: merged updates are taken first)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        updates, self._pending = self._pending, {}
+        self._last_flush = time.monotonic()
+        if updates:
+            await self.registry.apply_activity({k: (v[0], v[1], v[2]) for k, v in updates.items()})
+
+    def _flush_later(self) -> None:
+        async def run() -> None:
+            try:
+                await self.flush()
+            except Exception:  # storage boundary: counted as lost, the next calls go on
+                log.exception("registry activity update failed")
+        self._timer = None
+        self._flushing = asyncio.get_running_loop().create_task(run())
 
     async def __call__(self, events: list[Event]) -> None:
-        updates: dict[tuple[str, str, str], list[int]] = {}
+        updates = self._pending
         for e in events:
             if e.event_type != EVENT_TYPE:
                 continue
@@ -38,5 +69,10 @@ class CommunicationActivity:
                 entry[0] += 1
                 entry[1] += failed
                 entry[2] = max(entry[2], e.timestamp)  # type: ignore[call-overload]
-        if updates:
-            await self.registry.apply_activity({k: (v[0], v[1], v[2]) for k, v in updates.items()})
+        if not updates:
+            return
+        wait = self.flush_interval_s - (time.monotonic() - self._last_flush)
+        if wait <= 0:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._flush_later)

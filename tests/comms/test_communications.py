@@ -157,7 +157,7 @@ def test_communications_move_registry_activity(live) -> None:
         c.post("/v1/communications", json=[A2A, MCP, MCP, N8N])
         team = wait_for(lambda: c.get("/v1/registry/team/marketing-team").json(),
                         lambda e: e["activity_count"] == 3)
-        assert team["error_count"] == 2 and team["last_activity"] is not None
+        assert team["error_count"] == 2 and team["last_activity"] is not None, (team["activity_count"], team["error_count"])
         github = c.get("/v1/registry/mcp_server/github").json()
         assert (github["activity_count"], github["error_count"]) == (2, 2)
         workflow = wait_for(lambda: c.get("/v1/registry/n8n_workflow/wf_001").json(),
