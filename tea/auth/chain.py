@@ -1,11 +1,13 @@
 """The authenticator chain, decided once at start-up.
 
 Credentials, in order: ``Authorization: Bearer <TEA_ADMIN_TOKEN>`` (bootstrap admin), an API token
-(``Bearer tk_…`` or ``X-API-Key``), a JWT (``Bearer`` with three dots). A credential of a kind no
-authenticator knows is refused; with no credential at all the request is refused too — unless
-``auth_validation`` is off (development mode), where it runs as an all-scopes principal whose
-tenant comes from the body. A request carrying ``X-Signature`` (or made with a token when
-signatures are required) must be signed: the headers are checked now, the body once it is read.
+(``Bearer tk_…`` or ``X-API-Key``), a JWT (``Bearer`` with three dots). Supabase's ``apikey`` header
+counts as the Bearer when no ``Authorization`` is sent (with both, ``Authorization`` wins, as in
+Supabase). A credential of a kind no authenticator knows is refused; with no credential at all the
+request is refused too — unless ``auth_validation`` is off (development mode), where it runs as an
+all-scopes principal whose tenant comes from the body. A request carrying ``X-Signature`` (or made
+with a token when signatures are required) must be signed: the headers are checked now, the body
+once it is read.
 """
 from __future__ import annotations
 
@@ -54,6 +56,9 @@ class AuthChain:
         bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
         if authorization and bearer is None:
             raise Unauthorized("Authorization must be 'Bearer <token>'", code="invalid_credentials")
+        if bearer is None and headers.get("apikey"):
+            # Supabase clients send the key as `apikey` (and usually as the Bearer too): the same credential
+            bearer = headers["apikey"].strip()
         api_key = headers.get("x-api-key")
         if bearer and self.admin_token and same(bearer, self.admin_token):
             return ADMIN_PRINCIPAL
