@@ -73,6 +73,8 @@ class TeaApp:
         self.audit = AuditLog(self.storage, clock)
         from tea.comms.registry import Registry
         self.registry = Registry(self.storage, clock)
+        from tea.alerts import build_alerts
+        self.alerts = build_alerts(settings, self.storage, self.registry, clock)
         stages = tuple(stage for group in self.plugins.hook.register_validators(settings=settings) for stage in group)
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
                                      max_future_skew_s=settings.max_future_skew_s, clock=clock, stages=stages)
@@ -172,6 +174,10 @@ class TeaApp:
         self._tasks.append(asyncio.create_task(self._supervise(self.writer.run(), "writer"), name="tea-writer"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
         self._tasks.append(asyncio.create_task(self.audit.run(), name="tea-audit"))
+        if self.alerts.notifier.urls:
+            self._tasks.append(asyncio.create_task(self.alerts.notifier.run(), name="tea-alert-notifier"))
+        if self.settings.alerts.enabled:
+            self._tasks.append(asyncio.create_task(self.alerts.run(), name="tea-alerts"))
         if self.processors.enabled:
             self._tasks.append(asyncio.create_task(self.processors.run(), name="tea-processors"))
         if self.settings.otlp.grpc_port:

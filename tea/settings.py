@@ -75,6 +75,16 @@ def _parse_hours_map(value: Any) -> dict[str, int]:
     return out
 
 
+def _parse_json_list(value: Any) -> tuple[dict[str, Any], ...]:
+    """A list of tables: ``[[alerts.rules]]`` in tea.toml, or a JSON array of objects in the environment."""
+    if isinstance(value, str):
+        import json
+        value = json.loads(value) if value.strip() else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
+        raise ValueError
+    return tuple(dict(v) for v in value)
+
+
 def _parse_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError
@@ -89,6 +99,7 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "str": (_parse_str, "a string"),
     "path": (_parse_str, "a path"),
     "hours_map": (_parse_hours_map, "tenant=hours pairs, e.g. acme=48,beta=0 (or a TOML table)"),
+    "json_list": (_parse_json_list, "a list of tables ([[...]] in tea.toml) or a JSON array of objects"),
 }
 
 
@@ -225,6 +236,22 @@ SETTINGS: tuple[Setting, ...] = (
             "reject = upstream's 400", choices=("accept", "reject")),
     Setting("telemetron.tenant", "str", None, "tenant of Telemetron requests that carry no credential (its "
             "clients send none); unset: Telemetron routes need a credential too", nullable=True),
+    Setting("alerts.enabled", "bool", True, "run the alert evaluator loop"),
+    Setting("alerts.interval_s", "float", 30.0, "how often alert rules are evaluated", minimum=0.01),
+    Setting("alerts.default_rules", "bool", True, "ship the seed's four rules (error rate > 5 %, no activity > 1 h, "
+            "avg latency > 1000 ms, unhealthy > 10 min)"),
+    Setting("alerts.rules", "json_list", (), "extra alert rules for every tenant: [[alerts.rules]] tables in "
+            "tea.toml or a JSON array in the environment (same shape as POST /v1/alerts/rules, with an id)"),
+    Setting("alerts.webhook_urls", "str", "", "comma list of URLs that receive alert notifications (JSON POST)"),
+    Setting("alerts.webhook_secret", "str", None, "HMAC-SHA256 key signing notifications (X-TEA-Signature); "
+            "unset: unsigned", nullable=True, secret=True),
+    Setting("alerts.webhook_timeout_s", "float", 5.0, "timeout of one webhook request", minimum=0.1),
+    Setting("alerts.webhook_retries", "int", 3, "retries of a notification after a connection error, 5xx or 429",
+            minimum=0, maximum=10),
+    Setting("alerts.webhook_backoff_s", "float", 1.0, "pause before the first retry (doubles each retry, "
+            "with jitter, at most 60 s)", minimum=0),
+    Setting("alerts.max_pending_notifications", "int", 1000, "bound of the notification queue (oldest dropped "
+            "past it)", minimum=1),
     Setting("log_level", "str", "info", "logging level", choices=("debug", "info", "warning", "error")),
     Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
     Setting("access_log", "bool", False, "log every HTTP request"),

@@ -1,8 +1,118 @@
-"""``/v1/alerts`` (placeholder: filled in by the alerts work)."""
+"""``/v1/alerts``: rules (``/v1/alerts/rules``), open alerts (``/v1/alerts/active``) and history."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tea.alerts.evaluate import HISTORY, STATES, render
+from tea.alerts.rules import Conflict, RuleBody, parse_rule
+from tea.auth.principal import READ, WRITE
+from tea.comms.routes import json_object, read_filter, write_tenant
+from tea.errors import BadRequest, NotFound
+from tea.http import Param, Request, Response, Route
+from tea.http.response import JSON, empty_response, encode_json
+from tea.http.schemas import ErrorBody, error_responses
+from tea.query.spec import check_params, int_param, text_param, time_param
+from tea.timeutil import format_us
+
+if TYPE_CHECKING:
+    from tea.app import TeaApp
+
+ALERT_STATES = ("pending", "firing", "resolved")
 
 
-def routes(app: Any) -> list[Any]:
-    return []
+def _rule(rule: dict[str, Any]) -> dict[str, Any]:
+    out = dict(rule)
+    if isinstance(out.get("created_at"), int):
+        out["created_at"] = format_us(out["created_at"])
+    return out
+
+
+def routes(app: "TeaApp") -> list[Route]:
+    store = app.alerts.rules
+
+    def tenants(request: Request) -> tuple[str, ...] | None:
+        return read_filter(app, request).tenant_ids
+
+    async def create_rule(request: Request) -> Response:
+        check_params(request, {"tenant_id"})
+        body = json_object(await request.body(app.settings.max_body_bytes))
+        tenant = write_tenant(app, request, body.pop("tenant_id", None))
+        rule = await store.create(tenant, parse_rule(body))
+        return Response(encode_json(_rule(rule)), 201, JSON)
+
+    async def list_rules(request: Request) -> Response:
+        check_params(request, {"tenant_id"})
+        api = sorted(await store.api_rules(tenants(request)), key=lambda r: (r["tenant_id"], r["id"]))
+        rules = [_rule(r) for r in (*store.globals, *api)]
+        return Response(encode_json({"rules": rules}), 200, JSON)
+
+    async def find(request: Request) -> list[dict[str, Any]]:
+        check_params(request, {"tenant_id"})
+        rule_id = request.path_params["rule_id"]
+        found = await store.find(tenants(request), rule_id)
+        if not found:
+            raise NotFound(f"no alert rule {rule_id!r}", code="rule_not_found")
+        return found
+
+    async def get_rule(request: Request) -> Response:
+        return Response(encode_json(_rule((await find(request))[0])), 200, JSON)
+
+    async def delete_rule(request: Request) -> Response:
+        found = await find(request)
+        rule = found[0]
+        if rule["source"] != "api":
+            raise Conflict(f"{rule['id']!r} is a {rule['source']} rule and cannot be deleted; turn the defaults off "
+                           "with alerts.default_rules=false, settings rules by removing them from alerts.rules",
+                           code="rule_not_deletable", details={"rule_id": rule["id"], "source": rule["source"]})
+        if len(found) > 1:
+            raise BadRequest(f"rule {rule['id']!r} exists in several tenants; name one with tenant_id",
+                             code="ambiguous_rule", details={"parameter": "tenant_id"})
+        await store.delete(rule["tenant_id"], rule["id"])  # its open alerts resolve at the next evaluation
+        return empty_response(204)
+
+    async def history(request: Request) -> Response:
+        check_params(request, {"tenant_id", "state", "rule_id", "start_time", "end_time", "limit"})
+        filters = {k: v for k in ("state", "rule_id") if (v := text_param(request, k)) is not None}
+        if filters.get("state") not in (None, *ALERT_STATES):
+            raise BadRequest(f"parameter `state` must be one of {', '.join(ALERT_STATES)}", code="invalid_parameter",
+                             details={"parameter": "state"})
+        rows = await app.storage.query_records(
+            HISTORY, tenant_ids=tenants(request), filters=filters, start_us=time_param(request, "start_time"),
+            end_us=time_param(request, "end_time"), limit=int_param(request, "limit", 100, 1, 10000))
+        alerts = [render({**body, "tenant_id": tenant, "at": at}) for tenant, at, body in rows]
+        return Response(encode_json({"alerts": alerts}), 200, JSON)
+
+    async def active(request: Request) -> Response:
+        check_params(request, {"tenant_id"})
+        docs = await app.storage.list_documents(STATES, tenants(request))
+        alerts = sorted((render({**doc, "tenant_id": tenant}) for tenant, _, doc in docs),
+                        key=lambda a: (a["tenant_id"], a["rule_id"], a["group"]))
+        return Response(encode_json({"alerts": alerts}), 200, JSON)
+
+    tenant_param = (Param("tenant_id", "admins: one tenant"),)
+    rule_param = (Param("rule_id", "the rule's id", location="path", required=True),)
+    rule_ok = {"application/json": {"type": "object"}}
+    conflict = {409: ("The id is taken, or a default/settings rule (not deletable)", {"application/json": ErrorBody})}
+    return [
+        Route("POST", "/v1/alerts/rules", create_rule,
+              "Create an alert rule: {name, kind, params, severity?, for_s?, enabled?, id?}", tags=("alerts",),
+              params=tenant_param, request_body={"application/json": RuleBody},
+              responses={201: ("The rule", rule_ok), **error_responses(400, 401, 403), **conflict}, scope=WRITE),
+        Route("GET", "/v1/alerts/rules", list_rules, "Alert rules: defaults, settings rules and the tenant's own",
+              tags=("alerts",), params=tenant_param,
+              responses={200: ("{rules}", rule_ok), **error_responses(400, 401, 403)}, scope=READ),
+        Route("GET", "/v1/alerts/rules/{rule_id}", get_rule, "One alert rule", tags=("alerts",),
+              params=rule_param + tenant_param,
+              responses={200: ("The rule", rule_ok), **error_responses(400, 401, 403, 404)}, scope=READ),
+        Route("DELETE", "/v1/alerts/rules/{rule_id}", delete_rule, "Delete an API alert rule", tags=("alerts",),
+              params=rule_param + tenant_param,
+              responses={204: ("Deleted", {}), **error_responses(400, 401, 403, 404), **conflict}, scope=WRITE),
+        Route("GET", "/v1/alerts", history, "Alert history (pending, firing, resolved transitions), newest first",
+              tags=("alerts",), params=(Param("state", "pending, firing or resolved"), Param("rule_id", "one rule"),
+                                        Param("start_time", "from (inclusive)"), Param("end_time", "until"),
+                                        Param("limit", "1 to 10000 (default 100)")) + tenant_param,
+              responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)}, scope=READ),
+        Route("GET", "/v1/alerts/active", active, "Open alerts (pending or firing)", tags=("alerts",),
+              params=tenant_param, responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)},
+              scope=READ),
+    ]
