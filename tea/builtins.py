@@ -24,6 +24,12 @@ def register_storage(settings: "Settings") -> Any:
         return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                              threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
                              max_object_bytes=settings.max_body_bytes)
+    if backend == "postgres":
+        from tea.storage.postgres import PostgresStorage
+        return PostgresStorage.from_settings(settings)
+    if backend == "clickhouse":
+        from tea.storage.clickhouse import ClickHouseStorage
+        return ClickHouseStorage.from_settings(settings)
     return None
 
 

@@ -152,7 +152,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "int", 3001, "HTTP port", minimum=0, maximum=65535),
     Setting("data_dir", "path", "./tea-data", "directory for the durable buffer and the DuckDB file"),
     Setting("config", "path", None, "path of a tea.toml settings file", nullable=True),
-    Setting("storage_backend", "str", "duckdb", "where events are stored", choices=("memory", "duckdb")),
+    Setting("storage_backend", "str", "duckdb", "where events are stored",
+            choices=("memory", "duckdb", "postgres", "clickhouse")),
+    Setting("postgres_url", "str", None, "postgres backend: libpq URL, e.g. postgresql://tea:secret@db:5432/tea "
+            "(also the seed's ANALYTICS_DATABASE_URL, or ANALYTICS_DB_USER/PASS/HOST/PORT/NAME)", secret=True,
+            nullable=True, aliases=("ANALYTICS_DATABASE_URL",)),
+    Setting("clickhouse_url", "str", None, "clickhouse backend: clickhouse://user:password@host:9000/database "
+            "(the native protocol, the server's tcp_port)", secret=True, nullable=True),
     Setting("max_events", "int", 10000, "memory backend: oldest events are evicted past this count", minimum=1),
     Setting("retention_hours", "int", None,
             "delete events older than this; 0 keeps forever; default 24 for memory, 720 for persistent backends",
@@ -393,6 +399,7 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     """Resolve every setting: flag > environment > tea.toml > default. Raises ConfigError."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
+    env = _with_analytics_db_url(env)
     by_key = {s.key: s for s in table}
     env_names: dict[str, Setting] = {}
     for setting in by_key.values():
@@ -426,6 +433,20 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     settings = Settings(values, sources, by_key.values())
     settings.warnings = warnings
     return settings
+
+
+def _with_analytics_db_url(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The seed's ANALYTICS_DB_{USER,PASS,HOST,PORT,NAME} (with its defaults) as ANALYTICS_DATABASE_URL,
+    when some of them are set and no URL is."""
+    parts = ("ANALYTICS_DB_USER", "ANALYTICS_DB_PASS", "ANALYTICS_DB_HOST", "ANALYTICS_DB_PORT", "ANALYTICS_DB_NAME")
+    if not any(name in env for name in parts) or "ANALYTICS_DATABASE_URL" in env or "TEA_POSTGRES_URL" in env:
+        return env
+    from urllib.parse import quote
+    user = quote(env.get("ANALYTICS_DB_USER", "analytics-user"), safe="")
+    password = quote(env.get("ANALYTICS_DB_PASS", "analytics-password"), safe="")
+    url = (f"postgresql://{user}:{password}@{env.get('ANALYTICS_DB_HOST', 'postgres-analytics')}:"
+           f"{env.get('ANALYTICS_DB_PORT', '5432')}/{env.get('ANALYTICS_DB_NAME', 'rhesis-analytics')}")
+    return {**env, "ANALYTICS_DATABASE_URL": url}
 
 
 def unknown_env(env: Mapping[str, str] | None = None, table: Iterable[Setting] = SETTINGS) -> list[str]:
