@@ -39,6 +39,7 @@ class WriterStats:
     last_write_s: float = 0.0
     last_error: str | None = None
     last_error_at: float | None = None
+    failing: bool = False          # the last write attempt failed: storage is unreachable or refusing
 
 
 class _DeadLetter(msgspec.Struct):
@@ -150,6 +151,7 @@ class Writer:
                 except asyncio.TimeoutError:
                     pass
                 continue
+            self.stats.failing = False
             self.stats.batches += 1
             self.stats.events_written += result.written
             self.stats.duplicates += result.duplicates
@@ -165,6 +167,7 @@ class Writer:
             return
 
     def _failed(self, exc: BaseException) -> None:
+        self.stats.failing = True
         self.stats.failures += 1
         if self.telemetry is not None:
             self.telemetry.storage_failures.inc()

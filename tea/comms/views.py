@@ -74,16 +74,6 @@ def p95_int(n: int, low: float | None, high: float | None) -> int | None:
     return int(round(value))
 
 
-def percentile_cont(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 # ---------------------------------------------------------------- raw groups in Python
 def _flat(e: Event) -> tuple[Any, ...]:
     attrs = msgspec.json.decode(e.attributes) if e.attributes else {}

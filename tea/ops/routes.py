@@ -28,6 +28,7 @@ class Health(msgspec.Struct):
     buffer_max_bytes: int
     buffer_segments: int
     writer_lag_seconds: float
+    storage: str
     ready: bool
     auth_validation: bool
     retention_hours: int
@@ -58,9 +59,16 @@ def _du(path: str) -> int:
     return total
 
 
-class Readiness(msgspec.Struct):
+class Readiness(msgspec.Struct, omit_defaults=True):
+    """``ready`` says whether this node takes traffic. A storage outage does not make it unready — the
+    durable buffer keeps acknowledging until it is full — but it is reported here."""
+
     ready: bool
     reason: str | None = None
+    storage: str = "ok"            # "ok" or "unreachable" (the writer's last attempt failed)
+    writer_lag_seconds: float = 0.0
+    buffer_bytes: int = 0
+    last_storage_error: str | None = None
 
 
 def routes(app: "TeaApp") -> list[Route]:
@@ -73,18 +81,19 @@ def routes(app: "TeaApp") -> list[Route]:
         else:
             app.storage_reachable = True
         recent_failure = stats.last_error_at is not None and time.time() - stats.last_error_at < 60
-        degraded = (recent_failure or not app.storage_reachable
+        degraded = (recent_failure or stats.failing or not app.storage_reachable
                     or app.buffer.backlog_bytes > 0.9 * app.buffer.max_bytes)
         body = Health(
             status="degraded" if degraded else "healthy", version=__version__,
             uptime_seconds=int(time.monotonic() - app.started_monotonic), events_stored=app.events_stored,
             storage_backend=app.storage.name, buffer_bytes=app.buffer.backlog_bytes,
             buffer_max_bytes=app.buffer.max_bytes, buffer_segments=app.buffer.segment_count,
-            writer_lag_seconds=round(app.writer.lag_seconds(), 3), ready=app.is_ready()[0],
+            writer_lag_seconds=round(app.writer.lag_seconds(), 3),
+            storage="unreachable" if stats.failing or not app.storage_reachable else "ok", ready=app.is_ready()[0],
             auth_validation=app.settings.auth_validation, retention_hours=app.settings.retention_hours_effective,
             events_written=stats.events_written, duplicates_skipped=stats.duplicates,
             storage_failures=stats.failures, dead_lettered=stats.dead_lettered,
-            last_storage_error=stats.last_error if recent_failure else None,
+            last_storage_error=stats.last_error if recent_failure or stats.failing else None,
             retention_last_run_at=app.retention.last_run_at, retention_purged_total=app.retention.purged_total,
             retention_last_error=app.retention.last_error, data_dir_bytes=await _disk_usage(app.settings.data_dir),
             auth="enabled" if app.settings.auth_validation else "disabled")
@@ -95,8 +104,11 @@ def routes(app: "TeaApp") -> list[Route]:
 
     async def readyz(request: Request) -> Response:
         ready, reason = app.is_ready()
-        return Response(encode_json(Readiness(ready, reason)), 200 if ready else 503, JSON,
-                        None if ready else {"retry-after": "1"})
+        stats = app.writer.stats
+        body = Readiness(ready, reason, "unreachable" if stats.failing else "ok",
+                         round(app.writer.lag_seconds(), 3), app.buffer.backlog_bytes,
+                         stats.last_error if stats.failing else None)
+        return Response(encode_json(body), 200 if ready else 503, JSON, None if ready else {"retry-after": "1"})
 
     async def openapi(request: Request) -> Response:
         return Response(app.openapi_json(), 200, JSON)
