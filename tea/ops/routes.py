@@ -59,7 +59,7 @@ def _du(path: str) -> int:
     return total
 
 
-class Readiness(msgspec.Struct, omit_defaults=True):
+class Readiness(msgspec.Struct):
     """``ready`` says whether this node takes traffic. A storage outage does not make it unready — the
     durable buffer keeps acknowledging until it is full — but it is reported here."""
 

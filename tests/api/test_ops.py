@@ -62,7 +62,9 @@ def test_readyz_waits_for_the_buffer_replay(serve, tmp_path: Path) -> None:
     storage = GatedStorage()
     live = serve(storage=storage, wait_ready=False)
     r = httpx.get(live.url + "/readyz")
-    assert r.status_code == 503 and r.json() == {"ready": False, "reason": "replaying the durable buffer into storage"}
+    body = r.json()
+    assert r.status_code == 503 and (body["ready"], body["reason"]) == (False, "replaying the durable buffer into storage")
+    assert body["buffer_bytes"] > 0 and body["storage"] == "ok"
     assert r.headers["retry-after"] == "1"
     assert httpx.post(live.url + "/v1/events", json={"event_type": "new"}).status_code == 200  # still ingesting
     storage.gate.set()
