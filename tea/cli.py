@@ -1,4 +1,4 @@
-"""The ``tea`` command: ``serve``, ``config``, ``version``."""
+"""The ``tea`` command: ``serve``, ``config``, ``migrate``, ``version``."""
 from __future__ import annotations
 
 import argparse
@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings (secrets masked) and where each comes from")
     _add_setting_flags(config)
     sub.add_parser("version", help="print the version")
+    migrate = sub.add_parser("migrate", help="postgres backend: apply the schema migrations (or print them with --sql)")
+    _add_setting_flags(migrate)
+    migrate.add_argument("--sql", action="store_true", help="print the DDL instead of applying it (no database needed)")
+    migrate.add_argument("--revision", default="head", help="migrate up to this revision (default: the newest)")
     usage = sub.add_parser("usage", help="usage and billing of a running server (GET /v1/usage)")
     usage.add_argument("--url", help="TEA's base URL (default http://TEA_HOST:TEA_PORT)")
     usage.add_argument("--tenant", help="one tenant (default: every tenant)")
@@ -180,6 +184,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from tea import migrations
+
+    if args.sql:
+        sys.stdout.write(migrations.sql(args.revision))
+        return 0
+    if settings.storage_backend != "postgres":
+        print(f"tea migrate: nothing to do for storage_backend={settings.storage_backend} (only postgres has "
+              f"migrations to run; the others migrate themselves at start)", file=sys.stderr)
+        return 0
+    if not settings.postgres_url:
+        print("tea migrate: set TEA_POSTGRES_URL (or ANALYTICS_DATABASE_URL)", file=sys.stderr)
+        return 2
+    from tea import logs
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        before = migrations.current(settings.postgres_url)
+        migrations.upgrade(settings.postgres_url, args.revision)
+        after = migrations.current(settings.postgres_url)
+    except Exception as exc:  # driver / Alembic errors: one line, not a traceback
+        print(f"tea migrate: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    print(f"schema at {after}" + (f" (was {before or 'empty'})" if before != after else " (already current)"))
+    return 0
+
+
 def cmd_plugins(settings: Settings) -> int:
     from tea.plugins import describe, make_plugin_manager
 
@@ -254,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return token_cli.run(args, settings)
     if args.command == "plugins":
         return cmd_plugins(settings)
+    if args.command == "migrate":
+        return cmd_migrate(args, settings)
     if args.command == "dlq":
         return cmd_dlq(args, settings)
     if args.command == "serve":

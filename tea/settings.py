@@ -280,6 +280,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("duckdb.path", "path", None, "DuckDB file; default <data_dir>/tea.duckdb", nullable=True),
     Setting("duckdb.threads", "int", None, "DuckDB worker threads; default: all cores", minimum=1, nullable=True),
     Setting("duckdb.memory_limit", "str", None, "DuckDB memory limit, e.g. 2GB; default: DuckDB's", nullable=True),
+    Setting("postgres.auto_migrate", "bool", True, "postgres backend: apply the schema migrations at start; "
+            "false: refuse to start on an old schema (run `tea migrate` first)"),
+    Setting("postgres.pool_max", "int", 10, "postgres backend: most connections in the pool", minimum=1),
+    Setting("clickhouse.final_reads", "bool", False, "clickhouse backend: read events with FINAL, exact even when "
+            "two nodes wrote the same event at the same instant (costs some read speed)"),
+    Setting("clickhouse.readers", "int", 4, "clickhouse backend: reader threads (one connection each)", minimum=1),
+    Setting("clickhouse.timeout_s", "float", 30.0, "clickhouse backend: send/receive timeout of a query", minimum=0.1),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}

@@ -81,6 +81,16 @@ class LiveServer:
             time.sleep(0.01)
 
 
+def wait_for(fetch: Callable[[], Any], predicate: Callable[[Any], bool], timeout_s: float = 15) -> Any:
+    """Poll ``fetch()`` until ``predicate`` holds (or the time is up); the last value either way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fetch()
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
     def factory(**overrides: Any) -> Settings:
@@ -109,9 +119,23 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
             live.stop()
 
 
-@pytest.fixture(params=["duckdb", "memory"])
+# every query endpoint's tests run on each backend; postgres and clickhouse on session-wide real servers
+BACKENDS = ["duckdb", "memory", "postgres", "clickhouse"]
+
+
+def backend_settings(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
+    """Settings overrides for ``backend``: a fresh database on the session's real server when it has one."""
+    if backend == "postgres":
+        return {"storage_backend": "postgres", "postgres_url": request.getfixturevalue("postgres_server").fresh_url()}
+    if backend == "clickhouse":
+        return {"storage_backend": "clickhouse",
+                "clickhouse_url": request.getfixturevalue("clickhouse_server").fresh_url()}
+    return {"storage_backend": backend}
+
+
+@pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, serve: Callable[..., LiveServer]) -> LiveServer:
-    return serve(storage_backend=request.param)
+    return serve(**backend_settings(request, request.param))
 
 
 @pytest.fixture
@@ -191,3 +215,4 @@ def tea_process(tmp_path: Path) -> Iterator[type]:
 
 
 from tests.auth.conftest import redis_server, secure  # noqa: E402,F401  (shared by api/ and e2e/ tests)
+from tests.services import clickhouse_server, postgres_server  # noqa: E402,F401  (session-wide real servers)

@@ -27,14 +27,28 @@ def make_duckdb(tmp_path: Path) -> Storage:
     return DuckDBStorage(str(tmp_path / "contract.duckdb"))
 
 
+def make_postgres(tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+    from tea.storage.postgres import PostgresStorage
+    return PostgresStorage(request.getfixturevalue("postgres_server").fresh_url())
+
+
+def make_clickhouse(tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+    from tea.storage.clickhouse import ClickHouseStorage
+    return ClickHouseStorage(request.getfixturevalue("clickhouse_server").fresh_url())
+
+
 BACKENDS = {"memory": make_memory, "duckdb": make_duckdb}
+SERVER_BACKENDS = {"postgres": make_postgres, "clickhouse": make_clickhouse}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=sorted(BACKENDS) + sorted(SERVER_BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Callable[[Storage], Awaitable[None]]], None]:
     def run(scenario: Callable[[Storage], Awaitable[None]]) -> None:
         async def main() -> None:
-            storage = BACKENDS[request.param](tmp_path)
+            if request.param in SERVER_BACKENDS:
+                storage = SERVER_BACKENDS[request.param](tmp_path, request)
+            else:
+                storage = BACKENDS[request.param](tmp_path)
             await storage.open()
             try:
                 await scenario(storage)
