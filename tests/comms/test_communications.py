@@ -2,13 +2,13 @@
 views through the API, tenant isolation; the activity the records give registry entities."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
 import pytest
 
 from tests.auth.conftest import bearer, create_token
+from tests.conftest import BACKENDS, backend_settings, wait_for
 
 A2A = {"protocol": "a2a", "source_id": "marketing-team", "source_type": "team", "target_id": "sales-team",
        "target_type": "team", "operation": "send_task", "status": "success", "duration_ms": 420,
@@ -22,18 +22,9 @@ N8N = {"protocol": "n8n", "source_id": "wf_001", "source_type": "workflow", "tar
        "parent_correlation_id": "c-0", "message_type": "request", "tool_category": "crm"}
 
 
-def wait_for(fetch, predicate, timeout_s: float = 15):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-@pytest.fixture(params=["duckdb", "memory"])
+@pytest.fixture(params=BACKENDS)
 def live(request, serve):  # type: ignore[no-untyped-def]
-    return serve(storage_backend=request.param, processing__batch_timeout_ms=20)
+    return serve(**backend_settings(request, request.param), processing__batch_timeout_ms=20)
 
 
 def test_rows_go_in_and_come_back_as_the_seed_wrote_them(live) -> None:
@@ -158,7 +149,8 @@ def test_communications_move_registry_activity(live) -> None:
         team = wait_for(lambda: c.get("/v1/registry/team/marketing-team").json(),
                         lambda e: e["activity_count"] == 3)
         assert team["error_count"] == 2 and team["last_activity"] is not None, (team["activity_count"], team["error_count"])
-        github = c.get("/v1/registry/mcp_server/github").json()
+        github = wait_for(lambda: c.get("/v1/registry/mcp_server/github").json(),
+                          lambda e: e["activity_count"] == 2)  # (each entity is its own storage write)
         assert (github["activity_count"], github["error_count"]) == (2, 2)
         workflow = wait_for(lambda: c.get("/v1/registry/n8n_workflow/wf_001").json(),
                             lambda e: e["activity_count"] == 1)

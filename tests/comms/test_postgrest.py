@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from tests.auth.conftest import ADMIN_TOKEN, admin_headers, create_token
+from tests.conftest import wait_for
 
 # supabase-py passes options its own postgrest client deprecates (a warning inside the library)
 pytestmark = pytest.mark.filterwarnings("ignore:The '(timeout|verify)' parameter is deprecated:DeprecationWarning")
@@ -45,15 +46,6 @@ def n8n_row(**extra: Any) -> dict[str, Any]:
             "target_type": "external", "operation": "workflow_step", "status": "success", "duration_ms": 50,
             "workflow_id": "wf_001", "workflow_name": "Onboarding", "workflow_node": "Create Account",
             "error_message": None, "correlation_id": str(uuid.uuid4()), "metadata": {}, **extra}
-
-
-def wait_for(fetch, predicate, timeout_s: float = 15):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def rows(url: str, path: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:

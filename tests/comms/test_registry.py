@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.auth.conftest import bearer, create_token
+from tests.conftest import BACKENDS, backend_settings
 
 
 def entity(entity_id: str, entity_type: str = "team", **extra) -> dict:  # type: ignore[no-untyped-def]
@@ -15,9 +16,9 @@ def entity(entity_id: str, entity_type: str = "team", **extra) -> dict:  # type:
             **extra}
 
 
-@pytest.fixture(params=["duckdb", "memory"])
+@pytest.fixture(params=BACKENDS)
 def c(request, serve):  # type: ignore[no-untyped-def]
-    live = serve(storage_backend=request.param, processing__batch_timeout_ms=20)
+    live = serve(**backend_settings(request, request.param), processing__batch_timeout_ms=20)
     with httpx.Client(base_url=live.url) as client:
         yield client
 
@@ -123,8 +124,9 @@ def test_gaps_list_missing_and_stale_entities(c) -> None:
              {"protocol": "mcp", "source_id": "known-team", "source_type": "team", "target_id": "github",
               "target_type": "mcp", "operation": "tool_call", "status": "success"}]
     assert c.post("/v1/communications", json=calls).status_code == 200
-    deadline = time.monotonic() + 15
-    while c.get("/v1/registry/team/known-team").json()["activity_count"] < 2 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 15  # (each entity's activity is its own storage write)
+    while (c.get("/v1/registry/team/known-team").json()["activity_count"] < 2
+           or c.get("/v1/registry/mcp_server/github").json()["activity_count"] < 1) and time.monotonic() < deadline:
         time.sleep(0.05)
     gaps = c.get("/v1/registry/gaps").json()["rows"]
     assert [(g["gap_type"], g["entity_identifier"]) for g in gaps] == [

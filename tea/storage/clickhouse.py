@@ -1,0 +1,494 @@
+"""The scale-out backend: several stateless TEA nodes writing to one ClickHouse server or cluster.
+
+Speaks the native protocol through clickhouse-driver, which works with both the 18.16 server Debian
+ships and current releases. The driver is synchronous: one writer thread (so this node's dedup check
+and insert never race each other) and a few reader threads, one ``Client`` per thread, all off the
+event loop. Events live in a ReplacingMergeTree partitioned by UTC day (clickhouse_sql.schema).
+
+Idempotency is exact at write time: a batch's keys are looked up in the dedup window and in-batch
+repeats dropped before the insert (as DuckDB does). Only two nodes writing the same event at the
+same instant can both pass that check; the sorting key makes such exact replays collapse when
+parts merge, and ``final_reads`` makes every read exact before that (``FINAL``).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, ClassVar, TypeVar
+
+import msgspec
+from clickhouse_driver import Client, errors
+from clickhouse_driver.util.helpers import parse_url
+
+from tea.errors import ConfigError, StorageDataError, StorageError
+from tea.storage import clickhouse_sql as sql
+from tea.storage.clickhouse_sql import lit
+from tea.storage.projections import TABLES
+from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
+                       QuerySpec, TokenRecord, TraceSummary, WriteResult)
+
+if TYPE_CHECKING:
+    from tea.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# server error codes meaning "this data is refused" (the rest are transient or bugs: retried)
+_DATA_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131})
+_EVENTS_INSERT = f"INSERT INTO events ({sql.SELECT_EVENTS}) VALUES"
+_KEYS = [("tenant_id", "String"), ("event_id", "String")]
+_OPTIONAL_SETTINGS = ("max_partitions_per_insert_block", "mutations_sync")
+
+
+class ClickHouseStorage:
+    name: ClassVar[str] = "clickhouse"
+    persistent: ClassVar[bool] = True
+
+    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, readers: int = 4,
+                 final_reads: bool = False, timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.dedup_window_us = dedup_window_us
+        self.final_reads = final_reads
+        self.timeout_s = timeout_s
+        self._host, self._kwargs = parse_url(url)
+        self._kwargs.setdefault("connect_timeout", min(timeout_s, 10.0))
+        self._kwargs.setdefault("send_receive_timeout", timeout_s)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-clickhouse-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tea-clickhouse-reader")
+        self._local = threading.local()
+        self._clients: list[Client] = []
+        self._lock = threading.Lock()
+        self._last_version = 0
+        self._supported: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "ClickHouseStorage":
+        if not settings.clickhouse_url:
+            raise ConfigError("invalid clickhouse_url=None: storage_backend=clickhouse needs TEA_CLICKHOUSE_URL "
+                              "(clickhouse://user:password@host:9000/database)")
+        return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
+                   readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
+                   timeout_s=settings.clickhouse.timeout_s)
+
+    # ----------------------------------------------------------------- connections
+    def _client(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = Client(self._host, **self._kwargs)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(client, *args)``, turning driver failures into StorageError / StorageDataError."""
+        client = self._client()
+        try:
+            return fn(client, *args)
+        except errors.ServerException as exc:
+            if exc.code in _DATA_CODES:
+                raise StorageDataError(f"clickhouse refused the data: {_first_line(exc)}") from exc
+            raise StorageError(f"clickhouse: {_first_line(exc)}") from exc
+        except (errors.TypeMismatchError, errors.TooLargeStringSize, TypeError, ValueError, OverflowError,
+                struct.error) as exc:
+            raise StorageDataError(f"clickhouse refused the data: {exc}") from exc
+        except (errors.Error, EOFError, OSError) as exc:
+            client.disconnect()  # the next call reconnects
+            raise StorageError(f"clickhouse unavailable ({self._host}): {_first_line(exc)}") from exc
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._guarded, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._guarded, fn, *args)
+
+    async def _rows(self, query: str) -> list[tuple[Any, ...]]:
+        return await self._on_reader(lambda client: client.execute(query))
+
+    def _version(self) -> int:
+        """Increasing per process (ns clock, bumped on ties): newest document/record wins."""
+        with self._lock:
+            self._last_version = max(time.time_ns(), self._last_version + 1)
+            return self._last_version
+
+    # ----------------------------------------------------------------- lifecycle
+    async def open(self) -> None:
+        await self._on_writer(self._open_sync)
+
+    def _open_sync(self, client: Client) -> None:
+        try:
+            client.execute("SELECT 1")
+        except errors.ServerException as exc:
+            if exc.code != 81:  # UNKNOWN_DATABASE: create it, as a fresh install expects
+                raise
+            client.disconnect()
+            admin = Client(self._host, **{**self._kwargs, "database": "default"})
+            try:
+                admin.execute(f"CREATE DATABASE IF NOT EXISTS `{self._kwargs['database']}`")
+            finally:
+                admin.disconnect()
+        for statement in sql.schema():
+            client.execute(statement)
+        names = ", ".join(lit(n) for n in _OPTIONAL_SETTINGS)
+        self._supported = {row[0] for row in client.execute(f"SELECT name FROM system.settings WHERE name IN ({names})")}
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._readers.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.disconnect()
+
+    # ----------------------------------------------------------------- writing
+    async def write_batch(self, batch: Batch) -> WriteResult:
+        if not batch.count:
+            return WriteResult(0, 0)
+        return await self._on_writer(self._write_sync, batch.ndjson(), batch.count)
+
+    def _write_sync(self, client: Client, data: bytes, count: int) -> WriteResult:
+        try:
+            events = _ROWS.decode(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise StorageDataError(f"clickhouse: a batch event is not canonical: {exc}") from exc
+        first: dict[tuple[str, str], _Row] = {}
+        for event in events:  # in-batch repeats: keep the earliest received
+            key = (event.tenant_id, event.event_id)
+            kept = first.get(key)
+            if kept is None or event.received_at < kept.received_at:
+                first[key] = event
+        stamps = [e.timestamp for e in first.values()]
+        known = self._existing_keys(client, list(first), min(stamps) - self.dedup_window_us,
+                                    max(stamps) + self.dedup_window_us)
+        rows = [e for k, e in first.items() if k not in known]
+        if rows:
+            settings = {"max_partitions_per_insert_block": 0} if "max_partitions_per_insert_block" in self._supported \
+                else {}
+            client.execute(_EVENTS_INSERT, _columns(rows), columnar=True, settings=settings)
+        return WriteResult(len(rows), count - len(rows))
+
+    def _existing_keys(self, client: Client, keys: list[tuple[str, str]], start_us: int,
+                       end_us: int) -> set[tuple[str, str]]:
+        tenants = sorted({k[0] for k in keys})
+        data = [{"tenant_id": t, "event_id": e} for t, e in keys]
+        rows = client.execute(sql.existing_keys(tenants, start_us, end_us, "batch_keys"),
+                              external_tables=[{"name": "batch_keys", "structure": _KEYS, "data": data}])
+        return {(t, e) for t, e in rows}
+
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
+                               exclude_tenant_ids: tuple[str, ...] = ()) -> int:
+        return await self._on_writer(self._purge_sync, cutoff_us, tenant_ids, exclude_tenant_ids)
+
+    def _purge_sync(self, client: Client, cutoff_us: int, tenant_ids: tuple[str, ...] | None,
+                    exclude_tenant_ids: tuple[str, ...]) -> int:
+        condition = sql.purge_condition(cutoff_us, tenant_ids, exclude_tenant_ids)
+        count_sql = f"SELECT count() FROM events{' FINAL' if self.final_reads else ''} WHERE {condition}"
+        doomed = client.execute(count_sql)[0][0]
+        if not doomed:
+            return 0
+        if tenant_ids is None and not exclude_tenant_ids:
+            # whole UTC days before the cutoff's day: drop their partitions (no rewrite at all)
+            cutoff_day = int(time.strftime("%Y%m%d", time.gmtime(cutoff_us // 1_000_000)))
+            parts = client.execute("SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() "
+                                   "AND table = 'events' AND active")
+            for (partition,) in parts:
+                if int(partition) < cutoff_day:
+                    client.execute(f"ALTER TABLE events DROP PARTITION {int(partition)}")
+            if not client.execute(count_sql)[0][0]:
+                return doomed
+        self._mutate(client, f"ALTER TABLE events DELETE WHERE {condition}")
+        return doomed
+
+    def _mutate(self, client: Client, statement: str) -> None:
+        """Run a mutation and wait for it (``mutations_sync`` where the server has it, else poll)."""
+        if "mutations_sync" in self._supported:
+            client.execute(statement, settings={"mutations_sync": 2})
+            return
+        client.execute(statement)
+        deadline = time.monotonic() + max(self.timeout_s, 60.0)
+        while client.execute("SELECT count() FROM system.mutations WHERE database = currentDatabase() "
+                             "AND table = 'events' AND is_done = 0")[0][0]:
+            if time.monotonic() > deadline:
+                raise StorageError("clickhouse: a retention mutation is still running")
+            time.sleep(0.05)
+
+    async def retention_overrides(self) -> dict[str, int]:
+        return {tenant: doc["hours"] for tenant, _, doc in await self.list_documents("tea.retention", None)}
+
+    async def set_retention_override(self, tenant_id: str, hours: int | None) -> None:
+        if hours is None:
+            await self.delete_document("tea.retention", tenant_id, tenant_id)
+        else:
+            await self.put_document("tea.retention", tenant_id, tenant_id, {"hours": hours})
+
+    # ----------------------------------------------------------------- reading events
+    async def query_events(self, spec: QuerySpec) -> QueryResult:
+        return await self._on_reader(self._query_sync, spec)
+
+    def _query_sync(self, client: Client, spec: QuerySpec) -> QueryResult:
+        total = client.execute(f"SELECT count(){sql.scan(spec.filter, self.final_reads)}")[0][0] \
+            if spec.with_total else None
+        a = spec.after
+        extra = [sql.after(a.timestamp, a.event_id, a.tenant_id)] if a is not None else []
+        rows = client.execute(f"SELECT {sql.SELECT_EVENTS}{sql.scan(spec.filter, self.final_reads, extra)} "
+                              f"{sql.ORDER_EVENTS} LIMIT {int(spec.limit) + 1}")
+        return QueryResult([_event(row) for row in rows[: spec.limit]], total, len(rows) > spec.limit)
+
+    async def count(self, filter: EventFilter | None = None) -> int:
+        return (await self._rows(f"SELECT count(){sql.scan(filter, self.final_reads)}"))[0][0]
+
+    async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
+        rows = await self._rows(sql.aggregate(spec, self.final_reads))
+        return [row[:-1] for row in rows]  # (the trailing column is the cell's event count)
+
+    async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
+        # its own connection, streamed block by block: at most a chunk (and a block) in memory
+        client = Client(self._host, **self._kwargs)
+        loop = asyncio.get_running_loop()
+        query = f"SELECT {sql.SELECT_EVENTS}{sql.scan(filter, self.final_reads)}"
+
+        def start() -> Any:
+            return self._guarded(lambda _: client.execute_iter(query, settings={"max_block_size": chunk_rows}))
+
+        def take(rows: Any) -> list[tuple[Any, ...]]:
+            return self._guarded(lambda _: list(itertools.islice(rows, chunk_rows)))
+        try:
+            rows = await loop.run_in_executor(self._readers, start)
+            while chunk := await loop.run_in_executor(self._readers, take, rows):
+                yield [_event(row) for row in chunk]
+        finally:
+            client.disconnect()
+
+    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+        if not event_ids:
+            return set()
+        rows = await self._rows(f"SELECT DISTINCT event_id FROM events WHERE tenant_id = {lit(tenant_id)} AND "
+                                f"timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} AND "
+                                f"{sql.in_list('event_id', event_ids)}")
+        return {row[0] for row in rows}
+
+    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
+                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
+        rows = await self._rows(sql.traces(filter, service=service, min_duration_ms=min_duration_ms, errors=errors,
+                                           limit=limit, final=self.final_reads))
+        return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5],
+                             None if not r[6] or r[8] else r[7], None if not r[6] or r[10] else r[9], tuple(r[11]))
+                for r in rows]
+
+    # ----------------------------------------------------------------- tokens, audit, dead letters
+    async def save_token(self, record: TokenRecord) -> None:
+        values = [getattr(record, c) for c in sql.TOKEN_COLUMNS]
+        values[sql.TOKEN_COLUMNS.index("secret_sealed")] = record.secret_sealed.hex()
+        await self._insert("api_tokens", (*sql.TOKEN_COLUMNS, "version"), [[*values, self._version()]])
+
+    async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
+        where = f" WHERE token_id = {lit(token_id)}" if token_id is not None else \
+            f" WHERE token_id IN (SELECT token_id FROM api_tokens WHERE token_hash = {lit(token_hash)})"
+        tokens = [_token(r[0]) for r in await self._rows(sql.latest("api_tokens", sql.TOKEN_COLUMNS, "token_id", where))]
+        found = [t for t in tokens if token_id is not None or t.token_hash == token_hash]
+        return found[0] if found else None
+
+    async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
+        where = "" if tenant_id is None else f" WHERE tenant_id = {lit(tenant_id)}"
+        tokens = [_token(r[0]) for r in await self._rows(sql.latest("api_tokens", sql.TOKEN_COLUMNS, "token_id", where))]
+        return sorted(tokens, key=lambda t: (-t.created_at, t.token_id))
+
+    async def append_audit(self, records: list[AuditRecord]) -> None:
+        rows = [[r.at, r.action, r.actor, r.tenant_id, r.remote_addr, int(r.success), r.reason,
+                 msgspec.json.encode(r.details).decode()] for r in records]
+        await self._insert("audit_log", ("at", "action", "actor", "tenant_id", "remote_addr", "success", "reason",
+                                         "details"), rows)
+
+    async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
+                          start_us: int | None = None, end_us: int | None = None,
+                          limit: int = 100) -> list[AuditRecord]:
+        clauses = [c for c, v in ((f"action = {lit(action)}", action), (f"tenant_id = {lit(tenant_id)}", tenant_id),
+                                  (f"at >= {lit(start_us)}", start_us), (f"at < {lit(end_us)}", end_us)) if v is not None]
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = await self._rows(f"SELECT at, action, actor, tenant_id, remote_addr, success, reason, details "
+                                f"FROM audit_log{where} ORDER BY at DESC LIMIT {int(limit)}")
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], msgspec.json.decode(r[7])) for r in rows]
+
+    async def add_dead_letter(self, entry: DeadLetter) -> None:
+        await self._insert("dead_letters", (*sql.DLQ_COLUMNS, "version"),
+                           [[*(getattr(entry, c) for c in sql.DLQ_COLUMNS), self._version()]])
+
+    async def _dead_letters(self, where: str = "") -> list[DeadLetter]:
+        return [DeadLetter(*r[0]) for r in await self._rows(sql.latest("dead_letters", sql.DLQ_COLUMNS, "id", where))]
+
+    async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
+        found = [d for d in await self._dead_letters() if include_replayed or d.replayed_at is None]
+        return sorted(found, key=lambda d: (-d.at, d.id))[:limit]
+
+    async def mark_replayed(self, entry_id: str, at_us: int) -> None:
+        for entry in await self._dead_letters(f" WHERE id = {lit(entry_id)}"):
+            await self.add_dead_letter(msgspec.structs.replace(entry, replayed_at=at_us))
+
+    async def _insert(self, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
+        if rows:
+            names = ", ".join(f"`{c}`" for c in columns)
+            await self._on_writer(lambda client: client.execute(f"INSERT INTO {table} ({names}) VALUES", rows))
+
+    # ----------------------------------------------------------------- analytics projections
+    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        columns = TABLES[table]
+        await self._insert(table, columns, [[_projection_value(c, row.get(c)) for c in columns] for row in rows])
+
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
+                         start_us: int | None = None, end_us: int | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        columns = TABLES[table]
+        clauses = [] if tenant_ids is None else [sql.in_list("tenant_id", tenant_ids)]
+        clauses += [f"`{key}` = {lit(value)}" for key, value in filters.items()]
+        clauses += [c for c, v in ((f"timestamp >= {lit(start_us)}", start_us), (f"timestamp < {lit(end_us)}", end_us))
+                    if v is not None]
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = await self._rows(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {table}{where} "
+                                f"ORDER BY timestamp DESC, id LIMIT {int(limit)}")
+        out = [dict(zip(columns, row)) for row in rows]
+        for row in out:
+            row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
+        return out
+
+    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
+                                since_us: int) -> list[dict[str, Any]]:
+        scope = "" if tenant_ids is None else " AND " + sql.in_list("tenant_id", tenant_ids)
+        if report == "summary":
+            return [{"table_name": t, "count": (await self._rows(f"SELECT count() FROM {t} WHERE 1{scope}"))[0][0]}
+                    for t in TABLES]
+        if report == "recent_activity":
+            rows = await self._rows(f"SELECT event_type, count() AS n, max(timestamp) FROM user_activity "
+                                    f"WHERE timestamp > {lit(since_us)}{scope} GROUP BY event_type "
+                                    f"ORDER BY n DESC, event_type")
+            return [{"event_type": r[0], "count": r[1], "latest": r[2]} for r in rows]
+        rows = await self._rows(f"SELECT endpoint, method, count() AS hits, avg(duration_ms) FROM endpoint_usage "
+                                f"WHERE timestamp > {lit(since_us)}{scope} GROUP BY endpoint, method "
+                                f"ORDER BY hits DESC, endpoint, isNull(method) DESC, method LIMIT 10")
+        return [{"endpoint": r[0], "method": r[1], "hits": r[2], "avg_duration_ms": r[3]} for r in rows]
+
+    # ------------------------------------------------------------ documents and records
+    async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
+        await self._insert("documents", ("kind", "tenant_id", "key", "doc", "deleted", "version"),
+                           [[kind, tenant_id, key, msgspec.json.encode(doc).decode(), 0, self._version()]])
+
+    async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
+        rows = await self._rows(sql.documents(kind, (tenant_id,), key))
+        return msgspec.json.decode(rows[0][2]) if rows else None
+
+    async def list_documents(self, kind: str, tenant_ids: tuple[str, ...] | None) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(r[0], r[1], msgspec.json.decode(r[2])) for r in await self._rows(sql.documents(kind, tenant_ids))]
+
+    async def delete_document(self, kind: str, tenant_id: str, key: str) -> bool:
+        if await self.get_document(kind, tenant_id, key) is None:
+            return False
+        await self._insert("documents", ("kind", "tenant_id", "key", "doc", "deleted", "version"),
+                           [[kind, tenant_id, key, "", 1, self._version()]])
+        return True
+
+    async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
+        await self._insert("records", ("kind", "tenant_id", "at", "seq", "body"),
+                           [[kind, t, at, self._version(), msgspec.json.encode(body).decode()] for t, at, body in records])
+
+    async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
+                            start_us: int | None = None, end_us: int | None = None,
+                            limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:
+        clauses = [f"kind = {lit(kind)}"] + ([] if tenant_ids is None else [sql.in_list("tenant_id", tenant_ids)])
+        clauses += [c for c, v in ((f"at >= {lit(start_us)}", start_us), (f"at < {lit(end_us)}", end_us)) if v is not None]
+        # 18.16 cannot read JSON exactly: narrow by the encoded pair in SQL, check the decoded body here
+        clauses += [f"position(body, {lit(_pair(k, v))}) > 0" for k, v in (filters or {}).items()]
+        out: list[tuple[str, int, dict[str, Any]]] = []
+        page = f"SELECT tenant_id, at, seq, body FROM records WHERE {' AND '.join(clauses)}"
+        last: tuple[int, int] | None = None
+        while len(out) < limit:
+            keyset = "" if last is None else f" AND (at < {last[0]} OR (at = {last[0]} AND seq < {last[1]}))"
+            rows = await self._rows(f"{page}{keyset} ORDER BY at DESC, seq DESC LIMIT {max(int(limit), 1000)}")
+            for tenant, at, _, text in rows:
+                body = msgspec.json.decode(text)
+                if not filters or all(body.get(k) == v for k, v in filters.items()):
+                    out.append((tenant, at, body))
+            if not filters or len(rows) < max(int(limit), 1000):
+                break
+            last = (rows[-1][1], rows[-1][2])
+        return out[:limit]
+
+
+class _Row(msgspec.Struct, gc=False):
+    """A canonical event as the writer hands it over: only its stored types (checked at ingest already).
+    Untracked by the garbage collector, which otherwise costs more than decoding a large batch."""
+
+    event_id: str
+    tenant_id: str
+    timestamp: int
+    event_type: str
+    received_at: int = 0
+    source: str | None = None
+    source_protocol: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    organization: str | None = None
+    method: str | None = None
+    target: str | None = None
+    protocol: str | None = None
+    status: str | None = None
+    status_code: int | None = None
+    duration_ms: float | None = None
+    request_size: int | None = None
+    response_size: int | None = None
+    tokens_used: int | None = None
+    cost: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    correlation_id: str | None = None
+    tags: list[str] = []
+    attributes: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_ROWS = msgspec.json.Decoder(list[_Row])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _pair(key: str, value: Any) -> str:
+    return msgspec.json.encode(key).decode() + ":" + msgspec.json.encode(value).decode()
+
+
+def _columns(events: list[_Row]) -> list[list[Any]]:
+    out = [[getattr(e, c) for e in events] for c in COLUMNS[:-1]]
+    out.append([bytes(e.attributes).decode() for e in events])
+    return out
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    values = dict(zip(COLUMNS, row))
+    values["attributes"] = msgspec.Raw(values["attributes"].encode())
+    return Event(**values)
+
+
+def _token(values: tuple[Any, ...]) -> TokenRecord:
+    record = dict(zip(sql.TOKEN_COLUMNS, values))
+    record["secret_sealed"] = bytes.fromhex(record["secret_sealed"])
+    record["scopes"] = list(record["scopes"])
+    return TokenRecord(**record)
+
+
+def _projection_value(column: str, value: Any) -> Any:
+    if column == "event_metadata":
+        return None if value is None else msgspec.json.encode(value).decode()
+    if column == "id":
+        return str(value)
+    return value
