@@ -19,7 +19,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", dest="data_dir", help="data directory (TEA_DATA_DIR, default ./tea-data)")
     parser.add_argument("--config", help="a tea.toml settings file (TEA_CONFIG)")
     parser.add_argument("--storage-backend", dest="storage_backend",
-                        help="memory or duckdb (TEA_STORAGE_BACKEND, default duckdb)")
+                        help="memory, duckdb, postgres or clickhouse (TEA_STORAGE_BACKEND, default duckdb)")
     parser.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (TEA_LOG_LEVEL)")
     parser.add_argument("--otlp-grpc-port", dest="otlp.grpc_port",
                         help="OTLP/gRPC port, 0 disables (TEA_OTLP__GRPC_PORT, default 4317)")
