@@ -7,6 +7,7 @@ import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -19,10 +20,24 @@ from tea.types import Agg, AggregateSpec, Batch, Event, EventFilter
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z (a Thursday)
 HOUR = 3_600_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-BACKENDS = ("memory", "duckdb")
+BACKENDS = ("memory", "duckdb", "postgres", "clickhouse")
+_FRESH: dict[str, Any] = {}  # backend -> a function giving a fresh database URL on the session's server
+
+
+@pytest.fixture(autouse=True)
+def _server_backends(request: pytest.FixtureRequest) -> None:
+    kind = getattr(getattr(request.node, "callspec", None), "params", {}).get("kind")
+    if kind in ("postgres", "clickhouse"):
+        _FRESH[kind] = request.getfixturevalue(f"{kind}_server").fresh_url
 
 
 def open_storage(kind: str, path: Path):
+    if kind == "postgres":
+        from tea.storage.postgres import PostgresStorage
+        return PostgresStorage(_FRESH[kind]())
+    if kind == "clickhouse":
+        from tea.storage.clickhouse import ClickHouseStorage
+        return ClickHouseStorage(_FRESH[kind]())
     return MemoryStorage(max_events=10**7) if kind == "memory" else DuckDBStorage(str(path / "agg.duckdb"))
 
 
