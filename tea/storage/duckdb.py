@@ -19,6 +19,7 @@ import msgspec
 
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql
+from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import SQL_TYPES, TABLES
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
@@ -84,7 +85,6 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "seq BIGINT NOT NULL, body JSON NOT NULL)",
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
-_TOKEN_COLUMNS = tuple(TokenRecord.__struct_fields__)
 
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
 _JSON_TYPES = {name: kind.replace(" NOT NULL", "") for name, kind in COLUMN_TYPES.items()}
@@ -323,7 +323,7 @@ class DuckDBStorage:
         return await self._on_reader(self._count_sync, filter)
 
     async def save_token(self, record: TokenRecord) -> None:
-        values = [getattr(record, c) for c in _TOKEN_COLUMNS]
+        values = [getattr(record, c) for c in TOKEN_COLUMNS]
         marks = ", ".join("?" * len(values))
 
         def replace() -> None:  # (DuckDB cannot upsert a row whose other UNIQUE column changes)
@@ -332,7 +332,7 @@ class DuckDBStorage:
             con.execute("BEGIN")
             try:
                 con.execute("DELETE FROM api_tokens WHERE token_id = ?", [record.token_id])
-                con.execute(f"INSERT INTO api_tokens ({', '.join(_TOKEN_COLUMNS)}) VALUES ({marks})", values)
+                con.execute(f"INSERT INTO api_tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({marks})", values)
                 con.execute("COMMIT")
             except duckdb.Error:
                 self._rollback()
@@ -342,15 +342,15 @@ class DuckDBStorage:
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
         column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
         rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM api_tokens WHERE {column} = ?", [value]).fetchall())
-        return _token(rows[0]) if rows else None
+            f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens WHERE {column} = ?", [value]).fetchall())
+        return token_from_row(rows[0]) if rows else None
 
     async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
         where_tenant, params = (" WHERE tenant_id = ?", [tenant_id]) if tenant_id is not None else ("", [])
         rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM api_tokens{where_tenant} ORDER BY created_at DESC, token_id",
+            f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens{where_tenant} ORDER BY created_at DESC, token_id",
             params).fetchall())
-        return [_token(row) for row in rows]
+        return [token_from_row(row) for row in rows]
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
         rows = [[r.at, r.action, r.actor, r.tenant_id, r.remote_addr, r.success, r.reason,
@@ -584,13 +584,6 @@ def _sql_value(column: str, value: Any) -> Any:
     if column == "event_metadata":
         return None if value is None else msgspec.json.encode(value).decode()
     return value
-
-
-def _token(row: tuple[Any, ...]) -> TokenRecord:
-    values = dict(zip(_TOKEN_COLUMNS, row))
-    values["secret_sealed"] = bytes(values["secret_sealed"])
-    values["scopes"] = list(values["scopes"])
-    return TokenRecord(**values)
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

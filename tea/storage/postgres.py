@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tea.errors import ConfigError, StorageDataError, StorageError
 from tea.storage import postgres_sql as q
+from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import TABLES
 from tea.timebuckets import DAY_US
 from tea.timeutil import now_us
@@ -54,7 +55,6 @@ _COPY_CHUNK = 1 << 20
 _LOCK_TIMEOUT = "5s"  # creating or dropping a partition waits this long for readers, then retries later
 _BOUND = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
-_TOKEN_COLUMNS = tuple(TokenRecord.__struct_fields__)
 
 
 def partition_name(day_us: int) -> str:
@@ -315,21 +315,21 @@ class PostgresStorage:
 
     # ----------------------------------------------------------------- tokens, audit, dead letters
     async def save_token(self, record: TokenRecord) -> None:
-        values = [getattr(record, c) for c in _TOKEN_COLUMNS]
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _TOKEN_COLUMNS[1:])
-        await self._run(f"INSERT INTO api_tokens ({', '.join(_TOKEN_COLUMNS)}) VALUES "
+        values = [getattr(record, c) for c in TOKEN_COLUMNS]
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in TOKEN_COLUMNS[1:])
+        await self._run(f"INSERT INTO api_tokens ({', '.join(TOKEN_COLUMNS)}) VALUES "
                         f"({', '.join(['%s'] * len(values))}) ON CONFLICT (token_id) DO UPDATE SET {updates}", values)
 
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
         column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
-        rows = await self._fetch(f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM api_tokens WHERE {column} = %s", [value])
-        return _token(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens WHERE {column} = %s", [value])
+        return token_from_row(rows[0]) if rows else None
 
     async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
         where_tenant, params = (" WHERE tenant_id = %s", [tenant_id]) if tenant_id is not None else ("", [])
-        rows = await self._fetch(f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM api_tokens{where_tenant} "
+        rows = await self._fetch(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens{where_tenant} "
                                  f"ORDER BY created_at DESC, token_id", params)
-        return [_token(r) for r in rows]
+        return [token_from_row(r) for r in rows]
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
         if not records:
@@ -479,13 +479,6 @@ class PostgresStorage:
 
 def _json_text(value: Any) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
-
-
-def _token(row: tuple[Any, ...]) -> TokenRecord:
-    values = dict(zip(_TOKEN_COLUMNS, row))
-    values["secret_sealed"] = bytes(values["secret_sealed"])
-    values["scopes"] = list(values["scopes"])
-    return TokenRecord(**values)
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:
