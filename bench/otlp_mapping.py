@@ -41,8 +41,24 @@ def ceiling(requests: int = 300, rounds: int = 3) -> dict:
     map_s, events = _best(rounds, lambda m: list(pb_spans(m, False)), messages)
     encode_s, lines = _best(rounds, encode_lines, events)
     per_span = {"parse": parse_s / spans * 1e6, "map": map_s / spans * 1e6, "encode": encode_s / spans * 1e6}
+    native = _native(rounds, bodies, spans)
+    if native is not None:  # tea._otlpfast: map + normalise + encode in one call, from the bytes
+        per_span["native"] = native
     return {"cpu_reference_us": cpu_reference_us(), "requests": requests, "spans": spans,
             "body_bytes": sum(map(len, bodies)) // requests, "stored_line_bytes": sum(map(len, lines)) // spans,
             "us_per_span": {k: round(v, 2) for k, v in per_span.items()},
             "spans_per_s": {k: round(1e6 / v) for k, v in per_span.items()},
-            "parse_map_encode_spans_per_s": round(1e6 / sum(per_span.values()))}
+            "parse_map_encode_spans_per_s": round(1e6 / sum(v for k, v in per_span.items() if k != "native"))}
+
+
+def _native(rounds: int, bodies: list[bytes], spans: int) -> float | None:
+    """µs per span of ``tea.receive.otlp.map_native`` (the native mapper incl. normalisation and NDJSON),
+    or None when tea._otlpfast is not built."""
+    from tea.auth.principal import SCOPES, Principal
+    from tea.pipeline.normalise import Normaliser
+    from tea.receive.otlp import NATIVE_AVAILABLE, map_native
+    if not NATIVE_AVAILABLE:
+        return None
+    normaliser, admin = Normaliser(), Principal(tenant_id=None, scopes=frozenset(SCOPES))
+    seconds, out = _best(rounds, lambda body: map_native(normaliser, body, admin), bodies)
+    return seconds / spans * 1e6 if all(m is not None for m in out) else None

@@ -236,6 +236,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("otlp.max_message_bytes", "size", 4 * MiB, "largest OTLP message (gRPC and HTTP)", minimum=1024),
     Setting("otlp.analytics", "bool", True, "route OTLP spans into the seed's user_activity / endpoint_usage / "
             "feature_usage tables (processor otel_analytics)"),
+    Setting("otlp.native", "bool", True, "map protobuf trace exports with the native mapper (tea._otlpfast) when "
+            "it is built; anything it does not reproduce exactly falls back to the Python mapper"),
     Setting("otlp.hash_ids", "bool", False, "hash user.id / organization.id (sha256[:16]) in those tables unless "
             "they already are such a hash"),
     Setting("telemetry_kit.duplicates", "str", "accept", "an all-duplicate (retried) batch: accept = 200, "

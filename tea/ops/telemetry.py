@@ -46,6 +46,9 @@ class Telemetry:
         self.retention_purged = Counter("tea_retention_purged_events_total", "Events deleted by retention",
                                         registry=r)
         self.retention_runs = Counter("tea_retention_runs_total", "Retention job runs", ["result"], registry=r)
+        self.otlp_trace_requests = Counter(
+            "tea_otlp_trace_requests_total", "OTLP protobuf trace requests by mapper: native, fallback (the native "
+            "mapper left it to Python) or python (native off or not built)", ["mapper"], registry=r)
         self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
                             ["method", "result"], registry=r)
         self.do_not_track = Counter("tea_do_not_track_total", "Requests answered 204 for DNT: 1", ["protocol"],

@@ -46,17 +46,33 @@ class Ingestor:
         if do_not_track and accepted:  # (a batch with nothing valid is still a 400, to surface client bugs)
             t.child(t.do_not_track, source_protocol).inc()
             return Outcome([], errors, decoded.total, True)
-        if accepted and principal is not None and self.limiter is not None:
-            try:
-                await self.limiter.events(principal, len(accepted))
-            except RateLimited as exc:
-                t.child(t.events_rejected, source_protocol, exc.code).inc(len(accepted))
-                raise
         if accepted:
-            try:
-                await self.buffer.append(encode_lines(accepted), len(accepted), low, high)
-            except Unavailable as exc:
-                t.child(t.events_rejected, source_protocol, exc.code).inc(len(accepted))
-                raise
-            t.child(t.events_accepted, source_protocol).inc(len(accepted))
+            await self._make_durable(encode_lines(accepted), len(accepted), low, high, source_protocol, principal)
         return Outcome(accepted, errors, decoded.total)
+
+    async def submit_encoded(self, ndjson: bytes, accepted: int, total: int, errors: list[ItemError], low: int,
+                             high: int, source_protocol: str, principal: Principal | None = None) -> None:
+        """``submit`` for events a receiver already normalised and encoded as NDJSON (the native OTLP mapper):
+        the same counters, limits and durable append, without building events."""
+        t = self.telemetry
+        t.child(t.events_received, source_protocol).inc(total)
+        for error in errors:
+            t.child(t.events_rejected, source_protocol, error.error).inc()
+        if accepted:
+            await self._make_durable(ndjson, accepted, low, high, source_protocol, principal)
+
+    async def _make_durable(self, ndjson: bytes, count: int, low: int, high: int, source_protocol: str,
+                            principal: Principal | None) -> None:
+        t = self.telemetry
+        if principal is not None and self.limiter is not None:
+            try:
+                await self.limiter.events(principal, count)
+            except RateLimited as exc:
+                t.child(t.events_rejected, source_protocol, exc.code).inc(count)
+                raise
+        try:
+            await self.buffer.append(ndjson, count, low, high)
+        except Unavailable as exc:
+            t.child(t.events_rejected, source_protocol, exc.code).inc(count)
+            raise
+        t.child(t.events_accepted, source_protocol).inc(count)

@@ -23,11 +23,19 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_sv
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 
 from tea.auth.principal import WRITE, Principal
-from tea.errors import BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized, UnsupportedMediaType
+from tea.errors import (BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized, Unavailable,
+                        UnsupportedMediaType)
 from tea.http import Request, Response, Route
+from tea.pipeline.normalise import ItemError, Normaliser
 from tea.receive import otlp_map
 from tea.receive.decode import Decoded
+from tea.timeutil import MAX_US, format_us
 from tea.types import Event
+
+try:  # the optional C extension (setup.py); without it every request takes the Python mapper
+    from tea import _otlpfast
+except ImportError:  # pragma: no cover - depends on the build
+    _otlpfast = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from tea.app import TeaApp
@@ -67,20 +75,142 @@ async def ingest(app: "TeaApp", signal: Signal, events: list[Event], principal: 
         return 0, ""
     outcome = await app.ingestor.submit(Decoded(events, None, [], len(events)), "otlp", principal,
                                         timestamps_us=True)
-    if not outcome.errors:
+    return _refused(signal, outcome.errors)
+
+
+def _refused(signal: Signal, errors: list[ItemError]) -> tuple[int, str]:
+    if not errors:
         return 0, ""
-    first = outcome.errors[0]
-    return len(outcome.errors), f"{len(outcome.errors)} {signal.name} refused; first: {first.error}: {first.message}"
+    first = errors[0]
+    return len(errors), f"{len(errors)} {signal.name} refused; first: {first.error}: {first.message}"
+
+
+# ------------------------------------------------------------------ the native trace mapper
+# The message layouts tea/_otlpfast.c reads: (message, field name, number, protobuf type). If the
+# installed opentelemetry-proto differs in any of them, the native mapper is not used.
+_NATIVE_LAYOUT = {
+    "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest": (("resource_spans", 1, 11),),
+    "opentelemetry.proto.trace.v1.ResourceSpans": (("resource", 1, 11), ("scope_spans", 2, 11),
+                                                   ("schema_url", 3, 9)),
+    "opentelemetry.proto.resource.v1.Resource": (("attributes", 1, 11), ("dropped_attributes_count", 2, 13),
+                                                 ("entity_refs", 3, 11)),
+    "opentelemetry.proto.trace.v1.ScopeSpans": (("scope", 1, 11), ("spans", 2, 11), ("schema_url", 3, 9)),
+    "opentelemetry.proto.common.v1.InstrumentationScope": (("name", 1, 9), ("version", 2, 9), ("attributes", 3, 11),
+                                                           ("dropped_attributes_count", 4, 13)),
+    "opentelemetry.proto.trace.v1.Span": (
+        ("trace_id", 1, 12), ("span_id", 2, 12), ("trace_state", 3, 9), ("parent_span_id", 4, 12), ("flags", 16, 7),
+        ("name", 5, 9), ("kind", 6, 14), ("start_time_unix_nano", 7, 6), ("end_time_unix_nano", 8, 6),
+        ("attributes", 9, 11), ("dropped_attributes_count", 10, 13), ("events", 11, 11),
+        ("dropped_events_count", 12, 13), ("links", 13, 11), ("dropped_links_count", 14, 13), ("status", 15, 11)),
+    "opentelemetry.proto.trace.v1.Span.Event": (("time_unix_nano", 1, 6), ("name", 2, 9), ("attributes", 3, 11),
+                                                ("dropped_attributes_count", 4, 13)),
+    "opentelemetry.proto.trace.v1.Status": (("message", 2, 9), ("code", 3, 14)),
+    "opentelemetry.proto.common.v1.KeyValue": (("key", 1, 9), ("value", 2, 11), ("key_strindex", 3, 5)),
+    "opentelemetry.proto.common.v1.AnyValue": (
+        ("string_value", 1, 9), ("bool_value", 2, 8), ("int_value", 3, 3), ("double_value", 4, 1),
+        ("array_value", 5, 11), ("kvlist_value", 6, 11), ("bytes_value", 7, 12), ("string_value_strindex", 8, 5)),
+    "opentelemetry.proto.common.v1.ArrayValue": (("values", 1, 11),),
+    "opentelemetry.proto.common.v1.KeyValueList": (("values", 1, 11),),
+}
+
+
+def _layout_matches() -> bool:
+    pool = trace_svc.ExportTraceServiceRequest.DESCRIPTOR.file.pool
+    try:
+        return all(tuple((f.name, f.number, f.type) for f in pool.FindMessageTypeByName(name).fields) == fields
+                   for name, fields in _NATIVE_LAYOUT.items())
+    except KeyError:
+        return False
+
+
+NATIVE_AVAILABLE = _otlpfast is not None and _layout_matches()
+
+
+@dataclass
+class Mapped:
+    """What the native mapper made of one ExportTraceServiceRequest: the buffer's NDJSON of the accepted
+    spans, their count and timestamp range, and the refused spans as the Normaliser reports them."""
+
+    ndjson: bytes
+    accepted: int
+    total: int
+    low: int
+    high: int
+    errors: list[ItemError]
+
+
+def map_native(normaliser: Normaliser, body: bytes, principal: Principal | None,
+               source_protocol: str = "otlp") -> Mapped | None:
+    """The spans of ``body`` (a serialized ExportTraceServiceRequest the protobuf runtime accepted),
+    normalised and encoded exactly as ``pb_spans`` + ``Normaliser`` + ``encode_lines`` would; None when
+    the native mapper is unavailable or leaves this request to the Python path."""
+    if not NATIVE_AVAILABLE or normaliser.stages:
+        return None
+    admin = principal is not None and principal.is_admin
+    only = principal.tenant_id if principal is not None and not principal.is_admin else None
+    now = normaliser.clock()
+    max_future = normaliser.max_future_us
+    latest = min(now + max_future if max_future is not None else MAX_US, 2**64 - 1)
+    if not 0 <= now < 2**64 or latest < 0:
+        return None
+    result = _otlpfast.map_traces(body, admin, only or normaliser.default_tenant, only, now, latest, MAX_US,
+                                  source_protocol)
+    if result is None:
+        return None
+    ndjson, accepted, total, low, high, rejections = result
+    errors = []
+    for index, code, event_id, detail in rejections:
+        if code == "forbidden_tenant":
+            message, field = f"this credential cannot write to tenant {detail!r}", "tenant_id"
+        elif code == "clock_skew":
+            message, field = (f"timestamp {format_us(detail)} is more than {max_future // 1_000_000} s in the future "
+                              f"(server time {format_us(now)})", "timestamp")  # type: ignore[operator]
+        else:
+            message, field = "timestamp in epoch milliseconds is out of range", "timestamp"
+        errors.append(ItemError(index, code, message, event_id, field))
+    return Mapped(ndjson, accepted, total, low, high, errors)
+
+
+async def ingest_mapped(app: "TeaApp", signal: Signal, mapped: Mapped, principal: Principal) -> tuple[int, str]:
+    """Spans the native mapper already normalised and encoded, into the one durable path."""
+    if not mapped.total:
+        return 0, ""
+    await app.ingestor.submit_encoded(mapped.ndjson, mapped.accepted, mapped.total, mapped.errors, mapped.low,
+                                      mapped.high, "otlp", principal)
+    return _refused(signal, mapped.errors)
+
+
+def _mapper_counter(app: "TeaApp", path: str):  # type: ignore[no-untyped-def]
+    return app.telemetry.child(app.telemetry.otlp_trace_requests, path)
+
+
+async def ingest_traces_pb(app: "TeaApp", signal: Signal, message: Any, body: bytes | None,
+                           principal: Principal) -> tuple[int, str]:
+    """A parsed protobuf ExportTraceServiceRequest (``body``: its bytes, if at hand): the native mapper
+    when it is on and handles the request, else the Python one."""
+    if NATIVE_AVAILABLE and app.settings.otlp.native and not app.ingestor.normaliser.stages:
+        mapped = map_native(app.ingestor.normaliser, body if body is not None else message.SerializeToString(),
+                            principal)
+        if mapped is not None:
+            _mapper_counter(app, "native").inc()
+            return await ingest_mapped(app, signal, mapped, principal)
+        _mapper_counter(app, "fallback").inc()
+    else:
+        _mapper_counter(app, "python").inc()
+    return await ingest(app, signal, list(signal.from_pb(message, principal.is_admin)), principal)
+
+
+def parse_pb(signal: Signal, body: bytes) -> Any:
+    try:
+        return signal.request.FromString(body)
+    except DecodeError as exc:
+        raise BadRequest(f"invalid OTLP protobuf: {exc}", code="invalid_protobuf") from None
 
 
 def events_from(signal: Signal, body: bytes, media_type: str, principal: Principal) -> list[Event]:
     from_resource = principal.is_admin  # only admins (and dev mode) may name the tenant in the resource
     if media_type == PROTOBUF:
-        try:
-            message = signal.request.FromString(body)
-        except DecodeError as exc:
-            raise BadRequest(f"invalid OTLP protobuf: {exc}", code="invalid_protobuf") from None
-        return list(signal.from_pb(message, from_resource))
+        return list(signal.from_pb(parse_pb(signal, body), from_resource))
     try:
         document = _json.decode(body)
         if not isinstance(document, dict):
@@ -130,8 +260,13 @@ def http_routes(app: "TeaApp") -> list[Route]:
                     raise UnsupportedMediaType("OTLP/HTTP takes application/x-protobuf or application/json")
                 await app.admit(request, WRITE)
                 body = await request.body(app.settings.otlp.max_message_bytes)
-                events = events_from(signal, body, media_type, request.state["principal"])
-                rejected, message = await ingest(app, signal, events, request.state["principal"])
+                if signal.name == "traces" and media_type == PROTOBUF:
+                    # parsed first: the protobuf runtime decides what is valid, the native mapper only maps
+                    rejected, message = await ingest_traces_pb(app, signal, parse_pb(signal, body), body,
+                                                               request.state["principal"])
+                else:
+                    events = events_from(signal, body, media_type, request.state["principal"])
+                    rejected, message = await ingest(app, signal, events, request.state["principal"])
             except ClientError as exc:
                 return _status_response(exc, media_type)
             return _ok_response(signal, rejected, message, media_type)
@@ -179,8 +314,11 @@ def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
             if not principal.can(WRITE):
                 raise Forbidden("this needs the events:write scope")
             await app.limiter.request(principal)
-            events = list(signal.from_pb(request, principal.is_admin))
-            rejected, message = await ingest(app, signal, events, principal)
+            if signal.name == "traces":
+                rejected, message = await ingest_traces_pb(app, signal, request, None, principal)
+            else:
+                events = list(signal.from_pb(request, principal.is_admin))
+                rejected, message = await ingest(app, signal, events, principal)
         except Unauthorized as exc:
             app.audit.record("auth_failure", success=False, reason=exc.message, remote_addr=meta.client, path="grpc")
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)

@@ -1,0 +1,1170 @@
+/* tea._otlpfast: the native fast path for OTLP trace exports.
+
+   map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol)
+   takes the bytes of a serialized ExportTraceServiceRequest that the protobuf runtime has already
+   accepted, and returns the NDJSON of the normalised span events exactly as
+   tea.receive.otlp_map.pb_spans + tea.pipeline.normalise.Normaliser (without stages) +
+   tea.types.encode_lines would produce them:
+
+       (ndjson: bytes, accepted: int, total: int, low: int, high: int,
+        rejections: list[(index, code, event_id, detail)])
+
+   or None ("not handled") for anything it does not reproduce exactly (duplicate attribute keys,
+   deep AnyValue nesting, float token counts, missing ids, a repeated singular sub-message,
+   malformed or surprising wire data, ...): the caller then runs the Python path on the same request.
+   ``detail`` is the timestamp in µs (invalid_timestamp, clock_skew) or the tenant (forbidden_tenant);
+   the caller builds the error messages.
+
+   The input is untrusted: every read is bounds-checked, varints are at most 10 bytes, lengths are
+   checked against what remains, AnyValue nesting is limited to MAX_DEPTH, and the output is capped.
+   Strings are validated as strict UTF-8 and escaped like msgspec's JSON encoder. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 16
+#define MAX_OUTPUT ((size_t)1 << 30)  /* 1 GiB of NDJSON per request, then "not handled" */
+#define NH (-1)                       /* not handled */
+
+/* ------------------------------------------------------------------ output buffer */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static int buf_grow(Buf *b, size_t extra) {
+    if (extra > MAX_OUTPUT || b->len > MAX_OUTPUT - extra) return NH;
+    size_t need = b->len + extra;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (!p) return NH;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int put(Buf *b, const void *s, size_t n) {
+    if (b->cap - b->len < n && buf_grow(b, n)) return NH;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+#define PUTS(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+static inline int putch(Buf *b, char c) {
+    if (b->cap == b->len && buf_grow(b, 1)) return NH;
+    b->p[b->len++] = c;
+    return 0;
+}
+
+static int put_u64(Buf *b, uint64_t v) {
+    char tmp[24];
+    int i = 24;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(b, tmp + i, (size_t)(24 - i));
+}
+
+static int put_i64(Buf *b, int64_t v) {
+    if (v < 0) {
+        if (putch(b, '-')) return NH;
+        return put_u64(b, (uint64_t)0 - (uint64_t)v);
+    }
+    return put_u64(b, (uint64_t)v);
+}
+
+/* msgspec's float format: Python's repr digits, but decimal notation for exponents -5..15 and
+   exponents written without '+' or leading zeros; nan and infinities as null. */
+static int put_double(Buf *b, double x) {
+    if (!isfinite(x)) return PUTS(b, "null");
+    char *s = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!s) {
+        PyErr_Clear();
+        return NH;
+    }
+    int rc = 0;
+    char *e = strchr(s, 'e');
+    if (!e) {
+        rc = put(b, s, strlen(s));
+    } else {
+        char *q = e + 1;
+        int neg_exp = 0;
+        if (*q == '+') q++;
+        else if (*q == '-') { neg_exp = 1; q++; }
+        while (*q == '0' && q[1]) q++;
+        long exp = strtol(q, NULL, 10);
+        if (neg_exp) exp = -exp;
+        if (exp == -5) {
+            /* mantissa d[.ddd] -> 0.0000d[ddd] */
+            char *m = s;
+            if (*m == '-') { rc |= putch(b, '-'); m++; }
+            rc |= PUTS(b, "0.0000");
+            for (; m < e; m++)
+                if (*m != '.') rc |= putch(b, *m);
+        } else {
+            rc |= put(b, s, (size_t)(e - s));
+            rc |= putch(b, 'e');
+            if (neg_exp) rc |= putch(b, '-');
+            rc |= put(b, q, strlen(q));
+        }
+    }
+    PyMem_Free(s);
+    return rc ? NH : 0;
+}
+
+/* ------------------------------------------------------------------ UTF-8 and JSON strings */
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). Returns the number of code points or -1. */
+static Py_ssize_t utf8_count(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    Py_ssize_t cps = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return -1;
+            i += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return -1;
+            if (c == 0xE0 && s[i + 1] < 0xA0) return -1;  /* overlong */
+            if (c == 0xED && s[i + 1] >= 0xA0) return -1; /* surrogate */
+            i += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 ||
+                (s[i + 3] & 0xC0) != 0x80)
+                return -1;
+            if (c == 0xF0 && s[i + 1] < 0x90) return -1;  /* overlong */
+            if (c == 0xF4 && s[i + 1] >= 0x90) return -1; /* > U+10FFFF */
+            i += 4;
+        } else {
+            return -1;
+        }
+        cps++;
+    }
+    return cps;
+}
+
+/* Byte length of the first `limit` code points of valid UTF-8 (Python's s[:limit]). */
+static size_t utf8_prefix(const uint8_t *s, size_t n, size_t limit) {
+    size_t i = 0, cps = 0;
+    while (i < n && cps < limit) {
+        uint8_t c = s[i];
+        i += c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        cps++;
+    }
+    return i > n ? n : i;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* JSON string as msgspec writes it; the text must already be valid UTF-8. */
+static int put_json_str_valid(Buf *b, const uint8_t *s, size_t n) {
+    if (buf_grow(b, n + 2)) return NH;
+    b->p[b->len++] = '"';
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (put(b, s + start, i - start)) return NH;
+        start = i + 1;
+        char esc[6];
+        switch (c) {
+        case '"': if (PUTS(b, "\\\"")) return NH; break;
+        case '\\': if (PUTS(b, "\\\\")) return NH; break;
+        case '\b': if (PUTS(b, "\\b")) return NH; break;
+        case '\t': if (PUTS(b, "\\t")) return NH; break;
+        case '\n': if (PUTS(b, "\\n")) return NH; break;
+        case '\f': if (PUTS(b, "\\f")) return NH; break;
+        case '\r': if (PUTS(b, "\\r")) return NH; break;
+        default:
+            esc[0] = '\\'; esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = HEX[c >> 4]; esc[5] = HEX[c & 15];
+            if (put(b, esc, 6)) return NH;
+        }
+    }
+    if (put(b, s + start, n - start)) return NH;
+    return putch(b, '"');
+}
+
+static int put_hex_str(Buf *b, const uint8_t *s, size_t n) {
+    if (n > (MAX_OUTPUT / 2) || buf_grow(b, 2 * n + 2)) return NH;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        *o++ = HEX[s[i] >> 4];
+        *o++ = HEX[s[i] & 15];
+    }
+    *o++ = '"';
+    b->len += 2 * n + 2;
+    return 0;
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* base64 text (no quotes) */
+static int put_b64(Buf *b, const uint8_t *s, size_t n) {
+    size_t out = (n + 2) / 3 * 4;
+    if (n > MAX_OUTPUT || buf_grow(b, out)) return NH;
+    char *o = b->p + b->len;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8) | s[i + 2];
+        *o++ = B64[v >> 18]; *o++ = B64[(v >> 12) & 63]; *o++ = B64[(v >> 6) & 63]; *o++ = B64[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        *o++ = B64[v >> 18]; *o++ = B64[(v >> 12) & 63]; *o++ = '='; *o++ = '=';
+    } else if (n - i == 2) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8);
+        *o++ = B64[v >> 18]; *o++ = B64[(v >> 12) & 63]; *o++ = B64[(v >> 6) & 63]; *o++ = '=';
+    }
+    b->len += out;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ protobuf reading */
+typedef struct {
+    const uint8_t *p, *end;
+} Rd;
+
+static inline int rd_varint(Rd *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (r->p >= r->end) return NH;
+        uint8_t c = *r->p++;
+        if (i == 9 && c > 1) return NH; /* more than 64 bits */
+        v |= (uint64_t)(c & 0x7F) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return NH;
+}
+
+static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
+    uint64_t v;
+    if (rd_varint(r, &v)) return NH;
+    if (v > 0xFFFFFFFFull || (v >> 3) == 0) return NH;
+    *field = (uint32_t)(v >> 3);
+    *wt = (int)(v & 7);
+    return 0;
+}
+
+static inline int rd_len(Rd *r, const uint8_t **p, size_t *n) {
+    uint64_t v;
+    if (rd_varint(r, &v)) return NH;
+    if (v > (uint64_t)(r->end - r->p)) return NH;
+    *p = r->p;
+    *n = (size_t)v;
+    r->p += v;
+    return 0;
+}
+
+static inline int rd_fixed64(Rd *r, uint64_t *out) {
+    if (r->end - r->p < 8) return NH;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | r->p[i];
+    r->p += 8;
+    *out = v;
+    return 0;
+}
+
+static int rd_skip(Rd *r, int wt) {
+    uint64_t v;
+    const uint8_t *p;
+    size_t n;
+    switch (wt) {
+    case 0: return rd_varint(r, &v);
+    case 1: if (r->end - r->p < 8) return NH; r->p += 8; return 0;
+    case 2: return rd_len(r, &p, &n);
+    case 5: if (r->end - r->p < 4) return NH; r->p += 4; return 0;
+    default: return NH; /* groups and invalid wire types */
+    }
+}
+
+/* ------------------------------------------------------------------ AnyValue and KeyValue */
+enum { V_NONE, V_STR, V_BOOL, V_INT, V_DBL, V_ARR, V_KV, V_BYTES };
+
+typedef struct {
+    int type;
+    const uint8_t *s; /* STR, BYTES: the bytes; ARR, KV: the sub-message */
+    size_t n;
+    int64_t i;        /* BOOL, INT; ARR, KV: number of entries */
+    double d;
+} Val;
+
+typedef struct {
+    const uint8_t *k;
+    size_t kn;
+    Val v;
+} KV;
+
+typedef struct {
+    KV *a;
+    size_t n, cap;
+} KVVec;
+
+static int count_entries(const uint8_t *p, size_t n, int64_t *count) {
+    Rd r = {p, p + n};
+    int64_t c = 0;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            const uint8_t *q;
+            size_t m;
+            if (wt != 2 || rd_len(&r, &q, &m)) return NH;
+            c++;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    *count = c;
+    return 0;
+}
+
+static int parse_anyvalue(const uint8_t *p, size_t n, Val *v) {
+    Rd r = {p, p + n};
+    int seen = 0;
+    v->type = V_NONE;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        uint64_t u;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f >= 1 && f <= 7 && seen++) return NH; /* a oneof set twice: merge rules, leave it to Python */
+        switch (f) {
+        case 1:
+            if (wt != 2 || rd_len(&r, &v->s, &v->n)) return NH;
+            if (utf8_count(v->s, v->n) < 0) return NH;
+            v->type = V_STR;
+            break;
+        case 2:
+            if (wt != 0 || rd_varint(&r, &u)) return NH;
+            v->type = V_BOOL;
+            v->i = u != 0;
+            break;
+        case 3:
+            if (wt != 0 || rd_varint(&r, &u)) return NH;
+            v->type = V_INT;
+            v->i = (int64_t)u;
+            break;
+        case 4:
+            if (wt != 1 || rd_fixed64(&r, &u)) return NH;
+            v->type = V_DBL;
+            memcpy(&v->d, &u, 8);
+            break;
+        case 5:
+        case 6:
+            if (wt != 2 || rd_len(&r, &v->s, &v->n)) return NH;
+            v->type = f == 5 ? V_ARR : V_KV;
+            if (count_entries(v->s, v->n, &v->i)) return NH;
+            break;
+        case 7:
+            if (wt != 2 || rd_len(&r, &v->s, &v->n)) return NH;
+            v->type = V_BYTES;
+            break;
+        default:
+            return NH; /* string_value_strindex or a future member of the oneof */
+        }
+    }
+    return 0;
+}
+
+static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
+    Rd r = {p, p + n};
+    int have_value = 0;
+    kv->k = (const uint8_t *)"";
+    kv->kn = 0;
+    kv->v.type = V_NONE;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (wt != 2 || rd_len(&r, &kv->k, &kv->kn)) return NH;
+        } else if (f == 2) {
+            if (wt != 2 || have_value++ || rd_len(&r, &q, &m)) return NH;
+            if (parse_anyvalue(q, m, &kv->v)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    if (utf8_count(kv->k, kv->kn) < 0) return NH;
+    return 0;
+}
+
+static int kv_push(KVVec *vec, const uint8_t *p, size_t n) {
+    if (vec->n == vec->cap) {
+        size_t cap = vec->cap ? vec->cap * 2 : 64;
+        if (cap > ((size_t)1 << 26)) return NH;
+        KV *a = PyMem_Realloc(vec->a, cap * sizeof(KV));
+        if (!a) return NH;
+        vec->a = a;
+        vec->cap = cap;
+    }
+    if (parse_keyvalue(p, n, &vec->a[vec->n])) return NH;
+    vec->n++;
+    return 0;
+}
+
+static uint64_t fnv(const uint8_t *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Any duplicate key in vec[start:]? Python's dicts keep the first position with the last value;
+   that case is left to Python. Returns 1 on duplicates (or allocation failure), 0 otherwise. */
+static int has_duplicates(KVVec *vec, size_t start) {
+    size_t n = vec->n - start;
+    KV *a = vec->a + start;
+    if (n <= 16) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (a[i].kn == a[j].kn && memcmp(a[i].k, a[j].k, a[i].kn) == 0) return 1;
+        return 0;
+    }
+    size_t size = 64;
+    while (size < 2 * n) size *= 2;
+    uint32_t *table = PyMem_Calloc(size, sizeof(uint32_t));
+    if (!table) return 1;
+    int dup = 0;
+    for (size_t i = 0; i < n && !dup; i++) {
+        size_t h = (size_t)fnv(a[i].k, a[i].kn) & (size - 1);
+        while (table[h]) {
+            KV *o = &a[table[h] - 1];
+            if (o->kn == a[i].kn && memcmp(o->k, a[i].k, a[i].kn) == 0) {
+                dup = 1;
+                break;
+            }
+            h = (h + 1) & (size - 1);
+        }
+        table[h] = (uint32_t)(i + 1);
+    }
+    PyMem_Free(table);
+    return dup;
+}
+
+static int find(KVVec *vec, size_t start, size_t end, const char *key, Val **out) {
+    size_t kn = strlen(key);
+    for (size_t i = start; i < end; i++) {
+        KV *kv = &vec->a[i];
+        if (kv->kn == kn && memcmp(kv->k, key, kn) == 0) {
+            *out = &kv->v;
+            return 1;
+        }
+    }
+    *out = NULL;
+    return 0;
+}
+
+/* attrs.get(key): NULL for a missing key or a None value */
+static Val *get(KVVec *vec, size_t start, size_t end, const char *key) {
+    Val *v;
+    find(vec, start, end, key, &v);
+    return v && v->type != V_NONE ? v : NULL;
+}
+
+static int truthy(const Val *v) {
+    if (!v) return 0;
+    switch (v->type) {
+    case V_STR: case V_BYTES: return v->n > 0;
+    case V_BOOL: case V_INT: case V_ARR: case V_KV: return v->i != 0;
+    case V_DBL: return v->d != 0.0;
+    default: return 0;
+    }
+}
+
+static Val *or2(Val *a, Val *b) { return truthy(a) ? a : b; }
+
+/* Python's str(value) (also format(value, "")): strings, ints, bools, bytes (already base64 text);
+   floats, lists and dicts are left to Python. */
+static int put_str_of(Buf *b, const Val *v) {
+    switch (v->type) {
+    case V_STR: return put(b, v->s, v->n);
+    case V_BYTES: return put_b64(b, v->s, v->n);
+    case V_INT: return put_i64(b, v->i);
+    case V_BOOL: return v->i ? PUTS(b, "True") : PUTS(b, "False");
+    default: return NH;
+    }
+}
+
+static int write_value(Buf *b, KVVec *vec, const Val *v, int depth);
+
+static int write_object(Buf *b, KVVec *vec, size_t start, int depth) {
+    if (has_duplicates(vec, start)) return NH;
+    if (putch(b, '{')) return NH;
+    for (size_t i = start; i < vec->n; i++) {
+        if (i > start && putch(b, ',')) return NH;
+        KV *kv = &vec->a[i];
+        if (put_json_str_valid(b, kv->k, kv->kn) || putch(b, ':')) return NH;
+        Val v = kv->v; /* vec may move while writing nested values */
+        if (write_value(b, vec, &v, depth)) return NH;
+    }
+    return putch(b, '}');
+}
+
+static int write_value(Buf *b, KVVec *vec, const Val *v, int depth) {
+    switch (v->type) {
+    case V_NONE: return PUTS(b, "null");
+    case V_STR: return put_json_str_valid(b, v->s, v->n);
+    case V_BOOL: return v->i ? PUTS(b, "true") : PUTS(b, "false");
+    case V_INT: return put_i64(b, v->i);
+    case V_DBL: return put_double(b, v->d);
+    case V_BYTES:
+        if (putch(b, '"') || put_b64(b, v->s, v->n)) return NH;
+        return putch(b, '"');
+    case V_ARR:
+    case V_KV: {
+        if (depth >= MAX_DEPTH) return NH;
+        Rd r = {v->s, v->s + v->n};
+        size_t start = vec->n;
+        int first = 1, rc = 0;
+        if (v->type == V_ARR && putch(b, '[')) return NH;
+        while (r.p < r.end && !rc) {
+            uint32_t f;
+            int wt;
+            const uint8_t *q;
+            size_t m;
+            if (rd_tag(&r, &f, &wt)) { rc = NH; break; }
+            if (f != 1) {
+                rc = rd_skip(&r, wt);
+                continue;
+            }
+            if (wt != 2 || rd_len(&r, &q, &m)) { rc = NH; break; }
+            if (v->type == V_ARR) {
+                Val item;
+                if (parse_anyvalue(q, m, &item)) { rc = NH; break; }
+                if (!first) rc |= putch(b, ',');
+                first = 0;
+                rc |= write_value(b, vec, &item, depth + 1);
+            } else {
+                rc = kv_push(vec, q, m);
+            }
+        }
+        if (!rc) {
+            if (v->type == V_ARR) rc = putch(b, ']');
+            else rc = write_object(b, vec, start, depth + 1);
+        }
+        vec->n = start;
+        return rc;
+    }
+    default: return NH;
+    }
+}
+
+/* ------------------------------------------------------------------ the request */
+typedef struct {
+    KVVec vec;
+    Buf out, resource, scratch;
+    PyObject *rejections;
+    /* inputs */
+    int tenant_from_resource;
+    const char *default_tenant, *only_tenant, *source_protocol;
+    Py_ssize_t default_tenant_n, only_tenant_n, source_protocol_n;
+    uint64_t now, latest, max_us;
+    /* per resource */
+    int has_source, has_tenant;
+    Buf source, tenant;
+    /* results */
+    Py_ssize_t total, accepted;
+    uint64_t low, high;
+} Ctx;
+
+static const char *KINDS[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+
+static int add_rejection(Ctx *c, Py_ssize_t index, const char *code, const Buf *event_id, PyObject *detail) {
+    if (!detail) return NH;
+    PyObject *eid = PyUnicode_DecodeUTF8(event_id->p, (Py_ssize_t)event_id->len, "strict");
+    if (!eid) {
+        Py_DECREF(detail);
+        return NH;
+    }
+    PyObject *t = Py_BuildValue("(nsNN)", index, code, eid, detail);
+    if (!t) return NH;
+    int rc = PyList_Append(c->rejections, t);
+    Py_DECREF(t);
+    return rc ? NH : 0;
+}
+
+/* the members of a Span a span event needs */
+typedef struct {
+    const uint8_t *trace_id, *span_id, *parent, *name, *status_message;
+    size_t trace_id_n, span_id_n, parent_n, name_n, status_message_n;
+    int32_t kind, status_code;
+    uint64_t start, end;
+    size_t attrs_start, attrs_end;
+    const uint8_t **events;
+    size_t *events_n;
+    size_t n_events, cap_events;
+} Span;
+
+static int parse_status(Span *s, const uint8_t *p, size_t n) {
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        uint64_t u;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 2) {
+            if (wt != 2 || rd_len(&r, &s->status_message, &s->status_message_n)) return NH;
+        } else if (f == 3) {
+            if (wt != 0 || rd_varint(&r, &u)) return NH;
+            s->status_code = (int32_t)(uint32_t)u;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return utf8_count(s->status_message, s->status_message_n) < 0 ? NH : 0;
+}
+
+static int write_span_events(Ctx *c, Span *s) {
+    Buf *b = &c->out;
+    if (PUTS(b, ",\"span.events\":[")) return NH;
+    for (size_t e = 0; e < s->n_events; e++) {
+        Rd r = {s->events[e], s->events[e] + s->events_n[e]};
+        const uint8_t *name = (const uint8_t *)"";
+        size_t name_n = 0;
+        uint64_t t = 0;
+        size_t start = c->vec.n;
+        while (r.p < r.end) {
+            uint32_t f;
+            int wt;
+            const uint8_t *q;
+            size_t m;
+            if (rd_tag(&r, &f, &wt)) return NH;
+            if (f == 1) {
+                if (wt != 1 || rd_fixed64(&r, &t)) return NH;
+            } else if (f == 2) {
+                if (wt != 2 || rd_len(&r, &name, &name_n)) return NH;
+            } else if (f == 3) {
+                if (wt != 2 || rd_len(&r, &q, &m) || kv_push(&c->vec, q, m)) return NH;
+            } else if (rd_skip(&r, wt)) {
+                return NH;
+            }
+        }
+        Val *dummy;
+        if (find(&c->vec, start, c->vec.n, "name", &dummy) || find(&c->vec, start, c->vec.n, "time_unix_nano", &dummy))
+            return NH; /* {"name": ..., **attrs} would overwrite in place */
+        if (utf8_count(name, name_n) < 0) return NH;
+        if (e && putch(b, ',')) return NH;
+        if (PUTS(b, "{\"name\":") || put_json_str_valid(b, name, name_n) || PUTS(b, ",\"time_unix_nano\":") ||
+            put_u64(b, t))
+            return NH;
+        if (c->vec.n > start) {
+            /* write_object writes "{...}": splice its members after ours */
+            size_t mark = b->len;
+            if (write_object(b, &c->vec, start, 0)) return NH;
+            /* replace the '{' at mark by ',' */
+            b->p[mark] = ',';
+            b->len--; /* drop the closing '}' */
+        }
+        if (putch(b, '}')) return NH;
+        c->vec.n = start;
+    }
+    return putch(b, ']');
+}
+
+/* One span -> one NDJSON line (or a rejection). */
+static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
+    Span s;
+    memset(&s, 0, sizeof s);
+    s.trace_id = s.span_id = s.parent = s.name = s.status_message = (const uint8_t *)"";
+    const uint8_t *evs_local[16];
+    size_t evn_local[16];
+    s.events = evs_local;
+    s.events_n = evn_local;
+    s.cap_events = 16;
+    int rc = 0, have_status = 0;
+    const uint8_t **evs_heap = NULL;
+    size_t *evn_heap = NULL;
+    s.attrs_start = c->vec.n;
+    Rd r = {p, p + n};
+    Py_ssize_t index = c->total++;
+
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        uint64_t u;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) goto nh;
+        switch (f) {
+        case 1: if (wt != 2 || rd_len(&r, &s.trace_id, &s.trace_id_n)) goto nh; break;
+        case 2: if (wt != 2 || rd_len(&r, &s.span_id, &s.span_id_n)) goto nh; break;
+        case 4: if (wt != 2 || rd_len(&r, &s.parent, &s.parent_n)) goto nh; break;
+        case 5: if (wt != 2 || rd_len(&r, &s.name, &s.name_n)) goto nh; break;
+        case 6: if (wt != 0 || rd_varint(&r, &u)) goto nh; s.kind = (int32_t)(uint32_t)u; break;
+        case 7: if (wt != 1 || rd_fixed64(&r, &s.start)) goto nh; break;
+        case 8: if (wt != 1 || rd_fixed64(&r, &s.end)) goto nh; break;
+        case 9:
+            if (wt != 2 || rd_len(&r, &q, &m) || kv_push(&c->vec, q, m)) goto nh;
+            break;
+        case 11:
+            if (wt != 2 || rd_len(&r, &q, &m)) goto nh;
+            if (s.n_events == s.cap_events) {
+                size_t cap = s.cap_events * 2;
+                if (cap > ((size_t)1 << 24)) goto nh;
+                const uint8_t **a = PyMem_Malloc(cap * sizeof(*a));
+                size_t *an = PyMem_Malloc(cap * sizeof(*an));
+                if (!a || !an) { PyMem_Free(a); PyMem_Free(an); goto nh; }
+                memcpy(a, s.events, s.n_events * sizeof(*a));
+                memcpy(an, s.events_n, s.n_events * sizeof(*an));
+                PyMem_Free(evs_heap);
+                PyMem_Free(evn_heap);
+                s.events = evs_heap = a;
+                s.events_n = evn_heap = an;
+                s.cap_events = cap;
+            }
+            s.events[s.n_events] = q;
+            s.events_n[s.n_events++] = m;
+            break;
+        case 15:
+            if (wt != 2 || have_status++ || rd_len(&r, &q, &m) || parse_status(&s, q, m)) goto nh;
+            break;
+        default:
+            if (rd_skip(&r, wt)) goto nh;
+        }
+    }
+    s.attrs_end = c->vec.n;
+    if (!s.trace_id_n || !s.span_id_n) goto nh; /* the event id would be a random UUIDv7 */
+    if (utf8_count(s.name, s.name_n) < 0) goto nh;
+    KVVec *vec = &c->vec;
+    size_t a0 = s.attrs_start, a1 = s.attrs_end;
+    if (has_duplicates(vec, a0)) goto nh;
+    {
+        Val *dummy;
+        if (find(vec, a0, a1, "span.name", &dummy) || find(vec, a0, a1, "span.kind", &dummy) ||
+            find(vec, a0, a1, "scope", &dummy) || find(vec, a0, a1, "span.events", &dummy))
+            goto nh; /* overwritten in place by pb_spans */
+    }
+
+    /* normalise: timestamp, skew, tenant */
+    uint64_t us = s.start / 1000;
+    Buf *eid = &c->scratch;
+    eid->len = 0;
+    if (buf_grow(eid, 2 * (s.trace_id_n + s.span_id_n))) goto nh;
+    for (size_t i = 0; i < s.trace_id_n; i++) {
+        eid->p[eid->len++] = HEX[s.trace_id[i] >> 4];
+        eid->p[eid->len++] = HEX[s.trace_id[i] & 15];
+    }
+    for (size_t i = 0; i < s.span_id_n; i++) {
+        eid->p[eid->len++] = HEX[s.span_id[i] >> 4];
+        eid->p[eid->len++] = HEX[s.span_id[i] & 15];
+    }
+    if (us > c->max_us) {
+        if (add_rejection(c, index, "invalid_timestamp", eid, PyLong_FromUnsignedLongLong(us))) goto nh;
+        goto done;
+    }
+    if (us > c->latest) {
+        if (add_rejection(c, index, "clock_skew", eid, PyLong_FromUnsignedLongLong(us))) goto nh;
+        goto done;
+    }
+    if (c->tenant_from_resource && c->has_tenant) {
+        if ((c->tenant.len && c->tenant.p[0] == '_') ||
+            (c->only_tenant && ((size_t)c->only_tenant_n != c->tenant.len ||
+                                memcmp(c->only_tenant, c->tenant.p, c->tenant.len)))) {
+            if (add_rejection(c, index, "forbidden_tenant", eid,
+                              PyUnicode_DecodeUTF8(c->tenant.p, (Py_ssize_t)c->tenant.len, "strict")))
+                goto nh;
+            goto done;
+        }
+    }
+
+    /* semantic conventions, as span_event */
+    Val *http_method = or2(get(vec, a0, a1, "http.request.method"), get(vec, a0, a1, "http.method"));
+    Val *route = or2(or2(get(vec, a0, a1, "http.route"), get(vec, a0, a1, "url.path")),
+                     get(vec, a0, a1, "http.target"));
+    Val *mcp = or2(get(vec, a0, a1, "mcp.method.name"), get(vec, a0, a1, "gen_ai.tool.name"));
+    Val *code;
+    if (!find(vec, a0, a1, "http.response.status_code", &code) && !find(vec, a0, a1, "http.status_code", &code))
+        find(vec, a0, a1, "rpc.grpc.status_code", &code);
+    Val *t_in = get(vec, a0, a1, "gen_ai.usage.input_tokens");
+    Val *t_out = get(vec, a0, a1, "gen_ai.usage.output_tokens");
+    Val *user = or2(get(vec, a0, a1, "enduser.id"), get(vec, a0, a1, "user.id"));
+    Val *session = or2(get(vec, a0, a1, "mcp.session.id"), get(vec, a0, a1, "session.id"));
+    Val *error_type = get(vec, a0, a1, "error.type");
+
+    Buf *b = &c->out;
+    size_t line_start = b->len;
+    if (PUTS(b, "{\"event_type\":\"span\",\"event_id\":\"") || put(b, eid->p, eid->len) ||
+        PUTS(b, "\",\"tenant_id\":"))
+        goto nh;
+    if (c->tenant_from_resource && c->has_tenant) {
+        if (put_json_str_valid(b, (const uint8_t *)c->tenant.p, c->tenant.len)) goto nh;
+    } else if (put_json_str_valid(b, (const uint8_t *)c->default_tenant, (size_t)c->default_tenant_n)) {
+        goto nh;
+    }
+    if (PUTS(b, ",\"timestamp\":") || put_u64(b, us) || PUTS(b, ",\"received_at\":") || put_u64(b, c->now))
+        goto nh;
+    if (c->has_source &&
+        (PUTS(b, ",\"source\":") || put_json_str_valid(b, (const uint8_t *)c->source.p, c->source.len)))
+        goto nh;
+    if (PUTS(b, ",\"source_protocol\":") ||
+        put_json_str_valid(b, (const uint8_t *)c->source_protocol, (size_t)c->source_protocol_n))
+        goto nh;
+
+    /* _str(value): None stays None, else str(value)[:1024] */
+#define PUT_STR_FIELD(label, val)                                                        \
+    if (val) {                                                                           \
+        Buf *t = &c->scratch;                                                            \
+        t->len = 0;                                                                      \
+        if (put_str_of(t, val)) goto nh;                                                 \
+        size_t keep = utf8_prefix((const uint8_t *)t->p, t->len, 1024);                  \
+        if (PUTS(b, label) || put_json_str_valid(b, (const uint8_t *)t->p, keep)) goto nh; \
+    }
+    PUT_STR_FIELD(",\"user_id\":", user)
+    PUT_STR_FIELD(",\"session_id\":", session)
+
+    /* method, protocol */
+    {
+        Buf *t = &c->scratch;
+        t->len = 0;
+        const char *protocol = NULL;
+        if (truthy(mcp)) {
+            if (put_str_of(t, mcp)) goto nh;
+            protocol = "mcp";
+        } else if (truthy(http_method)) {
+            if (put_str_of(t, http_method)) goto nh;
+            if (truthy(route) && (putch(t, ' ') || put_str_of(t, route))) goto nh;
+            protocol = "http";
+        } else {
+            if (put(t, s.name, s.name_n)) goto nh;
+            Val *rpc = get(vec, a0, a1, "rpc.system");
+            if (rpc && rpc->type == V_STR && rpc->n == 4 && memcmp(rpc->s, "grpc", 4) == 0) protocol = "grpc";
+        }
+        size_t keep = utf8_prefix((const uint8_t *)t->p, t->len, 1024);
+        if (PUTS(b, ",\"method\":") || put_json_str_valid(b, (const uint8_t *)t->p, keep)) goto nh;
+        if (protocol) {
+            if (PUTS(b, ",\"protocol\":\"") || put(b, protocol, strlen(protocol)) || putch(b, '"')) goto nh;
+        }
+    }
+    if (s.status_code == 1 && PUTS(b, ",\"status\":\"ok\"")) goto nh;
+    if (s.status_code == 2 && PUTS(b, ",\"status\":\"error\"")) goto nh;
+    if (code && code->type == V_INT && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
+    if (code && code->type == V_BOOL && (code->i ? PUTS(b, ",\"status_code\":true") : PUTS(b, ",\"status_code\":false")))
+        goto nh;
+    {
+        uint64_t diff = s.end > s.start ? s.end - s.start : 0;
+        if (PUTS(b, ",\"duration_ms\":") || put_double(b, (double)diff / 1e6)) goto nh;
+    }
+    if (t_in || t_out) {
+        int64_t sum = 0;
+        Val *ts[2] = {t_in, t_out};
+        for (int i = 0; i < 2; i++) {
+            if (!ts[i]) continue;
+            if (ts[i]->type == V_DBL) goto nh; /* int(float): left to Python */
+            if (ts[i]->type == V_INT || ts[i]->type == V_BOOL) {
+                if (__builtin_add_overflow(sum, ts[i]->i, &sum)) goto nh;
+            }
+        }
+        if (PUTS(b, ",\"tokens_used\":") || put_i64(b, sum)) goto nh;
+    }
+    PUT_STR_FIELD(",\"error_type\":", error_type)
+#undef PUT_STR_FIELD
+    if (s.status_message_n &&
+        (PUTS(b, ",\"error_message\":") || put_json_str_valid(b, s.status_message, s.status_message_n)))
+        goto nh;
+    if (PUTS(b, ",\"trace_id\":") || put_hex_str(b, s.trace_id, s.trace_id_n) || PUTS(b, ",\"span_id\":") ||
+        put_hex_str(b, s.span_id, s.span_id_n))
+        goto nh;
+    if (s.parent_n && (PUTS(b, ",\"parent_span_id\":") || put_hex_str(b, s.parent, s.parent_n))) goto nh;
+
+    /* attributes: the span's own, span.name, span.kind, scope, span.events, then the resource */
+    if (PUTS(b, ",\"attributes\":")) goto nh;
+    {
+        size_t mark = b->len;
+        /* write_object consumes nothing but reads vec[a0:]: the span attrs are the top of vec */
+        if (write_object(b, vec, a0, 0)) goto nh;
+        b->len--; /* drop '}' */
+        if (b->len > mark + 1 && putch(b, ',')) goto nh;
+    }
+    if (PUTS(b, "\"span.name\":") || put_json_str_valid(b, s.name, s.name_n) || PUTS(b, ",\"span.kind\":"))
+        goto nh;
+    if (s.kind >= 0 && s.kind < 6) {
+        if (putch(b, '"') || put(b, KINDS[s.kind], strlen(KINDS[s.kind])) || putch(b, '"')) goto nh;
+    } else if (putch(b, '"') || put_i64(b, s.kind) || putch(b, '"')) {
+        goto nh;
+    }
+    if (scope_name->len && (PUTS(b, ",\"scope\":") || put_json_str_valid(b, (const uint8_t *)scope_name->p, scope_name->len)))
+        goto nh;
+    c->vec.n = a1;
+    if (s.n_events && write_span_events(c, &s)) goto nh;
+    if (PUTS(b, ",\"resource\":") || put(b, c->resource.p, c->resource.len) || PUTS(b, "}}\n")) goto nh;
+    (void)line_start;
+    c->accepted++;
+    if (us < c->low) c->low = us;
+    if (us > c->high) c->high = us;
+done:
+    c->vec.n = s.attrs_start;
+    PyMem_Free(evs_heap);
+    PyMem_Free(evn_heap);
+    return rc;
+nh:
+    c->vec.n = s.attrs_start;
+    PyMem_Free(evs_heap);
+    PyMem_Free(evn_heap);
+    return NH;
+}
+
+static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
+    Rd r = {p, p + n};
+    const uint8_t *scope = NULL;
+    size_t scope_n = 0;
+    int have_scope = 0;
+    while (r.p < r.end) { /* first pass: the scope, wherever it is */
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (wt != 2 || have_scope++ || rd_len(&r, &q, &m)) return NH;
+            scope = q;
+            scope_n = m;
+        } else if (f == 2) {
+            if (wt != 2 || rd_len(&r, &q, &m)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    Buf name = {NULL, 0, 0};
+    if (scope) {
+        Rd s = {scope, scope + scope_n};
+        const uint8_t *nm = NULL;
+        size_t nm_n = 0;
+        while (s.p < s.end) {
+            uint32_t f;
+            int wt;
+            if (rd_tag(&s, &f, &wt)) return NH;
+            if (f == 1) {
+                if (wt != 2 || rd_len(&s, &nm, &nm_n)) return NH;
+            } else if (rd_skip(&s, wt)) {
+                return NH;
+            }
+        }
+        if (nm_n) {
+            if (utf8_count(nm, nm_n) < 0) return NH;
+            name.p = (char *)nm; /* borrowed: never written to or freed */
+            name.len = nm_n;
+        }
+    }
+    r.p = p;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 2) {
+            if (rd_len(&r, &q, &m) || do_span(c, q, m, &name)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
+    Rd r = {p, p + n};
+    const uint8_t *res = NULL;
+    size_t res_n = 0;
+    int have_res = 0;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (wt != 2 || have_res++ || rd_len(&r, &q, &m)) return NH;
+            res = q;
+            res_n = m;
+        } else if (f == 2) {
+            if (wt != 2 || rd_len(&r, &q, &m)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    /* the resource's attributes, encoded once, and service.name / tenant.id */
+    size_t start = c->vec.n;
+    if (res) {
+        Rd s = {res, res + res_n};
+        while (s.p < s.end) {
+            uint32_t f;
+            int wt;
+            const uint8_t *q;
+            size_t m;
+            if (rd_tag(&s, &f, &wt)) return NH;
+            if (f == 1) {
+                if (wt != 2 || rd_len(&s, &q, &m) || kv_push(&c->vec, q, m)) return NH;
+            } else if (rd_skip(&s, wt)) {
+                return NH;
+            }
+        }
+    }
+    size_t end = c->vec.n;
+    c->resource.len = 0;
+    if (write_object(&c->resource, &c->vec, start, 0)) return NH;
+    Val *service = get(&c->vec, start, end, "service.name");
+    c->has_source = service != NULL;
+    c->source.len = 0;
+    if (service) {
+        Buf *t = &c->scratch;
+        t->len = 0;
+        if (put_str_of(t, service)) return NH;
+        size_t keep = utf8_prefix((const uint8_t *)t->p, t->len, 1024);
+        if (put(&c->source, t->p, keep)) return NH;
+    }
+    c->has_tenant = 0;
+    c->tenant.len = 0;
+    if (c->tenant_from_resource) {
+        Val *tenant = get(&c->vec, start, end, "tenant.id");
+        if (truthy(tenant)) {
+            Buf *t = &c->scratch;
+            t->len = 0;
+            if (put_str_of(t, tenant)) return NH;
+            size_t keep = utf8_prefix((const uint8_t *)t->p, t->len, 256);
+            if (put(&c->tenant, t->p, keep)) return NH;
+            c->has_tenant = 1;
+        }
+    }
+    c->vec.n = start;
+    r.p = p;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 2) {
+            if (rd_len(&r, &q, &m) || do_scope_spans(c, q, m)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+static int do_request(Ctx *c, const uint8_t *p, size_t n) {
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (wt != 2 || rd_len(&r, &q, &m) || do_resource_spans(c, q, m)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+static PyObject *map_traces(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"data", "tenant_from_resource", "default_tenant", "only_tenant", "now", "latest",
+                            "max_us", "source_protocol", NULL};
+    Py_buffer data;
+    int from_resource;
+    PyObject *default_tenant, *only_tenant, *source_protocol = NULL;
+    unsigned long long now, latest, max_us;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*pUOKKK|U", names, &data, &from_resource, &default_tenant,
+                                     &only_tenant, &now, &latest, &max_us, &source_protocol))
+        return NULL;
+    Ctx c;
+    memset(&c, 0, sizeof c);
+    PyObject *result = NULL;
+    c.tenant_from_resource = from_resource;
+    c.now = now;
+    c.latest = latest;
+    c.max_us = max_us;
+    c.low = max_us;
+    c.high = 0;
+    c.default_tenant = PyUnicode_AsUTF8AndSize(default_tenant, &c.default_tenant_n);
+    if (!c.default_tenant) goto fallback;
+    if (source_protocol) {
+        c.source_protocol = PyUnicode_AsUTF8AndSize(source_protocol, &c.source_protocol_n);
+        if (!c.source_protocol) goto fallback;
+    } else {
+        c.source_protocol = "otlp";
+        c.source_protocol_n = 4;
+    }
+    if (only_tenant != Py_None) {
+        if (!PyUnicode_Check(only_tenant)) {
+            PyErr_SetString(PyExc_TypeError, "only_tenant must be a str or None");
+            goto error;
+        }
+        c.only_tenant = PyUnicode_AsUTF8AndSize(only_tenant, &c.only_tenant_n);
+        if (!c.only_tenant) goto fallback;
+    }
+    c.rejections = PyList_New(0);
+    if (!c.rejections) goto error;
+    if (do_request(&c, (const uint8_t *)data.buf, (size_t)data.len)) goto fallback;
+    {
+        PyObject *nd = PyBytes_FromStringAndSize(c.out.p ? c.out.p : "", (Py_ssize_t)c.out.len);
+        if (!nd) goto error;
+        result = Py_BuildValue("(NnnKKO)", nd, c.accepted, c.total, (unsigned long long)c.low,
+                               (unsigned long long)c.high, c.rejections);
+    }
+    goto error; /* cleanup */
+fallback:
+    PyErr_Clear();
+    result = Py_NewRef(Py_None);
+error:
+    Py_XDECREF(c.rejections);
+    PyMem_Free(c.vec.a);
+    PyMem_Free(c.out.p);
+    PyMem_Free(c.resource.p);
+    PyMem_Free(c.scratch.p);
+    PyMem_Free(c.source.p);
+    PyMem_Free(c.tenant.p);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *format_double(PyObject *self, PyObject *arg) {
+    double x = PyFloat_AsDouble(arg);
+    if (x == -1.0 && PyErr_Occurred()) return NULL;
+    Buf b = {NULL, 0, 0};
+    if (put_double(&b, x)) {
+        PyMem_Free(b.p);
+        Py_RETURN_NONE;
+    }
+    PyObject *r = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
+    PyMem_Free(b.p);
+    return r;
+}
+
+static PyMethodDef methods[] = {
+    {"map_traces", (PyCFunction)(void (*)(void))map_traces, METH_VARARGS | METH_KEYWORDS,
+     "map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, "
+     "source_protocol='otlp') -> (ndjson, accepted, total, low, high, rejections) | None"},
+    {"format_double", format_double, METH_O, "a float as msgspec's JSON encoder writes it (for tests)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "tea._otlpfast",
+                                    "Native OTLP trace mapper (see tea/_otlpfast.c).", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__otlpfast(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

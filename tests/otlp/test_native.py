@@ -1,0 +1,425 @@
+"""The native OTLP trace mapper (tea/_otlpfast.c) against the Python path it replaces.
+
+Differential: for generated ExportTraceServiceRequests the NDJSON the native mapper hands the buffer
+(and its count, timestamp range and refusals) must be byte-identical to what ``pb_spans`` + the
+``Normaliser`` + ``encode_lines`` produce — or the native mapper declines (None) and the receiver
+falls back. Fuzz: random and mutated bodies never crash it. End to end: the OTel SDK over HTTP with
+``otlp.native`` on. Without the extension these tests fail under TEA_REQUIRE_SERVICES=1 (CI builds it
+with ``pip install -e '.[test]'``) and are skipped otherwise.
+"""
+from __future__ import annotations
+
+import os
+import random
+import struct
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+from google.protobuf.message import DecodeError
+
+from tea.auth.principal import SCOPES, WRITE, Principal
+from tea.pipeline.normalise import Normaliser
+from tea.receive import otlp
+from tea.receive.otlp_map import pb_spans
+from tea.types import encode_lines
+
+try:
+    from tea import _otlpfast
+except ImportError:  # pragma: no cover
+    _otlpfast = None
+
+if _otlpfast is None or not otlp.NATIVE_AVAILABLE:
+    REASON = ("tea._otlpfast is not built (pip install -e . compiles tea/_otlpfast.c; needs a C compiler and "
+              "Python headers)" if _otlpfast is None else
+              "the installed opentelemetry-proto's trace messages differ from the layout tea/_otlpfast.c reads")
+    if os.environ.get("TEA_REQUIRE_SERVICES") == "1":
+        pytest.fail(REASON + " but TEA_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(REASON, allow_module_level=True)
+
+NOW = 1_763_800_000_000_000  # µs
+ADMIN = Principal(tenant_id=None, scopes=frozenset(SCOPES))
+TENANT = Principal(tenant_id="acme", scopes=frozenset({WRITE}))
+DEV = Principal(tenant_id=None, scopes=frozenset(SCOPES), method="dev")
+
+
+def normaliser(skew_s: float = 86400.0, default_tenant: str = "default") -> Normaliser:
+    return Normaliser(default_tenant=default_tenant, max_future_skew_s=skew_s, clock=lambda: NOW)
+
+
+def python_path(n: Normaliser, body: bytes, principal: Principal):  # type: ignore[no-untyped-def]
+    """What the receiver stores without the native mapper: the same calls as otlp.ingest + Ingestor.submit."""
+    events = list(pb_spans(ExportTraceServiceRequest.FromString(body), principal.is_admin))
+    only = principal.tenant_id if not principal.is_admin else None
+    accepted, errors, low, high = n(events, None, "otlp", None, only, True)
+    return (encode_lines(accepted) if accepted else b"", len(accepted), len(events), low, high,
+            [(e.index, e.error, e.message, e.event_id, e.field) for e in errors])
+
+
+def native_path(n: Normaliser, body: bytes, principal: Principal):  # type: ignore[no-untyped-def]
+    mapped = otlp.map_native(n, body, principal)
+    if mapped is None:
+        return None
+    return (mapped.ndjson, mapped.accepted, mapped.total, mapped.low, mapped.high,
+            [(e.index, e.error, e.message, e.event_id, e.field) for e in mapped.errors])
+
+
+def check(body: bytes, principal: Principal = ADMIN, n: Normaliser | None = None) -> bool:
+    """Native equals Python, or declines. Returns whether the native mapper handled it."""
+    n = n or normaliser()
+    native = native_path(n, body, principal)
+    if native is None:
+        return False
+    expected = python_path(n, body, principal)
+    if native[0] != expected[0]:  # the readable diff first
+        assert native[0].decode("utf-8", "replace").splitlines() == expected[0].decode("utf-8", "replace").splitlines()
+    assert native == expected
+    return True
+
+
+# ------------------------------------------------------------------ generated requests
+SEMCONV = ["http.request.method", "http.method", "http.route", "url.path", "http.target", "http.response.status_code",
+           "http.status_code", "rpc.grpc.status_code", "rpc.system", "mcp.method.name", "gen_ai.tool.name",
+           "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "enduser.id", "user.id", "mcp.session.id",
+           "session.id", "error.type", "gen_ai.request.model", "event.category", "feature.name", "resource"]
+RESERVED = ["span.name", "span.kind", "scope", "span.events", "name", "time_unix_nano"]
+text = st.one_of(st.text(max_size=12), st.sampled_from(["", "GET", "grpc", "/orders/{id}", "_x", "tools/call",
+                                                        "é\u2028\U0001F600", "a\"b\\c\n\x00\x1f\x7f", "x" * 1100]))
+keys = st.integers(0, 19).flatmap(lambda i: st.sampled_from(RESERVED) if i == 0 else st.text(max_size=8) if i < 8
+                                  else st.sampled_from(SEMCONV))
+doubles = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0.0, -0.0, 1e-5, 1.5e-5, 9.99e-5, 1e-6, 1e16, 123.456, 1e300]))
+ints = st.one_of(st.integers(-2**63, 2**63 - 1), st.sampled_from([0, 1, 200, 404, 500, -1, 2**63 - 1, -2**63]))
+
+
+def _scalar() -> st.SearchStrategy:
+    return st.one_of(
+        st.builds(lambda s: common_pb2.AnyValue(string_value=s), text),
+        st.builds(lambda i: common_pb2.AnyValue(int_value=i), ints),
+        st.builds(lambda b: common_pb2.AnyValue(bool_value=b), st.booleans()),
+        st.builds(lambda d: common_pb2.AnyValue(double_value=d), doubles),
+        st.builds(lambda b: common_pb2.AnyValue(bytes_value=b), st.binary(max_size=10)),
+        st.just(common_pb2.AnyValue()))
+
+
+def _array(children):  # type: ignore[no-untyped-def]
+    return st.builds(lambda vs: common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=vs)),
+                     st.lists(children, max_size=3))
+
+
+def _kvlist(children):  # type: ignore[no-untyped-def]
+    return st.builds(lambda kvs: common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(
+        values=[common_pb2.KeyValue(key=k, value=v) for k, v in kvs])), st.lists(st.tuples(keys, children), max_size=3))
+
+
+any_value = st.recursive(_scalar(), lambda children: st.one_of(_array(children), _kvlist(children)), max_leaves=8)
+
+
+def key_values(max_size: int = 8) -> st.SearchStrategy:
+    return st.lists(st.tuples(keys, any_value), max_size=max_size).map(
+        lambda kvs: [common_pb2.KeyValue(key=k, value=v) for k, v in kvs])
+
+
+def unique_key_values(max_size: int = 8) -> st.SearchStrategy:
+    return st.lists(st.tuples(st.sampled_from(SEMCONV) | st.text(max_size=8), any_value), max_size=max_size,
+                    unique_by=lambda kv: kv[0]).map(lambda kvs: [common_pb2.KeyValue(key=k, value=v) for k, v in kvs])
+
+
+# mostly present (a span without trace or span id is left to Python: its event id would be a random UUIDv7)
+PLAIN_SCALAR = st.one_of(text, ints, st.booleans(), st.binary(max_size=6), st.none())
+
+
+def plain_key_values(max_size: int = 8) -> st.SearchStrategy:
+    """What real exporters send: unique keys, scalar values (no double for a key TEA stringifies)."""
+    return st.lists(st.tuples(st.sampled_from(SEMCONV) | st.text(max_size=8), PLAIN_SCALAR), max_size=max_size,
+                    unique_by=lambda kv: kv[0]).map(lambda kvs: [common_pb2.KeyValue(key=k, value=_any(v))
+                                                                 for k, v in kvs])
+
+
+ids = st.integers(0, 19).flatmap(lambda i: st.just(b"") if i == 0 else st.sampled_from(
+    [bytes(16), bytes(8), b"\x01" * 16]) if i == 1 else st.binary(min_size=1, max_size=17))
+times = st.one_of(st.integers(0, 2**64 - 1), st.integers(NOW * 1000 - 10**12, NOW * 1000 + 3 * 86400 * 10**9))
+
+
+@st.composite
+def spans(draw, attrs=key_values, ids=ids) -> trace_pb2.Span:  # type: ignore[no-untyped-def]
+    span = trace_pb2.Span(trace_id=draw(ids), span_id=draw(ids), parent_span_id=draw(ids), name=draw(text),
+                          kind=draw(st.sampled_from([0, 1, 2, 3, 4, 5, 6, -1, 2**31 - 1])),
+                          start_time_unix_nano=draw(times), end_time_unix_nano=draw(times),
+                          trace_state=draw(text), flags=draw(st.integers(0, 2**32 - 1)))
+    span.attributes.extend(draw(attrs()))
+    for _ in range(draw(st.integers(0, 2))):
+        span.events.add(name=draw(text), time_unix_nano=draw(times)).attributes.extend(draw(attrs(3)))
+    for _ in range(draw(st.integers(0, 1))):
+        span.links.add(trace_id=draw(ids), span_id=draw(ids)).attributes.extend(draw(attrs(2)))
+    if draw(st.booleans()):
+        span.status.code = draw(st.sampled_from([0, 1, 2, 3]))
+        span.status.message = draw(text)
+    return span
+
+
+@st.composite
+def requests(draw, attrs=key_values, ids=ids) -> bytes:  # type: ignore[no-untyped-def]
+    request = ExportTraceServiceRequest()
+    for _ in range(draw(st.integers(0, 2))):
+        rs = request.resource_spans.add()
+        if draw(st.booleans()):
+            rs.resource.attributes.extend(draw(attrs(4)))
+        for key, value in draw(st.lists(st.tuples(st.sampled_from(["service.name", "tenant.id"]),
+                                                  PLAIN_SCALAR.map(_any) if attrs is plain_key_values
+                                                  else any_value),
+                                        max_size=2, unique_by=lambda kv: kv[0])):
+            if key not in {kv.key for kv in rs.resource.attributes}:
+                rs.resource.attributes.add(key=key, value=value)
+        for _ in range(draw(st.integers(0, 2))):
+            ss = rs.scope_spans.add()
+            if draw(st.booleans()):
+                ss.scope.name = draw(text)
+                ss.scope.version = draw(text)
+            ss.spans.extend(draw(st.lists(spans(attrs, ids), max_size=4)))
+    return request.SerializeToString()
+
+
+PRINCIPALS = st.sampled_from([ADMIN, TENANT, DEV, Principal(tenant_id="_x", scopes=frozenset({WRITE}))])
+SLOW = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.data_too_large])
+
+
+@SLOW
+@given(body=requests(), principal=PRINCIPALS, skew=st.sampled_from([86400.0, 0.0, 1.0]))
+def test_generated_requests_are_byte_identical_or_declined(body: bytes, principal: Principal, skew: float) -> None:
+    check(body, principal, normaliser(skew))
+
+
+@SLOW
+@given(body=requests(plain_key_values, st.binary(min_size=1, max_size=17)), principal=PRINCIPALS,
+       skew=st.sampled_from([86400.0, 1.0]))
+def test_plain_requests_are_always_handled_natively(body: bytes, principal: Principal, skew: float) -> None:
+    assert check(body, principal, normaliser(skew))
+
+
+@SLOW
+@given(body=requests(unique_key_values), principal=PRINCIPALS)
+def test_ordinary_requests_are_handled_natively(body: bytes, principal: Principal) -> None:
+    """Unique keys, no reserved keys: the native mapper declines only for the documented cases."""
+    message = ExportTraceServiceRequest.FromString(body)
+    spans_ = [s for rs in message.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    declinable = any(not s.trace_id or not s.span_id for s in spans_) or any(
+        kv.value.WhichOneof("value") in ("double_value", "array_value", "kvlist_value")
+        and kv.key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "enduser.id", "user.id",
+                       "mcp.session.id", "session.id", "error.type", "mcp.method.name", "gen_ai.tool.name",
+                       "http.request.method", "http.method", "http.route", "url.path", "http.target",
+                       "service.name", "tenant.id")
+        for rs in message.resource_spans for kv in rs.resource.attributes) or any(
+        kv.value.WhichOneof("value") in ("double_value", "array_value", "kvlist_value")
+        and kv.key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "enduser.id", "user.id",
+                       "mcp.session.id", "session.id", "error.type", "mcp.method.name", "gen_ai.tool.name",
+                       "http.request.method", "http.method", "http.route", "url.path", "http.target")
+        for s in spans_ for kv in s.attributes) or any(
+        len({kv.key for kv in e.attributes}) < len(e.attributes) or
+        {kv.key for kv in e.attributes} & {"name", "time_unix_nano"} for s in spans_ for e in s.events) or _nested_dups(
+        message)
+    handled = check(body, principal)
+    assert handled or declinable
+
+
+def _nested_dups(message: ExportTraceServiceRequest) -> bool:
+    def walk(value: common_pb2.AnyValue, depth: int) -> bool:
+        kind = value.WhichOneof("value")
+        if kind == "array_value":
+            return depth >= 15 or any(walk(v, depth + 1) for v in value.array_value.values)
+        if kind == "kvlist_value":
+            ks = [kv.key for kv in value.kvlist_value.values]
+            return depth >= 15 or len(set(ks)) < len(ks) or any(walk(kv.value, depth + 1)
+                                                                 for kv in value.kvlist_value.values)
+        return False
+    for rs in message.resource_spans:
+        for kv in rs.resource.attributes:
+            if walk(kv.value, 0):
+                return True
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                for kv in list(s.attributes) + [a for e in s.events for a in e.attributes]:
+                    if walk(kv.value, 0):
+                        return True
+    return False
+
+
+def _request(*span_attrs: dict, resource: dict | None = None, scope: str = "tests", **span_fields) -> bytes:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for k, v in (resource or {"service.name": "svc"}).items():
+        rs.resource.attributes.add(key=k, value=_any(v))
+    ss = rs.scope_spans.add()
+    ss.scope.name = scope
+    for i, attrs in enumerate(span_attrs):
+        fields = {"trace_id": bytes([i + 1]) * 16, "span_id": bytes([i + 1]) * 8, "name": f"span {i}",
+                  "start_time_unix_nano": NOW * 1000 - 5_000_000, "end_time_unix_nano": NOW * 1000, **span_fields}
+        span = ss.spans.add(**fields)
+        for k, v in attrs.items():
+            span.attributes.add(key=k, value=_any(v))
+    return request.SerializeToString()
+
+
+def _any(v) -> common_pb2.AnyValue:  # type: ignore[no-untyped-def]
+    if isinstance(v, bool):
+        return common_pb2.AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return common_pb2.AnyValue(int_value=v)
+    if isinstance(v, float):
+        return common_pb2.AnyValue(double_value=v)
+    if isinstance(v, bytes):
+        return common_pb2.AnyValue(bytes_value=v)
+    if isinstance(v, list):
+        return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[_any(x) for x in v]))
+    if isinstance(v, dict):
+        return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(
+            values=[common_pb2.KeyValue(key=k, value=_any(x)) for k, x in v.items()]))
+    if v is None:
+        return common_pb2.AnyValue()
+    return common_pb2.AnyValue(string_value=v)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"http.request.method": "GET", "http.route": "/orders/{id}", "http.response.status_code": 200},
+    {"http.method": "POST", "url.path": "/x", "http.status_code": 503, "error.type": "500"},
+    {"http.method": 7, "http.target": True, "http.status_code": True},
+    {"http.request.method": "GET", "http.route": "", "url.path": 0, "http.target": "/t"},
+    {"mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "mcp.session.id": "s1",
+     "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 30},
+    {"gen_ai.tool.name": "search", "gen_ai.usage.input_tokens": "12", "gen_ai.usage.output_tokens": None},
+    {"gen_ai.usage.input_tokens": True, "gen_ai.usage.output_tokens": 2**62},
+    {"rpc.system": "grpc", "rpc.grpc.status_code": 14},
+    {"enduser.id": "", "user.id": "u1", "session.id": b"\x00\x01"},
+    {"enduser.id": 0, "user.id": "", "error.type": ""},
+    {"k": [1, "two", 3.5, None, [True], {"n": b"xyz"}], "d": 1e-5, "e": float("nan"), "f": -0.0},
+    {"resource": "mine", "é\u2028": "\U0001F600", "ctl": "\x00\x1f\x7f\"\\"},
+    {},
+])
+def test_semantic_conventions_are_native_and_identical(attrs: dict) -> None:
+    assert check(_request(attrs, {"http.request.method": "GET"}))
+
+
+@pytest.mark.parametrize("resource", [{"service.name": "svc", "tenant.id": "t9"}, {"tenant.id": "_internal"},
+                                      {"tenant.id": ""}, {"tenant.id": 42}, {"service.name": 5},
+                                      {"tenant.id": "é" * 300, "service.name": "s" * 2000}, {}])
+@pytest.mark.parametrize("principal", [ADMIN, TENANT, DEV])
+def test_tenants_and_sources_from_the_resource(resource: dict, principal: Principal) -> None:
+    assert check(_request({"k": "v"}, resource=resource), principal)
+
+
+def test_refusals_match_the_normaliser() -> None:
+    body = _request({"a": 1}, {"a": 2}, {"a": 3})
+    far = ExportTraceServiceRequest.FromString(body)
+    far.resource_spans[0].scope_spans[0].spans[1].start_time_unix_nano = (NOW + 3 * 86400 * 10**6) * 1000
+    mapped = otlp.map_native(normaliser(), far.SerializeToString(), ADMIN)
+    assert mapped is not None and mapped.accepted == 2 and [e.index for e in mapped.errors] == [1]
+    assert check(far.SerializeToString())
+    assert check(_request({"a": 1}, resource={"tenant.id": "_tea"}), ADMIN)
+
+
+def test_declined_cases() -> None:
+    n = normaliser()
+    assert otlp.map_native(n, _request({"span.name": "x"}), ADMIN) is None  # overwritten in place by Python
+    assert otlp.map_native(n, _request({}, trace_id=b""), ADMIN) is None  # the event id would be random
+    assert otlp.map_native(n, _request({"gen_ai.usage.input_tokens": 1.5}), ADMIN) is None
+    deep: object = "leaf"
+    for _ in range(40):
+        deep = [deep]
+    assert otlp.map_native(n, _request({"deep": deep}), ADMIN) is None
+    assert python_path(n, _request({"deep": deep}), ADMIN)[1] == 1  # (Python maps it: the receiver falls back)
+    dup = ExportTraceServiceRequest.FromString(_request({"a": 1}))
+    dup.resource_spans[0].scope_spans[0].spans[0].attributes.add(key="a", value=_any(2))
+    assert otlp.map_native(n, dup.SerializeToString(), ADMIN) is None
+    staged = Normaliser(clock=lambda: NOW, stages=(lambda e: e,))
+    assert otlp.map_native(staged, _request({"a": 1}), ADMIN) is None
+
+
+def test_the_benchmark_bodies() -> None:
+    from bench.otlp_spans import Bodies
+    factory = Bodies(3)
+    for _ in range(20):
+        assert check(factory.next())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(x=st.floats(allow_nan=True, allow_infinity=True) | st.integers(0, 2**64 - 1).map(
+    lambda bits: struct.unpack("<d", struct.pack("<Q", bits))[0]))
+def test_doubles_are_written_like_msgspec(x: float) -> None:
+    import msgspec
+    assert _otlpfast.format_double(x) == msgspec.json.encode(x)
+
+
+# ------------------------------------------------------------------ fuzz
+def _fuzz_one(body: bytes, principal: Principal = ADMIN) -> None:
+    n = normaliser()
+    native = native_path(n, body, principal)  # must never crash, whatever the bytes
+    if native is None:
+        return
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        return  # the receiver parses first and never calls the native mapper on these
+    assert native == python_path(n, body, principal)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(body=st.binary(max_size=400))
+def test_fuzz_random_bytes(body: bytes) -> None:
+    _fuzz_one(body)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=requests(), data=st.data())
+def test_fuzz_mutated_requests(body: bytes, data: st.DataObject) -> None:
+    assume(body)
+    mutated = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "set", "cut", "insert", "dup"]))
+        i = data.draw(st.integers(0, max(0, len(mutated) - 1)))
+        if op == "flip" and mutated:
+            mutated[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "set" and mutated:
+            mutated[i] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del mutated[i:i + data.draw(st.integers(1, 8))]
+        elif op == "insert":
+            mutated[i:i] = data.draw(st.binary(min_size=1, max_size=6))
+        else:
+            mutated += mutated[i:i + data.draw(st.integers(1, 40))]
+    _fuzz_one(bytes(mutated))
+
+
+def test_fuzz_mutated_benchmark_bodies() -> None:
+    from bench.otlp_spans import Bodies
+    rng = random.Random(7)
+    factory = Bodies(5)
+    for _ in range(300):
+        body = bytearray(factory.next())
+        for _ in range(rng.randint(1, 6)):
+            i = rng.randrange(len(body))
+            if rng.random() < 0.7:
+                body[i] = rng.randrange(256)
+            else:
+                del body[i:i + rng.randint(1, 30)]
+        _fuzz_one(bytes(body), rng.choice([ADMIN, TENANT]))
+
+
+# ------------------------------------------------------------------ end to end
+def test_sdk_exporter_over_http_with_native_on(secure) -> None:  # type: ignore[no-untyped-def]
+    from tests.auth.conftest import bearer, create_token
+    from tests.otlp.test_otlp import emit_trace, exporters
+    live = secure(storage_backend="duckdb", otlp__grpc_port=0)
+    assert live.app.settings.otlp.native
+    token = create_token(live.url, "acme", "enterprise")["token"]
+    trace_id = emit_trace(exporters(live, "http", token))
+    live.wait_stored(3)
+    spans = httpx.get(live.url + "/v1/events", params={"trace_id": trace_id}, headers=bearer(token)).json()["events"]
+    assert {e["method"] for e in spans} == {"POST /orders", "tools/call", "db"}
+    mcp = next(e for e in spans if e["method"] == "tools/call")
+    assert mcp["tokens_used"] == 150 and mcp["tenant_id"] == "acme" and mcp["source"] == "checkout"
+    counter = live.app.telemetry.otlp_trace_requests
+    assert counter.labels("native")._value.get() >= 1 and counter.labels("fallback")._value.get() == 0
