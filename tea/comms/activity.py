@@ -27,6 +27,11 @@ class CommunicationActivity:
     def wants(line: bytes) -> bool:
         return _MARK in line
 
+    @staticmethod
+    def wants_any(ndjson: bytes) -> bool:
+        """Whether a committed batch holds any communication (one scan of the whole batch)."""
+        return _MARK in ndjson
+
     def __init__(self, registry: Registry, flush_interval_s: float = 0.5) -> None:
         self.registry = registry
         self.flush_interval_s = flush_interval_s

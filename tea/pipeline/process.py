@@ -54,13 +54,18 @@ class ProcessorRunner:
 
     async def submit(self, batch: Batch) -> None:
         """Hand over a committed batch; waits while the queue is full. When every processor has a
-        ``wants(line) -> bool`` predicate over an event's NDJSON line, only wanted lines are decoded.
+        ``wants_any(ndjson) -> bool`` probe and none wants the batch, it is skipped without splitting it;
+        when every processor has a ``wants(line) -> bool`` predicate, only wanted lines are decoded.
         A writer batch can hold 200 000 events: they are filtered and decoded in slices of
         ``SLICE`` lines, yielding to the event loop between slices so requests are not held up."""
         if not self.processors:
             return
+        data = batch.ndjson()
+        probes = [getattr(fn, "wants_any", None) for fn in self.processors.values()]
+        if all(p is not None for p in probes) and not any(p(data) for p in probes):  # type: ignore[misc]
+            return  # one scan of the whole batch (C speed) says no processor wants any of it
         wanted = [getattr(fn, "wants", None) for fn in self.processors.values()]
-        lines = [line for line in batch.ndjson().split(b"\n") if line]
+        lines = [line for line in data.split(b"\n") if line]
         for start in range(0, len(lines), SLICE):
             part = lines[start:start + SLICE]
             if all(w is not None for w in wanted):

@@ -57,6 +57,11 @@ class OtelAnalytics:
     _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
 
     @classmethod
+    def wants_any(cls, ndjson: bytes) -> bool:
+        """Whether a committed batch may hold a routable span (whole-batch scans, before any split)."""
+        return b'"event_type":"span"' in ndjson and any(key in ndjson for key in cls._ROUTING)
+
+    @classmethod
     def wants(cls, line: bytes) -> bool:
         """Only OTLP spans that carry a routing attribute are decoded for this processor."""
         return b'"event_type":"span"' in line and any(key in line for key in cls._ROUTING)
