@@ -55,6 +55,11 @@ class NotFound(ClientError):
     code = "not_found"
 
 
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
 class MethodNotAllowed(ClientError):
     status = 405
     code = "method_not_allowed"

@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tea.alerts.evaluate import HISTORY, STATES, render
-from tea.alerts.rules import Conflict, RuleBody, parse_rule
+from tea.alerts.rules import RuleBody, parse_rule
 from tea.auth.principal import READ, WRITE
 from tea.comms.routes import json_object, read_filter, write_tenant
-from tea.errors import BadRequest, NotFound
+from tea.errors import BadRequest, Conflict, NotFound
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import ErrorBody, error_responses

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Iterable, Literal, Union
 import msgspec
 from msgspec import Meta
 
-from tea.errors import BadRequest, ClientError, ConfigError
+from tea.errors import BadRequest, ConfigError, Conflict
 from tea.types import GROUPABLE
 
 RULES = "alert_rule"
@@ -37,11 +37,6 @@ GROUP_COLUMNS = tuple(c for c in GROUPABLE if c != "tenant_id")  # alerts are pe
 
 Seconds = Annotated[float, Meta(gt=0, le=30 * 86400)]
 Text = Annotated[str, Meta(min_length=1, max_length=255)]
-
-
-class Conflict(ClientError):
-    status = 409
-    code = "conflict"
 
 
 class _Filters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

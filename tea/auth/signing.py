@@ -13,14 +13,9 @@ import time
 from typing import Awaitable, Callable
 
 from tea.auth.keys import same
-from tea.errors import BadRequest, ClientError, Forbidden, Unauthorized
+from tea.errors import BadRequest, Conflict, Forbidden, Unauthorized
 
 HEADERS = ("x-signature", "x-timestamp", "x-nonce")
-
-
-class Conflict(ClientError):
-    status = 409
-    code = "conflict"
 
 
 def sign(secret: str, timestamp: str, nonce: str | None, body: bytes) -> str:
