@@ -21,6 +21,7 @@ import json
 import statistics
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -99,8 +100,6 @@ def _ts(us: int) -> Any:
 
 
 def clickhouse_bulk(http_port: int, database: str, data: list[tuple[bytes, int, int]]) -> float:
-    import urllib.parse
-
     def post(sql: str, body: bytes = b"") -> None:
         query = urllib.parse.quote(sql)
         request = urllib.request.Request(f"http://127.0.0.1:{http_port}/?database={database}&query={query}",

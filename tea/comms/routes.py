@@ -18,6 +18,7 @@ from tea.query.scope import scoped
 from tea.query.spec import (PAGE_PARAMS, check_params, cursor_param, encode_cursor, int_param, text_param,
                             time_param)
 from tea.receive.decode import Decoded, check_utf8
+from tea.receive.native import outcome_response
 from tea.types import EventFilter, QuerySpec
 
 if TYPE_CHECKING:
@@ -100,14 +101,7 @@ def routes(app: "TeaApp") -> list[Route]:
         if request.media_type != "application/json" and not request.media_type.endswith("+json"):
             raise UnsupportedMediaType(f"unsupported Content-Type {request.media_type!r}; send application/json")
         outcome, _ = await ingest_communications(app, request, await request.body(app.settings.max_body_bytes))
-        if outcome.do_not_track:
-            return empty_response(204)
-        if not outcome.accepted:
-            raise BadRequest(f"all {outcome.total} communications were rejected", code="invalid_communications",
-                             details={"accepted": 0, "rejected": len(outcome.errors), "errors": outcome.errors})
-        result = IngestResponse(len(outcome.accepted), len(outcome.errors),
-                                [e.event_id for e in outcome.accepted], outcome.errors)  # type: ignore[misc]
-        return Response(encode_json(result), 207 if outcome.errors else 200, JSON)
+        return outcome_response(outcome, "communications")
 
     async def list_communications(request: Request) -> Response:
         check_params(request, {*COMM_FILTERS, "tenant_id", "start_time", "end_time", "limit", "cursor"})

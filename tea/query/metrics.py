@@ -12,7 +12,7 @@ from typing import Any, Callable
 from tea import timebuckets
 from tea.errors import BadRequest
 from tea.http import Param, Request
-from tea.query.spec import FILTER_FIELDS, event_filter, int_param, time_param
+from tea.query.spec import FILTER_FIELDS, event_filter, int_param
 from tea.timeutil import format_us
 from tea.types import Agg, AggregateSpec, EventFilter
 

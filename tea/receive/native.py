@@ -8,6 +8,7 @@ from tea.http import Request, Response, Route
 from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import IngestResponse, error_responses
+from tea.pipeline.ingest import Outcome
 from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events
 from tea.types import Event
 
@@ -23,6 +24,19 @@ def require_event_media_type(media_type: str) -> None:
         f"unsupported Content-Type {media_type!r}; send application/json or application/x-ndjson")
 
 
+def outcome_response(outcome: Outcome, noun: str = "events") -> Response:
+    """The native answer to an ingest: 204 after DNT, 400 when nothing was accepted, else 200 (or 207 when
+    some items were refused, listed with their index)."""
+    if outcome.do_not_track:
+        return empty_response(204)
+    if not outcome.accepted:
+        raise BadRequest(f"all {outcome.total} {noun} were rejected", code=f"invalid_{noun}",
+                         details={"accepted": 0, "rejected": len(outcome.errors), "errors": outcome.errors})
+    result = IngestResponse(len(outcome.accepted), len(outcome.errors),
+                            [e.event_id for e in outcome.accepted], outcome.errors)  # type: ignore[misc]
+    return Response(encode_json(result), 207 if outcome.errors else 200, JSON)
+
+
 def routes(app: "TeaApp") -> list[Route]:
     settings = app.settings
 
@@ -33,14 +47,7 @@ def routes(app: "TeaApp") -> list[Route]:
         decoded = decode_events(body, media_type, settings.max_batch_events)
         outcome = await app.ingestor.submit(decoded, "native", request.state.get("principal"),
                                             request.header("dnt") == "1")
-        if outcome.do_not_track:
-            return empty_response(204)
-        if not outcome.accepted:
-            raise BadRequest(f"all {outcome.total} events were rejected", code="invalid_events",
-                             details={"accepted": 0, "rejected": len(outcome.errors), "errors": outcome.errors})
-        result = IngestResponse(len(outcome.accepted), len(outcome.errors),
-                                [e.event_id for e in outcome.accepted], outcome.errors)  # type: ignore[misc]
-        return Response(encode_json(result), 207 if outcome.errors else 200, JSON)
+        return outcome_response(outcome)
 
     return [Route(
         "POST", "/v1/events", post_events,

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_sv
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 
 from tea.auth.principal import WRITE, Principal
-from tea.errors import (BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized, Unavailable,
+from tea.errors import (BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized,
                         UnsupportedMediaType)
 from tea.http import Request, Response, Route
 from tea.pipeline.normalise import ItemError, Normaliser

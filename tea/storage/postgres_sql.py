@@ -44,7 +44,7 @@ def bucket_sql(bucket: str, expr: str = TS) -> str:
 def tenant_clause(tenant_ids: tuple[str, ...], negate: bool = False) -> tuple[str, list[Any]]:
     if len(tenant_ids) == 1:
         return f"tenant_id {'<>' if negate else '='} %s", [tenant_ids[0]]
-    return (f"tenant_id <> ALL(%s)" if negate else "tenant_id = ANY(%s)"), [list(tenant_ids)]
+    return ("tenant_id <> ALL(%s)" if negate else "tenant_id = ANY(%s)"), [list(tenant_ids)]
 
 
 def where(f: EventFilter | None) -> tuple[str, list[Any]]:

@@ -9,7 +9,6 @@ import pytest
 
 from tea.errors import ConfigError
 from tea.settings import load
-from tests.alerts.conftest import Alerting
 from tests.alerts.test_kinds import comm, post
 from tests.auth.conftest import ADMIN_TOKEN, bearer, create_token
 
