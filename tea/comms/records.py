@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from tea.receive.decode import error_field
 from tea.timeutil import format_us
 from tea.types import Event
 
@@ -132,14 +133,11 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def _field(exc: msgspec.ValidationError) -> str | None:
-    text = str(exc)
-    if "unknown field" in text:
-        return text.split("`")[1] if "`" in text else None
-    if "at `$." in text:
-        return text.split("at `$.", 1)[1].split("`", 1)[0].split("[", 1)[0] or None
-    if "required field" in text:
-        return text.split("`")[1] if "`" in text else None
-    return None
+    """The column a refused row names: as for events, also a missing required column, without list indexes."""
+    name = error_field(exc)
+    if name is None and "required field" in str(exc):
+        name = str(exc).split("`")[1]
+    return name.split("[", 1)[0] if name else None
 
 
 def decode_items(items: list[bytes | msgspec.Raw]) -> tuple[list[Communication], list[int], list[dict[str, Any]]]:

@@ -40,12 +40,6 @@ def round_int(total: int, n: int) -> int | None:
     return int(q.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def to_int(value: float | None) -> int | None:
-    if value is None:
-        return None
-    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def rate(errors: int, count: int) -> float | None:
     """``ROUND(errors::NUMERIC / count * 100, 2)``."""
     if count == 0:

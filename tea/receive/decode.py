@@ -125,7 +125,7 @@ def _decode_items(items: list, max_events: int) -> Decoded:
         try:
             event = _single.decode(raw)
         except msgspec.ValidationError as exc:
-            errors.append(ItemError(index, "invalid_event", _message(exc), _event_id(raw), _field(exc)))
+            errors.append(ItemError(index, "invalid_event", _message(exc), _event_id(raw), error_field(exc)))
             continue
         except (msgspec.DecodeError, RecursionError) as exc:
             text = "JSON is nested too deeply" if isinstance(exc, RecursionError) else f"invalid JSON: {exc}"
@@ -146,11 +146,12 @@ def _message(exc: msgspec.ValidationError) -> str:
     text = str(exc)
     if _UNKNOWN.search(text):
         return text + "; put custom data under `attributes`"
-    name = _field(exc)
+    name = error_field(exc)
     return _PATH.sub("", text) + (f" (field `{name}`)" if name else "")
 
 
-def _field(exc: msgspec.ValidationError) -> str | None:
+def error_field(exc: msgspec.ValidationError) -> str | None:
+    """The field a msgspec validation error names: an unknown field, or the path it happened at."""
     text = str(exc)
     unknown = _UNKNOWN.search(text)
     if unknown:

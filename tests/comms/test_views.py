@@ -242,4 +242,4 @@ def test_the_reference_rounds_as_postgresql() -> None:
     assert ref_p95([0, 1]) == 1 and views.p95_int(2, 0, 1) == 1
     assert views.p95_int(11, 2, 3) == 2  # 2.5 (0.95 × 10 = 9.5) → 2, half to even as rint()
     assert views.rate(1, 32) == 3.13 and views.round_int(501, 2) == 251 and views.money(125) == 0.01
-    assert views.money(150) == 0.02 and views.to_int(2.5) == 3 and quantile([1.0, 2.0], 0.95) == 1.95
+    assert views.money(150) == 0.02 and quantile([1.0, 2.0], 0.95) == 1.95
