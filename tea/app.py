@@ -21,7 +21,6 @@ from tea.auth.chain import AuthChain
 from tea.auth.jwt import JwksCache, JwtAuthenticator
 from tea.auth.keys import SecretBox, load_master_key
 from tea.auth.limits import Limiter, TierLimits
-from tea.auth.principal import DEV, Principal
 from tea.auth.state import LocalState, RedisState, SharedState
 from tea.auth.tokens import TokenService
 from tea.buffer.log import DurableBuffer
@@ -38,7 +37,7 @@ from tea.ops.retention import RetentionJob
 from tea.ops.telemetry import Telemetry
 from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
-from tea.query.scope import ScopedStorage
+from tea.query.scope import ScopedStorage, principal_of
 from tea.settings import Settings, mask
 from tea.storage.base import Storage, make_storage
 from tea.timeutil import now_us
@@ -137,7 +136,7 @@ class TeaApp:
 
     def reader(self, request: Request) -> ScopedStorage:
         """Storage for reads, scoped to the caller's tenant (admins see every tenant)."""
-        principal: Principal = request.state.get("principal") or DEV
+        principal = principal_of(request)
         if principal.is_admin and principal.method != "dev":
             asked = request.param("tenant_id")
             self.audit.record("admin_read", actor=principal.user_id or principal.token_id, tenant_id=asked,

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 from tea.alerts.evaluate import HISTORY, STATES, render
 from tea.alerts.rules import RuleBody, parse_rule
 from tea.auth.principal import READ, WRITE
-from tea.comms.routes import json_object, read_filter, write_tenant
+from tea.comms.routes import json_object, write_tenant
+from tea.query.scope import request_filter
 from tea.errors import BadRequest, Conflict, NotFound
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
@@ -31,7 +32,7 @@ def routes(app: "TeaApp") -> list[Route]:
     store = app.alerts.rules
 
     def tenants(request: Request) -> tuple[str, ...] | None:
-        return read_filter(app, request).tenant_ids
+        return request_filter(request).tenant_ids
 
     async def create_rule(request: Request) -> Response:
         check_params(request, {"tenant_id"})

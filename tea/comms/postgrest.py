@@ -36,12 +36,12 @@ from tea.comms.pgquery import (RESERVED, PgError, Query, coerce, apply, as_pg, c
                                rows_response)
 from tea.comms.records import COLUMNS, EVENT_TYPE, Communication, decode_items, split_body, to_event, to_row
 from tea.comms.registry import ENTITY_TYPES, LIMITS, Registry, render
-from tea.comms.routes import principal_of, write_tenant
+from tea.comms.routes import write_tenant
 from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, encode_json
 from tea.pipeline.ingest import Outcome
-from tea.query.scope import scoped
+from tea.query.scope import principal_of, scoped
 from tea.receive.decode import Decoded
 from tea.types import Event, EventFilter, QuerySpec
 

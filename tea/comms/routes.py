@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tea.auth.principal import READ, WRITE, Principal
+from tea.auth.principal import READ, WRITE
 from tea.comms import views
 from tea.comms.records import EVENT_TYPE, Communication, decode_items, split_body, to_event, to_row
 from tea.comms.registry import (ENTITY_TYPES, Registry, check_text, check_type, render)
@@ -14,7 +14,7 @@ from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import IngestResponse, error_responses
 from tea.pipeline.normalise import ItemError
-from tea.query.scope import scoped
+from tea.query.scope import principal_of, request_filter
 from tea.query.spec import (PAGE_PARAMS, check_params, cursor_param, encode_cursor, int_param, text_param,
                             time_param)
 from tea.receive.decode import Decoded, check_utf8
@@ -46,11 +46,6 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(f"invalid JSON: {exc}", code="invalid_json") from None
 
 
-def principal_of(request: Request) -> Principal:
-    from tea.auth.principal import DEV
-    return request.state.get("principal") or DEV
-
-
 def write_tenant(app: "TeaApp", request: Request, asked: str | None = None) -> str:
     """The tenant a registry write (or a single-tenant read) acts on: the caller's own; admins and dev mode
     name one with ``tenant_id`` (else the default tenant)."""
@@ -62,11 +57,6 @@ def write_tenant(app: "TeaApp", request: Request, asked: str | None = None) -> s
                             details={"tenant_id": asked})
         return principal.tenant_id
     return asked or app.settings.default_tenant
-
-
-def read_filter(app: "TeaApp", request: Request, **fields: Any) -> EventFilter:
-    tenant = text_param(request, "tenant_id")
-    return scoped(principal_of(request), EventFilter(tenant_ids=(tenant,) if tenant else None, **fields))
 
 
 async def ingest_communications(app: "TeaApp", request: Request, body: bytes, source_protocol: str = "elf"):  # type: ignore[no-untyped-def]
@@ -110,7 +100,7 @@ def routes(app: "TeaApp") -> list[Route]:
             value = text_param(request, name)
             if value is not None:
                 fields[column] = _ok.get(value, value) if name == "status" else value
-        f = read_filter(app, request, event_type=EVENT_TYPE, start_us=time_param(request, "start_time"),
+        f = request_filter(request, event_type=EVENT_TYPE, start_us=time_param(request, "start_time"),
                         end_us=time_param(request, "end_time"), **fields)
         result = await app.storage.query_events(QuerySpec(f, int_param(request, "limit", 100, 1, 10000),
                                                           cursor_param(request)))
@@ -125,7 +115,7 @@ def routes(app: "TeaApp") -> list[Route]:
         async def handler(request: Request) -> Response:
             allowed = {"tenant_id"} | ({"start_time", "end_time"} if name == "matrix" else set())
             check_params(request, allowed)
-            f = read_filter(app, request, start_us=time_param(request, "start_time") if name == "matrix" else None,
+            f = request_filter(request, start_us=time_param(request, "start_time") if name == "matrix" else None,
                             end_us=time_param(request, "end_time") if name == "matrix" else None)
             rows = await compute(app.storage, f, app.clock())
             return Response(encode_json({"view": VIEW_NAMES[name], "rows": rows}), 200, JSON)
@@ -173,7 +163,7 @@ def routes(app: "TeaApp") -> list[Route]:
         filters = ("entity_type", "current_state", "health_status", "department", "parent_entity_id", "namespace")
         check_params(request, {*filters, "tenant_id"})
         wanted = {k: text_param(request, k) for k in filters if text_param(request, k) is not None}
-        found = [e for e in await registry.entities(read_filter(app, request).tenant_ids)
+        found = [e for e in await registry.entities(request_filter(request).tenant_ids)
                  if all(e.get(k) == v for k, v in wanted.items())]
         found.sort(key=lambda e: (e["tenant_id"], e["entity_type"], e["entity_id"]))
         return Response(encode_json({"entities": [render(e) for e in found]}), 200, JSON)
@@ -223,7 +213,7 @@ def routes(app: "TeaApp") -> list[Route]:
 
     async def entity_state(request: Request) -> Response:
         check_params(request, {"tenant_id"})
-        entities = await registry.entities(read_filter(app, request).tenant_ids)
+        entities = await registry.entities(request_filter(request).tenant_ids)
         return Response(encode_json({"view": "system_entity_state",
                                      "rows": registry.entity_state(entities, app.clock())}), 200, JSON)
 
@@ -246,7 +236,7 @@ def routes(app: "TeaApp") -> list[Route]:
             check_params(request, {*names, "tenant_id", "limit"})
             filters = {k: text_param(request, k) for k in names if text_param(request, k) is not None}
             fetch = registry.audit if which == "audit" else registry.transitions
-            rows = await fetch(read_filter(app, request).tenant_ids, filters,  # type: ignore[arg-type]
+            rows = await fetch(request_filter(request).tenant_ids, filters,  # type: ignore[arg-type]
                                int_param(request, "limit", 100, 1, 10000))
             return Response(encode_json({"rows": rows}), 200, JSON)
         return handler

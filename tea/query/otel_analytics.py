@@ -6,11 +6,10 @@ from typing import TYPE_CHECKING, Any
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
-from tea.query.scope import scoped
+from tea.query.scope import request_filter
 from tea.query.spec import check_params, int_param, text_param, time_param
 from tea.storage.projections import FILTERABLE, TABLES
 from tea.timeutil import format_us
-from tea.types import EventFilter
 
 if TYPE_CHECKING:
     from tea.app import TeaApp
@@ -28,10 +27,7 @@ def _render(row: dict[str, Any]) -> dict[str, Any]:
 
 def routes(app: "TeaApp") -> list[Route]:
     def tenants(request: Request) -> tuple[str, ...] | None:
-        principal = request.state.get("principal")
-        asked = text_param(request, "tenant_id")
-        f = EventFilter(tenant_ids=(asked,) if asked else None)
-        return scoped(principal, f).tenant_ids if principal is not None else f.tenant_ids
+        return request_filter(request).tenant_ids
 
     def table_handler(table: str):  # type: ignore[no-untyped-def]
         async def handler(request: Request) -> Response:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, AsyncIterator
 
-from tea.auth.principal import Principal
+from tea.auth.principal import DEV, Principal
 from tea.errors import Forbidden
+from tea.http import Request
+from tea.query.spec import text_param
 from tea.storage.base import Storage
 from tea.types import AggregateSpec, Event, EventFilter, QueryResult, QuerySpec, TraceSummary
 
@@ -23,6 +25,18 @@ def scoped(principal: Principal, f: EventFilter) -> EventFilter:
         raise Forbidden(f"this credential cannot read tenant {outside[0]!r}", code="forbidden_tenant",
                         details={"tenant_id": outside[0]})
     return f
+
+
+def principal_of(request: Request) -> Principal:
+    """Who is asking (the development-mode principal when authentication is off)."""
+    return request.state.get("principal") or DEV
+
+
+def request_filter(request: Request, **fields: Any) -> EventFilter:
+    """A filter of this request's tenants: its ``tenant_id`` parameter, or every tenant the caller may read;
+    403 for a tenant it may not."""
+    tenant = text_param(request, "tenant_id")
+    return scoped(principal_of(request), EventFilter(tenant_ids=(tenant,) if tenant else None, **fields))
 
 
 class ScopedStorage:
