@@ -35,7 +35,7 @@ from tea.comms import views
 from tea.comms.pgquery import (RESERVED, PgError, Query, coerce, apply, as_pg, content_range, parse_query, prefer,
                                rows_response)
 from tea.comms.records import COLUMNS, EVENT_TYPE, Communication, decode_items, split_body, to_event, to_row
-from tea.comms.registry import ENTITY_TYPES, LIMITS, Registry, render
+from tea.comms.registry import ENTITY_COLUMNS, ENTITY_TYPES, LIMITS, Registry, render
 from tea.comms.routes import write_tenant
 from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route
@@ -133,11 +133,7 @@ def telemetry_row(e: Event) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- relations
 TELEMETRY_COLUMNS = (*COLUMNS, "tenant_id")
-REGISTRY_COLUMNS = ("id", "entity_id", "entity_type", "entity_name", "display_name", "registered_at",
-                    "registered_by", "registration_source", "current_state", "state_updated_at", "health_status",
-                    "last_health_check", "endpoint_url", "namespace", "deployment_type", "capabilities", "tags",
-                    "metadata", "version", "last_updated", "parent_entity_id", "department", "last_activity",
-                    "activity_count", "error_count", "tenant_id")
+REGISTRY_COLUMNS = (*ENTITY_COLUMNS, "tenant_id")
 TRANSITION_COLUMNS = ("id", "entity_id", "entity_type", "from_state", "to_state", "health_status",
                       "transition_reason", "transitioned_by", "transitioned_at", "metadata", "tenant_id")
 AUDIT_COLUMNS = ("id", "entity_id", "entity_type", "action", "action_by", "action_at", "details", "success",

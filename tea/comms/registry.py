@@ -34,6 +34,11 @@ COMM_TYPES = {"team": "team", "mcp": "mcp_server", "mcp_server": "mcp_server", "
               "external": "service", "service": "service"}
 DAY_US = 86_400_000_000
 FIVE_MIN_US = 300_000_000
+# the columns of unified_registry, in the seed's order (a document holds exactly these)
+ENTITY_COLUMNS = ("id", "entity_id", "entity_type", "entity_name", "display_name", "registered_at", "registered_by",
+                  "registration_source", "current_state", "state_updated_at", "health_status", "last_health_check",
+                  "endpoint_url", "namespace", "deployment_type", "capabilities", "tags", "metadata", "version",
+                  "last_updated", "parent_entity_id", "department", "last_activity", "activity_count", "error_count")
 TIME_FIELDS = ("registered_at", "state_updated_at", "last_health_check", "last_updated", "last_activity")
 # columns of unified_registry that register/update may set besides the function arguments
 OPTIONAL = ("display_name", "registration_source", "namespace", "deployment_type", "tags", "version", "department")
@@ -94,6 +99,16 @@ class Registry:
                               p_registered_by: str, p_metadata: dict[str, Any] | None = None,
                               p_capabilities: list[str] | None = None, p_endpoint_url: str | None = None,
                               p_parent_entity_id: str | None = None, **optional: Any) -> str:
+        """The seed's function: the entity's UUID."""
+        entity, _ = await self.register(tenant, p_entity_id, p_entity_type, p_entity_name, p_registered_by,
+                                        p_metadata, p_capabilities, p_endpoint_url, p_parent_entity_id, **optional)
+        return entity["id"]
+
+    async def register(self, tenant: str, p_entity_id: str, p_entity_type: str, p_entity_name: str,
+                       p_registered_by: str, p_metadata: dict[str, Any] | None = None,
+                       p_capabilities: list[str] | None = None, p_endpoint_url: str | None = None,
+                       p_parent_entity_id: str | None = None, **optional: Any) -> tuple[dict[str, Any], bool]:
+        """``register_entity``'s upsert, answering the entity as stored and whether it was created."""
         check_type(p_entity_type)
         metadata = p_metadata if p_metadata is not None else {}
         now = self.clock()
@@ -108,20 +123,17 @@ class Registry:
                         entity[name] = value
                 action = "updated"
             else:
-                entity = {"id": str(uuid.uuid4()), "entity_id": p_entity_id, "entity_type": p_entity_type,
-                          "entity_name": p_entity_name, "display_name": None, "registered_at": now,
-                          "registered_by": p_registered_by, "registration_source": None,
-                          "current_state": "registered", "state_updated_at": now, "health_status": "unknown",
-                          "last_health_check": None, "endpoint_url": p_endpoint_url, "namespace": None,
-                          "deployment_type": None, "capabilities": p_capabilities, "tags": None,
-                          "metadata": metadata, "version": None, "last_updated": now,
-                          "parent_entity_id": p_parent_entity_id, "department": None, "last_activity": None,
-                          "activity_count": 0, "error_count": 0}
+                entity = dict.fromkeys(ENTITY_COLUMNS)
+                entity.update(id=str(uuid.uuid4()), entity_id=p_entity_id, entity_type=p_entity_type,
+                              entity_name=p_entity_name, registered_at=now, registered_by=p_registered_by,
+                              current_state="registered", state_updated_at=now, health_status="unknown",
+                              endpoint_url=p_endpoint_url, capabilities=p_capabilities, metadata=metadata,
+                              last_updated=now, parent_entity_id=p_parent_entity_id, activity_count=0, error_count=0)
                 entity.update({n: optional[n] for n in OPTIONAL if optional.get(n) is not None})
                 action = "registered"
             await self.storage.put_document(KIND, tenant, key(p_entity_id, p_entity_type), entity)
             await self._audit(tenant, p_entity_id, p_entity_type, action, p_registered_by, metadata, now)
-        return entity["id"]
+        return entity, action == "registered"
 
     async def update_entity_state(self, tenant: str, p_entity_id: str, p_entity_type: str, p_new_state: str,
                                   p_health_status: str | None = None, p_updated_by: str = "system",

@@ -150,14 +150,12 @@ def routes(app: "TeaApp") -> list[Route]:
                 raise BadRequest(f"`{field}` must be a list of strings", code="invalid_field", details={"field": field})
         if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
             raise BadRequest("`metadata` must be an object", code="invalid_field", details={"field": "metadata"})
-        existed = await registry.get(tenant, entity_id, entity_type) is not None  # type: ignore[arg-type]
-        await registry.register_entity(
+        entity, created = await registry.register(
             tenant, entity_id, entity_type, name, by, body.get("metadata"), body.get("capabilities"),  # type: ignore[arg-type]
             body.get("endpoint_url"), body.get("parent_entity_id"),
             **{k: body.get(k) for k in ("display_name", "registration_source", "namespace", "deployment_type",
                                         "tags", "version", "department")})
-        entity = await registry.get(tenant, entity_id, entity_type)  # type: ignore[arg-type]
-        return Response(encode_json(render(entity)), 200 if existed else 201, JSON)  # type: ignore[arg-type]
+        return Response(encode_json(render(entity)), 201 if created else 200, JSON)
 
     async def list_entities(request: Request) -> Response:
         filters = ("entity_type", "current_state", "health_status", "department", "parent_entity_id", "namespace")
@@ -339,10 +337,10 @@ async def n8n_event(app: "TeaApp", tenant: str, event: dict[str, Any]) -> tuple[
                 if isinstance(workflow.get("tags"), list)]
         metadata = {"nodes": len(nodes), "settings": workflow.get("settings") or {},
                     "webhook_event": kind}
-        existed = await registry.get(tenant, workflow_id, "n8n_workflow") is not None
-        await registry.register_entity(tenant, workflow_id, "n8n_workflow", name, "n8n", metadata, capabilities,
-                                       registration_source="n8n", deployment_type="n8n", tags=tags or None)
-        return {"status": "success", "action": "updated" if existed else "registered", "workflow_id": workflow_id}, 200
+        _, created = await registry.register(tenant, workflow_id, "n8n_workflow", name, "n8n", metadata,
+                                             capabilities, registration_source="n8n", deployment_type="n8n",
+                                             tags=tags or None)
+        return {"status": "success", "action": "registered" if created else "updated", "workflow_id": workflow_id}, 200
     if kind == "workflow.deleted":
         found = await registry.update_entity_state(tenant, workflow_id, "n8n_workflow", "deleted", "none", "n8n",
                                                    "workflow deleted in n8n")
@@ -353,10 +351,9 @@ async def n8n_event(app: "TeaApp", tenant: str, event: dict[str, Any]) -> tuple[
         failed = execution.get("status") in ("error", "failed", "crashed") or bool(execution.get("error"))
         entity = await registry.get(tenant, workflow_id, "n8n_workflow")
         if entity is None:
-            await registry.register_entity(tenant, workflow_id, "n8n_workflow", name, "n8n", {},
-                                           registration_source="n8n", deployment_type="n8n")
-            entity = await registry.get(tenant, workflow_id, "n8n_workflow")
-        state = entity["current_state"] if entity and entity["current_state"] not in ("registered",) else "active"
+            entity, _ = await registry.register(tenant, workflow_id, "n8n_workflow", name, "n8n", {},
+                                                registration_source="n8n", deployment_type="n8n")
+        state = entity["current_state"] if entity["current_state"] != "registered" else "active"
         reason = f"execution failed: {execution.get('error')}" if failed else "execution succeeded"
         await registry.update_entity_state(tenant, workflow_id, "n8n_workflow", state,
                                            "degraded" if failed else "healthy", "n8n", reason[:1000])
