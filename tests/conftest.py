@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,12 +18,7 @@ import uvicorn
 from tea.app import TeaApp
 from tea.settings import Settings, load
 from tea.storage.base import Storage
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.services import free_port  # noqa: F401  (also imported from here by the tests)
 
 
 def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import Counter
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import stored_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -15,19 +16,6 @@ CLIENTS = 4
 PER_CLIENT = 25_000
 BATCH = 500
 KILL_AFTER = 30_000
-
-
-def all_keys(url: str) -> Counter[tuple[str, str]]:
-    keys: Counter[tuple[str, str]] = Counter()
-    params = {"limit": "10000"}
-    with httpx.Client(base_url=url, timeout=120) as client:
-        for _ in range(1000):
-            page = client.get("/v1/events", params=params).json()
-            keys.update((e["tenant_id"], e["event_id"]) for e in page["events"])
-            if not page["has_more"]:
-                return keys
-            params = {"limit": "10000", "cursor": page["next_cursor"]}
-    raise AssertionError("pagination did not end")
 
 
 def wait_drained(url: str, expected: int, timeout_s: float = 120) -> None:
@@ -88,7 +76,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tea_process) -> None:
     assert KILL_AFTER <= len(acked_before_kill) < CLIENTS * PER_CLIENT, "the kill did not land mid-stream"
 
     server.start()  # same data dir, new process: replays the buffer before /readyz turns ready
-    stored = all_keys(server.url)
+    stored = stored_keys(server.url)
     missing = acked_before_kill - set(stored)
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
     assert max(stored.values()) == 1, "duplicates after replay"
@@ -100,5 +88,5 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tea_process) -> None:
     expected = {(f"tenant-{n % 2}", f"c{n}-{i:06d}") for n in range(CLIENTS) for i in range(PER_CLIENT)}
     assert acked == expected
     wait_drained(server.url, len(expected))
-    final = all_keys(server.url)
+    final = stored_keys(server.url)
     assert set(final) == expected and max(final.values()) == 1 and sum(final.values()) == len(expected)

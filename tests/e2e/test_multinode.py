@@ -15,6 +15,7 @@ import pytest
 
 from tests.auth.conftest import ADMIN_TOKEN, bearer, create_token
 from tests.auth.test_tokens_and_signing import signed_post
+from tests.e2e.conftest import stored_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -24,25 +25,10 @@ BATCH = 250
 KILL_AFTER = 5_000
 
 
-def admin_keys(url: str) -> Counter[tuple[str, str]]:
-    keys: Counter[tuple[str, str]] = Counter()
-    params = {"limit": "10000"}
-    with httpx.Client(base_url=url, timeout=120, headers=bearer(ADMIN_TOKEN)) as client:
-        for _ in range(1000):
-            page = client.get("/v1/events", params=params)
-            assert page.status_code == 200, page.text
-            body = page.json()
-            keys.update((e["tenant_id"], e["event_id"]) for e in body["events"] if e["event_type"] == "load")
-            if not body["has_more"]:
-                return keys
-            params = {"limit": "10000", "cursor": body["next_cursor"]}
-    raise AssertionError("pagination did not end")
-
-
 def wait_for_count(url: str, expected: int, timeout_s: float = 120) -> Counter[tuple[str, str]]:
     deadline = time.monotonic() + timeout_s
     while True:
-        keys = admin_keys(url)
+        keys = stored_keys(url, headers=bearer(ADMIN_TOKEN), event_type="load")
         if sum(keys.values()) >= expected or time.monotonic() > deadline:
             return keys
         time.sleep(0.5)

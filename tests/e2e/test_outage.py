@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.conftest import stored_keys
 from tests.services import ClickHouseServer, PostgresServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -18,18 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def batch(start: int, n: int = 200) -> list[dict[str, Any]]:
     return [{"event_type": "outage", "event_id": f"o-{i:07d}", "attributes": {"pad": "x" * 200}}
             for i in range(start, start + n)]
-
-
-def stored_ids(url: str) -> list[str]:
-    ids: list[str] = []
-    params = {"limit": "10000", "event_type": "outage"}
-    for _ in range(1000):
-        page = httpx.get(url + "/v1/events", params=params, timeout=60).json()
-        ids += [e["event_id"] for e in page["events"]]
-        if not page["has_more"]:
-            return ids
-        params = {**params, "cursor": page["next_cursor"]}
-    raise AssertionError("pagination did not end")
 
 
 @pytest.mark.parametrize("backend", ["postgres", "clickhouse"])
@@ -80,7 +69,7 @@ def test_a_storage_outage_is_buffered_reported_and_drained(backend, serve) -> No
             time.sleep(0.2)
         assert post(next_id).status_code == 200  # accepting again
         live.wait_stored(len(acked))
-        ids = stored_ids(live.url)
+        ids = [event_id for _, event_id in stored_keys(live.url, event_type="outage").elements()]
         assert sorted(ids) == sorted(set(acked)) and len(ids) == len(set(acked)) == len(acked)
         assert httpx.get(live.url + "/readyz").json()["storage"] == "ok"
     finally:
