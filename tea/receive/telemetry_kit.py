@@ -2,12 +2,20 @@
 
 The checks run in upstream's order with its status codes and bodies: signature headers (401),
 UTF-8 body (400), bearer token (401), HMAC (401), timestamp (400 / 403 outside ±600 s), nonce (409),
-rate limit (429), token bound to another org/app (403), JSON / empty / > 1 000 events /
-``X-Batch-Size`` mismatch (400), ``DNT: 1`` (204), then per-event checks (``unsupported_schema``,
-``invalid_schema``, ``duplicate``, ``database_error``) answered 200 / 207 / 400.
+rate limit (429), token not bound to the path's org (or bound to another app) (403), JSON / empty /
+> 1 000 events / ``X-Batch-Size`` mismatch (400), ``DNT: 1`` (204), then per-event checks
+(``unsupported_schema``, ``invalid_schema``, ``duplicate``, and TEA's own refusals such as
+``clock_skew``) answered 200 / 207 / 400.
+
+Upstream's per-event ``database_error`` cannot happen here: TEA acknowledges once the accepted events
+are in the durable buffer, one append for the whole request, and never calls storage on the request
+path. When the buffer refuses (full, or shutting down) the whole request is answered 503 with
+``Retry-After`` — a status the SDK retries — and nothing of it is acknowledged. Every 429 (the request
+rate, and TEA's event rate and monthly quota) answers in upstream's shape.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from datetime import datetime
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
     from tea.app import TeaApp
 
 MAX_EVENTS = 1000
+_USIZE = re.compile(r"\+?[0-9]+")
 _RECENT = 100_000  # event ids acknowledged here lately (not yet in storage), per node
 
 
@@ -90,16 +99,38 @@ def reply(status: int, message: str, error: str | None = None, headers: dict[str
     return Response(encode_json(body), status, JSON, headers)
 
 
+def too_many(exc: RateLimited) -> Response:
+    """Upstream's 429, whichever TEA limit refused: its body, ``X-RateLimit-Remaining: 0``, ``Retry-After``."""
+    retry_after = exc.details["retry_after"]
+    headers = {**(exc.headers or {}), "x-ratelimit-remaining": "0", "retry-after": str(retry_after)}
+    body = {"error": "rate_limit_exceeded", "message": "Rate limit exceeded for this token", "retry_after": retry_after}
+    return Response(encode_json(body), 429, JSON, headers)
+
+
+def bound_to(principal: Any, org_id: str, app_id: str) -> bool:
+    """Upstream binds every token to one org and app; a TEA token must name the path's org (and, when it
+    names an app, the path's app). Tokens created without an org are refused here."""
+    return principal.org_id == org_id and (principal.app_id is None or principal.app_id == app_id)
+
+
+def declared_batch_size(header: str | None) -> int | None:
+    """``X-Batch-Size`` as upstream reads it (Rust ``parse::<usize>().ok()``): ignored unless a number."""
+    if header is None or not _USIZE.fullmatch(header):
+        return None
+    value = int(header)
+    return value if value < 2 ** 64 else None
+
+
 def event_problem(e: TkEvent) -> tuple[str, str] | None:
-    """Upstream's per-event checks, in its order."""
+    """Upstream's per-event checks, in its order, with its messages."""
     if not e.schema_version.startswith("1."):
         return "unsupported_schema", f"Unsupported schema version: {e.schema_version}"
     if not e.service.name:
-        return "invalid_schema", "service.name is required"
+        return "invalid_schema", "Missing required field: service.name"
     if not e.service.version:
-        return "invalid_schema", "service.version is required"
+        return "invalid_schema", "Missing required field: service.version"
     if not e.user_id.startswith("client_"):
-        return "invalid_schema", "user_id must start with 'client_'"
+        return "invalid_schema", "User ID must start with 'client_'"
     return None
 
 
@@ -127,7 +158,7 @@ def routes(app: "TeaApp") -> list[Route]:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
-            return reply(400, "Request body is not valid UTF-8")
+            return reply(400, "Invalid UTF-8 in body")
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
             return reply(401, "Missing or invalid Authorization header")
@@ -142,7 +173,7 @@ def routes(app: "TeaApp") -> list[Route]:
         try:
             stamp = int(timestamp)
         except ValueError:
-            return reply(400, "Invalid X-Timestamp header")
+            return reply(400, "Invalid timestamp format")
         if abs(time.time() - stamp) > settings.auth.signature_window_s:
             return reply(403, "Timestamp outside acceptable window")
         try:
@@ -151,14 +182,12 @@ def routes(app: "TeaApp") -> list[Route]:
             principal = active.principal("hmac")
             limit_headers = await app.limiter.request(principal)
         except RateLimited as exc:
-            body_429 = {"error": "rate_limit_exceeded", "message": "Rate limit exceeded for this token",
-                        "retry_after": exc.details["retry_after"]}
-            return Response(encode_json(body_429), 429, JSON, exc.headers)
+            return too_many(exc)
         except Unavailable as exc:
             return reply(503, exc.message, headers=exc.headers)
         request.state["limit_headers"] = limit_headers
         org_id, app_id = request.path_params["org_id"], request.path_params["app_id"]
-        if principal.org_id is not None and (principal.org_id != org_id or principal.app_id != app_id):
+        if not bound_to(principal, org_id, app_id):
             return reply(403, "Token does not match org_id/app_id")
         return await _batch_body(request, body, principal, org_id, app_id)
 
@@ -170,10 +199,10 @@ def routes(app: "TeaApp") -> list[Route]:
         if not batch.events:
             return reply(400, "Batch must contain at least one event")
         if len(batch.events) > MAX_EVENTS:
-            return reply(400, f"Batch too large: {len(batch.events)} events (max {MAX_EVENTS})")
-        declared = request.header("x-batch-size")
-        if declared is not None and declared.strip() != str(len(batch.events)):
-            return reply(400, f"X-Batch-Size mismatch: header says {declared}, body has {len(batch.events)}")
+            return reply(400, f"Batch size exceeds maximum of {MAX_EVENTS} events")
+        declared = declared_batch_size(request.header("x-batch-size"))
+        if declared is not None and declared != len(batch.events):
+            return reply(400, "X-Batch-Size header does not match actual batch size")
         if request.header("dnt") == "1":
             app.telemetry.child(app.telemetry.do_not_track, "telemetry_kit").inc()
             return empty_response(204)
@@ -228,11 +257,9 @@ def routes(app: "TeaApp") -> list[Route]:
                                                     min(stamps) - window, max(stamps) + window)
 
     def _refused(exc: ClientError) -> Response:
-        if isinstance(exc, RateLimited):
-            body = {"error": "rate_limit_exceeded", "message": exc.message,
-                    "retry_after": exc.details["retry_after"]}
-            return Response(encode_json(body), 429, JSON, exc.headers)
-        return reply(exc.status, exc.message, headers=exc.headers)
+        if isinstance(exc, RateLimited):  # TEA's event rate or monthly quota: upstream's 429 shape
+            return too_many(exc)
+        return reply(exc.status, exc.message, headers=exc.headers)  # 503: the durable buffer refused
 
     def _answer(total: int, errors: list[TkError], duplicates: int) -> Response:
         accepted = total - len(errors)
@@ -257,5 +284,7 @@ def routes(app: "TeaApp") -> list[Route]:
                              401: ("Signature or token", {"application/json": {"type": "object"}}),
                              403: ("Window or org/app", {"application/json": {"type": "object"}}),
                              409: ("Nonce replay", {"application/json": {"type": "object"}}),
-                             429: ("Rate limit", {"application/json": {"type": "object"}})},
+                             429: ("Rate limit", {"application/json": {"type": "object"}}),
+                             503: ("Durable buffer full: retry after Retry-After",
+                                   {"application/json": {"type": "object"}})},
                   scope=None)]

@@ -70,6 +70,22 @@ def test_all_accepted_is_200_with_rate_limit_headers(tk: Client) -> None:
     assert event["attributes"]["environment"]["os"] == "linux"
 
 
+def test_the_event_schema_maps_into_the_canonical_event(tk: Client) -> None:
+    sent = tk_event(7, session_id="sess_" + "c" * 32)
+    assert tk.post({"events": [sent]}).status_code == 200
+    tk.live.wait_stored(1)  # type: ignore[attr-defined]
+    stored = httpx.get(f"{tk.url}/v1/events/{sent['event_id']}", headers={"authorization": f"Bearer {tk.token}"})
+    event = stored.json()
+    assert (event["event_id"], event["timestamp"]) == (sent["event_id"], "2026-11-22T06:00:00Z")
+    assert event["user_id"] == "client_" + "ab" * 32 and event["session_id"] == "sess_" + "c" * 32
+    assert (event["source"], event["event_type"], event["organization"]) == ("my-cli", "command_execution", ORG)
+    assert event["attributes"] == {
+        "category": "usage", "data": {"command": "build", "i": 7}, "schema_version": "1.0.0",
+        "service": {"version": "1.2.3", "language": "rust", "language_version": "1.75.0"},
+        "environment": {"os": "linux", "os_version": None, "arch": "x86_64", "ci": False, "shell": None},
+        "metadata": sent["metadata"], "org_id": ORG, "app_id": APP}
+
+
 @pytest.mark.parametrize("drop, message", [("x-signature", "Missing X-Signature header"),
                                            ("x-timestamp", "Missing X-Timestamp header"),
                                            ("x-nonce", "Missing X-Nonce header")])
@@ -80,37 +96,77 @@ def test_missing_signature_headers_are_401(tk: Client, drop: str, message: str) 
 
 def test_each_check_in_order(tk: Client) -> None:
     body = {"events": [tk_event()]}
-    assert tk.post(b'{"events": [\xff]}').status_code == 400                       # not UTF-8
+    r = tk.post(b'{"events": [\xff]}')
+    assert (r.status_code, r.json()) == (400, {"error": "Bad Request", "message": "Invalid UTF-8 in body"})
+    unauthorized = {"error": "Unauthorized", "message": "Missing or invalid Authorization header"}
     r = tk.post(body, drop=("authorization",))
-    assert r.status_code == 401
+    assert (r.status_code, r.json()) == (401, unauthorized)
+    r = tk.post(body, headers={"authorization": f"Basic {tk.token}"})
+    assert (r.status_code, r.json()) == (401, unauthorized)
     r = tk.post(body, token="tk_" + "0" * 32 + "_" + "x" * 32)
-    assert (r.status_code, r.json()["message"]) == (401, "Invalid token")
+    assert (r.status_code, r.json()) == (401, {"error": "Unauthorized", "message": "Invalid token"})
     r = tk.post(body, signature="f" * 64)
-    assert (r.status_code, r.json()["message"]) == (401, "Invalid HMAC signature")
+    assert (r.status_code, r.json()) == (401, {"error": "Unauthorized", "message": "Invalid HMAC signature"})
     r = tk.post(body, ts="yesterday")
-    assert r.status_code == 400
-    r = tk.post(body, ts=str(int(time.time()) - 700))
-    assert (r.status_code, r.json()["message"]) == (403, "Timestamp outside acceptable window")
+    assert (r.status_code, r.json()) == (400, {"error": "Bad Request", "message": "Invalid timestamp format"})
+    outside = {"error": "Forbidden", "message": "Timestamp outside acceptable window"}
+    for skew in (-700, 700):  # the window is ±600 s: the past and the future
+        r = tk.post(body, ts=str(int(time.time()) + skew))
+        assert (r.status_code, r.json()) == (403, outside)
     nonce = str(uuid.uuid4())
     assert tk.post({"events": [tk_event()]}, nonce=nonce).status_code == 200
     r = tk.post({"events": [tk_event()]}, nonce=nonce)
     assert (r.status_code, r.json()) == (409, {"error": "Conflict", "message": "Duplicate nonce detected"})
-    r = tk.post(body, path=f"/v1/ingest/{uuid.uuid4()}/{APP}")
-    assert (r.status_code, r.json()["message"]) == (403, "Token does not match org_id/app_id")
+
+
+MISMATCH = {"error": "Forbidden", "message": "Token does not match org_id/app_id"}
+
+
+def test_token_must_be_bound_to_the_paths_org_and_app(tk: Client) -> None:
+    body = {"events": [tk_event()]}
+    r = tk.post(body, path=f"/v1/ingest/{uuid.uuid4()}/{APP}")                     # another org
+    assert (r.status_code, r.json()) == (403, MISMATCH)
+    r = tk.post(body, path=f"/v1/ingest/{ORG}/{uuid.uuid4()}")                     # another app
+    assert (r.status_code, r.json()) == (403, MISMATCH)
+    assert tk.post(body).status_code == 200
+
+
+def test_tokens_bound_to_no_org_or_to_an_org_only(tk: Client) -> None:
+    body = {"events": [tk_event()]}
+    unbound = create_token(tk.url, "acme", "free")
+    client = Client(tk.url, unbound["token"], unbound["secret"])
+    for path in (PATH, f"/v1/ingest/{uuid.uuid4()}/{uuid.uuid4()}"):
+        r = client.post(body, path=path)
+        assert (r.status_code, r.json()) == (403, MISMATCH)
+    org_only = create_token(tk.url, "acme", "free", org_id=ORG)
+    client = Client(tk.url, org_only["token"], org_only["secret"])
+    assert client.post(body, path=f"/v1/ingest/{ORG}/{uuid.uuid4()}").status_code == 200  # any app of its org
+    r = client.post(body, path=f"/v1/ingest/{uuid.uuid4()}/{APP}")
+    assert (r.status_code, r.json()) == (403, MISMATCH)
 
 
 @pytest.mark.parametrize("body, fragment", [
-    (b"{not json", "Invalid JSON"), (b'{"events": []}', "at least one event"),
-    (json.dumps({"events": [tk_event()] * 1001}).encode(), "Batch too large"),
-    (json.dumps({"events": [{"schema_version": "1.0.0"}]}).encode(), "Invalid JSON")])
-def test_batch_level_errors_are_400(tk: Client, body: bytes, fragment: str) -> None:
+    (b"{not json", "Invalid JSON: "), (json.dumps({"events": [{"schema_version": "1.0.0"}]}).encode(), "Invalid JSON: ")])
+def test_unparsable_batches_are_400(tk: Client, body: bytes, fragment: str) -> None:
     r = tk.post(body)
-    assert r.status_code == 400 and r.json()["error"] == "Bad Request" and fragment in r.json()["message"]
+    assert r.status_code == 400 and r.json()["error"] == "Bad Request" and r.json()["message"].startswith(fragment)
 
 
-def test_batch_size_header_must_match(tk: Client) -> None:
+@pytest.mark.parametrize("body, message", [
+    (b'{"events": []}', "Batch must contain at least one event"),
+    (json.dumps({"events": [tk_event()] * 1001}).encode(), "Batch size exceeds maximum of 1000 events")])
+def test_batch_level_errors_are_400_with_upstreams_messages(tk: Client, body: bytes, message: str) -> None:
+    r = tk.post(body)
+    assert (r.status_code, r.json()) == (400, {"error": "Bad Request", "message": message})
+
+
+def test_batch_size_header_must_match_when_it_is_a_number(tk: Client) -> None:
     r = tk.post({"events": [tk_event(), tk_event()]}, headers={"x-batch-size": "3"})
-    assert r.status_code == 400 and "X-Batch-Size" in r.json()["message"]
+    assert (r.status_code, r.json()) == (400, {"error": "Bad Request",
+                                               "message": "X-Batch-Size header does not match actual batch size"})
+    for ignored in ("two", "-2", "2.0", "99999999999999999999999"):  # upstream: parse::<usize>().ok() → ignored
+        assert tk.post({"events": [tk_event(), tk_event()]}, headers={"x-batch-size": ignored}).status_code == 200
+    assert tk.post({"events": [tk_event(), tk_event()]}, headers={"x-batch-size": "+2"}).status_code == 200
 
 
 def test_dnt_is_204_and_nothing_stored(tk: Client) -> None:
@@ -124,10 +180,10 @@ def test_a_thousand_events_with_bad_ones_is_207_with_the_exact_errors(tk: Client
     events = [tk_event(i) for i in range(1000)]
     bad = {10: ("schema_version", "2.0.0", "unsupported_schema", "Unsupported schema version: 2.0.0"),
            20: ("service", {"name": "", "version": "1", "language": "rust"}, "invalid_schema",
-                "service.name is required"),
+                "Missing required field: service.name"),
            30: ("service", {"name": "x", "version": "", "language": "rust"}, "invalid_schema",
-                "service.version is required"),
-           40: ("user_id", "anon_123", "invalid_schema", "user_id must start with 'client_'")}
+                "Missing required field: service.version"),
+           40: ("user_id", "anon_123", "invalid_schema", "User ID must start with 'client_'")}
     for index, (field, value, _, _) in bad.items():
         events[index][field] = value
     events[50]["event_id"] = events[49]["event_id"]  # repeated inside the batch
@@ -168,3 +224,60 @@ def test_rate_limit_429_body_and_headers(secure) -> None:
     assert set(body) == {"error", "message", "retry_after"} and body["error"] == "rate_limit_exceeded"
     assert body["message"] == "Rate limit exceeded for this token"
     assert statuses[2].headers["retry-after"] and statuses[2].headers["x-ratelimit-remaining"] == "0"
+
+
+def test_every_event_rejected_is_400_with_upstreams_body(tk: Client) -> None:
+    events = [tk_event(0, schema_version="2.0.0"), tk_event(1, user_id="anon_1")]
+    r = tk.post({"events": events})
+    assert r.status_code == 400
+    assert r.json() == {"error": "bad_request", "message": "All events rejected", "errors": [
+        {"event_id": events[0]["event_id"], "error": "unsupported_schema", "message": "Unsupported schema version: 2.0.0"},
+        {"event_id": events[1]["event_id"], "error": "invalid_schema", "message": "User ID must start with 'client_'"}]}
+
+
+def test_an_event_far_in_the_future_is_refused_as_clock_skew(tk: Client) -> None:
+    events = [tk_event(0), tk_event(1, timestamp="2099-01-01T00:00:00Z")]
+    r = tk.post({"events": events})
+    assert r.status_code == 207
+    [error] = r.json()["errors"]
+    assert (error["event_id"], error["error"]) == (events[1]["event_id"], "clock_skew")
+
+
+def test_teas_event_limits_answer_in_upstreams_429_shape(secure) -> None:
+    live = secure(storage_backend="memory", tier__free__requests_per_minute=100, tier__free__events_per_minute=5,
+                  tier__free__events_per_month=0)
+    issued = create_token(live.url, "acme", "free", org_id=ORG, app_id=APP)
+    client = Client(live.url, issued["token"], issued["secret"])
+    assert client.post({"events": [tk_event(i) for i in range(3)]}).status_code == 200
+    r = client.post({"events": [tk_event(i) for i in range(3)]})  # 6 events within the minute: over 5
+    assert r.status_code == 429
+    assert set(r.json()) == {"error", "message", "retry_after"}
+    assert r.json()["error"] == "rate_limit_exceeded" and r.json()["message"] == "Rate limit exceeded for this token"
+    assert r.json()["retry_after"] >= 1 and r.headers["retry-after"] == str(r.json()["retry_after"])
+    assert r.headers["x-ratelimit-remaining"] == "0" and r.headers["x-ratelimit-limit"] and r.headers["x-ratelimit-reset"]
+
+
+def test_the_monthly_quota_answers_in_upstreams_429_shape(secure) -> None:
+    live = secure(storage_backend="memory", tier__free__requests_per_minute=100, tier__free__events_per_minute=0,
+                  tier__free__events_per_month=2)
+    issued = create_token(live.url, "acme", "free", org_id=ORG, app_id=APP)
+    client = Client(live.url, issued["token"], issued["secret"])
+    assert client.post({"events": [tk_event(0), tk_event(1)]}).status_code == 200
+    r = client.post({"events": [tk_event(2)]})
+    assert r.status_code == 429 and r.json()["message"] == "Rate limit exceeded for this token"
+    assert r.json()["error"] == "rate_limit_exceeded" and r.headers["x-ratelimit-remaining"] == "0"
+    assert r.headers["retry-after"] == str(r.json()["retry_after"])
+
+
+def test_a_full_durable_buffer_is_503_for_the_whole_request(secure) -> None:
+    live = secure(storage_backend="memory", buffer__max_bytes=4096)  # the smallest bound: 20 events exceed it
+    issued = create_token(live.url, "acme", "enterprise", org_id=ORG, app_id=APP)
+    client = Client(live.url, issued["token"], issued["secret"])
+    events = [tk_event(i) for i in range(20)]
+    r = client.post({"events": events})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "Service Unavailable" and "durable buffer is full" in r.json()["message"]
+    assert int(r.headers["retry-after"]) >= 1
+    time.sleep(0.2)
+    listed = httpx.get(live.url + "/v1/events", headers={"authorization": f"Bearer {issued['token']}"}).json()
+    assert listed["total_count"] == 0  # nothing of the request was acknowledged, nothing stored
