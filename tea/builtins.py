@@ -1,6 +1,7 @@
 """TEA's own plugins: storage backends, receivers and validator stages, through the public hooks."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,8 @@ from tea.pipeline.stages import AllowList, JsonSchemas, PiiRedactor
 
 if TYPE_CHECKING:
     from tea.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @hookimpl
@@ -44,15 +47,21 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _allow_list(settings: "Settings", key: str, field: str, message: str, code: str) -> list[Any]:
+    allowed = _split(settings.get(key))
+    if allowed:
+        return [AllowList(field, allowed, message, code)]
+    if settings.source(key) != "default":  # configured (e.g. Telemetron's `allowed = []`), yet empty
+        log.warning("%s is set but empty (%s): that allow list allows all", key, settings.source(key))
+    return []
+
+
 @hookimpl
 def register_validators(settings: "Settings") -> list[Any]:
     stages: list[Any] = []
-    if _split(settings.validation.source_ids):
-        stages.append(AllowList("source", _split(settings.validation.source_ids), "Disallowed source_id: {}",
-                                "disallowed_source"))
-    if _split(settings.validation.event_types):
-        stages.append(AllowList("event_type", _split(settings.validation.event_types), "Disallowed event type: {}",
-                                "disallowed_event_type"))
+    stages += _allow_list(settings, "validation.source_ids", "source", "Disallowed source_id: {}", "disallowed_source")
+    stages += _allow_list(settings, "validation.event_types", "event_type", "Disallowed event type: {}",
+                          "disallowed_event_type")
     if settings.validation.schema_dir:
         stages.append(JsonSchemas(settings.validation.schema_dir))
     if settings.pii.redact or settings.pii.hash_user_id:

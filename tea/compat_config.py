@@ -1,7 +1,8 @@
 """Telemetron's ``config.toml`` (and its ``TELEMETRON_*`` overrides) read as TEA settings.
 
 ``[http]``, ``[processor]``, ``[validation.plugins.SourceIdValidator|EventTypeValidator]`` and
-``[processing.plugins.StorageProcessor]`` translate; anything else is reported as a warning."""
+``[processing.plugins.StorageProcessor]`` translate; anything else (sections, keys, plugins, keys in a
+plugin's table, ``TELEMETRON_*`` variables) is reported as a warning, and so is an empty allow list."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -15,6 +16,7 @@ _DIRECT = {
     ("processor", "channel_capacity"): "processing.max_pending_events",
 }
 _VALIDATORS = {"SourceIdValidator": "validation.source_ids", "EventTypeValidator": "validation.event_types"}
+_ALLOWS = {"SourceIdValidator": "source ids", "EventTypeValidator": "event types"}
 _BUILT_IN_PROCESSORS = {"StorageProcessor"}  # TEA's own storage does what it did
 
 
@@ -35,29 +37,47 @@ def translate(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 else:
                     warnings.append(f"Telemetron setting [{section}] {key} is not supported by TEA; ignored")
         elif section == "validation" and isinstance(table, dict):
+            warnings.extend(_unknown_keys(table, {"plugins"}, "[validation]"))
             for name, params in table.get("plugins", {}).items():
                 if name in _VALIDATORS:
-                    allowed = (params or {}).get("allowed", [])
+                    params = params if isinstance(params, dict) else {}
+                    allowed = params.get("allowed", [])
                     out[_VALIDATORS[name]] = ",".join(str(v) for v in allowed)
+                    warnings.extend(_unknown_keys(params, {"allowed"}, f"[validation.plugins.{name}]"))
+                    if not allowed:
+                        warnings.append(f"Telemetron validation plugin {name}: the allow list is empty, so it "
+                                        f"allows all {_ALLOWS[name]}")
                 else:
                     warnings.append(f"Telemetron validation plugin {name} is not available in TEA; ignored")
         elif section == "processing" and isinstance(table, dict):
-            for name in table.get("plugins", {}):
+            warnings.extend(_unknown_keys(table, {"plugins"}, "[processing]"))
+            for name, params in table.get("plugins", {}).items():
                 if name not in _BUILT_IN_PROCESSORS:
                     warnings.append(f"Telemetron processing plugin {name} is not available in TEA (install a TEA "
                                     "processor plugin instead); ignored")
+                elif isinstance(params, dict):
+                    warnings.extend(_unknown_keys(params, set(), f"[processing.plugins.{name}]"))
         else:
             warnings.append(f"Telemetron section [{section}] is not supported by TEA; ignored")
     return out, warnings
 
 
-def translate_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``TELEMETRON_HTTP__PORT=9000`` → ``{"port": "9000"}``."""
+def _unknown_keys(table: Mapping[str, Any], known: set[str], where: str) -> list[str]:
+    # upstream refuses these at start (deny_unknown_fields); TEA starts, and says so
+    return [f"Telemetron setting {where} {key} is not supported by TEA; ignored" for key in table if key not in known]
+
+
+def translate_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``TELEMETRON_HTTP__PORT=9000`` → ``{"port": "9000"}``, and a warning for each ``TELEMETRON_*``
+    variable TEA does not take over."""
     out: dict[str, str] = {}
-    for name, value in env.items():
+    warnings: list[str] = []
+    for name, value in sorted(env.items()):
         if not name.startswith("TELEMETRON_"):
             continue
         parts = tuple(p.lower() for p in name[len("TELEMETRON_"):].split("__"))
         if len(parts) == 2 and parts in _DIRECT:
             out[_DIRECT[parts]] = value
-    return out
+        else:
+            warnings.append(f"Telemetron environment variable {name} is not supported by TEA; ignored")
+    return out, warnings

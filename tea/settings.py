@@ -420,7 +420,9 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     config_path = flags.get("config") or env.get("TEA_CONFIG")
     warnings: list[str] = []
     file_values = read_toml(config_path, warnings) if config_path else {}
-    file_values.update(translate_env(env))  # TELEMETRON_* overrides: above the file, below TEA_*
+    env_values, env_notes = translate_env(env)
+    file_values.update(env_values)  # TELEMETRON_* overrides: above the file, below TEA_*
+    warnings.extend(env_notes)
     for key in file_values:
         if key not in by_key:
             raise ConfigError(f"invalid config file {config_path!r}: unknown setting {key!r}")

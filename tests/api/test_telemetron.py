@@ -113,3 +113,44 @@ def test_telemetron_config_toml_is_translated(tmp_path: Path) -> None:
     assert s.warnings == ["Telemetron processing plugin KafkaProcessor is not available in TEA (install a TEA "
                           "processor plugin instead); ignored"]
     assert load({"config": str(config)}, env={"TEA_PORT": "7000", "TELEMETRON_HTTP__PORT": "9000"}).port == 7000
+
+
+def test_empty_allow_lists_allow_all_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tea import builtins
+    config = tmp_path / "config.toml"
+    config.write_text("[processor]\nchannel_capacity = 10\n"
+                      "[validation.plugins.SourceIdValidator]\nallowed = []\n"
+                      "[validation.plugins.EventTypeValidator]\nallowed = []\n")
+    s = load({"config": str(config), "data_dir": str(tmp_path)}, env={})
+    assert s.warnings == ["Telemetron validation plugin SourceIdValidator: the allow list is empty, so it allows "
+                          "all source ids",
+                          "Telemetron validation plugin EventTypeValidator: the allow list is empty, so it allows "
+                          "all event types"]
+    with caplog.at_level("WARNING", logger="tea.builtins"):
+        assert builtins.register_validators(settings=s) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"validation.source_ids is set but empty (file {config}): that allow list allows all",
+        f"validation.event_types is set but empty (file {config}): that allow list allows all"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tea.builtins"):
+        builtins.register_validators(settings=load({"data_dir": str(tmp_path)}, env={"TEA_VALIDATION__SOURCE_IDS": ""}))
+        builtins.register_validators(settings=load({"data_dir": str(tmp_path)}, env={}))  # not configured: silent
+    assert [r.getMessage() for r in caplog.records] == [
+        "validation.source_ids is set but empty (env TEA_VALIDATION__SOURCE_IDS): that allow list allows all"]
+
+
+def test_unknown_validator_keys_and_telemetron_variables_are_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[processor]\nchannel_capacity = 10\n"
+                      "[validation]\nstrict = true\n"
+                      "[validation.plugins.SourceIdValidator]\nallowed = [1]\ntypo = 1\n"
+                      "[processing.plugins.StorageProcessor]\nshards = 4\n")
+    s = load({"config": str(config)}, env={"TELEMETRON_PROCESSOR__FOO": "1", "TELEMETRON_HTTP__PORT": "9000",
+                                           "TELEMETRON_LOG": "debug"})
+    assert s.port == 9000 and s.validation.source_ids == "1"
+    assert s.warnings == [
+        "Telemetron setting [validation] strict is not supported by TEA; ignored",
+        "Telemetron setting [validation.plugins.SourceIdValidator] typo is not supported by TEA; ignored",
+        "Telemetron setting [processing.plugins.StorageProcessor] shards is not supported by TEA; ignored",
+        "Telemetron environment variable TELEMETRON_LOG is not supported by TEA; ignored",
+        "Telemetron environment variable TELEMETRON_PROCESSOR__FOO is not supported by TEA; ignored"]
