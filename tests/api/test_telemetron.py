@@ -35,6 +35,8 @@ def test_ingest_answers_202_success_in_plain_text(telemetron: LiveServer) -> Non
      {"error": "Disallowed source_id: 999"}),
     ({"sourceId": 1001, "type": "Hack", "timestamp": "2025-04-22T10:00:00Z"}, 400,
      {"error": "Disallowed event type: Hack"}),
+    ({"sourceId": 999, "type": "Hack", "timestamp": "2025-04-22T10:00:00Z"}, 400,  # both fail: the first wins
+     {"error": "Disallowed source_id: 999"}),
 ])
 def test_validator_refusals_are_400_json(telemetron: LiveServer, body: dict, status: int, expected: dict) -> None:
     r = ingest(telemetron.url, body)
@@ -61,15 +63,19 @@ def test_stats_come_from_storage_and_survive_a_restart(serve, tmp_path: Path) ->
     for source, kind, ts in [(1001, "Heartbeat", "2025-04-22T10:00:00Z"), (1001, "Heartbeat", "2025-04-22T10:05:00Z"),
                              (1001, "UserLogin", "2025-04-22T09:00:00Z"), (1002, "Heartbeat", "2025-04-22T11:00:00Z")]:
         assert ingest(first.url, {"sourceId": source, "type": kind, "timestamp": ts}).status_code == 202
-    first.wait_stored(4)
+    other = [{"event_type": "Heartbeat", "tenant_id": "iot", "source": source, "timestamp": "2025-04-22T08:00:00Z"}
+             for source in ("1001", "5555")]  # another protocol's events with numeric sources: not Telemetron's
+    assert httpx.post(first.url + "/v1/events", json=other).status_code == 200
+    first.wait_stored(6)
     first.stop()
     second = serve(**settings)
     assert httpx.get(second.url + "/stats").json() == {"sources_count": 2, "events_count": 4}
     assert httpx.get(second.url + "/stats/1001").json() == {
         "source_id": 1001, "total_events": 3, "first_event": "2025-04-22T09:00:00Z",
         "last_event": "2025-04-22T10:05:00Z", "event_types": {"Heartbeat": 2, "UserLogin": 1}}
-    r = httpx.get(second.url + "/stats/4242")
-    assert r.status_code == 404 and r.json() == {"error": "Source id 4242 not found"}
+    for unknown in ("4242", "5555"):
+        r = httpx.get(f"{second.url}/stats/{unknown}")
+        assert r.status_code == 404 and r.json() == {"error": f"Source id {unknown} not found"}
     assert httpx.get(second.url + "/stats/abc").status_code == 400
     assert httpx.get(second.url + "/healthz").text == "OK"
 
