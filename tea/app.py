@@ -27,7 +27,7 @@ from tea.buffer.log import DurableBuffer
 from tea.pipeline.process import ProcessorRunner
 from tea.plugins import make_plugin_manager
 from tea.buffer.writer import Writer
-from tea.errors import ClientError, Forbidden, Unauthorized
+from tea.errors import ClientError, Forbidden, Unauthorized, Unavailable
 from tea.http import Request, Response, Router
 from tea.http.openapi import build_openapi
 from tea.http.request import ClientDisconnected
@@ -102,6 +102,8 @@ class TeaApp:
         self._openapi: bytes | None = None
         self.started = False
         self.started_monotonic = time.monotonic()
+        # a signed request's body is read (and verified) before its route runs, within the largest route bound
+        self.signed_body_limit = max(settings.max_body_bytes, settings.otlp.max_message_bytes)
         self.events_stored = 0
         self.storage_reachable = True
         self._add_routes()
@@ -311,22 +313,50 @@ class TeaApp:
                 time.perf_counter() - started)
 
     async def admit(self, request: Request, scope: str) -> None:
-        """Authenticate, check the scope, count the request against the caller's rate limit."""
+        """Authenticate (a signed request's signature too, over the body it carries — empty for a GET),
+        check the scope, then count the request against the caller's rate limit: a request whose
+        signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit)."""
         t = self.telemetry
         try:
             principal = await self.auth.authenticate(request)
         except Unauthorized as exc:
-            t.child(t.auth, "unknown", "failure").inc()
-            presented = (request.header("x-api-key") or request.header("authorization") or "").split()[-1:]
-            prefix = presented[0][:12] if presented and presented[0].startswith("tk_") else ""
-            self.audit.record("auth_failure", success=False, reason=exc.message, remote_addr=request.client,
-                              path=request.path, **({"token_prefix": prefix} if prefix else {}))
+            self.auth_failed(request, exc)
             raise
+        verify = request.state.pop("verify_body", None)
+        if verify is not None:
+            body = await request.body(self.signed_body_limit)
+            try:
+                await verify(body)
+            except Unavailable:  # the nonce store is down: our outage, not the caller's failure
+                raise
+            except ClientError as exc:
+                self.auth_failed(request, exc)
+                raise
         t.child(t.auth, principal.method, "success").inc()
         if not principal.can(scope):
             raise Forbidden(f"this needs the {scope} scope", code="insufficient_scope", details={"scope": scope})
         request.state["principal"] = principal
         request.state["limit_headers"] = await self.limiter.request(principal)
+
+    def auth_failed(self, request: Any, exc: ClientError) -> None:
+        """Count a refused credential in ``tea_auth_attempts_total`` by method and audit it: the reason, the
+        token id when the token was found (a bad signature, timestamp or nonce), else the first 12
+        characters of an unknown ``tk_`` token. ``request`` is a Request or anything with its
+        ``state``, ``header``, ``client`` and ``path`` (the gRPC metadata)."""
+        state = request.state
+        method = state.get("auth_method", "none")
+        t = self.telemetry
+        t.child(t.auth, method, "failure").inc()
+        details = {"path": request.path, "auth_method": method, "status": str(exc.status)}
+        token_id = state.get("auth_token_id")
+        if token_id:
+            details["token_id"] = token_id
+        else:
+            presented = (request.header("x-api-key") or request.header("authorization") or "").split()[-1:]
+            if presented and presented[0].startswith("tk_"):
+                details["token_prefix"] = presented[0][:12]
+        self.audit.record("auth_failure", actor=token_id, tenant_id=state.get("auth_tenant"), success=False,
+                          reason=exc.message, remote_addr=request.client, **details)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

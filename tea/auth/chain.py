@@ -6,8 +6,13 @@ counts as the Bearer when no ``Authorization`` is sent (with both, ``Authorizati
 Supabase). A credential of a kind no authenticator knows is refused; with no credential at all the
 request is refused too — unless ``auth_validation`` is off (development mode), where it runs as an
 all-scopes principal whose tenant comes from the body. A request carrying ``X-Signature`` (or made
-with a token when signatures are required) must be signed: the headers are checked now, the body
-once it is read.
+with a token when signatures are required) must be signed: the headers are checked now, and
+``request.state["verify_body"]`` holds the check of the body, which ``TeaApp.admit`` runs on every
+such request (over the empty body of a GET) before the request counts against a rate limit.
+
+What the chain learnt about a credential it refused stays in ``request.state`` for the audit log
+and the metrics: ``auth_method`` (none, bearer, token, hmac, jwt), ``auth_token_id`` and
+``auth_tenant`` (once an API token was found).
 """
 from __future__ import annotations
 
@@ -60,14 +65,18 @@ class AuthChain:
             # Supabase clients send the key as `apikey` (and usually as the Bearer too): the same credential
             bearer = headers["apikey"].strip()
         api_key = headers.get("x-api-key")
+        state = request.state
         if bearer and self.admin_token and same(bearer, self.admin_token):
             return ADMIN_PRINCIPAL
         if api_key or (bearer and bearer.startswith("tk_")):
+            state["auth_method"] = "token"
             return await self._api_token(request, api_key or bearer)  # type: ignore[arg-type]
         if bearer and self.jwt is not None:
+            state["auth_method"] = "jwt"
             principal = await self.jwt(bearer)
             if principal is not None:
                 return principal
+        state["auth_method"] = "bearer" if bearer else "none"
         if bearer:
             raise Unauthorized("Invalid token", code="invalid_token")
         if signing.signed(headers):
@@ -89,7 +98,9 @@ class AuthChain:
         if active is None:
             raise Unauthorized("Invalid token", code="invalid_token")
         headers = request.headers
+        request.state.update(auth_token_id=active.record.token_id, auth_tenant=active.record.tenant_id)
         if signing.signed(headers) or self.require_signature:
+            request.state["auth_method"] = "hmac"
             signing.check_headers(headers, self.allow_two_part)
             request.state["verify_body"] = signing.verifier(headers, active.secret, self.signature_window_s,
                                                             self.claim_nonce, self.clock)

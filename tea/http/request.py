@@ -15,7 +15,7 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "path_params", "_headers", "_query", "state")
+    __slots__ = ("scope", "receive", "method", "path", "path_params", "_headers", "_query", "_body", "state")
 
     def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
         self.scope = scope
@@ -25,6 +25,7 @@ class Request:
         self.path_params: dict[str, str] = {}
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
+        self._body: bytes | None = None
         self.state: dict[str, Any] = {}
 
     @property
@@ -65,7 +66,12 @@ class Request:
 
     async def body(self, max_bytes: int) -> bytes:
         """The whole body, decompressed. 413 past ``max_bytes`` (raw or decompressed), 415 for an
-        unknown Content-Encoding, 400 for a corrupt or truncated gzip stream. Chunked bodies work."""
+        unknown Content-Encoding, 400 for a corrupt or truncated gzip stream. Chunked bodies work.
+        Read once: a second call (a signed request's body was read to verify it) answers the same bytes."""
+        if self._body is not None:
+            if len(self._body) > max_bytes:
+                raise _too_large(max_bytes)
+            return self._body
         encoding = self.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
             raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity",
@@ -94,7 +100,8 @@ class Request:
         if inflater:
             chunks.append(inflater.finish())
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        check = self.state.get("verify_body")
+        self._body = body
+        check = self.state.pop("verify_body", None)
         if check is not None:  # e.g. a request signature over the exact bytes received
             await check(body)
         return body

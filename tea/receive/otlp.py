@@ -311,6 +311,11 @@ def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
         meta = _MetadataRequest(context)
         try:
             principal = await app.auth.authenticate(meta)  # type: ignore[arg-type]
+            if meta.state.get("verify_body") is not None:
+                # a signature covers the raw HTTP body; gRPC has none to check it against, so a signed (or,
+                # with auth.require_signature, any API-token) request is refused rather than let through
+                raise Unauthorized("request signatures cannot be verified over OTLP/gRPC; send them to "
+                                   "OTLP/HTTP", code="signature_unsupported")
             if not principal.can(WRITE):
                 raise Forbidden("this needs the events:write scope")
             await app.limiter.request(principal)
@@ -320,7 +325,7 @@ def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
                 events = list(signal.from_pb(request, principal.is_admin))
                 rejected, message = await ingest(app, signal, events, principal)
         except Unauthorized as exc:
-            app.audit.record("auth_failure", success=False, reason=exc.message, remote_addr=meta.client, path="grpc")
+            app.auth_failed(meta, exc)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
         except (RateLimited, TooLarge) as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)

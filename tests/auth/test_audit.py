@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 
 import httpx
 
 from tests.auth.conftest import ADMIN_TOKEN, admin_headers, bearer, create_token
+from tests.auth.test_tokens_and_signing import signed_get, signed_post
 
 
 def audit(url: str, **params: str) -> list[dict]:
@@ -42,7 +45,38 @@ def test_audit_records_failures_admin_actions_and_cross_tenant_reads(secure, cap
         assert secret_text not in everything and secret_text not in logs
     assert httpx.get(live.url + "/v1/audit", headers=bearer(create_token(live.url, "x")["token"])).status_code == 403
     scrape = httpx.get(live.url + "/metrics").text
-    assert 'tea_auth_attempts_total{method="unknown",result="failure"} 2.0' in scrape
+    assert 'tea_auth_attempts_total{method="token",result="failure"} 1.0' in scrape  # the unknown tk_ token
+    assert 'tea_auth_attempts_total{method="none",result="failure"} 1.0' in scrape  # no credential at all
+    assert 'method="unknown"' not in scrape
+
+
+def test_signature_failures_are_audited_with_the_token_id_and_counted(secure) -> None:
+    live = secure(storage_backend="memory")
+    issued = create_token(live.url, "acme", "pro")
+    token, secret = issued["token"], issued["secret"]
+    body = b'[{"event_type":"audited"}]'
+    assert signed_post(live.url, token, secret, body, signature="0" * 64).status_code == 401
+    assert signed_post(live.url, token, secret, body, ts=str(int(time.time()) - 3600)).status_code == 403
+    nonce = str(uuid.uuid4())
+    assert signed_post(live.url, token, secret, body, nonce=nonce).status_code == 200
+    assert signed_post(live.url, token, secret, body, nonce=nonce).status_code == 409
+    assert signed_get(live.url, "/v1/events", token, secret, signature="f" * 64).status_code == 401
+    assert httpx.get(live.url + "/v1/events", headers={**bearer("not-a-token")}).status_code == 401
+    failures = audit(live.url, action="auth_failure")
+    signed = [f for f in failures if f["details"]["auth_method"] == "hmac"]
+    assert sorted((f["details"]["status"], f["reason"]) for f in signed) == [
+        ("401", "Invalid HMAC signature"), ("401", "Invalid HMAC signature"),
+        ("403", "Timestamp outside acceptable window"), ("409", "Duplicate nonce detected")]
+    assert all(f["details"]["token_id"] == issued["token_id"] and f["actor"] == issued["token_id"]
+               and f["tenant_id"] == "acme" and f["remote_addr"] == "127.0.0.1" for f in signed)
+    [bearer_failure] = [f for f in failures if f["details"]["auth_method"] == "bearer"]
+    assert "token_id" not in bearer_failure["details"] and bearer_failure["tenant_id"] is None
+    scrape = httpx.get(live.url + "/metrics").text
+    assert 'tea_auth_attempts_total{method="hmac",result="failure"} 4.0' in scrape
+    assert 'tea_auth_attempts_total{method="hmac",result="success"} 1.0' in scrape
+    assert 'tea_auth_attempts_total{method="bearer",result="failure"} 1.0' in scrape
+    everything = httpx.get(live.url + "/v1/audit", headers=admin_headers()).text
+    assert token not in everything and secret not in everything
 
 
 def test_dev_mode_is_explicit_and_loud(serve, caplog) -> None:

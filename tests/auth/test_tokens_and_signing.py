@@ -26,8 +26,8 @@ def openssl_signature(secret: str, message: bytes) -> str:
     return proc.stdout.decode().split("= ")[-1].strip()
 
 
-def signed_post(url: str, token: str, secret: str, body: bytes, *, ts: str | None = None, nonce: str | None = None,
-                signature: str | None = None, drop: tuple[str, ...] = (), extra: dict | None = None) -> httpx.Response:
+def signed_headers(token: str, secret: str, body: bytes, *, ts: str | None = None, nonce: str | None = None,
+                   signature: str | None = None, drop: tuple[str, ...] = (), extra: dict | None = None) -> dict:
     ts = ts if ts is not None else str(int(time.time()))
     nonce = nonce if nonce is not None else str(uuid.uuid4())
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json", "x-timestamp": ts,
@@ -35,7 +35,19 @@ def signed_post(url: str, token: str, secret: str, body: bytes, *, ts: str | Non
                **(extra or {})}
     for name in drop:
         headers.pop(name)
-    return httpx.post(url + "/v1/events", content=body, headers=headers)
+    return headers
+
+
+def signed_post(url: str, token: str, secret: str, body: bytes, *, send: bytes | None = None,
+                **options) -> httpx.Response:  # type: ignore[no-untyped-def]
+    """POST /v1/events signed over ``body``; ``send`` sends other bytes than were signed."""
+    return httpx.post(url + "/v1/events", content=body if send is None else send,
+                      headers=signed_headers(token, secret, body, **options))
+
+
+def signed_get(url: str, path: str, token: str, secret: str, **options) -> httpx.Response:  # type: ignore[no-untyped-def]
+    """A signed GET: the signature covers the empty body."""
+    return httpx.get(url + path, headers=signed_headers(token, secret, b"", **options))
 
 
 def test_fresh_server_refuses_unauthenticated_writes(secure) -> None:
@@ -110,13 +122,64 @@ def test_signed_requests(secure) -> None:
     assert signed_post(live.url, token, secret, body, nonce=nonce).status_code == 200
     r = signed_post(live.url, token, secret, body, nonce=nonce)
     assert r.status_code == 409 and r.json()["message"] == "Duplicate nonce detected"
-    tampered = signed_post(live.url, token, secret, body, extra={})  # sign one body, send another
-    assert tampered.status_code == 200
-    sig = openssl_signature(secret, b"123:n:" + body)
-    r = httpx.post(live.url + "/v1/events", content=body + b" ", headers={
-        "authorization": f"Bearer {token}", "content-type": "application/json", "x-timestamp": "123",
-        "x-nonce": "n", "x-signature": sig})
-    assert r.status_code == 401
+    other = json.dumps([{"event_type": "signed", "event_id": "s2"}]).encode()
+    tampered = signed_post(live.url, token, secret, body, send=other)  # sign one body, send another
+    assert tampered.status_code == 401 and tampered.json()["message"] == "Invalid HMAC signature"
+    assert signed_post(live.url, token, secret, body, send=body + b" ").status_code == 401  # one byte more
+    assert signed_post(live.url, token, secret, other).status_code == 200  # the same body, signed: accepted
+    # a valid two-part signature ("{ts}:{body}") is refused while auth.two_part_signatures is off
+    ts = str(int(time.time()))
+    r = httpx.post(live.url + "/v1/events", content=body, headers={
+        "authorization": f"Bearer {token}", "content-type": "application/json", "x-timestamp": ts,
+        "x-signature": openssl_signature(secret, f"{ts}:".encode() + body)})
+    assert r.status_code == 401 and r.json()["message"] == "Missing X-Nonce header"
+
+
+def test_signatures_are_verified_on_reads_too(secure) -> None:
+    live = secure(storage_backend="memory", auth__require_signature=True)
+    issued = create_token(live.url, "acme")
+    token, secret = issued["token"], issued["secret"]
+    r = httpx.get(live.url + "/v1/events", headers=bearer(token))  # required: an unsigned read is refused
+    assert r.status_code == 401 and r.json()["message"] == "Missing X-Signature header"
+    junk = {"authorization": f"Bearer {token}", "x-signature": "junk", "x-timestamp": "0", "x-nonce": "n"}
+    assert httpx.get(live.url + "/v1/events", headers=junk).status_code == 401
+    assert httpx.get(live.url + "/v1/events", headers=junk).status_code == 401  # not a 200, not even a 409
+    nonce = str(uuid.uuid4())
+    ok = signed_get(live.url, "/v1/events", token, secret, nonce=nonce)
+    assert ok.status_code == 200, ok.text
+    r = signed_get(live.url, "/v1/events", token, secret, nonce=nonce)
+    assert r.status_code == 409 and r.json()["message"] == "Duplicate nonce detected"
+    r = signed_get(live.url, "/v1/stats", token, secret, ts=str(int(time.time()) - 601))
+    assert r.status_code == 403 and r.json()["error"] == "timestamp_out_of_window"
+    assert signed_get(live.url, "/v1/stats", token, secret).status_code == 200
+    # the signature covers a GET's (empty) body: one signed over other bytes fails
+    r = httpx.get(live.url + "/v1/stats", headers=signed_headers(token, secret, b"[]"))
+    assert r.status_code == 401 and r.json()["message"] == "Invalid HMAC signature"
+
+
+def test_a_sent_signature_is_verified_on_reads_when_not_required(secure) -> None:
+    live = secure(storage_backend="memory")
+    issued = create_token(live.url, "acme")
+    token, secret = issued["token"], issued["secret"]
+    assert httpx.get(live.url + "/v1/events", headers=bearer(token)).status_code == 200  # unsigned: fine
+    r = httpx.get(live.url + "/v1/events", headers={**bearer(token), "x-signature": "0" * 64,
+                                                     "x-timestamp": str(int(time.time())), "x-nonce": "n1"})
+    assert r.status_code == 401 and r.json()["message"] == "Invalid HMAC signature"
+    assert signed_get(live.url, "/v1/events", token, secret).status_code == 200
+
+
+def test_a_failed_signature_does_not_use_up_the_rate_limit(secure) -> None:
+    live = secure(storage_backend="memory", tier__free__requests_per_minute=2)
+    issued = create_token(live.url, "acme", "free")
+    token, secret = issued["token"], issued["secret"]
+    body = b'[{"event_type":"limited"}]'
+    for _ in range(5):  # someone holding only the token value, without the secret
+        assert signed_post(live.url, token, secret, body, signature="0" * 64).status_code == 401
+        assert signed_get(live.url, "/v1/events", token, secret, signature="1" * 64).status_code == 401
+    assert signed_post(live.url, token, secret, body).status_code == 200
+    assert signed_get(live.url, "/v1/events", token, secret).status_code == 200
+    r = signed_post(live.url, token, secret, body)
+    assert r.status_code == 429 and r.headers["x-ratelimit-remaining"] == "0"
 
 
 def test_signatures_can_be_required_and_two_part_form_allowed(secure) -> None:
