@@ -83,7 +83,8 @@ class TeaApp:
             processors, self.storage, batch_size=settings.processing.batch_size,
             batch_timeout_s=settings.processing.batch_timeout_ms / 1000,
             retry_attempts=settings.processing.retry_attempts, retry_delay_s=settings.processing.retry_delay_ms / 1000,
-            max_pending_events=settings.processing.max_pending_events, telemetry=self.telemetry, clock=clock)
+            max_pending_events=settings.processing.max_pending_events, telemetry=self.telemetry, clock=clock,
+            fallback_path=os.path.join(settings.data_dir, "dead-letter", "dlq.ndjson"))
         self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry, self.limiter)
         self.writer = Writer(self.buffer, self.storage, batch_events=settings.writer.batch_events,
                              flush_interval_s=settings.writer.flush_interval_ms / 1000,
@@ -133,8 +134,7 @@ class TeaApp:
         return self._openapi
 
     async def _committed(self, batch: Batch) -> None:
-        self.telemetry.telemetron_events_processed.inc(batch.count)
-        await self.processors.submit(batch)
+        await self.processors.submit(batch)  # (counts telemetron_events_processed_total as Telemetron does)
 
     def reader(self, request: Request) -> ScopedStorage:
         """Storage for reads, scoped to the caller's tenant (admins see every tenant)."""

@@ -226,7 +226,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pii.hash_user_id", "bool", False, "store user_id as sha256(user_id)[:16] (unless it already is one)"),
     Setting("processing.batch_size", "int", 100, "events per processor batch", minimum=1),
     Setting("processing.batch_timeout_ms", "float", 1000.0, "longest wait to fill a processor batch", minimum=1),
-    Setting("processing.retry_attempts", "int", 3, "retries of a failing processor before the DLQ", minimum=0),
+    Setting("processing.retry_attempts", "int", 3, "tries of a failing processor in all before the DLQ, as "
+            "Telemetron counts them (3 = the first and two retries; 0 and 1 both mean once)", minimum=0),
     Setting("processing.retry_delay_ms", "float", 1000.0, "pause between processor retries", minimum=0),
     Setting("processing.max_pending_events", "int", 100000, "bound of the processor queue (the writer waits "
             "past it)", minimum=1),

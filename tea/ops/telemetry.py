@@ -55,6 +55,8 @@ class Telemetry:
                                     registry=r)
         self.dlq_entries = Counter("tea_dlq_entries_total", "Batches sent to the dead-letter queue, by processor",
                                    ["stage"], registry=r)
+        self.dlq_fallback = Counter("tea_dlq_fallback_entries_total", "Dead letters storage refused, appended to "
+                                    "<data_dir>/dead-letter/dlq.ndjson instead, by processor", ["stage"], registry=r)
         # Telemetron's own names, so dashboards built for it keep working
         self.telemetron_http_requests = Counter("telemetron_http_requests_total", "Telemetron-route requests",
                                                 ["endpoint"], registry=r)
@@ -62,12 +64,14 @@ class Telemetry:
                                                   "Telemetron-route request latency", ["endpoint", "status"],
                                                   buckets=LATENCY_BUCKETS, registry=r)
         self.telemetron_plugin_errors = Counter("telemetron_processor_plugin_errors_total",
-                                                "Processor plugin failures", ["plugin"], registry=r)
+                                                "Permanent processor failures (batches sent to the DLQ)", ["plugin"],
+                                                registry=r)
         self.telemetron_plugin_duration = Histogram("telemetron_processor_plugin_duration_seconds",
-                                                    "Processor plugin run time", ["plugin", "status"],
-                                                    buckets=LATENCY_BUCKETS, registry=r)
+                                                    "Processor run time per batch, retries included",
+                                                    ["plugin", "status"], buckets=LATENCY_BUCKETS, registry=r)
         self.telemetron_events_processed = Counter("telemetron_events_processed_total",
-                                                   "Events committed to storage", registry=r)
+                                                   "Events committed to storage that every processor handed them "
+                                                   "succeeded on", registry=r)
 
         self._children: dict[tuple[object, ...], object] = {}
 

@@ -1,11 +1,18 @@
 """Processors: plugins that see every batch after storage committed it.
 
 Events are grouped into batches of ``batch_size`` or whatever arrived within ``batch_timeout_s``.
-Each processor gets each batch; it is retried ``retry_attempts`` times ``retry_delay_s`` apart, and
-a batch it still fails on goes to the dead-letter queue (persisted in storage, listable at
-``GET /v1/dlq``, replayable) — never to a log line alone. One processor failing does not hold the
+Each processor gets each batch; it is tried ``retry_attempts`` times in all (Telemetron's meaning: 3 =
+the first try and two retries; 0 and 1 both mean once), ``retry_delay_s`` apart, and a batch it still
+fails on goes to the dead-letter queue (persisted in storage, listable at ``GET /v1/dlq``, replayable)
+— never to a log line alone: when storage refuses the entry too, it is appended to ``fallback_path``
+(fsynced, counted) and moved into storage at the next start. One processor failing does not hold the
 others back. The queue in front is bounded in events: when it is full the writer waits, and the
 durable buffer absorbs ingestion meanwhile.
+
+Telemetron's metrics keep its meaning: ``telemetron_processor_plugin_errors_total`` once per batch a
+processor gave up on, ``telemetron_processor_plugin_duration_seconds`` once per processor and batch
+(retries included), ``telemetron_events_processed_total`` for committed events once every processor
+they were handed to succeeded (events no processor wants count at the commit).
 
 Processors see committed batches at most once across a crash of TEA (they run after the commit).
 """
@@ -13,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from typing import Any, Awaitable, Callable
+
+import msgspec
 
 from tea.errors import NotFound
 from tea.ops.telemetry import Telemetry
@@ -32,13 +42,14 @@ class ProcessorRunner:
     def __init__(self, processors: list[tuple[str, Processor]], storage: Storage, *, batch_size: int = 100,
                  batch_timeout_s: float = 1.0, retry_attempts: int = 3, retry_delay_s: float = 1.0,
                  max_pending_events: int = 100_000, telemetry: Telemetry | None = None,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, fallback_path: str | None = None) -> None:
         self.processors = dict(processors)
         self.storage = storage
         self.batch_size = batch_size
         self.batch_timeout_s = batch_timeout_s
-        self.retry_attempts = retry_attempts
+        self.attempts = max(1, retry_attempts)  # in all, as Telemetron counts them
         self.retry_delay_s = retry_delay_s
+        self.fallback_path = fallback_path
         self.max_pending_events = max_pending_events
         self.telemetry = telemetry
         self.clock = clock
@@ -47,6 +58,7 @@ class ProcessorRunner:
         self._arrived = asyncio.Event()
         self.processed_batches = 0
         self.dead_lettered = 0
+        self.dlq_fallback = 0  # dead letters storage refused, kept in the fallback file
 
     @property
     def enabled(self) -> bool:
@@ -59,17 +71,21 @@ class ProcessorRunner:
         A writer batch can hold 200 000 events: they are filtered and decoded in slices of
         ``SLICE`` lines, yielding to the event loop between slices so requests are not held up."""
         if not self.processors:
+            self._processed(batch.count)
             return
         data = batch.ndjson()
         probes = [getattr(fn, "wants_any", None) for fn in self.processors.values()]
         if all(p is not None for p in probes) and not any(p(data) for p in probes):  # type: ignore[misc]
+            self._processed(batch.count)
             return  # one scan of the whole batch (C speed) says no processor wants any of it
         wanted = [getattr(fn, "wants", None) for fn in self.processors.values()]
         lines = [line for line in data.split(b"\n") if line]
+        handed = 0
         for start in range(0, len(lines), SLICE):
             part = lines[start:start + SLICE]
             if all(w is not None for w in wanted):
                 part = [line for line in part if any(w(line) for w in wanted)]  # type: ignore[misc]
+            handed += len(part)
             if part:
                 events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
                 async with self._room:
@@ -78,8 +94,14 @@ class ProcessorRunner:
                 self._arrived.set()
             if start + SLICE < len(lines):
                 await asyncio.sleep(0)
+        self._processed(len(lines) - handed)
+
+    def _processed(self, count: int) -> None:
+        if self.telemetry is not None and count > 0:
+            self.telemetry.telemetron_events_processed.inc(count)
 
     async def run(self) -> None:
+        await self.recover_fallback()
         while True:
             await self._arrived.wait()
             deadline = time.monotonic() + self.batch_timeout_s
@@ -94,8 +116,10 @@ class ProcessorRunner:
                 self._arrived.clear()
             self._room.notify_all()
         if chunk:
-            await asyncio.gather(*(self._deliver(name, fn, chunk) for name, fn in self.processors.items()))
+            delivered = await asyncio.gather(*(self._deliver(name, fn, chunk) for name, fn in self.processors.items()))
             self.processed_batches += 1
+            if all(delivered):
+                self._processed(len(chunk))
 
     async def drain(self) -> None:
         """Process everything queued (shutdown)."""
@@ -103,20 +127,22 @@ class ProcessorRunner:
             await self.drain_once()
 
     async def _deliver(self, name: str, fn: Processor, events: list[Event]) -> bool:
+        started = time.perf_counter()
         error: BaseException | None = None
-        for attempt in range(1, self.retry_attempts + 2):
-            started = time.perf_counter()
+        for attempt in range(1, self.attempts + 1):
             try:
                 await fn(events)
-            except Exception as exc:  # plugin boundary: count, retry, then dead-letter
+            except Exception as exc:  # plugin boundary: retry, then dead-letter
                 error = exc
-                self._observe(name, "error", time.perf_counter() - started)
-                if attempt <= self.retry_attempts:
+                log.warning("processor %s failed on a batch of %d events (attempt %d of %d): %s",
+                            name, len(events), attempt, self.attempts, exc)
+                if attempt < self.attempts:
                     await asyncio.sleep(self.retry_delay_s)
                 continue
             self._observe(name, "success", time.perf_counter() - started)
             return True
-        await self._dead_letter(name, events, error, self.retry_attempts + 1)
+        self._observe(name, "error", time.perf_counter() - started)
+        await self._dead_letter(name, events, error, self.attempts)
         return False
 
     def _observe(self, name: str, status: str, seconds: float) -> None:
@@ -138,8 +164,55 @@ class ProcessorRunner:
                   name, attempts, len(events), entry.id, entry.error)
         try:
             await self.storage.add_dead_letter(entry)
-        except Exception as exc:  # storage boundary: the batch is lost only if storage is down too
-            log.error("could not store DLQ entry %s (%d events of %s): %s", entry.id, len(events), name, exc)
+        except Exception as exc:  # storage boundary: keep the entry in the fallback file instead
+            self._fallback(entry, exc)
+
+    def _fallback(self, entry: DeadLetter, exc: BaseException) -> None:
+        self.dlq_fallback += 1
+        if self.telemetry is not None:
+            self.telemetry.dlq_fallback.labels(entry.stage).inc()
+        if self.fallback_path is None:
+            log.error("could not store DLQ entry %s (%d events of %s) and no fallback file is set: %s",
+                      entry.id, entry.event_count, entry.stage, exc)
+            return
+        try:
+            os.makedirs(os.path.dirname(self.fallback_path), exist_ok=True)
+            with open(self.fallback_path, "ab") as fh:
+                fh.write(msgspec.json.encode(entry) + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as disk:
+            log.critical("DLQ entry %s (%d events of %s) is lost: storage refused it (%s) and %s is not "
+                         "writable (%s)", entry.id, entry.event_count, entry.stage, exc, self.fallback_path, disk)
+            return
+        log.error("could not store DLQ entry %s (%d events of %s): %s; appended to %s (moved into storage at "
+                  "the next start)", entry.id, entry.event_count, entry.stage, exc, self.fallback_path)
+
+    async def recover_fallback(self) -> int:
+        """Move dead letters kept in the fallback file into storage; the file goes once they all are."""
+        path = self.fallback_path
+        if path is None or not os.path.exists(path):
+            return 0
+        with open(path, "rb") as fh:
+            entries = [msgspec.json.decode(line, type=DeadLetter) for line in fh if line.strip()]
+        try:
+            known = {d.id for d in await self.storage.list_dead_letters(limit=10**9, include_replayed=True)}
+            moved = [e for e in entries if e.id not in known]
+            for entry in moved:
+                await self.storage.add_dead_letter(entry)
+        except Exception as exc:  # storage boundary: the file stays, the next start tries again
+            log.error("could not move %d dead letters from %s into storage: %s", len(entries), path, exc)
+            return 0
+        done = {e.id for e in entries}
+        with open(path, "rb") as fh:  # keep what was appended meanwhile (no await from here on)
+            later = [line for line in fh if line.strip() and msgspec.json.decode(line, type=DeadLetter).id not in done]
+        if later:
+            with open(path, "wb") as fh:
+                fh.writelines(later)
+        else:
+            os.remove(path)
+        log.warning("moved %d dead letters from %s into storage", len(moved), path)
+        return len(moved)
 
     async def replay(self, entry_id: str) -> dict[str, Any]:
         """Run a dead letter's batch through its processor again (retries included)."""
@@ -157,12 +230,12 @@ class ProcessorRunner:
         return {"id": entry.id, "stage": entry.stage, "events": entry.event_count, "replayed": ok}
 
     async def _deliver_once(self, name: str, fn: Processor, events: list[Event]) -> bool:
-        for attempt in range(1, self.retry_attempts + 2):
+        for attempt in range(1, self.attempts + 1):
             try:
                 await fn(events)
                 return True
             except Exception as exc:  # plugin boundary
-                log.error("replay of a %s batch failed (attempt %d): %s", name, attempt, exc)
-                if attempt <= self.retry_attempts:
+                log.error("replay of a %s batch failed (attempt %d of %d): %s", name, attempt, self.attempts, exc)
+                if attempt < self.attempts:
                     await asyncio.sleep(self.retry_delay_s)
         return False
