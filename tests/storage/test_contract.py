@@ -13,7 +13,7 @@ from tea.errors import StorageDataError
 from tea.storage.base import Storage
 from tea.storage.duckdb import MIGRATIONS, DuckDBStorage
 from tea.storage.memory import MemoryStorage
-from tea.types import Batch, Cursor, Event, EventFilter, QuerySpec
+from tea.types import Batch, Cursor, DeadLetter, Event, EventFilter, QuerySpec
 
 HOUR = 3_600_000_000
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
@@ -227,6 +227,27 @@ def test_records_are_appended_and_read_newest_first(backend) -> None:
         window = await storage.query_records("audit", tenant_ids=None, start_us=T0 + 1, end_us=T0 + 2)
         assert [b["i"] for _, _, b in window] == [2]
         assert len(await storage.query_records("audit", tenant_ids=None, limit=2)) == 2
+    backend(scenario)
+
+
+def test_dead_letters_are_kept_listed_newest_first_and_marked_replayed(backend) -> None:
+    """The processors' DLQ (GET /v1/dlq, tea dlq replay) on every backend."""
+    async def scenario(storage: Storage) -> None:
+        older = DeadLetter(id="d1", at=T0, stage="sink", error="RuntimeError: sink down", attempts=3, event_count=2,
+                           payload='{"event_id":"a"}\n{"event_id":"b"}\n')
+        newer = DeadLetter(id="d2", at=T0 + HOUR, stage="other", error="ValueError: 'ü'", attempts=1, event_count=1,
+                           payload='{"event_id":"c","attributes":{"k":"ü"}}\n')
+        same_time = DeadLetter(id="d0", at=T0, stage="sink", error="E", attempts=1, event_count=1, payload="{}\n")
+        assert await storage.list_dead_letters() == []
+        for entry in (older, newer, same_time):
+            await storage.add_dead_letter(entry)
+        assert await storage.list_dead_letters() == [newer, same_time, older]  # newest first, then by id
+        assert await storage.list_dead_letters(limit=2) == [newer, same_time]
+        await storage.mark_replayed("d1", T0 + 2 * HOUR)
+        await storage.mark_replayed("no-such-entry", T0)  # nothing to mark: no error
+        assert await storage.list_dead_letters() == [newer, same_time]
+        replayed = msgspec.structs.replace(older, replayed_at=T0 + 2 * HOUR)
+        assert await storage.list_dead_letters(include_replayed=True) == [newer, same_time, replayed]
     backend(scenario)
 
 
