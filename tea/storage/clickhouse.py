@@ -160,29 +160,35 @@ class ClickHouseStorage:
             events = _ROWS.decode(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise StorageDataError(f"clickhouse: a batch event is not canonical: {exc}") from exc
-        first: dict[tuple[str, str], _Row] = {}
-        for event in events:  # in-batch repeats: keep the earliest received
-            key = (event.tenant_id, event.event_id)
-            kept = first.get(key)
-            if kept is None or event.received_at < kept.received_at:
-                first[key] = event
-        stamps = [e.timestamp for e in first.values()]
-        known = self._existing_keys(client, list(first), min(stamps) - self.dedup_window_us,
-                                    max(stamps) + self.dedup_window_us)
-        rows = [e for k, e in first.items() if k not in known]
+        window = self.dedup_window_us
+        by_key: dict[tuple[str, str], list[_Row]] = {}
+        for event in sorted(events, key=lambda e: e.received_at):  # stable: line order breaks ties
+            by_key.setdefault((event.tenant_id, event.event_id), []).append(event)
+        stamps = [e.timestamp for e in events]
+        stored = self._stored_times(client, list(by_key), min(stamps) - window, max(stamps) + window)
+        rows = []
+        for key, repeats in by_key.items():
+            seen = list(stored.get(key, ()))  # an event repeats a stored or earlier one within its own window
+            for event in repeats:
+                if not any(abs(other - event.timestamp) <= window for other in seen):
+                    rows.append(event)
+                seen.append(event.timestamp)
         if rows:
             settings = {"max_partitions_per_insert_block": 0} if "max_partitions_per_insert_block" in self._supported \
                 else {}
             client.execute(_EVENTS_INSERT, _columns(rows), columnar=True, settings=settings)
         return WriteResult(len(rows), count - len(rows))
 
-    def _existing_keys(self, client: Client, keys: list[tuple[str, str]], start_us: int,
-                       end_us: int) -> set[tuple[str, str]]:
+    def _stored_times(self, client: Client, keys: list[tuple[str, str]], start_us: int,
+                      end_us: int) -> dict[tuple[str, str], list[int]]:
         tenants = sorted({k[0] for k in keys})
         data = [{"tenant_id": t, "event_id": e} for t, e in keys]
-        rows = client.execute(sql.existing_keys(tenants, start_us, end_us, "batch_keys"),
+        rows = client.execute(sql.stored_times(tenants, start_us, end_us, "batch_keys"),
                               external_tables=[{"name": "batch_keys", "structure": _KEYS, "data": data}])
-        return {(t, e) for t, e in rows}
+        times: dict[tuple[str, str], list[int]] = {}
+        for tenant, event_id, stamp in rows:
+            times.setdefault((tenant, event_id), []).append(stamp)
+        return times
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:

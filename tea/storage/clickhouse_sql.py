@@ -234,9 +234,10 @@ def traces(f: EventFilter, *, service: str | None, min_duration_ms: float, error
 
 
 # ---------------------------------------------------------------- writes, retention, documents
-def existing_keys(tenant_ids: list[str], start_us: int, end_us: int, keys_table: str) -> str:
-    """Keys of the batch (an external table of tenant_id, event_id) already stored in the window."""
-    return (f"SELECT DISTINCT tenant_id, event_id FROM events WHERE {in_list('tenant_id', tenant_ids)} "
+def stored_times(tenant_ids: list[str], start_us: int, end_us: int, keys_table: str) -> str:
+    """Stored events with a key of the batch (an external table of tenant_id, event_id) in the time range:
+    (tenant_id, event_id, timestamp µs)."""
+    return (f"SELECT DISTINCT tenant_id, event_id, timestamp FROM events WHERE {in_list('tenant_id', tenant_ids)} "
             f"AND timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} "
             f"AND (tenant_id, event_id) IN {keys_table}")
 

@@ -220,6 +220,7 @@ class DuckDBStorage:
         with open(self._ingest_path, "wb") as fh:
             fh.write(data)
         window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
+        spread = [self.dedup_window_us, self.dedup_window_us]
         try:
             con.execute("BEGIN")
             # once in typed form; then without in-batch duplicates (a window over the wide rows costs 2-3x the
@@ -230,9 +231,14 @@ class DuckDBStorage:
                 f"maximum_object_size={self.max_object_bytes + 1024}) b")
             repeated = con.execute("SELECT 1 FROM staged GROUP BY tenant_id, event_id HAVING count(*) > 1 "
                                    "LIMIT 1").fetchall()
-            if repeated:
-                con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT * FROM staged "
-                            "QUALIFY row_number() OVER (PARTITION BY tenant_id, event_id ORDER BY received_at) = 1")
+            if repeated:  # an event repeats one received before it in the batch within the window of its own time
+                con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT *, row_number() OVER "
+                            "(PARTITION BY tenant_id, event_id ORDER BY received_at) AS tea_n FROM staged")
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE staged AS SELECT * EXCLUDE (tea_n) FROM staged s WHERE NOT EXISTS ("
+                    "SELECT 1 FROM staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
+                    "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
+                    "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
             tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
             written = 0
             for number, members in _by_partition(tenants).items():
@@ -242,15 +248,18 @@ class DuckDBStorage:
                 # Stored duplicates, found by an inner join that hashes the batch's keys and streams the
                 # window's stored keys past them (an anti-join would hash every stored row of the window:
                 # its cost grew with the table). Usually none: then a plain insert.
+                # A stored event is the same one when its time is within the window of the new event's own.
+                near = "AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) AND s.timestamp + to_microseconds(?)"
                 stored = con.execute(
                     f"SELECT 1 FROM staged s JOIN {table} e ON e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
-                    f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?){only.replace('tenant_id', 's.tenant_id')} "
-                    f"LIMIT 1", [*window, *scope]).fetchall()
+                    f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) {near}"
+                    f"{only.replace('tenant_id', 's.tenant_id')} LIMIT 1", [*window, *spread, *scope]).fetchall()
                 if stored:
                     row = con.execute(
                         f"INSERT INTO {table} SELECT * FROM staged s WHERE NOT EXISTS (SELECT 1 FROM {table} e "
-                        f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) "
-                        f"AND e.tenant_id = s.tenant_id AND e.event_id = s.event_id){only}", [*window, *scope]).fetchone()
+                        f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) {near} "
+                        f"AND e.tenant_id = s.tenant_id AND e.event_id = s.event_id){only}",
+                        [*window, *spread, *scope]).fetchone()
                 else:
                     row = con.execute(f"INSERT INTO {table} SELECT * FROM staged s WHERE TRUE{only}", scope).fetchone()
                 written += row[0] if row else 0

@@ -46,9 +46,8 @@ _STAGED = ", ".join("COALESCE(r.tags, '{}') AS tags" if c == "tags" else
                     "COALESCE(r.attributes, '{}') AS attributes" if c == "attributes" else f'r."{c}"' for c in COLUMNS)
 # CSV with quote and delimiter bytes JSON never contains raw: each NDJSON line arrives untouched
 _COPY_LINES = "COPY tea_lines (line) FROM STDIN (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
-_STAGE = (f"CREATE TEMP TABLE tea_staged ON COMMIT DROP AS SELECT DISTINCT ON (r.tenant_id, r.event_id) {_STAGED} "
-          f"FROM tea_lines l CROSS JOIN LATERAL json_to_record(l.line::json) AS r({_RECORD}) "
-          f"ORDER BY r.tenant_id, r.event_id, l.n")
+_STAGE = (f"CREATE TEMP TABLE tea_staged ON COMMIT DROP AS SELECT l.n AS tea_n, {_STAGED} "
+          f"FROM tea_lines l CROSS JOIN LATERAL json_to_record(l.line::json) AS r({_RECORD})")
 _DAYS = (f"SELECT COALESCE(array_agg(DISTINCT {q.floor_to(q.TS, DAY_US)}), '{{}}'), min({q.TS}), max({q.TS}) "
          f"FROM tea_staged")
 _COPY_CHUNK = 1 << 20
@@ -203,11 +202,14 @@ class PostgresStorage:
                 if new_days:  # late or back-filled days: DDL inside the batch's transaction
                     await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
                     await self._create_partitions(conn, new_days)
+                # an event repeats a stored one, or one earlier in the batch, within the window of its own time
                 cur = await conn.execute(
                     f"INSERT INTO events ({_QUOTED}) SELECT {_QUOTED} FROM tea_staged s WHERE NOT EXISTS ("
                     f"SELECT 1 FROM events e WHERE e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
                     f'AND e."timestamp" BETWEEN s."timestamp" - {window} AND s."timestamp" + {window} '
-                    f'AND e."timestamp" BETWEEN {int(low) - window} AND {int(high) + window})')
+                    f'AND e."timestamp" BETWEEN {int(low) - window} AND {int(high) + window}) AND NOT EXISTS ('
+                    f"SELECT 1 FROM tea_staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
+                    f'AND o.tea_n < s.tea_n AND o."timestamp" BETWEEN s."timestamp" - {window} AND s."timestamp" + {window})')
                 written = cur.rowcount
         self._days.update(new_days)
         return WriteResult(written, batch.count - written)

@@ -106,7 +106,7 @@ def test_replacing_merge_tree_collapses_what_two_nodes_wrote_at_once(clickhouse_
         second = ClickHouseStorage(url, final_reads=True)
         await second.open()
         try:
-            second._existing_keys = lambda *args: set()  # type: ignore[method-assign]  # both checked before either wrote
+            second._stored_times = lambda *args: {}  # type: ignore[method-assign]  # both checked before either wrote
             assert (await first.write_batch(batch(events))).written == 50
             assert (await second.write_batch(batch(events[:20]))).written == 20
             assert (await first.write_batch(batch(events))).written == 0  # the write-time check still holds

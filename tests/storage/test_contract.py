@@ -122,6 +122,24 @@ def test_same_id_outside_the_dedup_window_is_a_new_event(backend) -> None:
     backend(scenario)
 
 
+def test_dedup_window_is_each_events_own(backend) -> None:
+    """Idempotency does not depend on how the writer happens to batch events: an event repeats another
+    (stored, or earlier in the same batch) only when their times are within the window of each other."""
+    async def scenario(storage: Storage) -> None:
+        far = await storage.write_batch(from_wire([ev("x"), ev("x", ts=T0 + 2 * HOUR)]))  # one batch, 2 h apart
+        assert (far.written, far.duplicates) == (2, 0)
+        near = await storage.write_batch(from_wire([ev("y"), ev("y", ts=T0 + 60_000_000)]))  # 1 min apart
+        assert (near.written, near.duplicates) == (1, 1)
+        # the batch spans T0 (another event), but "x" at T0 + 4 h is 2 h from the nearest stored "x"
+        spread = await storage.write_batch(from_wire([ev("x", ts=T0 + 4 * HOUR), ev("z")]))
+        assert (spread.written, spread.duplicates) == (2, 0)
+        again = await storage.write_batch(from_wire([ev("x", ts=T0 + 2 * HOUR + 1), ev("z")]))
+        assert (again.written, again.duplicates) == (0, 2)
+        assert sorted((e.event_id, e.timestamp) for e in await everything(storage)) == sorted([
+            ("x", T0), ("x", T0 + 2 * HOUR), ("x", T0 + 4 * HOUR), ("y", T0), ("z", T0)])
+    backend(scenario)
+
+
 def test_filters(backend) -> None:
     events = [ev(f"e{i}", ts=T0 + i, tenant=f"t{i % 3}", user_id=f"u{i % 2}", event_type=f"type{i % 4}",
                  source=f"s{i % 5}", method=f"m{i % 2}", status="ok" if i % 3 else "error", trace_id=f"tr{i % 7}",
