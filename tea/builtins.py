@@ -37,6 +37,11 @@ def register_storage(settings: "Settings") -> Any:
 
 
 @hookimpl
+def storage_backends() -> list[str]:
+    return ["memory", "duckdb", "postgres", "clickhouse"]
+
+
+@hookimpl
 def register_receivers(app: Any) -> list[Any]:
     from tea.receive import native, otlp, tea_compat, telemetron, telemetry_kit
     routes = [route for module in (native, tea_compat, telemetry_kit, telemetron) for route in module.routes(app)]

@@ -19,7 +19,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", dest="data_dir", help="data directory (TEA_DATA_DIR, default ./tea-data)")
     parser.add_argument("--config", help="a tea.toml settings file (TEA_CONFIG)")
     parser.add_argument("--storage-backend", dest="storage_backend",
-                        help="memory, duckdb, postgres or clickhouse (TEA_STORAGE_BACKEND, default duckdb)")
+                        help="memory, duckdb, postgres, clickhouse, or a plugin's backend (TEA_STORAGE_BACKEND, "
+                        "default duckdb)")
     parser.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (TEA_LOG_LEVEL)")
     parser.add_argument("--otlp-grpc-port", dest="otlp.grpc_port",
                         help="OTLP/gRPC port, 0 disables (TEA_OTLP__GRPC_PORT, default 4317)")
@@ -100,7 +101,11 @@ def cmd_serve(settings: Settings) -> int:
         log.warning("ignoring environment variable %s: it names no TEA setting", name)
     for warning in settings.warnings:
         log.warning("%s", warning)
-    app = TeaApp(settings)
+    try:
+        app = TeaApp(settings)
+    except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
+        print(f"tea: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
                             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
@@ -221,7 +226,8 @@ def cmd_plugins(settings: Settings) -> int:
     processors = [name for group in pm.hook.register_processors(settings=settings, storage=None) for name, _ in group]
     print("validators:", ", ".join(stages) or "(none)")
     print("processors:", ", ".join(processors) or "(none)")
-    print("storage:", settings.storage_backend)
+    backends = sorted({name for group in pm.hook.storage_backends() for name in group})
+    print("storage:", settings.storage_backend, f"(available: {', '.join(backends)})")
     return 0
 
 

@@ -38,3 +38,8 @@ def register_receivers(app: Any) -> list[Any]:
 @hookspec(firstresult=True)
 def register_storage(settings: "Settings") -> Any:
     """Return a Storage for ``settings.storage_backend``, or None when that backend is not yours."""
+
+
+@hookspec
+def storage_backends() -> list[str]:
+    """Return the ``storage_backend`` names your ``register_storage`` answers (listed when none answers)."""

@@ -152,8 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "int", 3001, "HTTP port", minimum=0, maximum=65535),
     Setting("data_dir", "path", "./tea-data", "directory for the durable buffer and the DuckDB file"),
     Setting("config", "path", None, "path of a tea.toml settings file", nullable=True),
-    Setting("storage_backend", "str", "duckdb", "where events are stored",
-            choices=("memory", "duckdb", "postgres", "clickhouse")),
+    Setting("storage_backend", "str", "duckdb", "where events are stored: memory, duckdb, postgres, clickhouse, "
+            "or a backend a plugin provides (checked at start)"),
     Setting("postgres_url", "str", None, "postgres backend: libpq URL, e.g. postgresql://tea:secret@db:5432/tea "
             "(also the seed's ANALYTICS_DATABASE_URL, or ANALYTICS_DB_USER/PASS/HOST/PORT/NAME)", secret=True,
             nullable=True, aliases=("ANALYTICS_DATABASE_URL",)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
+from tea.errors import ConfigError
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
@@ -137,5 +138,7 @@ def make_storage(settings: "Settings", pm: Any = None) -> Storage:
         pm = make_plugin_manager()
     storage = pm.hook.register_storage(settings=settings)
     if storage is None:
-        raise ValueError(f"no plugin provides storage backend {settings.storage_backend!r}")
+        names = sorted({name for group in pm.hook.storage_backends() for name in group})
+        raise ConfigError(f"invalid storage_backend={settings.storage_backend!r}: no plugin provides it "
+                          f"(available: {', '.join(names) or 'none'})")
     return storage

@@ -13,6 +13,7 @@ import msgspec
 from tea import hookspecs
 from tea.hookspecs import hookimpl
 from tea.pipeline.stages import Drop, Invalid, PiiRedactor
+from tea.storage.memory import MemoryStorage
 from tea.types import Event
 from tests.auth.conftest import admin_headers
 
@@ -174,6 +175,58 @@ def test_builtin_validators_from_settings(serve, tmp_path: Path) -> None:
 def test_pii_redactor_leaves_clean_attributes_untouched() -> None:
     event = Event(event_type="x", attributes=msgspec.Raw(b'{"a": 1, "b": [1, 2]}'))
     assert bytes(PiiRedactor()(event).attributes) == b'{"a": 1, "b": [1, 2]}'
+
+
+class WrappedMemory(MemoryStorage):
+    """A third-party backend: the memory backend under another name, counting its writes."""
+
+    name = "wrapped"
+    writes = 0
+
+    async def write_batch(self, batch):  # type: ignore[no-untyped-def]
+        WrappedMemory.writes += 1
+        return await super().write_batch(batch)
+
+
+class StoragePlugin:
+    @hookimpl
+    def storage_backends(self):  # type: ignore[no-untyped-def]
+        return ["wrapped"]
+
+    @hookimpl
+    def register_storage(self, settings):  # type: ignore[no-untyped-def]
+        return WrappedMemory() if settings.storage_backend == "wrapped" else None
+
+
+def test_a_plugin_provides_a_storage_backend_by_name(tmp_path: Path) -> None:
+    from tea.app import TeaApp
+    from tea.settings import load
+    from tests.conftest import LiveServer, make_settings
+    assert load({"storage_backend": "wrapped"}, env={}).storage_backend == "wrapped"  # not limited to built-ins
+    settings = make_settings(tmp_path / "d", storage_backend="wrapped", writer__flush_interval_ms=20.0)
+    live = LiveServer(TeaApp(settings, plugins=[StoragePlugin()])).start()
+    try:
+        assert isinstance(live.app.storage, WrappedMemory)
+        assert httpx.post(live.url + "/v1/events", json=[{"event_type": "ok", "event_id": "w1"}]).status_code == 200
+        live.wait_stored(1)
+        assert WrappedMemory.writes >= 1
+        assert [e["event_id"] for e in httpx.get(live.url + "/v1/events").json()["events"]] == ["w1"]
+        assert httpx.get(live.url + "/health").json()["storage_backend"] == "wrapped"
+    finally:
+        live.stop()
+
+
+def test_a_backend_no_plugin_provides_is_a_one_line_error(tmp_path: Path) -> None:
+    import pytest
+
+    from tea.app import TeaApp
+    from tea.errors import ConfigError
+    from tests.conftest import make_settings
+    with pytest.raises(ConfigError) as caught:
+        TeaApp(make_settings(tmp_path / "d", storage_backend="sqlite"), plugins=[StoragePlugin()])
+    assert str(caught.value) == ("invalid storage_backend='sqlite': no plugin provides it "
+                                 "(available: clickhouse, duckdb, memory, postgres, wrapped)")
+    # `tea serve` prints it as one line and exits 2: tests/unit/test_cli.py
 
 
 def test_every_hook_has_a_test() -> None:

@@ -34,4 +34,5 @@ def test_invalid_setting_stops_with_one_line_and_exit_2(tmp_path) -> None:
                           env={"TEA_STORAGE_BACKEND": "oracle", "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("tea: invalid TEA_STORAGE_BACKEND='oracle': expected one of memory, duckdb, postgres, clickhouse")
+    assert proc.stderr.strip() == ("tea: invalid storage_backend='oracle': no plugin provides it "
+                                   "(available: clickhouse, duckdb, memory, postgres)")

@@ -41,7 +41,6 @@ def test_config_flag_beats_config_env(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env, fragment", [
-    ({"TEA_STORAGE_BACKEND": "mongo"}, "invalid TEA_STORAGE_BACKEND='mongo': expected one of memory, duckdb"),
     ({"TEA_PORT": "http"}, "invalid TEA_PORT='http': expected a whole number from 0 to 65535"),
     ({"TEA_PORT": "70000"}, "invalid TEA_PORT='70000'"),
     ({"TEA_AUTH_VALIDATION": "maybe"}, "invalid TEA_AUTH_VALIDATION='maybe': expected true or false"),
@@ -53,6 +52,15 @@ def test_invalid_values_give_one_line_naming_the_key(env: dict[str, str], fragme
     with pytest.raises(ConfigError) as info:
         load({}, env=env)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_storage_backend_is_any_name_checked_against_the_plugins_at_start() -> None:
+    from tea.storage.base import make_storage
+    settings = load({}, env={"TEA_STORAGE_BACKEND": "mongo"})  # a plugin may provide it
+    with pytest.raises(ConfigError) as info:
+        make_storage(settings)
+    assert str(info.value) == ("invalid storage_backend='mongo': no plugin provides it "
+                               "(available: clickhouse, duckdb, memory, postgres)")
 
 
 def test_invalid_value_in_file_names_the_key(tmp_path: Path) -> None:
