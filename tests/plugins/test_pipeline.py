@@ -172,6 +172,22 @@ def test_builtin_validators_from_settings(serve, tmp_path: Path) -> None:
                                             "list": [{"email": "[REDACTED]"}]}
 
 
+def test_pii_keys_setting_replaces_the_seeds_list() -> None:
+    from tea import builtins
+    from tea.settings import load
+    settings = load({}, env={"TEA_PII__REDACT": "true", "TEA_PII__KEYS": "nickname, SSN"})
+    [redactor] = builtins.register_validators(settings=settings)
+    event = Event(event_type="x", user_id="alice", attributes=msgspec.Raw(json.dumps(
+        {"nickname": "al", "ssn": "1", "email": "a@b", "api_token": "t", "auth": "x", "note": {"NickName": "n"}}
+    ).encode()))
+    assert msgspec.json.decode(redactor(event).attributes) == {
+        "nickname": "[REDACTED]", "ssn": "[REDACTED]",
+        "email": "a@b", "auth": "x",   # the seed's keys, no longer listed: kept
+        "api_token": "[REDACTED]",     # still: keys containing password/token/key/secret
+        "note": {"NickName": "[REDACTED]"}}
+    assert event.user_id == "alice"  # hashing is its own setting
+
+
 def test_pii_redactor_leaves_clean_attributes_untouched() -> None:
     event = Event(event_type="x", attributes=msgspec.Raw(b'{"a": 1, "b": [1, 2]}'))
     assert bytes(PiiRedactor()(event).attributes) == b'{"a": 1, "b": [1, 2]}'
