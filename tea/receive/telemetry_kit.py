@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tea.auth import signing
+from tea.auth.principal import WRITE as EVENTS_WRITE
 from tea.auth.keys import same
 from tea.errors import ClientError, RateLimited, Unavailable
 from tea.http import Param, Request, Response, Route
@@ -189,6 +190,8 @@ def routes(app: "TeaApp") -> list[Route]:
         org_id, app_id = request.path_params["org_id"], request.path_params["app_id"]
         if not bound_to(principal, org_id, app_id):
             return reply(403, "Token does not match org_id/app_id")
+        if not principal.can(EVENTS_WRITE):  # a read-only token signs no writes (TEA scopes; upstream has none)
+            return reply(403, f"Token lacks the {EVENTS_WRITE} scope")
         return await _batch_body(request, body, principal, org_id, app_id)
 
     async def _batch_body(request: Request, body: bytes, principal: Any, org_id: str, app_id: str) -> Response:

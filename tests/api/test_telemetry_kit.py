@@ -145,6 +145,12 @@ def test_tokens_bound_to_no_org_or_to_an_org_only(tk: Client) -> None:
     assert (r.status_code, r.json()) == (403, MISMATCH)
 
 
+def test_a_read_only_token_cannot_ingest(tk: Client) -> None:
+    reader = create_token(tk.url, "acme", "free", org_id=ORG, app_id=APP, scopes=["events:read"])
+    r = Client(tk.url, reader["token"], reader["secret"]).post({"events": [tk_event()]})
+    assert (r.status_code, r.json()) == (403, {"error": "Forbidden", "message": "Token lacks the events:write scope"})
+
+
 @pytest.mark.parametrize("body, fragment", [
     (b"{not json", "Invalid JSON: "), (json.dumps({"events": [{"schema_version": "1.0.0"}]}).encode(), "Invalid JSON: ")])
 def test_unparsable_batches_are_400(tk: Client, body: bytes, fragment: str) -> None:
