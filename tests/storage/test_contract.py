@@ -140,6 +140,30 @@ def test_dedup_window_is_each_events_own(backend) -> None:
     backend(scenario)
 
 
+HOSTILE = ["x' OR '1'='1", "x\\' OR 1=1 --", 'q"uote', "back\\slash", "new\nline", "semi; DROP TABLE events; --",
+           "percent%_under", "tab\tnul\x01", "ünï ✓"]
+
+
+def test_hostile_strings_are_values_not_sql(backend) -> None:
+    """Every value reaches storage as data: quotes, backslashes, comments and LIKE wildcards match only
+    themselves, in filters and in tenant scoping (ClickHouse renders literals itself, the others bind)."""
+    events = [ev(f"h{i}", ts=T0 + i, tenant=value, source=value, method=value, user_id=value, target=value)
+              for i, value in enumerate(HOSTILE)] + [ev("plain", tenant="x", source="x", method="x", user_id="x")]
+
+    async def scenario(storage: Storage) -> None:
+        assert (await storage.write_batch(from_wire(events))).written == len(events)
+        for i, value in enumerate(HOSTILE):
+            for field in ("source", "method", "user_id", "target"):
+                got = await everything(storage, **{field: value})
+                assert [(e.event_id, getattr(e, field)) for e in got] == [(f"h{i}", value)], (field, value)
+            got = await everything(storage, tenant_ids=(value,))
+            assert [(e.event_id, e.tenant_id) for e in got] == [(f"h{i}", value)], value
+            assert await storage.count(EventFilter(tenant_ids=(value,))) == 1
+        assert await everything(storage, source="x' OR 'x'='x") == []
+        assert [e.event_id for e in await everything(storage, tenant_ids=("x",))] == ["plain"]
+    backend(scenario)
+
+
 def test_filters(backend) -> None:
     events = [ev(f"e{i}", ts=T0 + i, tenant=f"t{i % 3}", user_id=f"u{i % 2}", event_type=f"type{i % 4}",
                  source=f"s{i % 5}", method=f"m{i % 2}", status="ok" if i % 3 else "error", trace_id=f"tr{i % 7}",
