@@ -91,8 +91,10 @@ def tea_server(data_dir: str, port: int, env: dict[str, str]) -> Server:
     script = os.path.join(os.path.dirname(sys.executable), "tea")
     command = [script] if os.path.exists(script) else [sys.executable, "-m", "tea"]
     argv = command + ["serve", "--host", HOST, "--port", str(port), "--data-dir", data_dir]
+    # OTLP listeners off unless ``env`` turns them on (bench.otlp sets TEA_OTLP__GRPC_PORT to a free port):
+    # on 4317/4318, the defaults, TEA would not start beside another TEA or collector
     return Server("tea", argv, port, "/readyz", os.path.join(data_dir, "tea.log"),
-                  {"TEA_ADMIN_TOKEN": ADMIN_TOKEN, **env})
+                  {"TEA_ADMIN_TOKEN": ADMIN_TOKEN, "TEA_OTLP__GRPC_PORT": "0", "TEA_OTLP__HTTP_PORT": "0", **env})
 
 
 def create_token(port: int, tenant: str, tier: str = "enterprise") -> str:
