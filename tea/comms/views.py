@@ -77,50 +77,90 @@ def _flat(e: Event) -> tuple[Any, ...]:
             duration, e.status, e.tokens_used or 0, cost)
 
 
-def python_groups(kind: str, events: list[Event]) -> list[tuple[Any, ...]]:
-    rows = [_flat(e) for e in events if e.event_type == EVENT_TYPE]
-    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-    if kind == "endpoints":
-        seen: dict[tuple[Any, ...], list[int]] = {}
-        for r in rows:
-            for key in ((r[2], r[3]), (r[4], r[5])):
-                entry = seen.setdefault(key, [0, r[0]])
-                entry[0] += 1
-                entry[1] = max(entry[1], r[0])
-        return [(k[0], k[1], v[0], v[1]) for k, v in seen.items()]
-    for r in rows:
-        if kind == "health":
-            key: tuple[Any, ...] = (r[1],)
-        elif kind == "pairs":
-            key = (r[2], r[3], r[4], r[5], r[1])
-        elif kind == "realtime":
-            key = (r[0] - r[0] % MINUTE_US, r[1], r[2], r[3], r[4], r[5])
-        elif kind == "matrix":
-            key = (r[2], r[4], r[1])
-        else:
+class PythonGroups:
+    """Raw groups of one view, folded chunk by chunk (``add``), so memory grows with the number of groups,
+    not of events — except realtime, which keeps each minute group's durations for its exact p95."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in KINDS:
             raise ValueError(f"unknown view kind {kind!r}")
-        groups.setdefault(key, []).append(r)
-    out = []
-    for key, members in groups.items():
-        durations = [m[6] for m in members if m[6] is not None]
-        errors = sum(1 for m in members if m[7] == "error")
-        n, total = len(durations), sum(durations)
-        if kind == "health":
-            out.append((*key, len(members), len({m[2] for m in members}), len({m[4] for m in members}),
-                        total, n, errors))
-        elif kind == "pairs":
-            days = {datetime.fromtimestamp(m[0] / 1e6, timezone.utc).date() for m in members}
-            out.append((*key, len(members), total, n, min(durations, default=None), max(durations, default=None),
-                        errors, len(days), max(m[0] for m in members), sum(m[8] for m in members),
-                        sum(m[9] for m in members)))
-        elif kind == "realtime":
-            ordered = sorted(durations)
-            low, high = p95_positions(n) if n else (0, 0)
-            out.append((*key, len(members), total, n, ordered[low] if n else None, ordered[high] if n else None,
-                        errors))
-        else:
-            out.append((*key, len(members), total, n, errors))
-    return out
+        self.kind = kind
+        self.groups: dict[tuple[Any, ...], list[Any]] = {}
+
+    def add(self, events: list[Event]) -> None:
+        kind, groups = self.kind, self.groups
+        for e in events:
+            if e.event_type != EVENT_TYPE:
+                continue
+            r = _flat(e)
+            if kind == "endpoints":
+                for key in ((r[2], r[3]), (r[4], r[5])):
+                    entry = groups.setdefault(key, [0, r[0]])
+                    entry[0] += 1
+                    entry[1] = max(entry[1], r[0])
+                continue
+            if kind == "health":
+                key: tuple[Any, ...] = (r[1],)
+            elif kind == "pairs":
+                key = (r[2], r[3], r[4], r[5], r[1])
+            elif kind == "realtime":
+                key = (r[0] - r[0] % MINUTE_US, r[1], r[2], r[3], r[4], r[5])
+            else:
+                key = (r[2], r[4], r[1])
+            g = groups.get(key)
+            if g is None:  # count, duration total, durations counted, errors, then per kind
+                g = groups[key] = [0, 0, 0, 0, *_EXTRA[kind]()]
+            g[0] += 1
+            duration = r[6]
+            if duration is not None:
+                g[1] += duration
+                g[2] += 1
+            if r[7] == "error":
+                g[3] += 1
+            if kind == "health":
+                g[4].add(r[2])
+                g[5].add(r[4])
+            elif kind == "pairs":
+                if duration is not None:
+                    g[4] = duration if g[4] is None else min(g[4], duration)
+                    g[5] = duration if g[5] is None else max(g[5], duration)
+                g[6].add(datetime.fromtimestamp(r[0] / 1e6, timezone.utc).date())
+                g[7] = r[0] if g[7] is None else max(g[7], r[0])
+                g[8] += r[8]
+                g[9] += r[9]
+            elif kind == "realtime" and duration is not None:
+                g[4].append(duration)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        kind, out = self.kind, []
+        for key, g in self.groups.items():
+            if kind == "endpoints":
+                out.append((key[0], key[1], g[0], g[1]))
+            elif kind == "health":
+                out.append((*key, g[0], len(g[4]), len(g[5]), g[1], g[2], g[3]))
+            elif kind == "pairs":
+                out.append((*key, g[0], g[1], g[2], g[4], g[5], g[3], len(g[6]), g[7], g[8], g[9]))
+            elif kind == "realtime":
+                n, ordered = g[2], sorted(g[4])
+                low, high = p95_positions(n) if n else (0, 0)
+                out.append((*key, g[0], g[1], n, ordered[low] if n else None, ordered[high] if n else None, g[3]))
+            else:
+                out.append((*key, g[0], g[1], g[2], g[3]))
+        return out
+
+
+_EXTRA: dict[str, Any] = {
+    "health": lambda: [set(), set()],                        # sources, targets
+    "pairs": lambda: [None, None, set(), None, 0, 0],        # min, max duration, days, last ts, tokens, cost
+    "realtime": lambda: [[]],                                # durations
+    "matrix": lambda: [],
+}
+
+
+def python_groups(kind: str, events: list[Event]) -> list[tuple[Any, ...]]:
+    groups = PythonGroups(kind)
+    groups.add(events)
+    return groups.rows()
 
 
 async def raw_groups(storage: Any, kind: str, f: EventFilter) -> list[tuple[Any, ...]]:
@@ -128,10 +168,10 @@ async def raw_groups(storage: Any, kind: str, f: EventFilter) -> list[tuple[Any,
     native = getattr(storage, "communication_groups", None)
     if native is not None:
         return await native(kind, f)
-    events: list[Event] = []
+    groups = PythonGroups(kind)
     async for chunk in storage.iter_events(f):
-        events.extend(chunk)
-    return python_groups(kind, events)
+        groups.add(chunk)
+    return groups.rows()
 
 
 # ---------------------------------------------------------------- the views
