@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.add_argument("--token", help="an API token or JWT with events:read (default: $TEA_TOKEN)")
     export.add_argument("--tenant", dest="tenant_id", help="only this tenant")
-    for name in ("user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id"):
+    for name in ("user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol",
+                 "target"):
         export.add_argument("--" + name.replace("_", "-"), dest=name, help=f"only events with this {name}")
     export.add_argument("--start", dest="start_time", help="events at or after (RFC 3339 or epoch ms)")
     export.add_argument("--end", dest="end_time", help="events before (RFC 3339 or epoch ms)")
@@ -185,8 +186,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tea import remote
 
     filters = {name: getattr(args, name) for name in remote.FILTERS}
-    rows, size = remote.export(_base_url(args), args.format, filters, args.output, progress=not args.quiet)
-    print(f"wrote {rows} rows, {size} bytes to {args.output}", file=sys.stderr)
+    rows, size, expected = remote.export(_base_url(args), args.format, filters, args.output,
+                                         progress=not args.quiet)
+    note = "" if rows == expected else f" ({expected} counted when the export started)"
+    print(f"wrote {rows} rows, {size} bytes to {args.output}{note}", file=sys.stderr)
     return 0
 
 

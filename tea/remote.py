@@ -10,7 +10,7 @@ from datetime import date
 from typing import IO, Any
 
 FILTERS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id",
-           "start_time", "end_time")
+           "protocol", "target", "start_time", "end_time")
 
 
 class RemoteError(Exception):
@@ -53,30 +53,66 @@ def usage(base_url: str, params: dict[str, Any], out: IO[bytes]) -> None:
     out.flush()
 
 
-def export(base_url: str, fmt: str, filters: dict[str, Any], path: str, progress: bool = True) -> tuple[int, int]:
-    """Stream an export into ``path``; returns (rows, bytes). The bar counts NDJSON rows as they come;
-    for CSV (rows may span lines) and Parquet it shows bytes and completes at the end."""
+class CsvRecords:
+    """Counts CSV records as the bytes arrive: line ends outside quoted fields (every quote toggles
+    quoting; an escaped quote, two of them, toggles twice), so a field spanning lines counts once."""
+
+    def __init__(self) -> None:
+        self.quoted = False
+        self.records = 0
+
+    def feed(self, chunk: bytes) -> None:
+        for i, part in enumerate(chunk.split(b'"')):
+            if i:
+                self.quoted = not self.quoted
+            if not self.quoted:
+                self.records += part.count(b"\n")
+
+
+def parquet_rows(path: str) -> int:
+    """The row count in a Parquet file's footer."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        row = con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [path]).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def export(base_url: str, fmt: str, filters: dict[str, Any], path: str,
+           progress: bool = True) -> tuple[int, int, int]:
+    """Stream an export into ``path``; returns (rows written, bytes, rows expected).
+
+    The rows expected are what ``GET /v1/events`` counted just before the export started — an
+    estimate (events arrive and expire meanwhile), so the bar's total is labelled as one. The rows
+    written are counted in what was written: NDJSON lines and CSV records as they arrive (the bar
+    follows them), Parquet rows from the finished file's footer (a Parquet file cannot be counted
+    while it downloads: its bar shows the bytes and fills at the end)."""
     from tqdm import tqdm
 
     base = base_url.rstrip("/")
     chosen = {k: v for k, v in filters.items() if v is not None}
     with _get(f"{base}/v1/events?{urllib.parse.urlencode({**chosen, 'limit': 1})}", 60) as response:
-        total = json.loads(response.read())["total_count"]
+        expected = json.loads(response.read())["total_count"]
     rows = size = 0
-    bar = tqdm(total=total, unit=" rows", disable=not progress, file=sys.stderr, dynamic_ncols=True,
-               desc=f"export {fmt}")
+    csv_records = CsvRecords() if fmt == "csv" else None
+    bar = tqdm(total=expected, unit=" rows", disable=not progress, file=sys.stderr, dynamic_ncols=True,
+               desc=f"export {fmt} (total estimated)")
     with _get(f"{base}/v1/export?{urllib.parse.urlencode({**chosen, 'format': fmt})}") as response, \
             open(path, "wb") as fh:
         while chunk := response.read(1024 * 1024):
             fh.write(chunk)
             size += len(chunk)
             if fmt == "ndjson":
-                lines = chunk.count(b"\n")
-                rows += lines
-                bar.update(lines)
-            bar.set_postfix_str(f"{size / 1e6:.1f} MB")
-    if fmt != "ndjson":
-        rows = total
-        bar.update(total - bar.n)
+                rows += chunk.count(b"\n")
+            elif csv_records is not None:
+                csv_records.feed(chunk)
+                rows = max(csv_records.records - 1, 0)  # less the header
+            bar.update(rows - bar.n)
+            bar.set_postfix_str(f"{size / 1e6:.1f} MB" + ("; rows counted at the end" if fmt == "parquet" else ""))
+    if fmt == "parquet":
+        rows = parquet_rows(path)
+        bar.set_postfix_str(f"{size / 1e6:.1f} MB")
+    bar.total = bar.n = rows  # the true count, now known
+    bar.set_description(f"export {fmt}")
     bar.close()
-    return rows, size
+    return rows, size, expected

@@ -6,7 +6,12 @@ import io
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
+
+import duckdb
 
 import httpx
 import pyarrow.parquet as pq
@@ -14,6 +19,7 @@ import pytest
 
 from tests.api.test_analytics import T0_MS, post_all
 from tests.api.test_ingest import assert_error_shape
+from tea import remote
 from tests.conftest import LiveServer
 
 
@@ -92,6 +98,72 @@ def test_cli_export(client: httpx.Client, server: LiveServer, tmp_path: Path, fm
             assert len(list(csv.DictReader(fh))) == 200
     else:
         assert pq.read_table(out).num_rows == 200
+
+
+def test_cli_export_filters_by_protocol_and_target(client: httpx.Client, server: LiveServer, tmp_path: Path) -> None:
+    post_all(client, server, [{"event_type": "call", "timestamp": T0_MS + i, "protocol": ("mcp", "a2a")[i % 2],
+                               "target": ("srv-a", "srv-b", None)[i % 3]} for i in range(60)])
+    out = tmp_path / "events.ndjson"
+    proc = tea_cli("export", "--url", server.url, "-o", str(out), "--protocol", "mcp", "--target", "srv-b", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10 and {(r["protocol"], r["target"]) for r in rows} == {("mcp", "srv-b")}
+    assert "wrote 10 rows" in proc.stderr
+
+
+# ---------------------------------------------------------------- rows written, not the count made before
+CSV_BODY = (b'event_id,error_message\n'
+            b'a,"two\nlines, and ""quotes"""\n'
+            b'b,\n'
+            b'c,"""\n"""\n')
+
+
+@pytest.fixture
+def fake_tea(tmp_path: Path) -> Iterator[str]:
+    """A server whose /v1/events count (7) is not what /v1/export then sends (3 rows, or 5 in Parquet)."""
+    parquet = tmp_path / "five.parquet"
+    duckdb.sql(f"COPY (SELECT range AS n FROM range(5)) TO '{parquet}' (FORMAT parquet)")
+    bodies = {"ndjson": b'{"n":1}\n{"n":2}\n{"n":3}\n', "csv": CSV_BODY, "parquet": parquet.read_bytes()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            path, _, query = self.path.partition("?")
+            body = (b'{"events":[],"total_count":7,"has_more":true}' if path == "/v1/events"
+                    else bodies[dict(p.split("=") for p in query.split("&"))["format"]])
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    thread.join()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("fmt, rows", [("ndjson", 3), ("csv", 3), ("parquet", 5)])
+def test_export_reports_the_rows_it_wrote(fake_tea: str, tmp_path: Path, fmt: str, rows: int) -> None:
+    out = tmp_path / f"out.{fmt}"
+    assert remote.export(fake_tea, fmt, {"tenant_id": "acme"}, str(out), progress=False) == (rows, out.stat().st_size, 7)
+    proc = tea_cli("export", "--url", fake_tea, "--format", fmt, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {rows} rows, {out.stat().st_size} bytes to {out} (7 counted when the export started)" in proc.stderr
+    assert f"export {fmt}: 100%" in proc.stderr and f"| {rows}/{rows} [" in proc.stderr  # ends at the true count
+
+
+def test_csv_records_are_counted_across_chunks() -> None:
+    assert len(list(csv.reader(io.StringIO(CSV_BODY.decode())))) == 4
+    for cut in range(len(CSV_BODY) + 1):  # the quoting state carries over whatever the chunk boundaries
+        counter = remote.CsvRecords()
+        counter.feed(CSV_BODY[:cut])
+        counter.feed(CSV_BODY[cut:])
+        assert counter.records == 4, cut
 
 
 def test_cli_usage(client: httpx.Client, server: LiveServer) -> None:
