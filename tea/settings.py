@@ -213,7 +213,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tier.enterprise.events_per_minute", "int", 0, "0 = unlimited", minimum=0),
     Setting("tier.enterprise.events_per_month", "int", 0, "0 = unlimited", minimum=0),
     Setting("max_body_bytes", "size", 20 * MiB, "largest request body, after decompression", minimum=1024),
-    Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1),
+    Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1, maximum=50000),
     Setting("max_future_skew_s", "float", 86400.0,
             "reject events stamped further than this in the future; 0 disables the check", minimum=0),
     Setting("validation.source_ids", "str", "", "comma list of allowed sources; empty allows all"),

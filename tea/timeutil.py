@@ -34,15 +34,22 @@ def format_us(us: int) -> str:
     return text + "Z"
 
 
+def parse_iso(text: str) -> datetime:
+    """ISO 8601 date or date-time text as ``datetime.fromisoformat`` reads it (basic and extended forms,
+    ``2024-01-15``, ``2024-01-15T10:30Z``, ``20240115T103000Z``, offsets; naive means UTC). Raises ValueError."""
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
 def parse_time(text: str) -> int:
     """RFC 3339 / ISO 8601 text or epoch milliseconds (all digits) → µs. Raises ValueError."""
     text = text.strip()
     if text.lstrip("-").isdigit():
         us = int(text) * 1000
     else:
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        us = datetime_to_us(datetime.fromisoformat(text))
+        us = datetime_to_us(parse_iso(text))
     if not 0 <= us <= MAX_US:
         raise ValueError("out of range")
     return us

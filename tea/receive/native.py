@@ -9,7 +9,7 @@ from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import IngestResponse, error_responses
 from tea.pipeline.ingest import Outcome
-from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events
+from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events, prepare
 from tea.types import Event
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def outcome_response(outcome: Outcome, noun: str = "events") -> Response:
 
 def routes(app: "TeaApp") -> list[Route]:
     settings = app.settings
+    prepare(settings.max_batch_events)
 
     async def post_events(request: Request) -> Response:
         media_type = request.media_type

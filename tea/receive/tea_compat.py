@@ -18,7 +18,7 @@ from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import error_responses
 from tea.query.spec import FILTER_PARAMS, PAGE_PARAMS, check_params, cursor_param, event_filter, int_param
-from tea.receive.decode import Decoded, check_utf8, decode_json
+from tea.receive.decode import Decoded, check_utf8, decode_json, error_field, iso_timestamp
 from tea.timeutil import format_us
 from tea.types import COLUMNS, Count, Ident, Short, Tag, Event, QuerySpec
 
@@ -99,6 +99,17 @@ _event = msgspec.json.Decoder(Event)
 _any = msgspec.json.Decoder()
 
 
+def decode_readme(body: bytes) -> TeaEventIn:
+    """The README body; a timestamp in an ISO 8601 form beyond RFC 3339 (``2024-01-15``) is read on a retry."""
+    try:
+        return _readme.decode(body)
+    except msgspec.ValidationError as exc:
+        rewritten = iso_timestamp(body) if error_field(exc) == "timestamp" else None
+        if rewritten is None:
+            raise
+        return _readme.decode(rewritten)
+
+
 def tool_reply(text: str, status: int = 200, error: bool = False, headers: dict[str, str] | None = None) -> Response:
     return Response(encode_json(ToolReply([ToolText("text", text)], error)), status, JSON, headers)
 
@@ -165,7 +176,7 @@ def routes(app: "TeaApp") -> list[Route]:
         if "event" in keys and "event_type" not in keys:
             return await _gateway_event(request, body)
         try:
-            readme = _readme.decode(body)
+            readme = decode_readme(body)
             extra = {k: _any.decode(v) for k, v in keys.items() if k not in TeaEventIn.__struct_fields__}
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise BadRequest(f"invalid event: {exc}", code="invalid_event") from None

@@ -106,3 +106,107 @@ def test_skew_check_can_be_disabled() -> None:
     d = dec([{"event_type": "a", "timestamp": "2999-01-01T00:00:00Z"}])
     accepted, errors, _, _ = Normaliser(max_future_skew_s=0)(d.events, None, "native")
     assert len(accepted) == 1 and not errors
+
+
+def _array(item: bytes, count: int) -> bytes:
+    return b"[" + b",".join([item] * count) + b"]"
+
+
+@pytest.mark.parametrize("count", [10, 11, 25])
+@pytest.mark.parametrize("form", ["array", "envelope", "ndjson", "array with a bad item", "ndjson with a bad line",
+                                  "array of non-objects"])
+def test_the_batch_limit_is_exact_in_every_form(form: str, count: int) -> None:
+    good, bad = b'{"event_type":"a"}', b'{"event_type":""}'
+    items = [good] * count
+    if "bad" in form:
+        items[3] = bad
+    if "non-objects" in form:
+        items = [b"1"] * count
+    body = b"\n".join(items) if form.startswith("ndjson") else b"[" + b",".join(items) + b"]"
+    if form == "envelope":
+        body = b'{"events":' + body + b"}"
+    media = "application/x-ndjson" if form.startswith("ndjson") else "application/json"
+    if count > 10:
+        with pytest.raises(TooLarge) as info:
+            dec(body, media, max_events=10)
+        assert info.value.code == "too_many_events" and info.value.details == {"max_batch_events": 10}
+        assert info.value.message == "batch holds more than 10 events (max_batch_events)"
+    else:
+        d = dec(body, media, max_events=10)
+        assert d.total == 10 and len(d.events) + len(d.errors) == 10
+
+
+@pytest.mark.parametrize("name, body, media, copies", [
+    ("1.1 M tiny events", _array(b'{"event_type":"a"}', 1_100_000), "application/json", 0),
+    ("6.9 M empty objects", _array(b"{}", 6_900_000), "application/json", 0),
+    ("10 M numbers", _array(b"1", 10_000_000), "application/json", 0),
+    ("6.9 M NDJSON lines", b"{}\n" * 6_900_000, "application/x-ndjson", 0),
+    ("1.1 M events in an envelope", b'{"events":' + _array(b'{"event_type":"a"}', 1_100_000) + b"}",
+     "application/json", 1),  # the inner array is copied out once
+])
+def test_a_huge_batch_is_refused_before_it_is_decoded(name: str, body: bytes, media: str, copies: int) -> None:
+    # ~20 MiB bodies (max_body_bytes): decoding them first took 0.4-0.7 GB and seconds before the 413
+    import time
+    import tracemalloc
+
+    assert len(body) <= 20 * 1024**2 + 32
+    dec([{"event_type": "warm"}] * 10, max_events=10_000)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(TooLarge):
+            decode_events(body, media, 10_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < copies * len(body) + 16 * 1024**2, f"{name}: {peak / 2**20:.0f} MiB to refuse"
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10_000])
+def test_the_limit_holds_for_any_setting(limit: int) -> None:
+    tiny = b'{"event_type":"a"}'
+    assert dec(_array(tiny, limit), max_events=limit).total == limit
+    for body in (_array(tiny, limit + 1), b" " + _array(tiny, limit + 1) + b"\n", _array(b"{}", limit + 1),
+                 b"[" + b",".join([tiny] * limit + [b"null"]) + b"]", _array(tiny, 2 * limit + 40)):
+        with pytest.raises(TooLarge):
+            dec(body, max_events=limit)
+    d = dec(b"[" + b",".join([tiny] * (limit - 1) + [b"null"]) + b"]", max_events=limit)
+    assert d.total == limit and [e.index for e in d.errors] == [limit - 1]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-01-15T10:30:00Z", "2024-01-15T10:30:00Z"),  # RFC 3339: the fast path
+    ("2024-01-15T10:30Z", "2024-01-15T10:30:00Z"),
+    ("20240115T103000Z", "2024-01-15T10:30:00Z"),
+    ("20240115T1030Z", "2024-01-15T10:30:00Z"),
+    ("2024-01-15", "2024-01-15T00:00:00Z"),
+    ("1705314600000", "2024-01-15T10:30:00Z"),  # digits: epoch milliseconds, as in a query
+    ("2024-01-15T10:30:00+0100", "2024-01-15T09:30:00Z"),
+    ("2024-01-15T10:30:00,5Z", "2024-01-15T10:30:00.500000Z"),
+    ("2024-01-15T10", "2024-01-15T10:00:00Z"),
+    ("2024-W03-1T10:30Z", "2024-01-15T10:30:00Z"),
+])
+def test_ingest_accepts_the_iso_8601_forms_the_query_parameters_accept(text: str, expected: str) -> None:
+    from tea.timeutil import format_us
+    assert parse_time(text) == parse_time(expected)  # the query parameters' reading
+    d = dec([{"event_type": "a", "event_id": "x"}, {"event_type": "b", "timestamp": text}])
+    assert not d.errors and [e.event_type for e in d.events] == ["a", "b"]
+    one = dec({"event_type": "b", "timestamp": text})  # a single object, and NDJSON
+    lines = dec(b'{"event_type":"a"}\n' + json.dumps({"event_type": "b", "timestamp": text}).encode(),
+                "application/x-ndjson")
+    assert one.events[0].timestamp == d.events[1].timestamp == lines.events[1].timestamp
+    accepted, errors, _, _ = Normaliser()(d.events, d.indexes, "native")
+    assert not errors and format_us(accepted[1].timestamp) == expected
+
+
+@pytest.mark.parametrize("item, field, message", [
+    ({"event_type": "b", "timestamp": "yesterday"}, "timestamp", "Invalid RFC3339"),
+    ({"event_type": "b", "timestamp": "2024-01-15", "duration_ms": "slow"}, "duration_ms", "Expected `float"),
+    ({"event_type": "b", "timestamp": "2024-02-30"}, "timestamp", "Invalid RFC3339"),
+    ({"event_type": "b", "timestamp": 1.5}, "timestamp", "Expected `int | datetime | null`"),
+])
+def test_a_timestamp_in_no_iso_form_is_refused_per_item(item: dict, field: str, message: str) -> None:
+    d = dec([{"event_type": "a"}, item])
+    [error] = d.errors
+    assert (error.index, error.field, error.error) == (1, field, "invalid_event") and message in error.message
