@@ -1,6 +1,7 @@
 """One error hierarchy; every client error carries its HTTP status and a stable code.
 
-The JSON error shape everywhere is ``{"error": code, "message": text, "details": ...}``.
+The JSON error shape everywhere is ``{"error": code, "message": text, "details": {...}}``; ``details`` is
+always there (``{}`` when there is nothing to add).
 """
 from __future__ import annotations
 
@@ -29,10 +30,7 @@ class ClientError(TeaError):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.details is not None:
-            out["details"] = self.details
-        return out
+        return {"error": self.code, "message": self.message, "details": {} if self.details is None else self.details}
 
 
 class BadRequest(ClientError):

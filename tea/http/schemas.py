@@ -8,12 +8,12 @@ import msgspec
 from tea.pipeline.normalise import ItemError
 
 
-class ErrorBody(msgspec.Struct, omit_defaults=True):
-    """The one error shape: a stable code, a sentence for humans, optional details."""
+class ErrorBody(msgspec.Struct):
+    """The one error shape: a stable code, a sentence for humans, details (``{}`` when there are none)."""
 
     error: str
     message: str
-    details: Any = None
+    details: dict[str, Any] = {}
 
 
 class IngestResponse(msgspec.Struct, omit_defaults=True):

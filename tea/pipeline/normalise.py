@@ -15,8 +15,9 @@ _MAX_MS = MAX_US // 1000
 _OPEN_BRACE = 0x7B
 
 
-class ItemError(msgspec.Struct, omit_defaults=True):
-    """Why one event of a batch was refused; ``index`` is its position in the request."""
+class ItemError(msgspec.Struct):
+    """Why one event of a batch was refused; ``index`` is its position in the request. Every key is
+    always sent: ``event_id`` and ``field`` are null when the event had no id or no field is to blame."""
 
     index: int
     error: str

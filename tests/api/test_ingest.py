@@ -19,6 +19,7 @@ def assert_error_shape(response: httpx.Response, status: int, code: str | None =
     assert response.status_code == status, response.text
     body = response.json()
     assert isinstance(body["error"], str) and isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["details"], dict), body  # always there, {} when there is nothing to add
     if code is not None:
         assert body["error"] == code, body
     return body
@@ -75,6 +76,31 @@ def test_partial_batch_is_207_with_indexed_errors(client: httpx.Client, server: 
     assert errors[4]["field"] == "unknown_field"
     assert errors[5]["field"] == "attributes"
     assert sorted(e["event_id"] for e in stored(client, server, 2)) == ["a", "g"]
+
+
+def test_item_errors_have_every_key_with_null_event_id_when_the_event_had_none(client: httpx.Client) -> None:
+    r = post(client, [{"event_type": "ok"}, {"event_type": ""}, {"event_type": "ok", "duration_ms": "slow"},
+                      {"event_type": "ok", "event_id": "e3", "tenant_id": "_tea"}])
+    assert r.status_code == 207
+    assert r.json()["errors"] == [
+        {"index": 1, "error": "invalid_event", "message": "Expected `str` of length >= 1 (field `event_type`)",
+         "event_id": None, "field": "event_type"},
+        {"index": 2, "error": "invalid_event", "message": "Expected `float | null`, got `str` (field `duration_ms`)",
+         "event_id": None, "field": "duration_ms"},
+        {"index": 3, "error": "forbidden_tenant", "message": "this credential cannot write to tenant '_tea'",
+         "event_id": "e3", "field": "tenant_id"}]
+    lines = post(client, b'{"event_type":"ok"}\n{"event_type":\n', "application/x-ndjson").json()["errors"]
+    assert [(e["event_id"], e["field"], e["error"]) for e in lines] == [(None, None, "invalid_json")]
+
+
+def test_iso_8601_timestamps_are_accepted(client: httpx.Client, server: LiveServer) -> None:
+    forms = {"i1": "2024-01-15T10:30:00Z", "i2": "2024-01-15T10:30Z", "i3": "20240115T103000Z",
+             "i4": "2024-01-15", "i5": "2024-01-15T11:30:00+01:00"}
+    events = [{"event_type": "iso", "event_id": k, "timestamp": v} for k, v in forms.items()]
+    assert post(client, events).status_code == 200
+    stored_at = {e["event_id"]: e["timestamp"] for e in stored(client, server, len(forms), event_type="iso")}
+    assert stored_at == {"i1": "2024-01-15T10:30:00Z", "i2": "2024-01-15T10:30:00Z", "i3": "2024-01-15T10:30:00Z",
+                         "i4": "2024-01-15T00:00:00Z", "i5": "2024-01-15T10:30:00Z"}
 
 
 def test_all_rejected_is_400_with_item_errors(client: httpx.Client) -> None:

@@ -54,10 +54,13 @@ def test_malformed_native_input_is_a_4xx_in_the_error_shape(client: httpx.Client
     r = client.post("/v1/events", content=body, headers=headers)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     payload = r.json()
+    assert set(payload) == {"error", "message", "details"}, payload
     assert isinstance(payload["error"], str) and isinstance(payload["message"], str)
+    assert isinstance(payload["details"], dict)
     if r.status_code == 400 and payload["error"] == "invalid_events":
         items = payload["details"]["errors"]
         assert [i["index"] for i in items] == list(range(len(items))) and all(i["message"] for i in items)
+        assert all(set(i) == {"index", "event_id", "error", "message", "field"} for i in items), items
 
 
 @pytest.mark.parametrize("name, body, headers", [c for c in CASES if "encoding" not in c[0] and
