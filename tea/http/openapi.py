@@ -10,6 +10,11 @@ import msgspec
 from tea.http.router import Route
 
 
+# every 429 and 503 TEA answers carries it (errors.RateLimited, errors.Unavailable, /readyz)
+RETRY_AFTER = {"description": "seconds to wait before retrying", "required": True,
+               "schema": {"type": "integer", "minimum": 0}}
+
+
 def build_openapi(routes: Iterable[Route], title: str, version: str, description: str = "") -> dict[str, Any]:
     routes = [r for r in routes if r.include_in_schema]
     types: list[Any] = []
@@ -42,6 +47,7 @@ def build_openapi(routes: Iterable[Route], title: str, version: str, description
             "operationId": _operation_id(route), "summary": route.summary, "tags": list(route.tags),
             "responses": {
                 str(status): {"description": text,
+                              **({"headers": {"Retry-After": RETRY_AFTER}} if status in (429, 503) else {}),
                               **({"content": {m: {"schema": resolve(s)} for m, s in media.items()}} if media else {})}
                 for status, (text, media) in sorted(responses.items())},
         }

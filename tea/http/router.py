@@ -62,11 +62,11 @@ class Router:
         methods[route.method] = route
 
     def mount(self, prefix: str, routes: list[Route]) -> None:
-        """Serve the same handlers again under ``prefix`` (the seed's /tea/... Spin route)."""
+        """Serve the same handlers again under ``prefix`` (the seed's /tea/... Spin route), documented too."""
         for route in routes:
-            self.add(Route(route.method, prefix + route.path, route.handler, route.summary, route.tags,
-                           route.params, route.request_body, route.responses, include_in_schema=False,
-                           scope=route.scope))
+            self.add(Route(route.method, prefix + route.path, route.handler, f"{route.summary} (under {prefix}/)",
+                           route.tags, route.params, route.request_body, route.responses,
+                           include_in_schema=route.include_in_schema, scope=route.scope))
 
     def match(self, request: Request) -> Route:
         methods = self._exact.get(request.path)

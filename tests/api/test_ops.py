@@ -37,6 +37,24 @@ def test_openapi_is_valid_and_describes_every_route(client: httpx.Client, server
                       "correlation_id", "start_time", "end_time", "limit", "cursor"}
 
 
+def test_openapi_documents_the_tea_aliases_and_retry_after(client: httpx.Client) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    for path, method, original in [("/tea/events", "post", "/events"), ("/tea/events", "get", "/events"),
+                                   ("/tea/health", "get", "/health"), ("/tea/", "get", "/")]:
+        alias, seed = paths[path][method], paths[original][method]
+        assert alias["responses"] == seed["responses"] and alias.get("requestBody") == seed.get("requestBody")
+        assert alias["operationId"] != seed["operationId"] and "/tea/" in alias["summary"]
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    retry_after = paths["/v1/events"]["post"]["responses"]["503"]["headers"]["Retry-After"]
+    assert retry_after["required"] is True and retry_after["schema"]["type"] == "integer"
+    limited = [(path, method, status) for path, ops in paths.items() for method, op in ops.items()
+               for status in ("429", "503") if status in op["responses"]]
+    assert ("/tea/events", "post", "503") in limited and ("/readyz", "get", "503") in limited
+    assert all("Retry-After" in paths[p][m]["responses"][s].get("headers", {}) for p, m, s in limited)
+
+
 class GatedStorage(MemoryStorage):
     """Real in-memory storage whose writes wait for a gate (storage slower than the replay check)."""
 
