@@ -189,6 +189,8 @@ GROUPABLE: tuple[str, ...] = ("tenant_id", "event_type", "source", "method", "ta
                               "user_id", "source_protocol", "organization")
 BUCKETS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 AGG_FUNCTIONS: tuple[str, ...] = ("count", "errors", "sum", "avg", "min", "max", "quantile", "count_distinct")
+# aggregates whose value over a range follows from their values per bucket: what top-N groups are ranked by
+RANK_MERGE: dict[str, str] = {"count": "sum", "errors": "sum", "sum": "sum", "min": "min", "max": "max"}
 # numeric columns aggregations may read; "timestamp" only with min/max (answered in µs)
 AGG_COLUMNS: tuple[str, ...] = ("duration_ms", "request_size", "response_size", "tokens_used", "cost",
                                 "status_code", "timestamp", "user_id", "session_id")
@@ -223,8 +225,10 @@ class AggregateSpec:
     """Aggregates over the events matching ``filter``, per time bucket (optional) and group.
 
     Rows come back as ``(bucket_us | None, *group values, *aggregate values)``; only buckets and
-    groups that hold events appear. With ``top`` only the ``top`` groups with the most events over
-    the whole filter are kept (ties broken by group values).
+    groups that hold events appear. With ``top`` only the ``top`` groups with the largest ``top_by``
+    over the whole filter are kept (default: the most events; groups whose ``top_by`` is NULL come
+    last, ties are broken by group values, ascending, NULL last). ``top_by`` is one of the aggregates
+    in RANK_MERGE, so backends can rank from the per-bucket cells of the same scan.
     """
 
     filter: EventFilter
@@ -232,10 +236,13 @@ class AggregateSpec:
     bucket: str | None = None
     group_by: tuple[str, ...] = ()
     top: int | None = None
+    top_by: Agg = Agg("count")
 
     def __post_init__(self) -> None:
         if self.bucket is not None and self.bucket not in BUCKETS:
             raise ValueError(f"unknown bucket {self.bucket!r}")
+        if self.top_by.fn not in RANK_MERGE:
+            raise ValueError(f"cannot rank groups by {self.top_by.fn!r}")
         for column in self.group_by:
             if column not in GROUPABLE:
                 raise ValueError(f"cannot group by {column!r}")

@@ -14,7 +14,7 @@ from tea.errors import BadRequest
 from tea.http import Param, Request
 from tea.query.spec import FILTER_FIELDS, event_filter, int_param
 from tea.timeutil import format_us
-from tea.types import Agg, AggregateSpec, EventFilter
+from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 COUNT = Agg("count")
 ERRORS = Agg("errors")
@@ -53,19 +53,26 @@ METRICS: dict[str, tuple[tuple[Agg, ...], Callable[..., Any]]] = {
 DIRECT = frozenset({"requests", "errors", "avg_latency_ms", "min_latency_ms", "max_latency_ms", "p50_latency_ms",
                     "p90_latency_ms", "p95_latency_ms", "p99_latency_ms", "unique_users"})
 INTEGER_METRICS = frozenset({"requests", "errors", "tokens", "unique_users"})
+# what `order_by` ranks groups by: the metrics that are one aggregate adding up (or taking the min/max)
+# across buckets, so the ranking comes out of the same scan as the series
+RANKABLE: dict[str, Agg] = {"requests": COUNT, "errors": ERRORS, "tokens": Agg("sum", "tokens_used"),
+                            "cost": Agg("sum", "cost"), "request_mb": _REQ, "response_mb": _RESP,
+                            "min_latency_ms": Agg("min", "duration_ms"), "max_latency_ms": Agg("max", "duration_ms")}
 DEFAULT_METRICS = ("requests", "errors", "error_rate", "avg_latency_ms", "p95_latency_ms", "data_mb")
 GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "user_id", "tenant_id")
 GRANULARITIES = ("minute", "hour", "day", "week", "month", "auto")
 MAX_BUCKETS = 10_000
 DAY_US = timebuckets.DAY_US
-METRIC_PARAMS = {*FILTER_FIELDS, "start_time", "end_time", "metrics", "granularity", "group_by", "limit"}
+METRIC_PARAMS = {*FILTER_FIELDS, "start_time", "end_time", "metrics", "granularity", "group_by", "limit", "order_by"}
 PARAMS: tuple[Param, ...] = (
     Param("metrics", "comma list of: " + ", ".join(METRICS) + f" (default {','.join(DEFAULT_METRICS)})"),
     Param("granularity", "minute, hour, day, week (ISO, Monday), month, or auto (default: from the range)",
           {"type": "string", "enum": list(GRANULARITIES)}),
     Param("group_by", "comma list of: " + ", ".join(GROUP_BY) + "; one series per group"),
-    Param("limit", "with group_by: keep the top N groups by requests (default 10, max 1000)",
+    Param("limit", "with group_by: keep the top N groups by order_by (default 10, max 1000)",
           {"type": "integer", "minimum": 1, "maximum": 1000}),
+    Param("order_by", "with group_by: the metric groups are ranked by over the whole range, largest first: "
+          + ", ".join(RANKABLE) + " (default requests)", {"type": "string", "enum": list(RANKABLE)}),
 )
 
 
@@ -76,6 +83,7 @@ class MetricsQuery:
     granularity: str
     group_by: tuple[str, ...]
     limit: int
+    order_by: str = "requests"
 
     @property
     def start_us(self) -> int:
@@ -84,6 +92,13 @@ class MetricsQuery:
     @property
     def end_us(self) -> int:
         return self.filter.end_us  # type: ignore[return-value]
+
+
+def _merged(pick: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda a, b: a if b is None else b if a is None else pick(a, b)
+
+
+_MERGE = {"sum": _merged(lambda a, b: a + b), "min": _merged(min), "max": _merged(max)}
 
 
 def auto_granularity(span_us: int) -> str:
@@ -123,18 +138,25 @@ def parse(request: Request, now_us: int, default_granularity: str = "auto") -> M
                          code="invalid_parameter", details={"parameter": "granularity"})
     if granularity == "auto":
         granularity = auto_granularity(end - start)
+    order_by = request.param("order_by") or "requests"
+    if order_by not in RANKABLE:
+        raise BadRequest(f"parameter `order_by` must be one of {', '.join(RANKABLE)} (metrics that add up over "
+                         f"buckets, or their min/max), got {order_by!r}", code="invalid_parameter",
+                         details={"parameter": "order_by"})
     if timebuckets.count(start, end, granularity) > MAX_BUCKETS:
         raise BadRequest(f"{granularity} buckets over this range would be more than {MAX_BUCKETS}; choose a coarser "
                          "granularity or a shorter range", code="invalid_parameter",
                          details={"parameter": "granularity"})
     return MetricsQuery(replace(base, start_us=start, end_us=end),
                         _list_param(request, "metrics", tuple(METRICS), DEFAULT_METRICS), granularity,
-                        _list_param(request, "group_by", GROUP_BY, ()), int_param(request, "limit", 10, 1, 1000))
+                        _list_param(request, "group_by", GROUP_BY, ()), int_param(request, "limit", 10, 1, 1000),
+                        order_by)
 
 
 def aggregate_spec(query: MetricsQuery) -> tuple[AggregateSpec, dict[str, list[int]]]:
     """The one AggregateSpec answering every metric, and where each metric's inputs are in a row."""
-    aggs: list[Agg] = [COUNT]  # always: series are ordered by requests
+    rank = RANKABLE[query.order_by]
+    aggs: list[Agg] = [rank]  # always, first: series are ordered by it
     inputs: dict[str, list[int]] = {}
     for name in query.metrics:
         positions = []
@@ -144,7 +166,7 @@ def aggregate_spec(query: MetricsQuery) -> tuple[AggregateSpec, dict[str, list[i
             positions.append(aggs.index(agg))
         inputs[name] = positions
     top = query.limit if query.group_by else None
-    return AggregateSpec(query.filter, tuple(aggs), query.granularity, query.group_by, top), inputs
+    return AggregateSpec(query.filter, tuple(aggs), query.granularity, query.group_by, top, rank), inputs
 
 
 def build_series(query: MetricsQuery, rows: list[tuple[Any, ...]], inputs: dict[str, list[int]]) -> list[dict]:
@@ -153,19 +175,21 @@ def build_series(query: MetricsQuery, rows: list[tuple[Any, ...]], inputs: dict[
     stamps = [format_us(b) for b in buckets]
     direct = [(name, inputs[name][0]) for name in query.metrics if name in DIRECT]
     derived = [(name, METRICS[name][1], inputs[name]) for name in query.metrics if name not in DIRECT]
+    merge = _MERGE[RANK_MERGE[RANKABLE[query.order_by].fn]]
     cells: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
-    totals: dict[tuple[Any, ...], int] = {}
+    ranks: dict[tuple[Any, ...], Any] = {}
     for row in rows:
         group, values = row[1:1 + width], row[1 + width:]
         point = {name: values[i] for name, i in direct}
         for name, fn, positions in derived:
             point[name] = fn(*[values[i] for i in positions])
         cells.setdefault(group, {})[row[0]] = point
-        totals[group] = totals.get(group, 0) + values[0]
+        ranks[group] = merge(ranks.get(group), values[0])  # the order_by aggregate is always first
     if not query.group_by and () not in cells:
         cells[()] = {}
     zero = {name: 0 if name in INTEGER_METRICS else 0.0 for name in query.metrics}
-    order = sorted(cells, key=lambda g: (-totals.get(g, 0), [(v is None, v or "") for v in g]))
+    # as the backends rank them: largest first, no value last, then by group values (NULL last)
+    order = sorted(cells, key=lambda g: (ranks.get(g) is None, -(ranks.get(g) or 0), [(v is None, v or "") for v in g]))
     series = []
     for group in order:
         by_bucket = cells[group]

@@ -206,7 +206,8 @@ def aggregate(spec: AggregateSpec, final: bool = False) -> str:
         order = ", ".join(f"isNull({g}), {g}" for g in groups)
         key = _group_key(groups)
         extra.append(f"({', '.join(key)}) IN (SELECT {', '.join(key)}{scan(spec.filter, final)} "
-                     f"GROUP BY {', '.join(groups)} ORDER BY count() DESC, {order} LIMIT {int(spec.top)})")
+                     f"GROUP BY {', '.join(groups)} ORDER BY {agg_sql(spec.top_by)} DESC NULLS LAST, {order} "
+                     f"LIMIT {int(spec.top)})")
     group_clause = " GROUP BY " + ", ".join(keys) if keys else " HAVING count() > 0"
     return f"SELECT {select}{scan(spec.filter, final, extra)}{group_clause}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from tea.types import Agg, AggregateSpec, EventFilter
+from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 # Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
 # A tenant-scoped read scans only its tenant's partition, whatever order the events arrived in.
@@ -104,12 +104,14 @@ def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     group_clause = " GROUP BY " + ", ".join(["bucket", *groups])
     if spec.top is None or not groups:
         return f"SELECT {select}{frm}{group_clause}", params
-    # One scan: aggregate every (bucket, group) once, then keep the groups with the most events overall.
+    # One scan: aggregate every (bucket, group) once, then keep the groups ranked first by top_by overall.
     order = ", ".join(f"{g} ASC NULLS LAST" for g in groups)
     on = " AND ".join(f"cells.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
     outputs = ", ".join(["bucket", *(f"cells.{g}" for g in groups), *(f"a{i}" for i in range(len(spec.aggs)))])
-    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, count(*) AS cell_events{frm}{group_clause}), "
-           f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY ALL ORDER BY sum(cell_events) DESC, {order} "
+    rank = agg_sql(spec.top_by)
+    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, {rank} AS cell_rank{frm}{group_clause}), "
+           f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY ALL "
+           f"ORDER BY {RANK_MERGE[spec.top_by.fn]}(cell_rank) DESC NULLS LAST, {order} "
            f"LIMIT ?) SELECT {outputs} FROM cells SEMI JOIN top ON {on}")
     return sql, [*params, spec.top]
 

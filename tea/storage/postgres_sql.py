@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tea.timebuckets import DAY_US, FIXED_US, WEEK_US
-from tea.types import COLUMNS, Agg, AggregateSpec, EventFilter
+from tea.types import COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id",
                   "protocol", "target")
@@ -114,13 +114,14 @@ def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     group_clause = " GROUP BY " + ", ".join(str(i + 1) for i in range(1 + len(groups)))
     if spec.top is None or not groups:
         return f"SELECT {select}{frm}{group_clause}", params
-    # One scan: aggregate every (bucket, group) once, then keep the groups with the most events overall.
+    # One scan: aggregate every (bucket, group) once, then keep the groups ranked first by top_by overall.
     order = ", ".join(f"{g} ASC NULLS LAST" for g in groups)
     on = " AND ".join(f"cells.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
     outputs = ", ".join(["cells.bucket", *(f"cells.{g}" for g in groups), *(f"a{i}" for i in range(len(spec.aggs)))])
-    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, count(*) AS cell_events{frm}{group_clause}), "
+    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, {agg_sql(spec.top_by)} AS cell_rank{frm}{group_clause}), "
            f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY {', '.join(groups)} "
-           f"ORDER BY sum(cell_events) DESC, {order} LIMIT %s) SELECT {outputs} FROM cells JOIN top ON {on}")
+           f"ORDER BY {RANK_MERGE[spec.top_by.fn]}(cell_rank) DESC NULLS LAST, {order} LIMIT %s) "
+           f"SELECT {outputs} FROM cells JOIN top ON {on}")
     return sql, [*params, spec.top]
 
 

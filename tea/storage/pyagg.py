@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any, Iterable
 
 from tea import timebuckets
@@ -49,9 +49,12 @@ def _compute(agg: Agg, events: list[Event]) -> Any:
 def aggregate(events: Iterable[Event], spec: AggregateSpec) -> list[tuple[Any, ...]]:
     events = list(events)
     if spec.top is not None and spec.group_by:
-        sizes = Counter(tuple(getattr(e, c) for c in spec.group_by) for e in events)
-        ranked = sorted(sizes.items(), key=lambda item: (-item[1], tuple(_sortable(v) for v in item[0])))
-        keep = {group for group, _ in ranked[: spec.top]}
+        groups: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
+        for event in events:
+            groups[tuple(getattr(event, c) for c in spec.group_by)].append(event)
+        rank = {group: _compute(spec.top_by, members) for group, members in groups.items()}
+        ranked = sorted(groups, key=lambda g: (rank[g] is None, -(rank[g] or 0), tuple(_sortable(v) for v in g)))
+        keep = set(ranked[: spec.top])
         events = [e for e in events if tuple(getattr(e, c) for c in spec.group_by) in keep]
     cells: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
     for event in events:

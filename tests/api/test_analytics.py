@@ -112,6 +112,45 @@ def test_series_are_top_n_groups_by_requests(client: httpx.Client, server: LiveS
     assert [(s["group"]["method"], s["points"][0]["requests"]) for s in body["series"]] == [("b", 9), ("c", 7)]
 
 
+def ranked_events() -> list[dict]:
+    """Four methods over two hours, ranked differently by requests, errors, tokens and max latency."""
+    def event(method: str, i: int, **fields: object) -> dict:
+        return {"event_type": "x", "method": method, "timestamp": T0_MS + (i % 2) * HOUR_MS + i, **fields}
+    return ([event("a", i, status="ok" if i else "error", tokens_used=10, duration_ms=5.0) for i in range(6)]
+            + [event("b", i, tokens_used=100, duration_ms=50.0 - i, **f) for i, f in
+               enumerate([{"status": "error"}, {"status": "timeout"}, {"status_code": 500}])]
+            + [event("c", i, status="error" if i < 2 else "ok", duration_ms=20.0) for i in range(4)]
+            + [event("d", 0, error_type="Boom", tokens_used=1000)])
+
+
+@pytest.mark.parametrize("order_by, expected", [
+    (None, [("a", 6), ("c", 4), ("b", 3), ("d", 1)]),
+    ("requests", [("a", 6), ("c", 4), ("b", 3), ("d", 1)]),
+    ("errors", [("b", 3), ("c", 2), ("a", 1), ("d", 1)]),  # every error: timeouts, status codes, error types
+    ("tokens", [("d", 1000), ("b", 300), ("a", 60), ("c", 0)]),  # c has no tokens at all: last
+    ("max_latency_ms", [("b", 50.0), ("c", 20.0), ("a", 5.0), ("d", 0.0)])])  # d has no duration: last
+def test_groups_are_ranked_by_order_by(client: httpx.Client, server: LiveServer, order_by: str | None,
+                                       expected: list) -> None:
+    post_all(client, server, ranked_events())
+    metric = "requests" if order_by is None else order_by
+    params = {"group_by": "method", "granularity": "hour", "metrics": f"requests,{metric}",
+              "start_time": iso(T0_MS), "end_time": iso(T0_MS + 2 * HOUR_MS)}
+    if order_by:
+        params["order_by"] = order_by
+    for limit in (2, 10):
+        series = client.get("/v1/metrics", params={**params, "limit": str(limit)}).json()["series"]
+        merge = max if metric == "max_latency_ms" else sum
+        got = [(s["group"]["method"], merge(p[metric] or 0 for p in s["points"])) for s in series]
+        assert got == expected[:limit], (limit, got)
+
+
+def test_order_by_takes_metrics_that_add_up_over_buckets(client: httpx.Client) -> None:
+    for value in ("p95_latency_ms", "error_rate", "bogus"):
+        body = assert_error_shape(client.get("/v1/metrics", params={"group_by": "method", "order_by": value}),
+                                  400, "invalid_parameter")
+        assert body["details"]["parameter"] == "order_by" and "errors" in body["message"]
+
+
 def test_empty_range_has_every_bucket_with_zeros(client: httpx.Client) -> None:
     body = client.get("/v1/metrics", params={"start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T03:00:00Z",
                                              "granularity": "hour"}).json()

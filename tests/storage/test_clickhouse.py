@@ -40,9 +40,12 @@ def ev(event_id: str, ts: int, tenant: str = "t1", **fields: Any) -> Event:
                  received_at=ts, attributes=msgspec.Raw(b"{}"), **fields)
 
 
-SPECS = [AggregateSpec(EventFilter(tenant_ids=tenant, start_us=start, end_us=end), AGGS, bucket, groups, top)
+SPECS = [AggregateSpec(EventFilter(tenant_ids=tenant, start_us=start, end_us=end), AGGS, bucket, groups, top, top_by)
          for bucket in (None, "minute", "hour", "day", "week", "month")
-         for groups, top in (((), None), (("method",), 2), (("status", "tenant_id"), None), (("target", "user_id"), 3))
+         for groups, top, top_by in (((), None, Agg("count")), (("method",), 2, Agg("count")),
+                                     (("status", "tenant_id"), None, Agg("count")),
+                                     (("target", "user_id"), 3, Agg("count")), (("user_id",), 2, Agg("errors")),
+                                     (("method", "target"), 3, Agg("max", "duration_ms")))
          for tenant, start, end in ((None, None, None), (("t1",), T0 + 3 * HOUR, T0 + 50 * HOUR))]
 
 
