@@ -37,6 +37,14 @@ def test_filters(client: httpx.Client, server: LiveServer, params: dict, predica
     assert body["total_count"] == len(expected) and body["has_more"] is False and body["next_cursor"] is None
 
 
+@pytest.mark.parametrize("path", ["/v1/events", "/events", "/tea/events"])
+def test_the_default_page_is_100_events(client: httpx.Client, server: LiveServer, path: str) -> None:
+    seed(client, server, 150)
+    body = client.get(path).json()
+    assert len(body["events"]) == 100 and body["has_more"] is True and body["total_count"] == 150
+    assert [e["event_id"] for e in body["events"]] == [f"ev{i:04d}" for i in range(149, 49, -1)]
+
+
 def test_cursor_pagination_walks_every_event_once(client: httpx.Client, server: LiveServer) -> None:
     events = seed(client, server)
     seen: list[str] = []

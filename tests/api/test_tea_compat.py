@@ -76,6 +76,50 @@ def test_metadata_field_is_named_in_errors(client: httpx.Client) -> None:
     assert r.status_code == 400 and "metadata.status_code" in r.json()["message"]
 
 
+@pytest.mark.parametrize("params, predicate", [
+    ({"user_id": "user3"}, lambda e: e["user_id"] == "user3"),
+    ({"event_type": "type1"}, lambda e: e["event_type"] == "type1"),
+    ({"tenant_id": "tenant0", "user_id": "user2", "event_type": "type2"},
+     lambda e: e["tenant_id"] == "tenant0" and e["user_id"] == "user2" and e["event_type"] == "type2"),
+    ({"start_time": "2026-01-01T00:00:10Z", "end_time": "2026-01-01T00:00:20Z"},
+     lambda e: 1_767_225_610_000 <= e["timestamp"] < 1_767_225_620_000),
+    ({"start_time": "2026-01-01T00:01:50Z"}, lambda e: e["timestamp"] >= 1_767_225_710_000),
+    ({"end_time": "2026-01-01T00:00:05Z"}, lambda e: e["timestamp"] < 1_767_225_605_000),
+])
+def test_seed_query_filters(client: httpx.Client, server: LiveServer, params: dict, predicate) -> None:
+    from tests.api.test_query import seed
+    events = seed(client, server)
+    expected = sorted((e["event_id"] for e in events if predicate(e)), reverse=True)
+    assert 0 < len(expected) < len(events)
+    for prefix in ("", "/tea"):
+        body = client.get(prefix + "/events", params=params).json()
+        assert [e["event_id"] for e in body["events"]] == expected
+        assert body["total_count"] == len(expected) and body["has_more"] is False
+        assert all(set(e) == {"event_id", "timestamp", "event_type", "tenant_id", "user_id", "session_id",
+                              "metadata", "tags"} for e in body["events"])
+
+
+def test_seed_query_limit(client: httpx.Client, server: LiveServer) -> None:
+    from tests.api.test_query import seed
+    seed(client, server)
+    body = client.get("/events", params={"limit": "7", "event_type": "type0"}).json()
+    assert [e["event_id"] for e in body["events"]] == [f"ev{i:04d}" for i in range(117, 96, -3)]
+    assert body["total_count"] == 40 and body["has_more"] is True
+    assert client.get("/events", params={"limit": "40", "event_type": "type0"}).json()["has_more"] is False
+    for bad in ("0", "10001", "many"):
+        r = client.get("/events", params={"limit": bad})
+        assert r.status_code == 400 and r.json()["details"]["parameter"] == "limit"
+
+
+@pytest.mark.parametrize("text, stored", [("2024-01-15T10:30:00Z", "2024-01-15T10:30:00Z"),
+                                          ("2024-01-15T10:30Z", "2024-01-15T10:30:00Z"),
+                                          ("20240115T103000Z", "2024-01-15T10:30:00Z"),
+                                          ("2024-01-15", "2024-01-15T00:00:00Z")])
+def test_readme_shape_takes_iso_8601_timestamps(client: httpx.Client, text: str, stored: str) -> None:
+    r = client.post("/events", json={**README_EVENT, "timestamp": text})
+    assert r.status_code == 200 and r.json()["timestamp"] == stored
+
+
 @pytest.mark.parametrize("path", ["/health", "/tea/health"])
 def test_health_has_the_seed_fields_and_more(client: httpx.Client, server: LiveServer, path: str) -> None:
     client.post("/v1/events", json=[{"event_type": "x"}] * 3)
