@@ -137,13 +137,24 @@ class TeaApp:
         await self.processors.submit(batch)  # (counts telemetron_events_processed_total as Telemetron does)
 
     def reader(self, request: Request) -> ScopedStorage:
-        """Storage for reads, scoped to the caller's tenant (admins see every tenant)."""
+        """Storage for reads, scoped to the caller's tenant (admins see every tenant). One per request:
+        an admin's read is audited once, however many reads its route runs."""
+        found = request.state.get("reader")
+        if found is None:
+            found = request.state["reader"] = ScopedStorage(self.storage, principal_of(request))
+            self.audit_admin_read(request)
+        return found
+
+    def audit_admin_read(self, request: Request) -> None:
+        """Record an admin's read (``admin_read``, the tenant it named, the path) once per request."""
         principal = principal_of(request)
-        if principal.is_admin and principal.method != "dev":
+        if principal.is_admin and principal.method != "dev" and not request.state.get("admin_read_audited"):
+            request.state["admin_read_audited"] = True
             asked = request.param("tenant_id")
+            if asked and asked.startswith("eq."):  # PostgREST's tenant_id=eq.X
+                asked = asked[3:]
             self.audit.record("admin_read", actor=principal.user_id or principal.token_id, tenant_id=asked,
                               remote_addr=request.client, path=request.path)
-        return ScopedStorage(self.storage, principal)
 
     # ----------------------------------------------------------------- readiness
     def is_ready(self) -> tuple[bool, str | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tea.alerts.evaluate import HISTORY, STATES, render
-from tea.alerts.rules import RuleBody, parse_rule
+from tea.alerts.rules import RuleBody, RuleStore, parse_rule
 from tea.auth.principal import READ, WRITE
 from tea.comms.routes import json_object, write_tenant
 from tea.query.scope import request_filter
@@ -29,10 +29,14 @@ def _rule(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def routes(app: "TeaApp") -> list[Route]:
-    store = app.alerts.rules
+    store = app.alerts.rules  # writes
 
     def tenants(request: Request) -> tuple[str, ...] | None:
         return request_filter(request).tenant_ids
+
+    def rule_reader(request: Request) -> RuleStore:
+        """The rules as this request may read them (scoped storage: the caller's tenant only)."""
+        return RuleStore(app.reader(request), store.globals, app.clock)
 
     async def create_rule(request: Request) -> Response:
         check_params(request, {"tenant_id"})
@@ -43,14 +47,14 @@ def routes(app: "TeaApp") -> list[Route]:
 
     async def list_rules(request: Request) -> Response:
         check_params(request, {"tenant_id"})
-        api = sorted(await store.api_rules(tenants(request)), key=lambda r: (r["tenant_id"], r["id"]))
+        api = sorted(await rule_reader(request).api_rules(tenants(request)), key=lambda r: (r["tenant_id"], r["id"]))
         rules = [_rule(r) for r in (*store.globals, *api)]
         return Response(encode_json({"rules": rules}), 200, JSON)
 
     async def find(request: Request) -> list[dict[str, Any]]:
         check_params(request, {"tenant_id"})
         rule_id = request.path_params["rule_id"]
-        found = await store.find(tenants(request), rule_id)
+        found = await rule_reader(request).find(tenants(request), rule_id)
         if not found:
             raise NotFound(f"no alert rule {rule_id!r}", code="rule_not_found")
         return found
@@ -77,7 +81,7 @@ def routes(app: "TeaApp") -> list[Route]:
         if filters.get("state") not in (None, *ALERT_STATES):
             raise BadRequest(f"parameter `state` must be one of {', '.join(ALERT_STATES)}", code="invalid_parameter",
                              details={"parameter": "state"})
-        rows = await app.storage.query_records(
+        rows = await app.reader(request).query_records(
             HISTORY, tenant_ids=tenants(request), filters=filters, start_us=time_param(request, "start_time"),
             end_us=time_param(request, "end_time"), limit=int_param(request, "limit", 100, 1, 10000))
         alerts = [render({**body, "tenant_id": tenant, "at": at}) for tenant, at, body in rows]
@@ -85,7 +89,7 @@ def routes(app: "TeaApp") -> list[Route]:
 
     async def active(request: Request) -> Response:
         check_params(request, {"tenant_id"})
-        docs = await app.storage.list_documents(STATES, tenants(request))
+        docs = await app.reader(request).list_documents(STATES, tenants(request))
         alerts = sorted((render({**doc, "tenant_id": tenant}) for tenant, _, doc in docs),
                         key=lambda a: (a["tenant_id"], a["rule_id"], a["group"]))
         return Response(encode_json({"alerts": alerts}), 200, JSON)

@@ -17,8 +17,8 @@
   ``MAX_ROWS`` rows (newest first) per request — the default order is ``timestamp.desc``.
 
 Authentication is TEA's (``apikey`` and/or ``Authorization: Bearer`` with a TEA token or JWT); every
-read and write is scoped to the caller's tenant. ``tenant_id=eq.X`` selects a tenant for admins (and
-dev mode). Errors — TEA's own too (401, 403, 413, 429, 503) — use PostgREST's shape
+read runs on the request's scoped reader (``TeaApp.reader``), every write names the caller's tenant.
+``tenant_id=eq.X`` selects a tenant for admins (and dev mode). Errors — TEA's own too (401, 403, 413, 429, 503) — use PostgREST's shape
 ``{code, details, hint, message}``.
 """
 from __future__ import annotations
@@ -41,7 +41,6 @@ from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, encode_json
 from tea.pipeline.ingest import Outcome
-from tea.query.scope import principal_of, scoped
 from tea.receive.decode import Decoded
 from tea.types import Event, EventFilter, QuerySpec
 
@@ -167,13 +166,14 @@ PUSHDOWN = {"protocol": "protocol", "source_id": "source", "target_id": "target"
 
 
 def tenant_filter(request: Request, q: Query) -> EventFilter:
-    """The caller's tenants, narrowed by ``tenant_id=eq.X`` / ``in.(...)`` (a 403 for another's tenant)."""
+    """The tenants ``tenant_id=eq.X`` / ``in.(...)`` name (None: no such condition); the reader narrows
+    them to the caller's and answers 403 for another's tenant."""
     asked: tuple[str, ...] | None = None
     for c in q.conditions:
         if c.column == "tenant_id" and not c.negate and c.op in ("eq", "in"):
             wanted = (c.value,) if c.op == "eq" else tuple(c.value)
             asked = wanted if asked is None else tuple(t for t in asked if t in wanted)
-    return scoped(principal_of(request), EventFilter(tenant_ids=asked))
+    return EventFilter(tenant_ids=asked)
 
 
 def one_tenant(app: "TeaApp", request: Request, q: Query) -> str:
@@ -208,17 +208,18 @@ def pushdown(q: Query, f: EventFilter) -> tuple[EventFilter, bool]:
 async def relation_rows(app: "TeaApp", request: Request, relation: str,
                         q: Query) -> tuple[list[dict[str, Any]], int | None, bool]:
     """The rows a GET reads before filtering in Python: (rows, total if storage counted it, truncated)."""
-    registry: Registry = app.registry
+    reader = app.reader(request)
+    registry = Registry(reader, app.clock)
     f = tenant_filter(request, q)
     if relation == TABLE:
         f, complete = pushdown(q, f)
         in_order = not q.order or q.order[0][:2] == ("timestamp", True)
         wanted = q.offset + q.limit if complete and in_order and q.limit is not None else MAX_ROWS
-        result = await app.storage.query_events(QuerySpec(f, min(wanted, MAX_ROWS), with_total=True))
+        result = await reader.query_events(QuerySpec(f, min(wanted, MAX_ROWS), with_total=True))
         rows = [telemetry_row(e) for e in result.events]
         return rows, result.total_count if complete else None, result.has_more and wanted >= MAX_ROWS
     if relation in COMM_VIEWS:
-        return await COMM_VIEWS[relation](app.storage, f, app.clock()), None, False
+        return await COMM_VIEWS[relation](reader, f, app.clock()), None, False
     if relation == "system_entity_state":
         return registry.entity_state(await registry.entities(f.tenant_ids), app.clock()), None, False
     if relation == "entity_hierarchy":
@@ -444,8 +445,9 @@ def routes(app: "TeaApp") -> list[Route]:
         if function == "check_registration_gaps":
             q = parse_query(request, function, GAP_COLUMNS, skip=frozenset(given))
             tenant = one_tenant(app, request, q)
-            entities = await registry.entities((tenant,))
-            seen = await views.endpoints(app.storage, EventFilter(tenant_ids=(tenant,)))
+            reader = app.reader(request)
+            entities = await Registry(reader, app.clock).entities((tenant,))
+            seen = await views.endpoints(reader, EventFilter(tenant_ids=(tenant,)))
             rows, total = apply(registry.gaps(entities, seen, app.clock()), q, TIME_COLUMNS)
             return rows_response(request, rows, 200, {"content-range": content_range(q.offset, len(rows), None)})
         tenant = write_tenant(app, request)

@@ -84,7 +84,11 @@ async def ingest_communications(app: "TeaApp", request: Request, body: bytes, so
 
 
 def routes(app: "TeaApp") -> list[Route]:
-    registry: Registry = app.registry
+    registry: Registry = app.registry  # writes
+
+    def reads(request: Request) -> Registry:
+        """The registry as this request may read it (scoped storage: the caller's tenant only)."""
+        return Registry(app.reader(request), app.clock)
 
     # ------------------------------------------------------------ communications
     async def post_communications(request: Request) -> Response:
@@ -102,8 +106,8 @@ def routes(app: "TeaApp") -> list[Route]:
                 fields[column] = _ok.get(value, value) if name == "status" else value
         f = request_filter(request, event_type=EVENT_TYPE, start_us=time_param(request, "start_time"),
                         end_us=time_param(request, "end_time"), **fields)
-        result = await app.storage.query_events(QuerySpec(f, int_param(request, "limit", 100, 1, 10000),
-                                                          cursor_param(request)))
+        result = await app.reader(request).query_events(QuerySpec(f, int_param(request, "limit", 100, 1, 10000),
+                                                                  cursor_param(request)))
         body = {"communications": [to_row(e, with_tenant=True) for e in result.events],
                 "total_count": result.total_count, "has_more": result.has_more,
                 "next_cursor": encode_cursor(result.next_cursor)}
@@ -117,7 +121,7 @@ def routes(app: "TeaApp") -> list[Route]:
             check_params(request, allowed)
             f = request_filter(request, start_us=time_param(request, "start_time") if name == "matrix" else None,
                             end_us=time_param(request, "end_time") if name == "matrix" else None)
-            rows = await compute(app.storage, f, app.clock())
+            rows = await compute(app.reader(request), f, app.clock())
             return Response(encode_json({"view": VIEW_NAMES[name], "rows": rows}), 200, JSON)
         return handler
 
@@ -161,14 +165,14 @@ def routes(app: "TeaApp") -> list[Route]:
         filters = ("entity_type", "current_state", "health_status", "department", "parent_entity_id", "namespace")
         check_params(request, {*filters, "tenant_id"})
         wanted = {k: text_param(request, k) for k in filters if text_param(request, k) is not None}
-        found = [e for e in await registry.entities(request_filter(request).tenant_ids)
+        found = [e for e in await reads(request).entities(request_filter(request).tenant_ids)
                  if all(e.get(k) == v for k, v in wanted.items())]
         found.sort(key=lambda e: (e["tenant_id"], e["entity_type"], e["entity_id"]))
         return Response(encode_json({"entities": [render(e) for e in found]}), 200, JSON)
 
     async def get_entity(request: Request) -> Response:
         entity_id, entity_type = entity_key(request)
-        entity = await registry.get(write_tenant(app, request), entity_id, entity_type)
+        entity = await reads(request).get(write_tenant(app, request), entity_id, entity_type)
         if entity is None:
             raise NotFound(f"no {entity_type} {entity_id!r} in the registry", code="entity_not_found")
         return Response(encode_json(render(entity)), 200, JSON)
@@ -211,21 +215,22 @@ def routes(app: "TeaApp") -> list[Route]:
 
     async def entity_state(request: Request) -> Response:
         check_params(request, {"tenant_id"})
-        entities = await registry.entities(request_filter(request).tenant_ids)
+        entities = await reads(request).entities(request_filter(request).tenant_ids)
         return Response(encode_json({"view": "system_entity_state",
                                      "rows": registry.entity_state(entities, app.clock())}), 200, JSON)
 
     async def hierarchy(request: Request) -> Response:
         check_params(request, {"tenant_id"})
         tenant = write_tenant(app, request)
-        entities = await registry.entities((tenant,))
+        entities = await reads(request).entities((tenant,))
         return Response(encode_json({"view": "entity_hierarchy", "rows": registry.hierarchy(entities)}), 200, JSON)
 
     async def gaps(request: Request) -> Response:
         check_params(request, {"tenant_id"})
         tenant = write_tenant(app, request)
-        entities = await registry.entities((tenant,))
-        seen = await views.endpoints(app.storage, EventFilter(tenant_ids=(tenant,)))
+        reader = app.reader(request)
+        entities = await Registry(reader, app.clock).entities((tenant,))
+        seen = await views.endpoints(reader, EventFilter(tenant_ids=(tenant,)))
         return Response(encode_json({"rows": registry.gaps(entities, seen, app.clock())}), 200, JSON)
 
     def log_handler(which: str):  # type: ignore[no-untyped-def]
@@ -233,7 +238,7 @@ def routes(app: "TeaApp") -> list[Route]:
             names = ("entity_id", "entity_type") + (("action",) if which == "audit" else ())
             check_params(request, {*names, "tenant_id", "limit"})
             filters = {k: text_param(request, k) for k in names if text_param(request, k) is not None}
-            fetch = registry.audit if which == "audit" else registry.transitions
+            fetch = reads(request).audit if which == "audit" else reads(request).transitions
             rows = await fetch(request_filter(request).tenant_ids, filters,  # type: ignore[arg-type]
                                int_param(request, "limit", 100, 1, 10000))
             return Response(encode_json({"rows": rows}), 200, JSON)

@@ -40,6 +40,7 @@ class ReplayResult(msgspec.Struct):
 def routes(app: "TeaApp") -> list[Route]:
     async def list_entries(request: Request) -> Response:
         check_params(request, {"limit", "include_replayed"})
+        app.audit_admin_read(request)  # dead letters hold events of every tenant
         entries = await app.storage.list_dead_letters(limit=int_param(request, "limit", 100, 1, 10000),
                                                       include_replayed=request.param("include_replayed") == "true")
         views = [DeadLetterView(d.id, format_us(d.at), d.stage, d.error, d.attempts, d.event_count,

@@ -37,18 +37,18 @@ def routes(app: "TeaApp") -> list[Route]:
                 value = text_param(request, column)
                 if value is not None:
                     filters[column] = int(value) if column == "status_code" and value.isdigit() else value
-            rows = await app.storage.query_rows(table, tenant_ids=tenants(request), filters=filters,
-                                                start_us=time_param(request, "start_time"),
-                                                end_us=time_param(request, "end_time"),
-                                                limit=int_param(request, "limit", 100, 1, 10000))
+            rows = await app.reader(request).query_rows(table, tenant_ids=tenants(request), filters=filters,
+                                                        start_us=time_param(request, "start_time"),
+                                                        end_us=time_param(request, "end_time"),
+                                                        limit=int_param(request, "limit", 100, 1, 10000))
             return Response(encode_json({"rows": [_render(r) for r in rows]}), 200, JSON)
         return handler
 
     def report_handler(report: str):  # type: ignore[no-untyped-def]
         async def handler(request: Request) -> Response:
             check_params(request, {"tenant_id"})
-            rows = await app.storage.projection_report(report, tenant_ids=tenants(request),
-                                                       since_us=app.clock() - DAY_US)
+            rows = await app.reader(request).projection_report(report, tenant_ids=tenants(request),
+                                                               since_us=app.clock() - DAY_US)
             return Response(encode_json({"rows": [_render(r) for r in rows]}), 200, JSON)
         return handler
 

@@ -1,10 +1,11 @@
-"""Tenant scoping in the query layer: every read goes through a ``ScopedStorage`` that rewrites
-its filter to the caller's tenant, so no handler can forget. Only admins read across tenants;
-a tenant principal naming another tenant gets 403."""
+"""Tenant scoping in the query layer: every read goes through a ``ScopedStorage`` (the request's
+reader, ``TeaApp.reader``) that rewrites the tenants it reads to the caller's, so no handler can
+forget or get it wrong. Only admins read across tenants; a tenant principal naming another tenant
+gets 403."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterable
 
 from tea.auth.principal import DEV, Principal
 from tea.errors import Forbidden
@@ -33,14 +34,21 @@ def principal_of(request: Request) -> Principal:
 
 
 def request_filter(request: Request, **fields: Any) -> EventFilter:
-    """A filter of this request's tenants: its ``tenant_id`` parameter, or every tenant the caller may read;
-    403 for a tenant it may not."""
+    """A filter of the tenant this request names (``tenant_id``), None when it names none. It is not
+    scoped here: the request's reader (``TeaApp.reader``) narrows it to what the caller may read and
+    answers 403 for a tenant it may not, whatever the handler passes on."""
     tenant = text_param(request, "tenant_id")
-    return scoped(principal_of(request), EventFilter(tenant_ids=(tenant,) if tenant else None, **fields))
+    return EventFilter(tenant_ids=(tenant,) if tenant else None, **fields)
 
 
 class ScopedStorage:
-    """The read half of a Storage, seen through one principal."""
+    """The read half of a Storage, seen through one principal: the only way a read route reaches
+    storage (``TeaApp.reader(request)``). Every method takes the tenants to read as storage does —
+    an ``EventFilter``'s ``tenant_ids`` or a ``tenant_ids``/``tenant_id`` argument — and rewrites
+    them: None (every tenant) becomes the principal's own tenant, naming a tenant it may not read
+    is a 403. Only admins (and development mode) read across tenants. Registry and alert-rule
+    reads run on it too (``Registry(reader)``, ``RuleStore(reader, …)``), so none of them can ask
+    storage for another tenant's documents or records."""
 
     def __init__(self, storage: Storage, principal: Principal) -> None:
         self.storage = storage
@@ -49,11 +57,21 @@ class ScopedStorage:
             async def export_file(filter: EventFilter, fmt: str, path: str) -> None:
                 await storage.export_file(scoped(principal, filter), fmt, path)  # type: ignore[attr-defined]
             self.export_file = export_file
+        if hasattr(storage, "communication_groups"):  # the backend computes the seed's views in SQL
+            async def communication_groups(kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
+                return await storage.communication_groups(kind, scoped(principal, filter))  # type: ignore[attr-defined]
+            self.communication_groups = communication_groups
 
     def scope(self, filter: EventFilter) -> EventFilter:
         """The filter as this principal may run it (403 now, before any response starts)."""
         return scoped(self.principal, filter)
 
+    def tenants(self, tenant_ids: Iterable[str] | None) -> tuple[str, ...] | None:
+        """``tenant_ids`` as this principal may read them (None: every tenant, admins only)."""
+        asked = tuple(tenant_ids) if tenant_ids is not None else None
+        return scoped(self.principal, EventFilter(tenant_ids=asked)).tenant_ids
+
+    # ------------------------------------------------------------ events
     async def query_events(self, spec: QuerySpec) -> QueryResult:
         return await self.storage.query_events(replace(spec, filter=scoped(self.principal, spec.filter)))
 
@@ -68,6 +86,27 @@ class ScopedStorage:
 
     async def traces(self, filter: EventFilter, **options: Any) -> list[TraceSummary]:
         return await self.storage.traces(scoped(self.principal, filter), **options)
+
+    # ------------------------------------------------------------ analytics projections
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, **options: Any) -> list[dict[str, Any]]:
+        return await self.storage.query_rows(table, tenant_ids=self.tenants(tenant_ids), **options)
+
+    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
+                                since_us: int) -> list[dict[str, Any]]:
+        return await self.storage.projection_report(report, tenant_ids=self.tenants(tenant_ids), since_us=since_us)
+
+    # ------------------------------------------------------------ documents and records (registry, alerts)
+    async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
+        [tenant] = self.tenants((tenant_id,))  # type: ignore[misc]
+        return await self.storage.get_document(kind, tenant, key)
+
+    async def list_documents(self, kind: str,
+                             tenant_ids: tuple[str, ...] | None) -> list[tuple[str, str, dict[str, Any]]]:
+        return await self.storage.list_documents(kind, self.tenants(tenant_ids))
+
+    async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None,
+                            **options: Any) -> list[tuple[str, int, dict[str, Any]]]:
+        return await self.storage.query_records(kind, tenant_ids=self.tenants(tenant_ids), **options)
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"ScopedStorage offers scoped reads only, not {name!r}")

@@ -79,6 +79,33 @@ def test_signature_failures_are_audited_with_the_token_id_and_counted(secure) ->
     assert token not in everything and secret not in everything
 
 
+ADMIN_READS = ["/v1/events", "/v1/usage", "/v1/stats", "/v1/traces", "/v1/communications",
+               "/v1/communications/health", "/v1/registry", "/v1/registry/state", "/v1/registry/audit",
+               "/v1/alerts/rules", "/v1/alerts", "/v1/alerts/active", "/v1/analytics/user_activity",
+               "/v1/analytics/summary", "/rest/v1/communication_telemetry", "/rest/v1/unified_registry",
+               "/rest/v1/system_health_overview", "/stats", "/v1/dlq", "/events"]
+
+
+def test_every_admin_read_is_audited_once_per_request(secure) -> None:
+    live = secure(storage_backend="duckdb")
+    token = create_token(live.url, "acme")["token"]
+    for path in ADMIN_READS:
+        r = httpx.get(live.url + path, headers=admin_headers())
+        assert r.status_code == 200, (path, r.text)
+        assert httpx.get(live.url + path, headers=bearer(token)).status_code in (200, 403)  # a tenant's: not audited
+    r = httpx.get(live.url + "/rest/v1/communication_telemetry", params={"tenant_id": "eq.acme"},
+                  headers=admin_headers())
+    assert r.status_code == 200
+    reads = audit(live.url, action="admin_read", limit="1000")
+    per_path: dict[str, int] = {}
+    for row in reads:
+        per_path[row["details"]["path"]] = per_path.get(row["details"]["path"], 0) + 1
+    assert per_path == {**dict.fromkeys(ADMIN_READS, 1), "/rest/v1/communication_telemetry": 2}
+    assert all(row["actor"] == "admin" for row in reads)
+    assert [row["tenant_id"] for row in reads if row["details"]["path"] == "/rest/v1/communication_telemetry"] \
+        == ["acme", None]  # newest first; PostgREST's tenant_id=eq.X names the tenant
+
+
 def test_dev_mode_is_explicit_and_loud(serve, caplog) -> None:
     caplog.set_level(logging.WARNING)
     live = serve(storage_backend="memory", auth_validation=False)
