@@ -34,7 +34,7 @@ from tea.http.request import ClientDisconnected
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import ErrorBody
 from tea.ops.retention import RetentionJob
-from tea.ops.telemetry import Telemetry
+from tea.ops.telemetry import Telemetry, TimedReads
 from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
 from tea.query.scope import ScopedStorage, principal_of
@@ -65,6 +65,7 @@ class TeaApp:
                                     ack=settings.buffer.ack, fsync_interval_s=settings.buffer.fsync_interval_ms / 1000,
                                     clock=clock)
         self.telemetry = Telemetry()
+        self.timed_reads: Storage = TimedReads(self.storage, self.telemetry.storage_query_seconds)  # type: ignore[assignment]
         self.state: SharedState = RedisState(settings.redis_url) if settings.redis_url else LocalState()
         self.tokens = TokenService(self.storage, None, clock, settings.auth.token_cache_s)  # type: ignore[arg-type]
         self.auth = build_chain(settings, self.tokens, self.state)
@@ -141,7 +142,7 @@ class TeaApp:
         an admin's read is audited once, however many reads its route runs."""
         found = request.state.get("reader")
         if found is None:
-            found = request.state["reader"] = ScopedStorage(self.storage, principal_of(request))
+            found = request.state["reader"] = ScopedStorage(self.timed_reads, principal_of(request))
             self.audit_admin_read(request)
         return found
 

@@ -5,7 +5,8 @@ path only ever increments counters and observes histograms.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import time
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -95,6 +96,52 @@ class Telemetry:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class TimedReads:
+    """Storage as read routes reach it (``TeaApp.reader``): every read is observed in
+    ``tea_storage_query_seconds{operation}``, the operation being the storage method — for
+    ``iter_events`` (exports, the communication views' fallback) the time spent inside storage over
+    the whole stream, once it ends. Anything else passes through untimed."""
+
+    TIMED = frozenset({"query_events", "count", "aggregate", "traces", "export_file", "communication_groups",
+                       "query_rows", "projection_report", "get_document", "list_documents", "query_records"})
+
+    def __init__(self, storage: Any, seconds: Histogram) -> None:
+        self._storage = storage
+        self._seconds = seconds
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._storage, name)  # (AttributeError for what the backend lacks, as hasattr expects)
+        if name == "iter_events":
+            return lambda *args, **kwargs: self._timed_chunks(method(*args, **kwargs))
+        if name not in self.TIMED:
+            return method
+        observe = self._seconds.labels(name).observe
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                observe(time.perf_counter() - started)
+        return timed
+
+    async def _timed_chunks(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        spent = 0.0
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    spent += time.perf_counter() - started
+                yield chunk
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            self._seconds.labels("iter_events").observe(spent)
 
 
 def _gauge(registry: CollectorRegistry, name: str, help_text: str, read: Callable[[], float]) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import time
-from typing import TYPE_CHECKING, Any, Awaitable, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -23,8 +22,6 @@ from tea.types import Agg, AggregateSpec, EventFilter
 
 if TYPE_CHECKING:
     from tea.app import TeaApp
-
-T = TypeVar("T")
 
 
 class Series(msgspec.Struct):
@@ -98,16 +95,9 @@ _USAGE_AGGS = (Agg("count"), Agg("errors"), Agg("sum", "request_size"), Agg("sum
 def routes(app: "TeaApp") -> list[Route]:
     telemetry = app.telemetry
 
-    async def timed(operation: str, pending: Awaitable[T]) -> T:
-        started = time.perf_counter()
-        try:
-            return await pending
-        finally:
-            telemetry.storage_query_seconds.labels(operation).observe(time.perf_counter() - started)
-
     async def run_metrics(request: Request, query: m.MetricsQuery) -> list[Series]:
         spec, inputs = m.aggregate_spec(query)
-        rows = await timed("metrics", app.reader(request).aggregate(spec))
+        rows = await app.reader(request).aggregate(spec)
         return [Series(s["group"], s["points"]) for s in m.build_series(query, rows, inputs)]
 
     async def metrics(request: Request) -> Response:
@@ -137,7 +127,7 @@ def routes(app: "TeaApp") -> list[Route]:
     async def stats(request: Request) -> Response:
         check_params(request, {*FILTER_FIELDS, "start_time", "end_time"})
         spec = AggregateSpec(event_filter(request), (Agg("count"),), None, ("source", "event_type"))
-        rows = await timed("stats", app.reader(request).aggregate(spec))
+        rows = await app.reader(request).aggregate(spec)
         types: dict[str, int] = {}
         for _, _source, event_type, n in rows:
             types[event_type] = types.get(event_type, 0) + n
@@ -152,7 +142,7 @@ def routes(app: "TeaApp") -> list[Route]:
         spec = AggregateSpec(EventFilter(tenant_ids=base.tenant_ids, source=source, start_us=base.start_us,
                                          end_us=base.end_us),
                              (Agg("count"), Agg("min", "timestamp"), Agg("max", "timestamp")), None, ("event_type",))
-        rows = await timed("stats", app.reader(request).aggregate(spec))
+        rows = await app.reader(request).aggregate(spec)
         if not rows:
             raise NotFound(f"no events from source {source!r}", code="source_not_found", details={"source": source})
         body = SourceStats(source, sum(r[2] for r in rows), format_us(min(r[3] for r in rows)),
@@ -177,9 +167,8 @@ def routes(app: "TeaApp") -> list[Route]:
                              details={"parameter": "end_time"})
         tenant = text_param(request, "tenant_id")
         f = EventFilter(tenant_ids=(tenant,) if tenant else None, start_us=start, end_us=end)
-        totals = await timed("usage", app.reader(request).aggregate(AggregateSpec(f, _USAGE_AGGS, period, ("tenant_id",))))
-        by_method = await timed("usage", app.reader(request).aggregate(
-            AggregateSpec(f, (Agg("count"),), period, ("tenant_id", "method"))))
+        totals = await app.reader(request).aggregate(AggregateSpec(f, _USAGE_AGGS, period, ("tenant_id",)))
+        by_method = await app.reader(request).aggregate(AggregateSpec(f, (Agg("count"),), period, ("tenant_id", "method")))
         methods: dict[tuple[int, str], dict[str, int]] = {}
         for bucket, tenant_id, method, n in sorted(by_method, key=lambda r: (r[0], r[1], r[2] or "")):
             if method is not None:

@@ -222,6 +222,29 @@ def test_bare_metrics_is_the_prometheus_scrape(client: httpx.Client, server: Liv
     assert "metrics" in client.get("/metrics", headers={"accept": "application/json"}).json()
 
 
+def storage_reads(client: httpx.Client) -> dict[str, float]:
+    """``tea_storage_query_seconds`` observations so far, by operation."""
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    return {s.labels["operation"]: s.value for s in families["tea_storage_query_seconds"].samples
+            if s.name == "tea_storage_query_seconds_count"}
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/v1/events", {}), ("/events", {}), ("/v1/export", {}), ("/v1/export", {"format": "csv"}),
+    ("/v1/export", {"format": "parquet"}), ("/v1/traces", {}), ("/v1/traces/t1", {}),
+    ("/v1/communications", {}), ("/v1/communications/health", {}), ("/v1/communications/matrix", {}),
+    ("/v1/metrics", {}), ("/v1/stats", {}), ("/v1/stats/s1", {}), ("/v1/usage", {})])
+def test_storage_query_latency_is_recorded_on_every_read_path(client: httpx.Client, server: LiveServer,
+                                                             path: str, params: dict) -> None:
+    post_all(client, server, [{"event_type": "span", "trace_id": "t1", "span_id": "a", "source": "s1",
+                               "timestamp": int(time.time() * 1000), "duration_ms": 5.0}])
+    before = storage_reads(client)
+    assert client.get(path, params=params).status_code == 200
+    after = storage_reads(client)
+    grown = {op for op, n in after.items() if n > before.get(op, 0)}
+    assert grown, f"{path} read storage untimed"
+
+
 def test_stats(client: httpx.Client, server: LiveServer) -> None:
     post_all(client, server, [{"event_type": t, "source": s, "timestamp": T0_MS + i * 1000}
                               for i, (t, s) in enumerate([("Heartbeat", "1001"), ("Heartbeat", "1001"),
