@@ -405,7 +405,8 @@ def build_chain(settings: Settings, tokens: TokenService, state: SharedState) ->
         secret=settings.auth.jwt_secret, jwks=jwks, issuer=settings.auth.issuer, audience=settings.auth.audience,
         leeway_s=settings.auth.leeway_s, tenant_claim=settings.auth.tenant_claim,
         default_scopes=frozenset(settings.auth.default_scopes.split()), default_tier=settings.auth.jwt_tier,
-        algorithms=tuple(a.strip() for a in settings.auth.algorithms.split(",") if a.strip()))
+        algorithms=tuple(a.strip() for a in settings.auth.algorithms.split(",") if a.strip()),
+        user_claim=settings.auth.user_claim, org_claim=settings.auth.org_claim, scope_claim=settings.auth.scope_claim)
     return AuthChain(tokens=tokens, state=state, jwt=jwt_auth, admin_token=settings.admin_token,
                      dev_mode=not settings.auth_validation, require_signature=settings.auth.require_signature,
                      allow_two_part=settings.auth.two_part_signatures,

@@ -187,6 +187,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.audience", "str", None, "required JWT aud", nullable=True),
     Setting("auth.leeway_s", "float", 60.0, "clock leeway for JWT exp/nbf/iat", minimum=0),
     Setting("auth.tenant_claim", "str", "tenant", "JWT claim naming the tenant (then tenant_id)"),
+    Setting("auth.user_claim", "str", "sub", "JWT claim naming the user"),
+    Setting("auth.org_claim", "str", "org", "JWT claim naming the organization"),
+    Setting("auth.scope_claim", "str", "scope", "JWT claim holding the scopes, space separated or a list (then scp, "
+            "scopes)"),
     Setting("auth.algorithms", "str", "HS256,RS256,ES256,EdDSA", "JWT algorithms allowed (never none)"),
     Setting("auth.default_scopes", "str", "events:read events:write", "scopes of a JWT that carries none"),
     Setting("auth.jwt_tier", "str", "enterprise", "rate-limit tier of JWT principals without a tier claim",

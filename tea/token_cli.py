@@ -36,9 +36,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from tea.errors import ConfigError
+
     try:
         result = _remote(args, settings) if args.url else asyncio.run(_direct(args, settings))
-    except (TokenCliError, OSError) as exc:
+    except (TokenCliError, ConfigError, OSError) as exc:  # e.g. a TEA_SECRET_KEY too short: one line
         print(f"tea token {args.action}: {exc}", file=sys.stderr)
         return 1
     _print(result, args.format)
@@ -55,6 +57,8 @@ async def _direct(args: argparse.Namespace, settings: Settings) -> Any:
     from tea.auth.tokens import TokenService
     from tea.errors import ClientError, StorageError
     from tea.storage.base import make_storage
+    from tea.timeutil import now_us
+    from tea.types import AuditRecord
 
     storage = make_storage(settings)
     try:
@@ -63,17 +67,35 @@ async def _direct(args: argparse.Namespace, settings: Settings) -> Any:
         raise TokenCliError(f"{exc} — is the server running? Then use --url") from None
     try:
         service = TokenService(storage, SecretBox(load_master_key(settings.secret_key, settings.data_dir)))
-        if args.action == "create":
-            return issued(await service.create(args.tenant, args.tier, _scopes(args), args.org, args.app))
         if args.action == "list":
             return {"tokens": [token_view(r) for r in await service.list(args.tenant)]}
-        if args.action == "revoke":
-            return token_view(await service.revoke(args.token_id))
-        return issued(await service.rotate(args.token_id))
+        if args.action == "create":
+            made = await service.create(args.tenant, args.tier, _scopes(args), args.org, args.app)
+            record, result = made.record, issued(made)
+        elif args.action == "revoke":
+            record = await service.revoke(args.token_id)
+            result = token_view(record)
+        else:
+            made = await service.rotate(args.token_id)
+            record, result = made.record, issued(made)
+        # as the admin API does, so the audit log shows every change to the tokens, however made
+        await storage.append_audit([AuditRecord(now_us(), f"token_{args.action}d",  # token_created, _revoked, _rotated
+                                                "cli", record.tenant_id, None, True, None,
+                                                {"token_id": record.token_id, "via": "cli", "os_user": _os_user()})])
+        return result
     except ClientError as exc:
         raise TokenCliError(exc.message) from None
     finally:
         await storage.close()
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER variable (some containers)
+        return "unknown"
 
 
 def _remote(args: argparse.Namespace, settings: Settings) -> Any:

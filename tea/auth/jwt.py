@@ -1,5 +1,10 @@
 """JWT / OIDC bearer tokens: HS256 with a shared secret, RS/ES/EdDSA with keys from a JWKS.
 
+Claims map to the principal as the seed's AuthContext did — ``sub`` → user, ``tenant`` (then
+``tenant_id``) → tenant, ``org`` → organization, ``scope``/``scp``/``scopes`` → scopes, ``iat``,
+``exp`` — each claim name configurable (``auth.user_claim``, ``auth.tenant_claim``,
+``auth.org_claim``, ``auth.scope_claim``); ``tier`` must name a known tier.
+
 The algorithm comes from an allow-list decided at start-up (never ``none``); an HMAC algorithm is
 checked only against the configured secret and an asymmetric one only against JWKS keys, so a
 public key can never be abused as an HMAC secret. JWKS from a URL is fetched on a worker thread
@@ -18,12 +23,14 @@ from typing import Any, Callable
 import jwt
 from jwt import PyJWK
 
-from tea.auth.principal import ADMIN, SCOPES, Principal
+from tea.auth.principal import ADMIN, SCOPES, TIERS, Principal
 from tea.errors import Unauthorized
 
 log = logging.getLogger(__name__)
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+KEY_TYPES = {"RS256": "RSA", "RS384": "RSA", "RS512": "RSA", "PS256": "RSA", "ES256": "EC", "ES384": "EC",
+             "EdDSA": "OKP"}
 
 
 class JwksCache:
@@ -40,19 +47,28 @@ class JwksCache:
             with open(file, "rb") as fh:
                 self._keys.update(_parse_jwks(fh.read()))
 
-    async def key(self, kid: str | None) -> PyJWK | None:
-        found = self._keys.get(kid)
+    async def key(self, kid: str | None, algorithm: str | None = None) -> PyJWK | None:
+        """The key named ``kid``; for a token without ``kid``, the one key of ``algorithm``'s type
+        when the set holds exactly one (several: None, as the token cannot say which)."""
+        found = self._find(kid, algorithm)
         if found is not None or not self.url:
             return found
         async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self.refresh_min_s:
+            if self._find(kid, algorithm) is None and time.monotonic() - self._fetched_at >= self.refresh_min_s:
                 self._fetched_at = time.monotonic()
                 try:
                     raw = await asyncio.to_thread(self._fetch, self.url, self.timeout_s)
                     self._keys.update(_parse_jwks(raw))
                 except (OSError, ValueError, jwt.PyJWKError) as exc:
                     log.error("JWKS fetch from %s failed: %s", self.url, exc)
-        return self._keys.get(kid)
+        return self._find(kid, algorithm)
+
+    def _find(self, kid: str | None, algorithm: str | None) -> PyJWK | None:
+        found = self._keys.get(kid)
+        if found is None and kid is None and algorithm in KEY_TYPES:
+            matching = [k for k in self._keys.values() if k.key_type == KEY_TYPES[algorithm]]
+            found = matching[0] if len(matching) == 1 else None
+        return found
 
 
 def _http_get(url: str, timeout_s: float) -> bytes:
@@ -75,7 +91,8 @@ class JwtAuthenticator:
 
     def __init__(self, *, secret: str | None, jwks: JwksCache | None, issuer: str | None, audience: str | None,
                  leeway_s: float, tenant_claim: str, default_scopes: frozenset[str], default_tier: str,
-                 algorithms: tuple[str, ...]) -> None:
+                 algorithms: tuple[str, ...], user_claim: str = "sub", org_claim: str = "org",
+                 scope_claim: str = "scope") -> None:
         allowed = [a for a in algorithms if a in HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS]
         self.hmac_algorithms = tuple(a for a in allowed if a in HMAC_ALGORITHMS) if secret else ()
         self.asymmetric_algorithms = tuple(a for a in allowed if a in ASYMMETRIC_ALGORITHMS) if jwks else ()
@@ -85,6 +102,9 @@ class JwtAuthenticator:
         self.audience = audience
         self.leeway_s = leeway_s
         self.tenant_claims = (tenant_claim, "tenant_id") if tenant_claim != "tenant_id" else ("tenant_id",)
+        self.user_claim = user_claim
+        self.org_claim = org_claim
+        self.scope_claims = tuple(dict.fromkeys((scope_claim, "scp", "scopes")))
         self.default_scopes = default_scopes
         self.default_tier = default_tier
 
@@ -104,9 +124,12 @@ class JwtAuthenticator:
         if algorithm in self.hmac_algorithms:
             key: Any = self.secret
         elif algorithm in self.asymmetric_algorithms:
-            key = await self.jwks.key(header.get("kid"))  # type: ignore[union-attr]
+            kid = header.get("kid")
+            key = await self.jwks.key(kid, algorithm)  # type: ignore[union-attr]
             if key is None:
-                raise Unauthorized("JWT signed with an unknown key id", code="invalid_token")
+                raise Unauthorized("JWT signed with an unknown key id" if kid is not None else
+                                   f"JWT names no key id (kid) and the key set does not hold exactly one "
+                                   f"{KEY_TYPES[algorithm]} key", code="invalid_token")
         else:
             raise Unauthorized(f"JWT algorithm {algorithm!r} is not allowed", code="invalid_token")
         try:
@@ -122,22 +145,25 @@ class JwtAuthenticator:
         return self._principal(claims)
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
-        scopes = _scopes(claims)
+        scopes = _scopes(claims, self.scope_claims)
         scopes = scopes if scopes is not None else self.default_scopes
         tenant = next((str(claims[c]) for c in self.tenant_claims if claims.get(c)), None)
         if tenant is None and ADMIN not in scopes:
             raise Unauthorized("JWT names no tenant (claim " + " or ".join(self.tenant_claims) + ")",
                                code="invalid_token")
-        return Principal(tenant_id=tenant, user_id=_str(claims.get("sub")), organization=_str(claims.get("org")),
+        tier = str(claims.get("tier") or self.default_tier)
+        if tier not in TIERS:  # an unknown tier would have no limits at all
+            raise Unauthorized(f"JWT names an unknown tier {tier!r}; tiers are {', '.join(TIERS)}",
+                               code="invalid_token")
+        return Principal(tenant_id=tenant, user_id=_str(claims.get(self.user_claim)),
+                         organization=_str(claims.get(self.org_claim)),
                          scopes=frozenset(s for s in scopes if s in SCOPES), issued_at=_int(claims.get("iat")),
-                         expires_at=_int(claims.get("exp")), tier=str(claims.get("tier") or self.default_tier),
-                         method="jwt")
+                         expires_at=_int(claims.get("exp")), tier=tier, method="jwt")
 
 
-def _scopes(claims: dict[str, Any]) -> frozenset[str] | None:
-    if isinstance(claims.get("scope"), str):
-        return frozenset(claims["scope"].split())
-    for name in ("scp", "scopes"):
+def _scopes(claims: dict[str, Any], names: tuple[str, ...]) -> frozenset[str] | None:
+    """The first of ``names`` the token carries: a space-separated string or a list."""
+    for name in names:
         value = claims.get(name)
         if isinstance(value, list):
             return frozenset(str(v) for v in value)

@@ -7,6 +7,7 @@ WRITE = "events:write"
 READ = "events:read"
 ADMIN = "admin"
 SCOPES = (WRITE, READ, ADMIN)
+TIERS = ("free", "pro", "business", "enterprise")  # rate-limit tiers (settings tier.<name>.*)
 
 
 @dataclass(frozen=True)

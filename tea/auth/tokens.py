@@ -7,20 +7,21 @@ on another node takes effect here within that TTL.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from tea.auth import keys
-from tea.auth.principal import SCOPES, Principal
+from tea.auth.principal import SCOPES, TIERS, Principal
 from tea.errors import BadRequest, NotFound
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import TokenRecord
 
-TIERS = ("free", "pro", "business", "enterprise")
 DEFAULT_SCOPES = ("events:write", "events:read")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class TokenService:
 
     async def create(self, tenant_id: str, tier: str = "free", scopes: Iterable[str] | None = None,
                      org_id: str | None = None, app_id: str | None = None) -> IssuedToken:
-        scope_list = _check(tenant_id, tier, scopes)
+        scope_list = _check(tenant_id, tier, scopes, org_id, app_id)
         token, secret = keys.new_token(org_id), keys.new_secret()
         token_id = keys.new_token_id()
         record = TokenRecord(token_id=token_id, token_hash=keys.token_hash(token), token_prefix=token[:12],
@@ -113,12 +114,17 @@ class TokenService:
         self._cache.pop(digest, None)
 
 
-def _check(tenant_id: str, tier: str, scopes: Iterable[str] | None) -> list[str]:
+def _check(tenant_id: str, tier: str, scopes: Iterable[str] | None, org_id: str | None = None,
+           app_id: str | None = None) -> list[str]:
     if not tenant_id or len(tenant_id) > 256 or tenant_id.startswith("_"):
         raise BadRequest("tenant_id must be 1 to 256 characters and not start with '_'", code="invalid_body",
                          details={"field": "tenant_id"})
     if tier not in TIERS:
         raise BadRequest(f"tier must be one of {', '.join(TIERS)}", code="invalid_body", details={"field": "tier"})
+    for name, value in (("org_id", org_id), ("app_id", app_id)):
+        if value is not None and not _UUID.fullmatch(value):  # it goes into the token: tk_<org>_<random>
+            raise BadRequest(f"{name} must be a UUID like 550e8400-e29b-41d4-a716-446655440000, got {value[:64]!r}",
+                             code="invalid_body", details={"field": name})
     chosen = list(dict.fromkeys(scopes if scopes is not None else DEFAULT_SCOPES))
     bad = [s for s in chosen if s not in SCOPES]
     if bad or not chosen:

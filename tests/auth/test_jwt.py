@@ -205,3 +205,96 @@ def test_jwks_fetch_does_not_block_the_event_loop(secure, keys: Keys) -> None:
     waiting.join(30)
     silent.close()
     assert result["r"].status_code == 401
+
+
+def test_keys_from_a_jwks_file(secure, keys: Keys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(keys.jwks))
+    live = secure(storage_backend="memory", auth__jwks_file=str(path), auth__issuer=ISSUER, auth__audience=AUDIENCE)
+    for algorithm in ("RS256", "ES256", "EdDSA"):
+        assert post(live, sign(keys, algorithm, claims())).status_code == 200, algorithm
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # a key the file does not hold
+    forged = jwt.encode(claims(), stranger, algorithm="RS256", headers={"kid": "kid-RS256"})
+    assert post(live, forged).status_code == 401
+    r = post(live, sign(keys, "RS256", claims(), kid="kid-elsewhere"))
+    assert r.status_code == 401 and "unknown key id" in r.json()["message"]
+
+
+def test_the_algorithm_allow_list_holds_beyond_none(secure, keys: Keys, jwks_server: JwksServer) -> None:
+    live = secure(storage_backend="memory", auth__jwks_url=jwks_server.url, auth__jwt_secret=HS_SECRET,
+                  auth__issuer=ISSUER, auth__audience=AUDIENCE, auth__algorithms="RS256")
+    assert post(live, sign(keys, "RS256", claims())).status_code == 200
+    for token in (sign(keys, "HS256", claims()), sign(keys, "ES256", claims()),
+                  jwt.encode(claims(), HS_SECRET * 2, algorithm="HS512"),
+                  jwt.encode(claims(), keys.private["RS256"], algorithm="RS384", headers={"kid": "kid-RS256"})):
+        r = post(live, token)
+        assert r.status_code == 401 and "is not allowed" in r.json()["message"], r.text
+
+
+def test_a_public_key_is_never_an_hmac_secret(secure, keys: Keys, jwks_server: JwksServer) -> None:
+    # HS256 allowed, but no auth.jwt_secret: an HS256 token keyed with the issuer's public key must fail
+    live = secure(storage_backend="memory", auth__jwks_url=jwks_server.url, auth__issuer=ISSUER,
+                  auth__audience=AUDIENCE, auth__algorithms="HS256,RS256")
+    for algorithm, encoding in (("RS256", serialization.Encoding.PEM), ("RS256", serialization.Encoding.DER)):
+        public = keys.private[algorithm].public_key().public_bytes(
+            encoding, serialization.PublicFormat.SubjectPublicKeyInfo)
+        forged = hs256(public, claims(), kid="kid-RS256")
+        r = post(live, forged)
+        assert r.status_code == 401 and "is not allowed" in r.json()["message"], r.text
+    assert post(live, sign(keys, "RS256", claims())).status_code == 200
+
+
+def hs256(secret: bytes, payload: dict, kid: str | None = None) -> str:
+    """An HS256 JWT made by hand (PyJWT refuses to use a PEM public key as an HMAC secret)."""
+    import base64
+    import hashlib
+    import hmac as hmac_mod
+
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", **({"kid": kid} if kid else {})}).encode())
+    body = b64(json.dumps(payload).encode())
+    return (header + b"." + body + b"." + b64(hmac_mod.new(secret, header + b"." + body, hashlib.sha256).digest())).decode()
+
+
+def test_claim_names_are_configurable(secure, keys: Keys, jwks_server: JwksServer) -> None:
+    live = secure(storage_backend="memory", auth__jwks_url=jwks_server.url, auth__issuer=ISSUER,
+                  auth__audience=AUDIENCE, auth__tenant_claim="https://tea/tenant", auth__user_claim="email",
+                  auth__org_claim="https://tea/org", auth__scope_claim="permissions")
+    token = sign(keys, "RS256", claims(tenant=None, sub="ignored", org=None, scope=None,
+                                       **{"https://tea/tenant": "renamed", "email": "ana@example.com",
+                                          "https://tea/org": "org-7", "permissions": ["events:write"]}))
+    assert post(live, token).status_code == 200
+    assert httpx.get(live.url + "/v1/events", headers=bearer(token)).status_code == 403  # write scope only
+    principal = live.app.auth.jwt._principal(jwt.decode(token, options={"verify_signature": False}))
+    assert (principal.tenant_id, principal.user_id, principal.organization, principal.scopes) == (
+        "renamed", "ana@example.com", "org-7", frozenset({"events:write"}))
+    # the renamed claim replaces `tenant`; `tenant_id` still works; `tenant` alone no longer does
+    assert post(live, sign(keys, "RS256", claims(tenant=None, tenant_id="fallback"))).status_code == 200
+    r = post(live, sign(keys, "RS256", claims()))
+    assert r.status_code == 401 and "https://tea/tenant" in r.json()["message"]
+    live.wait_stored(2)
+    admin = httpx.get(live.url + "/v1/events", headers={"authorization": "Bearer " + "admin-" + "x" * 40}).json()
+    assert sorted(e["tenant_id"] for e in admin["events"]) == ["fallback", "renamed"]
+
+
+def test_an_unknown_tier_claim_is_refused(server, keys: Keys) -> None:
+    r = post(server, sign(keys, "RS256", claims(tier="platinum")))
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token" and "platinum" in r.json()["message"]
+    assert post(server, sign(keys, "RS256", claims(tier="pro"))).status_code == 200
+
+
+def test_a_token_without_kid_uses_the_only_key_of_its_type(secure, keys: Keys, jwks_server: JwksServer) -> None:
+    live = secure(storage_backend="memory", auth__jwks_url=jwks_server.url, auth__issuer=ISSUER,
+                  auth__audience=AUDIENCE, auth__jwks_refresh_min_s=0.0)
+    no_kid = jwt.encode(claims(), keys.private["ES256"], algorithm="ES256")
+    assert "kid" not in jwt.get_unverified_header(no_kid)
+    assert post(live, no_kid).status_code == 200  # the set holds one EC key
+    assert post(live, jwt.encode(claims(), keys.private["RS256"], algorithm="RS256")).status_code == 200
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    assert post(live, jwt.encode(claims(), stranger, algorithm="ES256")).status_code == 401  # one key, wrong one
+    keys.jwks["keys"].append(jwk(stranger.public_key(), "kid-second-ec", "ES256"))
+    second = jwt.encode(claims(), stranger, algorithm="ES256", headers={"kid": "kid-second-ec"})
+    assert post(live, second).status_code == 200  # (the set is fetched again for the new kid)
+    r = post(live, no_kid)  # two EC keys: the token cannot say which
+    assert r.status_code == 401 and "exactly one EC key" in r.json()["message"]

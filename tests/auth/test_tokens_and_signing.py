@@ -241,3 +241,60 @@ def test_api_key_header_and_bearer_both_work(secure, header: str) -> None:
     token = create_token(live.url, "acme")["token"]
     value = token if header == "x-api-key" else f"Bearer {token}"
     assert httpx.post(live.url + "/v1/events", json={"event_type": "x"}, headers={header: value}).status_code == 200
+
+
+def test_cli_rotate_and_revoke_on_the_data_dir_are_audited(secure, tmp_path: Path) -> None:
+    data = tmp_path / "data"  # the data dir `secure` serves next
+    cli = [sys.executable, "-m", "tea", "token"]
+
+    def tea_token(*args: str) -> dict:
+        done = subprocess.run(cli + [*args, "--data-dir", str(data), "--format", "json"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    made = tea_token("create", "--tenant", "acme", "--tier", "pro")
+    rotated = tea_token("rotate", made["token_id"])
+    assert rotated["token_id"] == made["token_id"] and rotated["token"] != made["token"]
+    assert rotated["secret"] != made["secret"] and rotated["tier"] == "pro"
+    other = tea_token("create", "--tenant", "beta")
+    tea_token("revoke", other["token_id"])
+    live = secure(storage_backend="duckdb")
+    assert httpx.get(live.url + "/v1/events", headers=bearer(made["token"])).status_code == 401  # the old value
+    assert httpx.get(live.url + "/v1/events", headers=bearer(rotated["token"])).status_code == 200
+    assert httpx.get(live.url + "/v1/events", headers=bearer(other["token"])).status_code == 401
+    body = b'[{"event_type":"rotated"}]'
+    assert signed_post(live.url, rotated["token"], rotated["secret"], body).status_code == 200  # the new secret
+    rows = httpx.get(live.url + "/v1/audit", headers=admin_headers()).json()["entries"]
+    cli_rows = [(r["action"], r["tenant_id"], r["details"]["token_id"]) for r in rows if r["details"].get("via") == "cli"]
+    assert cli_rows == [("token_revoked", "beta", other["token_id"]), ("token_created", "beta", other["token_id"]),
+                        ("token_rotated", "acme", made["token_id"]), ("token_created", "acme", made["token_id"])]
+    assert all(r["actor"] == "cli" and r["details"]["os_user"] for r in rows if r["details"].get("via") == "cli")
+    text = json.dumps(rows)
+    assert made["secret"] not in text and rotated["token"] not in text
+
+
+def test_a_short_secret_key_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import os
+    env = {**os.environ, "TEA_SECRET_KEY": "too-short"}
+    done = subprocess.run([sys.executable, "-m", "tea", "token", "create", "--tenant", "acme", "--data-dir",
+                           str(tmp_path / "d")], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "tea token create: invalid TEA_SECRET_KEY: expected at least 32 characters"
+    env["TEA_SECRET_KEY"] = "k" * 32  # exactly 32 is enough
+    done = subprocess.run([sys.executable, "-m", "tea", "token", "create", "--tenant", "acme", "--data-dir",
+                           str(tmp_path / "d"), "--format", "json"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("field, value", [("org_id", "not a uuid_x"), ("app_id", "7c9e6679"),
+                                          ("org_id", ORG.replace("-", "")), ("app_id", APP + "0")])
+def test_org_and_app_ids_must_be_uuids(secure, tmp_path: Path, field: str, value: str) -> None:
+    live = secure(storage_backend="memory")
+    ids = {"org_id": ORG, "app_id": APP, field: value}
+    r = httpx.post(live.url + "/v1/tokens", json={"tenant_id": "acme", **ids}, headers=admin_headers())
+    assert r.status_code == 400 and r.json()["details"]["field"] == field and field in r.json()["message"]
+    flags = ["--org", ids["org_id"], "--app", ids["app_id"]]
+    done = subprocess.run([sys.executable, "-m", "tea", "token", "create", "--tenant", "acme", *flags, "--data-dir",
+                           str(tmp_path / "cli")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"{field} must be a UUID" in done.stderr and "Traceback" not in done.stderr
