@@ -70,7 +70,7 @@ class TeaApp:
         self.tokens = TokenService(self.storage, None, clock, settings.auth.token_cache_s)  # type: ignore[arg-type]
         self.auth = build_chain(settings, self.tokens, self.state)
         self.limiter = Limiter(self.state, tier_limits(settings), settings.auth.limits_on_state_error)
-        self.audit = AuditLog(self.storage, clock)
+        self.audit = AuditLog(self.storage, clock, telemetry=self.telemetry)
         from tea.comms.registry import Registry
         self.registry = Registry(self.storage, clock)
         from tea.alerts import build_alerts
@@ -95,7 +95,7 @@ class TeaApp:
         self.telemetry.watch(self.buffer, self.writer)
         self.retention = RetentionJob(self.storage, settings.retention_hours_effective,
                                       settings.retention_interval_s, clock, settings.retention_tenant_hours,
-                                      self.telemetry)
+                                      self.telemetry, audit_hours=settings.audit.retention_hours)
         self.router = Router()
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd = -1

@@ -1,12 +1,16 @@
 """The audit log: authentication failures, token administration, admin cross-tenant reads,
 retention changes. Recording never blocks a request: rows go to a bounded queue that a background
-task writes to storage every second (or every 500 rows); what does not fit is counted, not kept."""
+task writes to storage every second (or every 500 rows); what does not fit is counted, not kept.
+
+In ``/metrics``: ``tea_audit_records_total{action}`` (recorded), ``tea_audit_dropped_total{reason}``
+(``queue_full``, ``write_failed``). The retention job deletes rows past ``audit.retention_hours``."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from typing import Callable
 
+from tea.ops.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import AuditRecord
@@ -16,8 +20,9 @@ log = logging.getLogger(__name__)
 
 class AuditLog:
     def __init__(self, storage: Storage, clock: Callable[[], int] = now_us, max_queue: int = 10000,
-                 flush_every_s: float = 1.0, batch: int = 500) -> None:
+                 flush_every_s: float = 1.0, batch: int = 500, telemetry: Telemetry | None = None) -> None:
         self.storage = storage
+        self.telemetry = telemetry
         self.clock = clock
         self.flush_every_s = flush_every_s
         self.batch = batch
@@ -30,10 +35,16 @@ class AuditLog:
                **details: str) -> None:
         row = AuditRecord(self.clock(), action, actor, tenant_id, remote_addr, success, reason,
                           {k: str(v) for k, v in details.items()})
+        t = self.telemetry
         try:
             self.queue.put_nowait(row)
         except asyncio.QueueFull:
             self.dropped += 1
+            if t is not None:
+                t.child(t.audit_dropped, "queue_full").inc()
+            return
+        if t is not None:
+            t.child(t.audit_records, action).inc()
 
     async def flush(self) -> int:
         rows: list[AuditRecord] = []
@@ -44,6 +55,8 @@ class AuditLog:
                 await self.storage.append_audit(rows)
             except Exception as exc:  # storage boundary: count and carry on
                 self.dropped += len(rows)
+                if self.telemetry is not None:
+                    self.telemetry.child(self.telemetry.audit_dropped, "write_failed").inc(len(rows))
                 log.error("audit log write failed, %d rows lost: %s", len(rows), exc)
                 return 0
             self.written += len(rows)

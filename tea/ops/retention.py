@@ -1,8 +1,9 @@
-"""The retention job: on a schedule, delete events older than their tenant's retention.
+"""The retention job: on a schedule, delete events older than their tenant's retention, and
+audit-log rows older than ``audit.retention_hours``.
 
 A tenant's retention is, in order: an override set through the admin API (stored with the data),
 an override from the settings (``retention_tenant_hours``), else ``retention_hours``. 0 keeps
-events forever.
+events (or audit rows) forever.
 """
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ HOUR_US = 3_600_000_000
 
 class RetentionJob:
     def __init__(self, storage: Storage, hours: int, interval_s: float, clock: Callable[[], int] = now_us,
-                 tenant_hours: Mapping[str, int] | None = None, telemetry: Telemetry | None = None) -> None:
+                 tenant_hours: Mapping[str, int] | None = None, telemetry: Telemetry | None = None,
+                 audit_hours: int = 0) -> None:
         self.storage = storage
         self.hours = hours
+        self.audit_hours = audit_hours
+        self.audit_purged_total = 0
         self.interval_s = interval_s
         self.clock = clock
         self.tenant_hours = dict(tenant_hours or {})
@@ -50,12 +54,23 @@ class RetentionJob:
                 purged += await self.storage.purge_older_than(now - hours * HOUR_US, tenant_ids=(tenant,))
         self.purged_total += purged
         self.last_purged = purged
+        audit_purged = await self.purge_audit(now)
         self.last_run_at = time.time()
         if self.telemetry is not None:
             self.telemetry.retention_purged.inc(purged)
             self.telemetry.retention_runs.labels("ok").inc()
-        if purged:
-            log.info("retention: deleted %d events", purged)
+        if purged or audit_purged:
+            log.info("retention: deleted %d events, %d audit-log rows", purged, audit_purged)
+        return purged
+
+    async def purge_audit(self, now: int) -> int:
+        """Delete audit-log rows past ``audit_hours`` (0: keep them); returns rows deleted."""
+        if self.audit_hours <= 0:
+            return 0
+        purged = await self.storage.purge_audit_older_than(now - self.audit_hours * HOUR_US)
+        self.audit_purged_total += purged
+        if self.telemetry is not None:
+            self.telemetry.audit_purged.inc(purged)
         return purged
 
     async def run(self) -> None:

@@ -52,6 +52,12 @@ class Telemetry:
             "mapper left it to Python) or python (native off or not built)", ["mapper"], registry=r)
         self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
                             ["method", "result"], registry=r)
+        self.audit_records = Counter("tea_audit_records_total", "Audit-log rows recorded, by action", ["action"],
+                                     registry=r)
+        self.audit_dropped = Counter("tea_audit_dropped_total", "Audit-log rows lost: queue_full (a flood of "
+                                     "them) or write_failed (storage refused the batch)", ["reason"], registry=r)
+        self.audit_purged = Counter("tea_audit_purged_total", "Audit-log rows deleted by retention "
+                                    "(audit.retention_hours)", registry=r)
         self.do_not_track = Counter("tea_do_not_track_total", "Requests answered 204 for DNT: 1", ["protocol"],
                                     registry=r)
         self.dlq_entries = Counter("tea_dlq_entries_total", "Batches sent to the dead-letter queue, by processor",

@@ -214,15 +214,15 @@ class ClickHouseStorage:
         self._mutate(client, f"ALTER TABLE events DELETE WHERE {condition}")
         return doomed
 
-    def _mutate(self, client: Client, statement: str) -> None:
-        """Run a mutation and wait for it (``mutations_sync`` where the server has it, else poll)."""
+    def _mutate(self, client: Client, statement: str, table: str = "events") -> None:
+        """Run a mutation of ``table`` and wait for it (``mutations_sync`` where the server has it, else poll)."""
         if "mutations_sync" in self._supported:
             client.execute(statement, settings={"mutations_sync": 2})
             return
         client.execute(statement)
         deadline = time.monotonic() + max(self.timeout_s, 60.0)
         while client.execute("SELECT count() FROM system.mutations WHERE database = currentDatabase() "
-                             "AND table = 'events' AND is_done = 0")[0][0]:
+                             f"AND table = {lit(table)} AND is_done = 0")[0][0]:
             if time.monotonic() > deadline:
                 raise StorageError("clickhouse: a retention mutation is still running")
             time.sleep(0.05)
@@ -323,6 +323,16 @@ class ClickHouseStorage:
         rows = await self._rows(f"SELECT at, action, actor, tenant_id, remote_addr, success, reason, details "
                                 f"FROM audit_log{where} ORDER BY at DESC LIMIT {int(limit)}")
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], msgspec.json.decode(r[7])) for r in rows]
+
+    async def purge_audit_older_than(self, cutoff_us: int) -> int:
+        return await self._on_writer(self._purge_audit_sync, cutoff_us)
+
+    def _purge_audit_sync(self, client: Client, cutoff_us: int) -> int:
+        condition = f"at < {int(cutoff_us)}"
+        doomed = client.execute(f"SELECT count() FROM audit_log WHERE {condition}")[0][0]
+        if doomed:
+            self._mutate(client, f"ALTER TABLE audit_log DELETE WHERE {condition}", "audit_log")
+        return doomed
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         await self._insert("dead_letters", (*sql.DLQ_COLUMNS, "version"),

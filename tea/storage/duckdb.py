@@ -398,6 +398,11 @@ class DuckDBStorage:
             f'FROM audit_log{where_sql} ORDER BY "at" DESC LIMIT ?', [*params, limit]).fetchall())
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
 
+    async def purge_audit_older_than(self, cutoff_us: int) -> int:
+        row = await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
+            'DELETE FROM audit_log WHERE "at" < ?', [cutoff_us]).fetchone())
+        return row[0] if row else 0
+
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
         frm, params = scan(filter)

@@ -139,6 +139,12 @@ class MemoryStorage:
                  and (end_us is None or r.at < end_us)]
         return found[:limit]
 
+    async def purge_audit_older_than(self, cutoff_us: int) -> int:
+        kept = [r for r in self._audit if r.at >= cutoff_us]
+        purged = len(self._audit) - len(kept)
+        self._audit = kept
+        return purged
+
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
         groups: dict[tuple[str, str], list[Event]] = {}

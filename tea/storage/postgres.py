@@ -356,6 +356,9 @@ class PostgresStorage:
                                  [*params, limit])
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
 
+    async def purge_audit_older_than(self, cutoff_us: int) -> int:
+        return await self._run('DELETE FROM audit_log WHERE "at" < %s', [cutoff_us])
+
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         values = [getattr(entry, c) for c in DeadLetter.__struct_fields__]
         await self._run(f"INSERT INTO dead_letters ({_DLQ_COLUMNS}) VALUES ({', '.join(['%s'] * len(values))})", values)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 import uuid
 
 import httpx
@@ -104,6 +105,36 @@ def test_every_admin_read_is_audited_once_per_request(secure) -> None:
     assert all(row["actor"] == "admin" for row in reads)
     assert [row["tenant_id"] for row in reads if row["details"]["path"] == "/rest/v1/communication_telemetry"] \
         == ["acme", None]  # newest first; PostgREST's tenant_id=eq.X names the tenant
+
+
+def test_audit_filters_and_counters(secure) -> None:
+    live = secure(storage_backend="duckdb")
+    for tenant in ("acme", "beta", "beta"):
+        create_token(live.url, tenant)
+    for _ in range(3):
+        assert httpx.get(live.url + "/v1/events", headers=bearer("tk_unknown")).status_code == 401
+    everything = audit(live.url)
+    assert len(everything) == 6 and [e["at"] for e in everything] == sorted((e["at"] for e in everything),
+                                                                           reverse=True)
+    assert {e["tenant_id"] for e in audit(live.url, tenant_id="beta")} == {"beta"}
+    assert len(audit(live.url, tenant_id="beta", action="token_created")) == 2
+    assert len(audit(live.url, limit="4")) == 4
+    at = [datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in everything]
+    oldest, newest = everything[-1]["at"], everything[0]["at"]
+    assert audit(live.url, end_time=oldest) == []  # end_time is exclusive
+    assert audit(live.url, start_time=newest) == [e for e, t in zip(everything, at) if t == at[0]]
+    assert audit(live.url, start_time=oldest, end_time=newest) == [e for e, t in zip(everything, at)
+                                                                   if at[-1] <= t < at[0]]
+    assert audit(live.url, start_time="2000-01-01T00:00:00Z", end_time="2000-01-02T00:00:00Z") == []
+    assert len(audit(live.url, start_time="2000-01-01T00:00:00Z")) == 6
+    for bad in ({"limit": "0"}, {"limit": "10001"}, {"start_time": "yesterday"}, {"who": "x"}):
+        r = httpx.get(live.url + "/v1/audit", params=bad, headers=admin_headers())
+        assert r.status_code == 400, bad
+    scrape = httpx.get(live.url + "/metrics").text
+    assert 'tea_audit_records_total{action="token_created"} 3.0' in scrape
+    assert 'tea_audit_records_total{action="auth_failure"} 3.0' in scrape
+    assert "tea_audit_dropped_total" in scrape and 'tea_audit_dropped_total{reason=' not in scrape  # none dropped
+    assert "tea_audit_purged_total 0.0" in scrape
 
 
 def test_dev_mode_is_explicit_and_loud(serve, caplog) -> None:

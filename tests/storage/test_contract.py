@@ -13,7 +13,7 @@ from tea.errors import StorageDataError
 from tea.storage.base import Storage
 from tea.storage.duckdb import MIGRATIONS, DuckDBStorage
 from tea.storage.memory import MemoryStorage
-from tea.types import Batch, Cursor, DeadLetter, Event, EventFilter, QuerySpec
+from tea.types import AuditRecord, Batch, Cursor, DeadLetter, Event, EventFilter, QuerySpec
 
 HOUR = 3_600_000_000
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
@@ -269,6 +269,25 @@ def test_records_are_appended_and_read_newest_first(backend) -> None:
         window = await storage.query_records("audit", tenant_ids=None, start_us=T0 + 1, end_us=T0 + 2)
         assert [b["i"] for _, _, b in window] == [2]
         assert len(await storage.query_records("audit", tenant_ids=None, limit=2)) == 2
+    backend(scenario)
+
+
+def test_audit_rows_are_filtered_and_purged_by_age(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        rows = [AuditRecord(T0 - 2 * HOUR, "auth_failure", None, "t1", "10.0.0.1", False, "Invalid token",
+                            {"path": "/v1/events"}),
+                AuditRecord(T0 - HOUR, "token_created", "admin", "t2", None, True, None, {"token_id": "tok_1"}),
+                AuditRecord(T0, "admin_read", "admin", None, "10.0.0.2", True, None, {}),
+                AuditRecord(T0 + 1, "auth_failure", "tok_1", "t2", None, False, "Invalid HMAC signature",
+                            {"token_id": "tok_1"})]
+        await storage.append_audit(rows)
+        assert [r.at for r in await storage.query_audit()] == [T0 + 1, T0, T0 - HOUR, T0 - 2 * HOUR]
+        assert await storage.query_audit(action="auth_failure", tenant_id="t2") == [rows[3]]
+        assert [r.at for r in await storage.query_audit(start_us=T0 - HOUR, end_us=T0 + 1)] == [T0, T0 - HOUR]
+        assert [r.at for r in await storage.query_audit(limit=1)] == [T0 + 1]
+        assert await storage.purge_audit_older_than(T0 - HOUR) == 1
+        assert await storage.purge_audit_older_than(T0 - HOUR) == 0
+        assert await storage.query_audit() == rows[:0:-1]  # the rest, intact, newest first
     backend(scenario)
 
 

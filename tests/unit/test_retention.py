@@ -53,3 +53,23 @@ def test_the_server_runs_retention_on_its_schedule(serve) -> None:
             break  # (health counts events before it reads the retention counters: wait for both)
         time.sleep(0.05)
     assert health["retention_purged_total"] == 5 and health["events_stored"] == 1
+
+
+def test_audit_rows_past_audit_retention_are_purged() -> None:
+    from tea.ops.telemetry import Telemetry
+    from tea.types import AuditRecord
+
+    async def scenario() -> None:
+        storage = MemoryStorage()
+        await storage.append_audit([AuditRecord(int(NOW - 3 * HOUR), "auth_failure"),
+                                    AuditRecord(int(NOW - 0.5 * HOUR), "token_created")])
+        keep = RetentionJob(storage, hours=0, interval_s=1, clock=lambda: NOW, audit_hours=0)
+        await keep.run_once()
+        assert len(await storage.query_audit()) == 2 and keep.audit_purged_total == 0
+        telemetry = Telemetry()
+        job = RetentionJob(storage, hours=0, interval_s=1, clock=lambda: NOW, telemetry=telemetry, audit_hours=1)
+        await job.run_once()
+        assert [r.action for r in await storage.query_audit()] == ["token_created"]
+        assert job.audit_purged_total == 1
+        assert b"tea_audit_purged_total 1.0" in telemetry.exposition()
+    asyncio.run(scenario())
