@@ -21,7 +21,7 @@ from tea.auth.chain import AuthChain
 from tea.auth.jwt import JwksCache, JwtAuthenticator
 from tea.auth.keys import SecretBox, load_master_key
 from tea.auth.limits import Limiter, TierLimits
-from tea.auth.state import LocalState, RedisState, SharedState
+from tea.auth.state import LocalState, RedisState, SharedState, StoredQuotas
 from tea.auth.tokens import TokenService
 from tea.buffer.log import DurableBuffer
 from tea.pipeline.process import ProcessorRunner
@@ -67,6 +67,8 @@ class TeaApp:
         self.telemetry = Telemetry()
         self.timed_reads: Storage = TimedReads(self.storage, self.telemetry.storage_query_seconds)  # type: ignore[assignment]
         self.state: SharedState = RedisState(settings.redis_url) if settings.redis_url else LocalState()
+        # without Redis the monthly quota counters live in this process: saved to storage so a restart keeps them
+        self.quotas = StoredQuotas(self.state, self.storage) if isinstance(self.state, LocalState) else None
         self.tokens = TokenService(self.storage, None, clock, settings.auth.token_cache_s)  # type: ignore[arg-type]
         self.auth = build_chain(settings, self.tokens, self.state)
         self.limiter = Limiter(self.state, tier_limits(settings), settings.auth.limits_on_state_error)
@@ -100,6 +102,7 @@ class TeaApp:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd = -1
         self._tasks_dev: asyncio.Task[None] | None = None
+        self.dev_warning_every_s = 3600.0  # development mode repeats its warning this often
         self.grpc: Any = None
         self._openapi: bytes | None = None
         self.started = False
@@ -177,16 +180,24 @@ class TeaApp:
             self._unlock_data_dir()
             raise
         if not self.settings.auth_validation:
-            self._tasks_dev = asyncio.create_task(_warn_dev_mode(), name="tea-dev-mode-warning")
+            self._tasks_dev = asyncio.create_task(_warn_dev_mode(self.dev_warning_every_s),
+                                                  name="tea-dev-mode-warning")
         try:
             await self.storage.open()
         except Exception as exc:
             self._unlock_data_dir()
             raise StartupError(f"cannot open {self.storage.name} storage: {exc}") from exc
         await self.buffer.open()
+        if self.quotas is not None:
+            try:
+                await self.quotas.load()
+            except Exception as exc:  # storage boundary: start counting the month from what is in memory
+                log.error("loading the monthly quota counters failed: %s", exc)
         self._tasks.append(asyncio.create_task(self._supervise(self.writer.run(), "writer"), name="tea-writer"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="tea-retention"))
         self._tasks.append(asyncio.create_task(self.audit.run(), name="tea-audit"))
+        if self.quotas is not None:
+            self._tasks.append(asyncio.create_task(self.quotas.run(), name="tea-quotas"))
         if self.alerts.notifier.urls:
             self._tasks.append(asyncio.create_task(self.alerts.notifier.run(), name="tea-alert-notifier"))
         if self.settings.alerts.enabled:
@@ -256,6 +267,11 @@ class TeaApp:
         if self._tasks_dev is not None:
             self._tasks_dev.cancel()
         await self.audit.flush()
+        if self.quotas is not None:
+            try:
+                await self.quotas.save()
+            except Exception:  # storage boundary: the month's counts since the last save are lost
+                log.exception("shutdown: saving the monthly quota counters failed")
         await self.state.close()
         await self.storage.close()
         self._unlock_data_dir()
@@ -389,11 +405,11 @@ class TeaApp:
                 return
 
 
-async def _warn_dev_mode() -> None:
+async def _warn_dev_mode(every_s: float = 3600.0) -> None:
     while True:
         log.warning("DEVELOPMENT MODE: TEA_AUTH_VALIDATION=false — requests need no credentials and name their "
                     "own tenant. Never run this way where anyone else can reach the port.")
-        await asyncio.sleep(3600)
+        await asyncio.sleep(every_s)
 
 
 def build_chain(settings: Settings, tokens: TokenService, state: SharedState) -> AuthChain:

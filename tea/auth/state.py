@@ -2,15 +2,22 @@
 
 ``LocalState`` keeps it in this process (one node); ``RedisState`` in Redis, with every decision
 made atomically by a server-side script, so any number of nodes enforce one limit together.
+Without Redis the monthly quota counters are also saved in storage (``StoredQuotas``: documents of
+kind ``tea.quota``, every few seconds and at shutdown), so a restart does not start the month over;
+nonces and per-minute cells are not (a restart forgets them: they last minutes).
 Rate limits use GCRA (the generic cell rate algorithm): a steady rate with a burst of one full
 period, no fixed-window boundary to double up on.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class LocalState:
         self._nonces: dict[str, float] = {}
         self._cells: dict[str, float] = {}
         self._counters: dict[str, tuple[int, float]] = {}
+        self._changed: set[str] = set()  # quota counters not yet saved (StoredQuotas)
         self._sweep_at = 0.0
 
     def _sweep(self, now: float) -> None:
@@ -85,7 +93,19 @@ class LocalState:
         if used + cost > limit:
             return False, used
         self._counters[key] = (used + cost, expires)
+        self._changed.add(key)
         return True, used + cost
+
+    def restore_quota(self, key: str, used: int, expires_at: float) -> None:
+        """A counter saved before a restart (kept when it is still running and ahead of this one)."""
+        if expires_at > self.clock() and used > self._counters.get(key, (0, 0.0))[0]:
+            self._counters[key] = (used, expires_at)
+
+    def changed_quotas(self) -> dict[str, tuple[int, float]]:
+        """The counters changed since the last call: ``key -> (used, expires_at)``."""
+        out = {k: self._counters[k] for k in self._changed if k in self._counters}
+        self._changed.clear()
+        return out
 
     async def close(self) -> None:
         return None
@@ -149,3 +169,43 @@ class RedisState:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class StoredQuotas:
+    """The monthly quota counters of a node without Redis, saved as storage documents (kind
+    ``tea.quota`` of the system tenant ``_tea``, one per token and month) every ``save_every_s`` and
+    at shutdown, and loaded at start. A crash loses at most the last ``save_every_s`` of counting.
+    Several nodes without Redis each count on their own (and save over each other): share limits
+    through Redis instead."""
+
+    KIND = "tea.quota"
+    TENANT = "_tea"
+
+    def __init__(self, state: LocalState, storage: Any, save_every_s: float = 5.0) -> None:
+        self.state = state
+        self.storage = storage
+        self.save_every_s = save_every_s
+
+    async def load(self) -> int:
+        """Restore the saved counters; forget the expired ones. Returns how many were restored."""
+        restored = 0
+        now = self.state.clock()
+        for _, key, doc in await self.storage.list_documents(self.KIND, (self.TENANT,)):
+            if doc.get("expires_at", 0) > now:
+                self.state.restore_quota(key, int(doc["used"]), float(doc["expires_at"]))
+                restored += 1
+            else:
+                await self.storage.delete_document(self.KIND, self.TENANT, key)
+        return restored
+
+    async def save(self) -> None:
+        for key, (used, expires_at) in self.state.changed_quotas().items():
+            await self.storage.put_document(self.KIND, self.TENANT, key, {"used": used, "expires_at": expires_at})
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.save_every_s)
+            try:
+                await self.save()
+            except Exception as exc:  # storage boundary: keep counting in memory, save next time
+                log.error("saving the monthly quota counters failed: %s", exc)

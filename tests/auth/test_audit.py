@@ -143,3 +143,18 @@ def test_dev_mode_is_explicit_and_loud(serve, caplog) -> None:
     assert httpx.post(live.url + "/v1/events", json={"event_type": "x", "tenant_id": "chosen"}).status_code == 200
     assert httpx.get(live.url + "/health").json()["auth"] == "disabled"
     assert "DEVELOPMENT MODE" in caplog.text
+
+
+def test_dev_mode_repeats_its_warning(settings_factory, caplog) -> None:
+    from tea.app import TeaApp
+    from tests.conftest import LiveServer
+    caplog.set_level(logging.WARNING, logger="tea.app")
+    app = TeaApp(settings_factory(storage_backend="memory", auth_validation=False))
+    app.dev_warning_every_s = 0.05  # hourly in production
+    live = LiveServer(app).start()
+    try:
+        time.sleep(0.5)
+        warnings = [r for r in caplog.records if "DEVELOPMENT MODE" in r.getMessage()]
+        assert len(warnings) >= 4 and all(r.levelno == logging.WARNING for r in warnings)
+    finally:
+        live.stop()

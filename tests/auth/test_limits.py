@@ -106,8 +106,9 @@ def test_429_contract_over_http(secure) -> None:
     body = limited.json()
     assert body["error"] == "rate_limit_exceeded" and body["retry_after"] >= 1 and body["message"]
     assert limited.headers["retry-after"] == str(body["retry_after"]) and limited.headers["x-ratelimit-remaining"] == "0"
-    # an error answer still carries the headers; admins are not limited
-    assert httpx.get(live.url + "/v1/events", headers=admin_headers()).status_code == 200
+    assert limited.headers["x-ratelimit-limit"] == "3" and int(limited.headers["x-ratelimit-reset"]) > time.time()
+    admin = httpx.get(live.url + "/v1/events", headers=admin_headers())  # admins are not limited
+    assert admin.status_code == 200 and "x-ratelimit-limit" not in admin.headers
 
 
 def test_event_quota_over_http(secure) -> None:
@@ -150,3 +151,88 @@ def test_two_processes_share_nonces_and_limits_through_redis(tea_process, redis_
     assert httpx.get(first.url + "/v1/events", headers=bearer(token)).status_code == 200
     first.signal(signal.SIGTERM)
     second.signal(signal.SIGTERM)
+
+
+def test_monthly_quota_survives_a_restart_without_redis(secure) -> None:
+    settings = dict(storage_backend="duckdb", tier__free__events_per_month=5, tier__free__requests_per_minute=100)
+    live = secure(**settings)
+    token = create_token(live.url, "acme", "free")["token"]
+    assert httpx.post(live.url + "/v1/events", json=[{"event_type": "x"}] * 4, headers=bearer(token)).status_code == 200
+    live.stop()
+    again = secure(**settings)  # the same data dir
+    r = httpx.post(again.url + "/v1/events", json=[{"event_type": "x"}] * 2, headers=bearer(token))
+    assert r.status_code == 429 and r.json()["error"] == "quota_exceeded", r.text  # 4 + 2 > 5: still this month's 4
+    assert httpx.post(again.url + "/v1/events", json=[{"event_type": "x"}], headers=bearer(token)).status_code == 200
+    assert httpx.post(again.url + "/v1/events", json=[{"event_type": "x"}], headers=bearer(token)).status_code == 429
+
+
+def test_quota_counters_are_saved_while_running_and_expired_ones_forgotten() -> None:
+    from tea.auth.state import StoredQuotas
+    from tea.storage.memory import MemoryStorage
+
+    async def scenario() -> None:
+        clock = Clock()
+        storage = MemoryStorage()
+        state = LocalState(clock)
+        quotas = StoredQuotas(state, storage, save_every_s=0.01)
+        assert await state.quota("tok_1:2027-01", 100, 30, 3600) == (True, 30)
+        saver = asyncio.create_task(quotas.run())
+        await asyncio.sleep(0.1)  # saved by the loop, no shutdown needed (a crash loses at most one period)
+        saver.cancel()
+        await storage.put_document("tea.quota", "_tea", "tok_old:2026-12", {"used": 9, "expires_at": clock.t - 1})
+        fresh = LocalState(clock)
+        assert await StoredQuotas(fresh, storage).load() == 1
+        assert await fresh.quota("tok_1:2027-01", 100, 71, 3600) == (False, 30)
+        assert await fresh.quota("tok_1:2027-01", 100, 70, 3600) == (True, 100)
+        assert [k for _, k, _ in await storage.list_documents("tea.quota", None)] == ["tok_1:2027-01"]
+    run(scenario())
+
+
+def test_events_per_minute_over_http(secure) -> None:
+    live = secure(storage_backend="memory", tier__free__events_per_minute=5, tier__free__requests_per_minute=100,
+                  tier__free__events_per_month=1000)
+    token = create_token(live.url, "acme", "free")["token"]
+    assert httpx.post(live.url + "/v1/events", json=[{"event_type": "x"}] * 3, headers=bearer(token)).status_code == 200
+    r = httpx.post(live.url + "/v1/events", json=[{"event_type": "x"}] * 3, headers=bearer(token))
+    assert r.status_code == 429 and r.json()["error"] == "rate_limit_exceeded"
+    assert "5 events per minute" in r.json()["message"] and int(r.headers["retry-after"]) >= 1
+    assert r.json()["retry_after"] == int(r.headers["retry-after"])
+    assert httpx.post(live.url + "/v1/events", json=[{"event_type": "x"}] * 2, headers=bearer(token)).status_code == 200
+    time.sleep(0.2)
+    assert httpx.get(live.url + "/v1/events", headers=bearer(token)).json()["total_count"] == 5  # the refused 3: not stored
+
+
+def test_error_answers_carry_the_rate_limit_headers(secure) -> None:
+    live = secure(storage_backend="memory", tier__free__requests_per_minute=10)
+    token = create_token(live.url, "acme", "free")["token"]
+    answers = [httpx.post(live.url + "/v1/events", content=b"{not json", headers={**bearer(token),
+                                                                                 "content-type": "application/json"}),
+               httpx.get(live.url + "/v1/events/no-such-event", headers=bearer(token)),
+               httpx.get(live.url + "/v1/events", params={"limit": "0"}, headers=bearer(token)),
+               httpx.get(live.url + "/v1/events", params={"tenant_id": "globex"}, headers=bearer(token))]
+    assert [r.status_code for r in answers] == [400, 404, 400, 403]
+    remaining = [int(r.headers["x-ratelimit-remaining"]) for r in answers]
+    assert remaining == [9, 8, 7, 6] and all(r.headers["x-ratelimit-limit"] == "10" for r in answers)
+    assert all(int(r.headers["x-ratelimit-reset"]) >= int(time.time()) for r in answers)
+
+
+def test_redis_down_with_limits_closed_then_back(secure, redis_server) -> None:
+    live = secure(storage_backend="memory", redis_url=redis_server.url, auth__limits_on_state_error="closed")
+    issued = create_token(live.url, "acme", "free")
+    token, secret = issued["token"], issued["secret"]
+    used = str(uuid.uuid4())
+    assert signed_post(live.url, token, secret, b'[{"event_type":"r"}]', nonce=used).status_code == 200
+    assert httpx.get(live.url + "/v1/events", headers=bearer(token)).status_code == 200
+    redis_server.stop()
+    r = httpx.get(live.url + "/v1/events", headers=bearer(token))
+    assert r.status_code == 503 and r.json()["error"] == "limits_unavailable" and r.headers["retry-after"]
+    assert signed_post(live.url, token, secret, b'[{"event_type":"r"}]').status_code == 503  # replay: closed
+    assert httpx.get(live.url + "/v1/events", headers=admin_headers()).status_code == 200  # admins: no limits
+    redis_server.start()  # the same port, empty (no persistence)
+    statuses = [httpx.get(live.url + "/v1/events", headers=bearer(token)).status_code for _ in range(3)]
+    assert statuses[-1] == 200, statuses  # reconnected by itself
+    assert signed_post(live.url, token, secret, b'[{"event_type":"r"}]').status_code == 200
+    # the documented cost of a Redis without persistence: the nonces it held are gone, so a request
+    # signed before the restart (and still inside the ±600 s window) is accepted once more
+    assert signed_post(live.url, token, secret, b'[{"event_type":"r"}]', nonce=used).status_code == 200
+    assert signed_post(live.url, token, secret, b'[{"event_type":"r"}]', nonce=used).status_code == 409
