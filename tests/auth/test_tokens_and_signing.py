@@ -298,3 +298,34 @@ def test_org_and_app_ids_must_be_uuids(secure, tmp_path: Path, field: str, value
     done = subprocess.run([sys.executable, "-m", "tea", "token", "create", "--tenant", "acme", *flags, "--data-dir",
                            str(tmp_path / "cli")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and f"{field} must be a UUID" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_otlp_grpc_refuses_token_requests_it_cannot_verify(secure) -> None:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_svc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
+
+    from tests.conftest import free_port
+    port = free_port()
+    live = secure(storage_backend="memory", otlp__grpc_port=port, auth__require_signature=True)
+    token = create_token(live.url, "acme")["token"]
+    request = trace_svc.ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(trace_id=bytes(16 * [1]), span_id=bytes(8 * [1]),
+                                                             name="s", start_time_unix_nano=time.time_ns(),
+                                                             end_time_unix_nano=time.time_ns() + 1000)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = trace_grpc.TraceServiceStub(channel)
+        for metadata in ((("authorization", f"Bearer {token}"),),  # unsigned, but signatures are required
+                         (("authorization", f"Bearer {token}"), ("x-signature", "0" * 64), ("x-timestamp", "1"),
+                          ("x-nonce", "n"))):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Export(request, metadata=metadata)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        answer = stub.Export(request, metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),))  # no token: fine
+        assert answer.partial_success.rejected_spans == 0
+    finally:
+        channel.close()
+    rows = httpx.get(live.url + "/v1/audit", params={"action": "auth_failure"}, headers=admin_headers()).json()
+    assert [r["details"]["path"] for r in rows["entries"]] == ["grpc", "grpc"]
+    assert all(r["details"]["auth_method"] == "hmac" and r["details"]["token_id"] for r in rows["entries"])
