@@ -128,12 +128,14 @@ class DuckDBStorage:
 
     def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
                  memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
+                 checkpoint_threshold: str | None = "256MB",
                  readers: int = 4, export_cache_bytes: int = EXPORT_CACHE_BYTES) -> None:
         self.path = path
         self.export_cache_bytes = export_cache_bytes
         self.dedup_window_us = dedup_window_us
         self.threads = threads
         self.memory_limit = memory_limit
+        self.checkpoint_threshold = checkpoint_threshold
         self.max_object_bytes = max_object_bytes
         self._ingest_path = path + ".ingest.ndjson"
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-duckdb-writer")
@@ -157,6 +159,8 @@ class DuckDBStorage:
             config["threads"] = self.threads
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
+        if self.checkpoint_threshold:
+            config["checkpoint_threshold"] = self.checkpoint_threshold
         try:
             self._con = duckdb.connect(self.path, config=config)
         except duckdb.IOException as exc:
