@@ -19,7 +19,7 @@ from tea import __version__
 from tea.auth.audit import AuditLog
 from tea.auth.chain import AuthChain
 from tea.auth.jwt import JwksCache, JwtAuthenticator
-from tea.auth.keys import SecretBox, load_master_key
+from tea.auth.keys import SecretBox, check_secret_key, load_master_key
 from tea.auth.limits import Limiter, TierLimits
 from tea.auth.state import LocalState, RedisState, SharedState, StoredQuotas
 from tea.auth.tokens import TokenService
@@ -56,6 +56,7 @@ class StartupError(Exception):
 class TeaApp:
     def __init__(self, settings: Settings, storage: Storage | None = None,
                  clock: Callable[[], int] = now_us, plugins: Sequence[Any] = ()) -> None:
+        check_secret_key(settings.secret_key)  # now, as one line, not at start-up under the server
         self.settings = settings
         self.clock = clock
         self.plugins = make_plugin_manager(plugins)

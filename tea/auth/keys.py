@@ -17,11 +17,16 @@ KEY_FILE = "secret.key"
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
+def check_secret_key(secret_key: str | None) -> None:
+    """ConfigError for a TEA_SECRET_KEY shorter than 32 characters (unset is fine: the key file)."""
+    if secret_key and len(secret_key) < 32:
+        raise ConfigError("invalid TEA_SECRET_KEY: expected at least 32 characters")
+
+
 def load_master_key(secret_key: str | None, data_dir: str) -> bytes:
     """TEA_SECRET_KEY (≥ 32 characters, the same on every node) or a 0600 key file made on first start."""
     if secret_key:
-        if len(secret_key) < 32:
-            raise ConfigError("invalid TEA_SECRET_KEY: expected at least 32 characters")
+        check_secret_key(secret_key)
         return secret_key.encode("utf-8")
     path = os.path.join(data_dir, KEY_FILE)
     try:

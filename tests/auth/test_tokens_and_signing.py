@@ -281,6 +281,10 @@ def test_a_short_secret_key_is_one_line_not_a_traceback(tmp_path: Path) -> None:
                            str(tmp_path / "d")], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == "tea token create: invalid TEA_SECRET_KEY: expected at least 32 characters"
+    served = subprocess.run([sys.executable, "-m", "tea", "serve", "--port", "0", "--data-dir", str(tmp_path / "s")],
+                            capture_output=True, text=True, timeout=60,
+                            env={**env, "TEA_OTLP__GRPC_PORT": "0", "TEA_OTLP__HTTP_PORT": "0"})
+    assert served.returncode == 2 and served.stderr.strip() == "tea: invalid TEA_SECRET_KEY: expected at least 32 characters"
     env["TEA_SECRET_KEY"] = "k" * 32  # exactly 32 is enough
     done = subprocess.run([sys.executable, "-m", "tea", "token", "create", "--tenant", "acme", "--data-dir",
                            str(tmp_path / "d"), "--format", "json"], capture_output=True, text=True, timeout=60, env=env)
