@@ -18,8 +18,8 @@
 
 Authentication is TEA's (``apikey`` and/or ``Authorization: Bearer`` with a TEA token or JWT); every
 read runs on the request's scoped reader (``TeaApp.reader``), every write names the caller's tenant.
-``tenant_id=eq.X`` selects a tenant for admins (and dev mode). Errors — TEA's own too (401, 403, 413, 429, 503) — use PostgREST's shape
-``{code, details, hint, message}``.
+``tenant_id=eq.X`` selects a tenant for admins (and dev mode). Errors — TEA's own too (401, 403,
+413, 429, 503) — use PostgREST's shape ``{code, details, hint, message}``.
 """
 from __future__ import annotations
 

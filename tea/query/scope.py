@@ -88,7 +88,8 @@ class ScopedStorage:
         return await self.storage.traces(scoped(self.principal, filter), **options)
 
     # ------------------------------------------------------------ analytics projections
-    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, **options: Any) -> list[dict[str, Any]]:
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None,
+                         **options: Any) -> list[dict[str, Any]]:
         return await self.storage.query_rows(table, tenant_ids=self.tenants(tenant_ids), **options)
 
     async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
