@@ -27,7 +27,7 @@ import msgspec
 from tea.auth import signing
 from tea.auth.principal import WRITE as EVENTS_WRITE
 from tea.auth.keys import same
-from tea.errors import ClientError, RateLimited, Unavailable
+from tea.errors import BadRequest, ClientError, Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
 from tea.receive.decode import Decoded
@@ -163,23 +163,29 @@ def routes(app: "TeaApp") -> list[Route]:
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
             return reply(401, "Missing or invalid Authorization header")
+        request.state["auth_method"] = "hmac"
+
+        def refused(error: type[ClientError], status: int, message: str) -> Response:
+            app.auth_failed(request, error(message))  # audited (with the token id once known) and counted
+            return reply(status, message)
+
         active = await app.tokens.lookup(authorization[7:].strip())
         if active is None:
-            app.audit.record("auth_failure", success=False, reason="Invalid token", remote_addr=request.client,
-                             path=request.path)
-            return reply(401, "Invalid token")
+            return refused(Unauthorized, 401, "Invalid token")
+        request.state.update(auth_token_id=active.record.token_id, auth_tenant=active.record.tenant_id)
         timestamp, nonce = headers["x-timestamp"], headers.get("x-nonce")
         if not same(signing.sign(active.secret, timestamp, nonce, body), headers["x-signature"]):
-            return reply(401, "Invalid HMAC signature")
+            return refused(Unauthorized, 401, "Invalid HMAC signature")
         try:
             stamp = int(timestamp)
         except ValueError:
-            return reply(400, "Invalid timestamp format")
+            return refused(BadRequest, 400, "Invalid timestamp format")
         if abs(time.time() - stamp) > settings.auth.signature_window_s:
-            return reply(403, "Timestamp outside acceptable window")
+            return refused(Forbidden, 403, "Timestamp outside acceptable window")
         try:
             if nonce is not None and not await app.auth.claim_nonce(nonce):
-                return reply(409, "Duplicate nonce detected")
+                return refused(Conflict, 409, "Duplicate nonce detected")
+            app.telemetry.child(app.telemetry.auth, "hmac", "success").inc()
             principal = active.principal("hmac")
             limit_headers = await app.limiter.request(principal)
         except RateLimited as exc:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.auth.conftest import create_token
+from tests.auth.test_audit import audit
 from tests.auth.test_tokens_and_signing import openssl_signature
 
 ORG = "550e8400-e29b-41d4-a716-446655440000"
@@ -53,6 +54,7 @@ def tk(secure) -> Client:  # type: ignore[no-untyped-def]
     issued = create_token(live.url, "acme", "free", org_id=ORG, app_id=APP)
     client = Client(live.url, issued["token"], issued["secret"])
     client.live = live  # type: ignore[attr-defined]
+    client.token_id = issued["token_id"]  # type: ignore[attr-defined]
     return client
 
 
@@ -143,6 +145,26 @@ def test_tokens_bound_to_no_org_or_to_an_org_only(tk: Client) -> None:
     assert client.post(body, path=f"/v1/ingest/{ORG}/{uuid.uuid4()}").status_code == 200  # any app of its org
     r = client.post(body, path=f"/v1/ingest/{uuid.uuid4()}/{APP}")
     assert (r.status_code, r.json()) == (403, MISMATCH)
+
+
+def test_refused_credentials_are_audited_with_the_token_id_and_counted(tk: Client) -> None:
+    body = {"events": [tk_event()]}
+    assert tk.post(body, signature="0" * 64).status_code == 401
+    assert tk.post(body, ts=str(int(time.time()) - 3600)).status_code == 403
+    assert tk.post(body, ts="soon").status_code == 400
+    nonce = str(uuid.uuid4())
+    assert tk.post(body, nonce=nonce).status_code == 200
+    assert tk.post(body, nonce=nonce).status_code == 409
+    assert tk.post(body, token="tk_" + "0" * 40).status_code == 401
+    failures = [f for f in audit(tk.url, action="auth_failure") if f["details"]["path"] == PATH]
+    assert sorted((f["details"]["status"], f["reason"], f["details"].get("token_id")) for f in failures) == sorted([
+        ("401", "Invalid HMAC signature", tk.token_id), ("403", "Timestamp outside acceptable window", tk.token_id),
+        ("400", "Invalid timestamp format", tk.token_id), ("409", "Duplicate nonce detected", tk.token_id),
+        ("401", "Invalid token", None)])
+    assert all(f["details"]["auth_method"] == "hmac" for f in failures)
+    scrape = httpx.get(tk.url + "/metrics").text
+    assert 'tea_auth_attempts_total{method="hmac",result="failure"} 5.0' in scrape
+    assert 'tea_auth_attempts_total{method="hmac",result="success"} 1.0' in scrape
 
 
 def test_a_read_only_token_cannot_ingest(tk: Client) -> None:
