@@ -104,8 +104,8 @@ async def insert(app: "TeaApp", request: Request, items: list[msgspec.Raw]) -> O
     """All rows or none: decode every row, run the normaliser's checks (time window, validators) on a
     copy, and only then hand the rows to the one ingestion path."""
     if len(items) > app.settings.max_batch_events:
-        raise PgError(413, "54000", f"{len(items)} rows in one insert; max_batch_events is "
-                                    f"{app.settings.max_batch_events}")
+        raise PgError(413, "54000", f"more than {app.settings.max_batch_events} rows in one insert "
+                                    f"(max_batch_events)")
     good, indexes, problems = decode_items(items)  # type: ignore[arg-type]
     if problems:
         raise row_error(problems[0])
@@ -382,7 +382,7 @@ def routes(app: "TeaApp") -> list[Route]:
             raise PgError(415, "PGRST107", f"Content-Type not acceptable: {request.media_type}")
         body = await request.body(app.settings.max_body_bytes)
         try:
-            items = split_body(body) if body.strip() else None
+            items = split_body(body, app.settings.max_batch_events) if body.strip() else None
         except (msgspec.DecodeError, RecursionError) as exc:
             raise PgError(400, "PGRST102", "Empty or invalid json", str(exc)) from None
         if items is None:

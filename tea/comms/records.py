@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from tea.receive.decode import error_field
+from tea.receive.decode import error_field, raw_items
 from tea.timeutil import format_us
 from tea.types import Event
 
@@ -129,7 +129,6 @@ def canonical_status(status: str) -> str:
 
 # ---------------------------------------------------------------- decoding a request body
 _one = msgspec.json.Decoder(Communication)
-_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def _field(exc: msgspec.ValidationError) -> str | None:
@@ -163,11 +162,12 @@ def decode_items(items: list[bytes | msgspec.Raw]) -> tuple[list[Communication],
     return good, indexes, errors
 
 
-def split_body(body: bytes) -> list[msgspec.Raw]:
-    """A JSON object or array of objects → raw items (syntax errors raise ``msgspec.DecodeError``)."""
+def split_body(body: bytes, max_items: int) -> list[msgspec.Raw]:
+    """A JSON object or array of objects → raw items, at most ``max_items + 1`` (the rest of a longer array is
+    never built; the caller refuses it). Syntax errors raise ``msgspec.DecodeError``."""
     first = body.lstrip()[:1]
     if first == b"[":
-        return _raw_list.decode(body)
+        return raw_items(body, max_items)
     if first == b"{":
         msgspec.json.decode(body)  # syntax check of the whole body
         return [msgspec.Raw(body)]

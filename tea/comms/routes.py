@@ -66,15 +66,14 @@ async def ingest_communications(app: "TeaApp", request: Request, body: bytes, so
         raise BadRequest("request body is empty", code="empty_body")
     check_utf8(body)
     try:
-        items = split_body(body)
+        items = split_body(body, app.settings.max_batch_events)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise BadRequest(f"invalid JSON: {exc}", code="invalid_json") from None
     if not items:
         raise BadRequest("the batch holds no communications", code="empty_batch")
     if len(items) > app.settings.max_batch_events:
-        raise TooLarge(f"batch holds {len(items)} communications; max_batch_events is "
-                       f"{app.settings.max_batch_events}", code="too_many_events",
-                       details={"max_batch_events": app.settings.max_batch_events, "events": len(items)})
+        raise TooLarge(f"batch holds more than {app.settings.max_batch_events} communications (max_batch_events)",
+                       code="too_many_events", details={"max_batch_events": app.settings.max_batch_events})
     good, indexes, problems = decode_items(items)
     errors = [ItemError(p["index"], p["error"], p["message"], None, p.get("field")) for p in problems]
     decoded = Decoded([to_event(c) for c in good], indexes, errors, len(items))

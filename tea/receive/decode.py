@@ -135,6 +135,14 @@ def _decode_array(body: bytes, max_events: int, lines: list[bytes] | None = None
     return _decode_items(lines, max_events)
 
 
+def raw_items(body: bytes, max_items: int) -> list[msgspec.Raw]:
+    """A JSON array's items, unparsed — at most ``max_items + 1`` of them, so a caller refusing more than
+    ``max_items`` never builds the rest of a huge array. Bad syntax raises ``msgspec.DecodeError``."""
+    if _roomy(body, max_items):
+        return _leading(_first_items(msgspec.Raw, max_items).decode(body))
+    return _raw_list.decode(body)
+
+
 def _roomy(body: bytes, max_events: int) -> bool:
     """Whether ``body`` could hold more than twice ``max_events`` events: then it is counted before decoding."""
     return len(body) >= 2 * _MIN_EVENT_BYTES * (max_events + 1)

@@ -155,3 +155,20 @@ def test_communications_move_registry_activity(live) -> None:
         workflow = wait_for(lambda: c.get("/v1/registry/n8n_workflow/wf_001").json(),
                             lambda e: e["activity_count"] == 1)
         assert workflow["error_count"] == 1  # a timeout is a failure
+
+
+def test_a_huge_array_is_refused_before_its_items_are_built(serve) -> None:
+    import tracemalloc
+
+    from tea.comms.records import split_body
+    body = b"[" + b"{}," * 7_000_000 + b"{}]"  # 21 MB, 7 M items
+    tracemalloc.start()
+    items = split_body(body, 10_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(items) == 10_001 and peak < 16 * 2**20  # a list[Raw] of 7 M items would be ~400 MB
+    live = serve(storage_backend="memory", max_batch_events=1000, max_body_bytes=32 * 2**20)
+    for path in ("/v1/communications", "/rest/v1/communication_telemetry"):
+        r = httpx.post(live.url + path, content=body, headers={"content-type": "application/json"}, timeout=30)
+        assert r.status_code == 413, (path, r.text)
+        assert "more than 1000" in r.text
