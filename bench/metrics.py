@@ -55,6 +55,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
                         help="dataset seed, 0 <= seed < 2**26 (default 42)")
     parser.add_argument("--rebuild", action="store_true", help="regenerate the datasets even if cached")
     parser.add_argument("--no-explain", action="store_true", help="skip the EXPLAIN ANALYZE profiles")
+    parser.add_argument("--other-calls", type=_bounded(0, 100_000), default=10,
+                        help="timed calls of each other question (one tenant's default metrics, three across "
+                             "tenants; not in the verdict), 0 to skip (default 10)")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="datasets and JSON records (default bench/results)")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ([100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000])
@@ -94,7 +97,7 @@ def _profiles(db_path: str) -> dict:
 def run_size(n: int, args: argparse.Namespace) -> dict:
     data = _dataset(n, args)
     db_path = os.path.join(data["path"], "tea.duckdb")
-    http = mq.http_phase(data["path"], args.calls, args.warmup)
+    http = mq.http_phase(data["path"], args.calls, args.warmup, args.other_calls)
     print(f"{_label(n)}: HTTP p50 {http['latency_ms']['p50']} ms (TEA ready in {http['ready_seconds']} s)", flush=True)
     sql = mq.sql_phase(db_path, args.calls, args.warmup)
     print(f"{_label(n)}: raw SQL p50 {sql['latency_ms']['p50']} ms", flush=True)
@@ -151,6 +154,8 @@ def _detail_lines(r: dict) -> list[str]:
                  f"max relative gap avg {c['max_rel_gap_avg']:.1e}, p95 {c['max_rel_gap_p95']:.1e}")
     for name, prof in r.get("explain", {}).items():
         lines.append(f"  EXPLAIN ANALYZE {name}: {mp.summary(prof)}")
+    for name, ms in h.get("other_queries_ms", {}).items():
+        lines.append(f"  other question, {name}: HTTP p50 {ms['p50']} ms, p95 {ms['p95']} ms ({ms['n']} calls)")
     return lines
 
 

@@ -31,6 +31,17 @@ RAW_SQL = ("SELECT time_bucket(INTERVAL 1 HOUR, timestamp) AS bucket, method, co
            "quantile_cont(duration_ms, 0.95) FROM events WHERE tenant_id = ? AND timestamp >= ? "
            "AND timestamp < ? GROUP BY ALL")
 RAW_PARAMS = [TENANT, START, END]
+_DAY = "&start_time=2026-11-20T00:00:00Z&end_time=2026-11-21T00:00:00Z"
+# other questions timed on the same server (not part of the verdict): one tenant with the default metric set,
+# and questions across every tenant (as the admin: only an admin reads across tenants), which scan every partition
+OTHER_PATHS = {
+    "tenant-3, default metrics, per method": "/v1/metrics?tenant_id=tenant-3&granularity=hour&group_by=method" + _DAY,
+    "all tenants, default metrics, per tenant": "/v1/metrics?granularity=hour&group_by=tenant_id" + _DAY,
+    "all tenants, requests+p95, per method": ("/v1/metrics?granularity=hour&metrics=requests,p95_latency_ms"
+                                              "&group_by=method&limit=20" + _DAY),
+    "all tenants, daily requests/errors/tokens/cost, per tenant": (
+        "/v1/metrics?granularity=day&metrics=requests,errors,tokens,cost&group_by=tenant_id&limit=1000" + _DAY),
+}
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -96,8 +107,8 @@ def _us(stamp: datetime) -> int:
     return (naive - EPOCH) // timedelta(microseconds=1)
 
 
-def http_phase(data_dir: str, calls: int, warmup: int) -> dict:
-    """Start ``tea serve`` on data_dir, time the request, stop it with SIGTERM."""
+def http_phase(data_dir: str, calls: int, warmup: int, other_calls: int = 0) -> dict:
+    """Start ``tea serve`` on data_dir, time the request (and OTHER_PATHS ``other_calls`` times each), stop it."""
     port = server.free_port()
     tea = server.tea_server(os.path.abspath(data_dir), port, {"TEA_RETENTION_HOURS": "0"})
     started = time.perf_counter()
@@ -108,13 +119,16 @@ def http_phase(data_dir: str, calls: int, warmup: int) -> dict:
     try:
         timings, body = time_calls(_http_call(conn, PATH, token), calls, warmup)
         floor, _ = time_calls(_http_call(conn, "/healthz"), calls, warmup)
+        others = {name: percentiles(time_calls(_http_call(conn, path, token if "?tenant_id=" in path
+                                                          else server.ADMIN_TOKEN), other_calls, 2)[0])
+                  for name, path in OTHER_PATHS.items()} if other_calls else {}
         rss = psutil.Process(tea.proc.pid).memory_info().rss  # type: ignore[union-attr]
     finally:
         conn.close()
         stop = tea.stop()
     cells, problem = _http_cells(body)
     return {"latency_ms": percentiles(timings), "latencies": timings, "healthz_ms": percentiles(floor),
-            "ready_seconds": round(ready_s, 2),
+            "ready_seconds": round(ready_s, 2), "other_queries_ms": others,
             "rss_mib": round(rss / 2 ** 20, 1), "stop": stop, "body_bytes": len(body), "shape_problem": problem,
             "cells": cells}
 
