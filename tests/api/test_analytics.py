@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import random
 import time
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_ingest import assert_error_shape
-from tests.conftest import LiveServer
+from tests.conftest import BACKENDS, LiveServer, backend_settings, wait_for
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR_MS = 3_600_000
@@ -110,6 +112,82 @@ def test_series_are_top_n_groups_by_requests(client: httpx.Client, server: LiveS
     body = client.get("/v1/metrics", params={"group_by": "method", "limit": "2", "granularity": "day",
                                              "start_time": iso(T0_MS), "end_time": iso(T0_MS + 24 * HOUR_MS)}).json()
     assert [(s["group"]["method"], s["points"][0]["requests"]) for s in body["series"]] == [("b", 9), ("c", 7)]
+
+
+def filterable_events() -> list[dict]:
+    events = random_events(23, 600)
+    for i, e in enumerate(events):
+        e.update(source=f"s{i % 3}", target=None if i % 4 == 0 else f"x{i % 2}", protocol=("mcp", "a2a")[i % 2],
+                 trace_id=f"tr{i % 5}", correlation_id=f"c{i % 7}")
+    return events
+
+
+@pytest.mark.parametrize("name, value", [("method", "tools/call"), ("source", "s1"), ("status", "timeout"),
+                                         ("event_type", "a2a_call"), ("user_id", "u3"), ("protocol", "a2a"),
+                                         ("target", "x1"), ("trace_id", "tr2"), ("correlation_id", "c6")])
+def test_metrics_take_every_events_filter(client: httpx.Client, server: LiveServer, name: str, value: str) -> None:
+    events = filterable_events()
+    post_all(client, server, events)
+    window = {"start_time": iso(T0_MS), "end_time": iso(T0_MS + 6 * HOUR_MS)}
+    body = client.get("/v1/metrics", params={**window, name: value, "granularity": "hour",
+                                             "metrics": "requests,errors,p95_latency_ms,tokens"}).json()
+    kept = [e for e in events if e.get(name) == value]
+    assert 0 < len(kept) < len(events)
+    [series] = body["series"]
+    for h, point in enumerate(series["points"]):
+        members = [e for e in kept if T0_MS + h * HOUR_MS <= e["timestamp"] < T0_MS + (h + 1) * HOUR_MS]
+        want = expected_point(members)
+        assert (point["requests"], point["errors"], point["tokens"]) == (want["requests"], want["errors"],
+                                                                           want["tokens"]), (h, point)
+        assert math.isclose(point["p95_latency_ms"], want["p95_latency_ms"], rel_tol=1e-9), (h, point)
+    listed = client.get("/v1/events", params={**window, name: value, "limit": "1"}).json()["total_count"]
+    assert listed == len(kept) == sum(p["requests"] for p in series["points"])
+
+
+def calendar_buckets(start: datetime, end: datetime, granularity: str) -> list[datetime]:
+    """Every bucket start from the one holding ``start`` to before ``end``, by the calendar (not tea.timebuckets)."""
+    if granularity == "minute":
+        first, step = start.replace(second=0, microsecond=0), timedelta(minutes=1)
+    elif granularity == "day":
+        first, step = start.replace(hour=0, minute=0, second=0, microsecond=0), timedelta(days=1)
+    elif granularity == "week":  # ISO weeks start on Monday
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        first, step = day - timedelta(days=day.weekday()), timedelta(weeks=1)
+    else:
+        first, step = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0), None
+    out = []
+    while first < end:
+        out.append(first)
+        first = first + step if step else (first.replace(year=first.year + 1, month=1) if first.month == 12
+                                           else first.replace(month=first.month + 1))
+    return out
+
+
+@pytest.mark.parametrize("granularity, start, end, stamps", [
+    ("minute", "2026-01-01T10:00:30Z", "2026-01-01T10:09:00Z",
+     ["2026-01-01T10:00:30Z", "2026-01-01T10:00:59.999999Z", "2026-01-01T10:01:00Z", "2026-01-01T10:07:10Z"]),
+    ("day", "2026-01-01T05:00:00Z", "2026-01-09T00:00:00Z",
+     ["2026-01-01T05:00:00Z", "2026-01-02T00:00:00Z", "2026-01-02T23:59:59.999999Z", "2026-01-07T12:00:00Z"]),
+    ("week", "2026-01-01T00:00:00Z", "2026-02-20T00:00:00Z",  # 2026-01-01 is a Thursday
+     ["2026-01-01T00:00:00Z", "2026-01-04T23:59:59Z", "2026-01-05T00:00:00Z", "2026-02-09T08:00:00Z"]),
+    ("month", "2025-12-15T00:00:00Z", "2026-06-01T00:00:00Z",
+     ["2025-12-31T23:59:59Z", "2026-01-01T00:00:00Z", "2026-02-28T23:00:00Z", "2026-03-01T00:00:00Z",
+      "2026-05-31T23:59:59Z"])])
+def test_every_bucket_of_every_granularity_is_present(client: httpx.Client, server: LiveServer, granularity: str,
+                                                       start: str, end: str, stamps: list[str]) -> None:
+    post_all(client, server, [{"event_type": "x", "timestamp": stamp, "duration_ms": 1.0} for stamp in stamps])
+    body = client.get("/v1/metrics", params={"granularity": granularity, "start_time": start, "end_time": end,
+                                             "metrics": "requests,p95_latency_ms,cost"}).json()
+    [series] = body["series"]
+    parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+    buckets = calendar_buckets(parse(start), parse(end), granularity)
+    assert [p["timestamp"] for p in series["points"]] == [b.strftime("%Y-%m-%dT%H:%M:%SZ") for b in buckets]
+    counts = [sum(1 for stamp in stamps if b <= parse(stamp) < (buckets[i + 1] if i + 1 < len(buckets) else parse(end)))
+              for i, b in enumerate(buckets)]
+    assert [p["requests"] for p in series["points"]] == counts and sum(counts) == len(stamps)
+    empty = [p for p in series["points"] if p["requests"] == 0]
+    assert empty and all(p["p95_latency_ms"] == 0.0 and p["cost"] == 0.0 for p in empty)
+    assert all(p["p95_latency_ms"] == 1.0 for p in series["points"] if p["requests"])
 
 
 def ranked_events() -> list[dict]:
@@ -309,6 +387,31 @@ def test_retention_overrides_per_tenant_in_a_live_server(serve) -> None:
             time.sleep(0.05)
         left = sorted((e["tenant_id"], e["timestamp"]) for e in c.get("/v1/events").json()["events"])
     assert [t for t, _ in left] == ["api", "dflt", "keep", "short"]
+
+
+def du_bytes(path: str) -> int:
+    return sum(os.stat(os.path.join(root, name)).st_size for root, _, names in os.walk(path) for name in names)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_purge_shows_in_metrics_and_health(request: pytest.FixtureRequest, serve, backend: str) -> None:
+    live = serve(**backend_settings(request, backend), retention_hours=1, retention_interval_s=0.2)
+    started = time.time()
+    now_ms = int(started * 1000)
+    with httpx.Client(base_url=live.url) as c:
+        post_all(c, live, [{"event_type": "x", "timestamp": now_ms - int(hours * HOUR_MS)} for hours in (3, 2, 1.5, 0.5, 0)])
+        health = wait_for(lambda: c.get("/health").json(), lambda h: h["retention_purged_total"] >= 3)
+        families = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+        assert c.get("/v1/events").json()["total_count"] == 2
+    purged = [s.value for s in families["tea_retention_purged_events"].samples
+              if s.name == "tea_retention_purged_events_total"]
+    runs = {s.labels["result"]: s.value for s in families["tea_retention_runs"].samples
+            if s.name == "tea_retention_runs_total"}
+    assert health["retention_purged_total"] == 3 and purged == [3.0]
+    assert runs["ok"] >= 1 and "error" not in runs
+    assert started <= health["retention_last_run_at"] <= time.time()
+    size = du_bytes(live.app.settings.data_dir)  # (what /health walks: every file under the data dir)
+    assert health["data_dir_bytes"] > 0 and abs(health["data_dir_bytes"] - size) <= max(0.25 * size, 1 << 20)
 
 
 @pytest.mark.parametrize("group_by", ["event_type", "method", "source", "target", "status", "protocol", "user_id",

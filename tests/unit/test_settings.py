@@ -125,3 +125,23 @@ def test_settings_replace_and_sections() -> None:
     assert isinstance(t, Settings)
     with pytest.raises(AttributeError):
         _ = s.nope
+
+
+def test_per_tenant_retention_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    s = load({}, env={"TEA_RETENTION_TENANT_HOURS": "acme=48, beta=0"})
+    assert s.retention_tenant_hours == {"acme": 48, "beta": 0}
+    assert s.source("retention_tenant_hours") == "env TEA_RETENTION_TENANT_HOURS"
+    config = write_toml(tmp_path, 'retention_hours = 24\n[retention_tenant_hours]\nacme = 48\n"beta.corp" = 0\n')
+    s = load({}, env={"TEA_CONFIG": config})
+    assert s.retention_tenant_hours == {"acme": 48, "beta.corp": 0} and s.retention_hours == 24
+    assert s.source("retention_tenant_hours").startswith("file ")
+    assert load({}, env={"TEA_CONFIG": config, "TEA_RETENTION_TENANT_HOURS": "gamma=1"}).retention_tenant_hours == \
+        {"gamma": 1}  # the environment over the file
+    assert load({}, env={"TEA_RETENTION_TENANT_HOURS": ""}).retention_tenant_hours == {}
+
+
+@pytest.mark.parametrize("text", ["acme", "acme=-1", "=5", "acme=soon", "acme=1=2"])
+def test_bad_per_tenant_retention_is_one_line_naming_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({}, env={"TEA_RETENTION_TENANT_HOURS": text})
+    assert "TEA_RETENTION_TENANT_HOURS" in str(info.value) and "acme=48,beta=0" in str(info.value)
