@@ -1,5 +1,4 @@
-"""(d) A no-op endpoint on TEA's server stack: uvicorn, uvloop, httptools (with TEA's one-write
-responses, tea.http.protocol), 1 worker, raw ASGI.
+"""(d) A no-op endpoint on TEA's server stack: uvicorn, uvloop, httptools, 1 worker, raw ASGI.
 
 It reads the whole body and answers a tiny JSON 200, so driving it with the single-event load
 measures what the HTTP stack alone costs. Run: ``python -m bench.noop --port 38000``.
@@ -9,8 +8,6 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
-
-from tea.http.protocol import TeaHttpProtocol
 
 BODY = b'{"accepted":1,"rejected":0}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
@@ -32,7 +29,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http=TeaHttpProtocol, workers=1,
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", workers=1,
                 lifespan="off", access_log=False, log_level="warning", server_header=False)
 
 
