@@ -96,7 +96,6 @@ def cmd_serve(settings: Settings) -> int:
 
     from tea import logs
     from tea.app import TeaApp
-    from tea.http.protocol import TeaHttpProtocol
 
     logs.configure(settings.log_level, settings.log_format)
     for name in unknown_env():
@@ -108,7 +107,7 @@ def cmd_serve(settings: Settings) -> int:
     except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
         print(f"tea: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http=TeaHttpProtocol,
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
                             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
     server = uvicorn.Server(config)
@@ -117,7 +116,7 @@ def cmd_serve(settings: Settings) -> int:
         server.run()
         return 0 if server.started else 1
     # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
-    otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http=TeaHttpProtocol,
+    otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http="httptools",
                                  lifespan="off", access_log=settings.access_log, log_config=None,
                                  server_header=False))
     import asyncio
