@@ -1148,7 +1148,54 @@ static PyObject *format_double(PyObject *self, PyObject *arg) {
     return r;
 }
 
+/* find_any(data, needles) -> index of the first needle (a tuple of bytes) that occurs in data, or -1.
+   ``data`` is one buffer or a list of buffers (each searched on its own: the writer's batch is a list of
+   NDJSON chunks of complete lines, never joined). The search runs without the GIL (glibc memmem), once
+   for the whole list, so a thread can scan a large committed batch while the event loop keeps serving. */
+static PyObject *find_any(PyObject *self, PyObject *args) {
+    PyObject *data, *needles;
+    if (!PyArg_ParseTuple(args, "OO!:find_any", &data, &PyTuple_Type, &needles)) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(needles);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(needles, i))) {
+            PyErr_SetString(PyExc_TypeError, "find_any: needles must be bytes");
+            return NULL;
+        }
+    }
+    int is_list = PyList_Check(data);
+    Py_ssize_t count = is_list ? PyList_GET_SIZE(data) : 1;
+    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
+    if (views == NULL) return PyErr_NoMemory();
+    Py_ssize_t held = 0;
+    PyObject *items = is_list ? PyList_GetSlice(data, 0, count) : NULL;  /* a private copy of the list */
+    if (is_list && items == NULL) { PyMem_Free(views); return NULL; }
+    for (; held < count; held++) {
+        PyObject *item = is_list ? PyList_GET_ITEM(items, held) : data;
+        if (PyObject_GetBuffer(item, &views[held], PyBUF_SIMPLE) < 0) break;
+    }
+    Py_ssize_t found = -1;
+    if (held == count) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n && found < 0; i++) {
+            PyObject *needle = PyTuple_GET_ITEM(needles, i);  /* the args tuple holds it */
+            Py_ssize_t len = PyBytes_GET_SIZE(needle);
+            for (Py_ssize_t k = 0; k < count && found < 0; k++) {
+                if (len == 0 || memmem(views[k].buf, (size_t)views[k].len, PyBytes_AS_STRING(needle),
+                                       (size_t)len) != NULL)
+                    found = i;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t k = 0; k < held; k++) PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    Py_XDECREF(items);
+    if (held != count) return NULL;
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
+    {"find_any", find_any, METH_VARARGS, "find_any(data | [data, ...], needles: tuple[bytes, ...]) -> int (index or -1)"},
     {"map_traces", (PyCFunction)(void (*)(void))map_traces, METH_VARARGS | METH_KEYWORDS,
      "map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, "
      "source_protocol='otlp') -> (ndjson, accepted, total, low, high, rejections) | None"},

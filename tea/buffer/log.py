@@ -8,6 +8,12 @@ was queued but not yet written.
 
 Every bound is explicit: the backlog (bytes appended but not yet committed to storage) stays
 under ``max_bytes``; past it ``append`` raises ``BufferFull`` (503 with Retry-After).
+
+The writer reads records back in order. The most recent ones (up to ``recent_bytes``) are also kept
+in memory once durable — the very payload objects the requests appended — so under steady load the
+writer takes them from there instead of reading and checksumming the segment files again (a read
+that, record by record, kept handing the GIL back and forth with the event loop). Anything older,
+and everything after a restart, is read from disk and checked.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -35,7 +42,8 @@ class Position:
 
 class DurableBuffer:
     def __init__(self, directory: str, *, max_bytes: int, segment_bytes: int, ack: str = "durable",
-                 fsync_interval_s: float = 0.2, clock: Callable[[], int] = now_us) -> None:
+                 fsync_interval_s: float = 0.2, clock: Callable[[], int] = now_us,
+                 recent_bytes: int = 256 * 1024 * 1024) -> None:
         if ack not in ("durable", "memory"):
             raise ValueError("ack must be 'durable' or 'memory'")
         self.directory = directory
@@ -46,6 +54,13 @@ class DurableBuffer:
         self.clock = clock
         self._io = ThreadPoolExecutor(1, thread_name_prefix="tea-buffer-io")
         self._pending: list[bytes] = []
+        self._pending_meta: list[tuple[bytes, int, int, int, int]] = []  # (payload, count, min, max, append_ts)
+        # durable records still in memory, oldest first, contiguous: (segment, record); touched by the loop only
+        self.recent_bytes = min(recent_bytes, max_bytes)
+        self._recent: deque[tuple[int, seg.Record]] = deque()
+        self._recent_size = 0
+        self.recent_hits = 0   # records the writer took from memory
+        self.disk_reads = 0    # records it read back from the segment files
         self._waiters: list[asyncio.Future[None]] = []
         self._pending_events = 0
         self._wake: asyncio.Event | None = None
@@ -145,12 +160,14 @@ class DurableBuffer:
         """Append one group of events (NDJSON); returns once it is acknowledged-safe (see ack)."""
         if self._closed:
             raise Unavailable("TEA is shutting down", retry_after_s=5, code="shutting_down")
-        record = seg.encode_record(payload, count, min_ts, max_ts, self.clock())
+        append_ts = self.clock()
+        record = seg.encode_record(payload, count, min_ts, max_ts, append_ts)
         if self.backlog_bytes + len(record) > self.max_bytes:
             self.refusing = True
             raise BufferFull(f"durable buffer is full ({self.max_bytes} bytes not yet stored); retry later",
                              retry_after_s=5)
         self._pending.append(record)
+        self._pending_meta.append((payload, count, min_ts, max_ts, append_ts))
         self._pending_events += count
         self._appended_bytes += len(record)
         self._wake.set()  # type: ignore[union-attr]
@@ -178,9 +195,10 @@ class DurableBuffer:
                 wake.clear()
                 continue
             records, waiters, events = self._pending, self._waiters, self._pending_events
-            self._pending, self._waiters, self._pending_events = [], [], 0
+            meta = self._pending_meta
+            self._pending, self._waiters, self._pending_events, self._pending_meta = [], [], 0, []
             try:
-                end, sealed = await loop.run_in_executor(self._io, self._write_group, records)
+                end, sealed, (segment, offset) = await loop.run_in_executor(self._io, self._write_group, records)
             except OSError as exc:
                 self.write_errors += 1
                 self._appended_bytes -= sum(len(r) for r in records)
@@ -194,14 +212,17 @@ class DurableBuffer:
             self._sealed.update(sealed)
             self.durable_end = end
             self.durable_events += events
+            self._remember(segment, offset, records, meta)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
             self._data.set()  # type: ignore[union-attr]
 
-    def _write_group(self, records: list[bytes]) -> tuple[Position, dict[int, int]]:
+    def _write_group(self, records: list[bytes]) -> tuple[Position, dict[int, int], tuple[int, int]]:
+        """Write and sync one group; returns the end, segments sealed, and (segment, offset) it starts at."""
         data = b"".join(records)
         before = self._active_size
+        written_to = self._active
         try:
             view = memoryview(data)
             while view:
@@ -222,7 +243,7 @@ class DurableBuffer:
             sealed[self._active] = self._active_size
             self._active += 1
             self._open_active()
-        return Position(self._active, self._active_size), sealed
+        return Position(self._active, self._active_size), sealed, (written_to, before)
 
     def _sync_if_due(self) -> None:
         now = time.monotonic()
@@ -269,9 +290,57 @@ class DurableBuffer:
         if self._data is not None:
             self._data.set()
 
+    def _remember(self, segment: int, offset: int, records: list[bytes],
+                  meta: list[tuple[bytes, int, int, int, int]]) -> None:
+        """Keep a durable group's records in memory (bounded by ``recent_bytes``, oldest dropped)."""
+        if not self.recent_bytes:
+            return
+        recent = self._recent
+        if recent:  # only a contiguous run is kept: a group that does not follow the last one restarts it
+            last_segment, last = recent[-1]
+            if not (segment == last_segment and offset == last.end) and \
+                    not (offset == 0 and self._sealed.get(last_segment) == last.end):
+                recent.clear()
+                self._recent_size = 0
+        for encoded, (payload, count, min_ts, max_ts, append_ts) in zip(records, meta):
+            end = offset + len(encoded)
+            recent.append((segment, seg.Record(offset, end, count, min_ts, max_ts, append_ts, payload)))
+            self._recent_size += len(encoded)
+            offset = end
+        while self._recent_size > self.recent_bytes and recent:
+            _, dropped = recent.popleft()
+            self._recent_size -= dropped.end - dropped.offset
+
+    def _forget_before(self, pos: Position) -> None:
+        recent = self._recent
+        while recent and Position(recent[0][0], recent[0][1].end) <= pos:
+            _, dropped = recent.popleft()
+            self._recent_size -= dropped.end - dropped.offset
+
+    def _from_memory(self, pos: Position, max_events: int) -> tuple[list[seg.Record], Position, int] | None:
+        """The records from ``pos`` when memory holds the record starting there, else None."""
+        recent = self._recent
+        self._forget_before(pos)
+        if not recent or Position(recent[0][0], recent[0][1].offset) != pos:
+            return None
+        records: list[seg.Record] = []
+        events = spanned = 0
+        for segment, record in recent:
+            if events >= max_events:
+                break
+            records.append(record)
+            events += record.count
+            spanned += record.end - record.offset
+            pos = Position(segment, record.end)
+        self.recent_hits += len(records)
+        return records, pos, spanned
+
     async def read(self, pos: Position, max_events: int) -> tuple[list[seg.Record], Position, int]:
         """Durable records from ``pos`` (at least one if any, stopping after ``max_events``),
         the position after them and the buffer bytes they span."""
+        found = self._from_memory(pos, max_events)
+        if found is not None:
+            return found
         end = self.durable_end
         sealed = dict(self._sealed)
         return await asyncio.get_running_loop().run_in_executor(None, self._read_sync, pos, end, sealed,
@@ -291,6 +360,7 @@ class DurableBuffer:
             path = self._path(pos.segment)
             try:
                 for record in seg.read_records(path, pos.offset, limit, max_events - events):
+                    self.disk_reads += 1
                     records.append(record)
                     events += record.count
                     spanned += record.end - pos.offset
@@ -310,6 +380,7 @@ class DurableBuffer:
         self._released_bytes += nbytes
         if self.refusing and self.backlog_bytes < 0.9 * self.max_bytes:
             self.refusing = False
+        self._forget_before(pos)  # committed: not needed in memory
         pos = self.next_position(pos)
         for segment_id in sorted(s for s in self._sealed if s < pos.segment):
             del self._sealed[segment_id]

@@ -16,6 +16,7 @@ import msgspec
 
 from tea.comms.records import EVENT_TYPE
 from tea.comms.registry import COMM_TYPES, Registry
+from tea.pipeline.scan import contains_any
 from tea.types import Event
 
 _MARK = f'"event_type":"{EVENT_TYPE}"'.encode()
@@ -23,14 +24,16 @@ log = logging.getLogger(__name__)
 
 
 class CommunicationActivity:
+    wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
+
     @staticmethod
     def wants(line: bytes) -> bool:
         return _MARK in line
 
     @staticmethod
-    def wants_any(ndjson: bytes) -> bool:
-        """Whether a committed batch holds any communication (one scan of the whole batch)."""
-        return _MARK in ndjson
+    def wants_any(ndjson: bytes | list[bytes]) -> bool:
+        """Whether committed NDJSON holds any communication (one scan, without the GIL)."""
+        return contains_any(ndjson, (_MARK,))
 
     def __init__(self, registry: Registry, flush_interval_s: float = 0.5) -> None:
         self.registry = registry

@@ -66,18 +66,27 @@ class ProcessorRunner:
 
     async def submit(self, batch: Batch) -> None:
         """Hand over a committed batch; waits while the queue is full. When every processor has a
-        ``wants_any(ndjson) -> bool`` probe and none wants the batch, it is skipped without splitting it;
+        ``wants_any(ndjson) -> bool`` probe and none wants the batch, it is skipped without splitting it
+        (the probes run in a worker thread, on each chunk of complete lines the batch holds — or, when the
+        processor sets ``wants_any_takes_chunks``, once on the list of chunks; the built-in ones search
+        without the GIL, so the event loop keeps serving requests meanwhile);
         when every processor has a ``wants(line) -> bool`` predicate, only wanted lines are decoded.
         A writer batch can hold 200 000 events: they are filtered and decoded in slices of
         ``SLICE`` lines, yielding to the event loop between slices so requests are not held up."""
         if not self.processors:
             self._processed(batch.count)
             return
+        probes = [(getattr(fn, "wants_any", None), getattr(fn, "wants_any_takes_chunks", False))
+                  for fn in self.processors.values()]
+        if all(p is not None for p, _ in probes):
+            chunks = batch.chunks
+
+            def wanted_any() -> bool:  # a probe that takes the chunk list scans it in one call
+                return any(p(chunks) if whole else any(p(c) for c in chunks) for p, whole in probes)  # type: ignore[misc]
+            if not await asyncio.to_thread(wanted_any):
+                self._processed(batch.count)
+                return  # no processor wants any of it: never joined, split or decoded
         data = batch.ndjson()
-        probes = [getattr(fn, "wants_any", None) for fn in self.processors.values()]
-        if all(p is not None for p in probes) and not any(p(data) for p in probes):  # type: ignore[misc]
-            self._processed(batch.count)
-            return  # one scan of the whole batch (C speed) says no processor wants any of it
         wanted = [getattr(fn, "wants", None) for fn in self.processors.values()]
         lines = [line for line in data.split(b"\n") if line]
         handed = 0

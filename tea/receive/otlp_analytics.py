@@ -21,6 +21,7 @@ from tea.pipeline.stages import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import Event
+from tea.pipeline.scan import contains_any
 
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -55,11 +56,12 @@ class OtelAnalytics:
     """Processor ``otel_analytics``: writes projection rows for every OTLP span that routes."""
 
     _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
+    wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
 
     @classmethod
-    def wants_any(cls, ndjson: bytes) -> bool:
-        """Whether a committed batch may hold a routable span (whole-batch scans, before any split)."""
-        return b'"event_type":"span"' in ndjson and any(key in ndjson for key in cls._ROUTING)
+    def wants_any(cls, ndjson: bytes | list[bytes]) -> bool:
+        """Whether committed NDJSON may hold a routable span (scans without the GIL, before any split)."""
+        return contains_any(ndjson, (b'"event_type":"span"',)) and contains_any(ndjson, cls._ROUTING)
 
     @classmethod
     def wants(cls, line: bytes) -> bool:

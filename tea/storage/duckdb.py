@@ -229,13 +229,13 @@ class DuckDBStorage:
     async def write_batch(self, batch: Batch) -> WriteResult:
         if not batch.count:
             return WriteResult(0, 0)
-        return await self._on_writer(self._write_sync, batch.ndjson(), batch.count, batch.min_ts, batch.max_ts)
+        return await self._on_writer(self._write_sync, batch.chunks, batch.count, batch.min_ts, batch.max_ts)
 
-    def _write_sync(self, data: bytes, count: int, min_ts: int, max_ts: int) -> WriteResult:
+    def _write_sync(self, chunks: list[bytes], count: int, min_ts: int, max_ts: int) -> WriteResult:
         con = self._con
         assert con is not None
         with open(self._ingest_path, "wb") as fh:
-            fh.write(data)
+            fh.writelines(chunks)  # the buffer's records as they are: no joined copy of the batch
         window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
         spread = [self.dedup_window_us, self.dedup_window_us]
         try:

@@ -242,3 +242,38 @@ def test_write_failure_fails_the_waiters_and_leaves_no_torn_record(tmp_path: Pat
         assert [r.payload for r in records] == [payload(1, "before"), payload(1, "after")]
         await buf.close()
     run(scenario())
+
+
+@pytest.mark.parametrize("recent_bytes", [256 * 1024 * 1024, 3000, 0])
+def test_reads_from_memory_match_the_segment_files(tmp_path: Path, recent_bytes: int) -> None:
+    """The writer's reads give the same records, positions and spans whether they come from the recent
+    records kept in memory or from disk — across segment rolls, with the memory bound evicting, or off."""
+    async def scenario() -> None:
+        buf = make(tmp_path / "live", segment_bytes=4096, recent_bytes=recent_bytes)
+        await buf.open()
+        sent = []
+        for i in range(60):
+            sent.append(payload(1 + i % 7, tag=f"t{i}"))
+            await buf.append(sent[-1], 1 + i % 7, i, i + 1)
+        got, end = [], buf.start
+        while buf.has_data(end):
+            records, after, spanned = await buf.read(buf.next_position(end), 9)
+            assert spanned == sum(r.end - r.offset for r in records) and records
+            got += records
+            end = after  # not released: the files stay for the comparison below
+        assert [r.payload for r in got] == sent and end == buf.durable_end
+        hits, reads = buf.recent_hits, buf.disk_reads
+        await buf.close()
+        disk = DurableBuffer(str(tmp_path / "live"), max_bytes=10 * 1024 * 1024, segment_bytes=4096, recent_bytes=0)
+        await disk.open()
+        again, _ = await drain(disk)
+        assert [(r.offset, r.end, r.count, r.min_ts, r.max_ts, r.append_ts, r.payload) for r in again] == \
+            [(r.offset, r.end, r.count, r.min_ts, r.max_ts, r.append_ts, r.payload) for r in got]
+        await disk.close()
+        if recent_bytes > 100_000:
+            assert (hits, reads) == (60, 0)
+        elif recent_bytes == 0:
+            assert (hits, reads) == (0, 60)
+        else:
+            assert hits + reads == 60 and reads > 0
+    run(scenario())
