@@ -64,7 +64,7 @@ class TeaApp:
         self.buffer = DurableBuffer(os.path.join(settings.data_dir, "buffer"),
                                     max_bytes=settings.buffer.max_bytes, segment_bytes=settings.buffer.segment_bytes,
                                     ack=settings.buffer.ack, fsync_interval_s=settings.buffer.fsync_interval_ms / 1000,
-                                    clock=clock)
+                                    clock=clock, recent_bytes=settings.buffer.recent_bytes)
         self.telemetry = Telemetry()
         self.timed_reads: Storage = TimedReads(self.storage, self.telemetry.storage_query_seconds)  # type: ignore[assignment]
         self.state: SharedState = RedisState(settings.redis_url) if settings.redis_url else LocalState()

@@ -279,6 +279,8 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("durable", "memory")),
     Setting("buffer.fsync_interval_ms", "float", 200.0, "buffer.ack=memory: how often the buffer is fsynced",
             minimum=1),
+    Setting("buffer.recent_bytes", "size", 256 * MiB, "durable records also kept in memory for the writer "
+            "(read back from disk past it); 0 = always read from disk", minimum=0),
     Setting("writer.batch_events", "int", 200000, "most events per storage write", minimum=1),
     Setting("writer.flush_interval_ms", "float", 200.0, "longest wait before a partial batch is written",
             minimum=0),
