@@ -55,9 +55,11 @@ class DurableBuffer:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="tea-buffer-io")
         self._pending: list[bytes] = []
         self._pending_meta: list[tuple[bytes, int, int, int, int]] = []  # (payload, count, min, max, append_ts)
-        # durable records still in memory, oldest first, contiguous: (segment, record); touched by the loop only
+        # durable groups still in memory, oldest first, contiguous; touched by the loop only. One entry per
+        # group commit, (segment, start, end, encoded records, their metadata): nothing is built per
+        # record until the writer reads it, so a single-event request pays one tuple for this.
         self.recent_bytes = min(recent_bytes, max_bytes)
-        self._recent: deque[tuple[int, seg.Record]] = deque()
+        self._recent: deque[tuple[int, int, int, list[bytes], list[tuple[bytes, int, int, int, int]]]] = deque()
         self._recent_size = 0
         self.recent_hits = 0   # records the writer took from memory
         self.disk_reads = 0    # records it read back from the segment files
@@ -297,41 +299,50 @@ class DurableBuffer:
             return
         recent = self._recent
         if recent:  # only a contiguous run is kept: a group that does not follow the last one restarts it
-            last_segment, last = recent[-1]
-            if not (segment == last_segment and offset == last.end) and \
-                    not (offset == 0 and self._sealed.get(last_segment) == last.end):
+            last_segment, last_end = recent[-1][0], recent[-1][2]
+            if not (segment == last_segment and offset == last_end) and \
+                    not (offset == 0 and self._sealed.get(last_segment) == last_end):
                 recent.clear()
                 self._recent_size = 0
-        for encoded, (payload, count, min_ts, max_ts, append_ts) in zip(records, meta):
-            end = offset + len(encoded)
-            recent.append((segment, seg.Record(offset, end, count, min_ts, max_ts, append_ts, payload)))
-            self._recent_size += len(encoded)
-            offset = end
-        while self._recent_size > self.recent_bytes and recent:
-            _, dropped = recent.popleft()
-            self._recent_size -= dropped.end - dropped.offset
+        end = offset + sum(map(len, records))
+        recent.append((segment, offset, end, records, meta))
+        size = self._recent_size + end - offset
+        while size > self.recent_bytes and recent:
+            dropped = recent.popleft()
+            size -= dropped[2] - dropped[1]
+        self._recent_size = size
 
     def _forget_before(self, pos: Position) -> None:
         recent = self._recent
-        while recent and Position(recent[0][0], recent[0][1].end) <= pos:
-            _, dropped = recent.popleft()
-            self._recent_size -= dropped.end - dropped.offset
+        while recent and (recent[0][0], recent[0][2]) <= (pos.segment, pos.offset):
+            dropped = recent.popleft()
+            self._recent_size -= dropped[2] - dropped[1]
 
     def _from_memory(self, pos: Position, max_events: int) -> tuple[list[seg.Record], Position, int] | None:
         """The records from ``pos`` when memory holds the record starting there, else None."""
         recent = self._recent
         self._forget_before(pos)
-        if not recent or Position(recent[0][0], recent[0][1].offset) != pos:
+        if not recent or recent[0][0] != pos.segment or not recent[0][1] <= pos.offset < recent[0][2]:
             return None
         records: list[seg.Record] = []
         events = spanned = 0
-        for segment, record in recent:
+        for segment, offset, _end, encoded, meta in recent:
+            for data, (payload, count, min_ts, max_ts, append_ts) in zip(encoded, meta):
+                end = offset + len(data)
+                if end <= pos.offset and segment == pos.segment and not records:
+                    offset = end  # read already, in an earlier batch (the group is split across reads)
+                    continue
+                if not records and offset != pos.offset:
+                    return None  # pos is not a record boundary of this group: let the disk read decide
+                if events >= max_events:
+                    break
+                records.append(seg.Record(offset, end, count, min_ts, max_ts, append_ts, payload))
+                events += count
+                spanned += end - offset
+                pos = Position(segment, end)
+                offset = end
             if events >= max_events:
                 break
-            records.append(record)
-            events += record.count
-            spanned += record.end - record.offset
-            pos = Position(segment, record.end)
         self.recent_hits += len(records)
         return records, pos, spanned
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 MAGIC = 0x31414554  # b"TEA1" little-endian
 HEADER = struct.Struct("<IIIIqqq")
@@ -28,8 +27,7 @@ class CorruptRecord(Exception):
         self.offset = offset
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):  # a tuple: cheap to build by the thousand, untracked by the cyclic GC
     offset: int
     end: int
     count: int

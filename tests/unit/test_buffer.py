@@ -251,17 +251,16 @@ def test_reads_from_memory_match_the_segment_files(tmp_path: Path, recent_bytes:
     async def scenario() -> None:
         buf = make(tmp_path / "live", segment_bytes=4096, recent_bytes=recent_bytes)
         await buf.open()
-        sent = []
-        for i in range(60):
-            sent.append(payload(1 + i % 7, tag=f"t{i}"))
-            await buf.append(sent[-1], 1 + i % 7, i, i + 1)
+        sent = [payload(1 + i % 7, tag=f"t{i}") for i in range(60)]
+        for start in range(0, 60, 6):  # bursts: group commits of several records, split by the reads below
+            await asyncio.gather(*(buf.append(sent[i], 1 + i % 7, i, i + 1) for i in range(start, start + 6)))
         got, end = [], buf.start
         while buf.has_data(end):
             records, after, spanned = await buf.read(buf.next_position(end), 9)
             assert spanned == sum(r.end - r.offset for r in records) and records
             got += records
             end = after  # not released: the files stay for the comparison below
-        assert [r.payload for r in got] == sent and end == buf.durable_end
+        assert [r.payload for r in got] == sent and buf.next_position(end) == buf.durable_end
         hits, reads = buf.recent_hits, buf.disk_reads
         await buf.close()
         disk = DurableBuffer(str(tmp_path / "live"), max_bytes=10 * 1024 * 1024, segment_bytes=4096, recent_bytes=0)
