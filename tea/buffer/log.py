@@ -325,26 +325,30 @@ class DurableBuffer:
         if not recent or recent[0][0] != pos.segment or not recent[0][1] <= pos.offset < recent[0][2]:
             return None
         records: list[seg.Record] = []
+        append, Record = records.append, seg.Record
         events = spanned = 0
+        start = pos.offset
+        at_segment, at = pos.segment, start
         for segment, offset, _end, encoded, meta in recent:
-            for data, (payload, count, min_ts, max_ts, append_ts) in zip(encoded, meta):
-                end = offset + len(data)
-                if end <= pos.offset and segment == pos.segment and not records:
-                    offset = end  # read already, in an earlier batch (the group is split across reads)
-                    continue
-                if not records and offset != pos.offset:
-                    return None  # pos is not a record boundary of this group: let the disk read decide
-                if events >= max_events:
-                    break
-                records.append(seg.Record(offset, end, count, min_ts, max_ts, append_ts, payload))
-                events += count
-                spanned += end - offset
-                pos = Position(segment, end)
-                offset = end
             if events >= max_events:
                 break
+            for data, (payload, count, min_ts, max_ts, append_ts) in zip(encoded, meta):
+                end = offset + len(data)
+                if not records:
+                    if end <= start:
+                        offset = end  # read already, in an earlier batch (the group is split across reads)
+                        continue
+                    if offset != start:
+                        return None  # pos is not a record boundary of this group: let the disk read decide
+                append(Record(offset, end, count, min_ts, max_ts, append_ts, payload))
+                events += count
+                spanned += end - offset
+                at_segment, at = segment, end
+                offset = end
+                if events >= max_events:
+                    break
         self.recent_hits += len(records)
-        return records, pos, spanned
+        return records, Position(at_segment, at), spanned
 
     async def read(self, pos: Position, max_events: int) -> tuple[list[seg.Record], Position, int]:
         """Durable records from ``pos`` (at least one if any, stopping after ``max_events``),
