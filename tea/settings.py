@@ -282,7 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("buffer.recent_bytes", "size", 256 * MiB, "durable records also kept in memory for the writer "
             "(read back from disk past it); 0 = always read from disk", minimum=0),
     Setting("writer.batch_events", "int", 200000, "most events per storage write", minimum=1),
-    Setting("writer.flush_interval_ms", "float", 200.0, "longest wait before a partial batch is written",
+    Setting("writer.flush_interval_ms", "float", 1000.0, "longest wait before a partial batch is written "
+            "(how long a just-acknowledged event may take to become queryable under light load)",
             minimum=0),
     Setting("writer.max_backoff_s", "float", 30.0, "longest pause between storage retries", minimum=0.01),
     Setting("storage.dedup_window_s", "float", 3600.0,
