@@ -129,18 +129,21 @@ def _decode_array(body: bytes, max_events: int, lines: list[bytes] | None = None
         return Decoded(events, None, [], len(events))
     # item by item, so every bad item is reported and the good ones kept (NDJSON: line by line)
     if lines is None:
-        roomy = _roomy(body, max_events)
-        lines = _leading(decode_json(_first_items(msgspec.Raw, max_events), body)) if roomy else \
-            decode_json(_raw_list, body)
+        lines = raw_items(body, max_events, decode_json)
     return _decode_items(lines, max_events)
 
 
-def raw_items(body: bytes, max_items: int) -> list[msgspec.Raw]:
+def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-untyped-def]
+    return decoder.decode(body)
+
+
+def raw_items(body: bytes, max_items: int, decode=_decode) -> list[msgspec.Raw]:  # type: ignore[no-untyped-def]
     """A JSON array's items, unparsed — at most ``max_items + 1`` of them, so a caller refusing more than
-    ``max_items`` never builds the rest of a huge array. Bad syntax raises ``msgspec.DecodeError``."""
+    ``max_items`` never builds the rest of a huge array. Bad syntax raises ``msgspec.DecodeError`` (with
+    ``decode=decode_json``: the 400 ``invalid_json``)."""
     if _roomy(body, max_items):
-        return _leading(_first_items(msgspec.Raw, max_items).decode(body))
-    return _raw_list.decode(body)
+        return _leading(decode(_first_items(msgspec.Raw, max_items), body))
+    return decode(_raw_list, body)
 
 
 def _roomy(body: bytes, max_events: int) -> bool:
