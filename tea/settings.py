@@ -271,6 +271,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
     Setting("access_log", "bool", False, "log every HTTP request"),
     Setting("shutdown_timeout_s", "float", 30.0, "time budget to drain the buffer on shutdown", minimum=0),
+    Setting("gc_threshold", "int", 50000, "Python's generation-0 garbage-collection threshold the server sets "
+            "once started, freezing what start-up built (gc.freeze); 0 leaves Python's defaults (700)", minimum=0),
     Setting("buffer.max_bytes", "size", 1024 * MiB,
             "bound of the durable buffer backlog; ingestion answers 503 past it", minimum=4096),
     Setting("buffer.segment_bytes", "size", 64 * MiB, "size at which a buffer segment file is sealed",
