@@ -53,13 +53,14 @@ class DurableBuffer:
         self.fsync_interval_s = fsync_interval_s
         self.clock = clock
         self._io = ThreadPoolExecutor(1, thread_name_prefix="tea-buffer-io")
-        self._pending: list[bytes] = []
-        self._pending_meta: list[tuple[bytes, int, int, int, int]] = []  # (payload, count, min, max, append_ts)
+        # appended, not yet written: (payload, count, min_ts, max_ts, append_ts) per record; the I/O thread
+        # encodes the headers (the checksum of a large payload runs there, without the GIL) and writes them
+        self._pending: list[tuple[bytes, int, int, int, int]] = []
         # durable groups still in memory, oldest first, contiguous; touched by the loop only. One entry per
-        # group commit, (segment, start, end, encoded records, their metadata): nothing is built per
-        # record until the writer reads it, so a single-event request pays one tuple for this.
+        # group commit, (segment, start, end, its records' metadata): nothing is built per record until the
+        # writer reads it, so a single-event request pays one tuple for this.
         self.recent_bytes = min(recent_bytes, max_bytes)
-        self._recent: deque[tuple[int, int, int, list[bytes], list[tuple[bytes, int, int, int, int]]]] = deque()
+        self._recent: deque[tuple[int, int, int, list[tuple[bytes, int, int, int, int]]]] = deque()
         self._recent_size = 0
         self.recent_hits = 0   # records the writer took from memory
         self.disk_reads = 0    # records it read back from the segment files
@@ -162,16 +163,14 @@ class DurableBuffer:
         """Append one group of events (NDJSON); returns once it is acknowledged-safe (see ack)."""
         if self._closed:
             raise Unavailable("TEA is shutting down", retry_after_s=5, code="shutting_down")
-        append_ts = self.clock()
-        record = seg.encode_record(payload, count, min_ts, max_ts, append_ts)
-        if self.backlog_bytes + len(record) > self.max_bytes:
+        size = seg.HEADER.size + len(payload)
+        if self.backlog_bytes + size > self.max_bytes:
             self.refusing = True
             raise BufferFull(f"durable buffer is full ({self.max_bytes} bytes not yet stored); retry later",
                              retry_after_s=5)
-        self._pending.append(record)
-        self._pending_meta.append((payload, count, min_ts, max_ts, append_ts))
+        self._pending.append((payload, count, min_ts, max_ts, self.clock()))
         self._pending_events += count
-        self._appended_bytes += len(record)
+        self._appended_bytes += size
         self._wake.set()  # type: ignore[union-attr]
         if self.ack == "durable":
             waiter = asyncio.get_running_loop().create_future()
@@ -196,14 +195,13 @@ class DurableBuffer:
                     await wake.wait()
                 wake.clear()
                 continue
-            records, waiters, events = self._pending, self._waiters, self._pending_events
-            meta = self._pending_meta
-            self._pending, self._waiters, self._pending_events, self._pending_meta = [], [], 0, []
+            groups, waiters, events = self._pending, self._waiters, self._pending_events
+            self._pending, self._waiters, self._pending_events = [], [], 0
             try:
-                end, sealed, (segment, offset) = await loop.run_in_executor(self._io, self._write_group, records)
+                end, sealed, (segment, offset) = await loop.run_in_executor(self._io, self._write_group, groups)
             except OSError as exc:
                 self.write_errors += 1
-                self._appended_bytes -= sum(len(r) for r in records)
+                self._appended_bytes -= sum(seg.HEADER.size + len(g[0]) for g in groups)
                 log.error("buffer write failed: %s", exc)
                 error = Unavailable("durable buffer write failed; retry later", retry_after_s=5,
                                     code="buffer_write_failed")
@@ -214,22 +212,19 @@ class DurableBuffer:
             self._sealed.update(sealed)
             self.durable_end = end
             self.durable_events += events
-            self._remember(segment, offset, records, meta)
+            self._remember(segment, offset, groups)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
             self._data.set()  # type: ignore[union-attr]
 
-    def _write_group(self, records: list[bytes]) -> tuple[Position, dict[int, int], tuple[int, int]]:
+    def _write_group(self, groups: list[tuple[bytes, int, int, int, int]],
+                     ) -> tuple[Position, dict[int, int], tuple[int, int]]:
         """Write and sync one group; returns the end, segments sealed, and (segment, offset) it starts at."""
-        data = b"".join(records)
         before = self._active_size
         written_to = self._active
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            size = seg.write_records(self._fd, groups)
             if self.ack == "durable":
                 os.fdatasync(self._fd)
             else:
@@ -237,7 +232,7 @@ class DurableBuffer:
         except OSError:
             self._recover_after_failure(before)
             raise
-        self._active_size += len(data)
+        self._active_size += size
         sealed: dict[int, int] = {}
         if self._active_size >= self.segment_bytes:
             os.fsync(self._fd)
@@ -292,8 +287,7 @@ class DurableBuffer:
         if self._data is not None:
             self._data.set()
 
-    def _remember(self, segment: int, offset: int, records: list[bytes],
-                  meta: list[tuple[bytes, int, int, int, int]]) -> None:
+    def _remember(self, segment: int, offset: int, groups: list[tuple[bytes, int, int, int, int]]) -> None:
         """Keep a durable group's records in memory (bounded by ``recent_bytes``, oldest dropped)."""
         if not self.recent_bytes:
             return
@@ -304,8 +298,8 @@ class DurableBuffer:
                     not (offset == 0 and self._sealed.get(last_segment) == last_end):
                 recent.clear()
                 self._recent_size = 0
-        end = offset + sum(map(len, records))
-        recent.append((segment, offset, end, records, meta))
+        end = offset + sum(len(g[0]) for g in groups) + seg.HEADER.size * len(groups)
+        recent.append((segment, offset, end, groups))
         size = self._recent_size + end - offset
         while size > self.recent_bytes and recent:
             dropped = recent.popleft()
@@ -329,11 +323,12 @@ class DurableBuffer:
         events = spanned = 0
         start = pos.offset
         at_segment, at = pos.segment, start
-        for segment, offset, _end, encoded, meta in recent:
+        header = seg.HEADER.size
+        for segment, offset, _end, groups in recent:
             if events >= max_events:
                 break
-            for data, (payload, count, min_ts, max_ts, append_ts) in zip(encoded, meta):
-                end = offset + len(data)
+            for payload, count, min_ts, max_ts, append_ts in groups:
+                end = offset + header + len(payload)
                 if not records:
                     if end <= start:
                         offset = end  # read already, in an earlier batch (the group is split across reads)

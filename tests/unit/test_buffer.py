@@ -222,20 +222,22 @@ def test_write_failure_fails_the_waiters_and_leaves_no_torn_record(tmp_path: Pat
         buf = make(tmp_path)
         await buf.open()
         await buf.append(payload(1, "before"), 1, 1, 1)
-        real_write = os.write
+        real_write, real_writev = os.write, os.writev
         calls = 0
+
+        def short_writev(fd, parts):  # the disk takes 7 bytes of the record, then fails
+            return real_write(fd, b"".join(parts)[:7])
 
         def failing_write(fd, data):
             nonlocal calls
             calls += 1
-            real_write(fd, bytes(data)[:7])  # a partial write, then the disk fails
             raise OSError(28, "No space left on device")
-        os.write = failing_write  # type: ignore[assignment]
+        os.write, os.writev = failing_write, short_writev  # type: ignore[assignment]
         try:
             with pytest.raises(Exception, match="buffer write failed"):
                 await buf.append(payload(1, "lost"), 1, 1, 1)
         finally:
-            os.write = real_write  # type: ignore[assignment]
+            os.write, os.writev = real_write, real_writev  # type: ignore[assignment]
         assert calls == 1 and buf.write_errors == 1
         await buf.append(payload(1, "after"), 1, 1, 1)
         records, _ = await drain(buf)
