@@ -306,6 +306,14 @@ class DurableBuffer:
             size -= dropped[2] - dropped[1]
         self._recent_size = size
 
+    def first_append_ts(self, pos: Position) -> int | None:
+        """When the group holding the record at ``pos`` was appended (``clock`` µs), if memory still has it."""
+        self._forget_before(pos)
+        recent = self._recent
+        if recent and recent[0][0] == pos.segment and recent[0][1] <= pos.offset < recent[0][2]:
+            return recent[0][3][0][4]
+        return None
+
     def _forget_before(self, pos: Position) -> None:
         recent = self._recent
         while recent and (recent[0][0], recent[0][2]) <= (pos.segment, pos.offset):

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable
 import msgspec
 
 from tea.buffer.log import DurableBuffer, Position
+from tea.buffer.segments import Record
 from tea.errors import StorageDataError
 from tea.ops.telemetry import Telemetry
 from tea.storage.base import Storage
@@ -71,43 +72,68 @@ class Writer:
         self._holding_since_us: int | None = None
         self._waiting_since_us: int | None = None
         self._pos = Position(0, 0)
+        self._after: asyncio.Future[None] | None = None  # on_commit of the last committed batch
         self._log_after = 0.0
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
+        """Drain until stopped. Two things overlap the storage write of a batch: the processors of the batch
+        before it (``on_commit``; one batch at a time, in order) and, while a backlog of at least a full batch
+        waits, the read of the next batch (from memory, or from the segment files in a worker thread)."""
         buffer = self.buffer
         loop = asyncio.get_running_loop()
         pos = buffer.start
         self._check_replayed(pos)
-        while True:
-            pos = buffer.next_position(pos)
-            self._pos = pos
-            if not buffer.has_data(pos):
-                self._waiting_since_us = None
-                if self._stopping:
-                    buffer.release(pos, 0)  # drop a drained last segment too
-                    return
-                await buffer.wait_for_data(1.0)
-                continue
-            if self._waiting_since_us is None:
-                self._waiting_since_us = self.clock()
-            deadline = loop.time() + self.flush_interval_s
-            while not self._stopping and self.available() < self.batch_events:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                await buffer.wait_for_data(remaining)
-            records, end, spanned = await buffer.read(pos, self.batch_events)
-            if records:
-                self._holding_since_us = records[0].append_ts
-                batch = Batch([r.payload for r in records], sum(r.count for r in records),
-                              min(r.min_ts for r in records), max(r.max_ts for r in records))
-                await self._commit(batch)
-                self.consumed_events += batch.count
-            buffer.release(end, spanned)
-            self._holding_since_us = self._waiting_since_us = None
-            pos = end
-            self._check_replayed(buffer.next_position(pos))
+        ahead: asyncio.Task[tuple[list[Record], Position, int]] | None = None
+        try:
+            while True:
+                pos = buffer.next_position(pos)
+                self._pos = pos
+                if ahead is None:
+                    if not buffer.has_data(pos):
+                        self._waiting_since_us = None
+                        if self._stopping:
+                            await self._settle()
+                            buffer.release(pos, 0)  # drop a drained last segment too
+                            return
+                        await buffer.wait_for_data(1.0)
+                        continue
+                    if self._waiting_since_us is None:  # (when the oldest waiting event arrived, if known)
+                        self._waiting_since_us = buffer.first_append_ts(pos) or self.clock()
+                    waited_s = max(0.0, (self.clock() - self._waiting_since_us) / 1e6)
+                    deadline = loop.time() + self.flush_interval_s - waited_s
+                    while not self._stopping and self.available() < self.batch_events:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        await buffer.wait_for_data(remaining)
+                    records, end, spanned = await buffer.read(pos, self.batch_events)
+                else:
+                    records, end, spanned = await ahead
+                    ahead = None
+                if records:
+                    self._holding_since_us = records[0].append_ts
+                    batch = Batch([r.payload for r in records], sum(r.count for r in records),
+                                  min(r.min_ts for r in records), max(r.max_ts for r in records))
+                    if self.available() - batch.count >= self.batch_events and buffer.has_data(end):
+                        ahead = asyncio.ensure_future(buffer.read(buffer.next_position(end), self.batch_events))
+                    await self._commit(batch)
+                    self.consumed_events += batch.count
+                buffer.release(end, spanned)
+                self._holding_since_us = self._waiting_since_us = None
+                pos = end
+                self._check_replayed(buffer.next_position(pos))
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+            if self._after is not None and not self._after.done():
+                self._after.cancel()  # (only when run() itself was cancelled or failed)
+
+    async def _settle(self) -> None:
+        """Wait for the processors of the last committed batch."""
+        after, self._after = self._after, None
+        if after is not None:
+            await after
 
     def available(self) -> int:
         return self.buffer.durable_events - self.consumed_events
@@ -162,8 +188,9 @@ class Writer:
                 self.telemetry.storage_write_seconds.observe(self.stats.last_write_s)
                 self.telemetry.events_written.inc(result.written)
                 self.telemetry.duplicates.inc(result.duplicates)
-            if self.on_commit is not None:
-                await self.on_commit(batch)  # processors; may wait while their queue is full
+            if self.on_commit is not None:  # processors, while the next batch is written; in order, one at a time
+                await self._settle()  # (may wait while their queue is full)
+                self._after = asyncio.ensure_future(self.on_commit(batch))
             return
 
     def _failed(self, exc: BaseException) -> None:

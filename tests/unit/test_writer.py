@@ -113,3 +113,84 @@ def test_stop_drains_without_waiting_for_the_interval(tmp_path: Path) -> None:
         assert len(storage._events) == 7
         assert not list((tmp_path / "buffer").glob("*.seg"))  # drained and released
     asyncio.run(scenario())
+
+
+def test_processors_of_a_batch_run_while_the_next_batch_is_written(tmp_path: Path) -> None:
+    """on_commit of batch N overlaps the storage write of batch N+1 (here it can only finish once that
+    write has started), and batches reach it in order, once each."""
+    second_write = asyncio.Event()
+    handed: list[list[str]] = []
+
+    class Signalling(Recording):
+        async def write_batch(self, batch: Batch):
+            if self.batch_sizes:
+                second_write.set()
+            return await super().write_batch(batch)
+
+    async def on_commit(batch: Batch) -> None:
+        if not handed:
+            await asyncio.wait_for(second_write.wait(), 5)  # the old, serial writer never gets here
+        handed.append([e.event_id for e in batch.events()])
+
+    storage = Signalling()
+    chunks = [b"".join(line(f"e{i}-{j}") for j in range(10)) for i in range(6)]
+    writer = asyncio.run(run_writer(tmp_path, storage, chunks, batch_events=10, flush_interval_s=0.01,
+                                    on_commit=on_commit))
+    assert writer.stats.events_written == 60
+    assert handed == [[f"e{i}-{j}" for j in range(10)] for i in range(6)]
+
+
+def test_a_backlog_is_read_ahead_in_order_from_disk(tmp_path: Path) -> None:
+    """With a backlog of several batches and nothing kept in memory, the next batch is read from the
+    segment files while the current one is written: every event once, in order."""
+    async def scenario() -> list[str]:
+        buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=4096, recent_bytes=0)
+        await buf.open()
+        for i in range(40):
+            await buf.append(b"".join(line(f"e{i}-{j}") for j in range(5)), 5, 1, 1)
+        storage = Recording()
+        writer = Writer(buf, storage, batch_events=20, flush_interval_s=0.01)
+        task = asyncio.create_task(writer.run())
+        for _ in range(500):
+            if writer.consumed_events == 200:
+                break
+            await asyncio.sleep(0.01)
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+        await buf.close()
+        assert buf.disk_reads > 0 and buf.recent_hits == 0
+        assert storage.batch_sizes == [20] * 10
+        return [e.event_id for e in sorted(storage._events.values(), key=lambda e: e.received_at)]
+    ids = asyncio.run(scenario())
+    assert sorted(ids) == sorted(f"e{i}-{j}" for i in range(40) for j in range(5)) and len(set(ids)) == 200
+
+
+def test_the_flush_interval_counts_from_when_the_oldest_waiting_event_arrived(tmp_path: Path) -> None:
+    """An event appended while a slow write was running is written one interval after it arrived,
+    not one interval after the writer got round to it."""
+    class Slow(Recording):
+        async def write_batch(self, batch: Batch):
+            if not self.batch_sizes:
+                await asyncio.sleep(0.8)
+            return await super().write_batch(batch)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=10**6)
+        await buf.open()
+        storage = Slow()
+        writer = Writer(buf, storage, batch_events=2, flush_interval_s=1.0)
+        task = asyncio.create_task(writer.run())
+        started = loop.time()
+        await buf.append(line("a") + line("b"), 2, 1, 1)  # a full batch: written at once, slowly
+        await asyncio.sleep(0.05)
+        await buf.append(line("c"), 1, 1, 1)  # waits for a partner or the interval, from now
+        while writer.stats.events_written < 3 and loop.time() - started < 5:
+            await asyncio.sleep(0.01)
+        took = loop.time() - started
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+        await buf.close()
+        return took
+    took = asyncio.run(scenario())
+    assert took < 1.5, f"c was written {took:.2f} s after start: its interval began when the writer saw it (≈1.8 s)"
