@@ -109,15 +109,20 @@ class Writer:
                         await buffer.wait_for_data(remaining)
                     records, end, spanned = await buffer.read(pos, self.batch_events)
                 else:
-                    records, end, spanned = await ahead
-                    ahead = None
+                    found, ahead = await ahead, None
+                    if found is None:  # no full batch came while the last one was written: the usual way
+                        continue
+                    records, end, spanned = found
                 if records:
                     self._holding_since_us = records[0].append_ts
                     batch = Batch([r.payload for r in records], sum(r.count for r in records),
                                   min(r.min_ts for r in records), max(r.max_ts for r in records))
-                    if self.available() - batch.count >= self.batch_events and buffer.has_data(end):
-                        ahead = asyncio.ensure_future(buffer.read(buffer.next_position(end), self.batch_events))
-                    await self._commit(batch)
+                    committed = asyncio.Event()
+                    ahead = asyncio.ensure_future(self._read_ahead(end, batch.count, committed))
+                    try:
+                        await self._commit(batch)
+                    finally:
+                        committed.set()
                     self.consumed_events += batch.count
                 buffer.release(end, spanned)
                 self._holding_since_us = self._waiting_since_us = None
@@ -128,6 +133,17 @@ class Writer:
                 ahead.cancel()
             if self._after is not None and not self._after.done():
                 self._after.cancel()  # (only when run() itself was cancelled or failed)
+
+    async def _read_ahead(self, pos: Position, behind: int, committed: asyncio.Event,
+                          ) -> tuple[list[Record], Position, int] | None:
+        """While the batch of ``behind`` events before ``pos`` is written: once a full batch waits after it,
+        read that batch (None if none did before the write ended)."""
+        buffer = self.buffer
+        while self.available() - behind < self.batch_events or not buffer.has_data(pos):
+            if committed.is_set() or self._stopping:
+                return None
+            await asyncio.sleep(0.02)
+        return await buffer.read(buffer.next_position(pos), self.batch_events)
 
     async def _settle(self) -> None:
         """Wait for the processors of the last committed batch."""
