@@ -16,11 +16,8 @@ import msgspec
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_svc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_svc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_svc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 
 from tea.auth.principal import WRITE, Principal
 from tea.errors import (BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized,
@@ -306,8 +303,11 @@ _GRPC_STATUS = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMI
                 429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
 
-def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
-    async def export(request: Any, context: grpc.aio.ServicerContext) -> Any:
+def _export(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
+    """The Export handler of one signal. It takes the request's bytes (no deserializer registered): the
+    protobuf runtime checks them here — a malformed message is INVALID_ARGUMENT with the parser's reason —
+    and the native span mapper reads the same bytes, so nothing is serialized back."""
+    async def export(body: bytes, context: grpc.aio.ServicerContext) -> Any:
         meta = _MetadataRequest(context)
         try:
             principal = await app.auth.authenticate(meta)  # type: ignore[arg-type]
@@ -319,8 +319,9 @@ def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
             if not principal.can(WRITE):
                 raise Forbidden("this needs the events:write scope")
             await app.limiter.request(principal)
+            request = parse_pb(signal, body)
             if signal.name == "traces":
-                rejected, message = await ingest_traces_pb(app, signal, request, None, principal)
+                rejected, message = await ingest_traces_pb(app, signal, request, body, principal)
             else:
                 events = list(signal.from_pb(request, principal.is_admin))
                 rejected, message = await ingest(app, signal, events, principal)
@@ -339,19 +340,22 @@ def _servicer(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
     return export
 
 
-class _Trace(trace_grpc.TraceServiceServicer):
-    def __init__(self, app: "TeaApp") -> None:
-        self.Export = _servicer(app, SIGNALS["traces"])  # type: ignore[assignment]
+_SERVICES = {"traces": trace_svc, "logs": logs_svc, "metrics": metrics_svc}
 
 
-class _Logs(logs_grpc.LogsServiceServicer):
-    def __init__(self, app: "TeaApp") -> None:
-        self.Export = _servicer(app, SIGNALS["logs"])  # type: ignore[assignment]
+def _handlers(app: "TeaApp") -> list[grpc.GenericRpcHandler]:
+    """TraceService, LogsService and MetricsService, each with its one Export method, taking raw bytes."""
+    handlers = []
+    for name, module in _SERVICES.items():
+        [service] = module.DESCRIPTOR.services_by_name.values()
+        method = grpc.unary_unary_rpc_method_handler(_export(app, SIGNALS[name]), request_deserializer=None,
+                                                     response_serializer=_serialize)
+        handlers.append(grpc.method_handlers_generic_handler(service.full_name, {"Export": method}))
+    return handlers
 
 
-class _Metrics(metrics_grpc.MetricsServiceServicer):
-    def __init__(self, app: "TeaApp") -> None:
-        self.Export = _servicer(app, SIGNALS["metrics"])  # type: ignore[assignment]
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()
 
 
 async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int) -> grpc.aio.Server:
@@ -359,9 +363,7 @@ async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int
                                       ("grpc.max_send_message_length", max_message_bytes),
                                       # a taken port is an error, never a silent share with another process
                                       ("grpc.so_reuseport", 0)])
-    trace_grpc.add_TraceServiceServicer_to_server(_Trace(app), server)
-    logs_grpc.add_LogsServiceServicer_to_server(_Logs(app), server)
-    metrics_grpc.add_MetricsServiceServicer_to_server(_Metrics(app), server)
+    server.add_generic_rpc_handlers(_handlers(app))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:  # grpcio raises this when the bind fails (older releases return 0)

@@ -194,6 +194,13 @@ def test_partial_success_names_refused_spans(otel) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Export(big, metadata=(("authorization", f"Bearer {otel.token}"),))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    raw = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")  # bytes as they are
+    with pytest.raises(grpc.RpcError) as info:
+        raw(b"\x0a\x05\x0a", metadata=(("authorization", f"Bearer {otel.token}"),))  # a truncated message
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "invalid OTLP protobuf" in info.value.details()
+    ok = trace_svc.ExportTraceServiceResponse.FromString(
+        raw(request.SerializeToString(), metadata=(("authorization", f"Bearer {otel.token}"),)))
+    assert ok.partial_success.rejected_spans == 1
     channel.close()
 
 
