@@ -7,12 +7,16 @@ gRPC ``UNAUTHENTICATED`` / ``RESOURCE_EXHAUSTED`` / ``UNAVAILABLE``.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import grpc
 import msgspec
+import uvloop
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_svc
@@ -303,30 +307,17 @@ _GRPC_STATUS = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMI
                 429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
 
-def _export(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
-    """The Export handler of one signal. It takes the request's bytes (no deserializer registered): the
-    protobuf runtime checks them here — a malformed message is INVALID_ARGUMENT with the parser's reason —
-    and the native span mapper reads the same bytes, so nothing is serialized back."""
+def _export(app: "TeaApp", signal: Signal, main: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
+    """The Export handler of one signal, on the gRPC thread's loop. It takes the request's bytes (no
+    deserializer registered) and hands the work to TEA's event loop (``main``): there the protobuf runtime
+    checks them — a malformed message is INVALID_ARGUMENT with the parser's reason — and the native span
+    mapper reads the same bytes, so nothing is serialized back."""
     async def export(body: bytes, context: grpc.aio.ServicerContext) -> Any:
         meta = _MetadataRequest(context)
         try:
-            principal = await app.auth.authenticate(meta)  # type: ignore[arg-type]
-            if meta.state.get("verify_body") is not None:
-                # a signature covers the raw HTTP body; gRPC has none to check it against, so a signed (or,
-                # with auth.require_signature, any API-token) request is refused rather than let through
-                raise Unauthorized("request signatures cannot be verified over OTLP/gRPC; send them to "
-                                   "OTLP/HTTP", code="signature_unsupported")
-            if not principal.can(WRITE):
-                raise Forbidden("this needs the events:write scope")
-            await app.limiter.request(principal)
-            request = parse_pb(signal, body)
-            if signal.name == "traces":
-                rejected, message = await ingest_traces_pb(app, signal, request, body, principal)
-            else:
-                events = list(signal.from_pb(request, principal.is_admin))
-                rejected, message = await ingest(app, signal, events, principal)
+            rejected, message = await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(_export_work(app, signal, body, meta), main))
         except Unauthorized as exc:
-            app.auth_failed(meta, exc)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
         except (RateLimited, TooLarge) as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
@@ -340,15 +331,36 @@ def _export(app: "TeaApp", signal: Signal):  # type: ignore[no-untyped-def]
     return export
 
 
+async def _export_work(app: "TeaApp", signal: Signal, body: bytes, meta: _MetadataRequest) -> tuple[int, str]:
+    """One Export call's work, on TEA's event loop: authenticate, check, map, make durable."""
+    try:
+        principal = await app.auth.authenticate(meta)  # type: ignore[arg-type]
+        if meta.state.get("verify_body") is not None:
+            # a signature covers the raw HTTP body; gRPC has none to check it against, so a signed (or,
+            # with auth.require_signature, any API-token) request is refused rather than let through
+            raise Unauthorized("request signatures cannot be verified over OTLP/gRPC; send them to "
+                               "OTLP/HTTP", code="signature_unsupported")
+    except Unauthorized as exc:
+        app.auth_failed(meta, exc)
+        raise
+    if not principal.can(WRITE):
+        raise Forbidden("this needs the events:write scope")
+    await app.limiter.request(principal)
+    request = parse_pb(signal, body)
+    if signal.name == "traces":
+        return await ingest_traces_pb(app, signal, request, body, principal)
+    return await ingest(app, signal, list(signal.from_pb(request, principal.is_admin)), principal)
+
+
 _SERVICES = {"traces": trace_svc, "logs": logs_svc, "metrics": metrics_svc}
 
 
-def _handlers(app: "TeaApp") -> list[grpc.GenericRpcHandler]:
+def _handlers(app: "TeaApp", main: asyncio.AbstractEventLoop) -> list[grpc.GenericRpcHandler]:
     """TraceService, LogsService and MetricsService, each with its one Export method, taking raw bytes."""
     handlers = []
     for name, module in _SERVICES.items():
         [service] = module.DESCRIPTOR.services_by_name.values()
-        method = grpc.unary_unary_rpc_method_handler(_export(app, SIGNALS[name]), request_deserializer=None,
+        method = grpc.unary_unary_rpc_method_handler(_export(app, SIGNALS[name], main), request_deserializer=None,
                                                      response_serializer=_serialize)
         handlers.append(grpc.method_handlers_generic_handler(service.full_name, {"Export": method}))
     return handlers
@@ -358,18 +370,77 @@ def _serialize(message: Any) -> bytes:
     return message.SerializeToString()
 
 
-async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int) -> grpc.aio.Server:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
-                                      ("grpc.max_send_message_length", max_message_bytes),
-                                      # a taken port is an error, never a silent share with another process
-                                      ("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers(_handlers(app))
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:  # grpcio raises this when the bind fails (older releases return 0)
-        raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}: address in use or not available") from exc
-    if bound == 0:
-        raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}")
+class GrpcServer:
+    """The OTLP/gRPC server, on an event loop of its own in a thread (``tea-grpc``). grpc.aio accepts each
+    call through a turn of the loop that serves it: on TEA's event loop, busy with mapping and HTTP, calls
+    queued there (~700 calls/s, client p50 21 ms against a handler p50 of 4–8 ms). Here they are accepted at
+    once and each call's work runs on TEA's loop (``_export_work``), answered back through a future."""
+
+    def __init__(self, app: "TeaApp", host: str, port: int, max_message_bytes: int) -> None:
+        self.app, self.host, self.port, self.max_message_bytes = app, host, port, max_message_bytes
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: grpc.aio.Server | None = None
+        self.bound = 0
+        self._thread: threading.Thread | None = None
+        self._done: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        """Listen, or raise OSError (port taken or not available)."""
+        main = asyncio.get_running_loop()
+        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(main, ready), name="tea-grpc", daemon=True)
+        self._thread.start()
+        self.bound = await asyncio.wrap_future(ready)
+        log.info("OTLP/gRPC listening on %s:%d", self.host, self.bound)
+
+    def _run(self, main: asyncio.AbstractEventLoop, ready: "concurrent.futures.Future[int]") -> None:
+        loop = uvloop.new_event_loop()
+        self.loop = loop
+        try:
+            loop.run_until_complete(self._serve(main, ready))
+        except BaseException as exc:  # start-up failed: the caller gets it through `ready`
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.exception("the OTLP/gRPC server stopped unexpectedly")
+        finally:
+            loop.close()
+
+    async def _serve(self, main: asyncio.AbstractEventLoop, ready: "concurrent.futures.Future[int]") -> None:
+        self._done = asyncio.Event()
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.max_message_bytes),
+                                          ("grpc.max_send_message_length", self.max_message_bytes),
+                                          # a taken port is an error, never a silent share with another process
+                                          ("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers(_handlers(self.app, main))
+        address = f"{self.host}:{self.port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpcio raises this when the bind fails (older releases return 0)
+            raise OSError(f"cannot listen for OTLP/gRPC on {address}: address in use or not available") from exc
+        if bound == 0:
+            raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+        await server.start()
+        self.server = server
+        ready.set_result(bound)
+        await self._done.wait()
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let calls in flight finish within ``grace`` seconds, end the thread."""
+        loop, server, thread = self.loop, self.server, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+
+        async def stop_there() -> None:
+            if server is not None:
+                await server.stop(grace)
+            assert self._done is not None
+            self._done.set()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(stop_there(), loop))
+        await asyncio.to_thread(thread.join)
+
+
+async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int) -> GrpcServer:
+    server = GrpcServer(app, host, port, max_message_bytes)
     await server.start()
-    log.info("OTLP/gRPC listening on %s:%d", host, bound)
     return server
