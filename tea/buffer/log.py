@@ -163,7 +163,7 @@ class DurableBuffer:
         """Append one group of events (NDJSON); returns once it is acknowledged-safe (see ack)."""
         if self._closed:
             raise Unavailable("TEA is shutting down", retry_after_s=5, code="shutting_down")
-        size = seg.HEADER.size + len(payload)
+        size = seg.record_size(payload)
         if self.backlog_bytes + size > self.max_bytes:
             self.refusing = True
             raise BufferFull(f"durable buffer is full ({self.max_bytes} bytes not yet stored); retry later",
@@ -201,7 +201,7 @@ class DurableBuffer:
                 end, sealed, (segment, offset) = await loop.run_in_executor(self._io, self._write_group, groups)
             except OSError as exc:
                 self.write_errors += 1
-                self._appended_bytes -= sum(seg.HEADER.size + len(g[0]) for g in groups)
+                self._appended_bytes -= sum(seg.record_size(g[0]) for g in groups)
                 log.error("buffer write failed: %s", exc)
                 error = Unavailable("durable buffer write failed; retry later", retry_after_s=5,
                                     code="buffer_write_failed")
@@ -298,7 +298,7 @@ class DurableBuffer:
                     not (offset == 0 and self._sealed.get(last_segment) == last_end):
                 recent.clear()
                 self._recent_size = 0
-        end = offset + sum(len(g[0]) for g in groups) + seg.HEADER.size * len(groups)
+        end = offset + sum(seg.record_size(g[0]) for g in groups)
         recent.append((segment, offset, end, groups))
         size = self._recent_size + end - offset
         while size > self.recent_bytes and recent:
@@ -308,11 +308,13 @@ class DurableBuffer:
 
     def first_append_ts(self, pos: Position) -> int | None:
         """When the group holding the record at ``pos`` was appended (``clock`` µs), if memory still has it."""
+        return self._recent[0][3][0][4] if self._recent_at(pos) else None
+
+    def _recent_at(self, pos: Position) -> bool:
+        """Drop what memory holds before ``pos``; whether its first group now holds ``pos``."""
         self._forget_before(pos)
         recent = self._recent
-        if recent and recent[0][0] == pos.segment and recent[0][1] <= pos.offset < recent[0][2]:
-            return recent[0][3][0][4]
-        return None
+        return bool(recent) and recent[0][0] == pos.segment and recent[0][1] <= pos.offset < recent[0][2]
 
     def _forget_before(self, pos: Position) -> None:
         recent = self._recent
@@ -322,21 +324,20 @@ class DurableBuffer:
 
     def _from_memory(self, pos: Position, max_events: int) -> tuple[list[seg.Record], Position, int] | None:
         """The records from ``pos`` when memory holds the record starting there, else None."""
-        recent = self._recent
-        self._forget_before(pos)
-        if not recent or recent[0][0] != pos.segment or not recent[0][1] <= pos.offset < recent[0][2]:
+        if not self._recent_at(pos):
             return None
+        recent = self._recent
         records: list[seg.Record] = []
         append, Record = records.append, seg.Record
         events = spanned = 0
         start = pos.offset
         at_segment, at = pos.segment, start
-        header = seg.HEADER.size
+        size = seg.record_size
         for segment, offset, _end, groups in recent:
             if events >= max_events:
                 break
             for payload, count, min_ts, max_ts, append_ts in groups:
-                end = offset + header + len(payload)
+                end = offset + size(payload)
                 if not records:
                     if end <= start:
                         offset = end  # read already, in an earlier batch (the group is split across reads)

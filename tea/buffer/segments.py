@@ -19,7 +19,7 @@ MAGIC = 0x31414554  # b"TEA1" little-endian
 HEADER = struct.Struct("<IIIIqqq")
 _FIELDS = struct.Struct("<IIIqqq")  # the header without the crc, for the checksum
 SUFFIX = ".seg"
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024  # buffers per writev
 
 
 class CorruptRecord(Exception):
@@ -49,6 +49,7 @@ def encode_record(payload: bytes, count: int, min_ts: int, max_ts: int, append_t
 
 
 def record_size(payload: bytes) -> int:
+    """Bytes the record carrying ``payload`` takes in a segment."""
     return HEADER.size + len(payload)
 
 
@@ -60,9 +61,8 @@ def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int]]) -> in
         parts.append(encode_header(payload, count, min_ts, max_ts, append_ts))
         parts.append(payload)
     total = 0
-    step = min(_IOV_MAX, 1024)
-    for start in range(0, len(parts), step):
-        chunk = parts[start:start + step]
+    for start in range(0, len(parts), _IOV_MAX):
+        chunk = parts[start:start + _IOV_MAX]
         want = sum(map(len, chunk))
         written = os.writev(fd, chunk)
         if written < want:  # a short write (rare on files): the rest the plain way

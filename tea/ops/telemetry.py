@@ -104,11 +104,11 @@ class Telemetry:
             local.tallies = {}
             found = None
         if found is None:
-            found = local.tallies[key] = self._tally(metric, labels)
+            found = local.tallies[key] = self._tally(key, metric, labels)
         return found
 
-    def _tally(self, metric: Counter | Histogram, labels: tuple[str, ...]) -> "_CounterTally | _HistogramTally":
-        key = (id(metric), *labels)
+    def _tally(self, key: tuple[object, ...], metric: Counter | Histogram,
+               labels: tuple[str, ...]) -> "_CounterTally | _HistogramTally":
         with self._fold_lock:
             child = self._children.get(key)
             if child is None:
