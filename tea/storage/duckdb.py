@@ -111,6 +111,11 @@ EXPORT_CACHE_BYTES = 64 * 1024 * 1024
 EXPORT_TRIM_INTERVAL_S = 0.2
 
 
+# count(*) of every event (/health asks often): 0.5 ms per table instead of a scan through the view (40 ms of CPU
+# per million rows)
+_COUNT_ALL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {partition_table(n)})" for n in range(PARTITIONS))
+
+
 def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for tenant in tenants:
@@ -674,6 +679,8 @@ class DuckDBStorage:
 
     def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
         frm, params = scan(filter)
+        if frm == " FROM events":  # everything: each table's count comes from its row groups' metadata,
+            return cur.execute(_COUNT_ALL).fetchone()[0]  # type: ignore[index]  # the view's would scan them
         return cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
 
 
