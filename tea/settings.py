@@ -103,6 +103,10 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
 }
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -115,6 +119,7 @@ class Setting:
     secret: bool = False
     nullable: bool = False
     aliases: tuple[str, ...] = ()  # extra environment names
+    multiple_of: int | None = None  # "int" settings: the value must be a multiple of this
 
     @property
     def env(self) -> str:
@@ -125,9 +130,11 @@ class Setting:
             return "one of " + ", ".join(self.choices)
         text = _KINDS[self.kind][1]
         if self.minimum is not None and self.maximum is not None:
-            text += f" from {self.minimum:g} to {self.maximum:g}"
+            text += f" from {_number(self.minimum)} to {_number(self.maximum)}"
         elif self.minimum is not None:
-            text += f" >= {self.minimum:g}"
+            text += f" >= {_number(self.minimum)}"
+        if self.multiple_of is not None:
+            text += f", a multiple of {self.multiple_of}"
         return text
 
     def parse(self, value: Any, where: str) -> Any:
@@ -140,7 +147,8 @@ class Setting:
         if self.choices and parsed not in self.choices:
             raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
         if self.kind != "hours_map" and (self.minimum is not None and parsed < self.minimum
-                                         or self.maximum is not None and parsed > self.maximum):
+                                         or self.maximum is not None and parsed > self.maximum
+                                         or self.multiple_of is not None and parsed % self.multiple_of):
             raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
         return parsed
 
@@ -297,6 +305,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("duckdb.checkpoint_threshold", "str", "256MB",
             "WAL size at which DuckDB checkpoints into the file (DuckDB's own default, 16MB, rewrites the "
             "tables' last row groups so often that writes cost 1.5x more CPU at a few million rows)"),
+    Setting("duckdb.row_group_size", "int", 16384,
+            "rows per DuckDB row group: a write that fills whole row groups of a partition goes straight into "
+            "the file, compressed once, instead of through the WAL and a later checkpoint (122880 = DuckDB's own)",
+            minimum=2048, maximum=1048576, multiple_of=2048),
     Setting("postgres.auto_migrate", "bool", True, "postgres backend: apply the schema migrations at start; "
             "false: refuse to start on an old schema (run `tea migrate` first)"),
     Setting("postgres.pool_max", "int", 10, "postgres backend: most connections in the pool", minimum=1),

@@ -347,6 +347,64 @@ def test_duckdb_persists_across_reopen_and_versions_its_schema(tmp_path: Path) -
     asyncio.run(scenario())
 
 
+def _row_groups(path: str, table: str) -> list[int]:
+    import duckdb
+    with duckdb.connect(path, read_only=True) as con:
+        return [n for (n,) in con.execute(
+            f"SELECT max(count) FROM pragma_storage_info('{table}') WHERE column_name = 'event_id' "
+            "GROUP BY row_group_id ORDER BY row_group_id").fetchall()]
+
+
+def test_duckdb_row_group_size_applies_to_new_rows_of_an_existing_file(tmp_path: Path) -> None:
+    """A file written with DuckDB's own row groups (122 880 rows) takes new rows in the configured size;
+    reads (cursors), counts, exports and a reopen see every row."""
+    from tea.storage.duckdb_sql import partition_of, partition_table
+    path = str(tmp_path / "rg.duckdb")
+    table = partition_table(partition_of("t1"))
+
+    async def write(row_group_size: int | None, prefix: str, n: int, exported: int) -> None:
+        storage = DuckDBStorage(path, row_group_size=row_group_size)
+        await storage.open()
+        batch = from_wire([ev(f"{prefix}{i}", ts=T0 + i) for i in range(n)])
+        assert (await storage.write_batch(batch)).written == n
+        assert await storage.count() == exported
+        assert await storage.count(EventFilter(tenant_ids=("t1",))) == exported
+        assert len(await everything(storage, event_id=f"{prefix}0")) == 1
+        seen = 0
+        async for chunk in storage.iter_events(EventFilter(tenant_ids=("t1",)), chunk_rows=4096):
+            seen += len(chunk)
+        assert seen == exported
+        await storage.close()
+
+    asyncio.run(write(None, "old", 5000, 5000))
+    assert _row_groups(path, table) == [5000]
+    asyncio.run(write(2048, "new", 5000, 10000))  # 2 whole groups of 2048 written straight into the file
+    groups = _row_groups(path, table)
+    assert sum(groups) == 10000 and groups[0] == 5000 and groups.count(2048) >= 2, groups
+    asyncio.run(write(2048, "more", 10, 10010))  # reopened: the rows of both sizes are still there
+
+
+def test_duckdb_file_held_by_another_process_is_a_storage_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tea.errors import StorageError
+    path = str(tmp_path / "held.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               f"c = duckdb.connect({path!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for row_group_size in (None, 16384):
+            storage = DuckDBStorage(path, row_group_size=row_group_size)
+            with pytest.raises(StorageError, match="cannot open DuckDB file"):
+                asyncio.run(storage.open())
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()  # type: ignore[union-attr]
+
+
 def test_duckdb_refused_data_raises_storage_data_error(tmp_path: Path) -> None:
     async def scenario() -> None:
         storage = DuckDBStorage(str(tmp_path / "bad.duckdb"))

@@ -47,6 +47,9 @@ def test_config_flag_beats_config_env(tmp_path: Path) -> None:
     ({"TEA_RETENTION_HOURS": "-1"}, "invalid TEA_RETENTION_HOURS='-1': expected a whole number >= 0"),
     ({"TEA_BUFFER__MAX_BYTES": "lots"}, "invalid TEA_BUFFER__MAX_BYTES='lots': expected a size in bytes"),
     ({"TEA_BUFFER__ACK": "sometimes"}, "expected one of durable, memory"),
+    ({"TEA_DUCKDB__ROW_GROUP_SIZE": "3000"},
+     "invalid TEA_DUCKDB__ROW_GROUP_SIZE='3000': expected a whole number from 2048 to 1048576, a multiple of 2048"),
+    ({"TEA_DUCKDB__ROW_GROUP_SIZE": "1024"}, "invalid TEA_DUCKDB__ROW_GROUP_SIZE='1024'"),
 ])
 def test_invalid_values_give_one_line_naming_the_key(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
