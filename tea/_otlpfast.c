@@ -1,8 +1,8 @@
 /* tea._otlpfast: the native fast path for OTLP trace exports.
 
    map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol)
-   takes the bytes of a serialized ExportTraceServiceRequest that the protobuf runtime has already
-   accepted, and returns the NDJSON of the normalised span events exactly as
+   takes the bytes of a serialized ExportTraceServiceRequest as received, and returns the NDJSON of the
+   normalised span events exactly as
    tea.receive.otlp_map.pb_spans + tea.pipeline.normalise.Normaliser (without stages) +
    tea.types.encode_lines would produce them:
 
@@ -11,7 +11,10 @@
 
    or None ("not handled") for anything it does not reproduce exactly (duplicate attribute keys,
    deep AnyValue nesting, float token counts, missing ids, a repeated singular sub-message,
-   malformed or surprising wire data, ...): the caller then runs the Python path on the same request.
+   malformed or surprising wire data, ...): the caller then parses the request with the protobuf runtime
+   (upb) and runs the Python path. What it handles, upb accepts: every string field — also those it does
+   not store, and those of spans it refuses — is checked as strict UTF-8 and every sub-message for its
+   wire format (see "what the output never shows"), so the caller needs no parse by upb first.
    ``detail`` is the timestamp in µs (invalid_timestamp, clock_skew) or the tenant (forbidden_tenant);
    the caller builds the error messages.
 
@@ -404,6 +407,108 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ what the output never shows
+   The protobuf runtime (upb) refuses a request with invalid UTF-8 in any string field or a malformed
+   sub-message, including fields TEA does not store (schema URLs, scope version and attributes, trace
+   state, links, entity refs) and the spans it rejects. These checks make "handled" mean "upb accepts it
+   too", so a request the native mapper handles needs no parse by upb first. Anything unusual is "not
+   handled": the caller then parses with upb, which refuses it or hands it to the Python path. */
+static int chk_str(Rd *r, int wt) {
+    const uint8_t *q;
+    size_t m;
+    if (wt != 2 || rd_len(r, &q, &m)) return NH;
+    return utf8_count(q, m) < 0 ? NH : 0;
+}
+
+static int chk_any(const uint8_t *p, size_t n, int depth);
+
+static int chk_kv(const uint8_t *p, size_t n, int depth) { /* KeyValue */
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (chk_str(&r, wt)) return NH;
+        } else if (f == 2) {
+            if (wt != 2 || rd_len(&r, &q, &m) || chk_any(q, m, depth + 1)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+/* the entries (field 1) of an ArrayValue (AnyValues) or a KeyValueList (KeyValues) */
+static int chk_entries(const uint8_t *p, size_t n, int depth, int kvs) {
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (wt != 2 || rd_len(&r, &q, &m) || (kvs ? chk_kv(q, m, depth) : chk_any(q, m, depth))) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+static int chk_any(const uint8_t *p, size_t n, int depth) { /* AnyValue */
+    if (depth > MAX_DEPTH) return NH;
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (chk_str(&r, wt)) return NH;
+        } else if (f == 5 || f == 6) {
+            if (wt != 2 || rd_len(&r, &q, &m) || chk_entries(q, m, depth + 1, f == 6)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+/* a message whose fields 1..strings are strings and field `kvs` (0: none) KeyValues: Link (3 trace_state,
+   4 attributes), InstrumentationScope (1 name, 2 version, 3 attributes), Event (2 name, 3 attributes),
+   EntityRef (1-4, all strings) */
+static int chk_message(const uint8_t *p, size_t n, uint32_t first_str, uint32_t last_str, uint32_t kvs) {
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f >= first_str && f <= last_str) {
+            if (chk_str(&r, wt)) return NH;
+        } else if (kvs && f == kvs) {
+            if (wt != 2 || rd_len(&r, &q, &m) || chk_kv(q, m, 0)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+/* a sub-message field checked with chk_message */
+static int chk_field(Rd *r, int wt, uint32_t first_str, uint32_t last_str, uint32_t kvs) {
+    const uint8_t *q;
+    size_t m;
+    if (wt != 2 || rd_len(r, &q, &m)) return NH;
+    return chk_message(q, m, first_str, last_str, kvs);
+}
+
 static int kv_push(KVVec *vec, const uint8_t *p, size_t n) {
     if (vec->n == vec->cap) {
         size_t cap = vec->cap ? vec->cap * 2 : 64;
@@ -676,6 +781,18 @@ static int write_span_events(Ctx *c, Span *s) {
     return putch(b, ']');
 }
 
+/* A rejected span's line is never written: what writing it would have checked (nested attribute values,
+   the events), so that a rejection is never made of a request upb would refuse. */
+static int chk_unwritten(const KVVec *vec, size_t a0, size_t a1, const Span *s) {
+    for (size_t i = a0; i < a1; i++) {
+        const Val *v = &vec->a[i].v;
+        if ((v->type == V_ARR || v->type == V_KV) && chk_entries(v->s, v->n, 1, v->type == V_KV)) return NH;
+    }
+    for (size_t e = 0; e < s->n_events; e++)
+        if (chk_message(s->events[e], s->events_n[e], 2, 2, 3)) return NH;
+    return 0;
+}
+
 /* One span -> one NDJSON line (or a rejection). */
 static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     Span s;
@@ -733,6 +850,12 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         case 15:
             if (wt != 2 || have_status++ || rd_len(&r, &q, &m) || parse_status(&s, q, m)) goto nh;
             break;
+        case 3: /* trace_state: not stored, but a string upb checks */
+            if (chk_str(&r, wt)) goto nh;
+            break;
+        case 13: /* links: not stored; trace_state (3) and attributes (4) checked */
+            if (chk_field(&r, wt, 3, 3, 4)) goto nh;
+            break;
         default:
             if (rd_skip(&r, wt)) goto nh;
         }
@@ -765,11 +888,11 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     }
     if (us > c->max_us) {
         if (add_rejection(c, index, "invalid_timestamp", eid, PyLong_FromUnsignedLongLong(us))) goto nh;
-        goto done;
+        goto rejected;
     }
     if (us > c->latest) {
         if (add_rejection(c, index, "clock_skew", eid, PyLong_FromUnsignedLongLong(us))) goto nh;
-        goto done;
+        goto rejected;
     }
     if (c->tenant_from_resource && c->has_tenant) {
         if ((c->tenant.len && c->tenant.p[0] == '_') ||
@@ -778,7 +901,7 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
             if (add_rejection(c, index, "forbidden_tenant", eid,
                               PyUnicode_DecodeUTF8(c->tenant.p, (Py_ssize_t)c->tenant.len, "strict")))
                 goto nh;
-            goto done;
+            goto rejected;
         }
     }
 
@@ -911,6 +1034,9 @@ done:
     PyMem_Free(evs_heap);
     PyMem_Free(evn_heap);
     return rc;
+rejected:
+    if (chk_unwritten(&c->vec, s.attrs_start, s.attrs_end, &s)) goto nh;
+    goto done;
 nh:
     c->vec.n = s.attrs_start;
     PyMem_Free(evs_heap);
@@ -935,6 +1061,8 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             scope_n = m;
         } else if (f == 2) {
             if (wt != 2 || rd_len(&r, &q, &m)) return NH;
+        } else if (f == 3) { /* schema_url */
+            if (chk_str(&r, wt)) return NH;
         } else if (rd_skip(&r, wt)) {
             return NH;
         }
@@ -950,6 +1078,12 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             if (rd_tag(&s, &f, &wt)) return NH;
             if (f == 1) {
                 if (wt != 2 || rd_len(&s, &nm, &nm_n)) return NH;
+            } else if (f == 2) { /* version: not stored, but checked as upb does */
+                if (chk_str(&s, wt)) return NH;
+            } else if (f == 3) { /* attributes: not stored */
+                const uint8_t *q;
+                size_t m;
+                if (wt != 2 || rd_len(&s, &q, &m) || chk_kv(q, m, 0)) return NH;
             } else if (rd_skip(&s, wt)) {
                 return NH;
             }
@@ -993,6 +1127,8 @@ static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
             res_n = m;
         } else if (f == 2) {
             if (wt != 2 || rd_len(&r, &q, &m)) return NH;
+        } else if (f == 3) { /* schema_url */
+            if (chk_str(&r, wt)) return NH;
         } else if (rd_skip(&r, wt)) {
             return NH;
         }
@@ -1009,6 +1145,8 @@ static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
             if (rd_tag(&s, &f, &wt)) return NH;
             if (f == 1) {
                 if (wt != 2 || rd_len(&s, &q, &m) || kv_push(&c->vec, q, m)) return NH;
+            } else if (f == 3) { /* entity_refs: not stored; four string fields */
+                if (chk_field(&s, wt, 1, 4, 0)) return NH;
             } else if (rd_skip(&s, wt)) {
                 return NH;
             }

@@ -142,9 +142,10 @@ class Mapped:
 
 def map_native(normaliser: Normaliser, body: bytes, principal: Principal | None,
                source_protocol: str = "otlp") -> Mapped | None:
-    """The spans of ``body`` (a serialized ExportTraceServiceRequest the protobuf runtime accepted),
-    normalised and encoded exactly as ``pb_spans`` + ``Normaliser`` + ``encode_lines`` would; None when
-    the native mapper is unavailable or leaves this request to the Python path."""
+    """The spans of ``body`` (a serialized ExportTraceServiceRequest as received), normalised and encoded
+    exactly as ``pb_spans`` + ``Normaliser`` + ``encode_lines`` would; None when the native mapper is
+    unavailable or leaves this request to the protobuf runtime — which refuses what is malformed (the native
+    mapper handles nothing the runtime would refuse, unstored fields included) — and the Python path."""
     if not NATIVE_AVAILABLE or normaliser.stages:
         return None
     admin = principal is not None and principal.is_admin
@@ -187,17 +188,20 @@ def _mapper_counter(app: "TeaApp", path: str):  # type: ignore[no-untyped-def]
 
 async def ingest_traces_pb(app: "TeaApp", signal: Signal, message: Any, body: bytes | None,
                            principal: Principal) -> tuple[int, str]:
-    """A parsed protobuf ExportTraceServiceRequest (``body``: its bytes, if at hand): the native mapper
-    when it is on and handles the request, else the Python one."""
+    """A protobuf ExportTraceServiceRequest, as its bytes (``body``) or parsed (``message``): the native
+    mapper when it is on and handles the request — then it is never parsed into Python objects (0.8 µs per
+    span) — else parsed by the protobuf runtime (a malformed request is refused here) and mapped in Python."""
+    path = "python"
     if NATIVE_AVAILABLE and app.settings.otlp.native and not app.ingestor.normaliser.stages:
         mapped = map_native(app.ingestor.normaliser, body if body is not None else message.SerializeToString(),
                             principal)
         if mapped is not None:
             _mapper_counter(app, "native").inc()
             return await ingest_mapped(app, signal, mapped, principal)
-        _mapper_counter(app, "fallback").inc()
-    else:
-        _mapper_counter(app, "python").inc()
+        path = "fallback"
+    if message is None:
+        message = parse_pb(signal, body)  # type: ignore[arg-type]
+    _mapper_counter(app, path).inc()
     return await ingest(app, signal, list(signal.from_pb(message, principal.is_admin)), principal)
 
 
@@ -262,9 +266,7 @@ def http_routes(app: "TeaApp") -> list[Route]:
                 await app.admit(request, WRITE)
                 body = await request.body(app.settings.otlp.max_message_bytes)
                 if signal.name == "traces" and media_type == PROTOBUF:
-                    # parsed first: the protobuf runtime decides what is valid, the native mapper only maps
-                    rejected, message = await ingest_traces_pb(app, signal, parse_pb(signal, body), body,
-                                                               request.state["principal"])
+                    rejected, message = await ingest_traces_pb(app, signal, None, body, request.state["principal"])
                 else:
                     events = events_from(signal, body, media_type, request.state["principal"])
                     rejected, message = await ingest(app, signal, events, request.state["principal"])
@@ -346,9 +348,9 @@ async def _export_work(app: "TeaApp", signal: Signal, body: bytes, meta: _Metada
     if not principal.can(WRITE):
         raise Forbidden("this needs the events:write scope")
     await app.limiter.request(principal)
-    request = parse_pb(signal, body)
     if signal.name == "traces":
-        return await ingest_traces_pb(app, signal, request, body, principal)
+        return await ingest_traces_pb(app, signal, None, body, principal)
+    request = parse_pb(signal, body)
     return await ingest(app, signal, list(signal.from_pb(request, principal.is_admin)), principal)
 
 
