@@ -30,8 +30,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=1, help="load processes (default 1)")
     parser.add_argument("--concurrency", type=int, help="in-flight requests per load process (default: 8 HTTP "
                         "connections, 16 gRPC calls)")
-    parser.add_argument("--grpc-mode", choices=("aio", "threads"), default="aio",
-                        help="grpc.aio tasks or sync stub in threads (default aio)")
+    parser.add_argument("--grpc-mode", choices=("aio", "threads", "raw"), default="aio",
+                        help="grpc.aio tasks with the stub, sync stub in threads, or grpc.aio sending the "
+                        "bodies' bytes as they are (raw; no protobuf message on the client) (default aio)")
     parser.add_argument("--channels", type=int, default=1, help="gRPC channels per load process (default 1)")
     parser.add_argument("--transports", default="http,grpc", help="comma list of http, grpc (default both)")
     parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES (default 8GiB)")

@@ -28,7 +28,8 @@ class LoadSpec:
     concurrency: int    # in-flight requests per load process
     duration: float
     max_requests: int   # per load process; only bounds a runaway loop
-    grpc_mode: str = "aio"  # "aio" (grpc.aio, one event loop) or "threads" (sync stub, a thread per call)
+    grpc_mode: str = "aio"  # "aio" (grpc.aio, one event loop), "threads" (sync stub, a thread per call) or
+    #                         "raw" (grpc.aio sending the bodies' bytes, no protobuf message on the client)
     channels: int = 1   # gRPC channels (TCP connections) per load process
 
 
