@@ -420,9 +420,27 @@ static int chk_str(Rd *r, int wt) {
     return utf8_count(q, m) < 0 ? NH : 0;
 }
 
-static int chk_any(const uint8_t *p, size_t n, int depth);
+/* The messages checked, by what upb would check in them: the string fields lo..hi and up to two
+   sub-message fields, each of a shape here; `deeper` is how much a sub-message adds to the nesting
+   depth (AnyValues nested past MAX_DEPTH are declined, as the mapper declines them when writing). */
+enum { C_ANY, C_KV, C_ARRAY, C_KVLIST, C_LINK, C_EVENT, C_ENTITY_REF };
+typedef struct {
+    uint32_t lo, hi;
+    struct { uint32_t field; int shape, deeper; } sub[2];
+} Shape;
+static const Shape SHAPES[] = {
+    [C_ANY] = {1, 1, {{5, C_ARRAY, 1}, {6, C_KVLIST, 1}}},  /* string_value; array_value, kvlist_value */
+    [C_KV] = {1, 1, {{2, C_ANY, 1}, {0, 0, 0}}},             /* key; value */
+    [C_ARRAY] = {0, 0, {{1, C_ANY, 0}, {0, 0, 0}}},          /* values */
+    [C_KVLIST] = {0, 0, {{1, C_KV, 0}, {0, 0, 0}}},          /* values */
+    [C_LINK] = {3, 3, {{4, C_KV, 0}, {0, 0, 0}}},            /* trace_state; attributes */
+    [C_EVENT] = {2, 2, {{3, C_KV, 0}, {0, 0, 0}}},           /* name; attributes */
+    [C_ENTITY_REF] = {1, 4, {{0, 0, 0}, {0, 0, 0}}},         /* schema_url, type, id_keys, description_keys */
+};
 
-static int chk_kv(const uint8_t *p, size_t n, int depth) { /* KeyValue */
+static int chk(int shape, const uint8_t *p, size_t n, int depth) {
+    const Shape *sh = &SHAPES[shape];
+    if (shape == C_ANY && depth > MAX_DEPTH) return NH;
     Rd r = {p, p + n};
     while (r.p < r.end) {
         uint32_t f;
@@ -430,10 +448,11 @@ static int chk_kv(const uint8_t *p, size_t n, int depth) { /* KeyValue */
         const uint8_t *q;
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
-        if (f == 1) {
+        if (f >= sh->lo && f <= sh->hi) {
             if (chk_str(&r, wt)) return NH;
-        } else if (f == 2) {
-            if (wt != 2 || rd_len(&r, &q, &m) || chk_any(q, m, depth + 1)) return NH;
+        } else if (f == sh->sub[0].field || f == sh->sub[1].field) {
+            int i = f == sh->sub[0].field ? 0 : 1;
+            if (wt != 2 || rd_len(&r, &q, &m) || chk(sh->sub[i].shape, q, m, depth + sh->sub[i].deeper)) return NH;
         } else if (rd_skip(&r, wt)) {
             return NH;
         }
@@ -441,72 +460,12 @@ static int chk_kv(const uint8_t *p, size_t n, int depth) { /* KeyValue */
     return 0;
 }
 
-/* the entries (field 1) of an ArrayValue (AnyValues) or a KeyValueList (KeyValues) */
-static int chk_entries(const uint8_t *p, size_t n, int depth, int kvs) {
-    Rd r = {p, p + n};
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        const uint8_t *q;
-        size_t m;
-        if (rd_tag(&r, &f, &wt)) return NH;
-        if (f == 1) {
-            if (wt != 2 || rd_len(&r, &q, &m) || (kvs ? chk_kv(q, m, depth) : chk_any(q, m, depth))) return NH;
-        } else if (rd_skip(&r, wt)) {
-            return NH;
-        }
-    }
-    return 0;
-}
-
-static int chk_any(const uint8_t *p, size_t n, int depth) { /* AnyValue */
-    if (depth > MAX_DEPTH) return NH;
-    Rd r = {p, p + n};
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        const uint8_t *q;
-        size_t m;
-        if (rd_tag(&r, &f, &wt)) return NH;
-        if (f == 1) {
-            if (chk_str(&r, wt)) return NH;
-        } else if (f == 5 || f == 6) {
-            if (wt != 2 || rd_len(&r, &q, &m) || chk_entries(q, m, depth + 1, f == 6)) return NH;
-        } else if (rd_skip(&r, wt)) {
-            return NH;
-        }
-    }
-    return 0;
-}
-
-/* a message whose fields 1..strings are strings and field `kvs` (0: none) KeyValues: Link (3 trace_state,
-   4 attributes), InstrumentationScope (1 name, 2 version, 3 attributes), Event (2 name, 3 attributes),
-   EntityRef (1-4, all strings) */
-static int chk_message(const uint8_t *p, size_t n, uint32_t first_str, uint32_t last_str, uint32_t kvs) {
-    Rd r = {p, p + n};
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        const uint8_t *q;
-        size_t m;
-        if (rd_tag(&r, &f, &wt)) return NH;
-        if (f >= first_str && f <= last_str) {
-            if (chk_str(&r, wt)) return NH;
-        } else if (kvs && f == kvs) {
-            if (wt != 2 || rd_len(&r, &q, &m) || chk_kv(q, m, 0)) return NH;
-        } else if (rd_skip(&r, wt)) {
-            return NH;
-        }
-    }
-    return 0;
-}
-
-/* a sub-message field checked with chk_message */
-static int chk_field(Rd *r, int wt, uint32_t first_str, uint32_t last_str, uint32_t kvs) {
+/* a sub-message field of that shape */
+static int chk_field(Rd *r, int wt, int shape) {
     const uint8_t *q;
     size_t m;
     if (wt != 2 || rd_len(r, &q, &m)) return NH;
-    return chk_message(q, m, first_str, last_str, kvs);
+    return chk(shape, q, m, 0);
 }
 
 static int kv_push(KVVec *vec, const uint8_t *p, size_t n) {
@@ -786,10 +745,11 @@ static int write_span_events(Ctx *c, Span *s) {
 static int chk_unwritten(const KVVec *vec, size_t a0, size_t a1, const Span *s) {
     for (size_t i = a0; i < a1; i++) {
         const Val *v = &vec->a[i].v;
-        if ((v->type == V_ARR || v->type == V_KV) && chk_entries(v->s, v->n, 1, v->type == V_KV)) return NH;
+        if ((v->type == V_ARR || v->type == V_KV) && chk(v->type == V_KV ? C_KVLIST : C_ARRAY, v->s, v->n, 1))
+            return NH;
     }
     for (size_t e = 0; e < s->n_events; e++)
-        if (chk_message(s->events[e], s->events_n[e], 2, 2, 3)) return NH;
+        if (chk(C_EVENT, s->events[e], s->events_n[e], 0)) return NH;
     return 0;
 }
 
@@ -854,7 +814,7 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
             if (chk_str(&r, wt)) goto nh;
             break;
         case 13: /* links: not stored; trace_state (3) and attributes (4) checked */
-            if (chk_field(&r, wt, 3, 3, 4)) goto nh;
+            if (chk_field(&r, wt, C_LINK)) goto nh;
             break;
         default:
             if (rd_skip(&r, wt)) goto nh;
@@ -1081,9 +1041,7 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             } else if (f == 2) { /* version: not stored, but checked as upb does */
                 if (chk_str(&s, wt)) return NH;
             } else if (f == 3) { /* attributes: not stored */
-                const uint8_t *q;
-                size_t m;
-                if (wt != 2 || rd_len(&s, &q, &m) || chk_kv(q, m, 0)) return NH;
+                if (chk_field(&s, wt, C_KV)) return NH;
             } else if (rd_skip(&s, wt)) {
                 return NH;
             }
@@ -1146,7 +1104,7 @@ static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
             if (f == 1) {
                 if (wt != 2 || rd_len(&s, &q, &m) || kv_push(&c->vec, q, m)) return NH;
             } else if (f == 3) { /* entity_refs: not stored; four string fields */
-                if (chk_field(&s, wt, 1, 4, 0)) return NH;
+                if (chk_field(&s, wt, C_ENTITY_REF)) return NH;
             } else if (rd_skip(&s, wt)) {
                 return NH;
             }
