@@ -25,10 +25,8 @@ from typing import Any
 import duckdb
 
 from tea.storage.duckdb_sql import partition_of, partition_table
-from tea.settings import SETTINGS
-from tea.storage.duckdb import COLUMN_TYPES, DuckDBStorage, sql_string
+from tea.storage.duckdb import COLUMN_TYPES, DuckDBStorage, connect
 
-ROW_GROUP_SIZE = next(s.default for s in SETTINGS if s.key == "duckdb.row_group_size")
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt
 # (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size)
 GENERATOR_VERSION = 3
@@ -161,9 +159,7 @@ def _build(data_dir: str, n: int, seed: int) -> int:
     os.makedirs(data_dir)
     db_path = os.path.join(data_dir, "tea.duckdb")
     asyncio.run(_create_schema(db_path))
-    with duckdb.connect(":memory:") as con:  # row groups as TEA writes them (the size is an ATTACH option)
-        con.execute(f"ATTACH {sql_string(db_path)} AS tea (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
-        con.execute("USE tea")
+    with connect(db_path) as con:  # row groups of TEA's default size, as TEA writes them
         con.execute("SET enable_progress_bar = false")
         con.execute(generate_sql(n, seed))
         insert_partitions(con)

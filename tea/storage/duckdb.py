@@ -113,9 +113,27 @@ EXPORT_TRIM_INTERVAL_S = 0.2
 
 # the name the DuckDB file is attached under (when a row group size is set)
 DATABASE = "tea"
+ROW_GROUP_SIZE = 16384  # the default of duckdb.row_group_size
 # count(*) of every event (/health asks often): 0.5 ms per table instead of a scan through the view (40 ms of CPU
 # per million rows)
 _COUNT_ALL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {partition_table(n)})" for n in range(PARTITIONS))
+
+
+def connect(path: str, config: dict[str, Any] | None = None,
+            row_group_size: int | None = ROW_GROUP_SIZE) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the file at ``path``, new row groups ``row_group_size`` rows
+    (None: DuckDB's own). The size is an option of ATTACH, not of connect(): the file is attached to an
+    in-memory instance and made this connection's default database (a cursor needs ``USE`` again)."""
+    if not row_group_size:
+        return duckdb.connect(path, config=config or {})
+    con = duckdb.connect(":memory:", config=config or {})
+    try:
+        con.execute(f"ATTACH {sql_string(path)} AS {DATABASE} (ROW_GROUP_SIZE {int(row_group_size)})")
+        con.execute(f"USE {DATABASE}")
+    except duckdb.Error:
+        con.close()
+        raise
+    return con
 
 
 def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
@@ -135,7 +153,7 @@ class DuckDBStorage:
 
     def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
                  memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
-                 checkpoint_threshold: str | None = "256MB", row_group_size: int | None = 16384,
+                 checkpoint_threshold: str | None = "256MB", row_group_size: int | None = ROW_GROUP_SIZE,
                  readers: int = 4, export_cache_bytes: int = EXPORT_CACHE_BYTES) -> None:
         self.path = path
         self.export_cache_bytes = export_cache_bytes
@@ -170,19 +188,8 @@ class DuckDBStorage:
         if self.checkpoint_threshold:
             config["checkpoint_threshold"] = self.checkpoint_threshold
         try:
-            if self.row_group_size:
-                # the row group size is an option of ATTACH, not of connect(): the file is attached to an
-                # in-memory instance and made the default database of this connection and of every cursor
-                self._con = duckdb.connect(":memory:", config=config)
-                self._con.execute(f"ATTACH {sql_string(self.path)} AS {DATABASE} "
-                                  f"(ROW_GROUP_SIZE {int(self.row_group_size)})")
-                self._con.execute(f"USE {DATABASE}")
-            else:
-                self._con = duckdb.connect(self.path, config=config)
+            self._con = connect(self.path, config, self.row_group_size)
         except duckdb.Error as exc:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
             raise StorageError(f"cannot open DuckDB file {self.path}: {exc}") from exc
         self._migrate(self._con)
         # restored after each cache trim: the configured text, else DuckDB's default as it prints it (rounded

@@ -148,3 +148,8 @@ def test_bad_per_tenant_retention_is_one_line_naming_the_variable(text: str) -> 
     with pytest.raises(ConfigError) as info:
         load({}, env={"TEA_RETENTION_TENANT_HOURS": text})
     assert "TEA_RETENTION_TENANT_HOURS" in str(info.value) and "acme=48,beta=0" in str(info.value)
+
+
+def test_duckdb_row_group_size_default_is_the_storage_default() -> None:
+    from tea.storage.duckdb import ROW_GROUP_SIZE
+    assert load({}, env={}).duckdb.row_group_size == ROW_GROUP_SIZE
