@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tea.pipeline.process import ProcessorRunner
 from tea.storage.memory import MemoryStorage
@@ -83,3 +85,57 @@ def test_contains_any_native_and_python_agree() -> None:
     from tea.receive.otlp_analytics import OtelAnalytics
     span = b'{"event_type":"span","attributes":{"http.method":"GET"}}\n'
     assert OtelAnalytics.wants_any([b'{"event_type":"log"}\n', span]) and not OtelAnalytics.wants_any([span[:20]])
+
+
+_find_any = pytest.importorskip("tea._otlpfast").find_any  # (the extension is built by the project's setup)
+
+
+def _occurs(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> set[int]:
+    chunks = data if isinstance(data, list) else [data]
+    return {i for i, needle in enumerate(needles) for chunk in chunks if needle in chunk}
+
+
+def test_find_any_finds_needles_wherever_they_sit() -> None:
+    """Several needles are searched in one pass, 32 positions at a time: a needle at the very start, across a
+    block's end, in the last bytes (where the block loads would pass the end), split between two chunks (never
+    found: chunks are searched each on its own), longer than the text, or empty."""
+    routing = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
+    filler = b'{"event_type":"span","attributes":{"http.request.method":"GET","event":"x","type":"y"}}\n' * 3
+    for needle_index, needle in enumerate(routing):
+        for at in [0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 100, len(filler)]:
+            text = filler[:at] + needle + filler[at:]
+            assert _find_any(text, routing) == needle_index, (needle, at)
+            assert _find_any([filler, text], routing) == needle_index
+            tail = filler + needle  # the needle ends the text
+            assert _find_any(tail, routing) == needle_index
+            assert _find_any(needle, routing) == needle_index  # the text is the needle
+    assert _find_any(filler, routing) == -1
+    assert _find_any([filler + routing[0][:7], routing[0][7:] + filler], routing) == -1
+    assert _find_any(b"short", routing) == -1 and _find_any(b"", routing) == -1 and _find_any([], routing) == -1
+    assert _find_any(filler, (b"nope", b"")) == 1  # an empty needle occurs everywhere
+    many = tuple(b'"key%d"' % i for i in range(9)) + (b'"http.method"',)  # more than are searched together
+    assert _find_any(filler + b'{"http.method":1}', many) == 9 and _find_any(filler, many) == -1
+    near = b'"event.categorx" "http.methoe" "feature.nam" "event.typ"' * 4  # first, middle, last bytes but not all
+    assert _find_any(near, routing) == -1
+    with pytest.raises(TypeError):
+        _find_any(filler, (b"x", "text"))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks=st.lists(st.binary(max_size=200), max_size=4),
+       needles=st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=5),
+       planted=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 300)), max_size=3))
+def test_find_any_agrees_with_python(chunks: list[bytes], needles: list[bytes],
+                                     planted: list[tuple[int, int, int]]) -> None:
+    """Random texts and needles (some planted at random places): a needle is reported exactly when one occurs,
+    and the needle reported does occur."""
+    for chunk_index, needle_index, at in planted:
+        if chunk_index < len(chunks):
+            chunk = chunks[chunk_index]
+            at = min(at, len(chunk))
+            chunks[chunk_index] = chunk[:at] + needles[needle_index % len(needles)] + chunk[at:]
+    wanted = tuple(needles)
+    for data in (chunks, b"".join(chunks)):
+        occurring = _occurs(data, wanted)
+        found = _find_any(data, wanted)
+        assert (found in occurring) if occurring else found == -1, (data, wanted, found)
