@@ -1,4 +1,5 @@
-"""OTLP/gRPC load: ``TraceServiceStub(channel).Export(request, metadata=...)`` from one load process.
+"""OTLP/gRPC load with grpcio's own client: ``TraceServiceStub(channel).Export(request, metadata=...)`` from one
+load process (``--grpc-mode aio|threads|raw``; the default ``h2`` is the lean client of ``otlp_h2``).
 
 Three ways to keep ``concurrency`` calls in flight: ``aio`` — grpc.aio, one asyncio loop, that many
 tasks spread over ``channels`` channels; ``threads`` — the sync stub, one thread per call slot; ``raw`` —

@@ -20,7 +20,7 @@ class Config:
     duration: float = 15.0
     processes: int = 1
     concurrency: int = 8        # in-flight requests per load process
-    grpc_mode: str = "aio"
+    grpc_mode: str = "h2"
     channels: int = 1
     drain_timeout: float = 60.0
     health_poll_s: float = 0.1  # how often /health (events_written) and RSS are sampled

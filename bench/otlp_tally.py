@@ -28,8 +28,9 @@ class LoadSpec:
     concurrency: int    # in-flight requests per load process
     duration: float
     max_requests: int   # per load process; only bounds a runaway loop
-    grpc_mode: str = "aio"  # "aio" (grpc.aio, one event loop), "threads" (sync stub, a thread per call) or
-    #                         "raw" (grpc.aio sending the bodies' bytes, no protobuf message on the client)
+    grpc_mode: str = "h2"  # "h2" (otlp_h2: gRPC's HTTP/2 framing by hand), "aio" (grpc.aio, one event loop),
+    #                        "threads" (sync stub, a thread per call) or "raw" (grpc.aio sending the bodies'
+    #                        bytes, no protobuf message on the client)
     channels: int = 1   # gRPC channels (TCP connections) per load process
 
 
@@ -84,6 +85,10 @@ def _worker(spec: LoadSpec, index: int, ready: mp.Queue, go: mp.Event, results: 
             import uvloop
             from bench.otlp_http import run_http
             results.put(uvloop.run(run_http(spec, index, started)))
+        elif spec.grpc_mode == "h2":
+            import uvloop
+            from bench.otlp_h2 import run_h2
+            results.put(uvloop.run(run_h2(spec, index, started)))
         else:
             from bench.otlp_grpc import run_grpc
             results.put(run_grpc(spec, index, started))
