@@ -99,7 +99,8 @@ class TeaApp:
         self.telemetry.watch(self.buffer, self.writer)
         self.retention = RetentionJob(self.storage, settings.retention_hours_effective,
                                       settings.retention_interval_s, clock, settings.retention_tenant_hours,
-                                      self.telemetry, audit_hours=settings.audit.retention_hours)
+                                      self.telemetry, audit_hours=settings.audit.retention_hours,
+                                      records_hours=settings.records.retention_hours)
         self.router = Router()
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd = -1

@@ -177,6 +177,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_interval_s", "float", 300.0, "how often the retention job runs", minimum=1),
     Setting("audit.retention_hours", "int", 2160, "delete audit-log rows older than this (90 days); 0 keeps them "
             "forever", minimum=0),
+    Setting("records.retention_hours", "int", 2160, "delete alert history and the registry's transition and "
+            "audit records older than this (90 days); 0 keeps them forever", minimum=0),
     Setting("auth_validation", "bool", True, "require credentials; false = development mode (no credentials "
             "needed, tenant from the body)"),
     Setting("default_tenant", "str", "default", "dev mode and admins: tenant of events that name none"),

@@ -1,9 +1,10 @@
-"""The retention job: on a schedule, delete events older than their tenant's retention, and
-audit-log rows older than ``audit.retention_hours``.
+"""The retention job: on a schedule, delete events older than their tenant's retention, audit-log rows
+older than ``audit.retention_hours``, and records (alert history, the registry's transitions and audit)
+older than ``records.retention_hours``.
 
 A tenant's retention is, in order: an override set through the admin API (stored with the data),
 an override from the settings (``retention_tenant_hours``), else ``retention_hours``. 0 keeps
-events (or audit rows) forever.
+events (or audit rows, or records) forever.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ HOUR_US = 3_600_000_000
 class RetentionJob:
     def __init__(self, storage: Storage, hours: int, interval_s: float, clock: Callable[[], int] = now_us,
                  tenant_hours: Mapping[str, int] | None = None, telemetry: Telemetry | None = None,
-                 audit_hours: int = 0) -> None:
+                 audit_hours: int = 0, records_hours: int = 0) -> None:
         self.storage = storage
         self.hours = hours
         self.audit_hours = audit_hours
         self.audit_purged_total = 0
+        self.records_hours = records_hours
+        self.records_purged_total = 0
         self.interval_s = interval_s
         self.clock = clock
         self.tenant_hours = dict(tenant_hours or {})
@@ -53,6 +56,7 @@ class RetentionJob:
             if hours > 0:
                 purged += await self.storage.purge_older_than(now - hours * HOUR_US, tenant_ids=(tenant,))
         audit_purged = await self.purge_audit(now)
+        records_purged = await self.purge_records(now)
         # together, once the run is over: /health never shows a run's purge count with the previous run's time
         self.purged_total += purged
         self.last_purged = purged
@@ -60,8 +64,9 @@ class RetentionJob:
         if self.telemetry is not None:
             self.telemetry.retention_purged.inc(purged)
             self.telemetry.retention_runs.labels("ok").inc()
-        if purged or audit_purged:
-            log.info("retention: deleted %d events, %d audit-log rows", purged, audit_purged)
+        if purged or audit_purged or records_purged:
+            log.info("retention: deleted %d events, %d audit-log rows, %d history records", purged, audit_purged,
+                     records_purged)
         return purged
 
     async def purge_audit(self, now: int) -> int:
@@ -72,6 +77,16 @@ class RetentionJob:
         self.audit_purged_total += purged
         if self.telemetry is not None:
             self.telemetry.audit_purged.inc(purged)
+        return purged
+
+    async def purge_records(self, now: int) -> int:
+        """Delete alert-history and registry records past ``records_hours`` (0: keep them); returns rows deleted."""
+        if self.records_hours <= 0:
+            return 0
+        purged = await self.storage.purge_records_older_than(now - self.records_hours * HOUR_US)
+        self.records_purged_total += purged
+        if self.telemetry is not None:
+            self.telemetry.records_purged.inc(purged)
         return purged
 
     async def run(self) -> None:

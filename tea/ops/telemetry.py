@@ -69,6 +69,8 @@ class Telemetry:
                                      "them) or write_failed (storage refused the batch)", ["reason"], registry=r)
         self.audit_purged = Counter("tea_audit_purged_total", "Audit-log rows deleted by retention "
                                     "(audit.retention_hours)", registry=r)
+        self.records_purged = Counter("tea_records_purged_total", "Alert-history and registry transition/audit "
+                                      "records deleted by retention (records.retention_hours)", registry=r)
         self.do_not_track = Counter("tea_do_not_track_total", "Requests answered 204 for DNT: 1", ["protocol"],
                                     registry=r)
         self.dlq_entries = Counter("tea_dlq_entries_total", "Batches sent to the dead-letter queue, by processor",

@@ -77,6 +77,10 @@ class Storage(Protocol):
     async def purge_audit_older_than(self, cutoff_us: int) -> int:
         """Delete audit-log rows recorded before ``cutoff_us``; returns rows deleted."""
 
+    async def purge_records_older_than(self, cutoff_us: int) -> int:
+        """Delete records of every kind (alert history, registry transitions and audit) appended for a time
+        before ``cutoff_us``; returns rows deleted."""
+
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
         """Trace summaries (spans grouped by tenant and trace id), newest first: only traces with a span of

@@ -325,13 +325,17 @@ class ClickHouseStorage:
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], msgspec.json.decode(r[7])) for r in rows]
 
     async def purge_audit_older_than(self, cutoff_us: int) -> int:
-        return await self._on_writer(self._purge_audit_sync, cutoff_us)
+        return await self._on_writer(self._purge_older_sync, "audit_log", cutoff_us)
 
-    def _purge_audit_sync(self, client: Client, cutoff_us: int) -> int:
+    async def purge_records_older_than(self, cutoff_us: int) -> int:
+        return await self._on_writer(self._purge_older_sync, "records", cutoff_us)
+
+    def _purge_older_sync(self, client: Client, table: str, cutoff_us: int) -> int:
+        """Delete the rows of ``table`` (audit_log, records) whose ``at`` is before ``cutoff_us``."""
         condition = f"at < {int(cutoff_us)}"
-        doomed = client.execute(f"SELECT count() FROM audit_log WHERE {condition}")[0][0]
+        doomed = client.execute(f"SELECT count() FROM {table} WHERE {condition}")[0][0]
         if doomed:
-            self._mutate(client, f"ALTER TABLE audit_log DELETE WHERE {condition}", "audit_log")
+            self._mutate(client, f"ALTER TABLE {table} DELETE WHERE {condition}", table)
         return doomed
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:

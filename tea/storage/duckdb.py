@@ -471,6 +471,11 @@ class DuckDBStorage:
             'DELETE FROM audit_log WHERE "at" < ?', [cutoff_us]).fetchone())
         return row[0] if row else 0
 
+    async def purge_records_older_than(self, cutoff_us: int) -> int:
+        row = await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
+            'DELETE FROM records WHERE "at" < ?', [cutoff_us]).fetchone())
+        return row[0] if row else 0
+
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
         frm, params = scan(filter)

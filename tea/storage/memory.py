@@ -218,6 +218,14 @@ class MemoryStorage:
         kept.extend((t, at, msgspec.json.encode(body)) for t, at, body in records)
         del kept[: max(0, len(kept) - self.max_events)]
 
+    async def purge_records_older_than(self, cutoff_us: int) -> int:
+        purged = 0
+        for kind, kept in self._records.items():
+            young = [record for record in kept if record[1] >= cutoff_us]
+            purged += len(kept) - len(young)
+            self._records[kind] = young
+        return purged
+
     async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
                             start_us: int | None = None, end_us: int | None = None,
                             limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:

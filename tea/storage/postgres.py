@@ -359,6 +359,9 @@ class PostgresStorage:
     async def purge_audit_older_than(self, cutoff_us: int) -> int:
         return await self._run('DELETE FROM audit_log WHERE "at" < %s', [cutoff_us])
 
+    async def purge_records_older_than(self, cutoff_us: int) -> int:
+        return await self._run('DELETE FROM records WHERE "at" < %s', [cutoff_us])
+
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         values = [getattr(entry, c) for c in DeadLetter.__struct_fields__]
         await self._run(f"INSERT INTO dead_letters ({_DLQ_COLUMNS}) VALUES ({', '.join(['%s'] * len(values))})", values)

@@ -290,6 +290,17 @@ def test_records_are_appended_and_read_newest_first(backend) -> None:
     backend(scenario)
 
 
+def test_records_of_every_kind_are_purged_by_age(backend) -> None:
+    async def scenario(storage: Storage) -> None:
+        await storage.append_records("alert_history", [("t1", T0 - 2 * HOUR, {"i": 0}), ("t1", T0, {"i": 1})])
+        await storage.append_records("registry_transition", [("t2", T0 - 1, {"i": 2}), ("t2", T0 + 5, {"i": 3})])
+        assert await storage.purge_records_older_than(T0) == 2  # (the cutoff itself is kept)
+        assert [b["i"] for _, _, b in await storage.query_records("alert_history", tenant_ids=None)] == [1]
+        assert [b["i"] for _, _, b in await storage.query_records("registry_transition", tenant_ids=None)] == [3]
+        assert await storage.purge_records_older_than(T0) == 0
+    backend(scenario)
+
+
 def test_audit_rows_are_filtered_and_purged_by_age(backend) -> None:
     async def scenario(storage: Storage) -> None:
         rows = [AuditRecord(T0 - 2 * HOUR, "auth_failure", None, "t1", "10.0.0.1", False, "Invalid token",

@@ -73,3 +73,23 @@ def test_audit_rows_past_audit_retention_are_purged() -> None:
         assert job.audit_purged_total == 1
         assert b"tea_audit_purged_total 1.0" in telemetry.exposition()
     asyncio.run(scenario())
+
+
+def test_records_past_records_retention_are_purged() -> None:
+    """Alert history and the registry's transitions and audit go after ``records.retention_hours``."""
+    from tea.ops.telemetry import Telemetry
+
+    async def scenario() -> None:
+        storage = MemoryStorage()
+        await storage.append_records("alert_history", [("t1", int(NOW - 3 * HOUR), {"state": "firing"}),
+                                                       ("t1", int(NOW - 0.5 * HOUR), {"state": "resolved"})])
+        keep = RetentionJob(storage, hours=0, interval_s=1, clock=lambda: NOW, records_hours=0)
+        await keep.run_once()
+        assert len(await storage.query_records("alert_history", tenant_ids=None)) == 2
+        telemetry = Telemetry()
+        job = RetentionJob(storage, hours=0, interval_s=1, clock=lambda: NOW, telemetry=telemetry, records_hours=1)
+        await job.run_once()
+        assert [b["state"] for _, _, b in await storage.query_records("alert_history", tenant_ids=None)] == ["resolved"]
+        assert job.records_purged_total == 1
+        assert b"tea_records_purged_total 1.0" in telemetry.exposition()
+    asyncio.run(scenario())
