@@ -45,6 +45,7 @@ from tea.timeutil import now_us
 from tea.types import Batch
 
 log = logging.getLogger(__name__)
+NOTIFY_DRAIN_S = 10.0  # at shutdown, the most time queued alert notifications get (within shutdown_timeout_s)
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -103,6 +104,7 @@ class TeaApp:
                                       records_hours=settings.records.retention_hours)
         self.router = Router()
         self._tasks: list[asyncio.Task[None]] = []
+        self._notifier_task: asyncio.Task[None] | None = None  # (stopped last at shutdown: see shutdown)
         self._lock_fd = -1
         self._tasks_dev: asyncio.Task[None] | None = None
         self.dev_warning_every_s = 3600.0  # development mode repeats its warning this often
@@ -202,7 +204,8 @@ class TeaApp:
         if self.quotas is not None:
             self._tasks.append(asyncio.create_task(self.quotas.run(), name="tea-quotas"))
         if self.alerts.notifier.urls:
-            self._tasks.append(asyncio.create_task(self.alerts.notifier.run(), name="tea-alert-notifier"))
+            self._notifier_task = asyncio.create_task(self.alerts.notifier.run(), name="tea-alert-notifier")
+            self._tasks.append(self._notifier_task)
         if self.settings.alerts.enabled:
             self._tasks.append(asyncio.create_task(self.alerts.run(), name="tea-alerts"))
         if self.processors.enabled:
@@ -253,8 +256,10 @@ class TeaApp:
         await self.buffer.close()
         self.writer.stop()
         writer_task, others = self._tasks[0], self._tasks[1:]
+        notifier = self._notifier_task
         for task in others:
-            task.cancel()
+            if task is not notifier:  # (the evaluator is stopped: nothing new is queued for it)
+                task.cancel()
         drain_processors = asyncio.create_task(self._drain_processors_after(writer_task))
         budget = self.settings.shutdown_timeout_s
         try:
@@ -265,7 +270,12 @@ class TeaApp:
             writer_task.cancel()
         except Exception:
             log.exception("shutdown: the writer failed while draining")
-        await asyncio.gather(*self._tasks, drain_processors, return_exceptions=True)
+        await asyncio.gather(*(t for t in self._tasks if t is not notifier), drain_processors, return_exceptions=True)
+        if notifier is not None:  # alert notifications still queued get a moment to go out
+            await self.alerts.notifier.drain(min(NOTIFY_DRAIN_S, self.settings.shutdown_timeout_s))
+            notifier.cancel()
+            await asyncio.gather(notifier, return_exceptions=True)
+            self._notifier_task = None
         self._tasks.clear()
         if self._tasks_dev is not None:
             self._tasks_dev.cancel()

@@ -9,7 +9,8 @@ Every notification is one JSON body POSTed to each URL of ``alerts.webhook_urls`
 A connection error, timeout, 5xx or 429 is retried up to ``alerts.webhook_retries`` times, after
 ``webhook_backoff_s`` doubling each time (at most 60 s, or the server's ``Retry-After`` up to that),
 with jitter; any other answer ends the delivery. The queue holds at most ``max_pending`` notifications;
-past that the oldest is dropped and counted.
+past that the oldest is dropped and counted. At shutdown TEA lets the queue drain for a while (``drain``)
+before it stops the deliveries; what is left then is logged and counted as dropped.
 """
 from __future__ import annotations
 
@@ -70,6 +71,18 @@ class Notifier:
                             self._max_pending, gone.get("rule_id"), gone.get("state"), self.dropped)
         self._queue.append(notification)
         self._wake.set()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait until every queued notification has been delivered or given up, at most ``timeout_s``;
+        returns how many were still waiting (counted as dropped: the caller stops deliveries next)."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        left = self.pending
+        if left:
+            self.dropped += left
+            log.warning("shutdown: %d alert notification(s) not delivered within %.1f s", left, timeout_s)
+        return left
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:

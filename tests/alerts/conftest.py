@@ -38,6 +38,7 @@ class Receiver:
 
     def __init__(self, statuses: tuple[int, ...] = ()) -> None:
         self.statuses = list(statuses)
+        self.delay_s = 0.0  # how long each answer takes
         self.hits: list[tuple[int, dict[str, str], bytes]] = []
         self.cond = threading.Condition()
         outer = self
@@ -45,6 +46,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                time.sleep(outer.delay_s)
                 with outer.cond:
                     status = outer.statuses.pop(0) if outer.statuses else 200
                     outer.hits.append((status, {k.lower(): v for k, v in self.headers.items()}, body))

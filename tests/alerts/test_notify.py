@@ -56,6 +56,35 @@ def test_the_queue_is_bounded_and_drops_the_oldest() -> None:
     Notifier((), None).submit({"n": 1})  # no URLs: nothing queued
 
 
+def test_notifications_queued_at_shutdown_are_delivered_before_tea_stops(alerting, receiver) -> None:
+    hook = receiver()
+    hook.delay_s = 0.2  # a slow receiver: the queue is still full when the server is told to stop
+    a = alerting("memory", hook)
+    loop = a.app._tasks[0].get_loop()
+    for n in range(3):
+        loop.call_soon_threadsafe(a.app.alerts.notifier.submit, {"rule_id": "r", "state": "firing", "n": n})
+    a.live.stop()
+    assert [b["n"] for b in hook.delivered()] == [0, 1, 2]
+    assert a.app.alerts.notifier.dropped == 0 and a.app.alerts.notifier.delivered == 3
+
+
+def test_drain_gives_up_at_its_deadline_and_counts_what_is_left() -> None:
+    async def go() -> None:
+        notifier = Notifier(("http://127.0.0.1:9/hook",), None, retries=5, backoff_s=1.0)  # refused, retried
+        task = asyncio.create_task(notifier.run())
+        for n in range(2):
+            notifier.submit({"rule_id": "r", "state": "firing", "n": n})
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        assert await notifier.drain(0.3) == 2  # one in delivery, one queued
+        assert 0.25 < time.monotonic() - started < 2 and notifier.dropped == 2
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        empty = Notifier(("http://127.0.0.1:9/hook",), None)
+        assert await empty.drain(5) == 0 and empty.dropped == 0  # nothing queued: at once
+    asyncio.run(go())
+
+
 def test_unsigned_without_a_secret(receiver) -> None:
     hook = receiver()
 
