@@ -96,7 +96,7 @@ def _occurs(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> set[int]:
 
 
 def test_find_any_finds_needles_wherever_they_sit() -> None:
-    """Several needles are searched in one pass, 32 positions at a time: a needle at the very start, across a
+    """Several needles are searched in one pass, 16 positions at a time: a needle at the very start, across a
     block's end, in the last bytes (where the block loads would pass the end), split between two chunks (never
     found: chunks are searched each on its own), longer than the text, or empty."""
     routing = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
