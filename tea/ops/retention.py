@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 from tea.ops.telemetry import Telemetry
 from tea.storage.base import Storage
@@ -71,22 +71,24 @@ class RetentionJob:
 
     async def purge_audit(self, now: int) -> int:
         """Delete audit-log rows past ``audit_hours`` (0: keep them); returns rows deleted."""
-        if self.audit_hours <= 0:
-            return 0
-        purged = await self.storage.purge_audit_older_than(now - self.audit_hours * HOUR_US)
+        purged = await self._purge_past(self.audit_hours, self.storage.purge_audit_older_than, now, "audit_purged")
         self.audit_purged_total += purged
-        if self.telemetry is not None:
-            self.telemetry.audit_purged.inc(purged)
         return purged
 
     async def purge_records(self, now: int) -> int:
         """Delete alert-history and registry records past ``records_hours`` (0: keep them); returns rows deleted."""
-        if self.records_hours <= 0:
-            return 0
-        purged = await self.storage.purge_records_older_than(now - self.records_hours * HOUR_US)
+        purged = await self._purge_past(self.records_hours, self.storage.purge_records_older_than, now,
+                                        "records_purged")
         self.records_purged_total += purged
+        return purged
+
+    async def _purge_past(self, hours: int, purge: Callable[[int], Awaitable[int]], now: int, counter: str) -> int:
+        """``purge`` what is older than ``hours`` (0: nothing), counted in the telemetry counter ``counter``."""
+        if hours <= 0:
+            return 0
+        purged = await purge(now - hours * HOUR_US)
         if self.telemetry is not None:
-            self.telemetry.records_purged.inc(purged)
+            getattr(self.telemetry, counter).inc(purged)
         return purged
 
     async def run(self) -> None:
