@@ -404,13 +404,14 @@ class DuckDBStorage:
         """Events matching ``filter``. The count of all of them (what /health shows, however often it is polled)
         is kept until the next write: every change to the file goes through the writer thread (``_on_writer``),
         which moves ``_changes`` on before and after it, so a count taken at one value of it is exact until
-        the value moves."""
-        if scan(filter)[0] != _FROM_EVENTS:
-            return await self._on_reader(self._count_sync, filter)
+        the value moves (and is taken per partition: ``_COUNT_ALL``)."""
+        frm, params = scan(filter)
+        if frm != _FROM_EVENTS:
+            return await self._on_reader(self._count_sync, f"SELECT count(*){frm}", params)
         changes = self._changes
         if self._counted is not None and self._counted[0] == changes:
             return self._counted[1]
-        total = await self._on_reader(self._count_sync, filter)
+        total = await self._on_reader(self._count_sync, _COUNT_ALL, [])
         self._counted = (changes, total)
         return total
 
@@ -467,13 +468,15 @@ class DuckDBStorage:
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
 
     async def purge_audit_older_than(self, cutoff_us: int) -> int:
-        row = await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
-            'DELETE FROM audit_log WHERE "at" < ?', [cutoff_us]).fetchone())
-        return row[0] if row else 0
+        return await self._delete_before("audit_log", cutoff_us)
 
     async def purge_records_older_than(self, cutoff_us: int) -> int:
+        return await self._delete_before("records", cutoff_us)
+
+    async def _delete_before(self, table: str, cutoff_us: int) -> int:
+        """Delete the rows of ``table`` (audit_log, records) whose ``at`` is before ``cutoff_us``."""
         row = await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
-            'DELETE FROM records WHERE "at" < ?', [cutoff_us]).fetchone())
+            f'DELETE FROM {table} WHERE "at" < ?', [cutoff_us]).fetchone())
         return row[0] if row else 0
 
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
@@ -728,11 +731,9 @@ class DuckDBStorage:
             finally:
                 cur.execute(f"SET memory_limit = {sql_string(self._memory_limit_setting)}")
 
-    def _count_sync(self, cur: duckdb.DuckDBPyConnection, filter: EventFilter | None) -> int:
-        frm, params = scan(filter)
-        if frm == _FROM_EVENTS:  # everything: each table's count comes from its row groups' metadata,
-            return cur.execute(_COUNT_ALL).fetchone()[0]  # type: ignore[index]  # the view's would scan them
-        return cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
+    @staticmethod
+    def _count_sync(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
+        return cur.execute(sql, params).fetchone()[0]  # type: ignore[index]
 
 
 def _sql_value(column: str, value: Any) -> Any:
