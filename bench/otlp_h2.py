@@ -193,11 +193,10 @@ class Connection(asyncio.Protocol):
         call = self.calls.pop(stream, None)
         if call is None:
             return
-        status = call.headers.get(b"grpc-status")
+        status, http = call.headers.get(b"grpc-status"), call.headers.get(b":status", b"?").decode()
         tally = self.run.tally
-        if call.headers.get(b":status") != b"200" or status is None:
-            tally.refused(f"HTTP {call.headers.get(b':status', b'?').decode()} without grpc-status"
-                          if status is None else f"HTTP {call.headers.get(b':status', b'?').decode()}")
+        if http != "200" or status is None:
+            tally.refused(f"HTTP {http}" + (" without grpc-status" if status is None else ""))
             self.send()
         elif status == b"0":
             rejected = ExportTraceServiceResponse.FromString(bytes(call.message[5:])).partial_success.rejected_spans
