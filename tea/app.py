@@ -43,6 +43,8 @@ from tea.settings import Settings, mask
 from tea.storage.base import Storage, make_storage
 from tea.timeutil import now_us
 from tea.types import Batch
+from tea.ui.session import Sessions
+from tea.ui.stream import LiveTail
 
 log = logging.getLogger(__name__)
 NOTIFY_DRAIN_S = 10.0  # at shutdown, the most time queued alert notifications get (within shutdown_timeout_s)
@@ -91,7 +93,8 @@ class TeaApp:
             retry_attempts=settings.processing.retry_attempts, retry_delay_s=settings.processing.retry_delay_ms / 1000,
             max_pending_events=settings.processing.max_pending_events, telemetry=self.telemetry, clock=clock,
             fallback_path=os.path.join(settings.data_dir, "dead-letter", "dlq.ndjson"))
-        self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry, self.limiter)
+        self.live = LiveTail.from_settings(settings)  # the live tail (GET /v1/events/stream) of acknowledged events
+        self.ingestor = Ingestor(self.buffer, self.normaliser, self.telemetry, self.limiter, self.live)
         self.writer = Writer(self.buffer, self.storage, batch_events=settings.writer.batch_events,
                              flush_interval_s=settings.writer.flush_interval_ms / 1000,
                              max_backoff_s=settings.writer.max_backoff_s,
@@ -124,11 +127,12 @@ class TeaApp:
         from tea.comms import postgrest, routes as comms
         from tea.ops import admin, dlq, routes as ops
         from tea.query import analytics, export, otel_analytics, routes as query, traces
+        from tea.ui import routes as ui
 
         for group in self.plugins.hook.register_receivers(app=self):
             for route in group:
                 self.router.add(route)
-        for module in (query, analytics, export, traces, otel_analytics, comms, postgrest, alerts, ops, admin, auth, dlq):
+        for module in (query, analytics, export, traces, otel_analytics, comms, postgrest, alerts, ops, admin, auth, dlq, ui):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.
@@ -251,6 +255,7 @@ class TeaApp:
         if not self.started:
             return
         self.started = False
+        self.live.close()
         if self.grpc is not None:
             await self.grpc.stop(grace=min(5.0, self.settings.shutdown_timeout_s))
         await self.buffer.close()
@@ -441,7 +446,9 @@ def build_chain(settings: Settings, tokens: TokenService, state: SharedState) ->
     return AuthChain(tokens=tokens, state=state, jwt=jwt_auth, admin_token=settings.admin_token,
                      dev_mode=not settings.auth_validation, require_signature=settings.auth.require_signature,
                      allow_two_part=settings.auth.two_part_signatures,
-                     signature_window_s=settings.auth.signature_window_s, nonce_ttl_s=settings.auth.nonce_ttl_s)
+                     signature_window_s=settings.auth.signature_window_s, nonce_ttl_s=settings.auth.nonce_ttl_s,
+                     sessions=Sessions(lambda: tokens.box, settings.ui.session_hours * 3600) if settings.ui.enabled
+                     else None)
 
 
 def tier_limits(settings: Settings) -> dict[str, TierLimits]:

@@ -7,7 +7,7 @@ from tea.alerts.evaluate import HISTORY, STATES, render
 from tea.alerts.rules import RuleBody, RuleStore, parse_rule
 from tea.auth.principal import READ, WRITE
 from tea.comms.routes import json_object, write_tenant
-from tea.query.scope import request_filter
+from tea.query.scope import principal_of, request_filter
 from tea.errors import BadRequest, Conflict, NotFound
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
@@ -94,6 +94,29 @@ def routes(app: "TeaApp") -> list[Route]:
                         key=lambda a: (a["tenant_id"], a["rule_id"], a["group"]))
         return Response(encode_json({"alerts": alerts}), 200, JSON)
 
+    async def acknowledge(request: Request) -> Response:
+        check_params(request, {"tenant_id"})
+        raw = await request.body(app.settings.max_body_bytes)
+        body = json_object(raw) if raw.strip() else {}
+        note = body.get("note")
+        if note is not None and (not isinstance(note, str) or len(note) > 1024):
+            raise BadRequest("`note` must be a string of at most 1024 characters", code="invalid_field",
+                             details={"field": "note"})
+        alert_id = request.path_params["alert_id"]
+        docs = await app.reader(request).list_documents(STATES, tenants(request))
+        found = [(tenant, key) for tenant, key, doc in docs if doc.get("alert_id") == alert_id]
+        if not found:
+            raise NotFound(f"no open alert {alert_id!r}", code="alert_not_found", details={"alert_id": alert_id})
+        principal = principal_of(request)
+        by = principal.user_id or principal.token_id or principal.method
+        alert = await app.alerts.acknowledge(*found[0], alert_id, by, note)
+        if alert is None:
+            raise NotFound(f"alert {alert_id!r} resolved meanwhile", code="alert_not_found",
+                           details={"alert_id": alert_id})
+        app.audit.record("alert_acknowledged", actor=by, tenant_id=found[0][0], remote_addr=request.client,
+                         alert_id=alert_id, rule_id=alert["rule_id"])
+        return Response(encode_json(render({**alert, "tenant_id": found[0][0]})), 200, JSON)
+
     tenant_param = (Param("tenant_id", "admins: one tenant"),)
     rule_param = (Param("rule_id", "the rule's id", location="path", required=True),)
     rule_ok = {"application/json": {"type": "object"}}
@@ -120,4 +143,10 @@ def routes(app: "TeaApp") -> list[Route]:
         Route("GET", "/v1/alerts/active", active, "Open alerts (pending or firing)", tags=("alerts",),
               params=tenant_param, responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)},
               scope=READ),
+        Route("POST", "/v1/alerts/{alert_id}/acknowledge", acknowledge,
+              "Acknowledge an open alert ({note?}): it stays open; who and when are kept, also in its history row "
+              "when it resolves", tags=("alerts",),
+              params=(Param("alert_id", "the open alert's alert_id", location="path", required=True),) + tenant_param,
+              request_body={"application/json": {"type": "object", "properties": {"note": {"type": "string"}}}},
+              responses={200: ("The alert", rule_ok), **error_responses(400, 401, 403, 404)}, scope=WRITE),
     ]
