@@ -173,9 +173,7 @@ class LiveTail:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        if not self.recording:
-            self.next_seq += 1  # a number nobody holds: an id from before this pause cannot look resumable
-            self.recording = True
+        self.recording = True
 
     def release(self, key: str) -> None:
         n = self._open.get(key, 0) - 1
@@ -192,6 +190,7 @@ class LiveTail:
             self.recording = False
             self._chunks.clear()
             self._bytes = 0
+            self.next_seq += 1  # a number nobody holds: an id from before this pause cannot look resumable
 
     @property
     def open_streams(self) -> int:
