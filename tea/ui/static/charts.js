@@ -30,7 +30,7 @@ const Charts = (() => {
   function niceMax(max) {
     if (!(max > 0)) return 1;
     const exp = Math.pow(10, Math.floor(Math.log10(max)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * exp >= max) return m * exp;
+    for (const m of [1, 2, 4, 6, 8, 10]) if (m * exp >= max) return m * exp;  // (quarters stay round)
     return 10 * exp;
   }
   function timeLabel(d, spanMs) {

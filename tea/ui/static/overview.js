@@ -70,7 +70,7 @@
       series: [{ name: "Requests", values: points.map((p) => p.requests) }, { name: "Errors", values: points.map((p) => p.errors) }],
     });
     Charts.line(chart("Error rate", "span-6"), {
-      label: "Error rate per bucket", times, yFormat: (v) => (v * 100).toFixed(v < 0.1 ? 1 : 0) + " %",
+      label: "Error rate per bucket", times, yFormat: (v) => +(v * 100).toFixed(2) + " %",
       series: [{ name: "Error rate", values: col("error_rate") }],
     });
     Charts.line(chart("Latency percentiles", "span-12"), {
