@@ -44,7 +44,7 @@ from tea.storage.base import Storage, make_storage
 from tea.timeutil import now_us
 from tea.types import Batch
 from tea.ui.session import Sessions
-from tea.ui.stream import LiveTail
+from tea.ui.tail import LiveTail
 
 log = logging.getLogger(__name__)
 NOTIFY_DRAIN_S = 10.0  # at shutdown, the most time queued alert notifications get (within shutdown_timeout_s)

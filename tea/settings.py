@@ -287,6 +287,9 @@ SETTINGS: tuple[Setting, ...] = (
             "stream closed, so that a client reconnecting within it resumes without a gap", minimum=0),
     Setting("stream.max_per_tenant", "int", 8, "concurrent live-tail streams per tenant (429 past it; an admin's "
             "stream over every tenant counts as one tenant)", minimum=1),
+    Setting("stream.max_events_per_s", "float", 2000.0, "most events per second one live-tail stream is sent; "
+            "a stream that more match for longer than the window lasts is dropped (narrow its filters, or read "
+            "in bulk from /v1/export)", minimum=1),
     Setting("stream.heartbeat_s", "float", 15.0, "a live-tail stream with nothing to send sends a comment this "
             "often (keeps proxies from closing it)", minimum=0.1),
     Setting("stream.stall_timeout_s", "float", 30.0, "a live-tail stream whose client accepts no bytes for this "

@@ -29,7 +29,7 @@ class Ingestor:
         self.normaliser = normaliser
         self.telemetry = telemetry or Telemetry()
         self.limiter = limiter
-        self.live = live  # the live tail (tea.ui.stream.LiveTail): sees every group once it is acknowledged
+        self.live = live  # the live tail (tea.ui.tail.LiveTail): sees every group once it is acknowledged
 
     async def submit(self, decoded: Decoded, source_protocol: str, principal: Principal | None = None,
                      do_not_track: bool = False, tenant_id: str | None = None,

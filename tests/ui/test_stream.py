@@ -244,3 +244,18 @@ def test_the_live_tail_needs_no_storage_write(serve, backend: str) -> None:
         post(live.url, [{"event_type": "e", "tenant_id": "acme", "method": "fast"}])
         assert stream.next_event().json()["method"] == "fast"
         assert live.app.writer.stats.events_written == 0  # not stored yet: the writer waits for its interval
+
+
+def test_a_stream_that_too_many_events_match_is_dropped_and_says_why(serve) -> None:
+    live = serve(storage_backend="memory", stream__max_events_per_s=100, stream__window_bytes=64 * 1024)
+    with client(live.url, read_s=20) as c, Stream(c, {"tenant_id": "acme"}) as stream:
+        opened(stream)
+        batch = [{"event_type": "e", "tenant_id": "acme", "attributes": {"pad": "y" * 200}}] * 500
+        for _ in range(6):  # 3000 events at once: 30 s at 100 events/s, far past the 64 KiB window
+            post(live.url, batch)
+        got = stream.rest()
+    assert got[-1].event == "dropped" and got[-1].json()["reason"] == "too_many_events"
+    assert "stream.max_events_per_s" in got[-1].json()["message"]
+    delivered = [m for m in got if m.event == "message" and m.data]
+    assert 100 <= len(delivered) < 3000
+    assert live.app.live.dropped == {"too_many_events": 1}
