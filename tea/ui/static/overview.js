@@ -1,5 +1,5 @@
 /* /ui — requests, errors, error rate and latency percentiles over time (GET /v1/metrics), the top
-   methods, targets and sources, tokens and cost, and the ingestion health (GET /health). */
+   methods and sources, tokens and cost, and the ingestion health (GET /health). */
 "use strict";
 
 (() => {
@@ -40,9 +40,9 @@
   TEA.page(async (r) => {
     const window_ = { start_time: r.startIso, end_time: r.endIso };
     const top = (by) => api("/v1/metrics", { ...window_, group_by: by, metrics: "requests,errors", granularity: coarse(r), limit: 10 });
-    const [main, methods, targets, sources, health] = await Promise.all([
+    const [main, methods, sources, health] = await Promise.all([
       api("/v1/metrics", { ...window_, metrics: SERIES, granularity: "auto" }),
-      top("method"), top("target"), top("source"), api("/health", {}, { tenant: false }),
+      top("method"), top("source"), api("/health", {}, { tenant: false }),
     ]);
     const points = main.series.length ? main.series[0].points : [];
     const requests = sum(points, "requests"), errors = sum(points, "errors");
@@ -78,9 +78,8 @@
       series: [{ name: "p50", values: col("p50_latency_ms") }, { name: "p95", values: col("p95_latency_ms") },
         { name: "p99", values: col("p99_latency_ms") }],
     });
-    grid.append(panel("Top methods and tools", "span-4", topTable(methods, "method", "Method")));
-    grid.append(panel("Top targets", "span-4", topTable(targets, "target", "Target")));
-    grid.append(panel("Top sources", "span-4", topTable(sources, "source", "Source")));
+    grid.append(panel("Top methods and tools", "span-6", topTable(methods, "method", "Method")));
+    grid.append(panel("Top sources", "span-6", topTable(sources, "source", "Source")));
     grid.append(panel("Ingestion health", "span-12", healthFacts(health)));
   });
 })();
