@@ -18,12 +18,12 @@ ADMIN = "docs-admin-" + "d" * 32
 
 def test_the_curl_example_streams(serve) -> None:
     [command] = [line for block in re.findall(r"```sh\n(.*?)```", PAGE.read_text(), re.S)
-                 for line in block.splitlines() if line.startswith("curl -N")]
+                 for line in block.splitlines() if line.startswith("curl -sN")]
     live = serve(storage_backend="memory", auth_validation=True, admin_token=ADMIN)
     token = httpx.post(live.url + "/v1/tokens", json={"tenant_id": "acme"},
                        headers={"authorization": f"Bearer {ADMIN}"}).json()["token"]
     proc = subprocess.Popen(["bash", "-c", "exec " + command.replace("http://127.0.0.1:3001", live.url)],
-                            stdout=subprocess.PIPE, env={**os.environ, "TEA_TOKEN": token})
+                            stdout=subprocess.PIPE, bufsize=0, env={**os.environ, "TEA_TOKEN": token})
     try:
         selector = selectors.DefaultSelector()
         selector.register(proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
@@ -38,10 +38,11 @@ def test_the_curl_example_streams(serve) -> None:
                 assert r.status_code == 200
                 posted = True
             if selector.select(0.2):
-                lines.append(proc.stdout.readline())  # type: ignore[union-attr]
+                lines.append(proc.stdout.readline())  # type: ignore[union-attr]  (unbuffered: one line, no more)
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]
     [data] = [line for line in lines if line.startswith(b"data: ")]
     event = json.loads(data[6:])
     assert event["event_type"] == "mcp_request" and event["tenant_id"] == "acme"
