@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
 from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from tea.auth.keys import same
 from tea.errors import BadRequest, ClientError, Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
+from tea.pipeline.recent import RecentIds
 from tea.receive.decode import Decoded
 from tea.timeutil import datetime_to_us
 from tea.types import Event
@@ -149,7 +149,7 @@ def to_event(e: TkEvent, org_id: str, app_id: str) -> Event:
 
 def routes(app: "TeaApp") -> list[Route]:
     settings = app.settings
-    recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+    recent = RecentIds(_RECENT)
 
     async def ingest(request: Request) -> Response:
         headers = request.headers
@@ -275,9 +275,7 @@ def routes(app: "TeaApp") -> list[Route]:
                     refusal = by_position[position]  # a TEA check (clock skew, tenant, a validator plugin)
                     errors.append(TkError(e.event_id, refusal.error, refusal.message))
                 else:
-                    recent[(tenant, e.event_id)] = None
-            while len(recent) > _RECENT:
-                recent.popitem(last=False)
+                    recent.add(tenant, (e.event_id,))
         return _answer(len(events), errors, duplicates)
 
     async def _already_stored(tenant: str, events: list[TkEvent]) -> set[str]:
