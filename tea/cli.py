@@ -102,6 +102,16 @@ def cmd_serve(settings: Settings) -> int:
         log.warning("ignoring environment variable %s: it names no TEA setting", name)
     for warning in settings.warnings:
         log.warning("%s", warning)
+    from tea.listen import bind
+
+    extra_port = settings.otlp.http_port
+    try:
+        sockets = [bind(settings.host, settings.port, "--port, TEA_PORT")]
+        if extra_port and extra_port != settings.port:
+            sockets.append(bind(settings.host, extra_port, "--otlp-http-port, TEA_OTLP__HTTP_PORT"))
+    except ConfigError as exc:  # a port in use: one line and an exit code, before anything starts
+        print(f"tea: {exc}", file=sys.stderr)
+        return 1
     try:
         app = TeaApp(settings)
     except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
@@ -111,9 +121,8 @@ def cmd_serve(settings: Settings) -> int:
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
                             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
     server = make_server(config, app)
-    extra_port = settings.otlp.http_port
-    if not extra_port or extra_port == settings.port:
-        server.run()
+    if len(sockets) == 1:
+        server.run(sockets=sockets)
         return 0 if server.started else 1
     # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
     otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http="httptools",
@@ -122,10 +131,10 @@ def cmd_serve(settings: Settings) -> int:
     import asyncio
 
     async def both() -> None:
-        main = asyncio.create_task(server.serve())
+        main = asyncio.create_task(server.serve(sockets=sockets[:1]))
         while not server.started and not main.done():
             await asyncio.sleep(0.02)
-        second = asyncio.create_task(otlp.serve()) if server.started else None
+        second = asyncio.create_task(otlp.serve(sockets=sockets[1:])) if server.started else None
         await main
         if second is not None:
             otlp.should_exit = True

@@ -80,7 +80,8 @@ def parquet_rows(path: str) -> int:
 
 def export(base_url: str, fmt: str, filters: dict[str, Any], path: str,
            progress: bool = True) -> tuple[int, int, int]:
-    """Stream an export into ``path``; returns (rows written, bytes, rows expected).
+    """Stream an export into ``path``; returns (rows written, bytes, rows expected). The progress bar
+    (``progress``) is drawn when stderr is a terminal.
 
     The rows expected are what ``GET /v1/events`` counted just before the export started — an
     estimate (events arrive and expire meanwhile), so the bar's total is labelled as one. The rows
@@ -95,8 +96,9 @@ def export(base_url: str, fmt: str, filters: dict[str, Any], path: str,
         expected = json.loads(response.read())["total_count"]
     rows = size = 0
     csv_records = CsvRecords() if fmt == "csv" else None
-    bar = tqdm(total=expected, unit=" rows", disable=not progress, file=sys.stderr, dynamic_ncols=True,
-               desc=f"export {fmt} (total estimated)")
+    # drawn on a terminal only (disable=None): redrawn with \r, a bar is noise in a log file or a pipe
+    bar = tqdm(total=expected, unit=" rows", disable=None if progress else True, file=sys.stderr,
+               dynamic_ncols=True, desc=f"export {fmt} (total estimated)")
     with _get(f"{base}/v1/export?{urllib.parse.urlencode({**chosen, 'format': fmt})}") as response, \
             open(path, "wb") as fh:
         while chunk := response.read(1024 * 1024):
