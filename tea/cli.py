@@ -292,6 +292,17 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def _remote_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The flag of `tea usage` / `tea export` that set each query parameter, to name in error messages."""
+    from tea.remote import FILTERS
+
+    flags = {name: "--" + name.replace("_", "-") for name in FILTERS}
+    flags.update(tenant_id="--tenant", start_time="--start", end_time="--end", format="--format", period="--period")
+    if getattr(args, "month", None):
+        flags.update(start_time="--month", end_time="--month")
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -306,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return cmd_usage(args) if args.command == "usage" else cmd_export(args)
         except RemoteError as exc:
-            print(f"tea {args.command}: {exc}", file=sys.stderr)
+            print(f"tea {args.command}: {exc.blaming(_remote_flags(args))}", file=sys.stderr)
             return 1
     settings = _load(args)
     if args.command == "token":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -15,6 +16,13 @@ FILTERS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "
 
 class RemoteError(Exception):
     """The server answered with an error, or could not be reached; the message says which."""
+
+    def blaming(self, flags: dict[str, str]) -> str:
+        """The message with the query parameters it names (`start_time`) named as the flags that set them
+        (--start), as the user typed them."""
+        text = str(self)
+        named = re.sub(r"(?:parameter )?`(\w+)`", lambda m: flags.get(m.group(1), m.group(0)), text)
+        return named.split(": ", 1)[-1] if named != text else text
 
 
 TOKEN: str | None = None  # set by the CLI from --token / $TEA_TOKEN

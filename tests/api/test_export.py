@@ -218,3 +218,14 @@ def test_cli_usage(client: httpx.Client, server: LiveServer) -> None:
     assert proc.returncode == 1 and "--month must look like 2026-11" in proc.stderr
     proc = tea_cli("usage", "--url", "http://127.0.0.1:9", "--month", "2026-01")
     assert proc.returncode == 1 and "cannot reach" in proc.stderr
+
+
+def test_cli_errors_name_the_flag(serve, tmp_path: Path) -> None:
+    live = serve(storage_backend="memory")
+    usage = tea_cli("usage", "--url", live.url, "--start", "yesterday")
+    assert usage.returncode == 1
+    assert usage.stderr.strip() == "tea usage: --start must be an RFC 3339 time or epoch milliseconds, got 'yesterday'"
+    export = tea_cli("export", "--url", live.url, "-o", str(tmp_path / "x.ndjson"), "--end", "soon", "--quiet")
+    assert export.returncode == 1 and export.stderr.strip().startswith("tea export: --end must be an RFC 3339 time")
+    period = tea_cli("usage", "--url", live.url, "--start", "2026-01-01T00:00:00Z", "--end", "2025-01-01T00:00:00Z")
+    assert period.returncode == 1 and period.stderr.strip() == "tea usage: --end must be after --start"
