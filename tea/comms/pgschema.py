@@ -75,6 +75,15 @@ def unknown_column(relation: str, column: str, where: str | None = None) -> PgEr
     return PgError(400, "PGRST204", f"Could not find the '{column}' column of '{relation}' in the schema cache", where)
 
 
+def column_list(text: str, relation: str, known: tuple[str, ...]) -> list[str]:
+    """PostgREST's ``columns=a,"b"``: the names, each a column of ``relation`` (else PGRST204)."""
+    names = [c.strip().strip('"') for c in text.split(",") if c.strip()]
+    for name in names:
+        if name not in known:
+            raise unknown_column(relation, name)
+    return names
+
+
 def value(relation: str, name: str, raw: Any, where: str) -> Any:
     """One column's value as stored, or the error PostgreSQL would give for it."""
     column = SCHEMAS[relation].get(name)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tea.comms.pgquery import PgError, Query, apply, no_column, parse_query, prefer, rows_response
+from tea.comms.pgschema import column_list
 from tea.comms.records import split_body
 from tea.http import Request, Response
 from tea.pipeline.recent import RecentIds
@@ -114,10 +115,7 @@ def only_columns(objects: list[dict[str, Any]], columns: str | None, relation: s
     """PostgREST's ``columns=``: only those keys of each object are written."""
     if not columns:
         return objects
-    names = [c.strip().strip('"') for c in columns.split(",") if c.strip()]
-    for name in names:
-        if name not in known:
-            raise PgError(400, "PGRST204", f"Could not find the '{name}' column of '{relation}' in the schema cache")
+    names = column_list(columns, relation, known)
     return [{k: o[k] for k in names if k in o} for o in objects]
 
 

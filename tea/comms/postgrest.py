@@ -36,6 +36,7 @@ import msgspec
 
 from tea.auth.principal import READ, WRITE
 from tea.comms import pgregistry, pgwrite, views
+from tea.comms.pgschema import column_list
 from tea.comms.pgquery import (RESERVED, PgError, Query, coerce, apply, as_pg, content_range, parse_query, prefer,
                                rows_response)
 from tea.comms.records import COLUMNS, EVENT_TYPE, Communication, decode_items, split_body, to_event, to_row
@@ -91,10 +92,7 @@ def project(items: list[msgspec.Raw], columns: str | None) -> list[msgspec.Raw]:
     """PostgREST's ``columns=``: only those keys of each object are inserted (missing ones are NULL)."""
     if not columns:
         return items
-    names = [c.strip().strip('"') for c in columns.split(",") if c.strip()]
-    for name in names:
-        if name not in COLUMNS:
-            raise PgError(400, "PGRST204", f"Could not find the '{name}' column of '{TABLE}' in the schema cache")
+    names = column_list(columns, TABLE, COLUMNS)
     out = []
     for index, raw in enumerate(items):
         value = msgspec.json.decode(raw)
