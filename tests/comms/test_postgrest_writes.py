@@ -12,7 +12,7 @@ import pytest
 
 from tests.auth.conftest import ADMIN_TOKEN, admin_headers, create_token
 from tests.comms.test_postgrest import a2a_row, rows
-from tests.conftest import wait_for
+from tests.conftest import BACKENDS, backend_settings, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:The '(timeout|verify)' parameter is deprecated:DeprecationWarning")
 supabase = pytest.importorskip("supabase")
@@ -40,6 +40,16 @@ def refused(call: Callable[[], Any]) -> APIError:
 @pytest.fixture
 def client(serve):  # type: ignore[no-untyped-def]
     live = serve(storage_backend="duckdb", processing__batch_timeout_ms=20)
+    made = supabase.create_client(live.url, "anon-key")
+    made.live = live
+    yield made
+    made.postgrest.aclose()
+
+
+@pytest.fixture(params=BACKENDS)
+def on_every_backend(request, serve):  # type: ignore[no-untyped-def]
+    """``client`` on each storage backend (the registry's documents are stored by each)."""
+    live = serve(**backend_settings(request, request.param))
     made = supabase.create_client(live.url, "anon-key")
     made.live = live
     yield made
@@ -81,8 +91,8 @@ def test_the_n8n_registration_flow_through_supabase_py(client) -> None:
     assert sorted((s["current_state"], s["count"]) for s in state) == [("active", 1), ("registered", 1)]
 
 
-def test_registry_updates_deletes_and_their_errors(client) -> None:
-    table = client.table
+def test_registry_updates_deletes_and_their_errors(on_every_backend) -> None:
+    table = on_every_backend.table
     table("unified_registry").insert([workflow("a"), workflow("b"), workflow("c")]).execute()
     changed = table("unified_registry").update({"health_status": "degraded", "tags": ["x"]}, count="exact") \
         .in_("entity_id", ["a", "b"]).execute()
@@ -112,8 +122,8 @@ def test_registry_updates_deletes_and_their_errors(client) -> None:
                     {"entity_id": "b", "health_status": "degraded", "tags": ["x"]}]
 
 
-def test_registry_upserts(client) -> None:
-    table = client.table
+def test_registry_upserts(on_every_backend) -> None:
+    table = on_every_backend.table
     first = table("unified_registry").insert(workflow("u")).execute().data[0]
     on_key = "entity_id,entity_type"
     merged = table("unified_registry").upsert({**workflow("u"), "entity_name": "Merged"}, on_conflict=on_key) \
