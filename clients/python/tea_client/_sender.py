@@ -142,8 +142,11 @@ class Sender:
         self.outbox.append(payload)
 
     def _invalid(self, count: int, message: str) -> None:
-        if message:
-            self.warn("invalid", "tea-client: dropping an event: %s", message)
+        """Events dropped because they could not be built (``message``), or skipped on purpose (no message)."""
+        if not message:
+            self.core.settle(count)
+            return
+        self.warn("invalid", "tea-client: dropping an event: %s", message)
         self.core.settle(count, dropped="invalid")
 
     def park(self, force: bool) -> None:

@@ -109,12 +109,15 @@ class Encoder:
             try:
                 if channel == COMMUNICATIONS:
                     obj = communication(t, second, self.stamp)
-                elif callable(first):  # a deferred builder (the MCP middleware's calls)
-                    fields = first(t, second)
-                    if fields is None:
-                        self.invalid(1, "")
+                elif callable(first):  # a deferred builder (the MCP middleware's calls): None, one or a list
+                    built = first(t, second)
+                    if not built:
+                        self.invalid(1, "")  # not an event after all (e.g. a JSON-RPC notification)
                         continue
-                    obj = event(t, fields.pop("event_type"), fields, self.defaults, self.stamp)
+                    for fields in (built if isinstance(built, list) else [built]):
+                        groups.setdefault(channel, []).append(
+                            event(t, fields.pop("event_type"), fields, self.defaults, self.stamp))
+                    continue
                 else:
                     obj = event(t, first, second, self.defaults, self.stamp)
             except Exception as exc:  # a builder's bug or a bad argument: drop this one event, counted
