@@ -158,8 +158,10 @@ class TeaClient:
         return self._core.flush(timeout, until_spool_empty=True)
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Flush within ``timeout`` seconds, then stop. What is still in memory then goes to the spool, or is
-        dropped (counted as ``closed``) without one. Idempotent; later ``record()`` calls are ignored."""
+        """Flush within ``timeout`` seconds, then stop. True when nothing was left in memory (every event
+        delivered, refused, or written to the spool); what is still in memory when time runs out goes to the
+        spool, or is dropped (counted as ``closed``) without one. Idempotent; later ``record()`` calls are
+        ignored. A spool backlog stays on disk for the next client."""
         if not self.enabled or self._closed:
             self._closed, self._accepting = True, False
             return True

@@ -54,7 +54,7 @@ def _flag(value: Any, name: str) -> Optional[bool]:
 
 def _section(path: str) -> Dict[str, Any]:
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib  # type: ignore[import-not-found]  # novermin (3.11+, tomli below)
     except ImportError:  # Python < 3.11
         import tomli as tomllib  # type: ignore[no-redef]
     with open(path, "rb") as f:
