@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any, Dict, Iterator, Optional
 
 from tea_client.client import TeaClient
@@ -30,10 +31,21 @@ from tea_client.client import TeaClient
 log = logging.getLogger(__name__)
 
 
-class Recorded:
-    """What the ``record_*`` methods return: already done, and awaitable (``await`` returns None)."""
+class Recorded(Coroutine):  # type: ignore[type-arg]
+    """What the ``record_*`` methods return: the row is already queued; this is a finished coroutine, so
+    ``await``, ``asyncio.create_task()`` and ``asyncio.run()`` take it as they took the seed's, and
+    synchronous code can drop it (it is not a native coroutine: no "never awaited" warning)."""
 
     __slots__ = ()
+
+    def send(self, value: Any) -> Any:
+        raise StopIteration(None)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        raise typ if val is None else val
+
+    def close(self) -> None:
+        pass
 
     def __await__(self) -> Iterator[None]:
         return iter(())
