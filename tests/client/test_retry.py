@@ -44,7 +44,7 @@ def test_5xx_backs_off_exponentially_with_jitter(peer, clients) -> None:
         assert base / 2 - 0.01 <= gap <= base + 0.5, (n, gaps(tea))
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
 def test_other_4xx_are_final(peer, clients, status: int) -> None:
     tea = peer([(status, {"error": "no", "message": "refused"}, "1")])
     client = clients(tea.url)
@@ -55,6 +55,20 @@ def test_other_4xx_are_final(peer, clients, status: int) -> None:
     stats = client.stats()
     assert len(tea.requests) == 1
     assert (stats["rejected"], stats["retried"], stats["sent"], stats["dropped"]) == (5, 0, 0, 0)
+
+
+def test_a_batch_tea_finds_too_large_is_halved_not_refused(peer, clients) -> None:
+    tea = peer([(413, {"error": "too_many_events", "message": "batch holds more than 6 events"}, None)] * 3)
+    client = clients(tea.url, max_in_flight=1)
+    for i in range(20):
+        client.record("big", i=i)
+    assert client.flush(10)
+    sizes = [len(body) for _, _, body in tea.requests]
+    assert sizes == [20, 10, 5, 2, 3, 5, 10], sizes  # each refused batch halved, the first half first
+    delivered = [e["attributes"]["i"] for _, _, body in tea.requests[3:] for e in body]
+    assert delivered == list(range(20))  # in order
+    stats = client.stats()
+    assert (stats["sent"], stats["rejected"], stats["retried"]) == (20, 0, 0)
 
 
 def test_a_retry_timeout_without_spool_drops_and_counts(peer, clients) -> None:

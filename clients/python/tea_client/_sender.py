@@ -25,6 +25,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
+import msgspec
+
 from tea_client import _wire
 from tea_client._core import Core
 from tea_client.spool import Spool
@@ -44,11 +46,26 @@ class Settings(NamedTuple):
 
 
 class Payload:
-    __slots__ = ("seq", "channel", "body", "count", "failing_since")
+    __slots__ = ("seq", "span", "channel", "body", "count", "failing_since")
 
-    def __init__(self, seq: int, channel: str, body: bytes, count: int) -> None:
-        self.seq, self.channel, self.body, self.count = seq, channel, body, count
+    def __init__(self, seq: float, channel: str, body: bytes, count: int, span: float = 1.0) -> None:
+        self.seq, self.span, self.channel, self.body, self.count = seq, span, channel, body, count
         self.failing_since: Optional[float] = None
+
+    def halves(self) -> Tuple["Payload", "Payload"]:
+        """The batch cut in two, in order (TEA answered 413: more events or bytes than it takes at once)."""
+        items = _raw_list.decode(self.body)
+        half = len(items) // 2
+        span = self.span / 2
+        return (Payload(self.seq, self.channel, _join(items[:half]), half, span),
+                Payload(self.seq + span, self.channel, _join(items[half:]), len(items) - half, span))
+
+
+_raw_list = msgspec.json.Decoder(List[msgspec.Raw])
+
+
+def _join(items: List[msgspec.Raw]) -> bytes:
+    return b"[" + b",".join(bytes(item) for item in items) + b"]"
 
 
 class _Throttle:
@@ -134,8 +151,7 @@ class Sender:
 
     def requeue(self, payload: Payload) -> None:
         """Put a failed batch back in the outbox in the order it was made (requests finish out of order)."""
-        i = 0
-        for i, other in enumerate(self.outbox):  # noqa: B007  (a few batches at most)
+        for i, other in enumerate(self.outbox):  # a few batches at most
             if other.seq > payload.seq:
                 self.outbox.insert(i, payload)
                 return
@@ -210,6 +226,10 @@ class Sender:
             self.requeue(payload)
             self.failed(payload, None, reply)
             return
+        if reply.status == 413 and payload.count > 1:
+            for half in payload.halves():
+                self.requeue(half)
+            return
         self.succeeded(reply, payload.count)
         self.core.settle(payload.count, sent=reply.accepted, rejected=reply.rejected)
 
@@ -221,23 +241,35 @@ class Sender:
             self.backoff_until = time.monotonic() + 0.2
             self.core.set_spool(spool.files, spool.bytes)
             return
-        lane = self.lanes[0]
-        try:
-            lane.start(_wire.PATHS.get(entry.channel, "/v1/events"), entry.body, entry.packed)
-            reply = lane.finish(entry.count)
-        except NETWORK_ERRORS as exc:
+        outcome = self.post_now(Payload(0, entry.channel, entry.body, entry.count), entry.packed)
+        if outcome is None:
             spool.release(entry)
-            self.failed(None, exc, None)
-            return
-        self.core.count(requests=1)
-        if reply.retryable:
-            spool.release(entry)
-            self.failed(None, None, reply)
             return
         spool.done(entry)
-        self.succeeded(reply, entry.count)
-        self.core.count(sent=reply.accepted, rejected=reply.rejected)
+        self.core.count(sent=outcome[0], rejected=outcome[1])
         self.core.set_spool(spool.files, spool.bytes)
+
+    def post_now(self, payload: Payload, packed: Optional[bytes] = None) -> Optional[Tuple[int, int]]:
+        """Send one batch and wait for the answer (halves, if TEA finds it too large): (accepted, refused), or
+        None when it is to be retried."""
+        lane = self.lanes[0]
+        try:
+            lane.start(_wire.PATHS.get(payload.channel, "/v1/events"), payload.body, packed)
+            reply = lane.finish(payload.count)
+        except NETWORK_ERRORS as exc:
+            self.failed(None, exc, None)
+            return None
+        self.core.count(requests=1)
+        if reply.retryable:
+            self.failed(None, None, reply)
+            return None
+        if reply.status == 413 and payload.count > 1:
+            first, second = payload.halves()
+            a = self.post_now(first)
+            b = self.post_now(second) if a is not None else None
+            return None if b is None else (a[0] + b[0], a[1] + b[1])  # type: ignore[index]
+        self.succeeded(reply, payload.count)
+        return reply.accepted, reply.rejected
 
     def succeeded(self, reply: Reply, count: int) -> None:
         self.attempts = 0

@@ -26,20 +26,19 @@ EVENT_COLUMNS = frozenset({
 Builder = Callable[[float, Any], Optional[Dict[str, Any]]]
 
 
-_LOW62 = (1 << 62) - 1
 _random = random.Random()  # ids need uniqueness, not secrecy: no getrandom() syscall per id
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_random.seed)  # a forked child must not repeat its parent's ids
 
 
 def uuid7(t: float) -> str:
-    """A UUIDv7 (RFC 9562) for the instant ``t`` (Unix seconds): 48-bit milliseconds, 74 random bits.
-
-    Time-ordered ids keep TEA's duplicate check cheap (storage skips row groups outside a batch's id range)."""
+    """A UUIDv7 (RFC 9562) for the instant ``t`` (Unix seconds): 48-bit milliseconds, version 7, 12 random
+    bits, variant 10, 62 random bits. Time-ordered ids keep TEA's duplicate check cheap (storage skips row
+    groups outside a batch's id range)."""
+    ms = int(t * 1000) & 0xFFFFFFFFFFFF
     r = _random.getrandbits(74)
-    value = (int(t * 1000) & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (r >> 62) << 64 | 0x2 << 62 | (r & _LOW62)
-    h = "%032x" % value
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return "%08x-%04x-%04x-%04x-%012x" % (ms >> 16, ms & 0xFFFF, 0x7000 | r >> 62, 0x8000 | (r >> 48) & 0x3FFF,
+                                          r & 0xFFFFFFFFFFFF)
 
 
 class Timestamps:
