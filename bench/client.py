@@ -12,13 +12,15 @@
    checked after. Run with the defaults (512-event batches, 4 requests in flight) and with larger batches.
 3. The MCP middleware's added latency per tool call (target <= 50 us): the mcp SDK's middleware seam
    (``TeaMiddleware`` around a handler that answers at once, real ``ServerRequestContext`` objects) and the
-   ASGI middleware (``TeaASGIMiddleware`` around an ASGI app answering a JSON-RPC POST), each against the
-   same call without it, in alternating blocks; the median difference per call.
+   ASGI middleware (``TeaASGIMiddleware`` around an ASGI app answering a JSON-RPC POST with a JWT), each
+   against the same call without it, in alternating blocks; the median difference per call. Also the work
+   it defers to the sender thread per call, and the wall time added while the sender delivers.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import statistics
@@ -28,7 +30,7 @@ import timeit
 from typing import Any, Callable, Dict, List
 
 from bench.server import create_token, free_port, http_get, tea_server
-from tea_client import TeaClient
+from tea_client import TeaClient, _wire
 
 CALL = 'c.record("mcp_request", method="tools/call", duration_ms=12.5, user_id="u1", tool="search")'
 
@@ -43,7 +45,8 @@ def record_cost(url: str, token: str) -> Dict[str, float]:
     n = 100_000
     best = min(timeit.repeat(CALL, globals={"c": idle}, number=n, repeat=7)) / n * 1e6
     base = min(timeit.repeat(CALL.replace("c.record", "e"), globals={"e": _empty}, number=n, repeat=7)) / n * 1e6
-    idle.close(0.1)  # drops the queued calls (counted), sends nothing useful
+    idle._core.queue.clear()  # the timed calls are not events anyone wants stored
+    idle.close(0.1)
     busy = TeaClient(url, token, max_queue_events=10 ** 6, close_at_exit=False)
     started = time.perf_counter()
     for _ in range(n):
@@ -87,15 +90,21 @@ async def _alternate(bare: Callable[[], Any], wrapped: Callable[[], Any], blocks
             "added_us": statistics.median(b - a for a, b in zip(plain, with_mw))}
 
 
-def middleware_cost(url: str, token: str) -> Dict[str, Dict[str, float]]:
+def middleware_cost(url: str, token: str) -> Dict[str, Any]:
+    """Per tool call: the time added on the call's own path (the client's sender asleep, so only the call is
+    timed), the work deferred to the sender thread (building and encoding the events, timed on their own),
+    and the wall time added while the sender delivers (it shares the GIL with the calls)."""
     from mcp.server.context import ServerRequestContext
 
     from tea_client.mcp import TeaASGIMiddleware, TeaMiddleware
 
-    client = TeaClient(url, token, max_queue_events=10 ** 6, close_at_exit=False)
-    middleware = TeaMiddleware(client, server_name="bench")
     params = {"name": "search", "arguments": {"q": "tea"}}
     answer = {"content": [{"type": "text", "text": "found"}], "isError": False}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
+    reply = json.dumps({"jsonrpc": "2.0", "id": 1, "result": answer}).encode()
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": "alice", "tenant": "bench"}).encode()).rstrip(b"=")
+    scope = {"type": "http", "method": "POST", "path": "/mcp",
+             "headers": [(b"content-type", b"application/json"), (b"authorization", b"Bearer e30." + claims + b".s")]}
 
     async def handler(ctx: Any) -> Any:
         return answer
@@ -104,18 +113,11 @@ def middleware_cost(url: str, token: str) -> Dict[str, Dict[str, float]]:
         return ServerRequestContext(session=None, lifespan_context={}, protocol_version="2025-11-25",
                                     method="tools/call", params=params, request_id=1)
 
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
-    reply = json.dumps({"jsonrpc": "2.0", "id": 1, "result": answer}).encode()
-
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": reply})
-
-    wrapped_app = TeaASGIMiddleware(app, client, server_name="bench")
-    scope = {"type": "http", "method": "POST", "path": "/mcp",
-             "headers": [(b"content-type", b"application/json"), (b"authorization", b"Bearer a.b.c")]}
 
     async def receive() -> Any:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -123,16 +125,31 @@ def middleware_cost(url: str, token: str) -> Dict[str, Dict[str, float]]:
     async def send(message: Any) -> None:
         pass
 
-    async def run() -> Dict[str, Dict[str, float]]:
-        seam = await _alternate(lambda: handler(context()), lambda: middleware(context(), handler))
-        asgi = await _alternate(lambda: app(scope, receive, send), lambda: wrapped_app(scope, receive, send))
-        return {"mcp_middleware": seam, "asgi_middleware": asgi}
+    def pairs(client: TeaClient) -> Dict[str, Any]:
+        seam, asgi = TeaMiddleware(client, server_name="bench"), TeaASGIMiddleware(app, client, server_name="bench")
+        return {"mcp_middleware": (lambda: handler(context()), lambda: seam(context(), handler)),
+                "asgi_middleware": (lambda: app(scope, receive, send), lambda: asgi(scope, receive, send))}
 
-    result = asyncio.run(run())
-    client.flush(120)
-    result["delivered"] = {"sent": client.stats()["sent"], "dropped": client.stats()["dropped"]}
-    client.close(5)
-    return result
+    out: Dict[str, Any] = {}
+    idle = TeaClient(url, token, max_queue_events=10 ** 7, max_batch_events=10 ** 8, flush_interval_ms=1e9,
+                     close_at_exit=False)
+    for name, (bare, wrapped) in pairs(idle).items():
+        out[name] = asyncio.run(_alternate(bare, wrapped))
+        queued = list(idle._core.queue)
+        idle._core.queue.clear()
+        encoder = _wire.Encoder({}, 1 << 30, lambda n, m: None)
+        started = time.perf_counter()
+        for start in range(0, len(queued), 512):
+            encoder.batches(queued[start:start + 512])
+        out[name]["deferred_us"] = (time.perf_counter() - started) / max(1, len(queued)) * 1e6
+    idle.close(0.1)
+    live = TeaClient(url, token, max_queue_events=10 ** 6, close_at_exit=False)
+    for name, (bare, wrapped) in pairs(live).items():
+        out[name]["added_us_while_sending"] = asyncio.run(_alternate(bare, wrapped))["added_us"]
+    live.flush(120)
+    out["delivered"] = {"sent": live.stats()["sent"], "dropped": live.stats()["dropped"]}
+    live.close(5)
+    return out
 
 
 def main() -> None:
@@ -175,8 +192,10 @@ def report(r: Dict[str, Any]) -> None:
                          "met" if run["events_per_s"] >= 100_000 else "MISSED"))
     for name in ("mcp_middleware", "asgi_middleware"):
         m = r["middleware"][name]
-        lines.append("%s: %.1f us per call without, %.1f with: +%.1f us (target <= 50 us: %s)" % (
-            name, m["without_us"], m["with_us"], m["added_us"], "met" if m["added_us"] <= 50 else "MISSED"))
+        lines.append("%s: %.1f us per call without, %.1f with: +%.1f us on the call's path (target <= 50 us: %s); "
+                     "+%.1f us of work on the sender thread per call; +%.1f us wall per call while it delivers" % (
+                         name, m["without_us"], m["with_us"], m["added_us"],
+                         "met" if m["added_us"] <= 50 else "MISSED", m["deferred_us"], m["added_us_while_sending"]))
     lines.append("TEA stored %s events in all" % r.get("tea_events_stored"))
     print("\n".join(lines))
     print(json.dumps(r))

@@ -57,12 +57,12 @@ class Timestamps:
 
 def event(t: float, event_type: str, fields: Dict[str, Any], defaults: Dict[str, Any],
           stamp: Callable[[float], str]) -> Dict[str, Any]:
-    """One native event: known columns at the top, every other keyword in ``attributes``."""
-    out = {**defaults, **fields} if defaults else dict(fields)
-    extra = out.keys() - EVENT_COLUMNS
-    if extra:
+    """One native event: known columns at the top, every other keyword in ``attributes``. ``fields`` is the
+    caller's keyword dict (a fresh one per ``record()`` call) and may be reused as the event."""
+    out = {**defaults, **fields} if defaults else fields
+    if not EVENT_COLUMNS.issuperset(out):
         given = out.get("attributes")
-        moved = {key: out.pop(key) for key in extra}
+        moved = {key: out.pop(key) for key in out.keys() - EVENT_COLUMNS}
         out["attributes"] = {**given, **moved} if isinstance(given, dict) else moved
     if None in out.values():
         out = {key: value for key, value in out.items() if value is not None}
@@ -103,28 +103,30 @@ class Encoder:
         self.json = msgspec.json.Encoder(enc_hook=_fallback)
 
     def batches(self, items: List[Tuple[str, float, Any, Any]]) -> List[Tuple[str, bytes, int]]:
-        groups: Dict[str, List[Dict[str, Any]]] = {}
+        events: List[Dict[str, Any]] = []
+        others: Dict[str, List[Dict[str, Any]]] = {}
+        defaults, stamp = self.defaults, self.stamp
         for channel, t, first, second in items:
             try:
-                if channel == COMMUNICATIONS:
-                    obj = communication(t, second, self.stamp)
+                if channel == EVENTS and first.__class__ is str:  # record(): the common case
+                    events.append(event(t, first, second, defaults, stamp))
+                elif channel == COMMUNICATIONS:
+                    others.setdefault(channel, []).append(communication(t, second, stamp))
                 elif callable(first):  # a deferred builder (the MCP middleware's calls): None, one or a list
                     built = first(t, second)
                     if not built:
                         self.invalid(1, "")  # not an event after all (e.g. a JSON-RPC notification)
                         continue
                     for fields in (built if isinstance(built, list) else [built]):
-                        groups.setdefault(channel, []).append(
-                            event(t, fields.pop("event_type"), fields, self.defaults, self.stamp))
-                    continue
+                        events.append(event(t, fields.pop("event_type"), fields, defaults, stamp))
                 else:
-                    obj = event(t, first, second, self.defaults, self.stamp)
+                    others.setdefault(channel, []).append(event(t, first, second, defaults, stamp))
             except Exception as exc:  # a builder's bug or a bad argument: drop this one event, counted
                 self.invalid(1, "an event could not be built: %r" % (exc,))
-                continue
-            groups.setdefault(channel, []).append(obj)
         out: List[Tuple[str, bytes, int]] = []
-        for channel, objs in groups.items():
+        if events:
+            self._pack(EVENTS, events, out)
+        for channel, objs in others.items():
             self._pack(channel, objs, out)
         return out
 

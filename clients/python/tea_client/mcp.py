@@ -154,8 +154,14 @@ class _Recorder:
             return None  # a notification, a client's answer, or not JSON-RPC: nothing to record
         head = bytes(x.head)
         responses, unreadable = ev.responses_in(head, x.content_type, x.response_truncated)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in x.request_headers}
-        session_id = headers.get("mcp-session-id") or x.session_id
+        authorization = session_id = None
+        for name, value in x.request_headers:
+            name = name.lower()
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"mcp-session-id":
+                session_id = value.decode("latin-1")
+        session_id = session_id or x.session_id
         out = []
         single = len(requests) == 1
         for message in requests:
@@ -178,7 +184,7 @@ class _Recorder:
             else:
                 fields["status"] = "ok"
             fields["attributes"].update({"mcp.transport": "http", "http.response.status_code": x.status})
-            self.common(fields, headers.get("authorization"), session_id)
+            self.common(fields, authorization, session_id)
             out.append(fields)
         return out
 
