@@ -194,3 +194,35 @@ def test_auth_required_without_a_token_refuses_to_start(monkeypatch) -> None:
         TeaMiddleware(tea_endpoint="http://127.0.0.1:9")
     off = TeaMiddleware(tea_enabled=False)  # off: a pass-through, no client, no thread
     assert off.client is None
+
+
+def test_low_level_server_over_streamable_http(tea: TeaProcess) -> None:
+    import mcp_types
+    from mcp.server.lowlevel import Server
+
+    async def list_tools(ctx: Any, params: Any) -> Any:
+        return mcp_types.ListToolsResult(tools=[mcp_types.Tool(name="echo", input_schema={"type": "object"})])
+
+    async def call_tool(ctx: Any, params: Any) -> Any:
+        text = (params.arguments or {}).get("text", "")
+        return mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text=text or "empty")],
+                                        is_error=not text)
+
+    server = Server("demo-lowlevel", on_list_tools=list_tools, on_call_tool=call_tool)
+    tea_client = TeaClient(tea.url, flush_interval_ms=50, close_at_exit=False)
+    instrument(server, client=tea_client)
+    mcp_http = serve_mcp(server.streamable_http_app())
+
+    async def run() -> None:
+        async with Client(mcp_http.url + "/mcp", mode="legacy") as client:
+            assert not (await client.call_tool("echo", {"text": "hi"})).is_error
+            assert (await client.call_tool("echo", {})).is_error
+
+    try:
+        asyncio.run(run())
+    finally:
+        mcp_http.stop()
+    assert tea_client.flush(30) and tea_client.close(5)
+    stored = events(tea.url, expect=2, source="demo-lowlevel", method="tools/call")
+    assert sorted((e["target"], e["status"]) for e in stored) == [("echo", "error"), ("echo", "ok")]
+    assert next(e for e in stored if e["status"] == "error")["error_type"] == "tool_error"
