@@ -211,3 +211,15 @@ def test_async_client(serve) -> None:
     assert stats["sent"] == 7
     assert sorted(e["event_type"] for e in events(server.url, expect=7)) == ["async_block"] + ["async_event"] * 5 + [
         "feature_used"]
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_a_failure(serve, clients) -> None:
+    server = serve()  # uvicorn closes a kept-alive connection after 5 s of silence
+    client = clients(server.url, max_in_flight=1)
+    client.record("before_idle")
+    assert client.flush(10)
+    time.sleep(5.5)
+    client.record("after_idle")
+    assert client.flush(10)
+    stats = client.stats()
+    assert (stats["sent"], stats["retried"], stats["dropped"]) == (2, 0, 0), stats

@@ -25,6 +25,9 @@ from tea_client._version import __version__
 USER_AGENT = "tea-client-python/" + __version__
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 NETWORK_ERRORS: Tuple[type, ...] = (OSError, http.client.HTTPException)
+# what a kept-alive connection the server closed while it was idle raises on its next use
+STALE_ERRORS: Tuple[type, ...] = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                                  ConnectionAbortedError)
 _outcome = msgspec.json.Decoder()
 
 
@@ -99,6 +102,8 @@ class Transport:
             self._headers["Authorization"] = "Bearer " + token
         self._ssl = ssl_context
         self._conn: Optional[http.client.HTTPConnection] = None
+        self._answered = False  # the open connection has carried an answer (it may since have gone stale)
+        self._request: Optional[Tuple[str, bytes, Optional[bytes]]] = None
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -118,36 +123,59 @@ class Transport:
     def start(self, path: str, body: bytes, packed: Optional[bytes] = None) -> None:
         """Send the request without waiting for the answer: the caller can prepare the next batch while TEA
         works on this one, then call ``finish()``."""
+        self._request = (path, body, packed)
+        self._send(path, body, packed, retry_stale=True)
+
+    def _send(self, path: str, body: bytes, packed: Optional[bytes], retry_stale: bool) -> None:
         headers = dict(self._headers)
-        if self._secret:
+        if self._secret:  # signed afresh for every send: a new nonce is never a replay
             stamp, nonce = str(int(time.time())), str(uuid.uuid4())
             headers.update({"X-Timestamp": stamp, "X-Nonce": nonce, "X-Signature": sign(self._secret, body, stamp, nonce)})
+        wire = body
         if packed is not None:
-            body = packed
+            wire = packed
             headers["Content-Encoding"] = "gzip"
         elif self._gzip_level > 0:
-            body = gzip_bytes(body, self._gzip_level)
+            wire = gzip_bytes(body, self._gzip_level)
             headers["Content-Encoding"] = "gzip"
+        reused = self._conn is not None and self._answered
         try:
-            self._connection().request("POST", self._prefix + path, body=body, headers=headers)
-        except BaseException:
+            self._connection().request("POST", self._prefix + path, body=wire, headers=headers)
+        except STALE_ERRORS:
             self.close()
-            raise
+            if not (reused and retry_stale):
+                raise
+            self._send(path, body, packed, retry_stale=False)  # the server had closed an idle connection
 
     def finish(self, count: int) -> Reply:
         """Read the answer to the request ``start()`` sent."""
-        conn = self._connection()
+        reused = self._answered
         try:
-            response = conn.getresponse()
+            response = self._connection().getresponse()
             data = response.read()
+        except STALE_ERRORS:
+            self.close()
+            if not reused or self._request is None:
+                raise
+            # a kept-alive connection the server closed while idle: no answer was coming; send once more on a
+            # new connection (what an idle HTTP client does; the event ids make a resend harmless)
+            self._send(*self._request, retry_stale=False)
+            try:
+                response = self._connection().getresponse()
+                data = response.read()
+            except BaseException:
+                self.close()
+                raise
         except BaseException:
             self.close()
             raise
+        self._answered = True
         if response.getheader("Connection", "").lower() == "close":
             self.close()
         return _reply(response.status, data, count, response.getheader("Retry-After"))
 
     def close(self) -> None:
+        self._answered = False
         if self._conn is not None:
             try:
                 self._conn.close()
