@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tea_client.spool import Spool
-from tests.client.conftest import events
+from tests.client.conftest import events, wait_until
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +66,18 @@ def test_the_spool_is_bounded_in_bytes_oldest_dropped_first(clients, tmp_path: P
     assert kept + stats["dropped_by_reason"]["spool_full"] == 3000
     newest = max(name for name, _ in spool._files)
     assert newest == spool._files[-1][0]  # the newest batches are the ones kept
+
+
+@pytest.mark.e2e
+def test_without_a_spool_the_queue_waits_in_memory_until_tea_comes(tea_process, clients) -> None:
+    tea = tea_process()  # not listening yet
+    client = clients(tea.url, max_backoff_s=0.5)
+    for n in range(1500):
+        client.record("waited", i=n)
+    assert wait_until(lambda: client.stats()["retried"] >= 3, 30)  # refused connections, retried
+    assert client.stats()["sent"] == 0
+    tea.start()
+    assert client.flush(60), client.stats()
+    stats = client.stats()
+    assert stats["sent"] == 1500 and stats["dropped"] == 0
+    assert sorted(e["attributes"]["i"] for e in events(tea.url, expect=1500, event_type="waited")) == list(range(1500))

@@ -146,6 +146,9 @@ class Transport:
             if not (reused and retry_stale):
                 raise
             self._send(path, body, packed, retry_stale=False)  # the server had closed an idle connection
+        except BaseException:
+            self.close()  # a half-sent request leaves http.client's connection unusable
+            raise
 
     def finish(self, count: int) -> Reply:
         """Read the answer to the request ``start()`` sent."""
