@@ -187,6 +187,11 @@ def test_gateway_settings_precedence(tmp_path: Path) -> None:
         load_settings(env={"TEA_ENABLED": "maybe"})
 
 
+def test_instrument_needs_the_middleware_seam() -> None:
+    with pytest.raises(TypeError, match="TeaASGIMiddleware"):
+        instrument(object(), tea_enabled=False)
+
+
 def test_auth_required_without_a_token_refuses_to_start(monkeypatch) -> None:
     for name in ("TEA_TOKEN", "TEA_MCP_CONFIG", "TEA_AUTH_REQUIRED", "TEA_ENABLED", "DO_NOT_TRACK"):
         monkeypatch.delenv(name, raising=False)

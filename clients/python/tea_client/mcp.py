@@ -247,9 +247,13 @@ class TeaMiddleware:
 def instrument(server: Any, client: Optional[TeaClient] = None, **kwargs: Any) -> TeaMiddleware:
     """Add a ``TeaMiddleware`` to an ``MCPServer`` or low-level ``Server`` (innermost, so it times the
     handler and params validation); its events are named after the server unless ``server_name`` is given."""
+    chain = getattr(server, "middleware", None)
+    if not isinstance(chain, list):
+        raise TypeError("%r has no Server.middleware list (the mcp SDK's seam, from mcp 2): over HTTP, wrap its "
+                        "ASGI app in TeaASGIMiddleware instead" % (server,))
     kwargs.setdefault("server_name", getattr(server, "name", None))
     middleware = TeaMiddleware(client, **kwargs)
-    server.middleware.append(middleware)
+    chain.append(middleware)
     return middleware
 
 
