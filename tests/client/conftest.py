@@ -11,8 +11,10 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import httpx
 import pytest
+import uvicorn
 
 from tea_client import TeaClient
+from tests.services import free_port
 
 Answer = Tuple[int, Optional[dict], Optional[str]]  # status, JSON body (None: TEA's success shape), Retry-After
 
@@ -128,3 +130,25 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+class AsgiServer:
+    """Any ASGI app (an MCP server) served by uvicorn on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on", access_log=False,
+                                log_config=None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="mcp-server", daemon=True)
+
+    def start(self) -> "AsgiServer":
+        self.thread.start()
+        if not wait_until(lambda: self.server.started or not self.thread.is_alive(), 30) or not self.server.started:
+            raise RuntimeError("the ASGI server did not start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
