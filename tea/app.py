@@ -452,10 +452,8 @@ def build_chain(settings: Settings, tokens: TokenService, state: SharedState) ->
 
 
 def tier_limits(settings: Settings) -> dict[str, TierLimits]:
-    return {name: TierLimits(settings.get(f"tier.{name}.requests_per_minute"),
-                             settings.get(f"tier.{name}.events_per_minute"),
-                             settings.get(f"tier.{name}.events_per_month"))
-            for name in ("free", "pro", "business", "enterprise")}
+    return {name: TierLimits(quota.requests_per_minute, quota.events_per_minute, quota.events_per_month)
+            for name, quota in settings.tier.items()}
 
 
 def error_response(exc: ClientError) -> Response:

@@ -54,20 +54,23 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _allow_list(settings: "Settings", key: str, field: str, message: str, code: str) -> list[Any]:
-    allowed = _split(settings.get(key))
+def _allow_list(text: str, key: str, source: str, field: str, message: str, code: str) -> list[Any]:
+    allowed = _split(text)
     if allowed:
         return [AllowList(field, allowed, message, code)]
-    if settings.source(key) != "default":  # configured (e.g. Telemetron's `allowed = []`), yet empty
-        log.warning("%s is set but empty (%s): that allow list allows all", key, settings.source(key))
+    if source != "default":  # configured (e.g. Telemetron's `allowed = []`), yet empty
+        log.warning("%s is set but empty (%s): that allow list allows all", key, source)
     return []
 
 
 @hookimpl
 def register_validators(settings: "Settings") -> list[Any]:
     stages: list[Any] = []
-    stages += _allow_list(settings, "validation.source_ids", "source", "Disallowed source_id: {}", "disallowed_source")
-    stages += _allow_list(settings, "validation.event_types", "event_type", "Disallowed event type: {}",
+    stages += _allow_list(settings.validation.source_ids, "validation.source_ids",
+                          settings.source("validation.source_ids"), "source", "Disallowed source_id: {}",
+                          "disallowed_source")
+    stages += _allow_list(settings.validation.event_types, "validation.event_types",
+                          settings.source("validation.event_types"), "event_type", "Disallowed event type: {}",
                           "disallowed_event_type")
     if settings.validation.schema_dir:
         stages.append(JsonSchemas(settings.validation.schema_dir))
