@@ -70,7 +70,11 @@ def _unknown_keys(table: Mapping[str, Any], known: set[str], where: str) -> list
 def unsupported_env(env: Mapping[str, str]) -> list[str]:
     """A warning for each ``TELEMETRON_*`` variable TEA does not take over; those it does
     (``TELEMETRON_HTTP__PORT``, ...) are environment names of their settings."""
-    from tea.settings import SETTINGS
-    known = {name for s in SETTINGS for name in s.env_names}
     return [f"Telemetron environment variable {name} is not supported by TEA; ignored"
-            for name in sorted(env) if name.startswith("TELEMETRON_") and name not in known]
+            for name in sorted(env) if name.startswith("TELEMETRON_") and name not in _telemetron_env()]
+
+
+@functools.cache
+def _telemetron_env() -> frozenset[str]:
+    from tea.settings import SETTINGS
+    return frozenset(name for s in SETTINGS for name in s.env_names if name.startswith("TELEMETRON_"))

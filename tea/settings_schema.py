@@ -160,17 +160,17 @@ class Setting:
     telemetron: str | None = None  # Telemetron's config.toml key, e.g. "http.port"
     flag: bool = False
 
-    @property
+    @functools.cached_property
     def env(self) -> str:
         return "TEA_" + self.key.upper().replace(".", "__")
 
-    @property
+    @functools.cached_property
     def env_names(self) -> tuple[str, ...]:
         """Every environment name, highest precedence first."""
         seed = ("TELEMETRON_" + self.telemetron.upper().replace(".", "__"),) if self.telemetron else ()
         return (self.env, *self.aliases, *seed)
 
-    @property
+    @functools.cached_property
     def flag_name(self) -> str:
         return "--" + self.key.replace("_", "-").replace(".", "-")
 
@@ -266,17 +266,21 @@ def _rows(cls: type, fields: tuple[mi.Field, ...], prefix: str, defaults: Any) -
     return rows
 
 
+@functools.cache
+def _sections(cls: type) -> tuple[tuple[str, type | None], ...]:
+    """(field, its Section class or None) for every field of ``cls``."""
+    hints = _hints(cls)
+    return tuple((name, hints[name] if isinstance(hints[name], type) and issubclass(hints[name], Section) else None)
+                 for name in cls.__struct_fields__)
+
+
 def build(cls: type[Section], values: Mapping[str, Any], prefix: str = "", **state: Any) -> Any:
     """The struct ``cls`` from flat ``{"buffer.max_bytes": ...}`` values (already checked)."""
     fields: dict[str, Any] = dict(state)
-    for name in cls.__struct_fields__:
+    for name, section in _sections(cls):
         if name in state:
             continue
-        hint = _hints(cls)[name]
-        if isinstance(hint, type) and issubclass(hint, Section):
-            fields[name] = build(hint, values, prefix + name + ".")
-        else:
-            fields[name] = values[prefix + name]
+        fields[name] = values[prefix + name] if section is None else build(section, values, prefix + name + ".")
     return cls(**fields)
 
 
