@@ -2,7 +2,7 @@
 
 A setting is a field of a frozen msgspec Struct (a ``Section``) whose type carries a ``doc(...)`` annotation:
 
-    class Buffer(Section):
+    class BufferSettings(Section, frozen=True):
         max_bytes: Annotated[Size, doc("bound of the backlog", ge=4096)] = 1024 * MiB
 
 The field's type is what the code reads (``settings.buffer.max_bytes: int``) and what msgspec validates

@@ -30,9 +30,9 @@ def test_a_stale_table_is_detected_and_rewritten(tmp_path: Path) -> None:
 def test_one_row_per_setting_with_what_the_declaration_says() -> None:
     rows = {line.split(" | ")[0][3:-1]: line for line in markdown().splitlines() if line.startswith("| `")}
     assert list(rows) == [s.key for s in SETTINGS]
-    assert rows["buffer.max_bytes"] == ("| `buffer.max_bytes` | `TEA_BUFFER__MAX_BYTES` | `1GiB` | a size in bytes "
-                                        ">= 4096, e.g. 1048576, 20MiB, 1GiB | bound of the durable buffer's backlog not yet in "
-                                        "storage; ingestion answers 503 past it |")
+    assert rows["buffer.max_bytes"] == (
+        "| `buffer.max_bytes` | `TEA_BUFFER__MAX_BYTES` | `1GiB` | a size in bytes >= 4096, e.g. 1048576, 20MiB, "
+        "1GiB | bound of the durable buffer's backlog not yet in storage; ingestion answers 503 past it |")
     assert "Also read from `ANALYTICS_DATABASE_URL`. Secret: masked in `tea config`." in rows["postgres_url"]
     assert "Telemetron's `[processor] channel_capacity` and `TELEMETRON_PROCESSOR__CHANNEL_CAPACITY`" in \
         rows["processing.max_pending_events"]
