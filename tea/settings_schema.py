@@ -15,12 +15,12 @@ from __future__ import annotations
 import functools
 import json
 import re
+import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Mapping
 
 import msgspec
-import msgspec.inspect as mi
 
 from tea.errors import ConfigError
 
@@ -133,10 +133,6 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], str, str]] = {
     "hours_map": (_parse_hours_map, "tenant=hours pairs", ", e.g. acme=48,beta=0 (or a TOML table)"),
     "json_list": (_parse_tables, "a list of tables ([[...]] in tea.toml) or a JSON array of objects", ""),
 }
-_KIND_OF_TYPE = {mi.IntType: "int", mi.FloatType: "float", mi.BoolType: "bool", mi.StrType: "str",
-                 mi.LiteralType: "str", mi.DictType: "hours_map", mi.VarTupleType: "json_list"}
-
-
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -198,44 +194,64 @@ class Setting:
             raise ConfigError(f"invalid {where}={shown}{origin}: expected {self.accepted()}") from None
 
 
-def _unwrap(t: mi.Type) -> tuple[mi.Type, dict[str, Any], bool]:
-    """The field's inner type, its ``doc`` extras and whether None is allowed."""
-    nullable = False
-    if isinstance(t, mi.UnionType):
-        rest = [u for u in t.types if not isinstance(u, mi.NoneType)]
-        nullable, t = len(rest) < len(t.types), rest[0]
-    extra: dict[str, Any] = {}
-    if isinstance(t, mi.Metadata):
-        extra, t = dict(t.extra or {}), t.type
-    return t, extra, nullable
+_KIND_OF_TYPE = {int: "int", float: "float", bool: "bool", str: "str", typing.Literal: "str", dict: "hours_map",
+                 tuple: "json_list"}
 
 
-def _choices(annotation: Any) -> tuple[str, ...]:
-    """A Literal's values in declaration order (msgspec.inspect sorts them)."""
-    for arg in (annotation, *typing.get_args(annotation)):
-        if typing.get_origin(arg) is typing.Literal:
-            return typing.get_args(arg)
-        if typing.get_origin(arg) is Annotated:
-            return _choices(typing.get_args(arg)[0])
-    return ()
+@dataclass
+class _Declared:
+    """What a field's annotation says: its base type, merged ``Meta`` constraints and extras, ``| None``."""
+
+    base: Any
+    nullable: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    ge: float | None = None
+    le: float | None = None
+    multiple_of: int | None = None
 
 
-def _row(key: str, field: mi.Field, annotation: Any, default: Any) -> Setting:
-    t, extra, nullable = _unwrap(field.type)
-    if "help" not in extra:
+def _declared(annotation: Any) -> _Declared:
+    """Read from the annotation itself (``Optional[Annotated[int, Meta(...), Meta(...)]]``): cheaper at
+    import than msgspec.inspect's full type graph."""
+    out = _Declared(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        out.nullable, out.base = len(rest) < len(typing.get_args(annotation)), rest[0]
+    if typing.get_origin(out.base) is Annotated:
+        for meta in out.base.__metadata__:
+            if isinstance(meta, msgspec.Meta):
+                out.extra.update(meta.extra or {})
+                out.ge = meta.ge if meta.ge is not None else out.ge
+                out.le = meta.le if meta.le is not None else out.le
+                out.multiple_of = int(meta.multiple_of) if meta.multiple_of is not None else out.multiple_of
+        out.base = out.base.__origin__
+    return out
+
+
+def _row(key: str, annotation: Any, default: Any) -> Setting:
+    d = _declared(annotation)
+    if "help" not in d.extra:
         raise TypeError(f"setting {key!r} has no doc(...) annotation")
-    bounds = t if isinstance(t, (mi.IntType, mi.FloatType)) else None
-    return Setting(key=key, kind=extra.get("kind") or _KIND_OF_TYPE[type(t)], default=default, help=extra["help"],
-                   type=annotation, choices=_choices(annotation) if isinstance(t, mi.LiteralType) else (),
-                   minimum=bounds.ge if bounds else None, maximum=bounds.le if bounds else None,
-                   multiple_of=t.multiple_of if isinstance(t, mi.IntType) else None,
-                   secret=extra["secret"], nullable=nullable, aliases=tuple(extra["env"]),
-                   telemetron=extra["telemetron"], flag=extra["flag"])
+    origin = typing.get_origin(d.base) or d.base
+    if origin not in _KIND_OF_TYPE:
+        raise TypeError(f"setting {key!r}: no parser for {d.base!r} (one of {', '.join(map(str, _KIND_OF_TYPE))})")
+    return Setting(key=key, kind=d.extra.get("kind") or _KIND_OF_TYPE[origin], default=default, help=d.extra["help"],
+                   type=annotation, choices=typing.get_args(d.base) if origin is typing.Literal else (),
+                   minimum=d.ge, maximum=d.le, multiple_of=d.multiple_of, secret=d.extra["secret"],
+                   nullable=d.nullable, aliases=tuple(d.extra["env"]), telemetron=d.extra["telemetron"],
+                   flag=d.extra["flag"])
 
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, include_extras=True)
+    """The fields' annotations as objects; ``get_type_hints`` (several ms for every section) only when a
+    module declares them as strings (``from __future__ import annotations``)."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        hints.update(klass.__dict__.get("__annotations__", {}))
+    if any(isinstance(h, str) for h in hints.values()):
+        return typing.get_type_hints(cls, include_extras=True)
+    return hints
 
 
 def _state_fields(cls: type) -> tuple[str, ...]:
@@ -244,25 +260,20 @@ def _state_fields(cls: type) -> tuple[str, ...]:
 
 def table(cls: type[Section]) -> tuple[Setting, ...]:
     """Every setting declared in ``cls`` and its sections, in declaration order."""
-    return tuple(_rows(cls, mi.type_info(cls).fields, "", None))  # type: ignore[attr-defined]
+    return tuple(_rows(cls, "", cls()))
 
 
-def _default(field: mi.Field) -> Any:
-    return field.default_factory() if field.default is msgspec.NODEFAULT else field.default
-
-
-def _rows(cls: type, fields: tuple[mi.Field, ...], prefix: str, defaults: Any) -> list[Setting]:
-    """``defaults``: the section's default instance, when its fields' defaults differ per use
-    (``tier.free`` and ``tier.pro`` are both a ``TierQuota``)."""
+def _rows(cls: type, prefix: str, defaults: Any) -> list[Setting]:
+    """``defaults``: an instance of ``cls`` holding its defaults where it is used (``tier.free`` and
+    ``tier.pro`` are both a ``TierQuota``, with different defaults)."""
     rows: list[Setting] = []
-    for field in fields:
-        if field.name in _state_fields(cls):
+    for name, section in _sections(cls):
+        if name in _state_fields(cls):
             continue
-        default = _default(field) if defaults is None else getattr(defaults, field.name)
-        if isinstance(field.type, mi.StructType):
-            rows.extend(_rows(field.type.cls, field.type.fields, prefix + field.name + ".", default))
+        if section is not None:
+            rows.extend(_rows(section, prefix + name + ".", getattr(defaults, name)))
         else:
-            rows.append(_row(prefix + field.name, field, _hints(cls)[field.name], default))
+            rows.append(_row(prefix + name, _hints(cls)[name], getattr(defaults, name)))
     return rows
 
 
@@ -271,7 +282,7 @@ def _sections(cls: type) -> tuple[tuple[str, type | None], ...]:
     """(field, its Section class or None) for every field of ``cls``."""
     hints = _hints(cls)
     return tuple((name, hints[name] if isinstance(hints[name], type) and issubclass(hints[name], Section) else None)
-                 for name in cls.__struct_fields__)
+                 for name in getattr(cls, "__struct_fields__"))
 
 
 def build(cls: type[Section], values: Mapping[str, Any], prefix: str = "", **state: Any) -> Any:
@@ -313,8 +324,8 @@ _SECRET_FIELDS: dict[type, frozenset[str]] = {}
 
 def _secret_fields(cls: type) -> frozenset[str]:
     if cls not in _SECRET_FIELDS:
-        _SECRET_FIELDS[cls] = frozenset(f.name for f in mi.type_info(cls).fields  # type: ignore[attr-defined]
-                                        if _unwrap(f.type)[1].get("secret"))
+        _SECRET_FIELDS[cls] = frozenset(name for name, section in _sections(cls)
+                                        if section is None and _declared(_hints(cls)[name]).extra.get("secret"))
     return _SECRET_FIELDS[cls]
 
 
