@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Callable
 
-from tea.ops.telemetry import Telemetry
+from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import AuditRecord
