@@ -87,7 +87,8 @@ class TeaApp:
                 await self.services.quotas.load()
             except Exception as exc:  # storage boundary: start counting the month from what is in memory
                 log.error("loading the monthly quota counters failed: %s", exc)
-        self._tasks.append(asyncio.create_task(self._supervise(self.services.writer.run(), "writer"), name="tea-writer"))
+        writer = self._supervise(self.services.writer.run(), "writer")
+        self._tasks.append(asyncio.create_task(writer, name="tea-writer"))
         self._tasks.append(asyncio.create_task(self.services.retention.run(), name="tea-retention"))
         self._tasks.append(asyncio.create_task(self.services.audit.run(), name="tea-audit"))
         if self.services.quotas is not None:

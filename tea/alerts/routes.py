@@ -10,22 +10,18 @@ from tea.auth.principal import READ, WRITE
 from tea.errors import BadRequest, Conflict, NotFound
 from tea.http import Request, Response, Route
 from tea.http.body import json_object
-from tea.http.params import Params, choice, text, whole
+from tea.http.params import choice, text, whole
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import ErrorBody, error_responses
 from tea.query.readers import Readers
-from tea.query.spec import TenantId, Window
+from tea.query.spec import Tenant, Window
 from tea.settings import Settings
 from tea.timeutil import format_us
 
 ALERT_STATES = ("pending", "firing", "resolved")
 
 
-class TenantParams(Params):
-    tenant_id: TenantId | None = None  # type: ignore[valid-type]
-
-
-class RuleRef(TenantParams, kw_only=True):
+class RuleRef(Tenant, kw_only=True):
     PATH = frozenset({"rule_id"})
     rule_id: text("the rule's id")  # type: ignore[valid-type]
 
@@ -46,21 +42,21 @@ def _rule(rule: dict[str, Any]) -> dict[str, Any]:
 def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alerts: Evaluator) -> list[Route]:
     store = alerts.rules  # writes
 
-    def tenants(p: TenantParams | Window) -> tuple[str, ...] | None:
+    def tenants(p: Tenant | Window) -> tuple[str, ...] | None:
         return (p.tenant_id,) if p.tenant_id else None
 
     def rule_reader(request: Request) -> RuleStore:
         """The rules as this request may read them (scoped storage: the caller's tenant only)."""
         return RuleStore(readers.of(request), store.globals, clock)
 
-    async def create_rule(request: Request, p: TenantParams) -> Response:
+    async def create_rule(request: Request, p: Tenant) -> Response:
         body = json_object(await request.body(settings.max_body_bytes))
         tenant = write_tenant(principal_of(request), body.pop("tenant_id", None) or p.tenant_id,
                               settings.default_tenant)
         rule = await store.create(tenant, parse_rule(body))
         return Response(encode_json(_rule(rule)), 201, JSON)
 
-    async def list_rules(request: Request, p: TenantParams) -> Response:
+    async def list_rules(request: Request, p: Tenant) -> Response:
         api = sorted(await rule_reader(request).api_rules(tenants(p)), key=lambda r: (r["tenant_id"], r["id"]))
         rules = [_rule(r) for r in (*store.globals, *api)]
         return Response(encode_json({"rules": rules}), 200, JSON)
@@ -94,7 +90,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
         alerts = [render({**body, "tenant_id": tenant, "at": at}) for tenant, at, body in rows]
         return Response(encode_json({"alerts": alerts}), 200, JSON)
 
-    async def active(request: Request, p: TenantParams) -> Response:
+    async def active(request: Request, p: Tenant) -> Response:
         docs = await readers.of(request).list_documents(STATES, tenants(p))
         alerts = sorted((render({**doc, "tenant_id": tenant}) for tenant, _, doc in docs),
                         key=lambda a: (a["tenant_id"], a["rule_id"], a["group"]))
@@ -105,10 +101,10 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
     return [
         Route("POST", "/v1/alerts/rules", create_rule,
               "Create an alert rule: {name, kind, params, severity?, for_s?, enabled?, id?}", tags=("alerts",),
-              query=TenantParams, request_body={"application/json": RuleBody},
+              query=Tenant, request_body={"application/json": RuleBody},
               responses={201: ("The rule", rule_ok), **error_responses(400, 401, 403), **conflict}, scope=WRITE),
         Route("GET", "/v1/alerts/rules", list_rules, "Alert rules: defaults, settings rules and the tenant's own",
-              tags=("alerts",), query=TenantParams,
+              tags=("alerts",), query=Tenant,
               responses={200: ("{rules}", rule_ok), **error_responses(400, 401, 403)}, scope=READ),
         Route("GET", "/v1/alerts/rules/{rule_id}", get_rule, "One alert rule", tags=("alerts",), query=RuleRef,
               responses={200: ("The rule", rule_ok), **error_responses(400, 401, 403, 404)}, scope=READ),
@@ -119,6 +115,6 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
               tags=("alerts",), query=HistoryParams,
               responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)}, scope=READ),
         Route("GET", "/v1/alerts/active", active, "Open alerts (pending or firing)", tags=("alerts",),
-              query=TenantParams, responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)},
+              query=Tenant, responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)},
               scope=READ),
     ]

@@ -7,7 +7,7 @@ Supabase). A credential of a kind no authenticator knows is refused; with no cre
 request is refused too — unless ``auth_validation`` is off (development mode), where it runs as an
 all-scopes principal whose tenant comes from the body. A request carrying ``X-Signature`` (or made
 with a token when signatures are required) must be signed: the headers are checked now, and
-``request.state["verify_body"]`` holds the check of the body, which ``TeaApp.admit`` runs on every
+``request.state["verify_body"]`` holds the check of the body, which ``Gate.admit`` runs on every
 such request (over the empty body of a GET) before the request counts against a rate limit.
 
 What the chain learnt about a credential it refused stays in ``request.state`` for the audit log

@@ -8,17 +8,14 @@ from tea.auth.principal import WRITE
 from tea.comms.registry import Registry
 from tea.http import Request, Response, Route
 from tea.http.body import json_object
-from tea.http.params import Params
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
-from tea.query.spec import TenantId
+from tea.query.spec import Tenant
 from tea.settings import Settings
 
 
-class WebhookParams(Params, forbid_unknown_fields=False):
+class WebhookParams(Tenant, forbid_unknown_fields=False):
     """(n8n may add parameters of its own to a webhook URL: they are ignored.)"""
-
-    tenant_id: TenantId | None = None  # type: ignore[valid-type]
 
 
 def routes(settings: Settings, registry: Registry) -> list[Route]:

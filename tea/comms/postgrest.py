@@ -17,7 +17,7 @@
   ``MAX_ROWS`` rows (newest first) per request — the default order is ``timestamp.desc``.
 
 Authentication is TEA's (``apikey`` and/or ``Authorization: Bearer`` with a TEA token or JWT); every
-read runs on the request's scoped reader (``TeaApp.reader``), every write names the caller's tenant.
+read runs on the request's scoped reader (``Readers.of``), every write names the caller's tenant.
 ``tenant_id=eq.X`` selects a tenant for admins (and dev mode). Errors — TEA's own too (401, 403,
 413, 429, 503) — use PostgREST's shape ``{code, details, hint, message}``.
 """

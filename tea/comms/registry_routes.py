@@ -10,22 +10,18 @@ from tea.comms.registry import ENTITY_TYPES, Registry, check_text, check_type, r
 from tea.errors import BadRequest, NotFound
 from tea.http import Request, Response, Route
 from tea.http.body import json_object
-from tea.http.params import Params, choice, text, whole
+from tea.http.params import choice, text, whole
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import error_responses
 from tea.query.readers import Readers
-from tea.query.spec import TenantId
+from tea.query.spec import Tenant
 from tea.settings import Settings
 from tea.types import EventFilter
 
 ENTITY_FILTERS = ("entity_type", "current_state", "health_status", "department", "parent_entity_id", "namespace")
 
 
-class TenantParams(Params):
-    tenant_id: TenantId | None = None  # type: ignore[valid-type]
-
-
-class EntitiesParams(TenantParams):
+class EntitiesParams(Tenant):
     entity_type: text("only entities of this type") | None = None  # type: ignore[valid-type]
     current_state: text("only entities in this state") | None = None  # type: ignore[valid-type]
     health_status: text("only entities of this health") | None = None  # type: ignore[valid-type]
@@ -34,13 +30,13 @@ class EntitiesParams(TenantParams):
     namespace: text("only entities of this namespace") | None = None  # type: ignore[valid-type]
 
 
-class EntityRef(TenantParams, kw_only=True):
+class EntityRef(Tenant, kw_only=True):
     PATH = frozenset({"entity_type", "entity_id"})
     entity_type: choice(f"one of {', '.join(ENTITY_TYPES)}", ENTITY_TYPES)  # type: ignore[valid-type]
     entity_id: text("the entity's id")  # type: ignore[valid-type]
 
 
-class TransitionsParams(TenantParams):
+class TransitionsParams(Tenant):
     entity_id: text("one entity") | None = None  # type: ignore[valid-type]
     entity_type: text("one type") | None = None  # type: ignore[valid-type]
     limit: whole("1 to 10000 (default 100)", 1, 10000) = 100  # type: ignore[valid-type]
@@ -61,7 +57,11 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
     def missing(p: EntityRef) -> NotFound:
         return NotFound(f"no {p.entity_type} {p.entity_id!r} in the registry", code="entity_not_found")
 
-    async def register(request: Request, p: TenantParams) -> Response:
+    async def entity_response(tenant: str, p: EntityRef) -> Response:
+        entity = await registry.get(tenant, p.entity_id, p.entity_type)
+        return Response(encode_json(render(entity)), 200, JSON)  # type: ignore[arg-type]
+
+    async def register(request: Request, p: Tenant) -> Response:
         body = json_object(await request.body(settings.max_body_bytes))
         tenant = tenant_of(request, body.pop("tenant_id", None) or p.tenant_id)
         known = {"entity_id", "entity_type", "entity_name", "registered_by", "metadata", "capabilities",
@@ -86,7 +86,8 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
         if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
             raise BadRequest("`metadata` must be an object", code="invalid_field", details={"field": "metadata"})
         entity, created = await registry.register(
-            tenant, entity_id, entity_type, name, by, body.get("metadata"), body.get("capabilities"),  # type: ignore[arg-type]
+            tenant, entity_id, entity_type, name, by, body.get("metadata"),  # type: ignore[arg-type]
+            body.get("capabilities"),
             body.get("endpoint_url"), body.get("parent_entity_id"),
             **{k: body.get(k) for k in ("display_name", "registration_source", "namespace", "deployment_type",
                                         "tags", "version", "department")})
@@ -122,9 +123,10 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
         if reason is not None and not isinstance(reason, str):
             raise BadRequest("`reason` must be a string", code="invalid_field", details={"field": "reason"})
         where = tenant_of(request, p.tenant_id)
-        if not await registry.update_entity_state(where, p.entity_id, p.entity_type, state, health, by, reason):  # type: ignore[arg-type]
+        if not await registry.update_entity_state(where, p.entity_id, p.entity_type, state,  # type: ignore[arg-type]
+                                                  health, by, reason):
             raise missing(p)
-        return Response(encode_json(render(await registry.get(where, p.entity_id, p.entity_type))), 200, JSON)  # type: ignore[arg-type]
+        return await entity_response(where, p)
 
     async def activity(request: Request, p: EntityRef) -> Response:
         raw = await request.body(settings.max_body_bytes)
@@ -136,18 +138,18 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
         if await registry.get(where, p.entity_id, p.entity_type) is None:
             raise missing(p)
         await registry.record_entity_activity(where, p.entity_id, p.entity_type, is_error)
-        return Response(encode_json(render(await registry.get(where, p.entity_id, p.entity_type))), 200, JSON)  # type: ignore[arg-type]
+        return await entity_response(where, p)
 
-    async def entity_state(request: Request, p: TenantParams) -> Response:
+    async def entity_state(request: Request, p: Tenant) -> Response:
         entities = await reads(request).entities((p.tenant_id,) if p.tenant_id else None)
         return Response(encode_json({"view": "system_entity_state",
                                      "rows": registry.entity_state(entities, clock())}), 200, JSON)
 
-    async def hierarchy(request: Request, p: TenantParams) -> Response:
+    async def hierarchy(request: Request, p: Tenant) -> Response:
         entities = await reads(request).entities((tenant_of(request, p.tenant_id),))
         return Response(encode_json({"view": "entity_hierarchy", "rows": registry.hierarchy(entities)}), 200, JSON)
 
-    async def gaps(request: Request, p: TenantParams) -> Response:
+    async def gaps(request: Request, p: Tenant) -> Response:
         where = tenant_of(request, p.tenant_id)
         reader = readers.of(request)
         entities = await Registry(reader, clock).entities((where,))
@@ -170,16 +172,16 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
               responses={200: ("Entities", {"application/json": {"type": "object"}}),
                          **error_responses(400, 401, 403)}, scope=READ),
         Route("POST", "/v1/registry", register, "Register an entity (upsert on entity_id + entity_type)",
-              tags=("registry",), query=TenantParams, request_body={"application/json": {"type": "object"}},
+              tags=("registry",), query=Tenant, request_body={"application/json": {"type": "object"}},
               responses={201: ("Registered", {"application/json": {"type": "object"}}),
                          200: ("Updated", {"application/json": {"type": "object"}}),
                          **error_responses(400, 401, 403)}, scope=WRITE),
         Route("GET", "/v1/registry/state", entity_state, "The seed's system_entity_state view", tags=("registry",),
-              query=TenantParams, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ),
+              query=Tenant, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ),
         Route("GET", "/v1/registry/hierarchy", hierarchy, "The seed's entity_hierarchy view", tags=("registry",),
-              query=TenantParams, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ),
+              query=Tenant, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ),
         Route("GET", "/v1/registry/gaps", gaps, "check_registration_gaps(): missing teams / MCP servers, stale entries",
-              tags=("registry",), query=TenantParams, responses={**rows_ok, **error_responses(400, 401, 403)},
+              tags=("registry",), query=Tenant, responses={**rows_ok, **error_responses(400, 401, 403)},
               scope=READ),
         Route("GET", "/v1/registry/transitions", log_handler("transitions"), "registry_state_transitions, newest first",
               tags=("registry",), query=TransitionsParams, responses={**rows_ok, **error_responses(400, 401, 403)},

@@ -11,13 +11,13 @@ from tea.comms.records import EVENT_TYPE, Communication, decode_items, split_bod
 from tea.errors import BadRequest, TooLarge, UnsupportedMediaType
 from tea.http import Request, Response, Route
 from tea.http.body import check_utf8
-from tea.http.params import Params, text, whole
+from tea.http.params import text, whole
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import IngestResponse, error_responses
 from tea.pipeline.ingest import Ingestor, Outcome
 from tea.query.readers import Readers
 from tea.query.scope import tenant_filter
-from tea.query.spec import CursorText, TenantId, Window, decode_cursor, encode_cursor, event_filter
+from tea.query.spec import CursorText, Tenant, Window, decode_cursor, encode_cursor, event_filter
 from tea.receive.native import outcome_response
 from tea.settings import Settings
 from tea.types import Decoded, ItemError, QuerySpec
@@ -44,10 +44,6 @@ class CommunicationsParams(Window):
     correlation_id: _eq("correlation_id") | None = None  # type: ignore[valid-type]
     limit: whole("page size, 1 to 10000 (default 100)", 1, 10000) = 100  # type: ignore[valid-type]
     cursor: CursorText | None = None  # type: ignore[valid-type]
-
-
-class ViewParams(Params):
-    tenant_id: TenantId | None = None  # type: ignore[valid-type]
 
 
 async def ingest_communications(ingestor: Ingestor, max_batch_events: int, request: Request, body: bytes,
@@ -98,7 +94,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, inges
     def view_handler(name: str):  # type: ignore[no-untyped-def]
         compute = views.VIEWS[name]
 
-        async def handler(request: Request, p: ViewParams | Window) -> Response:
+        async def handler(request: Request, p: Tenant | Window) -> Response:
             f = event_filter(p) if isinstance(p, Window) else tenant_filter(p.tenant_id)
             rows = await compute(readers.of(request), f, clock())
             return Response(encode_json({"view": VIEW_NAMES[name], "rows": rows}), 200, JSON)
@@ -119,6 +115,6 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, inges
     ]
     for name, view in VIEW_NAMES.items():
         out.append(Route("GET", f"/v1/communications/{name}", view_handler(name), f"The seed's {view} view",
-                         tags=("communications",), query=Window if name == "matrix" else ViewParams,
+                         tags=("communications",), query=Window if name == "matrix" else Tenant,
                          responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ))
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-import msgspec
 import uuid_utils
 
 from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us

@@ -95,15 +95,17 @@ class MetricsParams(Filters):
                         m.GRANULARITIES) = "auto"  # type: ignore[valid-type]
     group_by: choices("comma list of: " + ", ".join(m.GROUP_BY) + "; one series per group",
                       m.GROUP_BY) = ()  # type: ignore[valid-type]
-    limit: whole("with group_by: keep the top N groups by order_by (default 10, max 1000)", 1, 1000) = 10  # type: ignore[valid-type]
+    limit: whole("with group_by: keep the top N groups by order_by (default 10, max 1000)",  # type: ignore[valid-type]
+                 1, 1000) = 10
     order_by: choice("with group_by: the metric groups are ranked by over the whole range, largest first "
                      "(metrics that add up over buckets, or their min/max; default requests)",
                      tuple(m.RANKABLE)) = "requests"  # type: ignore[valid-type]
 
 
 class SeedMetricsParams(Filters):
-    metric_type: text("requests, errors, latency, … (informative: every field is sent)") | None = None  # type: ignore[valid-type]
-    granularity: choice("hour (default), day, week, minute, month", m.GRANULARITIES) = "hour"  # type: ignore[valid-type]
+    metric_type: text("requests, errors, latency, … (informative)") | None = None  # type: ignore[valid-type]
+    granularity: choice("hour (default), day, week, minute, month",  # type: ignore[valid-type]
+                        m.GRANULARITIES) = "hour"
 
 
 class SourceParams(Window, kw_only=True):
@@ -194,8 +196,9 @@ def routes(readers: Readers, gate: Gate, telemetry: Telemetry, clock: Callable[[
     return [
         Route("GET", "/v1/metrics", metrics, "Time series of request, error, latency (with percentiles), data, "
               "token, cost and user metrics, optionally one series per group", tags=("analytics",),
-              query=MetricsParams, responses={200: ("Series, every bucket present", {"application/json": MetricsResponse}),
-                                              **error_responses(400)}),
+              query=MetricsParams,
+              responses={200: ("Series, every bucket present", {"application/json": MetricsResponse}),
+                         **error_responses(400)}),
         Route("GET", "/metrics", metrics_or_scrape,
               "TEA compatibility metrics (with query parameters or Accept: application/json); "
               "otherwise TEA's own Prometheus metrics", tags=("analytics", "operations"),

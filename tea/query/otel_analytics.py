@@ -6,20 +6,16 @@ from typing import Annotated, Any, Callable
 import msgspec
 
 from tea.http import Request, Response, Route
-from tea.http.params import Params, text, whole
+from tea.http.params import text, whole
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
 from tea.query.readers import Readers
-from tea.query.spec import TenantId, Window
+from tea.query.spec import Tenant, Window
 from tea.storage.projections import FILTERABLE, TABLES
 from tea.timeutil import format_us
 
 DAY_US = 86_400_000_000
 StatusCode = Annotated[int, msgspec.Meta(ge=0, le=999, description="only rows with this status_code")]
-
-
-class ReportParams(Params):
-    tenant_id: TenantId | None = None  # type: ignore[valid-type]
 
 
 def table_params(table: str) -> type[Window]:
@@ -50,7 +46,7 @@ def routes(readers: Readers, clock: Callable[[], int]) -> list[Route]:
         return handler
 
     def report_handler(report: str):  # type: ignore[no-untyped-def]
-        async def handler(request: Request, p: ReportParams) -> Response:
+        async def handler(request: Request, p: Tenant) -> Response:
             rows = await readers.of(request).projection_report(
                 report, tenant_ids=(p.tenant_id,) if p.tenant_id else None, since_us=clock() - DAY_US)
             return Response(encode_json({"rows": [_render(r) for r in rows]}), 200, JSON)
@@ -65,6 +61,6 @@ def routes(readers: Readers, clock: Callable[[], int]) -> list[Route]:
                                   ("recent-activity", "recent_activity", "User activity of the last 24 h by type"),
                                   ("top-endpoints", "top_endpoints", "The 10 busiest endpoints of the last 24 h")):
         out.append(Route("GET", f"/v1/analytics/{path}", report_handler(report), summary, tags=("analytics",),
-                         query=ReportParams, responses={200: ("Rows", {"application/json": {"type": "object"}}),
+                         query=Tenant, responses={200: ("Rows", {"application/json": {"type": "object"}}),
                                                         **error_responses(400, 401, 403)}))
     return out

@@ -48,10 +48,15 @@ class Filters(SeedFilters):
     target: _eq("target") | None = None  # type: ignore[valid-type]
 
 
-class Window(Params):
-    """One tenant and a time range."""
+class Tenant(Params):
+    """One tenant (admins; a tenant's credential reads its own)."""
 
     tenant_id: TenantId | None = None  # type: ignore[valid-type]
+
+
+class Window(Tenant):
+    """One tenant and a time range."""
+
     start_time: From | None = None  # type: ignore[valid-type]
     end_time: Until | None = None  # type: ignore[valid-type]
 

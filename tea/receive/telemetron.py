@@ -138,8 +138,8 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
         Route("GET", "/stats", counted("/stats", stats), "Telemetron: sources and events", tags=("telemetron",),
               responses={200: ("Counts", {"application/json": {"type": "object"}})}, scope=None),
         Route("GET", "/stats/{source_id}", counted("/stats/{source_id}", source_stats), "Telemetron: one source",
-              tags=("telemetron",), params=(Param("source_id", "numeric source id", {"type": "integer", "minimum": 0}, location="path",
-                                   required=True),),
+              tags=("telemetron",), params=(Param("source_id", "numeric source id", {"type": "integer", "minimum": 0},
+                                                  location="path", required=True),),
               responses={200: ("Source stats", {"application/json": {"type": "object"}}),
                          404: ("Unknown source", {"application/json": {"type": "object"}})}, scope=None),
     ]
