@@ -1,4 +1,5 @@
-"""Keep the README true: its settings table and its curl examples, run against a live server."""
+"""Keep the docs true: the README's tour and every docs page's examples run against a live server, the
+signing and OpenTelemetry examples against live servers too, and every setting is in the settings table."""
 from __future__ import annotations
 
 import json
@@ -10,60 +11,130 @@ import time
 from pathlib import Path
 
 from tea.settings import SETTINGS
+from tests.conftest import make_settings
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+COMMAND_PREFIXES = ("curl ", "printf ", ".venv/bin/tea ", "export TEA_TOKEN=")
 
 
-def test_every_setting_is_documented() -> None:
-    for setting in SETTINGS:
-        assert f"| `{setting.key}` | `{setting.env}` |" in README, setting.key
+def text(path: Path) -> str:
+    return path.read_text()
 
 
-def commands() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+def blocks(path: Path, language: str) -> list[str]:
+    """The fenced blocks of one language, also when indented inside a list item."""
+    found = re.findall(rf"^([ \t]*)```{language}\n(.*?)^\1```", text(path), re.S | re.M)
+    return [re.sub(rf"^{indent}", "", body, flags=re.M) if indent else body for indent, body in found]
+
+
+def listed() -> list[Path]:
+    """The docs pages in the order the README's "Where to go next" lists them."""
+    readme = text(README)
+    start = readme.index("## Where to go next")
+    end = readme.find("\n## ", start + 1)
+    names = re.findall(r"\]\((docs/[\w.-]+\.md)\)", readme[start:end if end > 0 else None])
+    return [ROOT / name for name in dict.fromkeys(names)]
+
+
+def pages() -> list[Path]:
+    """README first, then the listed pages, then any other page of docs/ (sorted): every page's
+    examples run, in an order a reader could follow."""
+    ordered = listed()
+    return [README, *ordered, *sorted(set(DOCS.glob("*.md")) - set(ordered))]
+
+
+def commands(path: Path) -> list[str]:
     out: list[str] = []
-    for block in blocks:
+    for block in blocks(path, "bash"):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.strip()
-            if line.startswith(("curl ", "printf ", ".venv/bin/tea ", "export TEA_TOKEN=")):
+            if line.startswith(COMMAND_PREFIXES):
                 out.append(line)  # bash itself drops trailing comments
     return out
+
+
+def test_every_setting_is_documented() -> None:
+    page = text(DOCS / "configuration.md")
+    start, end = page.index("<!-- settings-table:start -->"), page.index("<!-- settings-table:end -->")
+    table = page[start:end]
+    for setting in SETTINGS:
+        assert f"| `{setting.key}` | `{setting.env}` |" in table, setting.key
+
+
+def test_the_pages_are_read_in_order() -> None:
+    """The README links every page of its "where to go next" list, and those pages exist."""
+    names = [path.name for path in listed()]
+    assert all(path.exists() for path in listed())
+    for name in ("ingestion.md", "authentication.md", "opentelemetry.md", "agents.md", "analytics.md",
+                 "operations.md", "configuration.md", "scale.md", "plugins.md", "performance.md", "development.md"):
+        assert name in names, name
+    assert len(text(README).splitlines()) <= 300  # the README stays a ten-minute read
 
 
 def test_the_examples_work(serve, tmp_path: Path) -> None:
     admin = "readme-admin-" + "a" * 32
     live = serve(storage_backend="duckdb", auth_validation=True, admin_token=admin, telemetron__tenant="iot")
-    cmds = commands()
-    assert len(cmds) >= 30
+    tour = commands(README)
+    assert len(tour) >= 10 and tour[0].startswith("export TEA_TOKEN="), tour[:1]
+    runs = [(README, cmd) for cmd in tour] + [(page, cmd) for page in pages()[1:] for cmd in commands(page)]
+    assert len(runs) >= 85, len(runs)  # every command the single-page README had, and the tour
+    for page in ("ingestion.md", "authentication.md", "opentelemetry.md", "agents.md", "analytics.md"):
+        assert sum(1 for path, _ in runs if path.name == page) >= 3, page
     env = {**os.environ, "TEA_PORT": str(live.port), "TEA_HOST": "127.0.0.1", "TEA_ADMIN_TOKEN": admin}
     venv_tea = str(Path(sys.executable).parent / "tea")
-    for cmd in cmds:
-        cmd = cmd.replace("http://127.0.0.1:3001", live.url).replace(".venv/bin/tea", venv_tea)
-        if cmd.startswith("export "):  # keep what the README exports for the commands after it
-            name = cmd.split("=", 1)[0].split()[1]
-            cmd = f'{cmd} && printf %s "${name}"'
-        proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60,
-                              cwd=tmp_path, env=env)
-        if cmd.startswith("export "):
-            assert proc.returncode == 0 and proc.stdout.startswith("tk_"), (cmd, proc.stdout, proc.stderr)
-            env[name] = proc.stdout
-            continue
-        assert proc.returncode == 0, (cmd, proc.stderr)
-        out = proc.stdout.strip()
-        if ">" in cmd.split("#")[0] or " -o " in cmd:
-            continue  # written to a file
-        assert out, cmd
-        try:
-            body = json.loads(out)
-        except ValueError:
-            assert ("format csv" in cmd or "format=csv" in cmd or "grep" in cmd or out in ("OK", "Success")
-                    or " token " in cmd and "token_id" in out), (cmd, out[:200])
-            continue
-        assert not (isinstance(body, dict) and "error" in body), (cmd, out)
-        if isinstance(body, dict) and "content" in body:
-            assert not body.get("isError"), (cmd, out)
-        time.sleep(0.1)  # let the writer store what was just posted (flush interval 20 ms in tests)
+    for page, cmd in runs:
+        run_one(page.name, cmd.replace("http://127.0.0.1:3001", live.url).replace(".venv/bin/tea", venv_tea),
+                env, tmp_path)
+
+
+def test_the_tour_works_pasted_at_once(serve, tmp_path: Path) -> None:
+    """The README's tour against a server with the writer's default flush interval, with no pause
+    between the commands: what it reads back must already be readable when it asks."""
+    admin = "readme-admin-" + "d" * 32
+    live = serve(storage_backend="duckdb", auth_validation=True, admin_token=admin,
+                 writer__flush_interval_ms=make_settings(tmp_path / "defaults").writer.flush_interval_ms)
+    env = {**os.environ, "TEA_PORT": str(live.port), "TEA_HOST": "127.0.0.1", "TEA_ADMIN_TOKEN": admin}
+    outputs = [run_one("README.md", cmd.replace("http://127.0.0.1:3001", live.url), env, tmp_path, pause_s=0)
+               for cmd in commands(README)]
+    by_id = next(json.loads(out) for cmd, out in zip(commands(README), outputs) if "/v1/events/req-1" in cmd)
+    assert by_id["event_id"] == "req-1" and by_id["method"] == "tools/list"
+    stats = next(json.loads(out) for cmd, out in zip(commands(README), outputs) if cmd.endswith("/v1/stats"))
+    assert stats["events_count"] == 3, stats
+
+
+def run_one(page: str, cmd: str, env: dict[str, str], cwd: Path, pause_s: float = 0.1) -> str:
+    """Run one documented command and return what it printed; what it exports is kept in ``env`` for
+    the commands after it."""
+    exporting = cmd.startswith("export ")
+    name = cmd.split("=", 1)[0].split()[1] if exporting else ""
+    if exporting:
+        cmd = f'{cmd} && printf %s "${name}"'
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env=env)
+    where = (page, cmd)
+    if exporting:
+        assert proc.returncode == 0 and proc.stdout.startswith("tk_"), (where, proc.stdout, proc.stderr)
+        env[name] = proc.stdout
+        return proc.stdout
+    assert proc.returncode == 0, (where, proc.stderr)
+    out = proc.stdout.strip()
+    time.sleep(pause_s)  # let the writer store what was just posted (flush interval 20 ms in tests)
+    if ">" in cmd.split("#")[0] or " -o " in cmd:
+        return out  # written to a file
+    assert out, where
+    try:
+        body = json.loads(out)
+    except ValueError:
+        assert ("format csv" in cmd or "format=csv" in cmd or "grep" in cmd or out in ("OK", "Success")
+                or " token " in cmd and "token_id" in out), (where, out[:200])
+        return out
+    assert not (isinstance(body, dict) and "error" in body), (where, out)
+    if isinstance(body, dict) and "content" in body:
+        assert not body.get("isError"), (where, out)
+    return out
 
 
 def test_the_signing_examples_work(serve, tmp_path: Path) -> None:
@@ -74,8 +145,9 @@ def test_the_signing_examples_work(serve, tmp_path: Path) -> None:
     issued = httpx.post(live.url + "/v1/tokens", json={"tenant_id": "acme", "tier": "enterprise"},
                         headers={"authorization": f"Bearer {admin}"}).json()
     env = {**os.environ, "TEA_SECRET": issued["secret"], "TEA_SIGNING_TOKEN": issued["token"]}
-    shell = re.findall(r"```sh\n(.*?)```", README, re.S)
-    python = [block for block in re.findall(r"```python\n(.*?)```", README, re.S) if "urllib.request" in block]
+    page = DOCS / "authentication.md"
+    shell = blocks(page, "sh")
+    python = [block for block in blocks(page, "python") if "urllib.request" in block]
     assert len(shell) == 1 and len(python) == 1
     runs = [["bash", "-euo", "pipefail", "-c", shell[0]], [sys.executable, "-c", python[0]]]
     for argv in runs:
@@ -86,7 +158,8 @@ def test_the_signing_examples_work(serve, tmp_path: Path) -> None:
 
 
 def test_the_opentelemetry_examples_work(serve, tmp_path: Path) -> None:
-    """The README's OTEL_* variables and SDK snippet, unchanged but for the address: HTTP and gRPC."""
+    """The OTEL_* variables and SDK snippet of docs/opentelemetry.md, unchanged but for the address:
+    HTTP and gRPC."""
     import httpx
 
     from tests.conftest import free_port
@@ -96,8 +169,9 @@ def test_the_opentelemetry_examples_work(serve, tmp_path: Path) -> None:
     live = serve(storage_backend="duckdb", auth_validation=True, admin_token=admin, otlp__grpc_port=grpc_port)
     token = httpx.post(live.url + "/v1/tokens", json={"tenant_id": "acme", "tier": "enterprise"},
                        headers={"authorization": f"Bearer {admin}"}).json()["token"]
-    exports = [b for b in re.findall(r"```shell\n(.*?)```", README, re.S) if "OTEL_EXPORTER_OTLP_ENDPOINT" in b]
-    snippet = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "opentelemetry" in b]
+    page = DOCS / "opentelemetry.md"
+    exports = [b for b in blocks(page, "shell") if "OTEL_EXPORTER_OTLP_ENDPOINT" in b]
+    snippet = [b for b in blocks(page, "python") if "opentelemetry" in b]
     assert len(exports) == 1 and len(snippet) == 1
     lines = [line for line in exports[0].splitlines() if line.startswith("export ")]
     http_lines, grpc_lines = lines[:3], lines[:3] + lines[3:]

@@ -33,10 +33,10 @@ def test_retries_until_the_receiver_answers_and_every_attempt_is_signed(alerting
         assert headers["x-tea-signature"] == sign(SECRET, headers["x-tea-timestamp"], raw)
     assert not verify({**flaky.hits[0][1], "x-tea-signature": "sha256=" + "0" * 64}, flaky.hits[0][2])
     assert not verify(flaky.hits[0][1], flaky.hits[0][2].replace(b"firing", b"resolved"))
-    readme_verify = readme_snippet()
+    docs_verify = docs_snippet()
     _, headers, raw = flaky.hits[-1]
     as_sent = {"X-TEA-Timestamp": headers["x-tea-timestamp"], "X-TEA-Signature": headers["x-tea-signature"]}
-    assert readme_verify(SECRET, as_sent, raw) and not readme_verify("another secret", as_sent, raw)
+    assert docs_verify(SECRET, as_sent, raw) and not docs_verify("another secret", as_sent, raw)
     throttled.wait_delivered(1)
     assert [s for s, _, _ in throttled.hits] == [429, 200]
     notifier = a.app.alerts.notifier
@@ -105,10 +105,10 @@ def test_the_loop_evaluates_on_its_own(alerting, receiver) -> None:
     assert a.app.alerts.runs >= 1 and a.app.alerts.failures == 0
 
 
-def readme_snippet():  # type: ignore[no-untyped-def]
-    """The README's receiver-side ``verify``, as printed there."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    [code] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "X-TEA-Signature" in b]
+def docs_snippet():  # type: ignore[no-untyped-def]
+    """The receiver-side ``verify`` of docs/agents.md, as printed there."""
+    page = (Path(__file__).parents[2] / "docs" / "agents.md").read_text()
+    [code] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "X-TEA-Signature" in b]
     scope: dict = {}
     exec(code, scope)  # noqa: S102 - our own documentation
     return scope["verify"]
