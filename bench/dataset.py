@@ -85,10 +85,10 @@ def _pick(options: tuple[str, ...] | list, seed: int, k: int) -> str:
     return f"{_sql_list(options)}[1 + ({_h(seed, k)} % {len(options)})::INTEGER]"
 
 
-def _inner(n: int, seed: int) -> str:
+def _inner(n: int, seed: int, start_us: int = DAY_START_US, tenants: int = TENANTS) -> str:
     """Per row: its number and the random draws several columns share."""
-    return (f"SELECT i, {DAY_START_US} + floor({_u(seed, 1)} * {DAY_US})::BIGINT AS ts_us, "
-            f"({_h(seed, 2)} % {TENANTS})::INTEGER AS tenant_n, "
+    return (f"SELECT i, {start_us} + floor({_u(seed, 1)} * {DAY_US})::BIGINT AS ts_us, "
+            f"({_h(seed, 2)} % {tenants})::INTEGER AS tenant_n, "
             f"{_u(seed, 3)} < {ERROR_RATE} AS is_err, {_u(seed, 4)} AS u_type, "
             f"{_u(seed, 5)} < 0.4 AS has_tokens, exp(6.0 + 0.9 * {_normal(seed, 6)}) AS tokens_f "
             f"FROM range({n}) t(i)")
@@ -129,12 +129,15 @@ def _columns(seed: int) -> dict[str, str]:
     }
 
 
-def generate_sql(n: int, seed: int) -> str:
-    """A temporary table ``generated`` holding the events, in arrival (timestamp) order."""
-    columns = _columns(seed)
-    assert tuple(columns) == tuple(COLUMN_TYPES), "generator out of step with TEA's schema"
-    select = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
-    return f"CREATE TEMP TABLE generated AS SELECT {select} FROM ({_inner(n, seed)}) r ORDER BY timestamp"
+def generate_sql(n: int, seed: int, start_us: int = DAY_START_US, tenants: int = TENANTS,
+                 columns: dict[str, str] | None = None) -> str:
+    """A temporary table ``generated`` holding the events, in arrival (timestamp) order: one day from
+    ``start_us`` over ``tenants`` tenants; ``columns`` replaces some columns' SQL (over ``_inner``'s row)."""
+    exprs = _columns(seed) | (columns or {})
+    assert tuple(exprs) == tuple(COLUMN_TYPES), "generator out of step with TEA's schema"
+    select = ", ".join(f"{expr} AS {name}" for name, expr in exprs.items())
+    return (f"CREATE TEMP TABLE generated AS SELECT {select} FROM ({_inner(n, seed, start_us, tenants)}) r "
+            "ORDER BY timestamp")
 
 
 def insert_partitions(con: duckdb.DuckDBPyConnection) -> None:
@@ -155,13 +158,13 @@ async def _create_schema(db_path: str) -> None:
     await storage.close()
 
 
-def _build(data_dir: str, n: int, seed: int) -> int:
+def _build(data_dir: str, n: int, seed: int, sql: str | None = None) -> int:
     os.makedirs(data_dir)
     db_path = os.path.join(data_dir, "tea.duckdb")
     asyncio.run(_create_schema(db_path))
     with connect(db_path) as con:  # row groups of TEA's default size, as TEA writes them
         con.execute("SET enable_progress_bar = false")
-        con.execute(generate_sql(n, seed))
+        con.execute(sql or generate_sql(n, seed))
         insert_partitions(con)
         con.execute("CHECKPOINT")
         return con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]

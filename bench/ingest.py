@@ -36,6 +36,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES for TEA (default 8GiB)")
     parser.add_argument("--tea-env", action="append", default=[], metavar="TEA_KEY=VALUE", type=_env_item,
                         help="another setting for the TEA server, e.g. TEA_BUFFER__ACK=memory (repeatable)")
+    parser.add_argument("--live-tail", type=int, default=0, metavar="N",
+                        help="N live-tail streams (GET /v1/events/stream) open during the TEA phases")
+    parser.add_argument("--live-tail-query", default="", metavar="QUERY",
+                        help="their filters as a query string, e.g. tenant_id=t3 (default: every event)")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help="where the JSON record goes")
     return parser.parse_args(argv)
 
@@ -45,7 +49,7 @@ def _config(args: argparse.Namespace, work_dir: str) -> phases.Config:
     return phases.Config(
         duration=duration, processes=args.processes, batch_connections=args.batch_connections,
         single_connections=args.single_connections, buffer_max=args.buffer_max, work_dir=work_dir,
-        tea_env=dict(args.tea_env),
+        tea_env=dict(args.tea_env), live_tail=args.live_tail, live_tail_query=args.live_tail_query,
         duck_events=args.duck_events or (200_000 if args.quick else 1_000_000),
         drain_timeout=20.0 if args.quick else 60.0)
 

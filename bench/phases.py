@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from bench import duckload, events, loadgen, server
+from bench import duckload, events, livetail, loadgen, server
 from bench.server import HOST, Monitor, Server
 
 MiB = 1024 * 1024
@@ -28,6 +28,8 @@ class Config:
     drain_timeout: float = 60.0   # longest wait for storage to catch up after the load
     buffer_max: str = "8GiB"
     tea_env: dict = field(default_factory=dict)  # more TEA_* settings for the TEA server
+    live_tail: int = 0            # live-tail streams open during the load (bench.livetail)
+    live_tail_query: str = ""     # their filters, e.g. tenant_id=t3
     work_dir: str = ""
 
 
@@ -78,7 +80,15 @@ def tea_phase(cfg: Config, name: str, bodies: list[bytes], per_body: int, connec
             spec = _spec(cfg, srv.port, bodies, per_body, connections)
             # the bodies span ten tenants, as a collector writing for many tenants would: an admin credential
             spec.token = server.ADMIN_TOKEN
-            result = _load_and_drain(cfg, srv, monitor, spec)
+            tailers = livetail.Tailers(srv.port, cfg.live_tail, cfg.live_tail_query).start() if cfg.live_tail else None
+            try:
+                result = _load_and_drain(cfg, srv, monitor, spec)
+            finally:
+                if tailers is not None:
+                    result_tail = tailers.stop()
+                    print(f"  live tail: {result_tail}")
+            if tailers is not None:
+                result["live_tail"] = result_tail
         finally:
             monitor.stop()
     finally:

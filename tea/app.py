@@ -141,6 +141,7 @@ class TeaApp:
         if not self.services.status.started:
             return
         self.services.status.started = False
+        self.services.live.close()
         if self.grpc is not None:
             await self.grpc.stop(grace=min(5.0, self.settings.shutdown_timeout_s))
         await self.services.buffer.close()

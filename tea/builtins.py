@@ -53,8 +53,9 @@ def register_routes(services: "Services") -> list[Any]:
     from tea.query import analytics, export, otel_analytics, routes as events, traces
     from tea.receive import native, otlp, tea_compat, telemetron, telemetry_kit
     from tea.services import provide
+    from tea.ui import routes as ui, stream
     modules = (native, tea_compat, telemetry_kit, telemetron, otlp, events, analytics, export, traces, otel_analytics,
-               comms, registry_routes, n8n, postgrest, alerts, ops, admin, tokens, dlq)
+               stream, comms, registry_routes, n8n, postgrest, alerts, ops, admin, tokens, dlq, ui)
     return [route for module in modules for route in provide(module.routes, services)]
 
 

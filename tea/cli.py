@@ -110,7 +110,7 @@ def cmd_serve(settings: Settings) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
                             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
-    server = uvicorn.Server(config)
+    server = make_server(config, app)
     extra_port = settings.otlp.http_port
     if not extra_port or extra_port == settings.port:
         server.run()
@@ -134,6 +134,18 @@ def cmd_serve(settings: Settings) -> int:
     from uvicorn._compat import asyncio_run
     asyncio_run(both(), loop_factory=config.get_loop_factory())
     return 0 if server.started else 1
+
+
+def make_server(config: Any, app: Any) -> Any:
+    """A uvicorn Server that ends the app's live-tail streams as it starts to shut down: an open stream
+    never finishes by itself, so it would hold the graceful shutdown until its timeout."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            app.live.close()
+            await super().shutdown(sockets)
+    return Server(config)
 
 
 class _Quiet:

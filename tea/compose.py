@@ -31,6 +31,8 @@ from tea.settings import Settings
 from tea.storage.base import Storage
 from tea.telemetry import Telemetry, TimedReads
 from tea.timeutil import now_us
+from tea.ui.session import Sessions
+from tea.ui.tail import LiveTail
 
 SEED_PREFIX_PATHS = ("/events", "/health", "/")  # the seed served these under /tea/... too (its Spin route)
 
@@ -58,6 +60,7 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
     normaliser = Normaliser(default_tenant=settings.default_tenant, max_future_skew_s=settings.max_future_skew_s,
                             clock=clock, stages=stages)
     processors = build_processors(settings, storage, pm, telemetry, clock)
+    live = LiveTail.from_settings(settings)  # the live tail (GET /v1/events/stream) of acknowledged events
     writer = Writer(buffer, storage, batch_events=settings.writer.batch_events,
                     flush_interval_s=settings.writer.flush_interval_ms / 1000,
                     max_backoff_s=settings.writer.max_backoff_s,
@@ -75,7 +78,7 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
         telemetry=telemetry, state=state, quotas=quotas, tokens=tokens, auth=chain, limiter=limiter, audit=audit,
         gate=Gate(chain, limiter, audit, telemetry, signed_body_limit), readers=Readers(timed, audit),
         registry=registry, alerts=build_alerts(settings, storage, registry, clock), normaliser=normaliser,
-        processors=processors, ingestor=Ingestor(buffer, normaliser, telemetry, limiter), retention=retention,
+        processors=processors, ingestor=Ingestor(buffer, normaliser, telemetry, limiter, live), live=live, retention=retention,
         status=Status(buffer, writer), router=Router())
     register_routes(services)
     return services
@@ -122,7 +125,9 @@ def build_chain(settings: Settings, tokens: TokenService, state: SharedState) ->
     return AuthChain(tokens=tokens, state=state, jwt=jwt_auth, admin_token=settings.admin_token,
                      dev_mode=not settings.auth_validation, require_signature=a.require_signature,
                      allow_two_part=a.two_part_signatures, signature_window_s=a.signature_window_s,
-                     nonce_ttl_s=a.nonce_ttl_s)
+                     nonce_ttl_s=a.nonce_ttl_s,
+                     sessions=Sessions(lambda: tokens.box, settings.ui.session_hours * 3600) if settings.ui.enabled
+                     else None)
 
 
 def tier_limits(settings: Settings) -> dict[str, TierLimits]:

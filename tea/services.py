@@ -33,6 +33,7 @@ from tea.query.readers import Readers
 from tea.settings import Settings
 from tea.storage.base import Storage
 from tea.telemetry import Telemetry
+from tea.ui.tail import LiveTail
 
 T = TypeVar("T")
 Clock = Callable[[], int]
@@ -60,6 +61,7 @@ class Services:
     normaliser: Normaliser
     processors: ProcessorRunner
     ingestor: Ingestor            # the one ingestion path: normalise, then the durable buffer
+    live: LiveTail                # the live tail of acknowledged events (GET /v1/events/stream)
     retention: RetentionJob
     status: Status
     router: Router                # every route, once the hook has run (``/openapi.json`` reads it)

@@ -277,6 +277,23 @@ SETTINGS: tuple[Setting, ...] = (
             "with jitter, at most 60 s)", minimum=0),
     Setting("alerts.max_pending_notifications", "int", 1000, "bound of the notification queue (oldest dropped "
             "past it)", minimum=1),
+    Setting("ui.enabled", "bool", True, "serve the Control Center web UI at /ui"),
+    Setting("ui.session_hours", "float", 12.0, "lifetime of a Control Center sign-in (its session cookie)",
+            minimum=0.01, maximum=24 * 30),
+    Setting("stream.window_bytes", "size", 16 * MiB, "acknowledged events kept in memory for live-tail streams "
+            "(GET /v1/events/stream): how far a stream may fall behind, and resume with Last-Event-ID, before it "
+            "is dropped", minimum=4096),
+    Setting("stream.resume_s", "float", 300.0, "how long the live-tail window keeps recording after the last "
+            "stream closed, so that a client reconnecting within it resumes without a gap", minimum=0),
+    Setting("stream.max_per_tenant", "int", 8, "concurrent live-tail streams per tenant (429 past it; an admin's "
+            "stream over every tenant counts as one tenant)", minimum=1),
+    Setting("stream.max_events_per_s", "float", 2000.0, "most events per second one live-tail stream is sent; "
+            "a stream that more match for longer than the window lasts is dropped (narrow its filters, or read "
+            "in bulk from /v1/export)", minimum=1),
+    Setting("stream.heartbeat_s", "float", 15.0, "a live-tail stream with nothing to send sends a comment this "
+            "often (keeps proxies from closing it)", minimum=0.1),
+    Setting("stream.stall_timeout_s", "float", 30.0, "a live-tail stream whose client accepts no bytes for this "
+            "long is closed", minimum=0.1),
     Setting("log_level", "str", "info", "logging level", choices=("debug", "info", "warning", "error")),
     Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
     Setting("access_log", "bool", False, "log every HTTP request"),

@@ -26,12 +26,23 @@ def us_to_datetime(us: int) -> datetime:
 
 
 def format_us(us: int) -> str:
-    """RFC 3339 in UTC with a Z; fractional seconds only when present."""
-    dt = EPOCH + timedelta(microseconds=us)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        text += f".{dt.microsecond:06d}"
-    return text + "Z"
+    """RFC 3339 in UTC with a Z; fractional seconds only when present. Pages of events format two per
+    event, so the second's text is kept for the next call (events of a page share seconds): with it a
+    call costs a divmod and one f-string instead of a strftime."""
+    global _last_second
+    second, micro = divmod(us, 1_000_000)
+    cached = _last_second
+    if cached[0] == second:
+        text = cached[1]
+    else:
+        dt = _NAIVE_EPOCH + timedelta(seconds=second)
+        text = dt.isoformat() if dt.year >= 1000 else dt.strftime("%Y-%m-%dT%H:%M:%S")  # (isoformat pads years)
+        _last_second = (second, text)
+    return f"{text}.{micro:06d}Z" if micro else text + "Z"
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_last_second: tuple[int | None, str] = (None, "")
 
 
 def parse_iso(text: str) -> datetime:

@@ -33,7 +33,7 @@ COUNT = Agg("count")
 ERRORS = Agg("errors")
 THRESHOLD = {"error_rate": ("threshold_percent", "percent"), "latency": ("threshold_ms", "ms"),
              "no_activity": ("duration_s", "s"), "unhealthy": ("duration_s", "s")}
-TIME_FIELDS = ("pending_since", "started_at", "resolved_at", "updated_at", "at")
+TIME_FIELDS = ("pending_since", "started_at", "resolved_at", "updated_at", "at", "acknowledged_at")
 
 
 @dataclass
@@ -109,6 +109,19 @@ class Evaluator:
                 made.extend(await self._step(tenant, rule, open_alerts.get(key), seen.get(key), key, now))
             self.runs += 1
             return made
+
+    async def acknowledge(self, tenant: str, key: str, alert_id: str, by: str | None,
+                          note: str | None) -> dict[str, Any] | None:
+        """Mark an open alert acknowledged (who, when, an optional note): it stays open and keeps being
+        evaluated; the marks go into its history row when it resolves. None when it is no longer open.
+        Runs under the evaluator's lock, so a run in progress cannot write the alert back without them."""
+        async with self._lock:
+            alert = await self.storage.get_document(STATES, tenant, key)
+            if alert is None or alert.get("alert_id") != alert_id:
+                return None
+            alert.update(acknowledged_at=self.clock(), acknowledged_by=by, acknowledgement_note=note)
+            await self.storage.put_document(STATES, tenant, key, alert)
+            return alert
 
     # ------------------------------------------------------------ state machine
     async def _step(self, tenant: str, rule: dict[str, Any] | None, alert: dict[str, Any] | None,

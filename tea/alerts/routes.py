@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 from tea.alerts.evaluate import HISTORY, STATES, Evaluator, render
 from tea.alerts.rules import RuleBody, RuleStore, parse_rule
+from tea.auth.audit import AuditLog
 from tea.auth.gate import principal_of, write_tenant
 from tea.auth.principal import READ, WRITE
 from tea.errors import BadRequest, Conflict, NotFound
@@ -26,6 +27,11 @@ class RuleRef(Tenant, kw_only=True):
     rule_id: text("the rule's id")  # type: ignore[valid-type]
 
 
+class AlertRef(Tenant, kw_only=True):
+    PATH = frozenset({"alert_id"})
+    alert_id: text("the open alert's alert_id")  # type: ignore[valid-type]
+
+
 class HistoryParams(Window):
     state: choice("pending, firing or resolved", ALERT_STATES) | None = None  # type: ignore[valid-type]
     rule_id: text("one rule") | None = None  # type: ignore[valid-type]
@@ -39,7 +45,8 @@ def _rule(rule: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alerts: Evaluator) -> list[Route]:
+def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alerts: Evaluator,
+           audit: AuditLog) -> list[Route]:
     store = alerts.rules  # writes
 
     def tenants(p: Tenant | Window) -> tuple[str, ...] | None:
@@ -96,6 +103,27 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
                         key=lambda a: (a["tenant_id"], a["rule_id"], a["group"]))
         return Response(encode_json({"alerts": alerts}), 200, JSON)
 
+    async def acknowledge(request: Request, p: AlertRef) -> Response:
+        raw = await request.body(settings.max_body_bytes)
+        body = json_object(raw) if raw.strip() else {}
+        note = body.get("note")
+        if note is not None and (not isinstance(note, str) or len(note) > 1024):
+            raise BadRequest("`note` must be a string of at most 1024 characters", code="invalid_field",
+                             details={"field": "note"})
+        docs = await readers.of(request).list_documents(STATES, tenants(p))
+        found = [(tenant, key) for tenant, key, doc in docs if doc.get("alert_id") == p.alert_id]
+        if not found:
+            raise NotFound(f"no open alert {p.alert_id!r}", code="alert_not_found", details={"alert_id": p.alert_id})
+        principal = principal_of(request)
+        by = principal.user_id or principal.token_id or principal.method
+        alert = await alerts.acknowledge(*found[0], p.alert_id, by, note)
+        if alert is None:
+            raise NotFound(f"alert {p.alert_id!r} resolved meanwhile", code="alert_not_found",
+                           details={"alert_id": p.alert_id})
+        audit.record("alert_acknowledged", actor=by, tenant_id=found[0][0], remote_addr=request.client,
+                     alert_id=p.alert_id, rule_id=alert["rule_id"])
+        return Response(encode_json(render({**alert, "tenant_id": found[0][0]})), 200, JSON)
+
     rule_ok = {"application/json": {"type": "object"}}
     conflict = {409: ("The id is taken, or a default/settings rule (not deletable)", {"application/json": ErrorBody})}
     return [
@@ -117,4 +145,9 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
         Route("GET", "/v1/alerts/active", active, "Open alerts (pending or firing)", tags=("alerts",),
               query=Tenant, responses={200: ("{alerts}", rule_ok), **error_responses(400, 401, 403)},
               scope=READ),
+        Route("POST", "/v1/alerts/{alert_id}/acknowledge", acknowledge,
+              "Acknowledge an open alert ({note?}): it stays open; who and when are kept, also in its history row "
+              "when it resolves", tags=("alerts",), query=AlertRef,
+              request_body={"application/json": {"type": "object", "properties": {"note": {"type": "string"}}}},
+              responses={200: ("The alert", rule_ok), **error_responses(400, 401, 403, 404)}, scope=WRITE),
     ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from tea.auth import signing
 from tea.auth.jwt import JwtAuthenticator
@@ -38,7 +38,7 @@ class AuthChain:
     def __init__(self, *, tokens: TokenService, state: SharedState, jwt: JwtAuthenticator | None = None,
                  admin_token: str | None = None, dev_mode: bool = False, require_signature: bool = False,
                  allow_two_part: bool = False, signature_window_s: float = 600.0, nonce_ttl_s: int = 600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sessions: Any = None) -> None:
         self.tokens = tokens
         self.state = state
         self.jwt = jwt if jwt is not None and jwt.enabled else None
@@ -49,6 +49,7 @@ class AuthChain:
         self.signature_window_s = signature_window_s
         self.nonce_ttl_s = nonce_ttl_s
         self.clock = clock
+        self.sessions = sessions  # Control Center sign-ins (tea.ui.session.Sessions), None when the UI is off
 
     def describe(self) -> list[str]:
         chain = ["admin_token"] if self.admin_token else []
@@ -66,6 +67,12 @@ class AuthChain:
             bearer = headers["apikey"].strip()
         api_key = headers.get("x-api-key")
         state = request.state
+        if bearer is None and api_key is None and self.sessions is not None and "cookie" in headers:
+            session = self.sessions.read(headers)
+            if session is not None:
+                state["auth_method"] = "session"
+                self.sessions.check_csrf(request.method, headers, session, request.scope.get("scheme") == "https")
+                return await self.for_token(request, session.token)
         if bearer and self.admin_token and same(bearer, self.admin_token):
             return ADMIN_PRINCIPAL
         if api_key or (bearer and bearer.startswith("tk_")):
@@ -85,6 +92,21 @@ class AuthChain:
             return DEV
         raise Unauthorized("missing credentials: send Authorization: Bearer <token>", code="missing_credentials")
 
+    async def for_token(self, request: Request, token: str) -> Principal:
+        """The principal of a token presented through a Control Center sign-in (the form, then its session
+        cookie): the admin token, an API token or a JWT, checked as a Bearer is, except that no request
+        signature is asked for (a browser cannot sign; the sealed cookie stands for the token)."""
+        request.state["auth_session"] = True
+        if self.admin_token and same(token, self.admin_token):
+            return ADMIN_PRINCIPAL
+        if token.startswith("tk_"):
+            return await self._api_token(request, token)
+        if self.jwt is not None:
+            principal = await self.jwt(token)
+            if principal is not None:
+                return principal
+        raise Unauthorized("Invalid token", code="invalid_token")
+
     async def claim_nonce(self, nonce: str) -> bool:
         try:
             return await self.state.claim_nonce(nonce, self.nonce_ttl_s)
@@ -99,7 +121,7 @@ class AuthChain:
             raise Unauthorized("Invalid token", code="invalid_token")
         headers = request.headers
         request.state.update(auth_token_id=active.record.token_id, auth_tenant=active.record.tenant_id)
-        if signing.signed(headers) or self.require_signature:
+        if (signing.signed(headers) or self.require_signature) and not request.state.get("auth_session"):
             request.state["auth_method"] = "hmac"
             signing.check_headers(headers, self.allow_two_part)
             request.state["verify_body"] = signing.verifier(headers, active.secret, self.signature_window_s,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tea.buffer.log import DurableBuffer
 from tea.auth.limits import Limiter
@@ -22,11 +23,12 @@ class Outcome:
 
 class Ingestor:
     def __init__(self, buffer: DurableBuffer, normaliser: Normaliser, telemetry: Telemetry | None = None,
-                 limiter: Limiter | None = None) -> None:
+                 limiter: Limiter | None = None, live: Any = None) -> None:
         self.buffer = buffer
         self.normaliser = normaliser
         self.telemetry = telemetry or Telemetry()
         self.limiter = limiter
+        self.live = live  # the live tail (tea.ui.tail.LiveTail): sees every group once it is acknowledged
 
     async def submit(self, decoded: Decoded, source_protocol: str, principal: Principal | None = None,
                      do_not_track: bool = False, tenant_id: str | None = None,
@@ -75,3 +77,6 @@ class Ingestor:
             t.child(t.events_rejected, source_protocol, exc.code).inc(count)
             raise
         t.child(t.events_accepted, source_protocol).inc(count)
+        live = self.live
+        if live is not None and live.recording:  # (no stream open: this test is all the live tail costs)
+            live.publish(ndjson, count)

@@ -7,13 +7,14 @@ import msgspec
 
 from tea.errors import NotFound
 from tea.http import Request, Response, Route
-from tea.http.params import Params, choice, text, whole
+from tea.http.params import choice, text, whole
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
 from tea.query.readers import Readers
-from tea.query.spec import Window, event_filter
+from tea.query.scope import tenant_filter
+from tea.query.spec import Tenant, Window, event_filter
 from tea.timeutil import format_us
-from tea.types import Event, EventFilter, QuerySpec, TraceSummary
+from tea.types import Event, QuerySpec, TraceSummary
 
 MAX_SPANS = 10000
 MAX_DURATION_MS = 1e15  # (31 000 years: any finite duration TEA stores is below it)
@@ -26,7 +27,7 @@ class TracesParams(Window):
     limit: whole("1 to 1000 (default 20)", 1, 1000) = 20  # type: ignore[valid-type]
 
 
-class TraceParams(Params):
+class TraceParams(Tenant, kw_only=True):
     PATH = frozenset({"trace_id"})
     trace_id: text("32 hex characters")  # type: ignore[valid-type]
 
@@ -100,7 +101,7 @@ def routes(readers: Readers) -> list[Route]:
     async def get_trace(request: Request, p: TraceParams) -> Response:
         trace_id = p.trace_id.lower()
         result = await readers.of(request).query_events(QuerySpec(
-            EventFilter(trace_id=trace_id, event_type="span"), limit=MAX_SPANS, with_total=False))
+            tenant_filter(p.tenant_id, trace_id=trace_id, event_type="span"), limit=MAX_SPANS, with_total=False))
         if not result.events:
             raise NotFound(f"no trace {trace_id!r}", code="trace_not_found", details={"trace_id": trace_id})
         return Response(encode_json(build_tree(trace_id, result.events)), 200, JSON)

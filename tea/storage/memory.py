@@ -14,6 +14,23 @@ from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Bat
 _EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 
 
+def select(events: list[Event], f: EventFilter) -> list[Event]:
+    """The events ``f`` selects, in their order: the filter semantics of every backend, in Python (this
+    backend's reads and the live tail's)."""
+    if f.tenant_ids is not None:
+        tenants = set(f.tenant_ids)
+        events = [e for e in events if e.tenant_id in tenants]
+    for name in _EQUALITY:
+        wanted = getattr(f, name)
+        if wanted is not None:
+            events = [e for e in events if getattr(e, name) == wanted]
+    if f.start_us is not None:
+        events = [e for e in events if e.timestamp >= f.start_us]  # type: ignore[operator]
+    if f.end_us is not None:
+        events = [e for e in events if e.timestamp < f.end_us]  # type: ignore[operator]
+    return events
+
+
 class MemoryStorage:
     name: ClassVar[str] = "memory"
     persistent: ClassVar[bool] = False
@@ -68,20 +85,7 @@ class MemoryStorage:
 
     def _matching(self, f: EventFilter | None) -> list[Event]:
         events = list(self._events.values())
-        if f is None:
-            return events
-        if f.tenant_ids is not None:
-            tenants = set(f.tenant_ids)
-            events = [e for e in events if e.tenant_id in tenants]
-        for name in _EQUALITY:
-            wanted = getattr(f, name)
-            if wanted is not None:
-                events = [e for e in events if getattr(e, name) == wanted]
-        if f.start_us is not None:
-            events = [e for e in events if e.timestamp >= f.start_us]  # type: ignore[operator]
-        if f.end_us is not None:
-            events = [e for e in events if e.timestamp < f.end_us]  # type: ignore[operator]
-        return events
+        return events if f is None else select(events, f)
 
     async def query_events(self, spec: QuerySpec) -> QueryResult:
         events = self._matching(spec.filter)

@@ -153,3 +153,35 @@ def test_settings_rules_and_urls_are_checked_at_start() -> None:
             build_alerts(load({}, env=env), storage, Registry(storage))
     masked = dict((k, v) for k, v, _ in load({}, env={"TEA_ALERTS__WEBHOOK_SECRET": "s3cret"}).effective())
     assert masked["alerts.webhook_secret"] == "********"
+
+
+def test_acknowledging_an_open_alert(alerting) -> None:
+    a = alerting("duckdb", auth_validation=True, admin_token=ADMIN_TOKEN)
+    acme, globex = (bearer(create_token(a.url, t)["token"]) for t in ("acme", "globex"))
+    rule = {"id": "errs", "name": "errors", "kind": "error_rate", "params": {"threshold_percent": 10}}
+    with httpx.Client(base_url=a.url) as c:
+        assert c.post("/v1/alerts/rules", json=rule, headers=acme).status_code == 201
+        assert c.post("/v1/communications", json=[comm("mcp", "error")], headers=acme).status_code == 200
+        a.live.wait_stored(1)
+        [made] = a.evaluate()
+        alert_id = made["alert_id"]
+        path = f"/v1/alerts/{alert_id}/acknowledge"
+        assert c.post(path, json={"note": "on it"}).status_code == 401
+        assert c.post(path, json={"note": "on it"}, headers=globex).status_code == 404  # not globex's alert
+        assert c.post("/v1/alerts/nope/acknowledge", headers=acme).json()["error"] == "alert_not_found"
+        assert c.post(path, json={"note": 5}, headers=acme).json()["details"] == {"field": "note"}
+        acked = c.post(path, json={"note": "on it"}, headers=acme)
+        assert acked.status_code == 200, acked.text
+        body = acked.json()
+        assert body["state"] == "firing" and body["acknowledgement_note"] == "on it"
+        assert body["acknowledged_by"].startswith("tok_") and body["acknowledged_at"].endswith("Z")
+        # it stays open, acknowledged, through the next evaluations; its resolution row keeps the marks
+        assert a.evaluate() == []
+        [open_alert] = c.get("/v1/alerts/active", headers=acme).json()["alerts"]
+        assert open_alert["acknowledged_at"] == body["acknowledged_at"]
+        a.clock.advance(400)  # the rule's 5-minute window passes: the error is out of it
+        [resolved] = a.evaluate()
+        assert resolved["state"] == "resolved" and resolved["acknowledgement_note"] == "on it"
+        assert c.post(path, headers=acme).status_code == 404  # no longer open
+        audit = c.get("/v1/audit", params={"action": "alert_acknowledged"}, headers=ADMIN).json()["entries"]
+        assert [(e["tenant_id"], e["details"]["alert_id"]) for e in audit] == [("acme", alert_id)]

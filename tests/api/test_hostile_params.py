@@ -88,8 +88,10 @@ def test_hostile_parameters_on_every_read_route(server: LiveServer, client: http
             for value in HOSTILE:
                 if value == "" and param.location == "path":
                     continue  # an empty path segment is another path (404), not this parameter
-                response = client.get(url_for(route, param.name, value))
-                found = problem(route, param, value, response)
+                with client.stream("GET", url_for(route, param.name, value)) as response:
+                    if response.status_code != 200:  # (a 200 may be an endless stream: the live tail)
+                        response.read()
+                    found = problem(route, param, value, response)
                 if found:
                     failures.append(f"GET {route.path} {param.name}={value[:20]!r}: {found}")
     assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures[:60])
