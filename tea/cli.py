@@ -102,6 +102,16 @@ def cmd_serve(settings: Settings) -> int:
         log.warning("ignoring environment variable %s: it names no TEA setting", name)
     for warning in settings.warnings:
         log.warning("%s", warning)
+    from tea.listen import bind
+
+    extra_port = settings.otlp.http_port
+    try:
+        sockets = [bind(settings.host, settings.port, "--port, TEA_PORT")]
+        if extra_port and extra_port != settings.port:
+            sockets.append(bind(settings.host, extra_port, "--otlp-http-port, TEA_OTLP__HTTP_PORT"))
+    except ConfigError as exc:  # a port in use: one line and an exit code, before anything starts
+        print(f"tea: {exc}", file=sys.stderr)
+        return 1
     try:
         app = TeaApp(settings)
     except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
@@ -111,9 +121,8 @@ def cmd_serve(settings: Settings) -> int:
                             lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
                             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
     server = make_server(config, app)
-    extra_port = settings.otlp.http_port
-    if not extra_port or extra_port == settings.port:
-        server.run()
+    if len(sockets) == 1:
+        server.run(sockets=sockets)
         return 0 if server.started else 1
     # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
     otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http="httptools",
@@ -122,10 +131,10 @@ def cmd_serve(settings: Settings) -> int:
     import asyncio
 
     async def both() -> None:
-        main = asyncio.create_task(server.serve())
+        main = asyncio.create_task(server.serve(sockets=sockets[:1]))
         while not server.started and not main.done():
             await asyncio.sleep(0.02)
-        second = asyncio.create_task(otlp.serve()) if server.started else None
+        second = asyncio.create_task(otlp.serve(sockets=sockets[1:])) if server.started else None
         await main
         if second is not None:
             otlp.should_exit = True
@@ -283,6 +292,17 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def _remote_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The flag of `tea usage` / `tea export` that set each query parameter, to name in error messages."""
+    from tea.remote import FILTERS
+
+    flags = {name: "--" + name.replace("_", "-") for name in FILTERS}
+    flags.update(tenant_id="--tenant", start_time="--start", end_time="--end", format="--format", period="--period")
+    if getattr(args, "month", None):
+        flags.update(start_time="--month", end_time="--month")
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -297,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return cmd_usage(args) if args.command == "usage" else cmd_export(args)
         except RemoteError as exc:
-            print(f"tea {args.command}: {exc}", file=sys.stderr)
+            print(f"tea {args.command}: {exc.blaming(_remote_flags(args))}", file=sys.stderr)
             return 1
     settings = _load(args)
     if args.command == "token":

@@ -75,7 +75,8 @@ class Condition:
     negate: bool
 
 
-_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is")
+_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is", "cs", "cd", "ov")
+_ITEMS = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,]+)')
 
 
 def parse_condition(column: str, text: str) -> Condition:
@@ -88,12 +89,44 @@ def parse_condition(column: str, text: str) -> Condition:
     if op == "in":
         if not (value.startswith("(") and value.endswith(")")):
             raise parse_error(f'"failed to parse filter ({text})" (line 1, column 1)', "in. needs (a,b,...)")
-        items = re.findall(r'"((?:[^"\\]|\\.)*)"|([^,]+)', value[1:-1])
-        return Condition(column, op, tuple(q.replace('\\"', '"') if q else p.strip() for q, p in items), negate)
+        return Condition(column, op, _list(value[1:-1]), negate)
+    if op in ("cs", "cd", "ov") and not value.startswith(("{", "[")):
+        raise parse_error(f'"failed to parse filter ({text})" (line 1, column 1)',
+                          f"{op}. needs an array {{a,b}} (or a JSON value for a json column)")
     if op == "is" and value.lower() not in ("null", "not_null", "true", "false", "unknown"):
         raise parse_error(f'"failed to parse filter ({text})" (line 1, column 1)',
                           "is. takes null, not_null, true, false or unknown")
     return Condition(column, op, value, negate)
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(q.replace('\\"', '"') if q else p.strip() for q, p in _ITEMS.findall(text))
+
+
+def _contains(outer: Any, inner: Any) -> bool:
+    """PostgreSQL's ``@>`` on JSON values (and on arrays): every part of ``inner`` is in ``outer``."""
+    if isinstance(outer, dict) and isinstance(inner, dict):
+        return all(k in outer and _contains(outer[k], v) for k, v in inner.items())
+    if isinstance(outer, list) and isinstance(inner, list):
+        return all(any(_contains(o, i) for o in outer) for i in inner)
+    if isinstance(outer, list):
+        return any(_contains(o, inner) for o in outer)
+    return outer == inner
+
+
+def _containment(raw: Any, c: Condition) -> bool:
+    """``cs`` (contains), ``cd`` (contained in), ``ov`` (overlaps) of an array or a JSON column."""
+    if isinstance(raw, list) and c.value.startswith("{"):
+        other: Any = list(_list(c.value[1:-1]))
+    else:
+        try:
+            other = msgspec.json.decode(c.value)
+        except msgspec.DecodeError:
+            raise PgError(400, "22P02", f'invalid input syntax for type json: "{c.value}"',
+                          f"column {c.column}") from None
+    if c.op == "ov":
+        return isinstance(raw, list) and isinstance(other, list) and any(_contains(raw, o) for o in other)
+    return _contains(raw, other) if c.op == "cs" else _contains(other, raw)
 
 
 def coerce(sample: Any, text: str, column: str, is_time: bool) -> Any:
@@ -138,7 +171,9 @@ def matches(row: dict[str, Any], c: Condition, time_columns: frozenset[str]) -> 
         return False  # a comparison with NULL is NULL, and NOT NULL is NULL too
     is_time = c.column in time_columns
     value = _value(raw, is_time)
-    if c.op in ("like", "ilike"):
+    if c.op in ("cs", "cd", "ov"):
+        hit = _containment(raw, c)
+    elif c.op in ("like", "ilike"):
         hit = _like(c.value, re.IGNORECASE if c.op == "ilike" else 0).fullmatch(str(raw)) is not None
     elif c.op == "in":
         hit = value in {_hashable(coerce(raw, v, c.column, is_time)) for v in c.value}

@@ -4,7 +4,11 @@
   a bad row answers 400 in PostgREST's error shape (``code`` the SQLSTATE PostgreSQL would give,
   ``details`` naming the row index and column) and nothing is stored. ``Prefer: return=representation``
   → 201 with the stored rows, ``return=minimal`` (or none) → 201 empty, ``return=headers-only`` → 201
-  with ``Location``. The ``columns`` parameter supabase-py adds to array inserts is honoured.
+  with ``Location``. The ``columns`` parameter supabase-py adds to array inserts is honoured. A
+  client-given ``id`` already recorded is 409 ``23505`` (``Prefer: resolution=ignore-duplicates``
+  skips it; ``merge-duplicates`` would change an event: 42501).
+* ``POST``/``PATCH``/``DELETE /rest/v1/{table}`` for the registry's tables, upserts included, and
+  PostgreSQL's refusal (42501) of changes to append-only tables and views: ``tea.comms.pgwrite``.
 * ``POST /rest/v1/rpc/{function}`` — the seed's SQL functions with their ``p_*`` named arguments and
   return values; a function whose argument set does not match answers 404 ``PGRST202`` (as PostgREST
   does when no function has that name and those arguments). VOID functions answer 204, as PostgREST
@@ -30,11 +34,13 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
-from tea.auth.gate import Gate, principal_of, write_tenant
+from tea.auth.gate import Gate
 from tea.auth.principal import READ, WRITE
-from tea.comms import views
+from tea.comms import pgregistry, pgwrite, views
+from tea.comms.pgcontext import PgRest
 from tea.comms.pgquery import (RESERVED, PgError, Query, coerce, apply, as_pg, checked_path, content_range,
                                parse_query, prefer, rows_response)
+from tea.comms.pgschema import column_list
 from tea.comms.records import COLUMNS, EVENT_TYPE, Communication, decode_items, split_body, to_event, to_row
 from tea.comms.registry import ENTITY_COLUMNS, ENTITY_TYPES, LIMITS, Registry, render
 from tea.errors import ClientError
@@ -44,21 +50,6 @@ from tea.pipeline.ingest import Ingestor, Outcome
 from tea.query.readers import Readers
 from tea.settings import Settings
 from tea.types import Decoded, Event, EventFilter, QuerySpec
-
-@dataclass(frozen=True)
-class PgRest:
-    """What the PostgREST routes need from the composition root."""
-
-    settings: Settings
-    clock: Callable[[], int]
-    readers: Readers
-    registry: Registry
-    ingestor: Ingestor
-    gate: Gate
-
-    def write_tenant(self, request: Request, asked: str | None = None) -> str:
-        return write_tenant(principal_of(request), asked or request.param("tenant_id"),
-                            self.settings.default_tenant)
 
 
 MAX_ROWS = 10_000  # rows one GET reads from storage (and returns) at most
@@ -101,10 +92,7 @@ def project(items: list[msgspec.Raw], columns: str | None) -> list[msgspec.Raw]:
     """PostgREST's ``columns=``: only those keys of each object are inserted (missing ones are NULL)."""
     if not columns:
         return items
-    names = [c.strip().strip('"') for c in columns.split(",") if c.strip()]
-    for name in names:
-        if name not in COLUMNS:
-            raise PgError(400, "PGRST204", f"Could not find the '{name}' column of '{TABLE}' in the schema cache")
+    names = column_list(columns, TABLE, COLUMNS)
     out = []
     for index, raw in enumerate(items):
         value = msgspec.json.decode(raw)
@@ -114,9 +102,10 @@ def project(items: list[msgspec.Raw], columns: str | None) -> list[msgspec.Raw]:
     return out
 
 
-async def insert(pg: PgRest, request: Request, items: list[msgspec.Raw]) -> Outcome:
+async def insert(pg: PgRest, request: Request, items: list[msgspec.Raw], resolution: str | None = None) -> Outcome:
     """All rows or none: decode every row, run the normaliser's checks (time window, validators) on a
-    copy, and only then hand the rows to the one ingestion path."""
+    copy, refuse (or, with ``ignore-duplicates``, skip) ids already recorded, and only then hand the
+    rows to the one ingestion path."""
     if len(items) > pg.settings.max_batch_events:
         raise PgError(413, "54000", f"more than {pg.settings.max_batch_events} rows in one insert "
                                     f"(max_batch_events)")
@@ -128,16 +117,21 @@ async def insert(pg: PgRest, request: Request, items: list[msgspec.Raw]) -> Outc
     only = principal.tenant_id if principal is not None and not principal.is_admin else None
     normaliser = pg.ingestor.normaliser
     dropped = normaliser.dropped  # a dry run: its drop count is not a drop
-    _, refused, _, _ = normaliser([to_event(c) for c in good], indexes, SOURCE_PROTOCOL, tenant, only)
+    checked, refused, _, _ = normaliser([to_event(c) for c in good], indexes, SOURCE_PROTOCOL, tenant, only)
     normaliser.dropped = dropped
     if refused:
         e = refused[0]
         raise PgError(400, "23514", f'new row for relation "{TABLE}" violates check constraint '
                                     f'"{TABLE}_{e.field or "row"}_check"',
                       f"row {e.index}" + (f", column {e.field}" if e.field else "") + f": {e.message}")
-    decoded = Decoded([to_event(c) for c in good], indexes, [], len(items))
-    return await pg.ingestor.submit(decoded, SOURCE_PROTOCOL, principal, request.header("dnt") == "1",
-                                     tenant_id=tenant)
+    keep = await pgwrite.fresh_events(pg, request, tenant, checked, [c.id is not None for c in good], resolution)
+    if not keep:
+        return Outcome([], [], len(items))
+    decoded = Decoded([to_event(good[i]) for i in keep], [indexes[i] for i in keep], [], len(items))
+    outcome = await pg.ingestor.submit(decoded, SOURCE_PROTOCOL, principal, request.header("dnt") == "1",
+                                        tenant_id=tenant)
+    pgwrite.remember(pg, tenant, outcome.accepted)
+    return outcome
 
 
 def telemetry_row(e: Event) -> dict[str, Any]:
@@ -388,13 +382,15 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
     pg = PgRest(settings, clock, readers, registry, ingestor, gate)
 
     async def post_table(request: Request) -> Response:
-        relation = checked_path(request, "relation")
-        if relation != TABLE:
-            if relation in COLUMNS_OF:
-                raise PgError(405, "PGRST105", f"TEA accepts inserts into {TABLE} only, not {relation}")
-            raise unknown_relation(relation)
+        relation = known(request)
         if request.media_type not in ("", "application/json") and not request.media_type.endswith("+json"):
             raise PgError(415, "PGRST107", f"Content-Type not acceptable: {request.media_type}")
+        if relation != TABLE:
+            return await post_other(request, relation)
+        prefs = pgwrite.Preferences.of(request)
+        pgwrite.conflict_target(request, TABLE, TELEMETRY_COLUMNS)
+        if prefs.resolution == "merge-duplicates":
+            raise pgwrite.denied(TABLE)
         body = await request.body(pg.settings.max_body_bytes)
         try:
             items = split_body(body, pg.settings.max_batch_events) if body.strip() else None
@@ -404,19 +400,57 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
             raise PgError(400, "PGRST102", "Empty or invalid json", "the body is empty")
         q = parse_query(request.query, TABLE, TELEMETRY_COLUMNS, skip=frozenset(request.query))
         items = project(items, request.param("columns"))
-        outcome = await insert(pg, request, items) if items else Outcome([], [], 0)
+        outcome = await insert(pg, request, items, prefs.resolution) if items else Outcome([], [], 0)
         rows = [telemetry_row(e) for e in outcome.accepted]
-        returning = prefer(request).get("return", "minimal")
-        returning = returning if returning in ("representation", "headers-only") else "minimal"
-        headers = {"content-range": "*/*"}
-        if returning != "minimal":
-            headers["preference-applied"] = f"return={returning}"
-        if returning == "representation":
-            rows, _ = apply(rows, replace(q, conditions=()), TIME_COLUMNS)
-            return rows_response(request, rows, 201, headers)
-        if returning == "headers-only" and len(rows) == 1:
-            headers["location"] = f"/{TABLE}?id=eq.{rows[0]['id']}"
-        return Response(b"", 201, None, headers)
+        response = pgwrite.answer(request, prefs, rows, q, "insert", TIME_COLUMNS)
+        if prefs.returning == "headers-only" and len(rows) == 1:
+            response.headers["location"] = f"/{TABLE}?id=eq.{rows[0]['id']}"  # type: ignore[index]
+        return response
+
+    async def post_other(request: Request, relation: str) -> Response:
+        """An insert (or upsert) into a registry table; the views take none."""
+        if relation not in pgregistry.RECORD_KINDS and relation != pgregistry.REGISTRY:
+            raise pgwrite.denied(relation, VIEW_COLUMNS)
+        prefs = pgwrite.Preferences.of(request)
+        columns = COLUMNS_OF[relation]
+        target = pgwrite.conflict_target(request, relation, columns)
+        q = parse_query(request.query, relation, columns, skip=frozenset(request.query))
+        objects = pgwrite.json_objects(await request.body(pg.settings.max_body_bytes), pg.settings.max_batch_events)
+        objects = pgwrite.only_columns(objects, request.param("columns"), relation, columns)
+        if relation != pgregistry.REGISTRY:
+            rows = await pgregistry.append(pg, request, relation, objects, prefs.resolution)
+            return pgwrite.answer(request, prefs, rows, q, "insert", TIME_COLUMNS)
+        rows, inserted = await pgregistry.upsert(pg, request, objects, target, prefs.resolution)
+        status = 200 if inserted == 0 and prefs.resolution == "merge-duplicates" else 201
+        return pgwrite.answer(request, prefs, rows, q, "insert", TIME_COLUMNS, status)
+
+    async def change_table(request: Request) -> Response:
+        """PATCH and DELETE: the registry's entities; every other relation refuses (42501)."""
+        relation = known(request)
+        verb = "UPDATE" if request.method == "PATCH" else "DELETE"
+        q = pgwrite.filters(request, relation, COLUMNS_OF[relation], verb)
+        given = pgwrite.json_objects(await request.body(pg.settings.max_body_bytes), 1, one=True)[0] \
+            if verb == "UPDATE" else {}
+        if relation != pgregistry.REGISTRY:
+            raise pgwrite.denied(relation, VIEW_COLUMNS)
+        tenants = tenant_filter(request, q).tenant_ids
+        rows = await pgregistry.update(pg, request, q, given, tenants, TIME_COLUMNS) if verb == "UPDATE" else \
+            await pgregistry.delete(pg, request, q, tenants, TIME_COLUMNS)
+        return pgwrite.answer(request, pgwrite.Preferences.of(request), rows, q, verb.lower(), TIME_COLUMNS)
+
+    async def not_served(request: Request) -> Response:
+        if request.path.startswith("/rest/v1/rpc/"):
+            raise PgError(405, "PGRST101", f"Cannot use the {request.method} method on RPC")
+        known(request)
+        raise PgError(400, "PGRST127", "Feature not implemented",
+                      "PUT (an upsert of one row by its primary key) is not served by TEA",
+                      "POST the row with Prefer: resolution=merge-duplicates")
+
+    def known(request: Request) -> str:
+        relation = checked_path(request, "relation")
+        if relation not in COLUMNS_OF:
+            raise unknown_relation(relation)
+        return relation
 
     async def get_table(request: Request) -> Response:
         relation = checked_path(request, "relation")
@@ -492,12 +526,24 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
     rows_ok = {"application/json": {"type": "array", "items": {"type": "object"}}}
     return [
         Route("POST", "/rest/v1/{relation}", guarded(pg, WRITE, post_table),
-              f"PostgREST insert into {TABLE}: one row or an array, all or nothing", tags=("postgrest",),
+              "PostgREST insert (or upsert, Prefer: resolution=…) of one row or an array, all or nothing",
+              tags=("postgrest",),
               params=(relation_param, Param("columns", "only these keys of each object are inserted"),
                       Param("select", "columns of the returned rows")),
               request_body={"application/json": Communication | list[Communication]},
               responses={201: ("Inserted (rows with Prefer: return=representation)", rows_ok),
-                         **pg_errors(400, 401, 403, 404, 405, 413, 415, 429, 503)}, scope=None),
+                         200: ("A merge-duplicates upsert that inserted nothing", rows_ok),
+                         **pg_errors(400, 401, 403, 404, 409, 413, 415, 429, 503)}, scope=None),
+        *(Route(method, "/rest/v1/{relation}", guarded(pg, WRITE, change_table),
+                f"PostgREST {'update' if method == 'PATCH' else 'delete'} of the rows the filters select "
+                "(unified_registry; 42501 elsewhere)", tags=("postgrest",), params=(relation_param, *query_params),
+                request_body={"application/json": {"type": "object"}} if method == "PATCH" else None,
+                responses={200: ("The rows (Prefer: return=representation)", rows_ok), 204: ("Done", {}),
+                           **pg_errors(400, 401, 403, 404, 409, 429)}, scope=None) for method in ("PATCH", "DELETE")),
+        *(Route(method, path, guarded(pg, WRITE, not_served), "Not served by TEA (PostgREST's error)",
+                tags=("postgrest",), include_in_schema=False, scope=None)
+          for method, path in (("PUT", "/rest/v1/{relation}"), ("PATCH", "/rest/v1/rpc/{function}"),
+                               ("PUT", "/rest/v1/rpc/{function}"), ("DELETE", "/rest/v1/rpc/{function}"))),
         Route("GET", "/rest/v1/{relation}", guarded(pg, READ, get_table),
               "PostgREST read of a table or view with col=op.value filters", tags=("postgrest",),
               params=(relation_param, *query_params),

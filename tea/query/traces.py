@@ -50,7 +50,8 @@ class TracesPage(msgspec.Struct):
 class SpanNode(msgspec.Struct):
     span_id: str | None
     parent_span_id: str | None
-    name: str | None
+    name: str | None       # the span's own name
+    method: str | None     # what TEA derived from it (MCP method, "POST /route", …): the event's method
     service: str | None
     start_time: str
     offset_ms: float       # from the start of the trace
@@ -75,12 +76,31 @@ def summary_view(t: TraceSummary) -> TraceView:
                      t.error_count, t.root_name, t.root_service, list(t.services))
 
 
+class _Named(msgspec.Struct):
+    name: str | None = msgspec.field(default=None, name="span.name")
+
+
+_named = msgspec.json.Decoder(_Named)
+
+
+def span_name(span: Event) -> str | None:
+    """The span's own name, which the OTLP mappers keep in ``attributes["span.name"]`` (the event's
+    ``method`` is derived: the MCP method, ``POST /route``, …); the method for spans stored without it."""
+    if not span.attributes:
+        return span.method
+    try:
+        return _named.decode(span.attributes).name or span.method
+    except msgspec.DecodeError:  # (a ValidationError too: a span.name that is not text)
+        return span.method
+
+
 def build_tree(trace_id: str, spans: list[Event]) -> TraceTree:
     start = min(s.timestamp for s in spans)  # type: ignore[type-var]
     end = max(s.timestamp + int((s.duration_ms or 0) * 1000) for s in spans)  # type: ignore[operator]
     nodes: dict[Any, SpanNode] = {}
     for s in sorted(spans, key=lambda s: s.timestamp):  # type: ignore[arg-type,return-value]
-        nodes[s.span_id] = SpanNode(s.span_id, s.parent_span_id, s.method, s.source, format_us(s.timestamp),  # type: ignore[arg-type]
+        nodes[s.span_id] = SpanNode(s.span_id, s.parent_span_id, span_name(s), s.method, s.source,
+                                    format_us(s.timestamp),  # type: ignore[arg-type]
                                     (s.timestamp - start) / 1000, s.duration_ms, s.status, s.status_code,  # type: ignore[operator]
                                     s.attributes, [])
     roots = []
