@@ -5,19 +5,16 @@
 plugin's table, ``TELEMETRON_*`` variables) is reported as a warning, and so is an empty allow list."""
 from __future__ import annotations
 
-import functools
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 _VALIDATORS = {"SourceIdValidator": "validation.source_ids", "EventTypeValidator": "validation.event_types"}
 _ALLOWS = {"SourceIdValidator": "source ids", "EventTypeValidator": "event types"}
 _BUILT_IN_PROCESSORS = {"StorageProcessor"}  # TEA's own storage does what it did
 
 
-@functools.cache
-def _direct() -> dict[tuple[str, ...], str]:
+def _direct(table: Iterable[Any]) -> dict[tuple[str, ...], str]:
     """Telemetron's (section, key) -> TEA's setting key, as the settings declare it (``telemetron=...``)."""
-    from tea.settings import SETTINGS
-    return {tuple(s.telemetron.split(".")): s.key for s in SETTINGS if s.telemetron}
+    return {tuple(s.telemetron.split(".")): s.key for s in table if s.telemetron}
 
 
 def is_telemetron(raw: Mapping[str, Any]) -> bool:
@@ -25,15 +22,17 @@ def is_telemetron(raw: Mapping[str, Any]) -> bool:
     return "http" in raw or "processor" in raw or plugins("validation") or plugins("processing")
 
 
-def translate(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """TEA setting key → value, and a warning for everything TEA does not take over."""
+def translate(raw: Mapping[str, Any], table: Iterable[Any]) -> tuple[dict[str, Any], list[str]]:
+    """TEA setting key → value, and a warning for everything TEA does not take over; ``table`` is the
+    settings table (tea.settings.SETTINGS), handed in so this module needs nothing of the settings."""
+    direct = _direct(table)
     out: dict[str, Any] = {}
     warnings: list[str] = []
     for section, table in raw.items():
         if section in ("http", "processor") and isinstance(table, dict):
             for key, value in table.items():
-                if (section, key) in _direct():
-                    out[_direct()[(section, key)]] = value
+                if (section, key) in direct:
+                    out[direct[(section, key)]] = value
                 else:
                     warnings.append(f"Telemetron setting [{section}] {key} is not supported by TEA; ignored")
         elif section == "validation" and isinstance(table, dict):
@@ -67,14 +66,9 @@ def _unknown_keys(table: Mapping[str, Any], known: set[str], where: str) -> list
     return [f"Telemetron setting {where} {key} is not supported by TEA; ignored" for key in table if key not in known]
 
 
-def unsupported_env(env: Mapping[str, str]) -> list[str]:
+def unsupported_env(env: Mapping[str, str], table: Iterable[Any]) -> list[str]:
     """A warning for each ``TELEMETRON_*`` variable TEA does not take over; those it does
-    (``TELEMETRON_HTTP__PORT``, ...) are environment names of their settings."""
+    (``TELEMETRON_HTTP__PORT``, ...) are environment names of their settings in ``table``."""
+    known = {name for s in table for name in s.env_names if name.startswith("TELEMETRON_")}
     return [f"Telemetron environment variable {name} is not supported by TEA; ignored"
-            for name in sorted(env) if name.startswith("TELEMETRON_") and name not in _telemetron_env()]
-
-
-@functools.cache
-def _telemetron_env() -> frozenset[str]:
-    from tea.settings import SETTINGS
-    return frozenset(name for s in SETTINGS for name in s.env_names if name.startswith("TELEMETRON_"))
+            for name in sorted(env) if name.startswith("TELEMETRON_") and name not in known]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from tea.errors import ConfigError
-from tea.pipeline.stages import DEFAULT_PII_KEYS
+from tea.pii import DEFAULT_PII_KEYS
 from tea.settings_schema import (MiB, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
                                  replace, table)
 
@@ -366,7 +366,7 @@ def read_toml(path: str | os.PathLike[str], warnings: list[str] | None = None) -
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
         if compat_config.is_telemetron(raw):
-            values, notes = compat_config.translate(raw)
+            values, notes = compat_config.translate(raw, SETTINGS)
             if warnings is not None:
                 warnings.extend(notes)
             return values
@@ -386,7 +386,7 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     config_path = flags.get("config") or env.get("TEA_CONFIG")
     warnings: list[str] = []
     file_values = read_toml(config_path, warnings) if config_path else {}
-    warnings.extend(unsupported_env(env))
+    warnings.extend(unsupported_env(env, SETTINGS))
     for key in file_values:
         if key not in _BY_KEY:
             raise ConfigError(f"invalid config file {config_path!r}: unknown setting {key!r}")

@@ -58,7 +58,7 @@ def test_invalid_values_give_one_line_naming_the_key(env: dict[str, str], fragme
 
 
 def test_storage_backend_is_any_name_checked_against_the_plugins_at_start() -> None:
-    from tea.storage.base import make_storage
+    from tea.plugins import make_storage
     settings = load({}, env={"TEA_STORAGE_BACKEND": "mongo"})  # a plugin may provide it
     with pytest.raises(ConfigError) as info:
         make_storage(settings)

@@ -12,15 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
-if TYPE_CHECKING:
-    from tea.buffer.log import DurableBuffer
-    from tea.buffer.writer import Writer
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 10, 100, 1000, 5000, 10000, 25000, 50000, 100000, 250000)
@@ -125,22 +121,16 @@ class Telemetry:
             for tally in self._tallies:
                 tally.fold()
 
-    def watch(self, buffer: "DurableBuffer", writer: "Writer") -> None:
-        """Gauges computed at scrape time from the live buffer and writer."""
-        r = self.registry
-        _gauge(r, "tea_buffer_bytes", "Durable buffer backlog not yet in storage", lambda: buffer.backlog_bytes)
-        _gauge(r, "tea_buffer_max_bytes", "Bound of the durable buffer backlog", lambda: buffer.max_bytes)
-        _gauge(r, "tea_buffer_segments", "Segment files of the durable buffer", lambda: buffer.segment_count)
-        _gauge(r, "tea_buffer_events_pending", "Acknowledged events not yet committed", writer.available)
-        _gauge(r, "tea_writer_lag_seconds", "Age of the oldest acknowledged event not yet in storage",
-               writer.lag_seconds)
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A gauge computed at scrape time by ``read`` (live state: the buffer's backlog, the writer's lag)."""
+        Gauge(name, help_text, registry=self.registry).set_function(read)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class TimedReads:
-    """Storage as read routes reach it (``TeaApp.reader``): every read is observed in
+    """Storage as read routes reach it (through the scoped readers): every read is observed in
     ``tea_storage_query_seconds{operation}``, the operation being the storage method — for
     ``iter_events`` (exports, the communication views' fallback) the time spent inside storage over
     the whole stream, once it ends. Anything else passes through untimed."""
@@ -248,7 +238,3 @@ class _Fold(Collector):
 
     def describe(self) -> list[Any]:
         return []
-
-
-def _gauge(registry: CollectorRegistry, name: str, help_text: str, read: Callable[[], float]) -> None:
-    Gauge(name, help_text, registry=registry).set_function(read)
