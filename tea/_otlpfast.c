@@ -26,6 +26,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef TEA_FUZZ_ALLOC
+/* The fuzz build (setup.py, TEA_OTLPFAST_SANITIZE=1): this file's buffers from libc's malloc, which
+   AddressSanitizer watches, while CPython keeps its fast small-object allocator (its arenas would hide an
+   overflow of a small buffer). Memory Python allocated is still freed with (PyMem_Free)(p). */
+#include <stdlib.h>
+#define PyMem_Malloc(n) malloc(n)
+#define PyMem_Calloc(n, size) calloc((n), (size))
+#define PyMem_Realloc(p, n) realloc((p), (n))
+#define PyMem_Free(p) free(p)
+#endif
+
 #define MAX_DEPTH 16
 #define MAX_OUTPUT ((size_t)1 << 30)  /* 1 GiB of NDJSON per request, then "not handled" */
 #define NH (-1)                       /* not handled */
@@ -50,6 +61,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline int put(Buf *b, const void *s, size_t n) {
+    if (n == 0) return 0; /* an empty write into a buffer never grown: no memcpy(NULL, ...) */
     if (b->cap - b->len < n && buf_grow(b, n)) return NH;
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -117,7 +129,7 @@ static int put_double(Buf *b, double x) {
             rc |= put(b, q, strlen(q));
         }
     }
-    PyMem_Free(s);
+    (PyMem_Free)(s);  /* Python's memory (the parentheses: never a fuzz build's libc free) */
     return rc ? NH : 0;
 }
 
@@ -270,6 +282,13 @@ static inline int rd_len(Rd *r, const uint8_t **p, size_t *n) {
     return 0;
 }
 
+/* A string field: every occurrence is checked as strict UTF-8 as it is read (upb refuses a request with one
+   invalid occurrence, even when a later one replaces it). */
+static int rd_str(Rd *r, int wt, const uint8_t **p, size_t *n) {
+    if (wt != 2 || rd_len(r, p, n)) return NH;
+    return utf8_count(*p, *n) < 0 ? NH : 0;
+}
+
 static inline int rd_fixed64(Rd *r, uint64_t *out) {
     if (r->end - r->p < 8) return NH;
     uint64_t v = 0;
@@ -395,7 +414,7 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 1) {
-            if (wt != 2 || rd_len(&r, &kv->k, &kv->kn)) return NH;
+            if (rd_str(&r, wt, &kv->k, &kv->kn)) return NH;
         } else if (f == 2) {
             if (wt != 2 || have_value++ || rd_len(&r, &q, &m)) return NH;
             if (parse_anyvalue(q, m, &kv->v)) return NH;
@@ -403,7 +422,6 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
             return NH;
         }
     }
-    if (utf8_count(kv->k, kv->kn) < 0) return NH;
     return 0;
 }
 
@@ -416,8 +434,7 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
 static int chk_str(Rd *r, int wt) {
     const uint8_t *q;
     size_t m;
-    if (wt != 2 || rd_len(r, &q, &m)) return NH;
-    return utf8_count(q, m) < 0 ? NH : 0;
+    return rd_str(r, wt, &q, &m);
 }
 
 /* The messages checked, by what upb would check in them: the string fields lo..hi and up to two
@@ -682,7 +699,7 @@ static int parse_status(Span *s, const uint8_t *p, size_t n) {
         uint64_t u;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 2) {
-            if (wt != 2 || rd_len(&r, &s->status_message, &s->status_message_n)) return NH;
+            if (rd_str(&r, wt, &s->status_message, &s->status_message_n)) return NH;
         } else if (f == 3) {
             if (wt != 0 || rd_varint(&r, &u)) return NH;
             s->status_code = (int32_t)(uint32_t)u;
@@ -690,7 +707,7 @@ static int parse_status(Span *s, const uint8_t *p, size_t n) {
             return NH;
         }
     }
-    return utf8_count(s->status_message, s->status_message_n) < 0 ? NH : 0;
+    return 0;
 }
 
 static int write_span_events(Ctx *c, Span *s) {
@@ -711,7 +728,7 @@ static int write_span_events(Ctx *c, Span *s) {
             if (f == 1) {
                 if (wt != 1 || rd_fixed64(&r, &t)) return NH;
             } else if (f == 2) {
-                if (wt != 2 || rd_len(&r, &name, &name_n)) return NH;
+                if (rd_str(&r, wt, &name, &name_n)) return NH;
             } else if (f == 3) {
                 if (wt != 2 || rd_len(&r, &q, &m) || kv_push(&c->vec, q, m)) return NH;
             } else if (rd_skip(&r, wt)) {
@@ -721,7 +738,6 @@ static int write_span_events(Ctx *c, Span *s) {
         Val *dummy;
         if (find(&c->vec, start, c->vec.n, "name", &dummy) || find(&c->vec, start, c->vec.n, "time_unix_nano", &dummy))
             return NH; /* {"name": ..., **attrs} would overwrite in place */
-        if (utf8_count(name, name_n) < 0) return NH;
         if (e && putch(b, ',')) return NH;
         if (PUTS(b, "{\"name\":") || put_json_str_valid(b, name, name_n) || PUTS(b, ",\"time_unix_nano\":") ||
             put_u64(b, t))
@@ -781,7 +797,7 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         case 1: if (wt != 2 || rd_len(&r, &s.trace_id, &s.trace_id_n)) goto nh; break;
         case 2: if (wt != 2 || rd_len(&r, &s.span_id, &s.span_id_n)) goto nh; break;
         case 4: if (wt != 2 || rd_len(&r, &s.parent, &s.parent_n)) goto nh; break;
-        case 5: if (wt != 2 || rd_len(&r, &s.name, &s.name_n)) goto nh; break;
+        case 5: if (rd_str(&r, wt, &s.name, &s.name_n)) goto nh; break;
         case 6: if (wt != 0 || rd_varint(&r, &u)) goto nh; s.kind = (int32_t)(uint32_t)u; break;
         case 7: if (wt != 1 || rd_fixed64(&r, &s.start)) goto nh; break;
         case 8: if (wt != 1 || rd_fixed64(&r, &s.end)) goto nh; break;
@@ -822,7 +838,6 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     }
     s.attrs_end = c->vec.n;
     if (!s.trace_id_n || !s.span_id_n) goto nh; /* the event id would be a random UUIDv7 */
-    if (utf8_count(s.name, s.name_n) < 0) goto nh;
     KVVec *vec = &c->vec;
     size_t a0 = s.attrs_start, a1 = s.attrs_end;
     if (has_duplicates(vec, a0)) goto nh;
@@ -1037,7 +1052,7 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             int wt;
             if (rd_tag(&s, &f, &wt)) return NH;
             if (f == 1) {
-                if (wt != 2 || rd_len(&s, &nm, &nm_n)) return NH;
+                if (rd_str(&s, wt, &nm, &nm_n)) return NH;
             } else if (f == 2) { /* version: not stored, but checked as upb does */
                 if (chk_str(&s, wt)) return NH;
             } else if (f == 3) { /* attributes: not stored */
@@ -1047,7 +1062,6 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             }
         }
         if (nm_n) {
-            if (utf8_count(nm, nm_n) < 0) return NH;
             name.p = (char *)nm; /* borrowed: never written to or freed */
             name.len = nm_n;
         }
