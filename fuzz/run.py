@@ -61,8 +61,9 @@ def sanitizer_env() -> dict[str, str]:
     }
 
 
-def load_sanitized(so: Path) -> None:
-    """Makes ``tea._otlpfast`` the sanitized build, before tea.receive.otlp imports it."""
+def load_build(so: Path) -> None:
+    """Makes ``tea._otlpfast`` the build at ``so`` (sanitized, or for coverage), before tea.receive.otlp
+    imports it."""
     import importlib.util
 
     import tea
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> None:
     if os.environ.get(CHILD) != "1":
         os.execve(sys.executable, [sys.executable, "-m", "fuzz.run", *argv[1:]], {**os.environ, **sanitizer_env()})
     del os.environ["LD_PRELOAD"]  # loaded already; the symbolizer ASan starts must not load Python's modules
-    load_sanitized(so)
+    load_build(so)
     import atheris
 
     from fuzz import targets

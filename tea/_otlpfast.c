@@ -263,9 +263,25 @@ static inline int rd_varint(Rd *r, uint64_t *out) {
     return NH;
 }
 
+/* Tags and lengths: upb reads them as 32-bit varints of at most 5 bytes, and refuses the request when one
+   is longer (even a zero-padded one, which a 64-bit varint reader would take). */
+static inline int rd_varint32(Rd *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (r->p >= r->end) return NH;
+        uint8_t c = *r->p++;
+        v |= (uint64_t)(c & 0x7F) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return NH;
+}
+
 static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
     uint64_t v;
-    if (rd_varint(r, &v)) return NH;
+    if (rd_varint32(r, &v)) return NH;
     if (v > 0xFFFFFFFFull || (v >> 3) == 0) return NH;
     *field = (uint32_t)(v >> 3);
     *wt = (int)(v & 7);
@@ -274,7 +290,7 @@ static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
 
 static inline int rd_len(Rd *r, const uint8_t **p, size_t *n) {
     uint64_t v;
-    if (rd_varint(r, &v)) return NH;
+    if (rd_varint32(r, &v)) return NH;
     if (v > (uint64_t)(r->end - r->p)) return NH;
     *p = r->p;
     *n = (size_t)v;
