@@ -12,7 +12,8 @@ LINK: list[str] = []
 if os.environ.get("TEA_OTLPFAST_SANITIZE") == "1":
     # the sanitizer runtimes come from the process (fuzz/run.py preloads atheris' asan_with_fuzzer.so)
     FLAGS = ["-O1", "-g", "-std=c11", "-fno-omit-frame-pointer", "-fsanitize=address,undefined,fuzzer-no-link",
-             "-fno-sanitize-recover=all", "-DTEA_FUZZ_ALLOC"]
+             "-fno-sanitize-recover=all", "-DTEA_FUZZ_ALLOC",
+             "-fno-wrapv"]  # Python's CFLAGS have -fwrapv, which turns off UBSan's overflow checks
     LINK = ["-fsanitize=address,undefined"]
 
 setup(ext_modules=[Extension("tea._otlpfast", ["tea/_otlpfast.c"], optional=True,

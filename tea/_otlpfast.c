@@ -203,7 +203,7 @@ static int put_json_str_valid(Buf *b, const uint8_t *s, size_t n) {
             if (put(b, esc, 6)) return NH;
         }
     }
-    if (put(b, s + start, n - start)) return NH;
+    if (start < n && put(b, s + start, n - start)) return NH; /* (s may be NULL when n is 0) */
     return putch(b, '"');
 }
 
@@ -224,6 +224,7 @@ static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 /* base64 text (no quotes) */
 static int put_b64(Buf *b, const uint8_t *s, size_t n) {
+    if (n == 0) return 0; /* into a buffer never grown: no pointer arithmetic on NULL */
     size_t out = (n + 2) / 3 * 4;
     if (n > MAX_OUTPUT || buf_grow(b, out)) return NH;
     char *o = b->p + b->len;
@@ -525,6 +526,7 @@ static uint64_t fnv(const uint8_t *s, size_t n) {
    that case is left to Python. Returns 1 on duplicates (or allocation failure), 0 otherwise. */
 static int has_duplicates(KVVec *vec, size_t start) {
     size_t n = vec->n - start;
+    if (n < 2) return 0; /* (and vec->a may be NULL: no pointer arithmetic on it) */
     KV *a = vec->a + start;
     if (n <= 16) {
         for (size_t i = 1; i < n; i++)

@@ -97,10 +97,12 @@ def test_a_tag_or_length_longer_than_5_bytes_is_declined_as_upb_refuses_it(where
     assert oracle.check(b"\x00" + body(5)) is True  # 5 bytes: both read it, identically
 
 
-def test_an_empty_service_name_is_mapped_like_python() -> None:
-    """``service.name`` "": an empty write into a buffer never grown was memcpy(NULL, src, 0) (UBSan); the
-    sanitized replay of fuzz/regressions covers the sanitizer side, this the output."""
-    body = _request([[1, 2, b"lib"]], [[5, 2, b"op"]], [[1, 2, _kv(b"service.name", [[1, 2, b""]])]])
+@pytest.mark.parametrize("value", [[[1, 2, b""]], [[7, 2, b""]]], ids=["string", "bytes"])
+def test_an_empty_service_name_is_mapped_like_python(value: list) -> None:
+    """``service.name`` "" (or empty bytes): an empty write into a buffer never grown was memcpy(NULL, src, 0)
+    or NULL + 0 (UBSan, fuzz/regressions/map_traces/empty-*); the sanitized replay of the regressions covers
+    the sanitizer side, this the output."""
+    body = _request([[1, 2, b"lib"]], [[5, 2, b"op"]], [[1, 2, _kv(b"service.name", value)]])
     assert oracle.check(b"\x00" + body) is True
     assert b'"source":""' in oracle.native(oracle.CONFIGS[0], body)[0]
 
