@@ -4,10 +4,11 @@
                        [corpus dirs ...]
 
 atheris (PyPI) runs libFuzzer in this Python process; the extension is built a second time for it
-(build/fuzz: clang, ``-fsanitize=address,undefined,fuzzer-no-link``, setup.py's TEA_OTLPFAST_SANITIZE=1) and
+(build/fuzz: clang, ASan, UBSan and libFuzzer's coverage counters, setup.py's TEA_OTLPFAST_SANITIZE=1) and
 loaded as ``tea._otlpfast`` in place of the ordinary build, so the receiver's own code (tea.receive.otlp)
 drives it. The process re-executes itself once with atheris' ASan+UBSan+libFuzzer runtime preloaded (the
-fuzz build takes the extension's buffers from libc's malloc, which ASan watches: TEA_FUZZ_ALLOC in the C file). Every input goes through the differential oracle (fuzz/oracle.py for map_traces); an input that
+fuzz build takes the extension's buffers from libc's malloc, which ASan watches: TEA_FUZZ_ALLOC in the C
+file). Every input goes through the target's oracle (fuzz/oracle.py for map_traces); an input that
 crashes, trips a sanitizer or breaks the oracle is saved by libFuzzer as ``crash-<sha1>`` and the run fails.
 New inputs go to the first corpus directory given (made if missing), else to build/fuzz/corpus/<target>;
 the seeds (fuzz/seeds.py) and the kept corpus (fuzz/corpus/<target>) are read as well, unless libFuzzer is
@@ -32,9 +33,9 @@ def extension_path(build: Path = BUILD) -> Path:
 
 
 def build_sanitized(build: Path = BUILD) -> Path:
-    """The extension built for fuzzing (again only when tea/_otlpfast.c is newer)."""
+    """The extension built for fuzzing (again only when tea/_otlpfast.c or setup.py is newer)."""
     so = extension_path(build)
-    if so.exists() and so.stat().st_mtime >= SOURCE.stat().st_mtime:
+    if so.exists() and so.stat().st_mtime >= max(SOURCE.stat().st_mtime, (ROOT / "setup.py").stat().st_mtime):
         return so
     env = {**os.environ, "TEA_OTLPFAST_SANITIZE": "1", "CC": "clang", "LDSHARED": "clang -shared"}
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--force", "--build-lib", str(build / "lib"),
@@ -45,14 +46,15 @@ def build_sanitized(build: Path = BUILD) -> Path:
     return so
 
 
-def sanitizer_env() -> dict[str, str]:
+def sanitizer_env(custom_mutator: bool) -> dict[str, str]:
     import atheris  # noqa: F401  (its wheel ships the runtime next to the package)
     package = Path(atheris.__file__).resolve().parent
-    # libFuzzer looks for LLVMFuzzerCustomMutator when its library loads: atheris' definition of it must be
-    # loaded by then too, or the protobuf-aware mutator (fuzz/mutator.py) is never called
-    mutator = next(package.glob("custom_mutator.*.so"))
+    preload = [package.parent / "asan_with_fuzzer.so"]
+    if custom_mutator:  # libFuzzer looks for LLVMFuzzerCustomMutator when its library loads: atheris'
+        # definition must be loaded by then too, or the protobuf-aware mutator (fuzz/mutator.py) is never called
+        preload.append(next(package.glob("custom_mutator.*.so")))
     return {
-        "LD_PRELOAD": f"{package.parent / 'asan_with_fuzzer.so'} {mutator}", CHILD: "1",
+        "LD_PRELOAD": " ".join(map(str, preload)), CHILD: "1",
         # CPython's own allocations at exit are not the extension's leaks; short allocation stacks keep the
         # Python oracle fast; the first report aborts the run
         "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1:malloc_context_size=5:symbolize=1:"
@@ -94,16 +96,17 @@ def main(argv: list[str]) -> None:
     if int(ours["processes"]) > 1:
         from fuzz import parallel
         raise SystemExit(parallel.run(target, int(ours["processes"]), flags))
+    from fuzz import targets
+    test_one, mutator = targets.TARGETS[target]
     if os.environ.get(CHILD) != "1":
-        os.execve(sys.executable, [sys.executable, "-m", "fuzz.run", *argv[1:]], {**os.environ, **sanitizer_env()})
+        os.execve(sys.executable, [sys.executable, "-m", "fuzz.run", *argv[1:]],
+                  {**os.environ, **sanitizer_env(mutator is not None)})
     del os.environ["LD_PRELOAD"]  # loaded already; the symbolizer ASan starts must not load Python's modules
     load_build(so)
     import atheris
 
-    from fuzz import targets
     options = [f for f in flags if f.startswith("-")]
     flags = options + targets.corpus([f for f in flags if not f.startswith("-")], target)
-    test_one, mutator = targets.TARGETS[target]
     atheris.Setup([argv[0], *targets.default_flags(target, flags), *flags], test_one, custom_mutator=mutator)
     atheris.Fuzz()
 
