@@ -91,7 +91,9 @@ def _sdk(seed: int, providers: list) -> bytes:  # type: ignore[type-arg]
     spans: list[ReadableSpan] = []
     for i, (resource, scope, makers) in enumerate(providers):
         collect = _Collect()
-        provider = TracerProvider(resource=Resource.create(resource), id_generator=_Ids(seed * 100 + i))
+        detected = Resource.create(resource).attributes  # the SDK's own attributes, less its random instance id
+        provider = TracerProvider(resource=Resource({k: v for k, v in detected.items() if k != "service.instance.id"}),
+                                  id_generator=_Ids(seed * 100 + i))
         provider.add_span_processor(SimpleSpanProcessor(collect))
         tracers = [provider.get_tracer(scope, "1.2.3", schema_url="https://opentelemetry.io/schemas/1.27.0"),
                    provider.get_tracer(scope + ".extra", None, attributes={"scope.attr": "v", "n": 1})]
@@ -229,18 +231,21 @@ def bodies() -> Iterator[bytes]:
 
 
 def write(directory: Path) -> int:
-    """Writes the seeds (named by content) into ``directory``; returns how many."""
+    """Writes the seeds (named by content) into ``directory``, removes any other file there; returns how many.
+    (Fuzzing processes started together all write the same files.)"""
     directory.mkdir(parents=True, exist_ok=True)
-    count = 0
+    names = set()
     for body in bodies():
         ExportTraceServiceRequest.FromString(body)  # every seed is a valid request
         if len(body) >= MAX_SEED_BYTES:
             continue  # (the benchmark's 100-span requests: tests/otlp/test_fuzz.py replays them)
         for config in CONFIG_BYTES:
             data = bytes([config]) + body
+            names.add(hashlib.sha1(data).hexdigest())
             (directory / hashlib.sha1(data).hexdigest()).write_bytes(data)
-            count += 1
-    return count
+    for stale in set(p.name for p in directory.iterdir()) - names:
+        (directory / stale).unlink(missing_ok=True)
+    return len(names)
 
 
 if __name__ == "__main__":

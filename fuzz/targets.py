@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import shutil
 import struct
 from pathlib import Path
 from typing import Callable
@@ -74,7 +73,6 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[bytes, int, int], by
 def seed_dir(target: str) -> Path:
     """The seeds, written afresh (map_traces: fuzz/seeds.py; the others start from nothing)."""
     directory = WORK / "seeds" / target
-    shutil.rmtree(directory, ignore_errors=True)  # (no seeds of an older fuzz/seeds.py)
     if target == "map_traces":
         from fuzz.seeds import write
         write(directory)
