@@ -101,13 +101,16 @@ def main(argv: list[str]) -> None:
     if os.environ.get(CHILD) != "1":
         os.execve(sys.executable, [sys.executable, "-m", "fuzz.run", *argv[1:]],
                   {**os.environ, **sanitizer_env(mutator is not None)})
-    del os.environ["LD_PRELOAD"]  # loaded already; the symbolizer ASan starts must not load Python's modules
+    # loaded already: the symbolizer ASan starts must not load Python's modules, and the processes libFuzzer
+    # starts itself (-merge=1) set it up again, as this one did
+    del os.environ["LD_PRELOAD"], os.environ[CHILD]
     load_build(so)
     import atheris
 
     options = [f for f in flags if f.startswith("-")]
     flags = options + targets.corpus([f for f in flags if not f.startswith("-")], target)
-    atheris.Setup([argv[0], *targets.default_flags(target, flags), *flags], test_one, custom_mutator=mutator)
+    command = f"{sys.executable} -m fuzz.run --target={target}"  # what libFuzzer runs for -merge=1
+    atheris.Setup([command, *targets.default_flags(target, flags), *flags], test_one, custom_mutator=mutator)
     atheris.Fuzz()
 
 
