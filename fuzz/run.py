@@ -46,7 +46,9 @@ def build_sanitized(build: Path = BUILD) -> Path:
     return so
 
 
-def sanitizer_env(custom_mutator: bool) -> dict[str, str]:
+def sanitizer_env(custom_mutator: bool, replay: bool) -> dict[str, str]:
+    """The environment of the fuzzing process; ``replay``: files are replayed, so ASan's reports name where
+    memory was allocated (while fuzzing that costs a stack walk per allocation)."""
     import atheris  # noqa: F401  (its wheel ships the runtime next to the package)
     package = Path(atheris.__file__).resolve().parent
     preload = [package.parent / "asan_with_fuzzer.so"]
@@ -55,10 +57,9 @@ def sanitizer_env(custom_mutator: bool) -> dict[str, str]:
         preload.append(next(package.glob("custom_mutator.*.so")))
     return {
         "LD_PRELOAD": " ".join(map(str, preload)), CHILD: "1",
-        # CPython's own allocations at exit are not the extension's leaks; short allocation stacks keep the
-        # Python oracle fast; the first report aborts the run
-        "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1:malloc_context_size=5:symbolize=1:"
-                        "detect_stack_use_after_return=1",
+        # CPython's own allocations at exit are not the extension's leaks; the first report aborts the run
+        "ASAN_OPTIONS": f"detect_leaks=0:allocator_may_return_null=1:malloc_context_size={30 if replay else 0}:"
+                        "symbolize=1:detect_stack_use_after_return=1",
         "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
     }
 
@@ -99,8 +100,9 @@ def main(argv: list[str]) -> None:
     from fuzz import targets
     test_one, mutator = targets.TARGETS[target]
     if os.environ.get(CHILD) != "1":
+        replay = any(Path(f).is_file() for f in flags)
         os.execve(sys.executable, [sys.executable, "-m", "fuzz.run", *argv[1:]],
-                  {**os.environ, **sanitizer_env(mutator is not None)})
+                  {**os.environ, **sanitizer_env(mutator is not None, replay)})
     # loaded already: the symbolizer ASan starts must not load Python's modules, and the processes libFuzzer
     # starts itself (-merge=1) set it up again, as this one did
     del os.environ["LD_PRELOAD"], os.environ[CHILD]
