@@ -249,4 +249,4 @@ def write(directory: Path) -> int:
 
 
 if __name__ == "__main__":
-    print(write(Path(sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus")), "seeds")
+    print(write(Path(sys.argv[1] if len(sys.argv) > 1 else "build/fuzz/seeds/map_traces")), "seeds")
