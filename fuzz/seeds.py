@@ -84,7 +84,7 @@ def sdk_exports() -> Iterator[bytes]:
                    ({"service.name": "gateway", "tenant.id": "t9"}, "mcp.gateway", [_mcp, _grpc])])
     yield _sdk(3, [({"service.name": 5, "tenant.id": 42}, "lib", [_values]),
                    ({"tenant.id": "_internal"}, "lib", [_web]), ({}, "", [_db])])
-    yield _sdk(4, [({"service.name": "clock"}, "skew", [_future, _epoch])])
+    yield _sdk(4, [({"service.name": "clock"}, "skew", [_future, _epoch, _many_events])])
 
 
 def _sdk(seed: int, providers: list) -> bytes:  # type: ignore[type-arg]
@@ -158,6 +158,13 @@ def _future(tracer, t0: int) -> None:  # type: ignore[no-untyped-def]
 def _epoch(tracer, t0: int) -> None:  # type: ignore[no-untyped-def]
     span = tracer.start_span("epoch", start_time=1)
     span.end(end_time=2)
+
+
+def _many_events(tracer, t0: int) -> None:  # type: ignore[no-untyped-def]
+    span = tracer.start_span("agent loop", start_time=t0)
+    for i in range(40):  # past the native mapper's 16 events on the stack
+        span.add_event(f"step {i}", {"i": i}, timestamp=t0 + i)
+    span.end(end_time=t0 + 100)
 
 
 def bench_bodies() -> Iterator[bytes]:
