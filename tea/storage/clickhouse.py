@@ -28,7 +28,7 @@ from clickhouse_driver.util.helpers import parse_url
 from tea.errors import ConfigError, StorageDataError, StorageError
 from tea.storage import clickhouse_sql as sql
 from tea.storage.clickhouse_sql import lit
-from tea.storage.projections import TABLES
+from tea.storage.projections import TABLES, distinct_rows
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
                        QuerySpec, TokenRecord, TraceSummary, WriteResult)
 
@@ -42,6 +42,7 @@ T = TypeVar("T")
 _DATA_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131})
 _EVENTS_INSERT = f"INSERT INTO events ({sql.SELECT_EVENTS}) VALUES"
 _KEYS = [("tenant_id", "String"), ("event_id", "String")]
+_ROW_KEYS = [("tenant_id", "String"), ("id", "String"), ("timestamp", "Int64")]
 _OPTIONAL_SETTINGS = ("max_partitions_per_insert_block", "mutations_sync")
 
 
@@ -355,13 +356,27 @@ class ClickHouseStorage:
 
     async def _insert(self, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
         if rows:
-            names = ", ".join(f"`{c}`" for c in columns)
-            await self._on_writer(lambda client: client.execute(f"INSERT INTO {table} ({names}) VALUES", rows))
+            await self._on_writer(_insert_columns, table, columns, rows)
 
     # ----------------------------------------------------------------- analytics projections
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        fresh = distinct_rows(rows)
+        if fresh:
+            await self._on_writer(self._write_rows_sync, table, fresh)
+
+    def _write_rows_sync(self, client: Client, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert the rows no stored row has the identity of (looked up in the batch's time range)."""
+        keys = [(r["tenant_id"], str(r["id"]).lower(), r["timestamp"]) for r in rows]
+        stamps = [key[2] for key in keys]
+        found = client.execute(
+            sql.stored_rows(table, sorted({key[0] for key in keys}), min(stamps), max(stamps), "row_keys"),
+            external_tables=[{"name": "row_keys", "structure": _ROW_KEYS,
+                              "data": [{"tenant_id": t, "id": i, "timestamp": ts} for t, i, ts in keys]}])
+        stored = set(found)
         columns = TABLES[table]
-        await self._insert(table, columns, [[_projection_value(c, row.get(c)) for c in columns] for row in rows])
+        new = [[_projection_value(c, row.get(c)) for c in columns] for row, key in zip(rows, keys) if key not in stored]
+        if new:
+            _insert_columns(client, table, columns, new)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -397,8 +412,13 @@ class ClickHouseStorage:
 
     # ------------------------------------------------------------ documents and records
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
+        await self.put_documents(kind, [(tenant_id, key, doc)])
+
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        # (newest version wins: a key given twice keeps its last document)
         await self._insert("documents", ("kind", "tenant_id", "key", "doc", "deleted", "version"),
-                           [[kind, tenant_id, key, msgspec.json.encode(doc).decode(), 0, self._version()]])
+                           [[kind, tenant_id, key, msgspec.json.encode(doc).decode(), 0, self._version()]
+                            for tenant_id, key, doc in docs])
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         rows = await self._rows(sql.documents(kind, (tenant_id,), key))
@@ -510,5 +530,11 @@ def _projection_value(column: str, value: Any) -> Any:
     if column == "event_metadata":
         return None if value is None else msgspec.json.encode(value).decode()
     if column == "id":
-        return str(value)
+        return str(value).lower()  # (as DuckDB and PostgreSQL print a UUID)
     return value
+
+
+def _insert_columns(client: Client, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
+    """One columnar INSERT of ``rows`` (lists in the order of ``columns``)."""
+    names = ", ".join(f"`{c}`" for c in columns)
+    client.execute(f"INSERT INTO {table} ({names}) VALUES", [list(column) for column in zip(*rows)], columnar=True)

@@ -20,7 +20,9 @@ import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage import duckdb_sql
+from tea.storage import duckdb_sql, duckdb_writes
+from tea.storage.duckdb_load import Shape, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb_writes import refused
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import SQL_TYPES, TABLES
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
@@ -98,7 +100,11 @@ INSERT_EXPRS: tuple[str, ...] = tuple(
     "COALESCE(b.tags, [])" if c == "tags" else
     "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
     for c in COLUMNS)
-_INSERT_VALUES = ", ".join(f"{expr} AS {name}" for expr, name in zip(INSERT_EXPRS, COLUMNS))
+EVENTS = Shape(_JSON_TYPES, dict(zip(COLUMNS, INSERT_EXPRS)))
+# a stored event is the same one: same tenant and id, its time within the batch's window and the new event's own
+_SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp BETWEEN make_timestamp(?) "
+               "AND make_timestamp(?) AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) "
+               "AND s.timestamp + to_microseconds(?)")
 # Parquet exports: every column as stored, attributes as JSON text
 EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else c for c in COLUMNS)
 _SELECT = ", ".join(
@@ -142,10 +148,6 @@ def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
     for tenant in tenants:
         out.setdefault(partition_of(tenant), []).append(tenant)
     return out
-
-
-def sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class DuckDBStorage:
@@ -274,72 +276,43 @@ class DuckDBStorage:
     def _write_sync(self, chunks: list[bytes], count: int, min_ts: int, max_ts: int) -> WriteResult:
         con = self._con
         assert con is not None
-        with open(self._ingest_path, "wb") as fh:
-            fh.writelines(chunks)  # the buffer's records as they are: no joined copy of the batch
-        window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
-        spread = [self.dedup_window_us, self.dedup_window_us]
         try:
-            con.execute("BEGIN")
-            # once in typed form; then without in-batch duplicates (a window over the wide rows costs 2-3x the
-            # load itself, so only when the narrow key check finds some); then into each tenant's partition
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {_INSERT_VALUES} FROM read_json("
-                f"{sql_string(self._ingest_path)}, format='newline_delimited', columns={JSON_COLUMNS}, "
-                f"maximum_object_size={self.max_object_bytes + 1024}) b")
-            repeated = con.execute("SELECT 1 FROM staged GROUP BY tenant_id, event_id HAVING count(*) > 1 "
-                                   "LIMIT 1").fetchall()
-            if repeated:  # an event repeats one received before it in the batch within the window of its own time
-                con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT *, row_number() OVER "
-                            "(PARTITION BY tenant_id, event_id ORDER BY received_at) AS tea_n FROM staged")
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE staged AS SELECT * EXCLUDE (tea_n) FROM staged s WHERE NOT EXISTS ("
-                    "SELECT 1 FROM staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
-                    "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
-                    "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
-            tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
-            written = 0
-            for number, members in _by_partition(tenants).items():
-                table = partition_table(number)
-                only = "" if len(members) == len(tenants) else " AND " + tenant_clause(tuple(members))
-                scope = [*(members if only else [])]
-                # Stored duplicates, found by an inner join that hashes the batch's keys and streams the
-                # window's stored keys past them (an anti-join would hash every stored row of the window:
-                # its cost grew with the table). Usually none: then a plain insert.
-                # A stored event is the same one when its time is within the window of the new event's own.
-                near = "AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) AND s.timestamp + to_microseconds(?)"
-                stored = con.execute(
-                    f"SELECT 1 FROM staged s JOIN {table} e ON e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
-                    f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) {near}"
-                    f"{only.replace('tenant_id', 's.tenant_id')} LIMIT 1", [*window, *spread, *scope]).fetchall()
-                if stored:
-                    row = con.execute(
-                        f"INSERT INTO {table} SELECT * FROM staged s WHERE NOT EXISTS (SELECT 1 FROM {table} e "
-                        f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) {near} "
-                        f"AND e.tenant_id = s.tenant_id AND e.event_id = s.event_id){only}",
-                        [*window, *spread, *scope]).fetchone()
-                else:
-                    row = con.execute(f"INSERT INTO {table} SELECT * FROM staged s WHERE TRUE{only}", scope).fetchone()
-                written += row[0] if row else 0
-            con.execute("DROP TABLE staged")
-            con.execute("COMMIT")
+            with transaction(con):
+                # once in typed form; then without in-batch duplicates; then into each tenant's partition
+                stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
+                self._drop_repeats_sync(con)
+                written = self._insert_partitions_sync(con, min_ts, max_ts)
         except duckdb.Error as exc:
-            self._rollback()
-            if isinstance(exc, (duckdb.InvalidInputException, duckdb.ConversionException,
-                                duckdb.ConstraintException)):
-                raise StorageDataError(f"duckdb refused the batch: {exc}") from exc
-            raise StorageError(f"duckdb write failed: {exc}") from exc
-        finally:
-            try:
-                os.unlink(self._ingest_path)
-            except FileNotFoundError:
-                pass
+            raise refused(exc, "batch") from exc
         return WriteResult(written, count - written)
 
-    def _rollback(self) -> None:
-        try:
-            self._con.execute("ROLLBACK")  # type: ignore[union-attr]
-        except duckdb.Error:
-            pass  # no transaction was open
+    def _drop_repeats_sync(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Staged events repeating one received before them in the batch, within the window of their own time.
+        (A window over the wide rows costs 2-3x the load itself, so only when the narrow key check finds some.)"""
+        repeated = con.execute("SELECT 1 FROM staged GROUP BY tenant_id, event_id HAVING count(*) > 1 LIMIT 1").fetchall()
+        if not repeated:
+            return
+        con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT *, row_number() OVER "
+                    "(PARTITION BY tenant_id, event_id ORDER BY received_at) AS tea_n FROM staged")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE staged AS SELECT * EXCLUDE (tea_n) FROM staged s WHERE NOT EXISTS ("
+            "SELECT 1 FROM staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
+            "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
+            "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
+
+    def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection, min_ts: int, max_ts: int) -> int:
+        """Insert the staged events no stored one repeats: a stored event is the same one when its time is
+        within the window of the new event's own (and so within the batch's window: row groups outside it
+        are skipped)."""
+        window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
+        spread = [self.dedup_window_us, self.dedup_window_us]
+        tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
+        written = 0
+        for number, members in _by_partition(tenants).items():
+            only = "" if len(members) == len(tenants) else " AND s." + tenant_clause(tuple(members))
+            written += insert_new(con, partition_table(number), _SAME_EVENT, [*window, *spread], only,
+                                  members if only else [])
+        return written
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:
@@ -416,21 +389,7 @@ class DuckDBStorage:
         return total
 
     async def save_token(self, record: TokenRecord) -> None:
-        values = [getattr(record, c) for c in TOKEN_COLUMNS]
-        marks = ", ".join("?" * len(values))
-
-        def replace() -> None:  # (DuckDB cannot upsert a row whose other UNIQUE column changes)
-            con = self._con
-            assert con is not None
-            con.execute("BEGIN")
-            try:
-                con.execute("DELETE FROM api_tokens WHERE token_id = ?", [record.token_id])
-                con.execute(f"INSERT INTO api_tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({marks})", values)
-                con.execute("COMMIT")
-            except duckdb.Error:
-                self._rollback()
-                raise
-        await self._on_writer(replace)
+        await self._on_writer(duckdb_writes.save_tokens, self._con, self._ingest_path, [record])
 
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
         column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
@@ -446,11 +405,8 @@ class DuckDBStorage:
         return [token_from_row(row) for row in rows]
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
-        rows = [[r.at, r.action, r.actor, r.tenant_id, r.remote_addr, r.success, r.reason,
-                 msgspec.json.encode(r.details).decode()] for r in records]
-        if rows:
-            await self._on_writer(lambda: self._con.executemany(  # type: ignore[union-attr]
-                "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows))
+        if records:
+            await self._on_writer(duckdb_writes.append_audit, self._con, self._ingest_path, records)
 
     async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
                           start_us: int | None = None, end_us: int | None = None,
@@ -502,12 +458,8 @@ class DuckDBStorage:
         return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        columns = TABLES[table]
-        values = [[_sql_value(c, row.get(c)) for c in columns] for row in rows]
-        marks = ", ".join("make_timestamp(?)" if c in ("timestamp", "created_at") else "?" for c in columns)
-        if values:
-            await self._on_writer(lambda: self._con.executemany(  # type: ignore[union-attr]
-                f"INSERT INTO {table} VALUES ({marks})", values))
+        if rows:
+            await self._on_writer(duckdb_writes.write_rows, self._con, self._ingest_path, table, rows)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -565,9 +517,7 @@ class DuckDBStorage:
         return {row[0] for row in rows}
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
-        values = [getattr(entry, c) for c in DeadLetter.__struct_fields__]
-        await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
-            f"INSERT INTO dead_letters ({_DLQ_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values))
+        await self._on_writer(duckdb_writes.add_dead_letters, self._con, self._ingest_path, [entry])
 
     async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         where_sql = "" if include_replayed else " WHERE replayed_at IS NULL"
@@ -585,20 +535,11 @@ class DuckDBStorage:
 
     # ------------------------------------------------------------ documents and records
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
-        text = msgspec.json.encode(doc).decode()
+        await self.put_documents(kind, [(tenant_id, key, doc)])
 
-        def replace() -> None:
-            con = self._con
-            assert con is not None
-            con.execute("BEGIN")
-            try:  # (delete + insert: DuckDB refuses some in-place updates of indexed rows)
-                con.execute("DELETE FROM documents WHERE kind = ? AND tenant_id = ? AND key = ?", [kind, tenant_id, key])
-                con.execute("INSERT INTO documents VALUES (?, ?, ?, ?)", [kind, tenant_id, key, text])
-                con.execute("COMMIT")
-            except duckdb.Error:
-                self._rollback()
-                raise
-        await self._on_writer(replace)
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        if docs:
+            await self._on_writer(duckdb_writes.put_documents, self._con, self._ingest_path, kind, docs)
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         rows = await self._on_reader(lambda cur: cur.execute(
@@ -622,18 +563,8 @@ class DuckDBStorage:
         return await self._on_writer(delete)
 
     async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
-        if not records:
-            return
-
-        def append() -> None:
-            con = self._con
-            assert con is not None
-            row = con.execute("SELECT COALESCE(max(seq), 0) FROM records").fetchone()
-            first = (row[0] if row else 0) + 1
-            con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?)",
-                            [[kind, t, at, first + i, msgspec.json.encode(body).decode()]
-                             for i, (t, at, body) in enumerate(records)])
-        await self._on_writer(append)
+        if records:
+            await self._on_writer(duckdb_writes.append_records, self._con, self._ingest_path, kind, records)
 
     async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
                             start_us: int | None = None, end_us: int | None = None,
@@ -734,12 +665,6 @@ class DuckDBStorage:
     @staticmethod
     def _count_sync(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
         return cur.execute(sql, params).fetchone()[0]  # type: ignore[index]
-
-
-def _sql_value(column: str, value: Any) -> Any:
-    if column == "event_metadata":
-        return None if value is None else msgspec.json.encode(value).decode()
-    return value
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:
