@@ -66,6 +66,7 @@ class ClickHouseStorage:
         self._lock = threading.Lock()
         self._last_version = 0
         self._supported: set[str] = set()
+        self._replacing: set[str] = set()  # projection tables that collapse rows of one identity (see schema)
         self._closed = False
 
     @classmethod
@@ -136,6 +137,9 @@ class ClickHouseStorage:
                 admin.disconnect()
         for statement in sql.schema():
             client.execute(statement)
+        self._replacing = {row[0] for row in client.execute(
+            f"SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'ReplacingMergeTree' "
+            f"AND {sql.in_list('name', tuple(TABLES))}")}
         names = ", ".join(lit(n) for n in _OPTIONAL_SETTINGS)
         self._supported = {row[0] for row in client.execute(f"SELECT name FROM system.settings WHERE name IN ({names})")}
 
@@ -359,24 +363,32 @@ class ClickHouseStorage:
             await self._on_writer(_insert_columns, table, columns, rows)
 
     # ----------------------------------------------------------------- analytics projections
+    def _projection(self, table: str) -> str:
+        """A projection table as read: with FINAL (``final_reads``) where rows of one identity collapse."""
+        return f"{table} FINAL" if self.final_reads and table in self._replacing else table
+
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         fresh = distinct_rows(rows)
         if fresh:
             await self._on_writer(self._write_rows_sync, table, fresh)
 
     def _write_rows_sync(self, client: Client, table: str, rows: list[dict[str, Any]]) -> None:
-        """Insert the rows no stored row has the identity of (looked up in the batch's time range)."""
+        """Insert the rows no stored row has the identity of."""
         keys = [(r["tenant_id"], str(r["id"]).lower(), r["timestamp"]) for r in rows]
+        stored = self._stored_rows(client, table, keys)
+        columns = TABLES[table]
+        new = [[_projection_value(c, row.get(c)) for c in columns] for row, key in zip(rows, keys) if key not in stored]
+        if new:
+            _insert_columns(client, table, columns, new)
+
+    def _stored_rows(self, client: Client, table: str, keys: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """Which identities ``(tenant_id, id, timestamp)`` are stored (looked up in the keys' time range)."""
         stamps = [key[2] for key in keys]
         found = client.execute(
             sql.stored_rows(table, sorted({key[0] for key in keys}), min(stamps), max(stamps), "row_keys"),
             external_tables=[{"name": "row_keys", "structure": _ROW_KEYS,
                               "data": [{"tenant_id": t, "id": i, "timestamp": ts} for t, i, ts in keys]}])
-        stored = set(found)
-        columns = TABLES[table]
-        new = [[_projection_value(c, row.get(c)) for c in columns] for row, key in zip(rows, keys) if key not in stored]
-        if new:
-            _insert_columns(client, table, columns, new)
+        return set(found)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -387,7 +399,7 @@ class ClickHouseStorage:
         clauses += [c for c, v in ((f"timestamp >= {lit(start_us)}", start_us), (f"timestamp < {lit(end_us)}", end_us))
                     if v is not None]
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self._rows(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {table}{where} "
+        rows = await self._rows(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._projection(table)}{where} "
                                 f"ORDER BY timestamp DESC, id LIMIT {int(limit)}")
         out = [dict(zip(columns, row)) for row in rows]
         for row in out:
@@ -398,14 +410,14 @@ class ClickHouseStorage:
                                 since_us: int) -> list[dict[str, Any]]:
         scope = "" if tenant_ids is None else " AND " + sql.in_list("tenant_id", tenant_ids)
         if report == "summary":
-            return [{"table_name": t, "count": (await self._rows(f"SELECT count() FROM {t} WHERE 1{scope}"))[0][0]}
+            return [{"table_name": t, "count": (await self._rows(f"SELECT count() FROM {self._projection(t)} WHERE 1{scope}"))[0][0]}
                     for t in TABLES]
         if report == "recent_activity":
-            rows = await self._rows(f"SELECT event_type, count() AS n, max(timestamp) FROM user_activity "
+            rows = await self._rows(f"SELECT event_type, count() AS n, max(timestamp) FROM {self._projection('user_activity')} "
                                     f"WHERE timestamp > {lit(since_us)}{scope} GROUP BY event_type "
                                     f"ORDER BY n DESC, event_type")
             return [{"event_type": r[0], "count": r[1], "latest": r[2]} for r in rows]
-        rows = await self._rows(f"SELECT endpoint, method, count() AS hits, avg(duration_ms) FROM endpoint_usage "
+        rows = await self._rows(f"SELECT endpoint, method, count() AS hits, avg(duration_ms) FROM {self._projection('endpoint_usage')} "
                                 f"WHERE timestamp > {lit(since_us)}{scope} GROUP BY endpoint, method "
                                 f"ORDER BY hits DESC, endpoint, isNull(method) DESC, method LIMIT 10")
         return [{"endpoint": r[0], "method": r[1], "hits": r[2], "avg_duration_ms": r[3]} for r in rows]
