@@ -29,6 +29,7 @@ class Config:
     tea_env: dict = field(default_factory=dict)
     work_dir: str = ""
     results_dir: str = ""
+    shape: str = "semconv"      # the spans sent (bench.otlp_shapes)
 
 
 def tea_phase(cfg: Config, transport: str) -> dict:
@@ -47,7 +48,7 @@ def tea_phase(cfg: Config, transport: str) -> dict:
         try:
             spec = LoadSpec(transport, HOST, grpc_port if transport == "grpc" else http_port, server.ADMIN_TOKEN,
                             cfg.concurrency, cfg.duration, max_requests=int(cfg.duration * 20_000) + 1,
-                            grpc_mode=cfg.grpc_mode, channels=cfg.channels)
+                            grpc_mode=cfg.grpc_mode, channels=cfg.channels, shape=cfg.shape)
             result = _load_and_drain(cfg, srv, monitor, spec)
         finally:
             monitor.stop()
@@ -64,7 +65,7 @@ def _load_and_drain(cfg: Config, srv: server.Server, monitor: Monitor, spec: Loa
     baseline = int(phases._health(srv)["events_written"])
     label = LABELS[spec.transport]
     mode = f", grpc {spec.grpc_mode}, {spec.channels} channel(s)" if spec.transport == "grpc" else ""
-    print(f"{label}: {cfg.processes} load process(es) x {spec.concurrency} in flight{mode}, {cfg.duration:g} s ...")
+    print(f"{label}, {spec.shape} spans: {cfg.processes} load process(es) x {spec.concurrency} in flight{mode}, {cfg.duration:g} s ...")
     marks: dict[str, float] = {}
     pid = srv.proc.pid
     cpu: dict[str, dict] = {}
@@ -96,7 +97,7 @@ def _load_and_drain(cfg: Config, srv: server.Server, monitor: Monitor, spec: Loa
                                                           stored["seconds"], pid)}
     load["spans_per_s"] = load.pop("events_per_s")
     backlog = [s["buffer_bytes"] for s in monitor.samples if "buffer_bytes" in s]
-    return {"transport": spec.transport, "label": label, "load": load, "stored": stored,
+    return {"transport": spec.transport, "shape": spec.shape, "label": label, "load": load, "stored": stored,
             "tea_cpu": tea_cpu, "profile": sampler.result(),
             "timeline": phases._timeline(monitor.samples, t0),
             "rss": {"idle_mib": idle_rss / MiB, "peak_during_load_mib": load_rss / MiB,

@@ -303,7 +303,9 @@ SETTINGS: tuple[Setting, ...] = (
             "within this window", minimum=0),
     Setting("duckdb.path", "path", None, "DuckDB file; default <data_dir>/tea.duckdb", nullable=True),
     Setting("duckdb.threads", "int", None, "DuckDB worker threads; default: all cores", minimum=1, nullable=True),
-    Setting("duckdb.memory_limit", "str", None, "DuckDB memory limit, e.g. 2GB; default: DuckDB's", nullable=True),
+    Setting("duckdb.memory_limit", "str", None, "DuckDB memory limit (its cache of table blocks included), e.g. "
+            "2GB; default: an eighth of the memory TEA may use (RAM, or the container's limit), at least 256MiB and "
+            "at most 1GiB (DuckDB's own default, 80 % of RAM, lets the cache grow with the data)", nullable=True),
     Setting("duckdb.checkpoint_threshold", "str", "256MB",
             "WAL size at which DuckDB checkpoints into the file (DuckDB's own default, 16MB, rewrites the "
             "tables' last row groups so often that writes cost 1.5x more CPU at a few million rows)"),
@@ -318,6 +320,8 @@ SETTINGS: tuple[Setting, ...] = (
             "two nodes wrote the same event at the same instant (costs some read speed)"),
     Setting("clickhouse.readers", "int", 4, "clickhouse backend: reader threads (one connection each)", minimum=1),
     Setting("clickhouse.timeout_s", "float", 30.0, "clickhouse backend: send/receive timeout of a query", minimum=0.1),
+    Setting("clickhouse.insert_block_rows", "int", 65536, "clickhouse backend: rows per block an insert is sent "
+            "in (the client's buffer for one block)", minimum=1024),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}

@@ -51,7 +51,7 @@ class ClickHouseStorage:
     persistent: ClassVar[bool] = True
 
     def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, readers: int = 4,
-                 final_reads: bool = False, timeout_s: float = 30.0) -> None:
+                 final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
         self.final_reads = final_reads
@@ -59,6 +59,8 @@ class ClickHouseStorage:
         self._host, self._kwargs = parse_url(url)
         self._kwargs.setdefault("connect_timeout", min(timeout_s, 10.0))
         self._kwargs.setdefault("send_receive_timeout", timeout_s)
+        # the driver's client setting (not the server's): an insert is serialized and sent a block at a time
+        self._kwargs["settings"] = {"insert_block_size": insert_block_rows, **self._kwargs.get("settings", {})}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-clickhouse-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tea-clickhouse-reader")
         self._local = threading.local()
@@ -76,7 +78,7 @@ class ClickHouseStorage:
                               "(clickhouse://user:password@host:9000/database)")
         return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                    readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
-                   timeout_s=settings.clickhouse.timeout_s)
+                   timeout_s=settings.clickhouse.timeout_s, insert_block_rows=settings.clickhouse.insert_block_rows)
 
     # ----------------------------------------------------------------- connections
     def _client(self) -> Client:

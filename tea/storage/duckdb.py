@@ -21,6 +21,7 @@ import msgspec
 
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql, duckdb_writes
+from tea.storage.duckdb_memory import default_memory_limit
 from tea.storage.duckdb_load import Shape, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb_writes import refused
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
@@ -162,7 +163,7 @@ class DuckDBStorage:
         self.export_cache_bytes = export_cache_bytes
         self.dedup_window_us = dedup_window_us
         self.threads = threads
-        self.memory_limit = memory_limit
+        self.memory_limit = memory_limit or default_memory_limit()
         self.checkpoint_threshold = checkpoint_threshold
         self.row_group_size = row_group_size
         self.max_object_bytes = max_object_bytes
@@ -620,8 +621,8 @@ class DuckDBStorage:
     async def _exporting(self) -> AsyncIterator[None]:
         """Keep DuckDB's block cache small while an export reads the whole table.
 
-        DuckDB keeps every table block a query reads cached until ``memory_limit`` (default 80 % of
-        RAM) forces blocks out, and it has no separate limit for that cache: an export reads every
+        DuckDB keeps every table block a query reads cached until ``memory_limit`` (duckdb_memory)
+        forces blocks out, and it has no separate limit for that cache: an export reads every
         block, so the server's RSS grew with the export (all 10 M events of the benchmark: +590 MB).
         While an export runs, the cache is trimmed every EXPORT_TRIM_INTERVAL_S once it holds more
         than ``export_cache_bytes``; queries keep the whole memory limit for their own work."""

@@ -58,13 +58,15 @@ _AUDIT_COLUMNS = tuple(AuditRecord.__struct_fields__)
 _lines = msgspec.json.Encoder()
 
 
-async def _copy_lines(conn: psycopg.AsyncConnection[Any], data: bytes | memoryview) -> None:
-    """COPY NDJSON ``data`` into the transaction's temporary ``tea_lines (n, line)``, one line a row, as is."""
-    view = memoryview(data)
+async def _copy_lines(conn: psycopg.AsyncConnection[Any], chunks: list[bytes]) -> None:
+    """COPY NDJSON ``chunks`` (whole lines in all) into the transaction's temporary ``tea_lines (n, line)``, one
+    line a row, as is, at most ``_COPY_CHUNK`` bytes a write."""
     await conn.execute("CREATE TEMP TABLE tea_lines (n bigserial, line text) ON COMMIT DROP")
     async with conn.cursor().copy(_COPY_LINES) as copy:
-        for start in range(0, len(view), _COPY_CHUNK):
-            await copy.write(view[start:start + _COPY_CHUNK])
+        for chunk in chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(view), _COPY_CHUNK):
+                await copy.write(view[start:start + _COPY_CHUNK])
 
 
 def _from_lines(table: str, columns: tuple[str, ...], **exprs: str) -> str:
@@ -204,11 +206,10 @@ class PostgresStorage:
         if not batch.count:
             return WriteResult(0, 0)
         await self._ensure_current_days()
-        data = memoryview(batch.ndjson())
         window = self.dedup_window_us
         async with self._connection() as conn:
             async with conn.transaction():
-                await _copy_lines(conn, data)
+                await _copy_lines(conn, batch.chunks)  # (the buffer's chunks as they are: no joined copy)
                 await conn.execute(_STAGE)
                 row = await (await conn.execute(_DAYS)).fetchone()
                 assert row is not None
@@ -343,7 +344,7 @@ class PostgresStorage:
         """Stage NDJSON ``lines`` (COPY) and run ``insert`` (from ``_from_lines``) on them, in one transaction."""
         async with self._connection() as conn:
             async with conn.transaction():
-                await _copy_lines(conn, lines)
+                await _copy_lines(conn, [lines])
                 return (await conn.execute(insert)).rowcount
 
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
