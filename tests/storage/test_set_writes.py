@@ -119,3 +119,42 @@ def test_tokens_are_saved_replaced_and_found_with_their_exact_secret(backend) ->
         assert await storage.find_token(token_hash="hash-1") is None
         assert [t.token_id for t in await storage.list_tokens()] == ["tok_2", "tok_1"]
     backend(scenario)
+
+
+def test_duckdb_memory_is_bounded_by_default(tmp_path: pathlib.Path) -> None:
+    import asyncio
+
+    import duckdb
+
+    from tea.storage.duckdb import DuckDBStorage
+    from tea.storage.duckdb_memory import MiB, default_memory_limit
+    assert default_memory_limit(512 * MiB) == "256MiB"          # the floor
+    assert default_memory_limit(4096 * MiB) == "512MiB"         # an eighth
+    assert default_memory_limit(64 * 1024 * MiB) == "1024MiB"   # the ceiling
+
+    async def scenario() -> str:
+        storage = DuckDBStorage(str(tmp_path / "m.duckdb"))
+        await storage.open()
+        limit = storage._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[union-attr]
+        await storage.close()
+        return limit
+    with duckdb.connect(config={"memory_limit": default_memory_limit()}) as con:
+        expected = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert asyncio.run(scenario()) == expected != "0 bytes"
+
+
+def test_postgres_upgrade_keeps_one_of_each_projection_row_stored_twice(postgres_server) -> None:
+    import psycopg
+
+    from tea import migrations
+    url = postgres_server.fresh_url()
+    migrations.upgrade(url, "0007")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(2):  # the same derived row stored twice, and another row
+            conn.execute("INSERT INTO endpoint_usage (tenant_id, id, \"timestamp\", created_at, endpoint) VALUES "
+                         "('t1', '00000000-0000-5000-8000-000000000001', 1, 1, '/x')")
+        conn.execute("INSERT INTO endpoint_usage (tenant_id, id, \"timestamp\", created_at, endpoint) VALUES "
+                     "('t1', '00000000-0000-5000-8000-000000000002', 1, 1, '/x')")
+    migrations.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM endpoint_usage").fetchone() == (2,)
