@@ -64,8 +64,13 @@ def _args(argv: list[str]) -> argparse.Namespace:
 
 
 def _row(*cells: str) -> str:
-    name, acked, stored, p50, p99, load, rss, bad, target = cells
-    return f"{name:<19}{acked:>14}{stored:>17}{p50:>9}{p99:>9}{load:>8}{rss:>10}{bad:>8}   {target}"
+    name, acked, stored, done, p50, p99, load, rss, bad, target = cells
+    return f"{name:<16}{acked:>14}{stored:>16}{done:>16}{p50:>9}{p99:>9}{load:>8}{rss:>10}{bad:>8}   {target}"
+
+
+def _processed(phase: dict) -> str:
+    done = phase.get("processed")
+    return "-" if done is None else f"{done['spans_per_s']:,.0f}" + ("" if done["complete"] else "*")
 
 
 def _map_us(r: dict) -> float:
@@ -74,26 +79,31 @@ def _map_us(r: dict) -> float:
 
 
 def table(r: dict) -> str:
-    lines = [_row("transport shape", "acked spans/s", "stored spans/s", "p50 ms", "p99 ms", "load", "peak RSS",
-                  "non-OK", "target")]
+    lines = [_row("transport shape", "acked spans/s", "stored spans/s", "processed/s", "p50 ms", "p99 ms", "load",
+                  "peak RSS", "non-OK", "target")]
     for phase in r["phases"]:
         load, stored = phase["load"], phase["stored"]
         ratio = stored["spans_per_s"] / TARGET
         non_ok = load["partial"] + load["busy"] + load["other"] + load["errors"]
         lines.append(_row(f"{SHORT[phase['transport']]} {phase['shape']}", f"{load['spans_per_s']:,.0f}",
-                          f"{stored['spans_per_s']:,.0f}" + ("" if stored["complete"] else "*"),
+                          f"{stored['spans_per_s']:,.0f}" + ("" if stored["complete"] else "*"), _processed(phase),
                           f"{load['latency_ms']['p50']:.1f}", f"{load['latency_ms']['p99']:.1f}",
                           f"{load['processes']}x{load['connections_per_process']}",
                           f"{phase['rss']['peak_mib']:,.0f} MiB", f"{non_ok:,}",
                           f">= {TARGET:,} stored: {ratio:.2f}x {'met' if ratio >= 1 else 'MISSED'}"))
     us = _map_us(r)
     m = min(r["mapping"], key=lambda m: m["us_per_span"]["map"])
-    lines.append(f"mapping only ({r['phases'][0]['shape'] if r['phases'] else 'semconv'} spans, in-process, 1 core): {1e6 / us:,.0f} spans/s ({us:.1f} µs/span; protobuf parse "
-                 f"{m['spans_per_s']['parse']:,}, NDJSON encode {m['spans_per_s']['encode']:,} spans/s)")
-    shares = ", ".join(f"{p['label']} {p['load']['spans_per_s'] * us / 1e4:.0f}%" for p in r["phases"])
+    shape = r["phases"][0]["shape"] if r["phases"] else "semconv"
+    lines.append(f"mapping only ({shape} spans, in-process, 1 core): {1e6 / us:,.0f} spans/s ({us:.1f} µs/span; "
+                 f"protobuf parse {m['spans_per_s']['parse']:,}, NDJSON encode {m['spans_per_s']['encode']:,} spans/s)")
+    shares = ", ".join(f"{SHORT[p['transport']]} {p['shape']} {p['load']['spans_per_s'] * us / 1e4:.0f}%"
+                       for p in r["phases"])
     lines.append(f"mapping's share of one core at the acked rate: {shares}")
-    lines.append(f"seed system: ~{SEED_SPANS_PER_S:,} spans/s" + ("   (* storage had not caught up)"
-                                                                  if any(not p["stored"]["complete"]
+    lines.append("processed/s: spans over the time until every processor (the analytics projections among them) "
+                 "had handled them too")
+    lines.append(f"seed system: ~{SEED_SPANS_PER_S:,} spans/s" + ("   (* storage or the processors had not caught up)"
+                                                                  if any(not p["stored"]["complete"] or
+                                                                         not (p["processed"] or {}).get("complete")
                                                                          for p in r["phases"]) else ""))
     return "\n".join(lines + shape_ratios(r["phases"]))
 
@@ -102,14 +112,16 @@ def shape_ratios(phases: list[dict]) -> list[str]:
     """Stored spans/s of each shape over the semconv shape's, per transport (when semconv ran)."""
     lines = []
     for transport in dict.fromkeys(p["transport"] for p in phases):
-        runs = {p["shape"]: p["stored"]["spans_per_s"] for p in phases if p["transport"] == transport}
-        base = runs.get("semconv")
-        if not base or len(runs) < 2:
-            continue
-        cells = [f"{shape} {rate:,.0f} ({rate / base:.2f}x{'' if rate / base >= SHAPE_TARGET else ' MISSED'})"
-                 for shape, rate in runs.items()]
-        lines.append(f"stored by shape, {SHORT[transport]} (ratio to semconv, target >= {SHAPE_TARGET}x): "
-                     + ", ".join(cells))
+        for what, rate_of in (("stored", lambda p: p["stored"]["spans_per_s"]),
+                              ("processed", lambda p: (p.get("processed") or {}).get("spans_per_s", 0.0))):
+            runs = {p["shape"]: rate_of(p) for p in phases if p["transport"] == transport}
+            base = runs.get("semconv")
+            if not base or len(runs) < 2:
+                continue
+            cells = [f"{shape} {rate:,.0f} ({rate / base:.2f}x{'' if rate / base >= SHAPE_TARGET else ' MISSED'})"
+                     for shape, rate in runs.items()]
+            lines.append(f"{what} by shape, {SHORT[transport]} (ratio to semconv, target >= {SHAPE_TARGET}x): "
+                         + ", ".join(cells))
     return lines
 
 
