@@ -306,6 +306,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("duckdb.memory_limit", "str", None, "DuckDB memory limit (its cache of table blocks included), e.g. "
             "2GB; default: an eighth of the memory TEA may use (RAM, or the container's limit), at least 256MiB and "
             "at most 1GiB (DuckDB's own default, 80 % of RAM, lets the cache grow with the data)", nullable=True),
+    Setting("duckdb.cache_bytes", "size", 64 * MiB, "DuckDB's cache of table blocks is trimmed back to "
+            "this after writes (every 2 s at most) and while an export runs: DuckDB keeps every block it reads or "
+            "writes until its memory limit, so under a steady load the server's RSS would grow up to the limit",
+            minimum=0),
     Setting("duckdb.checkpoint_threshold", "str", "256MB",
             "WAL size at which DuckDB checkpoints into the file (DuckDB's own default, 16MB, rewrites the "
             "tables' last row groups so often that writes cost 1.5x more CPU at a few million rows)"),

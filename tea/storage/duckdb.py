@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, ClassVar, TypeVar
 
@@ -21,7 +22,7 @@ import msgspec
 
 from tea.errors import StorageDataError, StorageError
 from tea.storage import duckdb_sql, duckdb_writes
-from tea.storage.duckdb_memory import default_memory_limit
+from tea.storage.duckdb_memory import CACHE_BYTES, default_memory_limit, trim_cache
 from tea.storage.duckdb_load import Shape, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb_writes import refused
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
@@ -112,10 +113,10 @@ _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
 _ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
-# While an export runs, DuckDB's cache of table blocks is trimmed back whenever it holds more than this
-# (see DuckDBStorage._exporting), every EXPORT_TRIM_INTERVAL_S.
-EXPORT_CACHE_BYTES = 64 * 1024 * 1024
+# While an export runs, DuckDB's cache of table blocks is trimmed back to CACHE_BYTES every EXPORT_TRIM_INTERVAL_S
+# (see DuckDBStorage._exporting); after writes, every CACHE_TRIM_INTERVAL_S (_trim_after_write).
 EXPORT_TRIM_INTERVAL_S = 0.2
+CACHE_TRIM_INTERVAL_S = 2.0
 
 
 # the name the DuckDB file is attached under (when a row group size is set)
@@ -158,9 +159,10 @@ class DuckDBStorage:
     def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
                  memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
                  checkpoint_threshold: str | None = "256MB", row_group_size: int | None = ROW_GROUP_SIZE,
-                 readers: int = 4, export_cache_bytes: int = EXPORT_CACHE_BYTES) -> None:
+                 readers: int = 4, cache_bytes: int = CACHE_BYTES) -> None:
         self.path = path
-        self.export_cache_bytes = export_cache_bytes
+        self.cache_bytes = cache_bytes
+        self._trimmed_at = 0.0  # time.monotonic() of the last trim after a write
         self.dedup_window_us = dedup_window_us
         self.threads = threads
         self.memory_limit = memory_limit or default_memory_limit()
@@ -258,6 +260,15 @@ class DuckDBStorage:
         finally:
             self._changes += 1
 
+    async def _store(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, staging path, *args)`` on the writer thread (a duckdb_writes function)."""
+        return await self._on_writer(self._store_sync, fn, *args)
+
+    def _store_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        result = fn(self._con, self._ingest_path, *args)
+        self._trim_after_write()
+        return result
+
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._with_cursor, fn, *args)
 
@@ -285,6 +296,7 @@ class DuckDBStorage:
                 written = self._insert_partitions_sync(con, min_ts, max_ts)
         except duckdb.Error as exc:
             raise refused(exc, "batch") from exc
+        self._trim_after_write()
         return WriteResult(written, count - written)
 
     def _drop_repeats_sync(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -390,7 +402,7 @@ class DuckDBStorage:
         return total
 
     async def save_token(self, record: TokenRecord) -> None:
-        await self._on_writer(duckdb_writes.save_tokens, self._con, self._ingest_path, [record])
+        await self._store(duckdb_writes.save_tokens, [record])
 
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
         column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
@@ -407,7 +419,7 @@ class DuckDBStorage:
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
         if records:
-            await self._on_writer(duckdb_writes.append_audit, self._con, self._ingest_path, records)
+            await self._store(duckdb_writes.append_audit, records)
 
     async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
                           start_us: int | None = None, end_us: int | None = None,
@@ -460,7 +472,7 @@ class DuckDBStorage:
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
-            await self._on_writer(duckdb_writes.write_rows, self._con, self._ingest_path, table, rows)
+            await self._store(duckdb_writes.write_rows, table, rows)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -518,7 +530,7 @@ class DuckDBStorage:
         return {row[0] for row in rows}
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
-        await self._on_writer(duckdb_writes.add_dead_letters, self._con, self._ingest_path, [entry])
+        await self._store(duckdb_writes.add_dead_letters, [entry])
 
     async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         where_sql = "" if include_replayed else " WHERE replayed_at IS NULL"
@@ -540,7 +552,7 @@ class DuckDBStorage:
 
     async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
         if docs:
-            await self._on_writer(duckdb_writes.put_documents, self._con, self._ingest_path, kind, docs)
+            await self._store(duckdb_writes.put_documents, kind, docs)
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         rows = await self._on_reader(lambda cur: cur.execute(
@@ -565,7 +577,7 @@ class DuckDBStorage:
 
     async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
         if records:
-            await self._on_writer(duckdb_writes.append_records, self._con, self._ingest_path, kind, records)
+            await self._store(duckdb_writes.append_records, kind, records)
 
     async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
                             start_us: int | None = None, end_us: int | None = None,
@@ -625,7 +637,7 @@ class DuckDBStorage:
         forces blocks out, and it has no separate limit for that cache: an export reads every
         block, so the server's RSS grew with the export (all 10 M events of the benchmark: +590 MB).
         While an export runs, the cache is trimmed every EXPORT_TRIM_INTERVAL_S once it holds more
-        than ``export_cache_bytes``; queries keep the whole memory limit for their own work."""
+        than ``cache_bytes``; queries keep the whole memory limit for their own work."""
         done = asyncio.Event()
 
         async def trim_until_done() -> None:
@@ -645,23 +657,15 @@ class DuckDBStorage:
                 await trimmer
 
     def _trim_cache(self, cur: duckdb.DuckDBPyConnection) -> None:
-        """Evict cached table blocks down to half of ``export_cache_bytes``, if there are more than it.
+        trim_cache(cur, self.cache_bytes, self._memory_limit_setting, self._trim_lock)
 
-        Lowering ``memory_limit`` is DuckDB's one way to evict: it drops unpinned blocks (cached table
-        blocks need no write) and refuses when it cannot. Only the excess cache is asked for, so a
-        concurrent query loses no memory it holds; the limit is restored at once."""
-        with self._trim_lock:
-            usage = dict(cur.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory()").fetchall())
-            cached = usage.get("BASE_TABLE", 0)
-            if cached <= self.export_cache_bytes:
-                return
-            target = sum(usage.values()) - (cached - self.export_cache_bytes // 2)
-            try:
-                cur.execute(f"SET memory_limit = '{max(target, 1)}B'")
-            except duckdb.Error as exc:  # blocks pinned by running queries: try again at the next interval
-                log.debug("duckdb: block cache not trimmed: %s", exc)
-            finally:
-                cur.execute(f"SET memory_limit = {sql_string(self._memory_limit_setting)}")
+    def _trim_after_write(self) -> None:
+        """DuckDB caches every block a write makes until its memory limit: the cache is trimmed back to
+        ``cache_bytes`` after a write, at most every CACHE_TRIM_INTERVAL_S (the RSS stays flat under a steady load)."""
+        now = time.monotonic()
+        if now - self._trimmed_at >= CACHE_TRIM_INTERVAL_S:
+            self._trimmed_at = now
+            self._trim_cache(self._con)  # type: ignore[arg-type]
 
     @staticmethod
     def _count_sync(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
