@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, ClassVar, TypeVar
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, TypeVar
 
 import duckdb
 import msgspec
@@ -180,6 +180,8 @@ class DuckDBStorage:
         self._closed = False
         self._memory_limit_setting = ""  # DuckDB's memory_limit as it reports it, restored after each trim
         self._trim_lock = threading.Lock()
+        self._reads_lock = threading.Lock()
+        self._reads = 0  # queries running (see _reading)
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -275,9 +277,21 @@ class DuckDBStorage:
     def _with_cursor(self, fn: Callable[..., T], *args: Any) -> T:
         cursor = self._cursors.get()
         try:
-            return fn(cursor, *args)
+            with self._reading():
+                return fn(cursor, *args)
         finally:
             self._cursors.put(cursor)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Count a query while it runs: the cache is trimmed only when no other query could need memory."""
+        with self._reads_lock:
+            self._reads += 1
+        try:
+            yield
+        finally:
+            with self._reads_lock:
+                self._reads -= 1
 
     # ----------------------------------------------------------------- writing
     async def write_batch(self, batch: Batch) -> WriteResult:
@@ -607,13 +621,14 @@ class DuckDBStorage:
         cursor = await self._on_writer(self._cursor)
         loop = asyncio.get_running_loop()
         try:
-            async with self._exporting():
-                await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}", params))
-                while True:
-                    rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
-                    if not rows:
-                        return
-                    yield [_row_to_event(row) for row in rows]
+            with self._reading():
+                async with self._exporting():
+                    await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}", params))
+                    while True:
+                        rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
+                        if not rows:
+                            return
+                        yield [_row_to_event(row) for row in rows]
         finally:
             cursor.close()
 
@@ -656,8 +671,13 @@ class DuckDBStorage:
             with contextlib.suppress(Exception):  # (storage closing under the export: nothing left to trim)
                 await trimmer
 
-    def _trim_cache(self, cur: duckdb.DuckDBPyConnection) -> None:
-        trim_cache(cur, self.cache_bytes, self._memory_limit_setting, self._trim_lock)
+    def _trim_cache(self, cur: duckdb.DuckDBPyConnection, max_reads: int = 2) -> None:
+        """Trim the block cache unless more than ``max_reads`` queries run (by default an export and this trimmer,
+        itself a read): lowering the limit for a moment must not take memory another query may ask for, and
+        queries starting meanwhile wait the moment out."""
+        with self._reads_lock:
+            if self._reads <= max_reads:
+                trim_cache(cur, self.cache_bytes, self._memory_limit_setting, self._trim_lock)
 
     def _trim_after_write(self) -> None:
         """DuckDB caches every block a write makes until its memory limit: the cache is trimmed back to
@@ -665,7 +685,7 @@ class DuckDBStorage:
         now = time.monotonic()
         if now - self._trimmed_at >= CACHE_TRIM_INTERVAL_S:
             self._trimmed_at = now
-            self._trim_cache(self._con)  # type: ignore[arg-type]
+            self._trim_cache(self._con, max_reads=0)  # type: ignore[arg-type]
 
     @staticmethod
     def _count_sync(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:

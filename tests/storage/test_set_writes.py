@@ -158,3 +158,37 @@ def test_postgres_upgrade_keeps_one_of_each_projection_row_stored_twice(postgres
     migrations.upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM endpoint_usage").fetchone() == (2,)
+
+
+def test_duckdb_cache_trims_after_writes_never_starve_a_running_query(tmp_path: pathlib.Path, monkeypatch) -> None:
+    """Trimming lowers DuckDB's memory limit for a moment: never while a query runs (it failed with "Out of
+    Memory" when a write's trim met a query that was allocating)."""
+    import asyncio
+
+    import tea.storage.duckdb as duckdb_storage
+    from tea.types import AuditRecord
+    monkeypatch.setattr(duckdb_storage, "CACHE_TRIM_INTERVAL_S", 0.0)  # a trim after every write
+
+    async def scenario() -> list[str]:
+        storage = duckdb_storage.DuckDBStorage(str(tmp_path / "t.duckdb"), cache_bytes=1 << 20)
+        await storage.open()
+        await storage._on_writer(lambda: storage._con.execute(  # type: ignore[union-attr]
+            "CREATE TABLE big AS SELECT i, random() AS x, md5(i::VARCHAR) AS h FROM range(2000000) t(i)"))
+        errors: list[str] = []
+
+        async def reads() -> None:
+            for _ in range(6):
+                try:
+                    await storage._on_reader(lambda cur: cur.execute(
+                        "SELECT h, quantile_cont(x, 0.95) FROM big GROUP BY h ORDER BY 2 DESC LIMIT 3").fetchall())
+                except Exception as exc:  # noqa: BLE001 — collected, asserted below
+                    errors.append(repr(exc)[:200])
+
+        async def writes() -> None:
+            for i in range(300):
+                await storage.append_audit([AuditRecord(i, "probe")])
+        await asyncio.gather(reads(), writes())
+        assert len(await storage.query_audit(limit=1000)) == 300
+        await storage.close()
+        return errors
+    assert asyncio.run(scenario()) == []
