@@ -23,7 +23,7 @@ MAX_RECONNECTS = 20     # per load process
 class Run:
     def __init__(self, spec: LoadSpec, process_index: int) -> None:
         self.spec = spec
-        self.bodies = Bodies(process_index)
+        self.bodies = Bodies(process_index, shape=spec.shape)
         self.head = (f"POST /v1/traces HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
                      f"Authorization: Bearer {spec.token}\r\nContent-Type: application/x-protobuf\r\n"
                      "Content-Length: ").encode("ascii")

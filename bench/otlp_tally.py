@@ -32,6 +32,7 @@ class LoadSpec:
     #                        "threads" (sync stub, a thread per call) or "raw" (grpc.aio sending the bodies'
     #                        bytes, no protobuf message on the client)
     channels: int = 1   # gRPC channels (TCP connections) per load process
+    shape: str = "semconv"  # the spans sent (bench.otlp_shapes)
 
 
 class Tally:

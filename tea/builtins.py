@@ -28,7 +28,7 @@ def register_storage(settings: "Settings") -> Any:
         return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                              threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
                              checkpoint_threshold=settings.duckdb.checkpoint_threshold,
-                             row_group_size=settings.duckdb.row_group_size,
+                             row_group_size=settings.duckdb.row_group_size, cache_bytes=settings.duckdb.cache_bytes,
                              max_object_bytes=settings.max_body_bytes)
     if backend == "postgres":
         from tea.storage.postgres import PostgresStorage

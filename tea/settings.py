@@ -207,7 +207,14 @@ class StorageSettings(Section, frozen=True):
 class DuckdbSettings(Section, frozen=True):
     path: Annotated[FilePath, doc("DuckDB file; default <data_dir>/tea.duckdb")] | None = None
     threads: Annotated[int, doc("DuckDB worker threads; default (or auto): all cores", ge=1)] | None = None
-    memory_limit: Annotated[str, doc("DuckDB memory limit, e.g. 2GB; default: DuckDB's")] | None = None
+    memory_limit: Annotated[str, doc(
+        "DuckDB memory limit (its cache of table blocks included), e.g. 2GB; default: an eighth of the memory TEA "
+        "may use (RAM, or the container's limit), at least 256MiB and at most 1GiB (DuckDB's own default, 80 % of "
+        "RAM, lets the cache grow with the data)")] | None = None
+    cache_bytes: Annotated[Size, doc(
+        "DuckDB's cache of table blocks is trimmed back to this after writes (every 2 s at most) and while an export "
+        "runs: DuckDB keeps every block it reads or writes until its memory limit, so under a steady load the "
+        "server's RSS would grow up to the limit", ge=0)] = 64 * MiB
     checkpoint_threshold: Annotated[str, doc(
         "WAL size at which DuckDB checkpoints into the file (DuckDB's own 16MB rewrites the tables' last row "
         "groups so often that writes cost about 1.5x more CPU at a few million rows; bench/OTLP.md)")] = "256MB"
@@ -229,6 +236,8 @@ class ClickhouseSettings(Section, frozen=True):
                                      "the same event at the same instant (costs some read speed)")] = False
     readers: Annotated[int, doc("clickhouse backend: reader threads (one connection each)", ge=1)] = 4
     timeout_s: Annotated[float, doc("clickhouse backend: send/receive timeout of a query", ge=0.1)] = 30.0
+    insert_block_rows: Annotated[int, doc("clickhouse backend: rows per block an insert is sent in (the client's "
+                                          "buffer for one block)", ge=1024)] = 65536
 
 
 class Settings(Section, frozen=True):

@@ -169,7 +169,7 @@ class Registry:
     async def apply_activity(self, updates: dict[tuple[str, str, str], tuple[int, int, int]]) -> int:
         """Add ``(count, errors, last_us)`` to entities keyed ``(tenant, entity_type, entity_id)``; unknown
         entities are skipped (the gaps report lists them). Returns how many entities moved."""
-        moved = 0
+        moved: list[tuple[str, str, dict[str, Any]]] = []
         async with self._lock:
             for (tenant, entity_type, entity_id), (count, errors, last_us) in updates.items():
                 entity = await self.storage.get_document(KIND, tenant, key(entity_id, entity_type))
@@ -178,9 +178,9 @@ class Registry:
                 entity["activity_count"] = (entity.get("activity_count") or 0) + count
                 entity["error_count"] = (entity.get("error_count") or 0) + errors
                 entity["last_activity"] = max(entity.get("last_activity") or 0, last_us)
-                await self.storage.put_document(KIND, tenant, key(entity_id, entity_type), entity)
-                moved += 1
-        return moved
+                moved.append((tenant, key(entity_id, entity_type), entity))
+            await self.storage.put_documents(KIND, moved)  # one write for every entity that moved
+        return len(moved)
 
     # ------------------------------------------------------------ CRUD
     async def get(self, tenant: str, entity_id: str, entity_type: str) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ EVENTS_ORDER = "(tenant_id, event_type, timestamp, event_id)"
 _PROJECTION_TYPES = {"tenant_id": "String", "id": "String", "timestamp": "Int64", "created_at": "Int64",
                      "event_type": "String", "endpoint": "String", "feature_name": "String",
                      "status_code": "Nullable(Int32)", "duration_ms": "Nullable(Float64)"}
+# a projection row's identity (projections.IDENTITY) as ReplacingMergeTree's sorting key
+PROJECTION_ORDER = "(tenant_id, timestamp, id)"
 TOKEN_COLUMNS = ("token_id", "token_hash", "token_prefix", "tenant_id", "tier", "scopes", "secret_sealed",
                  "created_at", "org_id", "app_id", "revoked_at", "rotated_at")
 DLQ_COLUMNS = ("id", "at", "stage", "error", "attempts", "event_count", "payload", "replayed_at")
@@ -67,9 +69,11 @@ def schema() -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS dead_letters (id String, at Int64, stage String, error String, attempts Int64, "
         f"event_count Int64, payload String, replayed_at Nullable(Int64), version UInt64) "
         f"ENGINE = {rmt}(version) ORDER BY id",
+        # a row written twice (two nodes deriving it from the same event at once) collapses when parts merge;
+        # the writer skips rows already stored (tables created before this keep MergeTree, and that check)
         *(f"CREATE TABLE IF NOT EXISTS {table} "
           + _columns({c: _PROJECTION_TYPES.get(c, "Nullable(String)") for c in columns})
-          + f" ENGINE = {mt}() ORDER BY (tenant_id, timestamp)" for table, columns in TABLES.items()),
+          + f" ENGINE = {rmt}() ORDER BY {PROJECTION_ORDER}" for table, columns in TABLES.items()),
     )
 
 
@@ -241,6 +245,13 @@ def stored_times(tenant_ids: list[str], start_us: int, end_us: int, keys_table: 
     return (f"SELECT DISTINCT tenant_id, event_id, timestamp FROM events WHERE {in_list('tenant_id', tenant_ids)} "
             f"AND timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} "
             f"AND (tenant_id, event_id) IN {keys_table}")
+
+
+def stored_rows(table: str, tenant_ids: list[str], start_us: int, end_us: int, keys_table: str) -> str:
+    """Stored projection rows with an identity of the batch (an external table of tenant_id, id, timestamp)."""
+    return (f"SELECT DISTINCT tenant_id, id, timestamp FROM {table} WHERE {in_list('tenant_id', tenant_ids)} "
+            f"AND timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} "
+            f"AND (tenant_id, id, timestamp) IN {keys_table}")
 
 
 def purge_condition(cutoff_us: int, tenant_ids: tuple[str, ...] | None, exclude_tenant_ids: tuple[str, ...]) -> str:

@@ -46,6 +46,7 @@ class MemoryStorage:
         self._audit: list[AuditRecord] = []
         self._dead: dict[str, DeadLetter] = {}
         self._tables: dict[str, list[dict[str, Any]]] = {}
+        self._row_keys: dict[str, set[tuple[str, str, int]]] = {}  # projections.identity of every kept row
         self._documents: dict[tuple[str, str, str], bytes] = {}
         self._records: dict[str, list[tuple[str, int, bytes]]] = {}
         self.evicted = 0
@@ -172,8 +173,14 @@ class MemoryStorage:
         return sorted(out, key=lambda t: (-t.start_us, t.trace_id))[:limit]
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        kept = self._tables.setdefault(table, [])
-        kept.extend(rows)
+        kept, keys = self._tables.setdefault(table, []), self._row_keys.setdefault(table, set())
+        for row in projections.distinct_rows(rows):
+            key = projections.identity(row)
+            if key not in keys:
+                keys.add(key)
+                kept.append(row)
+        for old in kept[: max(0, len(kept) - self.max_events)]:
+            keys.discard(projections.identity(old))
         del kept[: max(0, len(kept) - self.max_events)]
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
@@ -205,6 +212,10 @@ class MemoryStorage:
 
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
         self._documents[(kind, tenant_id, key)] = msgspec.json.encode(doc)  # a copy, as a database keeps
+
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        for tenant_id, key, doc in docs:
+            await self.put_document(kind, tenant_id, key, doc)
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         raw = self._documents.get((kind, tenant_id, key))

@@ -339,9 +339,10 @@ def test_declined_cases() -> None:
     assert otlp.map_native(staged, _request({"a": 1}), ADMIN) is None
 
 
-def test_the_benchmark_bodies() -> None:
+@pytest.mark.parametrize("shape", ["semconv", "rhesis", "genai", "mcp", "mixed"])
+def test_the_benchmark_bodies(shape: str) -> None:
     from bench.otlp_spans import Bodies
-    factory = Bodies(3)
+    factory = Bodies(3, shape=shape)
     for _ in range(20):
         assert check(factory.next())
 
