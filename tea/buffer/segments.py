@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 MAGIC = 0x31414554  # b"TEA1" little-endian
 HEADER = struct.Struct("<IIIIqqq")
@@ -116,21 +116,45 @@ def read_records(path: str, start: int, end: int | None = None, max_events: int 
 
 def recover_segment(path: str) -> tuple[int, int, int]:
     """Check every record; cut a torn or corrupt tail. Returns (valid bytes, events, cut bytes)."""
+    return scan_segment(path)[:3]
+
+
+def scan_segment(path: str, marks: Iterable[int] = ()) -> tuple[int, int, int, dict[int, int]]:
+    """``recover_segment``, also answering for each offset of ``marks`` the events of the records before it."""
     valid = 0
     events = 0
+    pending = sorted(set(marks), reverse=True)
+    before: dict[int, int] = {}
     try:
         for record in read_records(path, 0):
+            while pending and pending[-1] <= record.offset:
+                before[pending.pop()] = events
             valid = record.end
             events += record.count
     except CorruptRecord:
         pass
+    for mark in pending:
+        before[mark] = events
     size = os.path.getsize(path)
     if size > valid:
         with open(path, "r+b") as fh:
             fh.truncate(valid)
             fh.flush()
             os.fsync(fh.fileno())
-    return valid, events, size - valid
+    return valid, events, size - valid, before
+
+
+def read_append_ts(path: str, offset: int) -> int | None:
+    """The append time in the header of the record at ``offset`` (None if there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            head = os.pread(fh.fileno(), HEADER.size, offset)
+    except OSError:
+        return None
+    if len(head) < HEADER.size:
+        return None
+    magic, *_rest, append_ts = HEADER.unpack(head)
+    return append_ts if magic == MAGIC else None
 
 
 def fsync_dir(directory: str) -> None:

@@ -7,6 +7,10 @@ feature_usage (later wins). Attributes are the resource's merged with the span's
 the columns a table has are taken out of ``event_metadata``; sensitive keys are dropped; times are
 UTC (the seed stored local time). Optionally ``user.id``/``organization.id`` are hashed here
 (``sha256[:16]``) unless they already are such a hash.
+
+A row's ``id`` is derived from the span it comes from (``row_id``: uuid5 of table, tenant and event id),
+and storage writes rows idempotently on ``(tenant_id, id)``: a span seen again — a replay of the buffer
+after a crash, a client resending a request — never doubles its row.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from tea.timeutil import now_us
 from tea.types import Event
 from tea.pipeline.scan import contains_any
 
+ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _STRIP = {
@@ -45,6 +50,11 @@ def category(attrs: dict[str, Any]) -> str | None:
     if "feature.name" in attrs:
         chosen = "feature_usage"
     return chosen
+
+
+def row_id(table: str, tenant_id: str, event_id: str) -> str:
+    """The id of the row ``table`` holds for one event: the same every time that event is processed."""
+    return str(uuid.uuid5(ROW_NAMESPACE, f"{table}/{tenant_id}/{event_id}"))
 
 
 def sensitive(key: str) -> bool:
@@ -87,7 +97,8 @@ class OtelAnalytics:
         table = category(attrs)
         if table is None:
             return None
-        base = {"tenant_id": event.tenant_id, "id": str(uuid.uuid4()), "timestamp": event.timestamp,
+        base = {"tenant_id": event.tenant_id, "id": row_id(table, event.tenant_id, event.event_id),  # type: ignore[arg-type]
+                "timestamp": event.timestamp,
                 "user_id": self._id(attrs.get("user.id")), "organization_id": self._id(attrs.get("organization.id")),
                 "deployment_type": attrs.get("deployment.type", "unknown"), "created_at": self.clock(),
                 "event_metadata": {k: v for k, v in attrs.items() if k not in _STRIP[table] and not sensitive(k)}}
@@ -105,7 +116,7 @@ class OtelAnalytics:
         return table, base
 
     async def __call__(self, events: list[Event]) -> None:
-        tables: dict[str, list[dict[str, Any]]] = {}
+        tables: dict[str, dict[str, dict[str, Any]]] = {}
         for event in events:
             if event.event_type != "span" or event.source_protocol != "otlp":
                 continue
@@ -113,7 +124,7 @@ class OtelAnalytics:
             if not any(key in raw for key in self._ROUTING):
                 continue  # cannot route: skip decoding its attributes
             routed = self.row(event)
-            if routed is not None:
-                tables.setdefault(routed[0], []).append(routed[1])
+            if routed is not None:  # (a span twice in one batch: its first row, as storage keeps its first copy)
+                tables.setdefault(routed[0], {}).setdefault(routed[1]["id"], routed[1])
         for table, rows in tables.items():
-            await self.storage.write_rows(table, rows)
+            await self.storage.write_rows(table, list(rows.values()))

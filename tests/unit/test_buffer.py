@@ -30,9 +30,9 @@ async def drain(buf: DurableBuffer, pos: Position | None = None) -> tuple[list[s
     pos = pos or buf.start
     out: list[seg.Record] = []
     while buf.has_data(pos):
-        records, pos, spanned = await buf.read(buf.next_position(pos), 1000)
+        records, pos, _spanned = await buf.read(buf.next_position(pos), 1000)
         out += records
-        buf.release(pos, spanned)
+        buf.advance(buf.writer, pos, sum(r.count for r in records))
     return out, pos
 
 
@@ -121,8 +121,8 @@ def test_checkpoint_skips_committed_records_after_restart(tmp_path: Path) -> Non
         buf = make(tmp_path)
         await buf.open()
         await buf.append(payload(1, "committed"), 1, 1, 1)
-        records, pos, spanned = await buf.read(buf.start, 10)
-        buf.release(pos, spanned)  # storage committed it
+        records, pos, _spanned = await buf.read(buf.start, 10)
+        buf.advance(buf.writer, pos, 1)  # storage committed it
         await buf.append(payload(1, "pending"), 1, 2, 2)
         buf._io.shutdown(wait=True)
 
@@ -263,7 +263,7 @@ def test_reads_from_memory_match_the_segment_files(tmp_path: Path, recent_bytes:
             got += records
             end = after  # not released: the files stay for the comparison below
         assert [r.payload for r in got] == sent and buf.next_position(end) == buf.durable_end
-        hits, reads = buf.recent_hits, buf.disk_reads
+        hits, reads = buf.recent.hits, buf.disk_reads
         await buf.close()
         disk = DurableBuffer(str(tmp_path / "live"), max_bytes=10 * 1024 * 1024, segment_bytes=4096, recent_bytes=0)
         await disk.open()
