@@ -133,6 +133,9 @@ class DurableBuffer:
             positions[name] = pos
             marks.setdefault(pos.segment, set()).add(pos.offset)
         self._scan(ids, positions, marks)
+        for name, found in loaded.items():
+            if found is None and name != WRITER:  # a new consumer: its starting point survives a crash from now on
+                self.cursors[name].save(durable=True)
         self._open_active()
         self.durable_end = Position(self._active, 0)
         writer = self.writer

@@ -3,8 +3,8 @@
 registry type of their communication type: mcp → mcp_server, workflow → n8n_workflow, external →
 service). Errors are status ``error`` or ``timeout``.
 
-It reads the durable log behind the writer in batches of up to ``flush_interval_s`` (one document
-write per entity per batch, however many calls named it). Counts are exactly once, although a counter
+It reads the durable log behind the writer in batches of whatever ``processing.batch_timeout_ms``
+brought (one document write per entity per batch, however many calls named it). Counts are exactly once, although a counter
 is not idempotent by id:
 
 * a replay of the log (a crash before this processor's position moved on) counts nothing twice: each
@@ -46,9 +46,8 @@ class CommunicationActivity:
         """Whether committed NDJSON holds any communication (one scan, without the GIL)."""
         return contains_any(ndjson, (_MARK,))
 
-    def __init__(self, registry: Registry, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.batch_timeout_s = flush_interval_s
 
     async def __call__(self, events: list[Event], delivery: Delivery | None = None) -> None:
         positions: list[Any] = delivery.positions if delivery is not None else [None] * len(events)

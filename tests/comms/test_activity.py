@@ -52,12 +52,12 @@ def test_an_interval_is_merged_into_one_write_per_entity(tmp_path: Path) -> None
         storage = CountingStorage()
         registry = await registry_with_entities(storage)
         storage.puts = 0
-        processor = CommunicationActivity(registry, flush_interval_s=0.3)
+        processor = CommunicationActivity(registry)
         records = [[call(i, "error" if i % 7 == 0 else "timeout" if i % 10 == 0 else "success"),
                     call(100 + i, "success", tenant="u")] for i in range(50)]
         for events in records:  # what the writer stored
             await storage.write_batch(Batch.from_events(events))
-        async with Log(tmp_path, [("communication_activity", processor)], storage) as log:
+        async with Log(tmp_path, [("communication_activity", processor)], storage, batch_timeout_s=0.3) as log:
             await log.commit_records(*records)
             await log.passed()
         assert storage.puts == 3  # (t, team-a), (t, github), (u, team-a): once each for the 100 calls
