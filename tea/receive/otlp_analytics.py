@@ -67,6 +67,7 @@ class OtelAnalytics:
 
     _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
     wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
+    batch_size = 20_000  # rows are written as one set per table and batch: large batches, few writes
 
     @classmethod
     def wants_any(cls, ndjson: bytes | list[bytes]) -> bool:
