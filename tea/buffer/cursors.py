@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
 CHECKPOINT = "checkpoint"
 WRITER = "writer"
+LOG_ID = "log_id"
 
 
 @dataclass(frozen=True, order=True)
@@ -93,3 +95,23 @@ def stale_checkpoints(directory: str, cursors: dict[str, Cursor]) -> list[str]:
     kept = {os.path.basename(c.path) for c in cursors.values()}
     return [os.path.join(directory, name) for name in os.listdir(directory)
             if name.startswith(CHECKPOINT + ".") and not name.endswith(".tmp") and name not in kept]
+
+
+def load_log_id(directory: str) -> str:
+    """The name of the log in ``directory``, made once (positions of two logs never compare: a processor that
+    records positions records them per log — per node, and anew when a data directory starts empty)."""
+    path = os.path.join(directory, LOG_ID)
+    try:
+        with open(path) as fh:
+            found = fh.read().strip()
+        if found:
+            return found
+    except FileNotFoundError:
+        pass
+    made = uuid.uuid4().hex
+    with open(path + ".tmp", "w") as fh:
+        fh.write(made + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(path + ".tmp", path)
+    return made

@@ -22,18 +22,16 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from tea.buffer import segments as seg
-from tea.buffer.cursors import WRITER, Cursor, Position, Pulse, stale_checkpoints
+from tea.buffer.cursors import WRITER, Cursor, Position, Pulse, load_log_id, stale_checkpoints
 from tea.buffer.recent import Pending, Recent
 from tea.errors import BufferFull, Unavailable
 from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
-LOG_ID = "log_id"
 
 __all__ = ["DurableBuffer", "Position"]
 
@@ -112,7 +110,7 @@ class DurableBuffer:
 
     def _open_sync(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
-        self.log_id = self._load_log_id()
+        self.log_id = load_log_id(self.directory)
         for path in stale_checkpoints(self.directory, self.cursors):
             log.warning("buffer: %s belongs to a consumer that no longer exists; removed", path)
             os.unlink(path)
@@ -167,23 +165,6 @@ class DurableBuffer:
             cursor.position = Position(pos.segment, min(pos.offset, self._sealed.get(pos.segment, pos.offset)))
             cursor.events = events_at.get(cursor.position, events)
         self._appended_bytes = sum(self._sealed.values()) - (origin.offset if origin.segment in self._sealed else 0)
-
-    def _load_log_id(self) -> str:
-        path = os.path.join(self.directory, LOG_ID)
-        try:
-            with open(path) as fh:
-                found = fh.read().strip()
-            if found:
-                return found
-        except FileNotFoundError:
-            pass
-        made = uuid.uuid4().hex
-        with open(path + ".tmp", "w") as fh:
-            fh.write(made + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(path + ".tmp", path)
-        return made
 
     def _open_active(self) -> None:
         self._fd = os.open(self._path(self._active), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -352,32 +333,11 @@ class DurableBuffer:
 
     def _read_sync(self, pos: Position, end: Position, sealed: dict[int, int],
                    max_events: int) -> tuple[list[seg.Record], Position, int]:
-        records: list[seg.Record] = []
-        events = 0
-        spanned = 0
-        while pos < end and events < max_events:
-            limit = end.offset if pos.segment == end.segment else sealed.get(pos.segment)
-            if limit is None or pos.offset >= limit:
-                later = [s for s in sealed if s > pos.segment]
-                pos = Position(min(later) if later else end.segment, 0)
-                continue
-            path = self._path(pos.segment)
-            try:
-                for record in seg.read_records(path, pos.offset, limit, max_events - events):
-                    self.disk_reads += 1
-                    records.append(record)
-                    events += record.count
-                    spanned += record.end - pos.offset
-                    pos = Position(pos.segment, record.end)
-            except seg.CorruptRecord as exc:
-                # Only disk corruption gets here (torn tails are cut at open): keep a copy, skip the rest.
-                self.corrupt_records += 1
-                log.error("%s; the rest of the segment is skipped and kept as %s.corrupt", exc, path)
-                if not os.path.exists(path + ".corrupt"):
-                    os.link(path, path + ".corrupt")
-                spanned += limit - pos.offset
-                pos = Position(pos.segment, limit)
-        return records, pos, spanned
+        records, (segment, offset), spanned, corrupt = seg.read_span(
+            self.directory, (pos.segment, pos.offset), (end.segment, end.offset), sealed, max_events)
+        self.disk_reads += len(records)
+        self.corrupt_records += corrupt
+        return records, Position(segment, offset), spanned
 
     # ----------------------------------------------------------------- consuming
     def advance(self, cursor: Cursor, pos: Position, events: int) -> None:

@@ -14,6 +14,8 @@ after a crash, a client resending a request — never doubles its row.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import re
 import uuid
@@ -28,6 +30,8 @@ from tea.types import Event
 from tea.pipeline.scan import contains_any
 
 ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
+_NAMESPACE_BYTES = ROW_NAMESPACE.bytes
+YIELD_EVERY = 1024
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _STRIP = {
@@ -53,10 +57,17 @@ def category(attrs: dict[str, Any]) -> str | None:
 
 
 def row_id(table: str, tenant_id: str, event_id: str) -> str:
-    """The id of the row ``table`` holds for one event: the same every time that event is processed."""
-    return str(uuid.uuid5(ROW_NAMESPACE, f"{table}/{tenant_id}/{event_id}"))
+    """The id of the row ``table`` holds for one event, the same every time that event is processed:
+    ``uuid.uuid5(ROW_NAMESPACE, "table/tenant/event id")``, built without the UUID object (a third of a row's
+    cost otherwise)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{table}/{tenant_id}/{event_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+@functools.lru_cache(maxsize=4096)  # (the same few keys on every span: checked once each)
 def sensitive(key: str) -> bool:
     lowered = key.lower()
     return lowered in DEFAULT_PII_KEYS or any(word in lowered for word in DEFAULT_PII_CONTAINS)
@@ -118,7 +129,9 @@ class OtelAnalytics:
 
     async def __call__(self, events: list[Event]) -> None:
         tables: dict[str, dict[str, dict[str, Any]]] = {}
-        for event in events:
+        for n, event in enumerate(events):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a batch is up to 20 000 spans: let requests in between
             if event.event_type != "span" or event.source_protocol != "otlp":
                 continue
             raw = bytes(event.attributes)

@@ -82,3 +82,30 @@ def test_a_sleeping_processor_lags_without_holding_storage_back_then_catches_up(
     finally:
         sleeper.asleep.clear()
         live.stop()
+
+
+def test_what_a_processor_had_not_read_at_shutdown_it_reads_after_the_restart(tmp_path: Path) -> None:
+    """Shutdown drains the writer but not a processor that is asleep: its events stay in the buffer, and after the
+    restart the processor resumes from its own position — every event once, none lost."""
+    settings = make_settings(tmp_path / "d", storage_backend="duckdb", writer__flush_interval_ms=20.0,
+                             processing__batch_timeout_ms=20.0, shutdown_timeout_s=1.0)
+    asleep = Sleeper()
+    live = LiveServer(TeaApp(settings, plugins=[SleeperPlugin(asleep)])).start()
+    try:
+        r = httpx.post(live.url + "/v1/events", json=[{"event_type": "slow", "event_id": f"r{i}"} for i in range(500)])
+        assert r.status_code == 200
+        wait_for(lambda: httpx.get(live.url + "/health").json(), lambda h: h["events_stored"] == 500)
+    finally:
+        live.stop()  # the processor sleeps through the shutdown budget
+    assert asleep.seen == [] and list((tmp_path / "d" / "buffer").glob("*.seg"))
+    awake = Sleeper()
+    awake.asleep.clear()
+    again = LiveServer(TeaApp(settings, plugins=[SleeperPlugin(awake)])).start()
+    try:
+        health = wait_for(lambda: httpx.get(again.url + "/health").json(),
+                          lambda h: h["consumers"]["sleeper"]["lag_events"] == 0 and h["buffer_bytes"] == 0)
+        assert health["events_stored"] == 500 and health["events_written"] == 0  # nothing stored twice
+        assert sorted(awake.seen) == sorted(f"r{i}" for i in range(500))
+    finally:
+        asleep.asleep.clear()
+        again.stop()
