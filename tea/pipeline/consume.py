@@ -12,6 +12,7 @@ what it had not finished — at least once, never lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -23,7 +24,9 @@ from tea.types import Batch, Event
 if TYPE_CHECKING:
     from tea.buffer.log import DurableBuffer
 
+log = logging.getLogger(__name__)
 SLICE = 2048  # lines filtered and decoded between two yields to the event loop
+RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
 LogPosition = tuple[int, int, int]  # (segment, offset of the event's record, index of its line in the record)
 
 
@@ -72,6 +75,19 @@ class ProcessorConsumer:
         self.buffer.writer.advanced.fire()
 
     async def run(self) -> None:
+        """Consume until ``stop()``. An unexpected error (a failing disk, a bug) never ends a processor silently:
+        it is logged and the processor resumes from its durable position."""
+        while True:
+            try:
+                await self._consume()
+                return
+            except Exception:  # (a plugin's own errors are retried and dead-lettered before they get here)
+                log.exception("processor %s stopped on an unexpected error; it resumes from its position in %.0f s",
+                              self.name, RESUME_AFTER_S)
+                self._held = []
+                await asyncio.sleep(RESUME_AFTER_S)
+
+    async def _consume(self) -> None:
         buffer, writer = self.buffer, self.buffer.writer
         self._read_at, self._read_events = self.cursor.position, self.cursor.events
         while True:

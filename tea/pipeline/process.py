@@ -69,10 +69,6 @@ class ProcessorRunner:
         self.dead_lettered = 0
         self.dlq_fallback = 0  # dead letters storage refused, kept in the fallback file
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.processors)
-
     async def run(self) -> None:
         """Move dead letters left in the fallback file into storage, then run every processor's consumer until
         ``stop()`` (with no processor: count committed events as processed as the writer commits them)."""
