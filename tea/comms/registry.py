@@ -35,7 +35,8 @@ ENTITY_TYPES = ("team", "mcp_server", "mcp_client", "n8n_workflow", "service")
 COMM_TYPES = {"team": "team", "mcp": "mcp_server", "mcp_server": "mcp_server", "mcp_client": "mcp_client",
               "workflow": "n8n_workflow", "n8n_workflow": "n8n_workflow", "n8n": "n8n_workflow",
               "external": "service", "service": "service"}
-COUNTED = "_counted_through"  # {log id: [segment, offset, index]} of the last logged event an entity counted
+COUNTED = "_counted_through"  # {log id: [segment, offset, index, at_us]}: the last logged event an entity counted
+COUNTED_KEEP_US = 30 * 86_400_000_000  # a log that counted nothing for this long is dropped from the documents
 DAY_US = 86_400_000_000
 FIVE_MIN_US = 300_000_000
 # the columns of unified_registry, in the seed's order (a document holds exactly these)
@@ -183,21 +184,24 @@ class Registry:
         position it counted, and records the new one in the same write. (``log_id`` None: count them all — a
         dead letter replayed.) Returns how many entities moved."""
         moved = 0
+        now = self.clock()
         async with self._lock:
             for (tenant, entity_type, entity_id), items in updates.items():
                 entity = await self.storage.get_document(KIND, tenant, key(entity_id, entity_type))
                 if entity is None:
                     continue
-                through = entity.get(COUNTED) or {}
-                mark = through.get(log_id) if log_id is not None else None
-                fresh = [i for i in items if mark is None or tuple(i[0]) > tuple(mark)]
+                # (a log silent for COUNTED_KEEP_US — a node replaced with an empty data directory — is forgotten)
+                through = {log: at for log, at in (entity.get(COUNTED) or {}).items()
+                           if log == log_id or at[3] >= now - COUNTED_KEEP_US}
+                mark = tuple(through[log_id][:3]) if log_id in through else None
+                fresh = [i for i in items if mark is None or tuple(i[0]) > mark]
                 if not fresh:
                     continue
                 entity["activity_count"] = (entity.get("activity_count") or 0) + len(fresh)
                 entity["error_count"] = (entity.get("error_count") or 0) + sum(i[1] for i in fresh)
                 entity["last_activity"] = max(entity.get("last_activity") or 0, max(i[2] for i in fresh))
                 if log_id is not None:
-                    entity[COUNTED] = {**through, log_id: list(max(tuple(i[0]) for i in fresh))}
+                    entity[COUNTED] = {**through, log_id: [*max(tuple(i[0]) for i in fresh), now]}
                 await self.storage.put_document(KIND, tenant, key(entity_id, entity_type), entity)
                 moved += 1
         return moved

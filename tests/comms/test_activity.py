@@ -9,7 +9,7 @@ import msgspec
 
 from tea.comms.activity import CommunicationActivity
 from tea.comms.records import Communication, to_event
-from tea.comms.registry import COUNTED, Registry
+from tea.comms.registry import COUNTED, KIND, Registry
 from tea.pipeline.consume import Delivery
 from tea.storage.memory import MemoryStorage
 from tea.types import Batch, Event
@@ -100,4 +100,26 @@ def test_counts_are_exactly_once_across_replays_resends_and_refusals() -> None:
         await processor(other_node, Delivery("log-b", [(1, 0, 0)]))
         await processor(other_node, Delivery("log-b", [(1, 0, 0)]))
         assert await counts(registry) == (4, 1)
+    asyncio.run(main())
+
+
+def test_a_log_silent_for_thirty_days_is_dropped_from_the_documents() -> None:
+    """Nodes replaced with empty data directories (a new log each) do not grow the entities' documents forever."""
+    async def main() -> None:
+        now = [1_000_000]
+        storage = MemoryStorage()
+        registry = Registry(storage, clock=lambda: now[0])
+        await registry.register_entity("t", "team-a", "team", "A", "x")
+        processor = CommunicationActivity(registry)
+        old, new, later = [call(0, "success")], [call(1, "success")], [call(2, "success")]
+        await storage.write_batch(Batch.from_events(old + new + later))
+        await processor(old, Delivery("old-node", [(1, 0, 0)]))
+        now[0] += 29 * 86_400_000_000
+        await processor(new, Delivery("new-node", [(1, 0, 0)]))
+        doc = await storage.get_document(KIND, "t", "team/team-a")
+        assert doc is not None and set(doc[COUNTED]) == {"old-node", "new-node"}
+        now[0] += 2 * 86_400_000_000  # old-node: 31 days without a count
+        await processor(later, Delivery("new-node", [(1, 100, 0)]))
+        doc = await storage.get_document(KIND, "t", "team/team-a")
+        assert doc is not None and set(doc[COUNTED]) == {"new-node"}
     asyncio.run(main())
