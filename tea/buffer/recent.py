@@ -12,12 +12,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING
-
 from tea.buffer import segments as seg
-
-if TYPE_CHECKING:
-    from tea.buffer.log import Position
+from tea.buffer.cursors import Position
 
 # (payload, count, min_ts, max_ts, append_ts): one appended record
 Pending = tuple[bytes, int, int, int, int]
@@ -54,14 +50,14 @@ class Recent:
             size -= dropped[2] - dropped[1]
         self.size = size
 
-    def forget_before(self, pos: "Position") -> None:
+    def forget_before(self, pos: Position) -> None:
         """Every reader has passed ``pos``: drop the groups that end at or before it."""
         kept = self._groups
         while kept and (kept[0][0], kept[0][2]) <= (pos.segment, pos.offset):
             dropped = kept.popleft()
             self.size -= dropped[2] - dropped[1]
 
-    def _index(self, pos: "Position") -> int | None:
+    def _index(self, pos: Position) -> int | None:
         """Index of the group holding the byte at ``pos``, if memory has it."""
         kept = self._groups
         i = bisect_right(kept, (pos.segment, pos.offset), key=_start) - 1
@@ -70,7 +66,7 @@ class Recent:
         segment, start, end, _ = kept[i]
         return i if segment == pos.segment and start <= pos.offset < end else None
 
-    def append_ts(self, pos: "Position") -> int | None:
+    def append_ts(self, pos: Position) -> int | None:
         """When the record starting at ``pos`` was appended (clock µs), if memory has it."""
         i = self._index(pos)
         if i is None:
@@ -82,8 +78,8 @@ class Recent:
             offset += seg.record_size(payload)
         return None
 
-    def read(self, pos: "Position", max_events: int,
-             limit: "Position") -> tuple[list[seg.Record], tuple[int, int], int] | None:
+    def read(self, pos: Position, max_events: int,
+             limit: Position) -> tuple[list[seg.Record], tuple[int, int], int] | None:
         """The records from ``pos`` (a record boundary) before ``limit``, stopping after ``max_events``;
         with the (segment, offset) after them and the bytes they span. None when memory lacks ``pos``."""
         i = self._index(pos)
