@@ -38,9 +38,6 @@ def _args(argv: list[str]) -> argparse.Namespace:
                         "sending the bodies' bytes (~190 µs) (default h2)")
     parser.add_argument("--channels", type=int, default=1, help="gRPC channels per load process (default 1)")
     parser.add_argument("--transports", default="http,grpc", help="comma list of http, grpc (default both)")
-    parser.add_argument("--shape", choices=("semconv", "rhesis"), default="semconv",
-                        help="the spans' attributes: semconv — current HTTP semantic conventions; rhesis — the seed "
-                        "Telemetry Processor's producers (every span routed into endpoint_usage) (default semconv)")
     parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES (default 8GiB)")
     parser.add_argument("--tea-env", action="append", default=[], metavar="TEA_KEY=VALUE", type=_env_item,
                         help="another setting for TEA (repeatable)")
@@ -109,9 +106,6 @@ def details(r: dict) -> str:
             f"  stored {stored['spans']:,} spans in {stored['seconds']:.1f} s from load start"
             + (f" ({drain:.1f} s of drain)" if drain is not None else " (storage did NOT catch up)")
             + f"; DuckDB rows after shutdown {phase['rows_in_duckdb']}",
-            "  processors " + (f"done {stored['processors_done_seconds']:.1f} s from load start"
-                               if stored.get("processors_done_seconds") is not None
-                               else f"still {stored.get('processors_lag_at_end', 0):,} events behind at the end"),
             f"  TEA RSS idle {rss['idle_mib']:.0f} MiB, peak during load {rss['peak_during_load_mib']:.0f} MiB, "
             f"peak incl. drain {rss['peak_mib']:.0f} MiB; backlog peak {phase['backlog_peak_mib']:.0f} MiB; "
             f"SIGTERM -> exit {phase['stop']['exit_code']} in {phase['stop']['stop_seconds']:.1f} s",
@@ -150,7 +144,6 @@ def _config(args: argparse.Namespace, transport: str, work_dir: str) -> otlp_pha
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _args(argv)
-    os.environ["BENCH_OTLP_SHAPE"] = args.shape  # the load processes build their spans with it
     environment = _environment(argv)
     started = time.monotonic()
     print("mapping ceiling (in-process) ...")

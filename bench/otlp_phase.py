@@ -91,9 +91,6 @@ def _load_and_drain(cfg: Config, srv: server.Server, monitor: Monitor, spec: Loa
         stored = {"complete": False, "seconds": time.time() - t0, "spans": monitor.last("written") - baseline,
                   "drain_seconds_after_load": None}
     stored["spans_per_s"] = stored["spans"] / stored["seconds"] if stored["seconds"] > 0 else 0.0
-    caught_up = monitor.wait_processed(cfg.drain_timeout) if hit is not None else None
-    stored["processors_done_seconds"] = caught_up["t"] - t0 if caught_up is not None else None
-    stored["processors_lag_at_end"] = monitor.last("processors_lag")
     tea_cpu = {"during_load": otlp_profile.cpu_between(cpu["start"], cpu["load_end"], load["seconds"], pid),
                "load_and_drain": otlp_profile.cpu_between(cpu["start"], otlp_profile.thread_cpu(pid),
                                                           stored["seconds"], pid)}

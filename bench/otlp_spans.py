@@ -5,10 +5,6 @@ environment, host, SDK, tenant.id), one scope, 100 SERVER spans in 25 traces of 
 5–25 ms and three children of 0.5–4 ms (two children of the root, one grandchild) — named like
 ``GET /orders/{id}``, with 9–10 HTTP semconv attributes (http.request.method, http.route,
 http.response.status_code as int, url.path, user.id, ...; ~5 % errors with error.type).
-With ``BENCH_OTLP_SHAPE=rhesis`` (``bench.otlp --shape rhesis``) the spans carry the seed Telemetry
-Processor's producer attributes instead (``event.category=endpoint_usage``, ``http.method``, ``http.route``,
-``http.url``, ``http.status_code``, ``duration_ms``, ``user.id``, ``organization.id``), so every span is
-also routed into the ``endpoint_usage`` projection table.
 Trace ids are ``nonce(6) | counter(4) | trace index(1) | 5 random``: the nonce is random per body
 factory (one per load process or thread), the counter counts requests. Every span's trace id sits
 at a fixed offset in the serialized bytes, so a new body is the template with the 4 counter bytes
@@ -36,7 +32,6 @@ ROUTES = (("GET", "/orders/{id}", "/orders/{}"), ("GET", "/inventory/{sku}", "/i
           ("GET", "/users/{id}", "/users/u{}"), ("POST", "/payments", "/payments"),
           ("GET", "/orders", "/orders"), ("PUT", "/carts/{id}", "/carts/{}"))
 SERVICES = ("orders-api", "checkout-api", "catalog-api", "accounts-api")
-SHAPE = os.environ.get("BENCH_OTLP_SHAPE", "semconv")  # (read in each load process: spawned with the environment)
 
 
 def _kv(key: str, value: str | int | float | bool) -> KeyValue:
@@ -60,19 +55,11 @@ def _span(rng: random.Random, trace_id: bytes, span_id: bytes, parent: bytes, st
     method, route, path = rng.choice(ROUTES)
     status = 200 if rng.random() < 0.95 else rng.choice((404, 500, 503))
     duration_ns = rng.randrange(500_000, 4_000_000) if parent else rng.randrange(5_000_000, 25_000_000)
-    if SHAPE == "rhesis":
-        url_path = path.format(rng.randrange(100_000))
-        attrs = [_kv("_rhesis.telemetry_enabled", True), _kv("event.category", "endpoint_usage"),
-                 _kv("http.method", method), _kv("http.route", url_path),
-                 _kv("http.url", "https://api.example.com" + url_path), _kv("http.status_code", status),
-                 _kv("duration_ms", duration_ns / 1e6), _kv("user.id", f"{rng.randrange(5000):016x}"),
-                 _kv("organization.id", f"{rng.randrange(50):016x}")]
-    else:
-        attrs = [_kv("http.request.method", method), _kv("http.route", route),
-                 _kv("http.response.status_code", status), _kv("url.path", path.format(rng.randrange(100_000))),
-                 _kv("url.scheme", "https"), _kv("server.address", "api.example.com"),
-                 _kv("user.id", f"user-{rng.randrange(5000)}"), _kv("client.address", f"10.0.{rng.randrange(256)}.7"),
-                 _kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Firefox/131.0")]
+    attrs = [_kv("http.request.method", method), _kv("http.route", route),
+             _kv("http.response.status_code", status), _kv("url.path", path.format(rng.randrange(100_000))),
+             _kv("url.scheme", "https"), _kv("server.address", "api.example.com"),
+             _kv("user.id", f"user-{rng.randrange(5000)}"), _kv("client.address", f"10.0.{rng.randrange(256)}.7"),
+             _kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Firefox/131.0")]
     if status >= 500:
         attrs.append(_kv("error.type", str(status)))
     return Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=f"{method} {route}",

@@ -147,9 +147,6 @@ class Monitor(threading.Thread):
                     raise ValueError(f"/health answered {status}")
                 health = json.loads(body)
                 sample.update(written=health["events_written"], buffer_bytes=health["buffer_bytes"])
-                lags = [c["lag_events"] for name, c in health.get("consumers", {}).items() if name != "writer"]
-                if lags:  # the processors, each a consumer of the buffer behind the writer
-                    sample["processors_lag"] = max(lags)
             except (OSError, http.client.HTTPException, ValueError, KeyError):
                 self.health_failures += 1
         sample["t"] = time.time()  # after the answer: storage had written at least this much by then
@@ -172,15 +169,6 @@ class Monitor(threading.Thread):
             if time.monotonic() >= deadline or not self.is_alive():
                 return None
             time.sleep(0.05)
-
-    def wait_processed(self, timeout: float) -> dict | None:
-        """The first sample where every processor has read all it was handed (None if that did not come)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.is_alive():
-            if self.samples and self.samples[-1].get("processors_lag", 0) == 0 and "written" in self.samples[-1]:
-                return self.samples[-1]
-            time.sleep(0.05)
-        return None
 
     def last(self, key: str, default: int = 0) -> int:
         return next((s[key] for s in reversed(self.samples) if key in s), default)
