@@ -107,7 +107,8 @@ class ProcessingSettings(Section, frozen=True):
                                        telemetron="processor.retry_attempts")] = 3
     retry_delay_ms: Annotated[float, doc("pause between processor retries", ge=0,
                                          telemetron="processor.retry_delay")] = 1000.0
-    max_pending_events: Annotated[int, doc("bound of the processor queue (the writer waits past it)", ge=1,
+    max_pending_events: Annotated[int, doc("most events a processor reads from the buffer and holds at a time (it "
+                                           "never holds the writer back)", ge=1,
                                            telemetron="processor.channel_capacity")] = 100000
 
 
@@ -179,15 +180,17 @@ class StreamSettings(Section, frozen=True):
 
 
 class BufferSettings(Section, frozen=True):
-    max_bytes: Annotated[Size, doc("bound of the durable buffer's backlog not yet in storage; ingestion answers 503 "
-                                   "past it", ge=4096)] = 1024 * MiB
+    max_bytes: Annotated[Size, doc("bound of the durable buffer's backlog not yet in storage or not yet read by a "
+                                   "processor (the slowest consumer counts); ingestion answers 503 past it",
+                                   ge=4096)] = 1024 * MiB
     segment_bytes: Annotated[Size, doc("size at which a buffer segment file is sealed", ge=4096)] = 64 * MiB
     ack: Annotated[Literal["durable", "memory"],
                    doc("durable: acknowledge after fsync; memory: before (a loss window)")] = "durable"
     fsync_interval_ms: Annotated[float, doc("with buffer.ack=memory: how often the buffer is fsynced", ge=1)] = 200.0
-    recent_bytes: Annotated[Size, doc("the newest durable records are also kept in memory, so the writer need not "
-                                      "read them back from disk; past it, and after a restart, it reads and "
-                                      "checksums the segment files; 0 = always from disk", ge=0)] = 256 * MiB
+    recent_bytes: Annotated[Size, doc("the newest durable records are also kept in memory, so the writer and the "
+                                      "processors that keep up need not read them back from disk; past it, and after "
+                                      "a restart, they read and checksum the segment files; 0 = always from disk",
+                                      ge=0)] = 256 * MiB
 
 
 class WriterSettings(Section, frozen=True):
