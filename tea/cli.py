@@ -102,23 +102,31 @@ def cmd_serve(settings: Settings) -> int:
         log.warning("ignoring environment variable %s: it names no TEA setting", name)
     for warning in settings.warnings:
         log.warning("%s", warning)
+    from tea.http import limits
+    from tea.http.edge import Edge
+
+    before, open_files = limits.raise_open_files_limit()  # before storage and the buffer open their files
+    limits.log_bounds(settings, before, open_files)
     try:
         app = TeaApp(settings)
     except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
         print(f"tea: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                            lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
-                            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
-    server = make_server(config, app)
+    edge = Edge(limits.edge_limits(settings, open_files))  # one for both HTTP ports: they share the bounds
+    edge.register_metrics(app.telemetry.registry)
+
+    def config(port: int, lifespan: str) -> uvicorn.Config:
+        return uvicorn.Config(app, host=settings.host, port=port, loop="uvloop", http=edge.protocol(), ws="none",
+                              lifespan=lifespan, access_log=settings.access_log, log_config=None,
+                              server_header=False, timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
+    main_config = config(settings.port, "on")
+    server = make_server(main_config, app)
     extra_port = settings.otlp.http_port
     if not extra_port or extra_port == settings.port:
         server.run()
         return 0 if server.started else 1
     # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
-    otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http="httptools",
-                                 lifespan="off", access_log=settings.access_log, log_config=None,
-                                 server_header=False))
+    otlp = _Quiet(config(extra_port, "off"))
     import asyncio
 
     async def both() -> None:
@@ -132,7 +140,7 @@ def cmd_serve(settings: Settings) -> int:
             await second
 
     from uvicorn._compat import asyncio_run
-    asyncio_run(both(), loop_factory=config.get_loop_factory())
+    asyncio_run(both(), loop_factory=main_config.get_loop_factory())
     return 0 if server.started else 1
 
 

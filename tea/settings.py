@@ -229,6 +229,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tier.enterprise.events_per_minute", "int", 0, "0 = unlimited", minimum=0),
     Setting("tier.enterprise.events_per_month", "int", 0, "0 = unlimited", minimum=0),
     Setting("max_body_bytes", "size", 20 * MiB, "largest request body, after decompression", minimum=1024),
+    Setting("http.max_header_bytes", "size", 64 * 1024, "largest request header section (request line and "
+            "headers): 431 and the connection closed past it, never buffered whole; also the most metadata an "
+            "OTLP/gRPC call may carry", minimum=1024, maximum=16 * MiB),
+    Setting("http.header_timeout_s", "float", 10.0, "a request's header section must arrive within this from its "
+            "first byte (a new connection's: from the connect): 408 and closed past it; also OTLP/gRPC's "
+            "connection handshake deadline", minimum=0.01),
+    Setting("http.body_timeout_s", "float", 30.0, "longest pause while a request body arrives: 408 and closed past "
+            "it", minimum=0.01),
+    Setting("http.body_total_timeout_s", "float", 300.0, "a request body must arrive in full within this from "
+            "the end of its headers: 408 and closed past it", minimum=0.01),
+    Setting("http.max_connections", "int", None, "most open HTTP connections, both HTTP ports together; past it "
+            "the oldest connection that is idle or still sending its headers is closed for the newcomer, or, "
+            "when every one is busy with a request, the newcomer is answered 503; default: three quarters of the "
+            "open-file limit left after fd_reserve, at most 10000", minimum=1, nullable=True),
+    Setting("fd_reserve", "int", 256, "file descriptors kept out of the default connection bounds, for the "
+            "buffer's segments, storage, the writer and outbound calls (tea serve raises its open-file limit "
+            "to the hard limit, at most 65536, at start)", minimum=16),
     Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1, maximum=50000),
     Setting("max_future_skew_s", "float", 86400.0,
             "reject events stamped further than this in the future; 0 disables the check", minimum=0),
@@ -251,6 +268,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("otlp.http_port", "int", 4318, "a second port for OTLP/HTTP (0 disables; TEA's port serves "
             "/v1/traces, /v1/logs, /v1/metrics anyway)", minimum=0, maximum=65535),
     Setting("otlp.max_message_bytes", "size", 4 * MiB, "largest OTLP message (gRPC and HTTP)", minimum=1024),
+    Setting("otlp.grpc_max_connections", "int", None, "most OTLP/gRPC connections (more are closed at once); "
+            "default: a quarter of the open-file limit left after fd_reserve, at most 2500", minimum=1,
+            nullable=True),
+    Setting("otlp.grpc_max_concurrent_streams", "int", 100, "most calls in flight on one OTLP/gRPC connection",
+            minimum=1),
+    Setting("otlp.grpc_idle_timeout_s", "float", 300.0, "an OTLP/gRPC connection without a call for this long is "
+            "closed (GOAWAY: exporters reconnect when they next send)", minimum=1),
     Setting("otlp.analytics", "bool", True, "route OTLP spans into the seed's user_activity / endpoint_usage / "
             "feature_usage tables (processor otel_analytics)"),
     Setting("otlp.native", "bool", True, "map protobuf trace exports with the native mapper (tea._otlpfast) when "
