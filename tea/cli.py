@@ -103,17 +103,16 @@ def cmd_serve(settings: Settings) -> int:
     for warning in settings.warnings:
         log.warning("%s", warning)
     from tea.http import limits
-    from tea.http.edge import Edge
+    from tea.http.edge import make_edge
 
     before, open_files = limits.raise_open_files_limit()  # before storage and the buffer open their files
-    limits.log_bounds(settings, before, open_files)
     try:
         app = TeaApp(settings)
     except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
         print(f"tea: {exc}", file=sys.stderr)
         return 2
-    edge = Edge(limits.edge_limits(settings, open_files))  # one for both HTTP ports: they share the bounds
-    edge.register_metrics(app.telemetry.registry)
+    limits.log_bounds(settings, before, open_files)
+    edge = make_edge(settings, app.telemetry.registry)  # one for both HTTP ports: they share the bounds
 
     def config(port: int, lifespan: str) -> uvicorn.Config:
         return uvicorn.Config(app, host=settings.host, port=port, loop="uvloop", http=edge.protocol(), ws="none",

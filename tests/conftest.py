@@ -17,6 +17,7 @@ import uvicorn
 
 from tea.app import TeaApp
 from tea.cli import make_server
+from tea.http.edge import make_edge
 from tea.settings import Settings, load
 from tea.storage.base import Storage
 from tests.services import free_port  # noqa: F401  (also imported from here by the tests)
@@ -38,8 +39,9 @@ class LiveServer:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
-                                lifespan="on", access_log=False, log_config=None)
+        edge = make_edge(app.settings, app.telemetry.registry)  # the HTTP edge `tea serve` has
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http=edge.protocol(),
+                                ws="none", lifespan="on", access_log=False, log_config=None)
         self.server = make_server(config, app)  # (as `tea serve`: live-tail streams end at shutdown)
         self.thread = threading.Thread(target=self.server.run, name="tea-live-server", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -22,6 +22,7 @@ reads the answer instead of a connection reset.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections import Counter
@@ -29,7 +30,7 @@ from typing import Any, Iterator
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from tea.http.limits import EdgeLimits
+from tea.http.limits import EdgeLimits, edge_limits, open_files_limit
 
 log = logging.getLogger(__name__)
 EVICT_SCAN = 8  # connections looked at for one eviction: a pipelined one (request in flight) is skipped
@@ -41,6 +42,15 @@ def answer(status: int, code: str, message: str, headers: tuple[tuple[bytes, byt
     head = [STATUS_LINE[status], b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n", *(name + b": " + value + b"\r\n" for name, value in headers), b"\r\n"]
     return b"".join(head) + body
+
+
+def make_edge(settings: Any, registry: Any = None) -> "Edge":
+    """The edge for a server's HTTP ports, its bounds from ``settings`` and the open-file limit now;
+    its metrics in ``registry`` (the app's) when given."""
+    edge = Edge(edge_limits(settings, open_files_limit()))
+    if registry is not None:
+        edge.register_metrics(registry)
+    return edge
 
 
 class Edge:
@@ -89,7 +99,7 @@ class Edge:
 
     def _evict(self) -> bool:
         """Close the oldest connection that is idle or sending its headers, with no request in flight."""
-        for conn, _ in zip(list(self.waiting), range(EVICT_SCAN)):
+        for conn in list(itertools.islice(self.waiting, EVICT_SCAN)):  # (a copy of the oldest few: O(1))
             if not conn.in_flight():
                 self.forget(conn)
                 conn.state = "evicted"  # its slot goes to the newcomer

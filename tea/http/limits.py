@@ -78,7 +78,11 @@ def edge_limits(settings: Any, open_files: int) -> EdgeLimits:
     http_max, _ = connection_bounds(settings, open_files)
     h = settings.http
     return EdgeLimits(h.max_header_bytes, h.header_timeout_s, h.body_timeout_s, h.body_total_timeout_s, http_max,
-                      max_refusing=max(8, http_max // 16))
+                      max_refusing=_refusing_bound(http_max))
+
+
+def _refusing_bound(http_max: int) -> int:
+    return max(8, http_max // 16)
 
 
 def grpc_options(settings: Any, open_files: int) -> list[tuple[str, int]]:
@@ -102,7 +106,7 @@ def log_bounds(settings: Any, before: int, after: int) -> None:
     raised = f" (raised from {before})" if after != before else ""
     log.info("open-file limit %d%s: HTTP connections <= %d, OTLP/gRPC connections <= %d, %d kept in reserve",
              after, raised, http_max, grpc_max, settings.fd_reserve)
-    needed = http_max + max(8, http_max // 16) + (grpc_max if settings.otlp.grpc_port else 0) + settings.fd_reserve
+    needed = http_max + _refusing_bound(http_max) + (grpc_max if settings.otlp.grpc_port else 0) + settings.fd_reserve
     if needed > after:
         log.warning("the connection bounds (http.max_connections=%d, otlp.grpc_max_connections=%d) and "
                     "fd_reserve=%d need %d file descriptors, more than the open-file limit %d: at the bounds, "

@@ -1,5 +1,5 @@
 """Clients that misbehave on purpose, over real loopback sockets: raw requests, a slowloris, and the
-server process's RSS and open descriptors read from /proc."""
+server process's open descriptors read from /proc."""
 from __future__ import annotations
 
 import asyncio
@@ -47,14 +47,6 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
     except OSError:  # the server answered and closed before taking everything: expected for refusals
         pass
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def open_fds(pid: int) -> int:

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, wait_for
-from tests.e2e.edge_clients import exchange, open_fds, raise_nofile, rss_mib, slowloris, status_of
+from tests.e2e.edge_clients import exchange, open_fds, raise_nofile, slowloris, status_of
+from tests.e2e.test_export_memory import rss_mb
 
 pytestmark = [pytest.mark.e2e]
 
@@ -46,11 +47,11 @@ def test_an_oversize_header_is_431_and_never_buffered(tea_process, port: str) ->
     target = server.ports[port]
     under = exchange(target, HEALTHZ + b"X-Fill: " + b"a" * 60_000 + b"\r\nConnection: close\r\n\r\n")
     assert status_of(under) == 200, under[:200]  # 60 KB fits the default 64 KiB
-    before = rss_mib(server.proc.pid)
+    before = rss_mb(server.proc.pid)
     with concurrent.futures.ThreadPoolExecutor(20) as pool:  # 20 × 10 MB header sections at once
         answers = list(pool.map(lambda _: exchange(target, HEALTHZ + b"X-Big: " + b"a" * 10 * 1024 * 1024),
                                 range(20)))
-    grown = rss_mib(server.proc.pid) - before
+    grown = rss_mb(server.proc.pid) - before
     assert [status_of(a) for a in answers] == [431] * 20, [a[:100] for a in answers]
     assert body_of(answers[0])["error"] == "header_too_large"
     assert grown < 16, f"RSS grew {grown:.1f} MiB for 200 MB of refused headers"
@@ -58,6 +59,19 @@ def test_an_oversize_header_is_431_and_never_buffered(tea_process, port: str) ->
     assert status_of(many) == 431  # many small headers count together
     assert status_of(exchange(target, HEALTHZ + b"Connection: close\r\n\r\n")) == 200
     assert metric(server.url, 'tea_http_connections_closed_total{reason="header_too_large"}') == 21
+
+
+def test_bodies_and_pipelined_requests_are_not_header_bytes(tea_process) -> None:
+    server = serve(tea_process, TEA_HTTP__MAX_HEADER_BYTES="4096")
+    events = json.dumps([{"event_type": "big", "attributes": {"pad": "x" * 1000}} for _ in range(150)]).encode()
+    post = (b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Fill: %s\r\n"
+            b"Content-Length: %d\r\n\r\n" % (b"f" * 3000, len(events)))
+    pipelined = post + events + (HEALTHZ + b"X-Fill: " + b"f" * 3000 + b"\r\n\r\n") * 3
+    answer = exchange(server.port, pipelined + HEALTHZ + b"Connection: close\r\n\r\n")  # ~160 KB in one send
+    assert answer.count(b"HTTP/1.1 200 OK") == 5, answer[:300]
+    assert b'"accepted":150' in answer
+    too_big = exchange(server.port, post.replace(b"f" * 3000, b"f" * 4000) + events)
+    assert status_of(too_big) == 431
 
 
 @pytest.mark.parametrize("port", ["main", "otlp"])
