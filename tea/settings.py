@@ -232,9 +232,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http.max_header_bytes", "size", 64 * 1024, "largest request header section (request line and "
             "headers): 431 and the connection closed past it, never buffered whole; also the most metadata an "
             "OTLP/gRPC call may carry", minimum=1024, maximum=16 * MiB),
-    Setting("http.header_timeout_s", "float", 10.0, "a request's header section must arrive within this from its "
-            "first byte (a new connection's: from the connect): 408 and closed past it; also OTLP/gRPC's "
-            "connection handshake deadline", minimum=0.01),
+    Setting("http.header_timeout_s", "float", 10.0, "a request's header section must arrive within this of the "
+            "connect (on a kept-alive connection: of the previous response): 408 and closed past it; also "
+            "OTLP/gRPC's connection handshake deadline", minimum=0.01),
     Setting("http.body_timeout_s", "float", 30.0, "longest pause while a request body arrives: 408 and closed past "
             "it", minimum=0.01),
     Setting("http.body_total_timeout_s", "float", 300.0, "a request body must arrive in full within this from "

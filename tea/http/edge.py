@@ -8,8 +8,8 @@ request's headers are complete — a connection that never completes them is nev
 
 - the header section (request line and headers) bounded: the parser is fed at most
   ``max_header_bytes`` of it; past that 431 and the connection is closed, nothing more buffered;
-- a deadline for the header section, counted from its first byte (a new connection: from the
-  connect): 408 and closed (a connection that sent nothing is just closed);
+- a deadline for the header section, counted from the connect, or on a kept-alive connection from
+  the end of the previous response: 408 and closed (a connection that sent nothing is just closed);
 - a body deadline, the longest pause between two pieces and the whole body: 408 and closed;
 - a bound on open connections: past it the oldest connection that is idle or still sending its
   headers is closed for the newcomer; when every connection is busy with a request, 503.
@@ -61,17 +61,21 @@ class Edge:
         self.limits = limits
         self.open = 0       # admitted connections
         self.refusing = 0   # connections answered 503, lingering
-        self.waiting: dict[EdgeProtocol, float] = {}       # since (a request's first byte, or idle since)
+        self.waiting: dict[EdgeProtocol, float] = {}       # since (the connect, or the previous response)
         self.reading: dict[EdgeProtocol, float] = {}       # body bytes last arrived at
         self.body_started: dict[EdgeProtocol, float] = {}  # the headers ended at
         self.lingering: dict[EdgeProtocol, float] = {}     # read and dropped until
         self.closed = Counter[str]()  # connections the edge answered or closed, by reason
+        # a coarse clock, set by each sweep: requests stamp their phase with it instead of asking the
+        # loop; the deadlines are checked once a tick anyway
+        self.now = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweep: asyncio.TimerHandle | None = None
 
     def protocol(self) -> type["EdgeProtocol"]:
         """The protocol class for ``uvicorn.Config(http=...)``, bound to this edge."""
-        return type("EdgeProtocol", (EdgeProtocol,), {"edge": self})
+        return type("EdgeProtocol", (EdgeProtocol,), {"edge": self, "waiting": self.waiting,
+                                                      "max_header_bytes": self.limits.max_header_bytes})
 
     def register_metrics(self, registry: Any) -> None:
         """``tea_http_connections`` and ``tea_http_connections_closed_total{reason}`` in ``registry``."""
@@ -81,6 +85,7 @@ class Edge:
     def admit(self, conn: "EdgeProtocol") -> None:
         self._loop = conn.loop
         if self._sweep is None:
+            self.now = conn.loop.time()
             self._sweep = conn.loop.call_later(self.limits.tick_s, self.sweep)
         if self.open >= self.limits.max_connections and not self._evict():
             if self.refusing < self.limits.max_refusing:
@@ -95,7 +100,7 @@ class Edge:
             return
         self.open += 1
         conn.state = "open"
-        self.waiting[conn] = conn.loop.time()
+        self.waiting[conn] = self.now
 
     def _evict(self) -> bool:
         """Close the oldest connection that is idle or sending its headers, with no request in flight."""
@@ -128,7 +133,7 @@ class Edge:
     # ---------------------------------------------------------------- deadlines
     def sweep(self) -> None:
         assert self._loop is not None
-        now = self._loop.time()
+        now = self.now = self._loop.time()
         limits = self.limits
         for conn in self._expired(self.waiting, now - limits.header_timeout_s):
             conn.header_timeout(now)
@@ -155,7 +160,9 @@ class Edge:
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol within the edge's bounds (see the module docstring)."""
 
-    edge: Edge  # set on the class Edge.protocol() makes
+    edge: Edge  # these three are set on the class Edge.protocol() makes
+    waiting: dict["EdgeProtocol", float]
+    max_header_bytes: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,8 +191,12 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         if not self.in_headers:
             super().data_received(data)
+            if self.body_tracked:  # more of a body: its pause deadline starts again
+                reading = self.edge.reading
+                reading.pop(self, None)
+                reading[self] = self.edge.now
         else:
-            room = self.edge.limits.max_header_bytes - self.header_bytes
+            room = self.max_header_bytes - self.header_bytes
             if len(data) <= room:
                 self.header_bytes += len(data)
                 super().data_received(data)
@@ -196,39 +207,28 @@ class EdgeProtocol(HttpToolsProtocol):
                 if self.transport.is_closing():
                     return
                 if self.headers_seen == seen:
-                    limit = self.edge.limits.max_header_bytes
                     self.refuse(431, "header_too_large", f"the request's header section exceeds http.max_header_bytes "
-                                f"({limit} bytes)", "header_too_large")
+                                f"({self.max_header_bytes} bytes)", "header_too_large")
                     return
                 self.data_received(data[room:])
                 return
         if not self.in_headers and not self.body_tracked and not self.transport.is_closing() \
                 and self.cycle is not None and self.cycle.more_body:
             self.body_tracked = True  # the body did not arrive with the headers: its deadlines run
-            now = self.loop.time()
-            self.edge.reading[self] = self.edge.body_started[self] = now
+            self.edge.reading[self] = self.edge.body_started[self] = self.edge.now
 
     # ---------------------------------------------------------------- parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.started = True
-        if self.state == "open":
-            waiting = self.edge.waiting
-            waiting.pop(self, None)
-            waiting[self] = self.loop.time()
+        if self not in self.waiting and self.state == "open":  # (a pipelined request: behind a response)
+            self.waiting[self] = self.edge.now
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
         self.headers_seen += 1
-        self.edge.waiting.pop(self, None)
+        self.waiting.pop(self, None)
         super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        super().on_body(body)
-        if self.body_tracked:
-            reading = self.edge.reading
-            reading.pop(self, None)
-            reading[self] = self.loop.time()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -242,7 +242,7 @@ class EdgeProtocol(HttpToolsProtocol):
         idle = not self.pipeline and not self.started
         super().on_response_complete()
         if idle and self.state == "open" and not self.transport.is_closing():
-            self.edge.waiting[self] = self.loop.time()  # idle: the first to give way to a newcomer
+            self.waiting[self] = self.edge.now  # the next request's deadline; idle: the first to give way
 
     # ---------------------------------------------------------------- deadlines and answers
     def header_timeout(self, now: float) -> None:
