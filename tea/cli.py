@@ -8,24 +8,17 @@ from typing import Any, Sequence
 
 from tea import __version__
 from tea.errors import ConfigError
-from tea.settings import Settings, load, unknown_env
+from tea.settings import SETTINGS, Settings, load, unknown_env
 
 log = logging.getLogger("tea")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to listen on (TEA_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", help="HTTP port (TEA_PORT, default 3001)")
-    parser.add_argument("--data-dir", dest="data_dir", help="data directory (TEA_DATA_DIR, default ./tea-data)")
-    parser.add_argument("--config", help="a tea.toml settings file (TEA_CONFIG)")
-    parser.add_argument("--storage-backend", dest="storage_backend",
-                        help="memory, duckdb, postgres, clickhouse, or a plugin's backend (TEA_STORAGE_BACKEND, "
-                        "default duckdb)")
-    parser.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (TEA_LOG_LEVEL)")
-    parser.add_argument("--otlp-grpc-port", dest="otlp.grpc_port",
-                        help="OTLP/gRPC port, 0 disables (TEA_OTLP__GRPC_PORT, default 4317)")
-    parser.add_argument("--otlp-http-port", dest="otlp.http_port",
-                        help="second OTLP/HTTP port, 0 disables (TEA_OTLP__HTTP_PORT, default 4318)")
+    for setting in SETTINGS:  # those declared with flag=True, e.g. --port, --data-dir, --otlp-grpc-port
+        if setting.flag:
+            default = "" if setting.default is None else f", default {setting.default}"
+            parser.add_argument(setting.flag_name, dest=setting.key, metavar=setting.key.rsplit(".")[-1].upper(),
+                                help=f"{setting.help} ({setting.env}{default})".replace("%", "%%"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     config = sub.add_parser("config", help="print the effective settings (secrets masked) and where each comes from")
     _add_setting_flags(config)
+    config.add_argument("--markdown", action="store_true",
+                        help="print the table of every setting (as in docs/configuration.md) instead")
     sub.add_parser("version", help="print the version")
     migrate = sub.add_parser("migrate", help="postgres backend: apply the schema migrations (or print them with --sql)")
     _add_setting_flags(migrate)
@@ -78,9 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level",  # those a command offers
-             "otlp.grpc_port", "otlp.http_port")
-    return {name: getattr(args, name, None) for name in names}
+    return {s.key: getattr(args, s.key, None) for s in SETTINGS if s.flag}  # None: not given, or not offered
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -104,7 +97,16 @@ def cmd_serve(settings: Settings) -> int:
         log.warning("%s", warning)
     from tea.http import limits
     from tea.http.edge import make_edge
+    from tea.listen import bind
 
+    extra_port = settings.otlp.http_port
+    try:
+        sockets = [bind(settings.host, settings.port, "--port, TEA_PORT")]
+        if extra_port and extra_port != settings.port:
+            sockets.append(bind(settings.host, extra_port, "--otlp-http-port, TEA_OTLP__HTTP_PORT"))
+    except ConfigError as exc:  # a port in use: one line and an exit code, before anything starts
+        print(f"tea: {exc}", file=sys.stderr)
+        return 1
     before, open_files = limits.raise_open_files_limit()  # before storage and the buffer open their files
     try:
         app = TeaApp(settings)
@@ -120,19 +122,18 @@ def cmd_serve(settings: Settings) -> int:
                               server_header=False, timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
     main_config = config(settings.port, "on")
     server = make_server(main_config, app)
-    extra_port = settings.otlp.http_port
-    if not extra_port or extra_port == settings.port:
-        server.run()
+    if len(sockets) == 1:
+        server.run(sockets=sockets)
         return 0 if server.started else 1
     # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
     otlp = _Quiet(config(extra_port, "off"))
     import asyncio
 
     async def both() -> None:
-        main = asyncio.create_task(server.serve())
+        main = asyncio.create_task(server.serve(sockets=sockets[:1]))
         while not server.started and not main.done():
             await asyncio.sleep(0.02)
-        second = asyncio.create_task(otlp.serve()) if server.started else None
+        second = asyncio.create_task(otlp.serve(sockets=sockets[1:])) if server.started else None
         await main
         if second is not None:
             otlp.should_exit = True
@@ -290,6 +291,17 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def _remote_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The flag of `tea usage` / `tea export` that set each query parameter, to name in error messages."""
+    from tea.remote import FILTERS
+
+    flags = {name: "--" + name.replace("_", "-") for name in FILTERS}
+    flags.update(tenant_id="--tenant", start_time="--start", end_time="--end", format="--format", period="--period")
+    if getattr(args, "month", None):
+        flags.update(start_time="--month", end_time="--month")
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -304,8 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return cmd_usage(args) if args.command == "usage" else cmd_export(args)
         except RemoteError as exc:
-            print(f"tea {args.command}: {exc}", file=sys.stderr)
+            print(f"tea {args.command}: {exc.blaming(_remote_flags(args))}", file=sys.stderr)
             return 1
+    if args.command == "config" and args.markdown:
+        from tea.settings_doc import markdown
+        sys.stdout.write(markdown())
+        return 0
     settings = _load(args)
     if args.command == "token":
         from tea import token_cli

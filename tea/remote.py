@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -15,6 +16,13 @@ FILTERS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "
 
 class RemoteError(Exception):
     """The server answered with an error, or could not be reached; the message says which."""
+
+    def blaming(self, flags: dict[str, str]) -> str:
+        """The message with the query parameters it names (`start_time`) named as the flags that set them
+        (--start), as the user typed them."""
+        text = str(self)
+        named = re.sub(r"(?:parameter )?`(\w+)`", lambda m: flags.get(m.group(1), m.group(0)), text)
+        return named.split(": ", 1)[-1] if named != text else text
 
 
 TOKEN: str | None = None  # set by the CLI from --token / $TEA_TOKEN
@@ -80,7 +88,8 @@ def parquet_rows(path: str) -> int:
 
 def export(base_url: str, fmt: str, filters: dict[str, Any], path: str,
            progress: bool = True) -> tuple[int, int, int]:
-    """Stream an export into ``path``; returns (rows written, bytes, rows expected).
+    """Stream an export into ``path``; returns (rows written, bytes, rows expected). The progress bar
+    (``progress``) is drawn when stderr is a terminal.
 
     The rows expected are what ``GET /v1/events`` counted just before the export started — an
     estimate (events arrive and expire meanwhile), so the bar's total is labelled as one. The rows
@@ -95,8 +104,9 @@ def export(base_url: str, fmt: str, filters: dict[str, Any], path: str,
         expected = json.loads(response.read())["total_count"]
     rows = size = 0
     csv_records = CsvRecords() if fmt == "csv" else None
-    bar = tqdm(total=expected, unit=" rows", disable=not progress, file=sys.stderr, dynamic_ncols=True,
-               desc=f"export {fmt} (total estimated)")
+    # drawn on a terminal only (disable=None): redrawn with \r, a bar is noise in a log file or a pipe
+    bar = tqdm(total=expected, unit=" rows", disable=None if progress else True, file=sys.stderr,
+               dynamic_ncols=True, desc=f"export {fmt} (total estimated)")
     with _get(f"{base}/v1/export?{urllib.parse.urlencode({**chosen, 'format': fmt})}") as response, \
             open(path, "wb") as fh:
         while chunk := response.read(1024 * 1024):

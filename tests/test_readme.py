@@ -157,6 +157,34 @@ def test_the_signing_examples_work(serve, tmp_path: Path) -> None:
         assert json.loads(proc.stdout)["accepted"] == 1, proc.stdout
 
 
+def test_the_telemetry_kit_example_works(serve, tmp_path: Path) -> None:
+    """docs/ingestion.md's complete telemetry-kit request, run as documented: its body, signed by openssl."""
+    import httpx
+
+    admin = "readme-admin-" + "e" * 32
+    live = serve(storage_backend="memory", auth_validation=True, admin_token=admin)
+    create = next(cmd for cmd in commands(DOCS / "ingestion.md") if "/v1/tokens" in cmd)
+    env = {**os.environ, "TEA_ADMIN_TOKEN": admin}
+    issued = json.loads(run_one("ingestion.md", create.replace("http://127.0.0.1:3001", live.url), env, tmp_path))
+    env.update(TEA_SIGNING_TOKEN=issued["token"], TEA_SECRET=issued["secret"])
+    [snippet] = [block for block in blocks(DOCS / "ingestion.md", "sh") if "/v1/ingest/" in block]
+    for attempt in range(2):  # twice: a fresh event id, nonce and timestamp each time
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet.replace("http://127.0.0.1:3001", live.url)],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"status": "success", "accepted": 1, "rejected": 0,
+                                           "message": "All events ingested successfully"}, proc.stdout
+    live.wait_stored(2)
+    stored = httpx.get(live.url + "/v1/events", params={"event_type": "command_execution"},
+                       headers={"authorization": f"Bearer {issued['token']}"}).json()["events"]
+    assert len(stored) == 2 and len({e["event_id"] for e in stored}) == 2
+    event = stored[0]
+    assert (event["source"], event["tenant_id"], event["organization"]) == \
+        ("my-cli", "acme", "550e8400-e29b-41d4-a716-446655440000")
+    assert event["user_id"].startswith("client_") and event["attributes"]["data"]["command"] == "build"
+    assert event["attributes"]["environment"]["os"] == "linux"
+
+
 def test_the_opentelemetry_examples_work(serve, tmp_path: Path) -> None:
     """The OTEL_* variables and SDK snippet of docs/opentelemetry.md, unchanged but for the address:
     HTTP and gRPC."""

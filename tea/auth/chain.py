@@ -4,10 +4,13 @@ Credentials, in order: ``Authorization: Bearer <TEA_ADMIN_TOKEN>`` (bootstrap ad
 (``Bearer tk_…`` or ``X-API-Key``), a JWT (``Bearer`` with three dots). Supabase's ``apikey`` header
 counts as the Bearer when no ``Authorization`` is sent (with both, ``Authorization`` wins, as in
 Supabase). A credential of a kind no authenticator knows is refused; with no credential at all the
-request is refused too — unless ``auth_validation`` is off (development mode), where it runs as an
-all-scopes principal whose tenant comes from the body. A request carrying ``X-Signature`` (or made
+request is refused too — unless ``auth_validation`` is off (development mode). There a credential TEA
+can verify still counts as itself (its tenant, its scopes, its signature checked), and anything else —
+no credential, an anon key, an unknown or expired token, a JWT signed by a key TEA does not hold —
+runs as the all-scopes development principal whose tenant comes from the body, logged once per kind
+of credential (never the credential). A request carrying ``X-Signature`` (or made
 with a token when signatures are required) must be signed: the headers are checked now, and
-``request.state["verify_body"]`` holds the check of the body, which ``TeaApp.admit`` runs on every
+``request.state["verify_body"]`` holds the check of the body, which ``Gate.admit`` runs on every
 such request (over the empty body of a GET) before the request counts against a rate limit.
 
 What the chain learnt about a credential it refused stays in ``request.state`` for the audit log
@@ -50,6 +53,7 @@ class AuthChain:
         self.nonce_ttl_s = nonce_ttl_s
         self.clock = clock
         self.sessions = sessions  # Control Center sign-ins (tea.ui.session.Sessions), None when the UI is off
+        self._dev_kinds: set[str] = set()  # kinds of credential development mode has logged
 
     def describe(self) -> list[str]:
         chain = ["admin_token"] if self.admin_token else []
@@ -57,6 +61,26 @@ class AuthChain:
         return chain
 
     async def authenticate(self, request: Request) -> Principal:
+        try:
+            return await self._verify(request)
+        except Unauthorized as exc:
+            # development mode: what TEA cannot verify runs as the development principal; a credential it
+            # knows (an API token it found) keeps its own failures (a missing or wrong signature), and a
+            # Control Center session its own (a sign-in that no longer holds signs the browser out)
+            if not self.dev_mode or request.state.get("auth_token_id") or request.state.get("auth_session"):
+                raise
+            return self.development(credential_kind(request.headers), exc.code or "invalid_credentials")
+
+    def development(self, kind: str, reason: str) -> Principal:
+        """The development principal for a credential TEA cannot verify; logged once per kind."""
+        if kind not in self._dev_kinds:
+            self._dev_kinds.add(kind)
+            log.warning("development mode: %s that TEA cannot verify (%s) runs as the development principal "
+                        "(all scopes, tenant from the body); other credentials of this kind are not logged again",
+                        kind, reason)
+        return DEV
+
+    async def _verify(self, request: Request) -> Principal:
         headers = request.headers
         authorization = headers.get("authorization", "")
         bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
@@ -128,3 +152,18 @@ class AuthChain:
                                                             self.claim_nonce, self.clock)
             return active.principal("hmac")
         return active.principal("token")
+
+
+def credential_kind(headers: dict[str, str]) -> str:
+    """What kind of credential a request carries, for logs: the header and the credential's shape, never
+    the credential itself."""
+    authorization = headers.get("authorization", "")
+    scheme, space, _ = authorization.partition(" ")
+    if authorization and scheme.lower() != "bearer":
+        return f"a {scheme[:16]} Authorization header" if space else "an Authorization header without a scheme"
+    for header, value in (("Authorization: Bearer", authorization[7:].strip()),
+                          ("apikey header", headers.get("apikey")), ("X-API-Key header", headers.get("x-api-key"))):
+        if value:
+            shape = "a JWT" if value.count(".") == 2 else "an API token" if value.startswith("tk_") else "a key"
+            return f"{shape} in the {header}"
+    return "a signed request without a token" if signing.signed(headers) else "a request without credentials"

@@ -44,12 +44,26 @@ def as_pg(exc: ClientError) -> PgError:
     return PgError(exc.status, code, exc.message, exc.details, None, exc.headers)
 
 
+def bad_text(name: str) -> PgError:
+    """What PostgreSQL answers for a NUL in text (it has no such character), naming the parameter."""
+    return PgError(400, "22021", 'invalid byte sequence for encoding "UTF8": 0x00', f"parameter {name}")
+
+
+def checked_path(request: Request, name: str) -> str:
+    """A path parameter, refused (PostgreSQL's 22021) when it holds a NUL."""
+    value = request.path_params[name]
+    if "\x00" in value:
+        raise bad_text(name)
+    return value
+
+
 def parse_error(message: str, details: Any = None) -> PgError:
     return PgError(400, "PGRST100", message, details)
 
 
-def no_column(relation: str, column: str) -> PgError:
-    return PgError(400, "42703", f"column {relation}.{column} does not exist")
+def no_column(relation: str, column: str, parameter: str | None = None) -> PgError:
+    return PgError(400, "42703", f"column {relation}.{column} does not exist",
+                   f"parameter {parameter}" if parameter else None)
 
 
 # ---------------------------------------------------------------- the query language
@@ -61,7 +75,8 @@ class Condition:
     negate: bool
 
 
-_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is")
+_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is", "cs", "cd", "ov")
+_ITEMS = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,]+)')
 
 
 def parse_condition(column: str, text: str) -> Condition:
@@ -74,12 +89,44 @@ def parse_condition(column: str, text: str) -> Condition:
     if op == "in":
         if not (value.startswith("(") and value.endswith(")")):
             raise parse_error(f'"failed to parse filter ({text})" (line 1, column 1)', "in. needs (a,b,...)")
-        items = re.findall(r'"((?:[^"\\]|\\.)*)"|([^,]+)', value[1:-1])
-        return Condition(column, op, tuple(q.replace('\\"', '"') if q else p.strip() for q, p in items), negate)
+        return Condition(column, op, _list(value[1:-1]), negate)
+    if op in ("cs", "cd", "ov") and not value.startswith(("{", "[")):
+        raise parse_error(f'"failed to parse filter ({text})" (line 1, column 1)',
+                          f"{op}. needs an array {{a,b}} (or a JSON value for a json column)")
     if op == "is" and value.lower() not in ("null", "not_null", "true", "false", "unknown"):
         raise parse_error(f'"failed to parse filter ({text})" (line 1, column 1)',
                           "is. takes null, not_null, true, false or unknown")
     return Condition(column, op, value, negate)
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(q.replace('\\"', '"') if q else p.strip() for q, p in _ITEMS.findall(text))
+
+
+def _contains(outer: Any, inner: Any) -> bool:
+    """PostgreSQL's ``@>`` on JSON values (and on arrays): every part of ``inner`` is in ``outer``."""
+    if isinstance(outer, dict) and isinstance(inner, dict):
+        return all(k in outer and _contains(outer[k], v) for k, v in inner.items())
+    if isinstance(outer, list) and isinstance(inner, list):
+        return all(any(_contains(o, i) for o in outer) for i in inner)
+    if isinstance(outer, list):
+        return any(_contains(o, inner) for o in outer)
+    return outer == inner
+
+
+def _containment(raw: Any, c: Condition) -> bool:
+    """``cs`` (contains), ``cd`` (contained in), ``ov`` (overlaps) of an array or a JSON column."""
+    if isinstance(raw, list) and c.value.startswith("{"):
+        other: Any = list(_list(c.value[1:-1]))
+    else:
+        try:
+            other = msgspec.json.decode(c.value)
+        except msgspec.DecodeError:
+            raise PgError(400, "22P02", f'invalid input syntax for type json: "{c.value}"',
+                          f"column {c.column}") from None
+    if c.op == "ov":
+        return isinstance(raw, list) and isinstance(other, list) and any(_contains(raw, o) for o in other)
+    return _contains(raw, other) if c.op == "cs" else _contains(other, raw)
 
 
 def coerce(sample: Any, text: str, column: str, is_time: bool) -> Any:
@@ -124,7 +171,9 @@ def matches(row: dict[str, Any], c: Condition, time_columns: frozenset[str]) -> 
         return False  # a comparison with NULL is NULL, and NOT NULL is NULL too
     is_time = c.column in time_columns
     value = _value(raw, is_time)
-    if c.op in ("like", "ilike"):
+    if c.op in ("cs", "cd", "ov"):
+        hit = _containment(raw, c)
+    elif c.op in ("like", "ilike"):
         hit = _like(c.value, re.IGNORECASE if c.op == "ilike" else 0).fullmatch(str(raw)) is not None
     elif c.op == "in":
         hit = value in {_hashable(coerce(raw, v, c.column, is_time)) for v in c.value}
@@ -151,11 +200,15 @@ class Query:
     offset: int
 
 
-def parse_query(request: Request, relation: str, columns: tuple[str, ...],
+def parse_query(query: dict[str, list[str]], relation: str, columns: tuple[str, ...],
                 skip: frozenset[str] = frozenset()) -> Query:
+    """A request's query parameters (``request.query``) in PostgREST's language, over ``columns``."""
     known = set(columns)
     conditions: list[Condition] = []
-    for name, values in request.query.items():
+    for name, values in query.items():
+        if "\x00" in name or any("\x00" in v for v in values):
+            raise bad_text(name.replace("\x00", ""))
+    for name, values in query.items():
         if name in RESERVED or name in skip:
             continue
         if name in ("or", "and", "not.or", "not.and"):
@@ -166,7 +219,7 @@ def parse_query(request: Request, relation: str, columns: tuple[str, ...],
                 raise no_column(relation, name)
             conditions.append(c)
     select = None
-    text = request.param("select")
+    text = _last(query, "select")
     if text is not None and text.strip() not in ("", "*"):
         chosen = []
         for part in (p.strip() for p in text.split(",")):
@@ -179,30 +232,36 @@ def parse_query(request: Request, relation: str, columns: tuple[str, ...],
                 chosen.extend((c, c) for c in columns)
                 continue
             if column not in known:
-                raise no_column(relation, column)
+                raise no_column(relation, column, "select")
             chosen.append((alias.strip() or column, column))
         select = tuple(chosen)
     order: list[tuple[str, bool, bool]] = []
-    for part in filter(None, (p.strip() for p in (request.param("order") or "").split(","))):
+    for part in filter(None, (p.strip() for p in (_last(query, "order") or "").split(","))):
         column, *modifiers = part.split(".")
         if column not in known:
-            raise no_column(relation, column)
+            raise no_column(relation, column, "order")
         unknown = set(modifiers) - {"asc", "desc", "nullsfirst", "nullslast"}
         if unknown:
             raise parse_error(f'"failed to parse order ({part})" (line 1, column 1)', None)
         descending = "desc" in modifiers
         nulls_first = "nullsfirst" in modifiers or (descending and "nullslast" not in modifiers)
         order.append((column, descending, nulls_first))
-    return Query(tuple(conditions), select, tuple(order), _int(request, "limit"), _int(request, "offset") or 0)
+    return Query(tuple(conditions), select, tuple(order), _int(query, "limit"), _int(query, "offset") or 0)
 
 
-def _int(request: Request, name: str) -> int | None:
-    text = request.param(name)
+def _last(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _int(query: dict[str, list[str]], name: str) -> int | None:
+    text = _last(query, name)
     if text is None:
         return None
-    if not text.strip().isdigit():
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise parse_error(f'"failed to parse {name} ({text})"', f"{name} must be a non-negative integer")
-    return int(text)
+    return int(digits)
 
 
 def apply(rows: list[dict[str, Any]], q: Query, time_columns: frozenset[str],

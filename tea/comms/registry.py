@@ -94,6 +94,12 @@ class Registry:
         except TypeError:  # (no storage: `tea plugins` lists processors without one)
             self._lock = asyncio.Lock()
 
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by every write of an entity document (a read-modify-write); PostgREST's table writes
+        (``tea.comms.pgwrite``) hold it around theirs."""
+        return self._lock
+
     # ------------------------------------------------------------ the seed's functions
     async def register_entity(self, tenant: str, p_entity_id: str, p_entity_type: str, p_entity_name: str,
                               p_registered_by: str, p_metadata: dict[str, Any] | None = None,

@@ -11,6 +11,7 @@ HTTP (``http.request.method``/``http.method``, ``http.route``, ``http.response.s
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any, Iterator
 
 import msgspec
@@ -92,7 +93,8 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
         method, protocol = name, ("grpc" if attrs.get("rpc.system") == "grpc" else None)
     code = attrs.get("http.response.status_code", attrs.get("http.status_code", attrs.get("rpc.grpc.status_code")))
     tokens = [attrs.get(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")]
-    used = sum(int(t) for t in tokens if isinstance(t, (int, float))) if any(t is not None for t in tokens) else None
+    used = sum(int(t) for t in tokens if isinstance(t, int) or (isinstance(t, float) and math.isfinite(t))
+               ) if any(t is not None for t in tokens) else None  # (NaN and infinities count as text does: 0)
     user = attrs.get("enduser.id") or attrs.get("user.id")
     session = attrs.get("mcp.session.id") or attrs.get("session.id")
     error_type = attrs.get("error.type")

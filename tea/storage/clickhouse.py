@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, ClassVar, TypeVar
 
 import msgspec
@@ -43,6 +44,24 @@ _DATA_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131})
 _EVENTS_INSERT = f"INSERT INTO events ({sql.SELECT_EVENTS}) VALUES"
 _KEYS = [("tenant_id", "String"), ("event_id", "String")]
 _OPTIONAL_SETTINGS = ("max_partitions_per_insert_block", "mutations_sync")
+
+
+def check_url(url: str) -> None:
+    """TEA speaks ClickHouse's native protocol: a URL of another scheme is refused at once (the native
+    driver, pointed at the HTTP port, would wait for a reply that never comes), with the URL to use."""
+    parts = urlsplit(url)
+    if parts.scheme in ("clickhouse", "clickhouses"):
+        return
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError("invalid clickhouse_url: it must start with clickhouse:// (or clickhouses:// for TLS), "
+                          "e.g. clickhouse://user:password@host:9000/database")
+    secure = parts.scheme == "https"
+    login = parts.username + (":***" if parts.password is not None else "") + "@" if parts.username else ""
+    suggested = f"{'clickhouses' if secure else 'clickhouse'}://{login}{parts.hostname}:{9440 if secure else 9000}" \
+                f"{parts.path or '/default'}"
+    raise ConfigError(f"invalid clickhouse_url: {parts.scheme}:// is ClickHouse's HTTP interface; TEA speaks its "
+                      f"native protocol (the server's tcp_port, {9440 if secure else 9000} by default): use "
+                      f"{suggested}")
 
 
 class ClickHouseStorage:
@@ -72,6 +91,7 @@ class ClickHouseStorage:
         if not settings.clickhouse_url:
             raise ConfigError("invalid clickhouse_url=None: storage_backend=clickhouse needs TEA_CLICKHOUSE_URL "
                               "(clickhouse://user:password@host:9000/database)")
+        check_url(settings.clickhouse_url)
         return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                    readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
                    timeout_s=settings.clickhouse.timeout_s)

@@ -100,7 +100,9 @@ INSERT_EXPRS: tuple[str, ...] = tuple(
     for c in COLUMNS)
 _INSERT_VALUES = ", ".join(f"{expr} AS {name}" for expr, name in zip(INSERT_EXPRS, COLUMNS))
 # Parquet exports: every column as stored, attributes as JSON text
-EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else c for c in COLUMNS)
+# Parquet's timestamps say they are UTC (TIMESTAMP WITH TIME ZONE: timestamp[us, tz=UTC]); the columns hold UTC
+EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else
+                           f"timezone('UTC', {c}) AS {c}" if c in ("timestamp", "received_at") else c for c in COLUMNS)
 _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)

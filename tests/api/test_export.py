@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +15,7 @@ from typing import Iterator
 import duckdb
 
 import httpx
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -64,10 +66,13 @@ def test_parquet_round_trip(client: httpx.Client, server: LiveServer, tmp_path: 
     (tmp_path / "out.parquet").write_bytes(r.content)
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.num_rows == 400 and "attributes" in table.column_names
+    for column in ("timestamp", "received_at"):  # instants in UTC, and saying so
+        assert table.schema.field(column).type == pa.timestamp("us", tz="UTC"), table.schema
     expected = stored_events(client, tenant_id="beta")
     for row in table.to_pylist():
         e = expected[row["event_id"]]
-        assert row["timestamp"].strftime("%Y-%m-%dT%H:%M:%SZ") == e["timestamp"]
+        assert row["timestamp"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") == e["timestamp"]
+        assert row["timestamp"].utcoffset() == timedelta(0)
         assert json.loads(row["attributes"]) == e["attributes"] and row["tags"] == e["tags"]
         assert row["duration_ms"] == e["duration_ms"] and row["status_code"] == 200
     assert not list((Path(server.app.settings.data_dir) / "tmp").glob("*")), "temporary files left behind"
@@ -151,10 +156,46 @@ def fake_tea(tmp_path: Path) -> Iterator[str]:
 def test_export_reports_the_rows_it_wrote(fake_tea: str, tmp_path: Path, fmt: str, rows: int) -> None:
     out = tmp_path / f"out.{fmt}"
     assert remote.export(fake_tea, fmt, {"tenant_id": "acme"}, str(out), progress=False) == (rows, out.stat().st_size, 7)
-    proc = tea_cli("export", "--url", fake_tea, "--format", fmt, "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
-    assert f"wrote {rows} rows, {out.stat().st_size} bytes to {out} (7 counted when the export started)" in proc.stderr
-    assert f"export {fmt}: 100%" in proc.stderr and f"| {rows}/{rows} [" in proc.stderr  # ends at the true count
+    code, terminal = on_terminal("export", "--url", fake_tea, "--format", fmt, "-o", str(out))
+    assert code == 0, terminal
+    assert f"wrote {rows} rows, {out.stat().st_size} bytes to {out} (7 counted when the export started)" in terminal
+    assert f"export {fmt}: 100%" in terminal and f"| {rows}/{rows} [" in terminal  # ends at the true count
+
+
+def on_terminal(*args: str) -> tuple[int, str]:
+    """Run the CLI with its stderr on a terminal (a pseudo-terminal): (exit code, what it drew there)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 24 rows of 120 columns
+    proc = subprocess.Popen([sys.executable, "-m", "tea", *args], stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    drawn = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer of the terminal is gone
+            break
+        if not chunk:
+            break
+        drawn.append(chunk)
+    os.close(master)
+    return proc.wait(120), b"".join(drawn).decode(errors="replace")
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(fake_tea: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.ndjson"
+    piped = tea_cli("export", "--url", fake_tea, "-o", str(out))
+    assert piped.returncode == 0 and piped.stderr == f"wrote 3 rows, {out.stat().st_size} bytes to {out} " \
+        "(7 counted when the export started)\n"
+    code, terminal = on_terminal("export", "--url", fake_tea, "-o", str(out))
+    assert code == 0 and "\r" in terminal and "export ndjson: 100%" in terminal
+    code, quiet = on_terminal("export", "--url", fake_tea, "-o", str(out), "--quiet")
+    assert code == 0 and "\r" not in quiet.replace("\r\n", "\n") and "%" not in quiet
 
 
 def test_csv_records_are_counted_across_chunks() -> None:
@@ -177,3 +218,14 @@ def test_cli_usage(client: httpx.Client, server: LiveServer) -> None:
     assert proc.returncode == 1 and "--month must look like 2026-11" in proc.stderr
     proc = tea_cli("usage", "--url", "http://127.0.0.1:9", "--month", "2026-01")
     assert proc.returncode == 1 and "cannot reach" in proc.stderr
+
+
+def test_cli_errors_name_the_flag(serve, tmp_path: Path) -> None:
+    live = serve(storage_backend="memory")
+    usage = tea_cli("usage", "--url", live.url, "--start", "yesterday")
+    assert usage.returncode == 1
+    assert usage.stderr.strip() == "tea usage: --start must be an RFC 3339 time or epoch milliseconds, got 'yesterday'"
+    export = tea_cli("export", "--url", live.url, "-o", str(tmp_path / "x.ndjson"), "--end", "soon", "--quiet")
+    assert export.returncode == 1 and export.stderr.strip().startswith("tea export: --end must be an RFC 3339 time")
+    period = tea_cli("usage", "--url", live.url, "--start", "2026-01-01T00:00:00Z", "--end", "2025-01-01T00:00:00Z")
+    assert period.returncode == 1 and period.stderr.strip() == "tea usage: --end must be after --start"
