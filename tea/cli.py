@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from tea import __version__
 from tea.errors import ConfigError
@@ -96,7 +96,6 @@ def cmd_serve(settings: Settings) -> int:
     for warning in settings.warnings:
         log.warning("%s", warning)
     from tea.http import limits
-    from tea.http.edge import make_edge
     from tea.listen import bind
 
     extra_port = settings.otlp.http_port
@@ -114,12 +113,7 @@ def cmd_serve(settings: Settings) -> int:
         print(f"tea: {exc}", file=sys.stderr)
         return 2
     limits.log_bounds(settings, before, open_files)
-    edge = make_edge(settings, app.telemetry.registry)  # one for both HTTP ports: they share the bounds
-
-    def config(port: int, lifespan: str) -> uvicorn.Config:
-        return uvicorn.Config(app, host=settings.host, port=port, loop="uvloop", http=edge.protocol(), ws="none",
-                              lifespan=lifespan, access_log=settings.access_log, log_config=None,
-                              server_header=False, timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
+    config = _uvicorn_configs(settings, app)
     main_config = config(settings.port, "on")
     server = make_server(main_config, app)
     if len(sockets) == 1:
@@ -142,6 +136,21 @@ def cmd_serve(settings: Settings) -> int:
     from uvicorn._compat import asyncio_run
     asyncio_run(both(), loop_factory=main_config.get_loop_factory())
     return 0 if server.started else 1
+
+
+def _uvicorn_configs(settings: Settings, app: Any) -> Callable[[int, Literal["on", "off"]], Any]:
+    """uvicorn's config of each HTTP port (uvloop, httptools), every port behind one HTTP edge: they
+    share its connection bound."""
+    import uvicorn
+
+    from tea.http.edge import make_edge
+    edge = make_edge(settings, app.telemetry.registry)
+
+    def config(port: int, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+        return uvicorn.Config(app, host=settings.host, port=port, loop="uvloop", http=edge.protocol(), ws="none",
+                              lifespan=lifespan, access_log=settings.access_log, log_config=None,
+                              server_header=False, timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
+    return config
 
 
 def make_server(config: Any, app: Any) -> Any:
