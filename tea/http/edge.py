@@ -34,6 +34,7 @@ from tea.http.limits import EdgeLimits, edge_limits, open_files_limit
 
 log = logging.getLogger(__name__)
 EVICT_SCAN = 8  # connections looked at for one eviction: a pipelined one (request in flight) is skipped
+WARN_EVERY_S = 60.0
 
 
 def answer(status: int, code: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
@@ -71,6 +72,7 @@ class Edge:
         self.now = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweep: asyncio.TimerHandle | None = None
+        self._warned_at = -WARN_EVERY_S
 
     def protocol(self) -> type["EdgeProtocol"]:
         """The protocol class for ``uvicorn.Config(http=...)``, bound to this edge."""
@@ -88,6 +90,7 @@ class Edge:
             self.now = conn.loop.time()
             self._sweep = conn.loop.call_later(self.limits.tick_s, self.sweep)
         if self.open >= self.limits.max_connections and not self._evict():
+            self._warn_full()
             if self.refusing < self.limits.max_refusing:
                 self.refusing += 1
                 conn.state = "refusing"
@@ -101,6 +104,12 @@ class Edge:
         self.open += 1
         conn.state = "open"
         self.waiting[conn] = self.now
+
+    def _warn_full(self) -> None:
+        if self.now >= self._warned_at + WARN_EVERY_S:
+            self._warned_at = self.now
+            log.warning("%d HTTP connections, each busy with a request: new connections are answered 503 "
+                        "(http.max_connections; see tea_http_connections_closed_total)", self.open)
 
     def _evict(self) -> bool:
         """Close the oldest connection that is idle or sending its headers, with no request in flight."""

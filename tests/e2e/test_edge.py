@@ -133,6 +133,7 @@ def test_past_the_connection_bound_idle_connections_give_way_then_503(tea_proces
     assert status_of(refused) == 503, refused[:200]
     assert b"retry-after: 1\r\n" in refused.lower() and body_of(refused)["error"] == "too_many_connections"
     assert status_of(exchange(server.ports["otlp"], HEALTHZ + b"\r\n")) == 503  # one bound for both ports
+    assert server.log().count("each busy with a request: new connections are answered 503") == 1  # once a minute
     for sock in busy:
         sock.close()
     wait_for(open_now, lambda n: n <= 1)
