@@ -3,7 +3,6 @@ or trickling connections closed at the handshake deadline, connections past the 
 from __future__ import annotations
 
 import socket
-import time
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_svc
@@ -24,13 +23,13 @@ def export(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.Status
     return grpc.StatusCode.OK
 
 
-def read_until_closed(sock: socket.socket, timeout_s: float = 15) -> float:
-    """Seconds until the server closed the connection (what it sent is read and dropped)."""
-    started = time.monotonic()
+def read_until_closed(sock: socket.socket, timeout_s: float = 15) -> bool:
+    """True once the server closed the connection (what it sent is read and dropped); socket.timeout
+    when it did not within ``timeout_s``."""
     sock.settimeout(timeout_s)
     while sock.recv(65536):
         pass
-    return time.monotonic() - started
+    return True
 
 
 def test_grpc_metadata_past_http_max_header_bytes_is_refused(serve) -> None:
@@ -48,7 +47,7 @@ def test_grpc_connections_that_never_finish_the_handshake_are_closed(serve) -> N
     with socket.create_connection(("127.0.0.1", port)) as silent, \
             socket.create_connection(("127.0.0.1", port)) as trickling:
         trickling.sendall(PREFACE[:10])
-        assert read_until_closed(silent) < 14 and read_until_closed(trickling) < 14
+        assert read_until_closed(silent) and read_until_closed(trickling)  # (1 s here; grpcio alone: 120 s)
     assert export(port) == grpc.StatusCode.OK
 
 
@@ -60,7 +59,7 @@ def test_grpc_connections_past_the_bound_are_closed(serve) -> None:
     for sock in held:
         sock.sendall(PREFACE)
     with socket.create_connection(("127.0.0.1", port)) as third:
-        assert read_until_closed(third) < 14
+        assert read_until_closed(third)
     assert export(port) == grpc.StatusCode.UNAVAILABLE
     for sock in held:
         sock.close()
