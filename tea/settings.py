@@ -125,6 +125,32 @@ class OtlpSettings(Section, frozen=True):
                                 "for byte falls back to the Python mapper")] = True
     hash_ids: Annotated[bool, doc("store user.id / organization.id in those tables as sha256(id)[:16] unless they "
                                   "already are 16 hex characters")] = False
+    grpc_max_connections: Annotated[int, doc(
+        "most OTLP/gRPC connections (more are closed at once); default (or auto): a quarter of the open-file limit "
+        "left after fd_reserve, at most 2500", ge=1)] | None = None
+    grpc_max_concurrent_streams: Annotated[int, doc("most calls in flight on one OTLP/gRPC connection", ge=1)] = 100
+    grpc_idle_timeout_s: Annotated[float, doc("an OTLP/gRPC connection without a call for this long is closed "
+                                              "(GOAWAY: exporters reconnect when they next send)", ge=1)] = 300.0
+
+
+class HttpSettings(Section, frozen=True):
+    """The HTTP edge of both HTTP ports (tea/http/edge.py); the header bounds apply to OTLP/gRPC too."""
+    max_header_bytes: Annotated[Size, doc(
+        "largest request header section (request line and headers): 431 and the connection closed past it, "
+        "never buffered whole; also the most metadata one OTLP/gRPC call may carry", ge=1024, le=16 * MiB)] = 65536
+    header_timeout_s: Annotated[float, doc(
+        "a request's header section must arrive within this of the connect (on a kept-alive connection: of the "
+        "end of the previous response): 408 and closed past it (a connection that sent nothing is closed without "
+        "an answer); also OTLP/gRPC's connection handshake deadline", ge=0.01)] = 10.0
+    body_timeout_s: Annotated[float, doc("longest pause while a request body arrives: 408 and closed past it",
+                                         ge=0.01)] = 30.0
+    body_total_timeout_s: Annotated[float, doc("a request body must arrive in full within this from the end of "
+                                               "its headers: 408 and closed past it", ge=0.01)] = 300.0
+    max_connections: Annotated[int, doc(
+        "most open HTTP connections, both HTTP ports together; past it the oldest connection that is idle or "
+        "still sending its headers is closed for the newcomer, or, when every one is busy with a request, the "
+        "newcomer is answered 503 with Retry-After; default (or auto): three quarters of the open-file limit left "
+        "after fd_reserve, at most 10000", ge=1)] | None = None
 
 
 class TelemetryKitSettings(Section, frozen=True):
@@ -285,6 +311,11 @@ class Settings(Section, frozen=True):
     max_batch_events: Annotated[int, doc("most events in one request", ge=1, le=50000)] = 10000
     max_future_skew_s: Annotated[float, doc("reject events stamped further than this in the future; 0 disables "
                                             "the check", ge=0)] = 86400.0
+    http: HttpSettings = HttpSettings()
+    fd_reserve: Annotated[int, doc(
+        "file descriptors kept out of the default connection bounds, for the buffer's segments, storage, the "
+        "writer and outbound calls (tea serve raises its soft open-file limit to the hard limit, at most 65536, "
+        "at start)", ge=16)] = 256
     validation: ValidationSettings = ValidationSettings()
     pii: PiiSettings = PiiSettings()
     processing: ProcessingSettings = ProcessingSettings()

@@ -17,6 +17,7 @@ import uvicorn
 
 from tea.app import TeaApp
 from tea.cli import make_server
+from tea.http.edge import make_edge
 from tea.settings import Settings, load
 from tea.storage.base import Storage
 from tests.services import free_port  # noqa: F401  (also imported from here by the tests)
@@ -38,8 +39,9 @@ class LiveServer:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
-                                lifespan="on", access_log=False, log_config=None)
+        edge = make_edge(app.settings, app.telemetry.registry)  # the HTTP edge `tea serve` has
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http=edge.protocol(),
+                                ws="none", lifespan="on", access_log=False, log_config=None)
         self.server = make_server(config, app)  # (as `tea serve`: live-tail streams end at shutdown)
         self.thread = threading.Thread(target=self.server.run, name="tea-live-server", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -141,7 +143,9 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 # ---------------------------------------------------------------- `tea serve` as a real subprocess
 class TeaProcess:
-    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, preexec_fn: Callable[[], Any] | None = None,
+                 **env: str) -> None:
+        self.preexec_fn = preexec_fn  # e.g. lower the open-file limit the server starts with
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
@@ -154,7 +158,8 @@ class TeaProcess:
     def start(self, wait_ready: bool = True) -> "TeaProcess":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tea", "serve", "--port", str(self.port),
-                                      "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=log)
+                                      "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=log,
+                                     preexec_fn=self.preexec_fn)
         log.close()
         if wait_ready:
             self.wait_ready()
@@ -199,8 +204,8 @@ class TeaProcess:
 def tea_process(tmp_path: Path) -> Iterator[type]:
     started: list[TeaProcess] = []
 
-    def make(data_dir: Path | None = None, **env: str) -> TeaProcess:
-        proc = TeaProcess(data_dir or tmp_path / "data", tmp_path / f"tea-{len(started)}.log", **env)
+    def make(data_dir: Path | None = None, preexec_fn: Callable[[], Any] | None = None, **env: str) -> TeaProcess:
+        proc = TeaProcess(data_dir or tmp_path / "data", tmp_path / f"tea-{len(started)}.log", preexec_fn, **env)
         started.append(proc)
         return proc
 

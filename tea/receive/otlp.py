@@ -429,10 +429,12 @@ class GrpcServer:
 
     async def _serve(self, main: asyncio.AbstractEventLoop, ready: "concurrent.futures.Future[int]") -> None:
         self._done = asyncio.Event()
+        from tea.http.limits import grpc_options, open_files_limit
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.max_message_bytes),
                                           ("grpc.max_send_message_length", self.max_message_bytes),
                                           # a taken port is an error, never a silent share with another process
-                                          ("grpc.so_reuseport", 0)])
+                                          ("grpc.so_reuseport", 0),
+                                          *grpc_options(self.rx.settings, open_files_limit())])
         server.add_generic_rpc_handlers(_handlers(self.rx, main))
         address = f"{self.host}:{self.port}"
         try:
