@@ -85,6 +85,7 @@ def test_malformed_ndjson_lines_are_reported_per_line(client: httpx.Client) -> N
     assert [e["index"] for e in body["errors"]] == list(range(1, len(lines)))
 
 
+@pytest.mark.socket  # (uvicorn's HTTP parser refuses it)
 def test_invalid_content_length_is_refused_by_the_http_layer(server) -> None:
     import socket
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
