@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tea.app import TeaApp
+from tea.app import TeaApp, tune_gc
 from tea.cli import make_server
 from tea.settings import Settings, load
 from tea.storage.base import Storage
@@ -30,7 +30,14 @@ def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     overrides.setdefault("auth_validation", False)  # development mode unless a test asks for auth
     overrides.setdefault("otlp__grpc_port", 0)  # tests that want OTLP/gRPC choose a free port
     overrides.setdefault("otlp__http_port", 0)
+    # (a test process starts a thousand TEAs: the collector is tuned once, for the session, below —
+    # each app tuning it again would cost a full collection of the test process, ~50 ms a start)
+    overrides.setdefault("gc_threshold", 0)
     return settings.replace(**overrides)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    tune_gc(load({}, env={}).gc_threshold)  # as a server is tuned once started (tea.app.tune_gc)
 
 
 class Served:
@@ -162,7 +169,17 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def after_stop() -> Iterator[list[Callable[[], None]]]:
+    """What to do once the test's servers have stopped (``serve`` depends on this: its teardown comes
+    first), such as dropping the databases they ran on."""
+    todo: list[Callable[[], None]] = []
+    yield todo
+    for action in todo:
+        action()
+
+
+@pytest.fixture
+def serve(tmp_path: Path, after_stop: list[Callable[[], None]]) -> Iterator[Callable[..., Any]]:
     """Start TEAs: ``serve(storage_backend="memory", **settings)`` on a real loopback socket (a
     ``LiveServer``), ``serve(socket=False, ...)`` in process (an ``InProcessServer``); all stopped at the end."""
     started: list[Served] = []
@@ -189,20 +206,24 @@ BACKENDS = ["duckdb", "memory", "postgres", "clickhouse"]
 
 
 def backend_settings(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
-    """Settings overrides for ``backend``: a fresh database on the session's real server when it has one."""
-    if backend == "postgres":
-        return {"storage_backend": "postgres", "postgres_url": request.getfixturevalue("postgres_server").fresh_url()}
-    if backend == "clickhouse":
-        return {"storage_backend": "clickhouse",
-                "clickhouse_url": request.getfixturevalue("clickhouse_server").fresh_url()}
-    return {"storage_backend": backend}
+    """Settings overrides for ``backend``: a fresh database on the session's real server when it has one,
+    dropped when the test's servers have stopped."""
+    if backend not in ("postgres", "clickhouse"):
+        return {"storage_backend": backend}
+    server = request.getfixturevalue(f"{backend}_server")
+    url = server.fresh_url()
+    request.getfixturevalue("after_stop").append(lambda: server.drop(url))
+    return {"storage_backend": backend, f"{backend}_url": url}
+
+
+# a test of what no backend takes part in (a refusal before anything is stored, a static document)
+# runs on one: ``@one_backend``
+one_backend = pytest.mark.parametrize("server", ["memory"], indirect=True)
 
 
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, serve: Callable[..., Served]) -> Served:
-    """A TEA on each backend, in process; on a real socket for a test marked ``socket``. A test of
-    behaviour no backend can change picks its backends: ``@pytest.mark.parametrize("server", ["memory"],
-    indirect=True)``."""
+    """A TEA on each backend, in process; on a real socket for a test marked ``socket``."""
     socket = request.node.get_closest_marker("socket") is not None
     return serve(socket=socket, **backend_settings(request, request.param))
 

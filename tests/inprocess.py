@@ -94,7 +94,9 @@ class ASGITransport(httpx.BaseTransport):
         self.client = client
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        body = request.read()
+        # a body sent in pieces (chunked) reaches the app in as many messages, as uvicorn hands them on
+        body = [request.read()] if isinstance(request.stream, httpx.ByteStream) else [bytes(c) for c in request.stream]
+        body = body or [b""]
         url = request.url
         scope = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
@@ -113,10 +115,9 @@ class _Exchange(httpx.SyncByteStream):
     """One request: the app runs it on its loop; the answer's start and body chunks come back to the
     calling thread through a queue; closing the answer early is a client disconnect."""
 
-    def __init__(self, app_loop: AppLoop, scope: Message, body: bytes, timeout_s: float | None) -> None:
+    def __init__(self, app_loop: AppLoop, scope: Message, body: list[bytes], timeout_s: float | None) -> None:
         self.app_loop, self.scope, self.body, self.timeout_s = app_loop, scope, body, timeout_s
         self.out: queue.Queue[Any] = queue.Queue()
-        self.requested = False
         self.disconnected: asyncio.Event | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -139,9 +140,8 @@ class _Exchange(httpx.SyncByteStream):
         self.out.put(_END)
 
     async def _receive(self) -> Message:
-        if not self.requested:
-            self.requested = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
+        if self.body:
+            return {"type": "http.request", "body": self.body.pop(0), "more_body": bool(self.body)}
         assert self.disconnected is not None
         await self.disconnected.wait()
         return {"type": "http.disconnect"}
