@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_ingest import assert_error_shape
-from tests.conftest import BACKENDS, LiveServer, backend_settings, wait_for
+from tests.conftest import BACKENDS, LiveServer, backend_settings, one_backend, wait_for
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR_MS = 3_600_000
@@ -250,6 +250,7 @@ def test_default_range_is_the_last_24_hours(client: httpx.Client) -> None:
     assert len(body["series"][0]["points"]) in (24, 25)
 
 
+@one_backend
 @pytest.mark.parametrize("params, name", [
     ({"metrics": "requests,bogus"}, "metrics"), ({"granularity": "fortnight"}, "granularity"),
     ({"group_by": "colour"}, "group_by"), ({"limit": "0"}, "limit"),
