@@ -126,13 +126,15 @@ class TeaApp:
         from tea.alerts import routes as alerts
         from tea.comms import postgrest, routes as comms
         from tea.ops import admin, dlq, routes as ops
+        from tea.prom import routes as prom
         from tea.query import analytics, export, otel_analytics, routes as query, traces
         from tea.ui import routes as ui
 
         for group in self.plugins.hook.register_receivers(app=self):
             for route in group:
                 self.router.add(route)
-        for module in (query, analytics, export, traces, otel_analytics, comms, postgrest, alerts, ops, admin, auth, dlq, ui):
+        for module in (query, analytics, export, traces, otel_analytics, prom, comms, postgrest, alerts, ops, admin, auth,
+                       dlq, ui):
             for route in module.routes(self):  # type: ignore[attr-defined]
                 self.router.add(route)
         # The seed served its routes under /tea/... (Spin route); serve them there too.

@@ -7,6 +7,7 @@ In ``tea.toml`` a dotted key is a table: ``[buffer] max_bytes = "1GiB"``.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -85,6 +86,17 @@ def _parse_json_list(value: Any) -> tuple[dict[str, Any], ...]:
     return tuple(dict(v) for v in value)
 
 
+def _parse_bounds(value: Any) -> tuple[float, ...]:
+    """Histogram bounds, ascending and finite: ``1,2.5,5`` or a TOML array."""
+    items = [part for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError
+    bounds = tuple(_parse_float(v) for v in items)
+    if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ValueError
+    return bounds
+
+
 def _parse_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError
@@ -100,6 +112,7 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "path": (_parse_str, "a path"),
     "hours_map": (_parse_hours_map, "tenant=hours pairs, e.g. acme=48,beta=0 (or a TOML table)"),
     "json_list": (_parse_json_list, "a list of tables ([[...]] in tea.toml) or a JSON array of objects"),
+    "bounds": (_parse_bounds, "ascending numbers, e.g. 5,10,25 (or a TOML array)"),
 }
 
 
@@ -294,6 +307,10 @@ SETTINGS: tuple[Setting, ...] = (
             "often (keeps proxies from closing it)", minimum=0.1),
     Setting("stream.stall_timeout_s", "float", 30.0, "a live-tail stream whose client accepts no bytes for this "
             "long is closed", minimum=0.1),
+    Setting("prometheus.duration_buckets_ms", "bounds", (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
+                                                         10000, 30000, 60000),
+            "upper bounds (ms) of the le buckets of tea_request_duration_ms_bucket in the Prometheus API "
+            "(+Inf is added)"),
     Setting("log_level", "str", "info", "logging level", choices=("debug", "info", "warning", "error")),
     Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
     Setting("access_log", "bool", False, "log every HTTP request"),

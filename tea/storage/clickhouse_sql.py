@@ -8,6 +8,7 @@ by the driver, so the same text runs in chdb (tests/storage/test_clickhouse.py c
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tea.storage.projections import TABLES
@@ -185,7 +186,16 @@ def agg_sql(agg: Agg) -> str:
         return f"(sumKahan({column}) / count({column}))" if column in FLOAT_COLUMNS else f"avg({column})"
     if agg.fn == "quantile":
         return quantile(column, agg.q)  # type: ignore[arg-type]
+    if agg.fn == "count_le":
+        return f"count({column})" if agg.le == math.inf else f"countIf(ifNull({column} <= {float(agg.le)!r}, 0))"  # type: ignore[arg-type]
     return f"{agg.fn}({column})"
+
+
+def bucket_expr(spec: AggregateSpec) -> str:
+    if spec.bucket_us is not None:
+        width, origin = f"toInt64({int(spec.bucket_us)})", f"toInt64({int(spec.origin_us)})"
+        return f"(timestamp - ((timestamp - {origin}) % {width} + {width}) % {width})"
+    return BUCKETS[spec.bucket] if spec.bucket else "NULL"
 
 
 def _group_key(groups: list[str]) -> list[str]:
@@ -197,10 +207,10 @@ def _group_key(groups: list[str]) -> list[str]:
 def aggregate(spec: AggregateSpec, final: bool = False) -> str:
     """Rows ``(bucket_us | NULL, *groups, *aggs, cell_count)``; the caller drops the trailing count."""
     groups = list(spec.group_by)
-    bucket = BUCKETS[spec.bucket] if spec.bucket else "NULL"
+    bucket = bucket_expr(spec)
     select = ", ".join([f"{bucket} AS bucket_us", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs)),
                         "count() AS cell_events"])
-    keys = (["bucket_us"] if spec.bucket else []) + groups
+    keys = (["bucket_us"] if spec.bucket or spec.bucket_us else []) + groups
     extra: list[str] = []
     if spec.top is not None and groups:
         order = ", ".join(f"isNull({g}), {g}" for g in groups)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from tea.storage.sql_common import at_most, fixed_bucket
 from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 # Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
@@ -93,12 +94,20 @@ def agg_sql(agg: Agg) -> str:
         return f"favg({column})" if column in ("duration_ms", "cost") else f"avg({column})"
     if agg.fn == "quantile":
         return f"quantile_cont({column}, {float(agg.q)!r})"  # type: ignore[arg-type]
+    if agg.fn == "count_le":
+        return f"count({column}) FILTER (WHERE {at_most(column, agg.le)})"  # type: ignore[arg-type]
     return f"{agg.fn}({column})"
+
+
+def bucket_expr(spec: AggregateSpec) -> str:
+    if spec.bucket_us is not None:
+        return fixed_bucket("epoch_us(timestamp)", spec.bucket_us, spec.origin_us)
+    return f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
 
 
 def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     frm, params = scan(spec.filter)
-    bucket = f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
+    bucket = bucket_expr(spec)
     groups = list(spec.group_by)
     select = ", ".join([f"{bucket} AS bucket", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
     group_clause = " GROUP BY " + ", ".join(["bucket", *groups])
