@@ -222,7 +222,7 @@ def bucket_quantile(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np
     ``bounds`` the sorted upper bounds. NaN (no value) where Prometheus answers NaN: no +Inf bucket,
     fewer than two buckets, no observations, or a bucket missing at that step."""
     steps = counts.shape[1]
-    nan = np.full(steps, np.nan)
+    nan = _out_of_range(q, np.full(steps, np.nan))
     if len(bounds) < 2 or bounds[-1] != math.inf:
         return nan
     # coalesce buckets with the same bound, then make the counts monotonic (float precision, resets)
@@ -249,5 +249,9 @@ def bucket_quantile(q: np.ndarray, bounds: np.ndarray, counts: np.ndarray) -> np
         value = start + (end - start) * ((rank - below) / in_bucket)
     value = np.where(b == len(bounds) - 1, bounds[-2], value)
     value = np.where((b == 0) & (bounds[0] <= 0), bounds[0], value)
-    value = np.where(q < 0, -math.inf, np.where(q > 1, math.inf, value))
-    return np.where(missing | (total == 0) | np.isnan(q), np.nan, value)
+    return _out_of_range(q, np.where(missing | (total == 0), np.nan, value))
+
+
+def _out_of_range(q: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Prometheus answers a quantile below 0 with -Inf and above 1 with +Inf, whatever the buckets."""
+    return np.where(np.isnan(q), np.nan, np.where(q < 0, -math.inf, np.where(q > 1, math.inf, value)))
