@@ -101,7 +101,7 @@ class Engine:
             else:
                 key = tuple(p for p in labels if p[0] in node.labels)
             groups.setdefault(key, []).append(values)
-        return Vector({key: _reduce(node.op, np.vstack(members)) for key, members in groups.items()})
+        return Vector({key: _reduce(node.op, members) for key, members in groups.items()})
 
     # ------------------------------------------------------------ histogram_quantile
     async def _quantile(self, node: Quantile, keep: Keep) -> Vector:
@@ -200,7 +200,10 @@ _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _reduce(op: str, stack: np.ndarray) -> np.ndarray:
+def _reduce(op: str, members: list[np.ndarray]) -> np.ndarray:
+    if len(members) == 1 and op in ("sum", "avg", "min", "max"):  # (a group of one series: itself)
+        return members[0]
+    stack = np.vstack(members)
     present = ~np.isnan(stack)
     n = present.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

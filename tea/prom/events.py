@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tea.prom import cells
 from tea.prom.engine import NAME, Keep, Labels, Series
 from tea.prom.plan import Matcher, PromError, Selector
 from tea.query.scope import ScopedStorage
@@ -146,25 +147,14 @@ class EventSource:
         aggs = plan.aggs
         spec = AggregateSpec(f, aggs, None, tuple(LABELS[g] for g in plan.groups), bucket_us=width_us,
                              origin_us=origin_us)
-        rows = await self.reader.aggregate(spec)
         n_buckets = 1 if width_us is None else max(1, (f.end_us - origin_us + width_us - 1) // width_us)  # type: ignore[operator]
-        width = len(plan.groups)
-        index: dict[tuple[Any, ...], int] = {}
-        group_of = [index.setdefault(row[1:1 + width], len(index)) for row in rows]
-        bucket_of = [0 if width_us is None else (row[0] - origin_us) // width_us for row in rows]
-        cells = np.zeros((len(index), len(aggs), n_buckets))
-        if rows:
-            try:
-                values = np.array([row[1 + width:] for row in rows], dtype=float)
-            except TypeError:  # a sum over only NULLs
-                values = np.array([[0.0 if v is None else v for v in row[1 + width:]] for row in rows], dtype=float)
-            cells[np.array(group_of), :, np.array(bucket_of)] = values
-        keys = list(index)
+        found = await cells.columns(self.reader, spec)
+        keys, blocks = cells.dense(found, len(plan.groups), len(aggs), n_buckets, width_us, origin_us)
+        matched = [(plan.groups.index(m.name), m) for m in plan.matched]
         keep_at = [plan.groups.index(label) for label in plan.keep]
         merged: dict[Labels, np.ndarray] = {}
-        for key, block in zip(keys, cells):
-            values = ["" if v is None else str(v) for v in key]
-            if not all(m.matches(values[plan.groups.index(m.name)]) for m in plan.matched):
+        for values, block in zip(keys, blocks):
+            if not all(m.matches(values[at]) for at, m in matched):
                 continue
             labels = tuple((plan.keep[i], values[at]) for i, at in enumerate(keep_at) if values[at] != "")
             merged[labels] = merged[labels] + block if labels in merged else block

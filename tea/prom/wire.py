@@ -108,12 +108,18 @@ def steps_of(start_us: int, end_us: int, step_us: int) -> np.ndarray:
 
 
 def sample_text(value: float) -> str:
-    """A sample value as Prometheus writes it (strconv.FormatFloat(v, 'f', -1, 64))."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return np.format_float_positional(value, unique=True, trim="-")
+    """A sample value as Prometheus writes it (strconv.FormatFloat(v, 'f', -1, 64)): the shortest digits
+    that read back as the same float, never an exponent."""
+    text = repr(value)
+    if text.endswith(".0"):
+        return text[:-2]
+    if "e" in text or text in ("nan", "inf", "-inf"):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        return np.format_float_positional(value, unique=True, trim="-")
+    return text
 
 
 def seconds(us: int) -> float:
@@ -133,13 +139,27 @@ def instant_data(value: Value, at_us: int) -> dict[str, object]:
     return {"resultType": "vector", "result": result}
 
 
+def texts(values: np.ndarray) -> list[str]:
+    """``sample_text`` of every value at once: msgspec writes the shortest digits of all of them in one
+    call, cut apart here (per value in Python only when an exponent or infinity shows up)."""
+    if not len(values):
+        return []
+    if np.isinf(values).any():
+        return [sample_text(v) for v in values.tolist()]
+    text = msgspec.json.encode(values.tolist()).decode()[1:-1] + ","
+    if "e" in text:
+        return [sample_text(v) for v in values.tolist()]
+    return text.replace(".0,", ",")[:-1].split(",")
+
+
 def range_data(value: Value, steps: np.ndarray) -> dict[str, object]:
-    times = [seconds(int(s)) for s in steps]
+    times = np.round(steps / 1000) / 1000
     series = value.series.items() if isinstance(value, Vector) else [((), value.values)]
     result = []
     for labels, values in sorted(series):
-        points = [[times[i], sample_text(float(v))] for i, v in enumerate(values) if not math.isnan(v)]
-        if points:
+        present = ~np.isnan(values)
+        if present.any():
+            points = list(zip(times[present].tolist(), texts(values[present])))  # (tuples: JSON arrays)
             result.append({"metric": _metric(labels), "values": points})
     return {"resultType": "matrix", "result": result}
 

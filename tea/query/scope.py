@@ -57,6 +57,10 @@ class ScopedStorage:
             async def export_file(filter: EventFilter, fmt: str, path: str) -> None:
                 await storage.export_file(scoped(principal, filter), fmt, path)  # type: ignore[attr-defined]
             self.export_file = export_file
+        if hasattr(storage, "aggregate_columns"):  # the backend answers aggregates as columns
+            async def aggregate_columns(spec: AggregateSpec) -> list[Any]:
+                return await storage.aggregate_columns(replace(spec, filter=scoped(principal, spec.filter)))  # type: ignore[attr-defined]
+            self.aggregate_columns = aggregate_columns
         if hasattr(storage, "communication_groups"):  # the backend computes the seed's views in SQL
             async def communication_groups(kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
                 return await storage.communication_groups(kind, scoped(principal, filter))  # type: ignore[attr-defined]

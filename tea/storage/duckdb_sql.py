@@ -4,7 +4,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from tea.storage.sql_common import at_most, fixed_bucket
+from tea.storage.sql_common import at_most
 from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 # Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
@@ -100,8 +100,9 @@ def agg_sql(agg: Agg) -> str:
 
 
 def bucket_expr(spec: AggregateSpec) -> str:
-    if spec.bucket_us is not None:
-        return fixed_bucket("epoch_us(timestamp)", spec.bucket_us, spec.origin_us)
+    if spec.bucket_us is not None:  # (time_bucket with an origin floors before it too)
+        return (f"epoch_us(time_bucket(to_microseconds({int(spec.bucket_us)}), timestamp, "
+                f"make_timestamp({int(spec.origin_us)})))")
     return f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
 
 

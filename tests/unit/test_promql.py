@@ -170,3 +170,12 @@ def test_wire_forms() -> None:
     with pytest.raises(PromError, match="11,000 points"):
         steps_of(0, 11_000 * 1_000_000, 1_000_000)
     assert list(steps_of(0, 30_000_000, 15_000_000)) == [0, 15_000_000, 30_000_000]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False), max_size=30))
+def test_values_written_at_once_read_as_one_at_a_time(values: list[float]) -> None:
+    from tea.prom.wire import texts
+    written = texts(np.array(values, dtype=float))
+    assert written == [sample_text(v) for v in values]
+    assert [float(t.replace("Inf", "inf")) for t in written] == values
