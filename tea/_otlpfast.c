@@ -1,10 +1,11 @@
 /* tea._otlpfast: the native fast path for OTLP trace exports.
 
-   map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol)
+   map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol, price)
    takes the bytes of a serialized ExportTraceServiceRequest as received, and returns the NDJSON of the
    normalised span events exactly as
    tea.receive.otlp_map.pb_spans + tea.pipeline.normalise.Normaliser (without stages) +
-   tea.types.encode_lines would produce them:
+   tea.types.encode_lines would produce them (``price`` is the Normaliser's PriceTable.lookup, for the cost
+   of a span that names a model and tokens):
 
        (ndjson: bytes, accepted: int, total: int, low: int, high: int,
         rejections: list[(index, code, event_id, detail)])
@@ -638,15 +639,85 @@ typedef struct {
     const char *default_tenant, *only_tenant, *source_protocol;
     Py_ssize_t default_tenant_n, only_tenant_n, source_protocol_n;
     uint64_t now, latest, max_us;
+    PyObject *price; /* tea.pricing.PriceTable.lookup, or None */
     /* per resource */
     int has_source, has_tenant;
     Buf source, tenant;
+    /* per span: the texts of the tool and model columns */
+    Buf tool, model;
     /* results */
     Py_ssize_t total, accepted;
     uint64_t low, high;
 } Ctx;
 
 static const char *KINDS[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+
+/* ------------------------------------------------------------------ MCP and GenAI conventions (tea.semconv) */
+/* jsonrpc_code: rpc.jsonrpc.error_code as an int32, else rpc.response.status_code or error.type written as
+   '-' and 1 to 9 ASCII digits. 1 found (in *out), 0 none. */
+static int jsonrpc_code(KVVec *vec, size_t a0, size_t a1, int64_t *out) {
+    static const char *keys[] = {"rpc.jsonrpc.error_code", "rpc.response.status_code", "error.type"};
+    for (int k = 0; k < 3; k++) {
+        Val *v = get(vec, a0, a1, keys[k]);
+        if (!v) continue;
+        if (k == 0 && v->type == V_INT && v->i >= -2147483648LL && v->i <= 2147483647LL) {
+            *out = v->i;
+            return 1;
+        }
+        if (v->type == V_STR && v->n >= 2 && v->n <= 10 && v->s[0] == '-') {
+            int64_t x = 0;
+            size_t i = 1;
+            for (; i < v->n && v->s[i] >= '0' && v->s[i] <= '9'; i++) x = x * 10 + (v->s[i] - '0');
+            if (i == v->n) {
+                *out = -x;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* token_count of an int: itself when >= 0 (floats never get here: the span is left to Python) */
+static int token_count(const Val *v, int64_t *out) {
+    if (!v || v->type != V_INT || v->i < 0) return 0;
+    *out = v->i;
+    return 1;
+}
+
+/* text(value) into `into`: str(value)[:1024]; 0 when the value is None (nothing written) */
+static int text_of(Buf *into, const Val *v, int *present) {
+    into->len = 0;
+    *present = v != NULL;
+    if (!v) return 0;
+    if (put_str_of(into, v)) return NH;
+    into->len = utf8_prefix((const uint8_t *)into->p, into->len, 1024);
+    return 0;
+}
+
+/* PriceTable.cost: the same float operations in the same order. 1 priced (in *cost), 0 not, NH on error. */
+static int price_of(Ctx *c, int has_in, int64_t in, int has_out, int64_t out, double *cost) {
+    if (c->price == Py_None || (!has_in && !has_out)) return 0;
+    PyObject *name = PyUnicode_DecodeUTF8(c->model.p ? c->model.p : "", (Py_ssize_t)c->model.len, "strict");
+    if (!name) return NH;
+    PyObject *found = PyObject_CallOneArg(c->price, name);
+    Py_DECREF(name);
+    if (!found) return NH;
+    int rc = 0;
+    if (found == Py_None) {
+        rc = 0;
+    } else if (PyTuple_Check(found) && PyTuple_GET_SIZE(found) == 2 && PyFloat_CheckExact(PyTuple_GET_ITEM(found, 0)) &&
+               PyFloat_CheckExact(PyTuple_GET_ITEM(found, 1))) {
+        double total = 0.0;
+        if (has_in) total += (double)in * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(found, 0)) / 1000;
+        if (has_out) total += (double)out * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(found, 1)) / 1000;
+        *cost = total;
+        rc = 1;
+    } else {
+        rc = NH;
+    }
+    Py_DECREF(found);
+    return rc;
+}
 
 static int add_rejection(Ctx *c, Py_ssize_t index, const char *code, const Buf *event_id, PyObject *detail) {
     if (!detail) return NH;
@@ -878,6 +949,13 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     Val *user = or2(get(vec, a0, a1, "enduser.id"), get(vec, a0, a1, "user.id"));
     Val *session = or2(get(vec, a0, a1, "mcp.session.id"), get(vec, a0, a1, "session.id"));
     Val *error_type = get(vec, a0, a1, "error.type");
+    int64_t jsonrpc = 0, n_in = 0, n_out = 0;
+    int has_jsonrpc = jsonrpc_code(vec, a0, a1, &jsonrpc);
+    int has_tool, has_model, has_in = token_count(t_in, &n_in), has_out = token_count(t_out, &n_out);
+    if (text_of(&c->tool, get(vec, a0, a1, "gen_ai.tool.name"), &has_tool) ||
+        text_of(&c->model, or2(get(vec, a0, a1, "gen_ai.request.model"), get(vec, a0, a1, "gen_ai.response.model")),
+                &has_model))
+        goto nh;
 
     Buf *b = &c->out;
     size_t line_start = b->len;
@@ -934,9 +1012,12 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         }
     }
     if (s.status_code == 1 && PUTS(b, ",\"status\":\"ok\"")) goto nh;
-    if (s.status_code == 2 && PUTS(b, ",\"status\":\"error\"")) goto nh;
+    if ((s.status_code == 2 || (s.status_code != 1 && has_jsonrpc)) && PUTS(b, ",\"status\":\"error\"")) goto nh;
     if (code && code->type == V_INT && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
     if (code && code->type == V_BOOL && (code->i ? PUTS(b, ",\"status_code\":true") : PUTS(b, ",\"status_code\":false")))
+        goto nh;
+    if (!(code && (code->type == V_INT || code->type == V_BOOL)) && has_jsonrpc &&
+        (PUTS(b, ",\"status_code\":") || put_i64(b, jsonrpc)))
         goto nh;
     {
         uint64_t diff = s.end > s.start ? s.end - s.start : 0;
@@ -953,6 +1034,11 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
             }
         }
         if (PUTS(b, ",\"tokens_used\":") || put_i64(b, sum)) goto nh;
+    }
+    if (has_model) {
+        double cost = 0.0;
+        int priced = price_of(c, has_in, n_in, has_out, n_out, &cost);
+        if (priced < 0 || (priced && (PUTS(b, ",\"cost\":") || put_double(b, cost)))) goto nh;
     }
     PUT_STR_FIELD(",\"error_type\":", error_type)
 #undef PUT_STR_FIELD
@@ -984,7 +1070,13 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         goto nh;
     c->vec.n = a1;
     if (s.n_events && write_span_events(c, &s)) goto nh;
-    if (PUTS(b, ",\"resource\":") || put(b, c->resource.p, c->resource.len) || PUTS(b, "}}\n")) goto nh;
+    if (PUTS(b, ",\"resource\":") || put(b, c->resource.p, c->resource.len) || putch(b, '}')) goto nh;
+    if (has_tool && (PUTS(b, ",\"tool\":") || put_json_str_valid(b, (const uint8_t *)c->tool.p, c->tool.len))) goto nh;
+    if (has_model && (PUTS(b, ",\"model\":") || put_json_str_valid(b, (const uint8_t *)c->model.p, c->model.len)))
+        goto nh;
+    if (has_in && (PUTS(b, ",\"input_tokens\":") || put_i64(b, n_in))) goto nh;
+    if (has_out && (PUTS(b, ",\"output_tokens\":") || put_i64(b, n_out))) goto nh;
+    if (PUTS(b, "}\n")) goto nh;
     (void)line_start;
     c->accepted++;
     if (us < c->low) c->low = us;
@@ -1172,16 +1264,17 @@ static int do_request(Ctx *c, const uint8_t *p, size_t n) {
 
 static PyObject *map_traces(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"data", "tenant_from_resource", "default_tenant", "only_tenant", "now", "latest",
-                            "max_us", "source_protocol", NULL};
+                            "max_us", "source_protocol", "price", NULL};
     Py_buffer data;
     int from_resource;
-    PyObject *default_tenant, *only_tenant, *source_protocol = NULL;
+    PyObject *default_tenant, *only_tenant, *source_protocol = NULL, *price = Py_None;
     unsigned long long now, latest, max_us;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*pUOKKK|U", names, &data, &from_resource, &default_tenant,
-                                     &only_tenant, &now, &latest, &max_us, &source_protocol))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*pUOKKK|UO", names, &data, &from_resource, &default_tenant,
+                                     &only_tenant, &now, &latest, &max_us, &source_protocol, &price))
         return NULL;
     Ctx c;
     memset(&c, 0, sizeof c);
+    c.price = price;
     PyObject *result = NULL;
     c.tenant_from_resource = from_resource;
     c.now = now;
@@ -1227,6 +1320,8 @@ error:
     PyMem_Free(c.scratch.p);
     PyMem_Free(c.source.p);
     PyMem_Free(c.tenant.p);
+    PyMem_Free(c.tool.p);
+    PyMem_Free(c.model.p);
     PyBuffer_Release(&data);
     return result;
 }

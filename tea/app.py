@@ -27,6 +27,7 @@ from tea.auth.tokens import TokenService
 from tea.buffer.log import DurableBuffer
 from tea.pipeline.process import ProcessorRunner
 from tea.plugins import make_plugin_manager
+from tea.pricing import PriceTable
 from tea.buffer.writer import Writer
 from tea.errors import ClientError, Forbidden, Unauthorized, Unavailable
 from tea.http import Request, Response, Router
@@ -84,7 +85,8 @@ class TeaApp:
         self.alerts = build_alerts(settings, self.storage, self.registry, clock)
         stages = tuple(stage for group in self.plugins.hook.register_validators(settings=settings) for stage in group)
         self.normaliser = Normaliser(default_tenant=settings.default_tenant,
-                                     max_future_skew_s=settings.max_future_skew_s, clock=clock, stages=stages)
+                                     max_future_skew_s=settings.max_future_skew_s, clock=clock, stages=stages,
+                                     prices=PriceTable.load(settings.genai.price_table, settings.data_dir))
         processors = [p for group in self.plugins.hook.register_processors(settings=settings, storage=self.storage)
                       for p in group]
         self.processors = ProcessorRunner(

@@ -270,6 +270,9 @@ SETTINGS: tuple[Setting, ...] = (
             "it is built; anything it does not reproduce exactly falls back to the Python mapper"),
     Setting("otlp.hash_ids", "bool", False, "hash user.id / organization.id (sha256[:16]) in those tables unless "
             "they already are such a hash"),
+    Setting("genai.price_table", "path", None, "TOML price table (per model, input and output price of 1 000 "
+            "tokens) an event's cost is computed from when it names a model and tokens but no cost; default: "
+            "<data_dir>/prices.toml, written from the shipped table on first start", nullable=True),
     Setting("telemetry_kit.duplicates", "str", "accept", "an all-duplicate (retried) batch: accept = 200, "
             "reject = upstream's 400", choices=("accept", "reject")),
     Setting("telemetron.tenant", "str", None, "tenant of Telemetron requests that carry no credential (its "

@@ -26,13 +26,18 @@ EMPTY_OBJECT = msgspec.Raw(b"{}")
 Attributes = Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema={
     "type": "object", "description": "everything that is not a promoted column (any JSON object)"})]
 
-# Promoted columns in storage order; storage backends and the query layer use this order.
+# Promoted columns in storage order; storage backends and the query layer use this order. Columns added
+# after the first release come last (a migration appends them to existing tables).
 COLUMNS: tuple[str, ...] = (
     "event_id", "tenant_id", "timestamp", "received_at", "event_type", "source", "source_protocol",
     "user_id", "session_id", "organization", "method", "target", "protocol", "status", "status_code",
     "duration_ms", "request_size", "response_size", "tokens_used", "cost", "error_type",
     "error_message", "trace_id", "span_id", "parent_span_id", "correlation_id", "tags", "attributes",
+    "tool", "model", "input_tokens", "output_tokens",
 )
+# the columns an EventFilter matches by equality (besides tenant_ids and the time range)
+FILTER_COLUMNS: tuple[str, ...] = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id",
+                                   "correlation_id", "protocol", "target", "tool", "model")
 
 
 class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -69,6 +74,12 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     correlation_id: Short | None = None
     tags: Annotated[list[Tag], msgspec.Meta(max_length=256)] = []
     attributes: Attributes = msgspec.field(default_factory=lambda: EMPTY_OBJECT)
+    # MCP and GenAI semantic conventions: the tool called (gen_ai.tool.name), the model
+    # (gen_ai.request.model), its input and output tokens (cost follows from a price table)
+    tool: Short | None = None
+    model: Short | None = None
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
 
 
 _lines_encoder = msgspec.json.Encoder()
@@ -150,6 +161,8 @@ class EventFilter:
     correlation_id: str | None = None
     protocol: str | None = None
     target: str | None = None
+    tool: str | None = None
+    model: str | None = None
     start_us: int | None = None  # inclusive
     end_us: int | None = None    # exclusive
 
@@ -187,7 +200,7 @@ class QueryResult:
 
 # ---------------------------------------------------------------- aggregation (metrics, stats, usage)
 GROUPABLE: tuple[str, ...] = ("tenant_id", "event_type", "source", "method", "target", "status", "protocol",
-                              "user_id", "source_protocol", "organization")
+                              "user_id", "source_protocol", "organization", "tool", "model")
 BUCKETS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
 AGG_FUNCTIONS: tuple[str, ...] = ("count", "errors", "sum", "avg", "min", "max", "quantile", "count_distinct",
                                    "count_le")
@@ -195,7 +208,7 @@ AGG_FUNCTIONS: tuple[str, ...] = ("count", "errors", "sum", "avg", "min", "max",
 RANK_MERGE: dict[str, str] = {"count": "sum", "errors": "sum", "sum": "sum", "min": "min", "max": "max"}
 # numeric columns aggregations may read; "timestamp" only with min/max (answered in µs)
 AGG_COLUMNS: tuple[str, ...] = ("duration_ms", "request_size", "response_size", "tokens_used", "cost",
-                                "status_code", "timestamp", "user_id", "session_id")
+                                "status_code", "timestamp", "user_id", "session_id", "input_tokens", "output_tokens")
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,10 @@ from tea.types import Agg, AggregateSpec, EventFilter
 
 # label -> the event column it comes from
 LABELS: dict[str, str] = {"tenant_id": "tenant_id", "event_type": "event_type", "source": "source",
-                          "method": "method", "status": "status", "protocol": "protocol", "target": "target"}
+                          "method": "method", "tool": "tool", "model": "model", "status": "status",
+                          "protocol": "protocol", "target": "target"}
 # labels whose `=` matcher narrows the storage filter itself (the others are matched on the groups)
-_FILTERED = ("event_type", "source", "method", "status", "protocol", "target")
+_FILTERED = ("event_type", "source", "method", "tool", "model", "status", "protocol", "target")
 DURATION_BUCKETS_MS: tuple[float, ...] = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
                                           60000)
 MAX_BUCKETS = 200_000
@@ -57,6 +58,8 @@ COUNTERS: tuple[Metric, ...] = (
            "Events that are errors (status error or timeout; without a status: an error type, a status code "
            ">= 400 or a negative JSON-RPC code)"),
     Metric("tea_tokens_total", Agg("sum", "tokens_used"), "counter", "Tokens used (tokens_used)"),
+    Metric("tea_input_tokens_total", Agg("sum", "input_tokens"), "counter", "GenAI input tokens (input_tokens)"),
+    Metric("tea_output_tokens_total", Agg("sum", "output_tokens"), "counter", "GenAI output tokens (output_tokens)"),
     Metric("tea_cost_total", Agg("sum", "cost"), "counter", "Cost (cost)"),
     Metric("tea_request_bytes_total", Agg("sum", "request_size"), "counter", "Request bytes (request_size)"),
     Metric("tea_response_bytes_total", Agg("sum", "response_size"), "counter", "Response bytes (response_size)"),

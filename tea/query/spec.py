@@ -12,7 +12,7 @@ from tea.timeutil import parse_time
 from tea.types import Cursor, EventFilter
 
 FILTER_FIELDS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                 "correlation_id", "protocol", "target")
+                 "correlation_id", "protocol", "target", "tool", "model")
 MAX_LIMIT = 10000
 TIME_HELP = "RFC 3339 / ISO 8601 time or epoch milliseconds"
 

@@ -156,7 +156,7 @@ def map_native(normaliser: Normaliser, body: bytes, principal: Principal | None,
     if not 0 <= now < 2**64 or latest < 0:
         return None
     result = _otlpfast.map_traces(body, admin, only or normaliser.default_tenant, only, now, latest, MAX_US,
-                                  source_protocol)
+                                  source_protocol, normaliser.prices.lookup)
     if result is None:
         return None
     ndjson, accepted, total, low, high, rejections = result

@@ -4,9 +4,10 @@ Each wire form has a small adapter yielding plain values; one mapping per signal
 events, so protobuf and JSON behave identically. Semantic conventions lifted into columns:
 HTTP (``http.request.method``/``http.method``, ``http.route``, ``http.response.status_code``/
 ``http.status_code``, ``url.*``), GenAI (``gen_ai.usage.input_tokens`` + ``output_tokens`` →
-``tokens_used``), MCP (``mcp.method.name`` / ``gen_ai.tool.name`` → ``method``, ``mcp.session.id``
-→ ``session_id``); everything else stays in ``attributes``, the resource attributes under
-``resource``. Timestamps are UTC microseconds.
+``tokens_used``, and each in its own column; ``gen_ai.tool.name`` → ``tool``, ``gen_ai.request.model``
+→ ``model``), MCP (``mcp.method.name`` / ``gen_ai.tool.name`` → ``method``, ``mcp.session.id``
+→ ``session_id``, a JSON-RPC error code → ``status_code`` and ``error``: tea.semconv); everything else
+stays in ``attributes``, the resource attributes under ``resource``. Timestamps are UTC microseconds.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Iterator
 
 import msgspec
 
+from tea import semconv
 from tea.types import Event
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -91,6 +93,8 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     else:
         method, protocol = name, ("grpc" if attrs.get("rpc.system") == "grpc" else None)
     code = attrs.get("http.response.status_code", attrs.get("http.status_code", attrs.get("rpc.grpc.status_code")))
+    jsonrpc = semconv.jsonrpc_code(attrs)
+    tool, model, input_tokens, output_tokens = semconv.genai(attrs)
     tokens = [attrs.get(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")]
     used = sum(int(t) for t in tokens if isinstance(t, (int, float))) if any(t is not None for t in tokens) else None
     user = attrs.get("enduser.id") or attrs.get("user.id")
@@ -108,10 +112,11 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
         event_type="span", event_id=f"{trace_id}{span_id}" if trace_id and span_id else None,
         tenant_id=_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
         source=_str(resource.get("service.name")), user_id=_str(user), session_id=_str(session),
-        method=method[:1024], protocol=protocol, status=STATUS.get(status_code),
-        status_code=code if isinstance(code, int) else None, duration_ms=max(0, end_ns - start_ns) / 1e6,
+        method=method[:1024], protocol=protocol, status=STATUS.get(status_code) or ("error" if jsonrpc is not None else None),
+        status_code=code if isinstance(code, int) else jsonrpc, duration_ms=max(0, end_ns - start_ns) / 1e6,
         tokens_used=used, error_type=_str(error_type), error_message=status_message or None, trace_id=trace_id,
-        span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded))
+        span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded), tool=tool, model=model,
+        input_tokens=input_tokens, output_tokens=output_tokens)
 
 
 def pb_spans(request: Any, tenant_from_resource: bool) -> Iterator[Event]:

@@ -155,6 +155,11 @@ class ClickHouseStorage:
                 admin.disconnect()
         for statement in sql.schema():
             client.execute(statement)
+        present = {row[0] for row in client.execute(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events'")}
+        for name in sql.ADDED_COLUMNS:  # an events table from before they existed: append them
+            if name not in present:
+                client.execute(f"ALTER TABLE events ADD COLUMN `{name}` {sql.COLUMN_TYPES[name]}")
         names = ", ".join(lit(n) for n in _OPTIONAL_SETTINGS)
         self._supported = {row[0] for row in client.execute(f"SELECT name FROM system.settings WHERE name IN ({names})")}
 
@@ -493,6 +498,10 @@ class _Row(msgspec.Struct, gc=False):
     correlation_id: str | None = None
     tags: list[str] = []
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
+    tool: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 _ROWS = msgspec.json.Decoder(list[_Row])
@@ -508,9 +517,8 @@ def _pair(key: str, value: Any) -> str:
 
 
 def _columns(events: list[_Row]) -> list[list[Any]]:
-    out = [[getattr(e, c) for e in events] for c in COLUMNS[:-1]]
-    out.append([bytes(e.attributes).decode() for e in events])
-    return out
+    return [[bytes(e.attributes).decode() for e in events] if c == "attributes" else [getattr(e, c) for e in events]
+            for c in COLUMNS]
 
 
 def _event(row: tuple[Any, ...]) -> Event:

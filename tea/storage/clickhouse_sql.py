@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from tea.storage.projections import TABLES
-from tea.types import COLUMNS, Agg, AggregateSpec, EventFilter
+from tea.types import COLUMNS, FILTER_COLUMNS, Agg, AggregateSpec, EventFilter
 
 US_PER_DAY = 86_400_000_000
 # Storage type of every promoted column: µs as Int64, optional columns Nullable, attributes JSON text.
@@ -26,7 +26,11 @@ COLUMN_TYPES: dict[str, str] = {
     "cost": "Nullable(Float64)", "error_type": "Nullable(String)", "error_message": "Nullable(String)",
     "trace_id": "Nullable(String)", "span_id": "Nullable(String)", "parent_span_id": "Nullable(String)",
     "correlation_id": "Nullable(String)", "tags": "Array(String)", "attributes": "String",
+    "tool": "Nullable(String)", "model": "Nullable(String)", "input_tokens": "Nullable(Int64)",
+    "output_tokens": "Nullable(Int64)",
 }
+# columns added after the first release: appended to an existing events table at start
+ADDED_COLUMNS = ("tool", "model", "input_tokens", "output_tokens")
 assert tuple(COLUMN_TYPES) == COLUMNS
 
 # The UTC day of a µs timestamp, as 20260101: the partition key, so retention drops whole days.
@@ -96,8 +100,6 @@ def in_list(column: str, values: tuple[str, ...] | list[str], negate: bool = Fal
     return f"{column} {'NOT ' if negate else ''}IN (" + ", ".join(lit(v) for v in values) + ")"
 
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                  "correlation_id", "protocol", "target")
 
 
 def conditions(f: EventFilter | None) -> list[str]:

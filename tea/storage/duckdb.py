@@ -30,8 +30,9 @@ from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSum
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC.
-COLUMN_TYPES: dict[str, str] = {
+# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC. The first release's columns
+# (what the shipped migrations create) and those a later migration appends.
+_FIRST_COLUMN_TYPES: dict[str, str] = {
     "event_id": "VARCHAR NOT NULL", "tenant_id": "VARCHAR NOT NULL", "timestamp": "TIMESTAMP NOT NULL",
     "received_at": "TIMESTAMP NOT NULL", "event_type": "VARCHAR NOT NULL", "source": "VARCHAR",
     "source_protocol": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "organization": "VARCHAR",
@@ -41,9 +42,11 @@ COLUMN_TYPES: dict[str, str] = {
     "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR", "correlation_id": "VARCHAR",
     "tags": "VARCHAR[] NOT NULL", "attributes": "JSON NOT NULL",
 }
+_SEMCONV_COLUMN_TYPES = {"tool": "VARCHAR", "model": "VARCHAR", "input_tokens": "BIGINT", "output_tokens": "BIGINT"}
+COLUMN_TYPES: dict[str, str] = {**_FIRST_COLUMN_TYPES, **_SEMCONV_COLUMN_TYPES}
 assert tuple(COLUMN_TYPES) == COLUMNS
 
-_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")"
+_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in _FIRST_COLUMN_TYPES.items()) + ")"
 
 
 def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
@@ -63,6 +66,15 @@ def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
 
 _EVENTS_VIEW = "CREATE VIEW events AS " + " UNION ALL ".join(
     f"SELECT * FROM {partition_table(n)}" for n in range(PARTITIONS))
+
+
+def _add_semconv_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """v12: the MCP/GenAI columns (tool, model, input_tokens, output_tokens) appended to every partition."""
+    for number in range(PARTITIONS):
+        for name, kind in _SEMCONV_COLUMN_TYPES.items():
+            con.execute(f"ALTER TABLE {partition_table(number)} ADD COLUMN {name} {kind}")
+    con.execute("DROP VIEW events")
+    con.execute(_EVENTS_VIEW)
 
 # Each migration moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
@@ -85,6 +97,7 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "doc VARCHAR NOT NULL, PRIMARY KEY (kind, tenant_id, key))",
     'CREATE TABLE records (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, '
     "seq BIGINT NOT NULL, body JSON NOT NULL)",
+    _add_semconv_columns,
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 

@@ -5,7 +5,7 @@ import zlib
 from typing import Any
 
 from tea.storage.sql_common import at_most
-from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
+from tea.types import FILTER_COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 # Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
 # A tenant-scoped read scans only its tenant's partition, whatever order the events arrived in.
@@ -35,7 +35,6 @@ def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
     clause, params = where(f)
     return f" FROM {source(f)}{clause}", params
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
             "OR status_code >= 400 OR status_code < 0)))")
 _BUCKETS = {

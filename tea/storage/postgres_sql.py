@@ -11,10 +11,8 @@ from typing import Any
 
 from tea.storage.sql_common import at_most
 from tea.timebuckets import DAY_US, FIXED_US, WEEK_US
-from tea.types import COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
+from tea.types import COLUMNS, FILTER_COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id",
-                  "protocol", "target")
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
             "OR status_code >= 400 OR status_code < 0)))")
 TS = '"timestamp"'
