@@ -61,6 +61,9 @@ class Telemetry:
         self.otlp_trace_requests = Counter(
             "tea_otlp_trace_requests_total", "OTLP protobuf trace requests by mapper: native, fallback (the native "
             "mapper left it to Python) or python (native off or not built)", ["mapper"], registry=r)
+        self.otlp_metric_requests = Counter(
+            "tea_otlp_metric_requests_total", "OTLP protobuf metric requests by mapper: native, fallback or python",
+            ["mapper"], registry=r)
         self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
                             ["method", "result"], registry=r)
         self.audit_records = Counter("tea_audit_records_total", "Audit-log rows recorded, by action", ["action"],
