@@ -19,13 +19,25 @@
    ``detail`` is the timestamp in µs (invalid_timestamp, clock_skew) or the tenant (forbidden_tenant);
    the caller builds the error messages.
 
-   The input is untrusted: every read is bounds-checked, varints are at most 10 bytes, lengths are
-   checked against what remains, AnyValue nesting is limited to MAX_DEPTH, and the output is capped.
-   Strings are validated as strict UTF-8 and escaped like msgspec's JSON encoder. */
+   The input is untrusted: every read is bounds-checked, varints are at most 10 bytes (tags and lengths
+   5, as upb reads them), lengths are checked against what remains, AnyValue nesting is limited to
+   MAX_DEPTH, and the output is capped. Strings are validated as strict UTF-8 and escaped like msgspec's
+   JSON encoder. Fuzzed under ASan and UBSan against the Python path: fuzz/, docs/development.md. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef TEA_FUZZ_ALLOC
+/* The fuzz build (setup.py, TEA_OTLPFAST_SANITIZE=1): this file's buffers from libc's malloc, which
+   AddressSanitizer watches, while CPython keeps its fast small-object allocator (its arenas would hide an
+   overflow of a small buffer). Memory Python allocated is still freed with (PyMem_Free)(p). */
+#include <stdlib.h>
+#define PyMem_Malloc(n) malloc(n)
+#define PyMem_Calloc(n, size) calloc((n), (size))
+#define PyMem_Realloc(p, n) realloc((p), (n))
+#define PyMem_Free(p) free(p)
+#endif
 
 #define MAX_DEPTH 16
 #define MAX_OUTPUT ((size_t)1 << 30)  /* 1 GiB of NDJSON per request, then "not handled" */
@@ -51,6 +63,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline int put(Buf *b, const void *s, size_t n) {
+    if (n == 0) return 0; /* an empty write into a buffer never grown: no memcpy(NULL, ...) */
     if (b->cap - b->len < n && buf_grow(b, n)) return NH;
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -118,7 +131,7 @@ static int put_double(Buf *b, double x) {
             rc |= put(b, q, strlen(q));
         }
     }
-    PyMem_Free(s);
+    (PyMem_Free)(s);  /* Python's memory (the parentheses: never a fuzz build's libc free) */
     return rc ? NH : 0;
 }
 
@@ -192,7 +205,7 @@ static int put_json_str_valid(Buf *b, const uint8_t *s, size_t n) {
             if (put(b, esc, 6)) return NH;
         }
     }
-    if (put(b, s + start, n - start)) return NH;
+    if (start < n && put(b, s + start, n - start)) return NH; /* (s may be NULL when n is 0) */
     return putch(b, '"');
 }
 
@@ -213,6 +226,7 @@ static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 /* base64 text (no quotes) */
 static int put_b64(Buf *b, const uint8_t *s, size_t n) {
+    if (n == 0) return 0; /* into a buffer never grown: no pointer arithmetic on NULL */
     size_t out = (n + 2) / 3 * 4;
     if (n > MAX_OUTPUT || buf_grow(b, out)) return NH;
     char *o = b->p + b->len;
@@ -252,9 +266,25 @@ static inline int rd_varint(Rd *r, uint64_t *out) {
     return NH;
 }
 
+/* Tags and lengths: upb reads them as 32-bit varints of at most 5 bytes, and refuses the request when one
+   is longer (even a zero-padded one, which a 64-bit varint reader would take). */
+static inline int rd_varint32(Rd *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (r->p >= r->end) return NH;
+        uint8_t c = *r->p++;
+        v |= (uint64_t)(c & 0x7F) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return NH;
+}
+
 static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
     uint64_t v;
-    if (rd_varint(r, &v)) return NH;
+    if (rd_varint32(r, &v)) return NH;
     if (v > 0xFFFFFFFFull || (v >> 3) == 0) return NH;
     *field = (uint32_t)(v >> 3);
     *wt = (int)(v & 7);
@@ -263,12 +293,19 @@ static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
 
 static inline int rd_len(Rd *r, const uint8_t **p, size_t *n) {
     uint64_t v;
-    if (rd_varint(r, &v)) return NH;
+    if (rd_varint32(r, &v)) return NH;
     if (v > (uint64_t)(r->end - r->p)) return NH;
     *p = r->p;
     *n = (size_t)v;
     r->p += v;
     return 0;
+}
+
+/* A string field: every occurrence is checked as strict UTF-8 as it is read (upb refuses a request with one
+   invalid occurrence, even when a later one replaces it). */
+static int rd_str(Rd *r, int wt, const uint8_t **p, size_t *n) {
+    if (wt != 2 || rd_len(r, p, n)) return NH;
+    return utf8_count(*p, *n) < 0 ? NH : 0;
 }
 
 static inline int rd_fixed64(Rd *r, uint64_t *out) {
@@ -396,7 +433,7 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 1) {
-            if (wt != 2 || rd_len(&r, &kv->k, &kv->kn)) return NH;
+            if (rd_str(&r, wt, &kv->k, &kv->kn)) return NH;
         } else if (f == 2) {
             if (wt != 2 || have_value++ || rd_len(&r, &q, &m)) return NH;
             if (parse_anyvalue(q, m, &kv->v)) return NH;
@@ -404,7 +441,6 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
             return NH;
         }
     }
-    if (utf8_count(kv->k, kv->kn) < 0) return NH;
     return 0;
 }
 
@@ -417,8 +453,7 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
 static int chk_str(Rd *r, int wt) {
     const uint8_t *q;
     size_t m;
-    if (wt != 2 || rd_len(r, &q, &m)) return NH;
-    return utf8_count(q, m) < 0 ? NH : 0;
+    return rd_str(r, wt, &q, &m);
 }
 
 /* The messages checked, by what upb would check in them: the string fields lo..hi and up to two
@@ -493,6 +528,7 @@ static uint64_t fnv(const uint8_t *s, size_t n) {
    that case is left to Python. Returns 1 on duplicates (or allocation failure), 0 otherwise. */
 static int has_duplicates(KVVec *vec, size_t start) {
     size_t n = vec->n - start;
+    if (n < 2) return 0; /* (and vec->a may be NULL: no pointer arithmetic on it) */
     KV *a = vec->a + start;
     if (n <= 16) {
         for (size_t i = 1; i < n; i++)
@@ -755,7 +791,7 @@ static int parse_status(Span *s, const uint8_t *p, size_t n) {
         uint64_t u;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 2) {
-            if (wt != 2 || rd_len(&r, &s->status_message, &s->status_message_n)) return NH;
+            if (rd_str(&r, wt, &s->status_message, &s->status_message_n)) return NH;
         } else if (f == 3) {
             if (wt != 0 || rd_varint(&r, &u)) return NH;
             s->status_code = (int32_t)(uint32_t)u;
@@ -763,7 +799,7 @@ static int parse_status(Span *s, const uint8_t *p, size_t n) {
             return NH;
         }
     }
-    return utf8_count(s->status_message, s->status_message_n) < 0 ? NH : 0;
+    return 0;
 }
 
 static int write_span_events(Ctx *c, Span *s) {
@@ -784,7 +820,7 @@ static int write_span_events(Ctx *c, Span *s) {
             if (f == 1) {
                 if (wt != 1 || rd_fixed64(&r, &t)) return NH;
             } else if (f == 2) {
-                if (wt != 2 || rd_len(&r, &name, &name_n)) return NH;
+                if (rd_str(&r, wt, &name, &name_n)) return NH;
             } else if (f == 3) {
                 if (wt != 2 || rd_len(&r, &q, &m) || kv_push(&c->vec, q, m)) return NH;
             } else if (rd_skip(&r, wt)) {
@@ -794,7 +830,6 @@ static int write_span_events(Ctx *c, Span *s) {
         Val *dummy;
         if (find(&c->vec, start, c->vec.n, "name", &dummy) || find(&c->vec, start, c->vec.n, "time_unix_nano", &dummy))
             return NH; /* {"name": ..., **attrs} would overwrite in place */
-        if (utf8_count(name, name_n) < 0) return NH;
         if (e && putch(b, ',')) return NH;
         if (PUTS(b, "{\"name\":") || put_json_str_valid(b, name, name_n) || PUTS(b, ",\"time_unix_nano\":") ||
             put_u64(b, t))
@@ -854,7 +889,7 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         case 1: if (wt != 2 || rd_len(&r, &s.trace_id, &s.trace_id_n)) goto nh; break;
         case 2: if (wt != 2 || rd_len(&r, &s.span_id, &s.span_id_n)) goto nh; break;
         case 4: if (wt != 2 || rd_len(&r, &s.parent, &s.parent_n)) goto nh; break;
-        case 5: if (wt != 2 || rd_len(&r, &s.name, &s.name_n)) goto nh; break;
+        case 5: if (rd_str(&r, wt, &s.name, &s.name_n)) goto nh; break;
         case 6: if (wt != 0 || rd_varint(&r, &u)) goto nh; s.kind = (int32_t)(uint32_t)u; break;
         case 7: if (wt != 1 || rd_fixed64(&r, &s.start)) goto nh; break;
         case 8: if (wt != 1 || rd_fixed64(&r, &s.end)) goto nh; break;
@@ -895,7 +930,6 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     }
     s.attrs_end = c->vec.n;
     if (!s.trace_id_n || !s.span_id_n) goto nh; /* the event id would be a random UUIDv7 */
-    if (utf8_count(s.name, s.name_n) < 0) goto nh;
     KVVec *vec = &c->vec;
     size_t a0 = s.attrs_start, a1 = s.attrs_end;
     if (has_duplicates(vec, a0)) goto nh;
@@ -1135,7 +1169,7 @@ static int do_scope(Ctx *c, const uint8_t *p, size_t n, Item item) {
             int wt;
             if (rd_tag(&s, &f, &wt)) return NH;
             if (f == 1) {
-                if (wt != 2 || rd_len(&s, &nm, &nm_n)) return NH;
+                if (rd_str(&s, wt, &nm, &nm_n)) return NH;
             } else if (f == 2) { /* version: not stored, but checked as upb does */
                 if (chk_str(&s, wt)) return NH;
             } else if (f == 3) { /* attributes: not stored */
@@ -1145,7 +1179,6 @@ static int do_scope(Ctx *c, const uint8_t *p, size_t n, Item item) {
             }
         }
         if (nm_n) {
-            if (utf8_count(nm, nm_n) < 0) return NH;
             name.p = (char *)nm; /* borrowed: never written to or freed */
             name.len = nm_n;
         }

@@ -1,4 +1,4 @@
-"""TEA's own plugins: storage backends, receivers and validator stages, through the public hooks."""
+"""TEA's own plugins: storage backends, routes and validator stages, through the public hooks."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,7 @@ from tea.hookspecs import hookimpl
 from tea.pipeline.stages import AllowList, JsonSchemas, PiiRedactor
 
 if TYPE_CHECKING:
+    from tea.services import Services
     from tea.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,31 +44,43 @@ def storage_backends() -> list[str]:
     return ["memory", "duckdb", "postgres", "clickhouse"]
 
 
-@hookimpl
-def register_receivers(app: Any) -> list[Any]:
+@hookimpl(tryfirst=True)
+def register_routes(services: "Services") -> list[Any]:
+    """TEA's own routes: each module's ``routes(...)`` called with the services it names."""
+    from tea.alerts import routes as alerts
+    from tea.comms import n8n, postgrest, registry_routes, routes as comms
+    from tea.ops import admin, dlq, routes as ops, tokens
+    from tea.prom import routes as prom
+    from tea.query import analytics, export, otel_analytics, routes as events, traces
     from tea.receive import native, otlp, tea_compat, telemetron, telemetry_kit
-    routes = [route for module in (native, tea_compat, telemetry_kit, telemetron) for route in module.routes(app)]
-    return routes + otlp.http_routes(app)
+    from tea.services import provide
+    from tea.ui import routes as ui, stream
+    modules = (native, tea_compat, telemetry_kit, telemetron, otlp, events, analytics, export, traces, otel_analytics,
+               prom, stream, comms, registry_routes, n8n, postgrest, alerts, ops, admin, tokens, dlq, ui)
+    return [route for module in modules for route in provide(module.routes, services)]
 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _allow_list(settings: "Settings", key: str, field: str, message: str, code: str) -> list[Any]:
-    allowed = _split(settings.get(key))
+def _allow_list(text: str, key: str, source: str, field: str, message: str, code: str) -> list[Any]:
+    allowed = _split(text)
     if allowed:
         return [AllowList(field, allowed, message, code)]
-    if settings.source(key) != "default":  # configured (e.g. Telemetron's `allowed = []`), yet empty
-        log.warning("%s is set but empty (%s): that allow list allows all", key, settings.source(key))
+    if source != "default":  # configured (e.g. Telemetron's `allowed = []`), yet empty
+        log.warning("%s is set but empty (%s): that allow list allows all", key, source)
     return []
 
 
 @hookimpl
 def register_validators(settings: "Settings") -> list[Any]:
     stages: list[Any] = []
-    stages += _allow_list(settings, "validation.source_ids", "source", "Disallowed source_id: {}", "disallowed_source")
-    stages += _allow_list(settings, "validation.event_types", "event_type", "Disallowed event type: {}",
+    stages += _allow_list(settings.validation.source_ids, "validation.source_ids",
+                          settings.source("validation.source_ids"), "source", "Disallowed source_id: {}",
+                          "disallowed_source")
+    stages += _allow_list(settings.validation.event_types, "validation.event_types",
+                          settings.source("validation.event_types"), "event_type", "Disallowed event type: {}",
                           "disallowed_event_type")
     if settings.validation.schema_dir:
         stages.append(JsonSchemas(settings.validation.schema_dir))

@@ -8,24 +8,17 @@ from typing import Any, Sequence
 
 from tea import __version__
 from tea.errors import ConfigError
-from tea.settings import Settings, load, unknown_env
+from tea.settings import SETTINGS, Settings, load, unknown_env
 
 log = logging.getLogger("tea")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to listen on (TEA_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", help="HTTP port (TEA_PORT, default 3001)")
-    parser.add_argument("--data-dir", dest="data_dir", help="data directory (TEA_DATA_DIR, default ./tea-data)")
-    parser.add_argument("--config", help="a tea.toml settings file (TEA_CONFIG)")
-    parser.add_argument("--storage-backend", dest="storage_backend",
-                        help="memory, duckdb, postgres, clickhouse, or a plugin's backend (TEA_STORAGE_BACKEND, "
-                        "default duckdb)")
-    parser.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (TEA_LOG_LEVEL)")
-    parser.add_argument("--otlp-grpc-port", dest="otlp.grpc_port",
-                        help="OTLP/gRPC port, 0 disables (TEA_OTLP__GRPC_PORT, default 4317)")
-    parser.add_argument("--otlp-http-port", dest="otlp.http_port",
-                        help="second OTLP/HTTP port, 0 disables (TEA_OTLP__HTTP_PORT, default 4318)")
+    for setting in SETTINGS:  # those declared with flag=True, e.g. --port, --data-dir, --otlp-grpc-port
+        if setting.flag:
+            default = "" if setting.default is None else f", default {setting.default}"
+            parser.add_argument(setting.flag_name, dest=setting.key, metavar=setting.key.rsplit(".")[-1].upper(),
+                                help=f"{setting.help} ({setting.env}{default})".replace("%", "%%"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     config = sub.add_parser("config", help="print the effective settings (secrets masked) and where each comes from")
     _add_setting_flags(config)
+    config.add_argument("--markdown", action="store_true",
+                        help="print the table of every setting (as in docs/configuration.md) instead")
     sub.add_parser("version", help="print the version")
     migrate = sub.add_parser("migrate", help="postgres backend: apply the schema migrations (or print them with --sql)")
     _add_setting_flags(migrate)
@@ -78,9 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "data_dir", "config", "storage_backend", "log_level",  # those a command offers
-             "otlp.grpc_port", "otlp.http_port")
-    return {name: getattr(args, name, None) for name in names}
+    return {s.key: getattr(args, s.key, None) for s in SETTINGS if s.flag}  # None: not given, or not offered
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -319,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RemoteError as exc:
             print(f"tea {args.command}: {exc.blaming(_remote_flags(args))}", file=sys.stderr)
             return 1
+    if args.command == "config" and args.markdown:
+        from tea.settings_doc import markdown
+        sys.stdout.write(markdown())
+        return 0
     settings = _load(args)
     if args.command == "token":
         from tea import token_cli

@@ -5,19 +5,16 @@
 plugin's table, ``TELEMETRON_*`` variables) is reported as a warning, and so is an empty allow list."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-_DIRECT = {
-    ("http", "host"): "host", ("http", "port"): "port",
-    ("processor", "batch_size"): "processing.batch_size",
-    ("processor", "batch_timeout"): "processing.batch_timeout_ms",
-    ("processor", "retry_attempts"): "processing.retry_attempts",
-    ("processor", "retry_delay"): "processing.retry_delay_ms",
-    ("processor", "channel_capacity"): "processing.max_pending_events",
-}
 _VALIDATORS = {"SourceIdValidator": "validation.source_ids", "EventTypeValidator": "validation.event_types"}
 _ALLOWS = {"SourceIdValidator": "source ids", "EventTypeValidator": "event types"}
 _BUILT_IN_PROCESSORS = {"StorageProcessor"}  # TEA's own storage does what it did
+
+
+def _direct(table: Iterable[Any]) -> dict[tuple[str, ...], str]:
+    """Telemetron's (section, key) -> TEA's setting key, as the settings declare it (``telemetron=...``)."""
+    return {tuple(s.telemetron.split(".")): s.key for s in table if s.telemetron}
 
 
 def is_telemetron(raw: Mapping[str, Any]) -> bool:
@@ -25,15 +22,17 @@ def is_telemetron(raw: Mapping[str, Any]) -> bool:
     return "http" in raw or "processor" in raw or plugins("validation") or plugins("processing")
 
 
-def translate(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """TEA setting key → value, and a warning for everything TEA does not take over."""
+def translate(raw: Mapping[str, Any], table: Iterable[Any]) -> tuple[dict[str, Any], list[str]]:
+    """TEA setting key → value, and a warning for everything TEA does not take over; ``table`` is the
+    settings table (tea.settings.SETTINGS), handed in so this module needs nothing of the settings."""
+    direct = _direct(table)
     out: dict[str, Any] = {}
     warnings: list[str] = []
     for section, table in raw.items():
         if section in ("http", "processor") and isinstance(table, dict):
             for key, value in table.items():
-                if (section, key) in _DIRECT:
-                    out[_DIRECT[(section, key)]] = value
+                if (section, key) in direct:
+                    out[direct[(section, key)]] = value
                 else:
                     warnings.append(f"Telemetron setting [{section}] {key} is not supported by TEA; ignored")
         elif section == "validation" and isinstance(table, dict):
@@ -67,17 +66,9 @@ def _unknown_keys(table: Mapping[str, Any], known: set[str], where: str) -> list
     return [f"Telemetron setting {where} {key} is not supported by TEA; ignored" for key in table if key not in known]
 
 
-def translate_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """``TELEMETRON_HTTP__PORT=9000`` → ``{"port": "9000"}``, and a warning for each ``TELEMETRON_*``
-    variable TEA does not take over."""
-    out: dict[str, str] = {}
-    warnings: list[str] = []
-    for name, value in sorted(env.items()):
-        if not name.startswith("TELEMETRON_"):
-            continue
-        parts = tuple(p.lower() for p in name[len("TELEMETRON_"):].split("__"))
-        if len(parts) == 2 and parts in _DIRECT:
-            out[_DIRECT[parts]] = value
-        else:
-            warnings.append(f"Telemetron environment variable {name} is not supported by TEA; ignored")
-    return out, warnings
+def unsupported_env(env: Mapping[str, str], table: Iterable[Any]) -> list[str]:
+    """A warning for each ``TELEMETRON_*`` variable TEA does not take over; those it does
+    (``TELEMETRON_HTTP__PORT``, ...) are environment names of their settings in ``table``."""
+    known = {name for s in table for name in s.env_names if name.startswith("TELEMETRON_")}
+    return [f"Telemetron environment variable {name} is not supported by TEA; ignored"
+            for name in sorted(env) if name.startswith("TELEMETRON_") and name not in known]

@@ -38,6 +38,16 @@ class BadRequest(ClientError):
     code = "bad_request"
 
 
+class InvalidParameter(BadRequest):
+    """A query or path parameter is not as its route declares it: 400 ``invalid_parameter`` naming it."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message, details={"parameter": parameter})
+        self.parameter = parameter
+
+
 class Unauthorized(ClientError):
     status = 401
     code = "unauthorized"

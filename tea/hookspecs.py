@@ -1,4 +1,4 @@
-"""Every plugin hook. TEA's own validators, receivers and storage backends are plugins too
+"""Every plugin hook. TEA's own validators, routes and storage backends are plugins too
 (tea/builtins.py), registered through these same hooks; third-party plugins are found through the
 ``tea.plugins`` entry-point group.
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from tea.services import Services
     from tea.settings import Settings
 
 hookspec = pluggy.HookspecMarker("tea")
@@ -31,8 +32,11 @@ def register_processors(settings: "Settings", storage: Any) -> list[tuple[str, A
 
 
 @hookspec
-def register_receivers(app: Any) -> list[Any]:
-    """Return the Routes of receivers: each turns a wire format into events for ``app.ingestor``."""
+def register_routes(services: "Services") -> list[Any]:
+    """Return ``tea.http.Route``s to serve: receivers (a wire format into events for
+    ``services.ingestor``), reads (through ``services.readers``, scoped to the caller's tenant), anything.
+    ``services`` is what the composition root built (``tea.services.Services``); ``tea.services.provide``
+    calls a ``routes(...)`` function with the services its parameters name. TEA's own routes come first."""
 
 
 @hookspec(firstresult=True)

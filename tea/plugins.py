@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
 
 from tea import builtins, hookspecs
+from tea.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tea.settings import Settings
+    from tea.storage.base import Storage
 
 ENTRY_POINT_GROUP = "tea.plugins"
 
@@ -22,6 +27,17 @@ def make_plugin_manager(extra: Iterable[Any] = (), load_entry_points: bool = Tru
     for plugin in extra:
         pm.register(plugin)
     return pm
+
+
+def make_storage(settings: "Settings", pm: pluggy.PluginManager | None = None) -> "Storage":
+    """The backend named by ``storage_backend``, from the first plugin that provides it."""
+    pm = pm or make_plugin_manager()
+    storage = pm.hook.register_storage(settings=settings)
+    if storage is None:
+        names = sorted({name for group in pm.hook.storage_backends() for name in group})
+        raise ConfigError(f"invalid storage_backend={settings.storage_backend!r}: no plugin provides it "
+                          f"(available: {', '.join(names) or 'none'})")
+    return storage  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -1,449 +1,373 @@
-"""One settings table; ``load()`` resolves flag > environment > tea.toml > default.
+"""TEA's settings, declared once; ``load()`` resolves flag > environment > tea.toml > default.
 
-Keys are dotted (``buffer.max_bytes``). The environment name is ``TEA_`` + the key upper-cased
-with ``.`` → ``__`` (``TEA_BUFFER__MAX_BYTES``); the seed's own names (``TEA_STORAGE_BACKEND``,
-``TEA_MAX_EVENTS``, ``TEA_RETENTION_HOURS``, ``TEA_AUTH_VALIDATION``) are the top-level keys.
+Each setting is a typed field below (``settings.buffer.max_bytes: int``) whose ``doc(...)`` annotation
+carries its help, bounds, secrecy and the seeds' names; ``SETTINGS`` (the table ``tea config``, the
+CLI's flags, docs/configuration.md and the error messages come from) is derived from these classes.
+Keys are dotted (``buffer.max_bytes``); the environment name is ``TEA_`` + the key upper-cased with
+``.`` → ``__`` (``TEA_BUFFER__MAX_BYTES``), the seed's own names (``TEA_STORAGE_BACKEND``,
+``TEA_MAX_EVENTS``, ``TEA_RETENTION_HOURS``, ``TEA_AUTH_VALIDATION``) being the top-level keys.
 In ``tea.toml`` a dotted key is a table: ``[buffer] max_bytes = "1GiB"``.
 """
-from __future__ import annotations
-
-import math
 import os
-import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from tea.errors import ConfigError
-from tea.pipeline.stages import DEFAULT_PII_KEYS
+from tea.pii import DEFAULT_PII_KEYS
+from tea.settings_schema import (MiB, Bounds, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
+                                 replace, table)
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+__all__ = ["SETTINGS", "OTHER_ENV", "Setting", "Settings", "load", "mask", "unknown_env", "data_path", "read_toml"]
 
-
-def _parse_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise ValueError
+_UNLIMITED = "; 0 = unlimited"
 
 
-def _parse_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError
-    return float(value)
+class AuditSettings(Section, frozen=True):
+    retention_hours: Annotated[int, doc("delete audit-log rows older than this (90 days); 0 keeps them forever",
+                                        ge=0)] = 2160
 
 
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError
+class RecordsSettings(Section, frozen=True):
+    retention_hours: Annotated[int, doc("delete alert history and the registry's transition and audit records "
+                                        "older than this (90 days); 0 keeps them forever", ge=0)] = 2160
 
 
-def _parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = _SIZE_RE.match(str(value))
-    if not match or match.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+class AuthSettings(Section, frozen=True):
+    jwt_secret: Annotated[str, doc("HS256 secret for JWT bearer tokens", secret=True)] | None = None
+    jwks_url: Annotated[str, doc("JWKS URL of the OIDC issuer (RS256/ES256/EdDSA keys)")] | None = None
+    jwks_file: Annotated[FilePath, doc("JWKS file with the issuer's public keys")] | None = None
+    jwks_refresh_min_s: Annotated[float, doc("an unknown kid refetches the JWKS at most this often", ge=0)] = 10.0
+    jwks_timeout_s: Annotated[float, doc("JWKS fetch timeout", ge=0.1)] = 5.0
+    issuer: Annotated[str, doc("required JWT iss")] | None = None
+    audience: Annotated[str, doc("required JWT aud")] | None = None
+    leeway_s: Annotated[float, doc("clock leeway for JWT exp/nbf/iat", ge=0)] = 60.0
+    tenant_claim: Annotated[str, doc("JWT claim naming the tenant (then tenant_id)")] = "tenant"
+    user_claim: Annotated[str, doc("JWT claim naming the user")] = "sub"
+    org_claim: Annotated[str, doc("JWT claim naming the organization")] = "org"
+    scope_claim: Annotated[str, doc("JWT claim holding the scopes, space separated or a list (then scp, "
+                                    "scopes)")] = "scope"
+    algorithms: Annotated[str, doc("JWT algorithms allowed, comma separated (never none)")] = "HS256,RS256,ES256,EdDSA"
+    default_scopes: Annotated[str, doc("scopes of a JWT that carries none")] = "events:read events:write"
+    jwt_tier: Annotated[Literal["free", "pro", "business", "enterprise"],
+                        doc("rate-limit tier of JWT principals without a tier claim")] = "enterprise"
+    require_signature: Annotated[bool, doc("API-token requests must be HMAC-signed (X-Signature)")] = False
+    two_part_signatures: Annotated[bool, doc("accept '{ts}:{body}' signatures when X-Nonce is absent "
+                                             "(telemetry-kit v0.3.0 servers)")] = False
+    signature_window_s: Annotated[float, doc("accepted X-Timestamp skew", ge=1)] = 600.0
+    nonce_ttl_s: Annotated[int, doc("how long a nonce is remembered", ge=1)] = 600
+    token_cache_s: Annotated[float, doc("how long a token lookup is cached (revocation delay between nodes)",
+                                        ge=0)] = 30.0
+    limits_on_state_error: Annotated[Literal["open", "closed"],
+                                     doc("when Redis is unreachable: open lets requests through, closed answers "
+                                         "503 (replay checks always fail closed)")] = "open"
 
 
-def _parse_hours_map(value: Any) -> dict[str, int]:
-    """``{"acme": 48}`` from tea.toml, or ``acme=48,beta=0`` from the environment or a flag."""
-    if isinstance(value, str):
-        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
-        if any(len(p) != 2 for p in pairs):
-            raise ValueError
-        value = {k.strip(): v.strip() for k, v in pairs}
-    if not isinstance(value, dict):
-        raise ValueError
-    out = {str(k): _parse_int(v) for k, v in value.items()}
-    if any(v < 0 or not k for k, v in out.items()):
-        raise ValueError
-    return out
+class TierQuota(Section, frozen=True):
+    """One tier's limits; the defaults differ per tier (``TierSettings``)."""
+    requests_per_minute: Annotated[int, doc("requests per minute of one token (one tenant for JWTs)" + _UNLIMITED,
+                                            ge=0)]
+    events_per_minute: Annotated[int, doc("events per minute of one token (one tenant for JWTs)" + _UNLIMITED,
+                                          ge=0)]
+    events_per_month: Annotated[int, doc("events per calendar month of one token (one tenant for JWTs)"
+                                         + _UNLIMITED, ge=0)]
 
 
-def _parse_json_list(value: Any) -> tuple[dict[str, Any], ...]:
-    """A list of tables: ``[[alerts.rules]]`` in tea.toml, or a JSON array of objects in the environment."""
-    if isinstance(value, str):
-        import json
-        value = json.loads(value) if value.strip() else []
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
-        raise ValueError
-    return tuple(dict(v) for v in value)
+class TierSettings(Section, frozen=True):
+    free: TierQuota = TierQuota(requests_per_minute=10, events_per_minute=1000, events_per_month=10000)
+    pro: TierQuota = TierQuota(requests_per_minute=100, events_per_minute=10000, events_per_month=100000)
+    business: TierQuota = TierQuota(requests_per_minute=1000, events_per_minute=100000, events_per_month=1000000)
+    enterprise: TierQuota = TierQuota(requests_per_minute=0, events_per_minute=0, events_per_month=0)
+
+    def items(self) -> list[tuple[str, TierQuota]]:
+        """(tier name, its limits), every tier."""
+        return [(name, getattr(self, name)) for name in self.__struct_fields__]
 
 
-def _parse_bounds(value: Any) -> tuple[float, ...]:
-    """Histogram bounds, ascending and finite: ``1,2.5,5`` or a TOML array."""
-    items = [part for part in value.split(",") if part.strip()] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not items:
-        raise ValueError
-    bounds = tuple(_parse_float(v) for v in items)
-    if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
-        raise ValueError
-    return bounds
+class ValidationSettings(Section, frozen=True):
+    source_ids: Annotated[str, doc("comma list of allowed sources; empty allows all")] = ""
+    event_types: Annotated[str, doc("comma list of allowed event types; empty allows all")] = ""
+    schema_dir: Annotated[FilePath, doc("directory of <event_type>.json JSON Schemas the attributes of that "
+                                        "event type must match")] | None = None
 
 
-def _parse_str(value: Any) -> str:
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ValueError
-    return str(value)
+class PiiSettings(Section, frozen=True):
+    redact: Annotated[bool, doc("replace sensitive attribute values (pii.keys, and keys containing "
+                                "password/token/key/secret) with [REDACTED] before storage")] = False
+    keys: Annotated[str, doc("comma list of attribute keys to redact")] = ",".join(DEFAULT_PII_KEYS)
+    hash_user_id: Annotated[bool, doc("store user_id as sha256(user_id)[:16] (unless it already is one)")] = False
 
 
-_KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
-    "int": (_parse_int, "a whole number"),
-    "float": (_parse_float, "a number"),
-    "bool": (_parse_bool, "true or false"),
-    "size": (_parse_size, "a size in bytes, e.g. 1048576, 20MiB, 1GiB"),
-    "str": (_parse_str, "a string"),
-    "path": (_parse_str, "a path"),
-    "hours_map": (_parse_hours_map, "tenant=hours pairs, e.g. acme=48,beta=0 (or a TOML table)"),
-    "json_list": (_parse_json_list, "a list of tables ([[...]] in tea.toml) or a JSON array of objects"),
-    "bounds": (_parse_bounds, "ascending numbers, e.g. 5,10,25 (or a TOML array)"),
-}
+class ProcessingSettings(Section, frozen=True):
+    batch_size: Annotated[int, doc("events per processor batch", ge=1, telemetron="processor.batch_size")] = 100
+    batch_timeout_ms: Annotated[float, doc("longest wait to fill a processor batch", ge=1,
+                                           telemetron="processor.batch_timeout")] = 1000.0
+    retry_attempts: Annotated[int, doc("tries of a failing processor in all before the DLQ, as Telemetron counts "
+                                       "them (3 = the first and two retries; 0 and 1 both mean once)", ge=0,
+                                       telemetron="processor.retry_attempts")] = 3
+    retry_delay_ms: Annotated[float, doc("pause between processor retries", ge=0,
+                                         telemetron="processor.retry_delay")] = 1000.0
+    max_pending_events: Annotated[int, doc("bound of the processor queue (the writer waits past it)", ge=1,
+                                           telemetron="processor.channel_capacity")] = 100000
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+class OtlpSettings(Section, frozen=True):
+    grpc_port: Annotated[int, doc("OTLP/gRPC port (0 disables)", ge=0, le=65535, flag=True)] = 4317
+    http_port: Annotated[int, doc("a second port for OTLP/HTTP (0 disables; TEA's port serves /v1/traces, "
+                                  "/v1/logs, /v1/metrics anyway)", ge=0, le=65535, flag=True)] = 4318
+    max_message_bytes: Annotated[Size, doc("largest OTLP message, gRPC and HTTP (after decompression)",
+                                           ge=1024)] = 4 * MiB
+    analytics: Annotated[bool, doc("route OTLP spans into the seed's user_activity / endpoint_usage / "
+                                   "feature_usage tables (processor otel_analytics)")] = True
+    native: Annotated[bool, doc("map OTLP protobuf trace exports with the native mapper (tea._otlpfast, built by "
+                                "pip install when a C compiler is present); anything it does not reproduce byte "
+                                "for byte falls back to the Python mapper")] = True
+    hash_ids: Annotated[bool, doc("store user.id / organization.id in those tables as sha256(id)[:16] unless they "
+                                  "already are 16 hex characters")] = False
 
 
-@dataclass(frozen=True)
-class Setting:
-    key: str
-    kind: str
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    secret: bool = False
-    nullable: bool = False
-    aliases: tuple[str, ...] = ()  # extra environment names
-    multiple_of: int | None = None  # "int" settings: the value must be a multiple of this
-
-    @property
-    def env(self) -> str:
-        return "TEA_" + self.key.upper().replace(".", "__")
-
-    def accepted(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        text = _KINDS[self.kind][1]
-        if self.minimum is not None and self.maximum is not None:
-            text += f" from {_number(self.minimum)} to {_number(self.maximum)}"
-        elif self.minimum is not None:
-            text += f" >= {_number(self.minimum)}"
-        if self.multiple_of is not None:
-            text += f", a multiple of {self.multiple_of}"
-        return text
-
-    def parse(self, value: Any, where: str) -> Any:
-        if self.nullable and (value is None or isinstance(value, str) and value.strip().lower() in ("", "auto")):
-            return None
-        try:
-            parsed = _KINDS[self.kind][0](value)
-        except (ValueError, TypeError, OverflowError):
-            raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}") from None
-        if self.choices and parsed not in self.choices:
-            raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
-        if self.kind != "hours_map" and (self.minimum is not None and parsed < self.minimum
-                                         or self.maximum is not None and parsed > self.maximum
-                                         or self.multiple_of is not None and parsed % self.multiple_of):
-            raise ConfigError(f"invalid {where}={value!r}: expected {self.accepted()}")
-        return parsed
+class GenaiSettings(Section, frozen=True):
+    price_table: Annotated[FilePath, doc(
+        "TOML price table (per model, the price of 1 000 input and of 1 000 output tokens) an event's cost is "
+        "computed from when it names a model and tokens but no cost; default: <data_dir>/prices.toml, written from "
+        "the shipped table on first start")] | None = None
 
 
-MiB = 1024 * 1024
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "str", "127.0.0.1", "address to listen on"),
-    Setting("port", "int", 3001, "HTTP port", minimum=0, maximum=65535),
-    Setting("data_dir", "path", "./tea-data", "directory for the durable buffer and the DuckDB file"),
-    Setting("config", "path", None, "path of a tea.toml settings file", nullable=True),
-    Setting("storage_backend", "str", "duckdb", "where events are stored: memory, duckdb, postgres, clickhouse, "
-            "or a backend a plugin provides (checked at start)"),
-    Setting("postgres_url", "str", None, "postgres backend: libpq URL, e.g. postgresql://tea:secret@db:5432/tea "
-            "(also the seed's ANALYTICS_DATABASE_URL, or ANALYTICS_DB_USER/PASS/HOST/PORT/NAME)", secret=True,
-            nullable=True, aliases=("ANALYTICS_DATABASE_URL",)),
-    Setting("clickhouse_url", "str", None, "clickhouse backend: clickhouse://user:password@host:9000/database "
-            "(the native protocol, the server's tcp_port)", secret=True, nullable=True),
-    Setting("max_events", "int", 10000, "memory backend: oldest events are evicted past this count", minimum=1),
-    Setting("retention_hours", "int", None,
-            "delete events older than this; 0 keeps forever; default 24 for memory, 720 for persistent backends",
-            minimum=0, nullable=True),
-    Setting("retention_tenant_hours", "hours_map", {},
-            "per-tenant retention overriding retention_hours (0 keeps forever); the admin API can override "
-            "these too"),
-    Setting("retention_interval_s", "float", 300.0, "how often the retention job runs", minimum=1),
-    Setting("audit.retention_hours", "int", 2160, "delete audit-log rows older than this (90 days); 0 keeps them "
-            "forever", minimum=0),
-    Setting("records.retention_hours", "int", 2160, "delete alert history and the registry's transition and "
-            "audit records older than this (90 days); 0 keeps them forever", minimum=0),
-    Setting("auth_validation", "bool", True, "require credentials; false = development mode (no credentials "
-            "needed, tenant from the body)"),
-    Setting("default_tenant", "str", "default", "dev mode and admins: tenant of events that name none"),
-    Setting("admin_token", "str", None, "a bearer credential with the admin scope, to bootstrap a deployment",
-            nullable=True, secret=True),
-    Setting("secret_key", "str", None, "at least 32 characters, the same on every node: derives the key that seals "
-            "token signing secrets; default: a key file <data_dir>/secret.key made on first start",
-            nullable=True, secret=True),
-    Setting("redis_url", "str", None, "Redis for replay nonces and rate limits shared between nodes; "
-            "default: kept in this process", nullable=True, secret=True),
-    Setting("auth.jwt_secret", "str", None, "HS256 secret for JWT bearer tokens", nullable=True, secret=True),
-    Setting("auth.jwks_url", "str", None, "JWKS URL of the OIDC issuer (RS256/ES256/EdDSA keys)", nullable=True),
-    Setting("auth.jwks_file", "path", None, "JWKS file with the issuer's public keys", nullable=True),
-    Setting("auth.jwks_refresh_min_s", "float", 10.0, "an unknown kid refetches the JWKS at most this often",
-            minimum=0),
-    Setting("auth.jwks_timeout_s", "float", 5.0, "JWKS fetch timeout", minimum=0.1),
-    Setting("auth.issuer", "str", None, "required JWT iss", nullable=True),
-    Setting("auth.audience", "str", None, "required JWT aud", nullable=True),
-    Setting("auth.leeway_s", "float", 60.0, "clock leeway for JWT exp/nbf/iat", minimum=0),
-    Setting("auth.tenant_claim", "str", "tenant", "JWT claim naming the tenant (then tenant_id)"),
-    Setting("auth.user_claim", "str", "sub", "JWT claim naming the user"),
-    Setting("auth.org_claim", "str", "org", "JWT claim naming the organization"),
-    Setting("auth.scope_claim", "str", "scope", "JWT claim holding the scopes, space separated or a list (then scp, "
-            "scopes)"),
-    Setting("auth.algorithms", "str", "HS256,RS256,ES256,EdDSA", "JWT algorithms allowed (never none)"),
-    Setting("auth.default_scopes", "str", "events:read events:write", "scopes of a JWT that carries none"),
-    Setting("auth.jwt_tier", "str", "enterprise", "rate-limit tier of JWT principals without a tier claim",
-            choices=("free", "pro", "business", "enterprise")),
-    Setting("auth.require_signature", "bool", False, "API-token requests must be HMAC-signed (X-Signature)"),
-    Setting("auth.two_part_signatures", "bool", False,
-            "accept '{ts}:{body}' signatures when X-Nonce is absent (telemetry-kit v0.3.0 servers)"),
-    Setting("auth.signature_window_s", "float", 600.0, "accepted X-Timestamp skew", minimum=1),
-    Setting("auth.nonce_ttl_s", "int", 600, "how long a nonce is remembered", minimum=1),
-    Setting("auth.token_cache_s", "float", 30.0, "how long a token lookup is cached (revocation delay between "
-            "nodes)", minimum=0),
-    Setting("auth.limits_on_state_error", "str", "open", "when Redis is unreachable: open lets requests through, "
-            "closed answers 503 (replay checks always fail closed)", choices=("open", "closed")),
-    Setting("tier.free.requests_per_minute", "int", 10, "0 = unlimited", minimum=0),
-    Setting("tier.free.events_per_minute", "int", 1000, "0 = unlimited", minimum=0),
-    Setting("tier.free.events_per_month", "int", 10000, "0 = unlimited", minimum=0),
-    Setting("tier.pro.requests_per_minute", "int", 100, "0 = unlimited", minimum=0),
-    Setting("tier.pro.events_per_minute", "int", 10000, "0 = unlimited", minimum=0),
-    Setting("tier.pro.events_per_month", "int", 100000, "0 = unlimited", minimum=0),
-    Setting("tier.business.requests_per_minute", "int", 1000, "0 = unlimited", minimum=0),
-    Setting("tier.business.events_per_minute", "int", 100000, "0 = unlimited", minimum=0),
-    Setting("tier.business.events_per_month", "int", 1000000, "0 = unlimited", minimum=0),
-    Setting("tier.enterprise.requests_per_minute", "int", 0, "0 = unlimited", minimum=0),
-    Setting("tier.enterprise.events_per_minute", "int", 0, "0 = unlimited", minimum=0),
-    Setting("tier.enterprise.events_per_month", "int", 0, "0 = unlimited", minimum=0),
-    Setting("max_body_bytes", "size", 20 * MiB, "largest request body, after decompression", minimum=1024),
-    Setting("max_batch_events", "int", 10000, "most events in one request", minimum=1, maximum=50000),
-    Setting("max_future_skew_s", "float", 86400.0,
-            "reject events stamped further than this in the future; 0 disables the check", minimum=0),
-    Setting("validation.source_ids", "str", "", "comma list of allowed sources; empty allows all"),
-    Setting("validation.event_types", "str", "", "comma list of allowed event types; empty allows all"),
-    Setting("validation.schema_dir", "path", None, "directory of <event_type>.json JSON Schemas the attributes "
-            "of that event type must match", nullable=True),
-    Setting("pii.redact", "bool", False, "replace sensitive attribute values (pii.keys, and keys containing "
-            "password/token/key/secret) with [REDACTED] before storage"),
-    Setting("pii.keys", "str", ",".join(DEFAULT_PII_KEYS), "comma list of attribute keys to redact"),
-    Setting("pii.hash_user_id", "bool", False, "store user_id as sha256(user_id)[:16] (unless it already is one)"),
-    Setting("processing.batch_size", "int", 100, "events per processor batch", minimum=1),
-    Setting("processing.batch_timeout_ms", "float", 1000.0, "longest wait to fill a processor batch", minimum=1),
-    Setting("processing.retry_attempts", "int", 3, "tries of a failing processor in all before the DLQ, as "
-            "Telemetron counts them (3 = the first and two retries; 0 and 1 both mean once)", minimum=0),
-    Setting("processing.retry_delay_ms", "float", 1000.0, "pause between processor retries", minimum=0),
-    Setting("processing.max_pending_events", "int", 100000, "bound of the processor queue (the writer waits "
-            "past it)", minimum=1),
-    Setting("otlp.grpc_port", "int", 4317, "OTLP/gRPC port (0 disables)", minimum=0, maximum=65535),
-    Setting("otlp.http_port", "int", 4318, "a second port for OTLP/HTTP (0 disables; TEA's port serves "
-            "/v1/traces, /v1/logs, /v1/metrics anyway)", minimum=0, maximum=65535),
-    Setting("otlp.max_message_bytes", "size", 4 * MiB, "largest OTLP message (gRPC and HTTP)", minimum=1024),
-    Setting("otlp.analytics", "bool", True, "route OTLP spans into the seed's user_activity / endpoint_usage / "
-            "feature_usage tables (processor otel_analytics)"),
-    Setting("otlp.native", "bool", True, "map protobuf trace exports with the native mapper (tea._otlpfast) when "
-            "it is built; anything it does not reproduce exactly falls back to the Python mapper"),
-    Setting("otlp.hash_ids", "bool", False, "hash user.id / organization.id (sha256[:16]) in those tables unless "
-            "they already are such a hash"),
-    Setting("genai.price_table", "path", None, "TOML price table (per model, input and output price of 1 000 "
-            "tokens) an event's cost is computed from when it names a model and tokens but no cost; default: "
-            "<data_dir>/prices.toml, written from the shipped table on first start", nullable=True),
-    Setting("telemetry_kit.duplicates", "str", "accept", "an all-duplicate (retried) batch: accept = 200, "
-            "reject = upstream's 400", choices=("accept", "reject")),
-    Setting("telemetron.tenant", "str", None, "tenant of Telemetron requests that carry no credential (its "
-            "clients send none); unset: Telemetron routes need a credential too", nullable=True),
-    Setting("alerts.enabled", "bool", True, "run the alert evaluator loop"),
-    Setting("alerts.interval_s", "float", 30.0, "how often alert rules are evaluated", minimum=0.01),
-    Setting("alerts.default_rules", "bool", True, "ship the seed's four rules (error rate > 5 %, no activity > 1 h, "
-            "avg latency > 1000 ms, unhealthy > 10 min)"),
-    Setting("alerts.rules", "json_list", (), "extra alert rules for every tenant: [[alerts.rules]] tables in "
-            "tea.toml or a JSON array in the environment (same shape as POST /v1/alerts/rules, with an id)"),
-    Setting("alerts.webhook_urls", "str", "", "comma list of URLs that receive alert notifications (JSON POST)"),
-    Setting("alerts.webhook_secret", "str", None, "HMAC-SHA256 key signing notifications (X-TEA-Signature); "
-            "unset: unsigned", nullable=True, secret=True),
-    Setting("alerts.webhook_timeout_s", "float", 5.0, "timeout of one webhook request", minimum=0.1),
-    Setting("alerts.webhook_retries", "int", 3, "retries of a notification after a connection error, 5xx or 429",
-            minimum=0, maximum=10),
-    Setting("alerts.webhook_backoff_s", "float", 1.0, "pause before the first retry (doubles each retry, "
-            "with jitter, at most 60 s)", minimum=0),
-    Setting("alerts.max_pending_notifications", "int", 1000, "bound of the notification queue (oldest dropped "
-            "past it)", minimum=1),
-    Setting("ui.enabled", "bool", True, "serve the Control Center web UI at /ui"),
-    Setting("ui.session_hours", "float", 12.0, "lifetime of a Control Center sign-in (its session cookie)",
-            minimum=0.01, maximum=24 * 30),
-    Setting("stream.window_bytes", "size", 16 * MiB, "acknowledged events kept in memory for live-tail streams "
-            "(GET /v1/events/stream): how far a stream may fall behind, and resume with Last-Event-ID, before it "
-            "is dropped", minimum=4096),
-    Setting("stream.resume_s", "float", 300.0, "how long the live-tail window keeps recording after the last "
-            "stream closed, so that a client reconnecting within it resumes without a gap", minimum=0),
-    Setting("stream.max_per_tenant", "int", 8, "concurrent live-tail streams per tenant (429 past it; an admin's "
-            "stream over every tenant counts as one tenant)", minimum=1),
-    Setting("stream.max_events_per_s", "float", 2000.0, "most events per second one live-tail stream is sent; "
-            "a stream that more match for longer than the window lasts is dropped (narrow its filters, or read "
-            "in bulk from /v1/export)", minimum=1),
-    Setting("stream.heartbeat_s", "float", 15.0, "a live-tail stream with nothing to send sends a comment this "
-            "often (keeps proxies from closing it)", minimum=0.1),
-    Setting("stream.stall_timeout_s", "float", 30.0, "a live-tail stream whose client accepts no bytes for this "
-            "long is closed", minimum=0.1),
-    Setting("prometheus.duration_buckets_ms", "bounds", (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
-                                                         10000, 30000, 60000),
-            "upper bounds (ms) of the le buckets of tea_request_duration_ms_bucket in the Prometheus API "
-            "(+Inf is added)"),
-    Setting("log_level", "str", "info", "logging level", choices=("debug", "info", "warning", "error")),
-    Setting("log_format", "str", "text", "log line format", choices=("text", "json")),
-    Setting("access_log", "bool", False, "log every HTTP request"),
-    Setting("shutdown_timeout_s", "float", 30.0, "time budget to drain the buffer on shutdown", minimum=0),
-    Setting("gc_threshold", "int", 50000, "Python's generation-0 garbage-collection threshold the server sets "
-            "once started, freezing what start-up built (gc.freeze); 0 leaves Python's defaults (700)", minimum=0),
-    Setting("buffer.max_bytes", "size", 1024 * MiB,
-            "bound of the durable buffer backlog; ingestion answers 503 past it", minimum=4096),
-    Setting("buffer.segment_bytes", "size", 64 * MiB, "size at which a buffer segment file is sealed",
-            minimum=4096),
-    Setting("buffer.ack", "str", "durable", "durable: acknowledge after fsync; memory: before (loss window)",
-            choices=("durable", "memory")),
-    Setting("buffer.fsync_interval_ms", "float", 200.0, "buffer.ack=memory: how often the buffer is fsynced",
-            minimum=1),
-    Setting("buffer.recent_bytes", "size", 256 * MiB, "durable records also kept in memory for the writer "
-            "(read back from disk past it); 0 = always read from disk", minimum=0),
-    Setting("writer.batch_events", "int", 200000, "most events per storage write", minimum=1),
-    Setting("writer.flush_interval_ms", "float", 1000.0, "longest wait before a partial batch is written "
-            "(how long a just-acknowledged event may take to become queryable under light load)",
-            minimum=0),
-    Setting("writer.max_backoff_s", "float", 30.0, "longest pause between storage retries", minimum=0.01),
-    Setting("storage.dedup_window_s", "float", 3600.0,
-            "an event is a duplicate when a stored event has its (tenant_id, event_id) and a timestamp "
-            "within this window", minimum=0),
-    Setting("duckdb.path", "path", None, "DuckDB file; default <data_dir>/tea.duckdb", nullable=True),
-    Setting("duckdb.threads", "int", None, "DuckDB worker threads; default: all cores", minimum=1, nullable=True),
-    Setting("duckdb.memory_limit", "str", None, "DuckDB memory limit, e.g. 2GB; default: DuckDB's", nullable=True),
-    Setting("duckdb.checkpoint_threshold", "str", "256MB",
-            "WAL size at which DuckDB checkpoints into the file (DuckDB's own default, 16MB, rewrites the "
-            "tables' last row groups so often that writes cost 1.5x more CPU at a few million rows)"),
-    Setting("duckdb.row_group_size", "int", 16384,
-            "rows per DuckDB row group: a write that fills whole row groups of a partition goes straight into "
-            "the file, compressed once, instead of through the WAL and a later checkpoint (122880 = DuckDB's own)",
-            minimum=2048, maximum=1048576, multiple_of=2048),
-    Setting("postgres.auto_migrate", "bool", True, "postgres backend: apply the schema migrations at start; "
-            "false: refuse to start on an old schema (run `tea migrate` first)"),
-    Setting("postgres.pool_max", "int", 10, "postgres backend: most connections in the pool", minimum=1),
-    Setting("clickhouse.final_reads", "bool", False, "clickhouse backend: read events with FINAL, exact even when "
-            "two nodes wrote the same event at the same instant (costs some read speed)"),
-    Setting("clickhouse.readers", "int", 4, "clickhouse backend: reader threads (one connection each)", minimum=1),
-    Setting("clickhouse.timeout_s", "float", 30.0, "clickhouse backend: send/receive timeout of a query", minimum=0.1),
-)
-
-_BY_KEY = {s.key: s for s in SETTINGS}
-_MASK = "********"
+class PrometheusSettings(Section, frozen=True):
+    duration_buckets_ms: Annotated[Bounds, doc(
+        "upper bounds (ms) of the le buckets of tea_request_duration_ms_bucket in the Prometheus API, ascending "
+        "(+Inf is added)")] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                               10000.0, 30000.0, 60000.0)
 
 
-class Section:
-    """Attribute access to the settings under one dotted prefix."""
-
-    def __init__(self, values: Mapping[str, Any], prefix: str) -> None:
-        self._values = values
-        self._prefix = prefix
-
-    def __getattr__(self, name: str) -> Any:
-        key = self._prefix + name
-        if key in self._values:
-            return self._values[key]
-        if any(k.startswith(key + ".") for k in self._values):
-            section = Section(self._values, key + ".")
-            object.__setattr__(self, name, section)  # found once: later reads are plain attribute hits
-            return section
-        raise AttributeError(f"no setting {key!r}")
+class TelemetryKitSettings(Section, frozen=True):
+    duplicates: Annotated[Literal["accept", "reject"],
+                          doc("an all-duplicate (retried) batch: accept = 200, reject = upstream's 400")] = "accept"
 
 
-class Settings(Section):
+class TelemetronSettings(Section, frozen=True):
+    tenant: Annotated[str, doc("tenant of Telemetron requests that carry no credential (its clients send none); "
+                               "unset: Telemetron routes need a credential too")] | None = None
+
+
+class AlertsSettings(Section, frozen=True):
+    enabled: Annotated[bool, doc("run the alert evaluator loop")] = True
+    interval_s: Annotated[float, doc("how often alert rules are evaluated", ge=0.01)] = 30.0
+    default_rules: Annotated[bool, doc("ship the seed's four rules (error rate > 5 %, no activity > 1 h, avg "
+                                       "latency > 1000 ms, unhealthy > 10 min)")] = True
+    rules: Annotated[Tables, doc("extra alert rules for every tenant: [[alerts.rules]] tables in tea.toml or a "
+                                 "JSON array in the environment (the POST /v1/alerts/rules shape, with an id)")] = ()
+    webhook_urls: Annotated[str, doc("comma list of URLs that receive alert notifications (JSON POST)")] = ""
+    webhook_secret: Annotated[str, doc("HMAC-SHA256 key signing notifications (X-TEA-Signature); unset: unsigned",
+                                       secret=True)] | None = None
+    webhook_timeout_s: Annotated[float, doc("timeout of one webhook request", ge=0.1)] = 5.0
+    webhook_retries: Annotated[int, doc("retries of a notification after a connection error, timeout, 5xx or 429",
+                                        ge=0, le=10)] = 3
+    webhook_backoff_s: Annotated[float, doc("pause before the first retry (doubles each retry, with jitter, at "
+                                            "most 60 s)", ge=0)] = 1.0
+    max_pending_notifications: Annotated[int, doc("bound of the notification queue (the oldest is dropped past it)",
+                                                  ge=1)] = 1000
+
+
+class UiSettings(Section, frozen=True):
+    enabled: Annotated[bool, doc("serve the Control Center web UI at /ui")] = True
+    session_hours: Annotated[float, doc("lifetime of a Control Center sign-in (its session cookie)", ge=0.01,
+                                        le=24 * 30)] = 12.0
+
+
+class StreamSettings(Section, frozen=True):
+    window_bytes: Annotated[Size, doc("acknowledged events kept in memory for live-tail streams "
+                                      "(GET /v1/events/stream): how far a stream may fall behind, and resume with "
+                                      "Last-Event-ID, before it is dropped", ge=4096)] = 16 * MiB
+    resume_s: Annotated[float, doc("how long the live-tail window keeps recording after the last stream closed, so "
+                                   "that a client reconnecting within it resumes without a gap", ge=0)] = 300.0
+    max_per_tenant: Annotated[int, doc("concurrent live-tail streams per tenant (429 past it; an admin's stream "
+                                       "over every tenant counts as one tenant)", ge=1)] = 8
+    max_events_per_s: Annotated[float, doc("most events per second one live-tail stream is sent; a stream that more "
+                                           "match for longer than the window lasts is dropped (narrow its filters, "
+                                           "or read in bulk from /v1/export)", ge=1)] = 2000.0
+    heartbeat_s: Annotated[float, doc("a live-tail stream with nothing to send sends a comment this often (keeps "
+                                      "proxies from closing it)", ge=0.1)] = 15.0
+    stall_timeout_s: Annotated[float, doc("a live-tail stream whose client accepts no bytes for this long is closed",
+                                          ge=0.1)] = 30.0
+
+
+class BufferSettings(Section, frozen=True):
+    max_bytes: Annotated[Size, doc("bound of the durable buffer's backlog not yet in storage; ingestion answers 503 "
+                                   "past it", ge=4096)] = 1024 * MiB
+    segment_bytes: Annotated[Size, doc("size at which a buffer segment file is sealed", ge=4096)] = 64 * MiB
+    ack: Annotated[Literal["durable", "memory"],
+                   doc("durable: acknowledge after fsync; memory: before (a loss window)")] = "durable"
+    fsync_interval_ms: Annotated[float, doc("with buffer.ack=memory: how often the buffer is fsynced", ge=1)] = 200.0
+    recent_bytes: Annotated[Size, doc("the newest durable records are also kept in memory, so the writer need not "
+                                      "read them back from disk; past it, and after a restart, it reads and "
+                                      "checksums the segment files; 0 = always from disk", ge=0)] = 256 * MiB
+
+
+class WriterSettings(Section, frozen=True):
+    batch_events: Annotated[int, doc("most events per storage write", ge=1)] = 200000
+    flush_interval_ms: Annotated[float, doc("longest wait before a partial batch is written: under light load an "
+                                            "acknowledged event (durable at once) becomes queryable within about "
+                                            "this long; every storage write has a fixed cost, so shorter intervals "
+                                            "cost ingestion throughput", ge=0)] = 1000.0
+    max_backoff_s: Annotated[float, doc("longest pause between storage retries", ge=0.01)] = 30.0
+
+
+class StorageSettings(Section, frozen=True):
+    dedup_window_s: Annotated[float, doc("an event is a duplicate when a stored event has its (tenant_id, event_id) "
+                                         "and a timestamp within this window", ge=0)] = 3600.0
+
+
+class DuckdbSettings(Section, frozen=True):
+    path: Annotated[FilePath, doc("DuckDB file; default <data_dir>/tea.duckdb")] | None = None
+    threads: Annotated[int, doc("DuckDB worker threads; default (or auto): all cores", ge=1)] | None = None
+    memory_limit: Annotated[str, doc("DuckDB memory limit, e.g. 2GB; default: DuckDB's")] | None = None
+    checkpoint_threshold: Annotated[str, doc(
+        "WAL size at which DuckDB checkpoints into the file (DuckDB's own 16MB rewrites the tables' last row "
+        "groups so often that writes cost about 1.5x more CPU at a few million rows; bench/OTLP.md)")] = "256MB"
+    row_group_size: Annotated[int, doc(
+        "rows per DuckDB row group: a write that fills whole row groups of a tenant partition goes straight into "
+        "the file, compressed once, instead of through the WAL and a later checkpoint; smaller than DuckDB's own "
+        "122880 (which restores DuckDB's behaviour) for faster OTLP writes at the price of a larger file; applies "
+        "to rows written from then on", ge=2048, le=1048576, multiple_of=2048)] = 16384
+
+
+class PostgresSettings(Section, frozen=True):
+    auto_migrate: Annotated[bool, doc("postgres backend: apply the schema migrations at start; false: refuse to "
+                                      "start on an old schema (run `tea migrate` first)")] = True
+    pool_max: Annotated[int, doc("postgres backend: most connections in the pool", ge=1)] = 10
+
+
+class ClickhouseSettings(Section, frozen=True):
+    final_reads: Annotated[bool, doc("clickhouse backend: read events with FINAL, exact even when two nodes wrote "
+                                     "the same event at the same instant (costs some read speed)")] = False
+    readers: Annotated[int, doc("clickhouse backend: reader threads (one connection each)", ge=1)] = 4
+    timeout_s: Annotated[float, doc("clickhouse backend: send/receive timeout of a query", ge=0.1)] = 30.0
+
+
+class Settings(Section, frozen=True):
     """The effective settings: ``settings.buffer.max_bytes``, ``settings.source("port")``."""
 
-    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str],
-                 table: Iterable[Setting] = SETTINGS) -> None:
-        super().__init__(dict(values), "")
-        self.warnings: list[str] = []  # e.g. Telemetron settings TEA does not take over
-        self._sources = dict(sources)
-        self._table = {s.key: s for s in table}
+    _state_fields: ClassVar[tuple[str, ...]] = ("sources", "warnings")
 
-    def get(self, key: str) -> Any:
-        return self._values[key]
+    host: Annotated[str, doc("address to listen on", telemetron="http.host", flag=True)] = "127.0.0.1"
+    port: Annotated[int, doc("HTTP port", ge=0, le=65535, telemetron="http.port", flag=True)] = 3001
+    data_dir: Annotated[FilePath, doc("directory for the durable buffer and the DuckDB file", flag=True)] = \
+        "./tea-data"
+    config: Annotated[FilePath, doc("path of a tea.toml settings file", flag=True)] | None = None
+    storage_backend: Annotated[str, doc("where events are stored: memory, duckdb, postgres, clickhouse, or a "
+                                        "backend a plugin provides (checked at start)", flag=True)] = "duckdb"
+    postgres_url: Annotated[str, doc(
+        "postgres backend: a libpq URL, e.g. postgresql://tea:secret@db:5432/tea (or the seed's "
+        "ANALYTICS_DB_USER/PASS/HOST/PORT/NAME)", secret=True, env=("ANALYTICS_DATABASE_URL",))] | None = None
+    clickhouse_url: Annotated[str, doc("clickhouse backend: clickhouse://user:password@host:9000/database (the "
+                                       "native protocol, the server's tcp_port)", secret=True)] | None = None
+    max_events: Annotated[int, doc("memory backend: oldest events are evicted past this count", ge=1)] = 10000
+    retention_hours: Annotated[int, doc("delete events older than this; 0 keeps forever; default 24 for memory, "
+                                        "720 for persistent backends", ge=0)] | None = None
+    retention_tenant_hours: Annotated[HoursMap, doc(
+        "per-tenant retention overriding retention_hours (0 keeps forever): acme=48,beta=0 in the environment, "
+        "a table in tea.toml; PUT /v1/retention/{tenant} overrides these")] = {}
+    retention_interval_s: Annotated[float, doc("how often the retention job runs", ge=1)] = 300.0
+    audit: AuditSettings = AuditSettings()
+    records: RecordsSettings = RecordsSettings()
+    auth_validation: Annotated[bool, doc("require credentials; false = development mode (no credentials needed, "
+                                         "tenant from the body, a loud warning at start and hourly)")] = True
+    default_tenant: Annotated[str, doc("dev mode and admins: tenant of events that name none")] = "default"
+    admin_token: Annotated[str, doc("a bearer credential with the admin scope, to bootstrap a deployment",
+                                    secret=True)] | None = None
+    secret_key: Annotated[str, doc("at least 32 characters, the same on every node: derives the key that seals "
+                                   "token signing secrets; default: a key file <data_dir>/secret.key made on first "
+                                   "start", secret=True)] | None = None
+    redis_url: Annotated[str, doc("Redis for replay nonces and rate limits shared between nodes; default: kept in "
+                                  "this process", secret=True)] | None = None
+    auth: AuthSettings = AuthSettings()
+    tier: TierSettings = TierSettings()
+    max_body_bytes: Annotated[Size, doc("largest request body, after decompression", ge=1024)] = 20 * MiB
+    max_batch_events: Annotated[int, doc("most events in one request", ge=1, le=50000)] = 10000
+    max_future_skew_s: Annotated[float, doc("reject events stamped further than this in the future; 0 disables "
+                                            "the check", ge=0)] = 86400.0
+    validation: ValidationSettings = ValidationSettings()
+    pii: PiiSettings = PiiSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    otlp: OtlpSettings = OtlpSettings()
+    genai: GenaiSettings = GenaiSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    telemetry_kit: TelemetryKitSettings = TelemetryKitSettings()
+    telemetron: TelemetronSettings = TelemetronSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    ui: UiSettings = UiSettings()
+    stream: StreamSettings = StreamSettings()
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], doc("logging level", flag=True)] = "info"
+    log_format: Annotated[Literal["text", "json"], doc("log line format: text (key=value) or json (one object "
+                                                       "per line)")] = "text"
+    access_log: Annotated[bool, doc("log every HTTP request")] = False
+    shutdown_timeout_s: Annotated[float, doc("time budget to drain the buffer on shutdown (what is left is "
+                                             "replayed at the next start)", ge=0)] = 30.0
+    gc_threshold: Annotated[int, doc(
+        "once started, the server freezes what start-up built out of the garbage collector's reach (gc.freeze) "
+        "and collects generation 0 every this many allocations instead of Python's 700 (the collector took ~15 % "
+        "of single-event ingestion's CPU at Python's defaults); 0 leaves Python's defaults", ge=0)] = 50000
+    buffer: BufferSettings = BufferSettings()
+    writer: WriterSettings = WriterSettings()
+    storage: StorageSettings = StorageSettings()
+    duckdb: DuckdbSettings = DuckdbSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    clickhouse: ClickhouseSettings = ClickhouseSettings()
+
+    sources: dict[str, str] = {}  # key -> "flag --port", "env TEA_PORT", "file tea.toml"; absent: default
+    warnings: list[str] = []  # e.g. Telemetron settings TEA does not take over
 
     def source(self, key: str) -> str:
-        return self._sources.get(key, "default")
+        return self.sources.get(key, "default")
+
+    def get(self, key: str) -> object:
+        """One setting by its dotted key; code reads the typed attributes (``settings.buffer.max_bytes``)."""
+        value: object = self
+        for part in key.split("."):
+            value = getattr(value, part)
+        return value
 
     def replace(self, **changes: Any) -> "Settings":
-        values = dict(self._values)
-        for key, value in changes.items():
-            values[key.replace("__", ".")] = value
-        out = Settings(values, self._sources, self._table.values())
-        out.warnings = list(self.warnings)
-        return out
+        """A copy with some settings changed: ``replace(buffer__max_bytes=1)`` (values not re-checked)."""
+        out: Settings = replace(self, {key.replace("__", "."): value for key, value in changes.items()})
+        return replace(out, {"warnings": list(self.warnings)})
 
     @property
     def retention_hours_effective(self) -> int:
-        if self._values["retention_hours"] is not None:
-            return self._values["retention_hours"]
-        return 24 if self._values["storage_backend"] == "memory" else 720
+        if self.retention_hours is not None:
+            return self.retention_hours
+        return 24 if self.storage_backend == "memory" else 720
 
     def effective(self, masked: bool = True) -> list[tuple[str, Any, str]]:
         """(key, value, source) rows, secrets masked."""
         rows = []
-        for key, setting in self._table.items():
-            value = self._values.get(key)
-            if key == "retention_hours" and value is None:
+        for setting in SETTINGS:
+            value = self.get(setting.key)
+            if setting.key == "retention_hours" and value is None:
                 value = self.retention_hours_effective
-            if masked and value not in (None, "") and (setting.secret or _looks_secret(key)):
+            if masked and setting.secret and value not in (None, ""):
                 value = mask(value)
-            rows.append((key, value, self.source(key)))
+            rows.append((setting.key, value, self.source(setting.key)))
         return rows
 
 
-def _looks_secret(key: str) -> bool:
-    last = key.rsplit(".", 1)[-1]
-    return any(last == word or last.endswith("_" + word) for word in ("secret", "password", "token", "key"))
+SETTINGS: tuple[Setting, ...] = table(Settings)
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+# TEA_* variables that are not settings of the server, so `tea serve` does not call them typos
+OTHER_ENV: dict[str, str] = {
+    "TEA_TOKEN": "the credential `tea usage` and `tea export` send (an API token or JWT with events:read)",
+    "TEA_REQUIRE_SERVICES": "test suite: 1 turns a test skipped for want of PostgreSQL, Redis or ClickHouse into "
+                            "a failure",
+}
 
 
-def mask(value: Any) -> str:
-    """Mask a secret; for URLs only the password is hidden so the target stays visible."""
-    text = str(value)
-    match = re.match(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)([^@]*)(@.*)$", text)
-    if match:
-        return match.group(1) + _MASK + match.group(3)
-    return _MASK
-
-
-_MAP_KEYS = {s.key for s in SETTINGS if s.kind == "hours_map"}
-
-
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, value in table.items():
+    for name, value in values.items():
         key = prefix + name
-        if isinstance(value, dict) and key not in _MAP_KEYS:
+        if isinstance(value, dict) and (key not in _BY_KEY or _BY_KEY[key].kind != "hours_map"):
             out.update(_flatten(value, key + "."))
         else:
             out[key] = value
@@ -458,7 +382,7 @@ def read_toml(path: str | os.PathLike[str], warnings: list[str] | None = None) -
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
         if compat_config.is_telemetron(raw):
-            values, notes = compat_config.translate(raw)
+            values, notes = compat_config.translate(raw, SETTINGS)
             if warnings is not None:
                 warnings.extend(notes)
             return values
@@ -469,46 +393,35 @@ def read_toml(path: str | os.PathLike[str], warnings: list[str] | None = None) -
         raise ConfigError(f"invalid config file {os.fspath(path)!r}: {exc}") from None
 
 
-def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-         table: Iterable[Setting] = SETTINGS) -> Settings:
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Resolve every setting: flag > environment > tea.toml > default. Raises ConfigError."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    env = os.environ if env is None else env
-    env = _with_analytics_db_url(env)
-    by_key = {s.key: s for s in table}
-    env_names: dict[str, Setting] = {}
-    for setting in by_key.values():
-        for name in (setting.env, *setting.aliases):
-            env_names[name] = setting
-
-    from tea.compat_config import translate_env
+    env = _with_analytics_db_url(os.environ if env is None else env)
+    from tea.compat_config import unsupported_env
 
     config_path = flags.get("config") or env.get("TEA_CONFIG")
     warnings: list[str] = []
     file_values = read_toml(config_path, warnings) if config_path else {}
-    env_values, env_notes = translate_env(env)
-    file_values.update(env_values)  # TELEMETRON_* overrides: above the file, below TEA_*
-    warnings.extend(env_notes)
+    warnings.extend(unsupported_env(env, SETTINGS))
     for key in file_values:
-        if key not in by_key:
+        if key not in _BY_KEY:
             raise ConfigError(f"invalid config file {config_path!r}: unknown setting {key!r}")
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for key, setting in by_key.items():
+    for key, setting in _BY_KEY.items():
         if key in flags:
-            flag = "--" + key.replace("_", "-").replace(".", "-")
-            values[key], sources[key] = setting.parse(flags[key], flag), "flag " + flag
+            values[key], sources[key] = setting.parse(flags[key], setting.flag_name), "flag " + setting.flag_name
             continue
-        env_hit = next((n for n in (setting.env, *setting.aliases) if n in env), None)
+        env_hit = next((n for n in setting.env_names if n in env), None)
         if env_hit is not None:
             values[key], sources[key] = setting.parse(env[env_hit], env_hit), "env " + env_hit
         elif key in file_values:
-            values[key], sources[key] = setting.parse(file_values[key], key), "file " + str(config_path)
+            values[key] = setting.parse(file_values[key], key, f" in {config_path}")
+            sources[key] = "file " + str(config_path)
         else:
             values[key] = setting.default
-    settings = Settings(values, sources, by_key.values())
-    settings.warnings = warnings
+    settings: Settings = build(Settings, values, sources=sources, warnings=warnings)
     return settings
 
 
@@ -526,15 +439,14 @@ def _with_analytics_db_url(env: Mapping[str, str]) -> Mapping[str, str]:
     return {**env, "ANALYTICS_DATABASE_URL": url}
 
 
-def unknown_env(env: Mapping[str, str] | None = None, table: Iterable[Setting] = SETTINGS) -> list[str]:
+def unknown_env(env: Mapping[str, str] | None = None) -> list[str]:
     """TEA_* environment variables that name no setting (likely typos)."""
     env = os.environ if env is None else env
-    known = {"TEA_CONFIG", "TEA_REQUIRE_SERVICES"}
-    for setting in table:
-        known.update((setting.env, *setting.aliases))
+    known = set(OTHER_ENV)
+    for setting in SETTINGS:
+        known.update(setting.env_names)
     return sorted(n for n in env if n.startswith("TEA_") and n not in known)
 
 
 def data_path(settings: Settings, *parts: str) -> Path:
     return Path(settings.data_dir).joinpath(*parts)
-

@@ -53,10 +53,10 @@ class TokenCliError(Exception):
 
 async def _direct(args: argparse.Namespace, settings: Settings) -> Any:
     from tea.auth.keys import SecretBox, load_master_key
-    from tea.auth.routes import issued, token_view
+    from tea.ops.tokens import issued, token_view
     from tea.auth.tokens import TokenService
     from tea.errors import ClientError, StorageError
-    from tea.storage.base import make_storage
+    from tea.plugins import make_storage
     from tea.timeutil import now_us
     from tea.types import AuditRecord
 

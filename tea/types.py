@@ -8,7 +8,7 @@ so TEA never parses what it does not need to.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Iterator, Sequence, overload
 
@@ -134,6 +134,28 @@ class Batch(Sequence[Event]):
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events())
+
+
+
+class ItemError(msgspec.Struct):
+    """Why one event of a batch was refused; ``index`` is its position in the request. Every key is
+    always sent: ``event_id`` and ``field`` are null when the event had no id or no field is to blame."""
+
+    index: int
+    error: str
+    message: str
+    event_id: str | None = None
+    field: str | None = None
+
+
+@dataclass
+class Decoded:
+    """What a receiver decoded from one request: the events, where each came from, and the items refused."""
+
+    events: list[Event]
+    indexes: list[int] | None  # None when events[i] is item i (no item failed to decode)
+    errors: list[ItemError] = field(default_factory=list)
+    total: int = 0
 
 
 def encode_lines(events: Sequence[Event]) -> bytes:

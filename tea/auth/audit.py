@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Callable
 
-from tea.ops.telemetry import Telemetry
+from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import AuditRecord
@@ -29,6 +29,8 @@ class AuditLog:
         self.queue: asyncio.Queue[AuditRecord] = asyncio.Queue(max_queue)
         self.dropped = 0
         self.written = 0
+        # one flush at a time: a caller's flush waits for the rows the background flush is writing
+        self._flushing = asyncio.Lock()
 
     def record(self, action: str, *, actor: str | None = None, tenant_id: str | None = None,
                remote_addr: str | None = None, success: bool = True, reason: str | None = None,
@@ -47,6 +49,10 @@ class AuditLog:
             t.child(t.audit_records, action).inc()
 
     async def flush(self) -> int:
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         rows: list[AuditRecord] = []
         while not self.queue.empty():
             rows.append(self.queue.get_nowait())

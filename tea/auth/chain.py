@@ -12,7 +12,7 @@ no credential, an anon key, an unknown or expired token, a JWT signed by a key T
 runs as the all-scopes development principal whose tenant comes from the body, logged once per kind
 of credential (never the credential). A request carrying ``X-Signature`` (or made
 with a token when signatures are required) must be signed: the headers are checked now, and
-``request.state["verify_body"]`` holds the check of the body, which ``TeaApp.admit`` runs on every
+``request.state["verify_body"]`` holds the check of the body, which ``Gate.admit`` runs on every
 such request (over the empty body of a GET) before the request counts against a rate limit.
 
 What the chain learnt about a credential it refused stays in ``request.state`` for the audit log

@@ -46,3 +46,4 @@ class Principal:
 
 
 DEV = Principal(tenant_id=None, scopes=frozenset(SCOPES), method="dev")
+SYSTEM = Principal(tenant_id=None, scopes=frozenset({ADMIN}), method="system")  # TEA's own reads (/health)

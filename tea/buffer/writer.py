@@ -21,7 +21,7 @@ import msgspec
 from tea.buffer.log import DurableBuffer, Position
 from tea.buffer.segments import Record
 from tea.errors import StorageDataError
-from tea.ops.telemetry import Telemetry
+from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import format_us, now_us
 from tea.types import Batch, Event

@@ -44,12 +44,26 @@ def as_pg(exc: ClientError) -> PgError:
     return PgError(exc.status, code, exc.message, exc.details, None, exc.headers)
 
 
+def bad_text(name: str) -> PgError:
+    """What PostgreSQL answers for a NUL in text (it has no such character), naming the parameter."""
+    return PgError(400, "22021", 'invalid byte sequence for encoding "UTF8": 0x00', f"parameter {name}")
+
+
+def checked_path(request: Request, name: str) -> str:
+    """A path parameter, refused (PostgreSQL's 22021) when it holds a NUL."""
+    value = request.path_params[name]
+    if "\x00" in value:
+        raise bad_text(name)
+    return value
+
+
 def parse_error(message: str, details: Any = None) -> PgError:
     return PgError(400, "PGRST100", message, details)
 
 
-def no_column(relation: str, column: str) -> PgError:
-    return PgError(400, "42703", f"column {relation}.{column} does not exist")
+def no_column(relation: str, column: str, parameter: str | None = None) -> PgError:
+    return PgError(400, "42703", f"column {relation}.{column} does not exist",
+                   f"parameter {parameter}" if parameter else None)
 
 
 # ---------------------------------------------------------------- the query language
@@ -186,11 +200,15 @@ class Query:
     offset: int
 
 
-def parse_query(request: Request, relation: str, columns: tuple[str, ...],
+def parse_query(query: dict[str, list[str]], relation: str, columns: tuple[str, ...],
                 skip: frozenset[str] = frozenset()) -> Query:
+    """A request's query parameters (``request.query``) in PostgREST's language, over ``columns``."""
     known = set(columns)
     conditions: list[Condition] = []
-    for name, values in request.query.items():
+    for name, values in query.items():
+        if "\x00" in name or any("\x00" in v for v in values):
+            raise bad_text(name.replace("\x00", ""))
+    for name, values in query.items():
         if name in RESERVED or name in skip:
             continue
         if name in ("or", "and", "not.or", "not.and"):
@@ -201,7 +219,7 @@ def parse_query(request: Request, relation: str, columns: tuple[str, ...],
                 raise no_column(relation, name)
             conditions.append(c)
     select = None
-    text = request.param("select")
+    text = _last(query, "select")
     if text is not None and text.strip() not in ("", "*"):
         chosen = []
         for part in (p.strip() for p in text.split(",")):
@@ -214,30 +232,36 @@ def parse_query(request: Request, relation: str, columns: tuple[str, ...],
                 chosen.extend((c, c) for c in columns)
                 continue
             if column not in known:
-                raise no_column(relation, column)
+                raise no_column(relation, column, "select")
             chosen.append((alias.strip() or column, column))
         select = tuple(chosen)
     order: list[tuple[str, bool, bool]] = []
-    for part in filter(None, (p.strip() for p in (request.param("order") or "").split(","))):
+    for part in filter(None, (p.strip() for p in (_last(query, "order") or "").split(","))):
         column, *modifiers = part.split(".")
         if column not in known:
-            raise no_column(relation, column)
+            raise no_column(relation, column, "order")
         unknown = set(modifiers) - {"asc", "desc", "nullsfirst", "nullslast"}
         if unknown:
             raise parse_error(f'"failed to parse order ({part})" (line 1, column 1)', None)
         descending = "desc" in modifiers
         nulls_first = "nullsfirst" in modifiers or (descending and "nullslast" not in modifiers)
         order.append((column, descending, nulls_first))
-    return Query(tuple(conditions), select, tuple(order), _int(request, "limit"), _int(request, "offset") or 0)
+    return Query(tuple(conditions), select, tuple(order), _int(query, "limit"), _int(query, "offset") or 0)
 
 
-def _int(request: Request, name: str) -> int | None:
-    text = request.param(name)
+def _last(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _int(query: dict[str, list[str]], name: str) -> int | None:
+    text = _last(query, name)
     if text is None:
         return None
-    if not text.strip().isdigit():
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise parse_error(f'"failed to parse {name} ({text})"', f"{name} must be a non-negative integer")
-    return int(text)
+    return int(digits)
 
 
 def apply(rows: list[dict[str, Any]], q: Query, time_columns: frozenset[str],

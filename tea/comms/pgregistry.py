@@ -9,18 +9,16 @@ tenant); every write of them holds the registry's lock around its read-modify-wr
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tea.comms import pgschema
+from tea.comms.pgcontext import PgRest
 from tea.comms.pgquery import PgError, Query, apply
 from tea.comms.pgwrite import UNIQUE_KEYS, denied, duplicate
 from tea.comms.registry import AUDIT, KIND, TRANSITIONS, Registry, key, render
-from tea.comms.routes import write_tenant
 from tea.http import Request
 from tea.timeutil import format_us
 
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 REGISTRY = "unified_registry"
 RECORD_KINDS = {"registry_state_transitions": TRANSITIONS, "registration_audit": AUDIT}
@@ -62,13 +60,13 @@ class EntityIndex:
         return None
 
 
-async def _entities(app: "TeaApp", tenants: tuple[str, ...] | None) -> list[tuple[str, Entity]]:
-    rows = await app.registry.storage.list_documents(KIND, tenants)
+async def _entities(pg: PgRest, tenants: tuple[str, ...] | None) -> list[tuple[str, Entity]]:
+    rows = await pg.registry.storage.list_documents(KIND, tenants)
     return [(tenant, doc) for tenant, _, doc in rows]
 
 
-async def _put(app: "TeaApp", tenant: str, old: Entity | None, new: Entity | None) -> None:
-    storage = app.registry.storage
+async def _put(pg: PgRest, tenant: str, old: Entity | None, new: Entity | None) -> None:
+    storage = pg.registry.storage
     if old is not None and (new is None or key(old["entity_id"], old["entity_type"]) !=
                             key(new["entity_id"], new["entity_type"])):
         await storage.delete_document(KIND, tenant, key(old["entity_id"], old["entity_type"]))
@@ -77,17 +75,17 @@ async def _put(app: "TeaApp", tenant: str, old: Entity | None, new: Entity | Non
 
 
 # ---------------------------------------------------------------- unified_registry
-async def upsert(app: "TeaApp", request: Request, objects: list[dict[str, Any]], target: tuple[str, ...],
+async def upsert(pg: PgRest, request: Request, objects: list[dict[str, Any]], target: tuple[str, ...],
                  resolution: str | None) -> tuple[list[Entity], int]:
     """Insert (or upsert) entities: (the rows written, how many were inserted)."""
-    now = app.clock()
+    now = pg.clock()
     rows = []
     for index, given in enumerate(objects):
-        tenant = write_tenant(app, request, given.get("tenant_id"))
+        tenant = pg.write_tenant(request, given.get("tenant_id"))
         rows.append((tenant, given, pgschema.new_row(REGISTRY, given, now, f"row {index}")))
     writes: list[tuple[str, Entity | None, Entity]] = []  # (tenant, the entity replaced, the new one)
-    async with app.registry.lock:
-        index = EntityIndex(await _entities(app, tuple({t for t, _, _ in rows})))
+    async with pg.registry.lock:
+        index = EntityIndex(await _entities(pg, tuple({t for t, _, _ in rows})))
         for position, (tenant, given, row) in enumerate(rows):
             holder = index.by_key.get((target, (tenant, *(row[c] for c in target))))
             if holder is None:
@@ -108,7 +106,7 @@ async def upsert(app: "TeaApp", request: Request, objects: list[dict[str, Any]],
                 sets = pgschema.changes(REGISTRY, given, f"row {position}")
                 writes.append((tenant, holder, _merged(index, tenant, holder, sets)))
         for tenant, old, new in writes:
-            await _put(app, tenant, old, new)
+            await _put(pg, tenant, old, new)
     inserted = sum(1 for _, old, _ in writes if old is None)
     return [shown(new, tenant) for tenant, _, new in writes], inserted
 
@@ -124,11 +122,11 @@ def _merged(index: EntityIndex, tenant: str, old: Entity, sets: dict[str, Any]) 
     return new
 
 
-async def _matching(app: "TeaApp", request: Request, q: Query, tenants: tuple[str, ...] | None,
+async def _matching(pg: PgRest, request: Request, q: Query, tenants: tuple[str, ...] | None,
                     time_columns: frozenset[str]) -> tuple[EntityIndex, list[tuple[str, Entity]]]:
     """(Under the registry lock.) Every entity of the tenants the caller may read, and those ``q`` selects."""
     docs = []
-    for row in await Registry(app.reader(request), app.clock).entities(tenants):
+    for row in await Registry(pg.readers.of(request), pg.clock).entities(tenants):
         tenant = row.pop("tenant_id")
         docs.append((tenant, row))
     rows = [shown(doc, tenant) for tenant, doc in docs]
@@ -137,43 +135,43 @@ async def _matching(app: "TeaApp", request: Request, q: Query, tenants: tuple[st
     return EntityIndex(docs), [of_row[id(row)] for row in selected]
 
 
-async def update(app: "TeaApp", request: Request, q: Query, given: dict[str, Any], tenants: tuple[str, ...] | None,
+async def update(pg: PgRest, request: Request, q: Query, given: dict[str, Any], tenants: tuple[str, ...] | None,
                  time_columns: frozenset[str]) -> list[Entity]:
     """PATCH: set the given columns on every entity ``q`` selects; the rows as they are now."""
     sets = pgschema.changes(REGISTRY, given, "the update")
     if "tenant_id" in given:
-        write_tenant(app, request, given["tenant_id"])  # (403 for another's: a row never changes tenant)
-    async with app.registry.lock:
-        index, selected = await _matching(app, request, q, tenants, time_columns)
+        pg.write_tenant(request, given["tenant_id"])  # (403 for another's: a row never changes tenant)
+    async with pg.registry.lock:
+        index, selected = await _matching(pg, request, q, tenants, time_columns)
         moved = [(tenant, old, _merged(index, tenant, old, sets)) for tenant, old in selected]
         for tenant, old, new in moved:
-            await _put(app, tenant, old, new)
+            await _put(pg, tenant, old, new)
     return [shown(new, tenant) for tenant, _, new in moved]
 
 
-async def delete(app: "TeaApp", request: Request, q: Query, tenants: tuple[str, ...] | None,
+async def delete(pg: PgRest, request: Request, q: Query, tenants: tuple[str, ...] | None,
                  time_columns: frozenset[str]) -> list[Entity]:
     """DELETE: remove every entity ``q`` selects; the rows removed."""
-    async with app.registry.lock:
-        _, selected = await _matching(app, request, q, tenants, time_columns)
+    async with pg.registry.lock:
+        _, selected = await _matching(pg, request, q, tenants, time_columns)
         for tenant, old in selected:
-            await _put(app, tenant, old, None)
+            await _put(pg, tenant, old, None)
     return [shown(old, tenant) for tenant, old in selected]
 
 
 # ---------------------------------------------------------------- the append-only record tables
-async def append(app: "TeaApp", request: Request, relation: str, objects: list[dict[str, Any]],
+async def append(pg: PgRest, request: Request, relation: str, objects: list[dict[str, Any]],
                  resolution: str | None) -> list[Entity]:
     """Insert rows into a record table; a row whose ``id`` exists is 409 ``23505`` (skipped by
     ``ignore-duplicates``; ``merge-duplicates`` would change a record: 42501)."""
     if resolution == "merge-duplicates":
         raise denied(relation)
-    now, when = app.clock(), pgschema.RECORD_TIME[relation]
-    kind, storage = RECORD_KINDS[relation], app.registry.storage
+    now, when = pg.clock(), pgschema.RECORD_TIME[relation]
+    kind, storage = RECORD_KINDS[relation], pg.registry.storage
     rows: list[tuple[str, dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()
     for index, given in enumerate(objects):
-        tenant = write_tenant(app, request, given.get("tenant_id"))
+        tenant = pg.write_tenant(request, given.get("tenant_id"))
         row = pgschema.new_row(relation, given, now, f"row {index}")
         exists = (tenant, row["id"]) in seen or ("id" in given and await storage.query_records(
             kind, tenant_ids=(tenant,), filters={"id": row["id"]}, limit=1))

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from tea.comms.pgcontext import PgRest
 from tea.comms.pgquery import PgError, Query, apply, no_column, parse_query, prefer, rows_response
 from tea.comms.pgschema import column_list
 from tea.comms.records import split_body
@@ -34,8 +35,6 @@ from tea.http import Request, Response
 from tea.pipeline.recent import RecentIds
 from tea.types import Event
 
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 TABLE = "communication_telemetry"
 APPEND_ONLY = {
@@ -137,7 +136,7 @@ def conflict_target(request: Request, relation: str, columns: tuple[str, ...]) -
 
 def filters(request: Request, relation: str, columns: tuple[str, ...], verb: str) -> Query:
     """A PATCH's or DELETE's query: its conditions (on a column besides ``tenant_id``), order and limit."""
-    q = parse_query(request, relation, columns)
+    q = parse_query(request.query, relation, columns)
     if not any(c.column != "tenant_id" for c in q.conditions):
         raise no_where(verb)
     return q
@@ -162,12 +161,12 @@ def answer(request: Request, prefs: Preferences, rows: list[dict[str, Any]], q: 
 _RECENT: "weakref.WeakKeyDictionary[Any, RecentIds]" = weakref.WeakKeyDictionary()
 
 
-def recent(app: "TeaApp") -> RecentIds:
-    """The communication ids this node (``app``) acknowledged lately, perhaps not yet in storage."""
-    return _RECENT.setdefault(app, RecentIds())
+def recent(pg: PgRest) -> RecentIds:
+    """The communication ids this node acknowledged lately, perhaps not yet in storage."""
+    return _RECENT.setdefault(pg, RecentIds())
 
 
-async def fresh_events(app: "TeaApp", tenant: str, events: list[Event], given: list[bool],
+async def fresh_events(pg: PgRest, request: Request, tenant: str, events: list[Event], given: list[bool],
                        resolution: str | None) -> list[int]:
     """Positions of ``events`` to insert: a client-given id already stored (or earlier in the payload) is
     409 ``23505`` for a plain insert and skipped by ``ignore-duplicates``; generated ids never collide."""
@@ -175,10 +174,10 @@ async def fresh_events(app: "TeaApp", tenant: str, events: list[Event], given: l
     known: set[str] = set()
     if ids:
         stamps = [e.timestamp for e, mine in zip(events, given) if mine]
-        window = int(app.settings.storage.dedup_window_s * 1e6)
-        known = await app.storage.existing_event_ids(tenant, ids, min(stamps) - window,  # type: ignore[type-var]
+        window = int(pg.settings.storage.dedup_window_s * 1e6)
+        known = await pg.readers.of(request).existing_event_ids(tenant, ids, min(stamps) - window,  # type: ignore[type-var]
                                                      max(stamps) + window)  # type: ignore[type-var,operator]
-        known |= {i for i in ids if (tenant, i) in recent(app)}
+        known |= {i for i in ids if (tenant, i) in recent(pg)}
     keep: list[int] = []
     for position, (event, mine) in enumerate(zip(events, given)):
         if mine and event.event_id in known:
@@ -190,5 +189,5 @@ async def fresh_events(app: "TeaApp", tenant: str, events: list[Event], given: l
     return keep
 
 
-def remember(app: "TeaApp", tenant: str, events: list[Event]) -> None:
-    recent(app).add(tenant, (e.event_id for e in events if e.event_id))
+def remember(pg: PgRest, tenant: str, events: list[Event]) -> None:
+    recent(pg).add(tenant, (e.event_id for e in events if e.event_id))

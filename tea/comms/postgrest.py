@@ -21,7 +21,7 @@
   ``MAX_ROWS`` rows (newest first) per request — the default order is ``timestamp.desc``.
 
 Authentication is TEA's (``apikey`` and/or ``Authorization: Bearer`` with a TEA token or JWT); every
-read runs on the request's scoped reader (``TeaApp.reader``), every write names the caller's tenant.
+read runs on the request's scoped reader (``Readers.of``), every write names the caller's tenant.
 ``tenant_id=eq.X`` selects a tenant for admins (and dev mode). Errors — TEA's own too (401, 403,
 413, 429, 503) — use PostgREST's shape ``{code, details, hint, message}``.
 """
@@ -30,27 +30,27 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import msgspec
 
+from tea.auth.gate import Gate
 from tea.auth.principal import READ, WRITE
 from tea.comms import pgregistry, pgwrite, views
+from tea.comms.pgcontext import PgRest
+from tea.comms.pgquery import (RESERVED, PgError, Query, coerce, apply, as_pg, checked_path, content_range,
+                               parse_query, prefer, rows_response)
 from tea.comms.pgschema import column_list
-from tea.comms.pgquery import (RESERVED, PgError, Query, coerce, apply, as_pg, content_range, parse_query, prefer,
-                               rows_response)
 from tea.comms.records import COLUMNS, EVENT_TYPE, Communication, decode_items, split_body, to_event, to_row
 from tea.comms.registry import ENTITY_COLUMNS, ENTITY_TYPES, LIMITS, Registry, render
-from tea.comms.routes import write_tenant
 from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, encode_json
-from tea.pipeline.ingest import Outcome
-from tea.receive.decode import Decoded
-from tea.types import Event, EventFilter, QuerySpec
+from tea.pipeline.ingest import Ingestor, Outcome
+from tea.query.readers import Readers
+from tea.settings import Settings
+from tea.types import Decoded, Event, EventFilter, QuerySpec
 
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 MAX_ROWS = 10_000  # rows one GET reads from storage (and returns) at most
 SOURCE_PROTOCOL = "postgrest"
@@ -102,20 +102,20 @@ def project(items: list[msgspec.Raw], columns: str | None) -> list[msgspec.Raw]:
     return out
 
 
-async def insert(app: "TeaApp", request: Request, items: list[msgspec.Raw], resolution: str | None = None) -> Outcome:
+async def insert(pg: PgRest, request: Request, items: list[msgspec.Raw], resolution: str | None = None) -> Outcome:
     """All rows or none: decode every row, run the normaliser's checks (time window, validators) on a
     copy, refuse (or, with ``ignore-duplicates``, skip) ids already recorded, and only then hand the
     rows to the one ingestion path."""
-    if len(items) > app.settings.max_batch_events:
-        raise PgError(413, "54000", f"more than {app.settings.max_batch_events} rows in one insert "
+    if len(items) > pg.settings.max_batch_events:
+        raise PgError(413, "54000", f"more than {pg.settings.max_batch_events} rows in one insert "
                                     f"(max_batch_events)")
     good, indexes, problems = decode_items(items)  # type: ignore[arg-type]
     if problems:
         raise row_error(problems[0])
     principal = request.state.get("principal")
-    tenant = write_tenant(app, request)
+    tenant = pg.write_tenant(request)
     only = principal.tenant_id if principal is not None and not principal.is_admin else None
-    normaliser = app.ingestor.normaliser
+    normaliser = pg.ingestor.normaliser
     dropped = normaliser.dropped  # a dry run: its drop count is not a drop
     checked, refused, _, _ = normaliser([to_event(c) for c in good], indexes, SOURCE_PROTOCOL, tenant, only)
     normaliser.dropped = dropped
@@ -124,13 +124,13 @@ async def insert(app: "TeaApp", request: Request, items: list[msgspec.Raw], reso
         raise PgError(400, "23514", f'new row for relation "{TABLE}" violates check constraint '
                                     f'"{TABLE}_{e.field or "row"}_check"',
                       f"row {e.index}" + (f", column {e.field}" if e.field else "") + f": {e.message}")
-    keep = await pgwrite.fresh_events(app, tenant, checked, [c.id is not None for c in good], resolution)
+    keep = await pgwrite.fresh_events(pg, request, tenant, checked, [c.id is not None for c in good], resolution)
     if not keep:
         return Outcome([], [], len(items))
     decoded = Decoded([to_event(good[i]) for i in keep], [indexes[i] for i in keep], [], len(items))
-    outcome = await app.ingestor.submit(decoded, SOURCE_PROTOCOL, principal, request.header("dnt") == "1",
+    outcome = await pg.ingestor.submit(decoded, SOURCE_PROTOCOL, principal, request.header("dnt") == "1",
                                         tenant_id=tenant)
-    pgwrite.remember(app, tenant, outcome.accepted)
+    pgwrite.remember(pg, tenant, outcome.accepted)
     return outcome
 
 
@@ -184,9 +184,9 @@ def tenant_filter(request: Request, q: Query) -> EventFilter:
     return EventFilter(tenant_ids=asked)
 
 
-def one_tenant(app: "TeaApp", request: Request, q: Query) -> str:
+def one_tenant(pg: PgRest, request: Request, q: Query) -> str:
     f = tenant_filter(request, q)
-    return write_tenant(app, request, f.tenant_ids[0] if f.tenant_ids else None)
+    return pg.write_tenant(request, f.tenant_ids[0] if f.tenant_ids else None)
 
 
 def pushdown(q: Query, f: EventFilter) -> tuple[EventFilter, bool]:
@@ -213,11 +213,11 @@ def pushdown(q: Query, f: EventFilter) -> tuple[EventFilter, bool]:
     return replace(f, **fields), complete
 
 
-async def relation_rows(app: "TeaApp", request: Request, relation: str,
+async def relation_rows(pg: PgRest, request: Request, relation: str,
                         q: Query) -> tuple[list[dict[str, Any]], int | None, bool]:
     """The rows a GET reads before filtering in Python: (rows, total if storage counted it, truncated)."""
-    reader = app.reader(request)
-    registry = Registry(reader, app.clock)
+    reader = pg.readers.of(request)
+    registry = Registry(reader, pg.clock)
     f = tenant_filter(request, q)
     if relation == TABLE:
         f, complete = pushdown(q, f)
@@ -227,11 +227,11 @@ async def relation_rows(app: "TeaApp", request: Request, relation: str,
         rows = [telemetry_row(e) for e in result.events]
         return rows, result.total_count if complete else None, result.has_more and wanted >= MAX_ROWS
     if relation in COMM_VIEWS:
-        return await COMM_VIEWS[relation](reader, f, app.clock()), None, False
+        return await COMM_VIEWS[relation](reader, f, pg.clock()), None, False
     if relation == "system_entity_state":
-        return registry.entity_state(await registry.entities(f.tenant_ids), app.clock()), None, False
+        return registry.entity_state(await registry.entities(f.tenant_ids), pg.clock()), None, False
     if relation == "entity_hierarchy":
-        return registry.hierarchy(await registry.entities((one_tenant(app, request, q),))), None, False
+        return registry.hierarchy(await registry.entities((one_tenant(pg, request, q),))), None, False
     if relation == "unified_registry":
         return [render(e) for e in await registry.entities(f.tenant_ids)], None, False
     equal = {c.column: c.value for c in q.conditions
@@ -357,12 +357,12 @@ def rpc_row(function: str, a: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- routes
-def guarded(app: "TeaApp", scope: str,
+def guarded(pg: PgRest, scope: str,
             handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate here rather than in the router, so that even a 401 comes in PostgREST's shape."""
     async def run(request: Request) -> Response:
         try:
-            await app.admit(request, scope)
+            await pg.gate.admit(request, scope)
             return await handler(request)
         except ClientError as exc:
             raise as_pg(exc) from None
@@ -377,8 +377,9 @@ def pg_errors(*statuses: int) -> dict[int, tuple[str, dict[str, Any]]]:
     return {s: ("PostgREST error {code, details, hint, message}", {"application/json": PG_ERROR}) for s in statuses}
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    registry: Registry = app.registry
+def routes(settings: Settings, clock: Callable[[], int], readers: Readers, registry: Registry, ingestor: Ingestor,
+           gate: Gate) -> list[Route]:
+    pg = PgRest(settings, clock, readers, registry, ingestor, gate)
 
     async def post_table(request: Request) -> Response:
         relation = known(request)
@@ -390,16 +391,16 @@ def routes(app: "TeaApp") -> list[Route]:
         pgwrite.conflict_target(request, TABLE, TELEMETRY_COLUMNS)
         if prefs.resolution == "merge-duplicates":
             raise pgwrite.denied(TABLE)
-        body = await request.body(app.settings.max_body_bytes)
+        body = await request.body(pg.settings.max_body_bytes)
         try:
-            items = split_body(body, app.settings.max_batch_events) if body.strip() else None
+            items = split_body(body, pg.settings.max_batch_events) if body.strip() else None
         except (msgspec.DecodeError, RecursionError) as exc:
             raise PgError(400, "PGRST102", "Empty or invalid json", str(exc)) from None
         if items is None:
             raise PgError(400, "PGRST102", "Empty or invalid json", "the body is empty")
-        q = parse_query(request, TABLE, TELEMETRY_COLUMNS, skip=frozenset(request.query))
+        q = parse_query(request.query, TABLE, TELEMETRY_COLUMNS, skip=frozenset(request.query))
         items = project(items, request.param("columns"))
-        outcome = await insert(app, request, items, prefs.resolution) if items else Outcome([], [], 0)
+        outcome = await insert(pg, request, items, prefs.resolution) if items else Outcome([], [], 0)
         rows = [telemetry_row(e) for e in outcome.accepted]
         response = pgwrite.answer(request, prefs, rows, q, "insert", TIME_COLUMNS)
         if prefs.returning == "headers-only" and len(rows) == 1:
@@ -413,13 +414,13 @@ def routes(app: "TeaApp") -> list[Route]:
         prefs = pgwrite.Preferences.of(request)
         columns = COLUMNS_OF[relation]
         target = pgwrite.conflict_target(request, relation, columns)
-        q = parse_query(request, relation, columns, skip=frozenset(request.query))
-        objects = pgwrite.json_objects(await request.body(app.settings.max_body_bytes), app.settings.max_batch_events)
+        q = parse_query(request.query, relation, columns, skip=frozenset(request.query))
+        objects = pgwrite.json_objects(await request.body(pg.settings.max_body_bytes), pg.settings.max_batch_events)
         objects = pgwrite.only_columns(objects, request.param("columns"), relation, columns)
         if relation != pgregistry.REGISTRY:
-            rows = await pgregistry.append(app, request, relation, objects, prefs.resolution)
+            rows = await pgregistry.append(pg, request, relation, objects, prefs.resolution)
             return pgwrite.answer(request, prefs, rows, q, "insert", TIME_COLUMNS)
-        rows, inserted = await pgregistry.upsert(app, request, objects, target, prefs.resolution)
+        rows, inserted = await pgregistry.upsert(pg, request, objects, target, prefs.resolution)
         status = 200 if inserted == 0 and prefs.resolution == "merge-duplicates" else 201
         return pgwrite.answer(request, prefs, rows, q, "insert", TIME_COLUMNS, status)
 
@@ -428,13 +429,13 @@ def routes(app: "TeaApp") -> list[Route]:
         relation = known(request)
         verb = "UPDATE" if request.method == "PATCH" else "DELETE"
         q = pgwrite.filters(request, relation, COLUMNS_OF[relation], verb)
-        given = pgwrite.json_objects(await request.body(app.settings.max_body_bytes), 1, one=True)[0] \
+        given = pgwrite.json_objects(await request.body(pg.settings.max_body_bytes), 1, one=True)[0] \
             if verb == "UPDATE" else {}
         if relation != pgregistry.REGISTRY:
             raise pgwrite.denied(relation, VIEW_COLUMNS)
         tenants = tenant_filter(request, q).tenant_ids
-        rows = await pgregistry.update(app, request, q, given, tenants, TIME_COLUMNS) if verb == "UPDATE" else \
-            await pgregistry.delete(app, request, q, tenants, TIME_COLUMNS)
+        rows = await pgregistry.update(pg, request, q, given, tenants, TIME_COLUMNS) if verb == "UPDATE" else \
+            await pgregistry.delete(pg, request, q, tenants, TIME_COLUMNS)
         return pgwrite.answer(request, pgwrite.Preferences.of(request), rows, q, verb.lower(), TIME_COLUMNS)
 
     async def not_served(request: Request) -> Response:
@@ -446,20 +447,20 @@ def routes(app: "TeaApp") -> list[Route]:
                       "POST the row with Prefer: resolution=merge-duplicates")
 
     def known(request: Request) -> str:
-        relation = request.path_params["relation"]
+        relation = checked_path(request, "relation")
         if relation not in COLUMNS_OF:
             raise unknown_relation(relation)
         return relation
 
     async def get_table(request: Request) -> Response:
-        relation = request.path_params["relation"]
+        relation = checked_path(request, "relation")
         columns = COLUMNS_OF.get(relation)
         if columns is None:
             raise unknown_relation(relation)
-        q = parse_query(request, relation, columns)
+        q = parse_query(request.query, relation, columns)
         if q.limit is not None and q.limit > MAX_ROWS:
             q = replace(q, limit=MAX_ROWS)
-        rows, total, truncated = await relation_rows(app, request, relation, q)
+        rows, total, truncated = await relation_rows(pg, request, relation, q)
         if total is not None:  # storage ran every filter: page the rows it gave
             page, _ = apply(rows, replace(q, conditions=(), offset=0, limit=None), TIME_COLUMNS)
             page = page[q.offset:q.offset + q.limit] if q.limit is not None else page[q.offset:]
@@ -473,7 +474,7 @@ def routes(app: "TeaApp") -> list[Route]:
         return rows_response(request, page, 200, headers)
 
     async def call(request: Request) -> Response:
-        function = request.path_params["function"]
+        function = checked_path(request, "function")
         if request.method == "GET":
             q_args = {k: v[-1] for k, v in request.query.items()
                       if k not in RESERVED and any(a.name == k for a in SIGNATURES.get(function, ()))}
@@ -482,7 +483,7 @@ def routes(app: "TeaApp") -> list[Route]:
                 raise PgError(405, "25006", f"cannot execute {function} in a read-only transaction",
                               "call it with POST")
         else:
-            body = await request.body(app.settings.max_body_bytes)
+            body = await request.body(pg.settings.max_body_bytes)
             try:
                 given = msgspec.json.decode(body) if body.strip() else {}
             except (msgspec.DecodeError, RecursionError) as exc:
@@ -491,14 +492,14 @@ def routes(app: "TeaApp") -> list[Route]:
                 raise PgError(400, "PGRST102", "Empty or invalid json", "the arguments must be a JSON object")
         a = bind(function, given)
         if function == "check_registration_gaps":
-            q = parse_query(request, function, GAP_COLUMNS, skip=frozenset(given))
-            tenant = one_tenant(app, request, q)
-            reader = app.reader(request)
-            entities = await Registry(reader, app.clock).entities((tenant,))
+            q = parse_query(request.query, function, GAP_COLUMNS, skip=frozenset(given))
+            tenant = one_tenant(pg, request, q)
+            reader = pg.readers.of(request)
+            entities = await Registry(reader, pg.clock).entities((tenant,))
             seen = await views.endpoints(reader, EventFilter(tenant_ids=(tenant,)))
-            rows, total = apply(registry.gaps(entities, seen, app.clock()), q, TIME_COLUMNS)
+            rows, total = apply(registry.gaps(entities, seen, pg.clock()), q, TIME_COLUMNS)
             return rows_response(request, rows, 200, {"content-range": content_range(q.offset, len(rows), None)})
-        tenant = write_tenant(app, request)
+        tenant = pg.write_tenant(request)
         if function == "register_entity":
             entity_id = await registry.register_entity(tenant, *(a[x.name] for x in SIGNATURES[function]))
             return Response(encode_json(entity_id), 200, JSON)
@@ -510,7 +511,7 @@ def routes(app: "TeaApp") -> list[Route]:
                                                   bool(a["p_is_error"]))
             return Response(b"", 204, None)
         row = rpc_row(function, a)
-        await insert(app, request, [msgspec.Raw(msgspec.json.encode(row))])
+        await insert(pg, request, [msgspec.Raw(msgspec.json.encode(row))])
         if function == "record_telemetry":
             return Response(encode_json(row["id"]), 200, JSON)
         return Response(b"", 204, None)
@@ -520,10 +521,11 @@ def routes(app: "TeaApp") -> list[Route]:
     function_param = Param("function", ", ".join(SIGNATURES), location="path", required=True)
     query_params = (Param("select", "columns, comma-separated (* = all)"),
                     Param("order", "col.asc|desc[.nullsfirst|nullslast], comma-separated"),
-                    Param("limit", f"rows (at most {MAX_ROWS})"), Param("offset", "rows to skip"))
+                    Param("limit", f"rows (at most {MAX_ROWS})", {"type": "integer", "minimum": 0}),
+                    Param("offset", "rows to skip", {"type": "integer", "minimum": 0}))
     rows_ok = {"application/json": {"type": "array", "items": {"type": "object"}}}
     return [
-        Route("POST", "/rest/v1/{relation}", guarded(app, WRITE, post_table),
+        Route("POST", "/rest/v1/{relation}", guarded(pg, WRITE, post_table),
               "PostgREST insert (or upsert, Prefer: resolution=…) of one row or an array, all or nothing",
               tags=("postgrest",),
               params=(relation_param, Param("columns", "only these keys of each object are inserted"),
@@ -532,28 +534,28 @@ def routes(app: "TeaApp") -> list[Route]:
               responses={201: ("Inserted (rows with Prefer: return=representation)", rows_ok),
                          200: ("A merge-duplicates upsert that inserted nothing", rows_ok),
                          **pg_errors(400, 401, 403, 404, 409, 413, 415, 429, 503)}, scope=None),
-        *(Route(method, "/rest/v1/{relation}", guarded(app, WRITE, change_table),
+        *(Route(method, "/rest/v1/{relation}", guarded(pg, WRITE, change_table),
                 f"PostgREST {'update' if method == 'PATCH' else 'delete'} of the rows the filters select "
                 "(unified_registry; 42501 elsewhere)", tags=("postgrest",), params=(relation_param, *query_params),
                 request_body={"application/json": {"type": "object"}} if method == "PATCH" else None,
                 responses={200: ("The rows (Prefer: return=representation)", rows_ok), 204: ("Done", {}),
                            **pg_errors(400, 401, 403, 404, 409, 429)}, scope=None) for method in ("PATCH", "DELETE")),
-        *(Route(method, path, guarded(app, WRITE, not_served), "Not served by TEA (PostgREST's error)",
+        *(Route(method, path, guarded(pg, WRITE, not_served), "Not served by TEA (PostgREST's error)",
                 tags=("postgrest",), include_in_schema=False, scope=None)
           for method, path in (("PUT", "/rest/v1/{relation}"), ("PATCH", "/rest/v1/rpc/{function}"),
                                ("PUT", "/rest/v1/rpc/{function}"), ("DELETE", "/rest/v1/rpc/{function}"))),
-        Route("GET", "/rest/v1/{relation}", guarded(app, READ, get_table),
+        Route("GET", "/rest/v1/{relation}", guarded(pg, READ, get_table),
               "PostgREST read of a table or view with col=op.value filters", tags=("postgrest",),
               params=(relation_param, *query_params),
               responses={200: ("Rows (Content-Range header)", rows_ok), **pg_errors(400, 401, 403, 404, 406)},
               scope=None),
-        Route("POST", "/rest/v1/rpc/{function}", guarded(app, WRITE, call),
+        Route("POST", "/rest/v1/rpc/{function}", guarded(pg, WRITE, call),
               "PostgREST call of the seed's SQL functions with p_* named arguments", tags=("postgrest",),
               params=(function_param,), request_body={"application/json": {"type": "object"}},
               responses={200: ("The function's value", {"application/json": {}}),
                          204: ("VOID function done", {}), **pg_errors(400, 401, 403, 404, 413, 429, 503)},
               scope=None),
-        Route("GET", "/rest/v1/rpc/{function}", guarded(app, READ, call),
+        Route("GET", "/rest/v1/rpc/{function}", guarded(pg, READ, call),
               "PostgREST call of a read-only function (check_registration_gaps)", tags=("postgrest",),
               params=(function_param, *query_params),
               responses={200: ("The function's rows", rows_ok), **pg_errors(400, 401, 403, 404, 405)}, scope=None),

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from tea.errors import MethodNotAllowed, NotFound
+from tea.http.params import Params, describe
 from tea.http.request import Request
 from tea.http.response import Response
 
-Handler = Callable[[Request], Awaitable[Response]]
+# handler(request), or handler(request, params) for a route that declares its parameters (``query``)
+Handler = Callable[..., Awaitable[Response]]
 _PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 
@@ -38,6 +40,24 @@ class Route:
     responses: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     include_in_schema: bool = True
     scope: str | None = "events:read"  # the scope a caller needs; None: public
+    # the route's query and path parameters, declared once: parsed for the handler, documented in ``params``
+    query: type[Params] | None = None
+
+    def __post_init__(self) -> None:
+        if self.query is None:
+            return
+        in_path = frozenset(_PARAM.findall(self.path))
+        if in_path != self.query.PATH:
+            raise ValueError(f"{self.method} {self.path}: {self.query.__name__}.PATH must be {sorted(in_path)}")
+        if not self.params:
+            object.__setattr__(self, "params", params_of(self.query))
+
+
+def params_of(cls: type[Params]) -> tuple[Param, ...]:
+    """The OpenAPI parameters of a parameter declaration."""
+    described = sorted(describe(cls), key=lambda d: not d[4])  # path parameters first
+    return tuple(Param(name, text, schema, "path" if path else "query", required)
+                 for name, text, schema, required, path in described)
 
 
 class Router:
@@ -66,7 +86,7 @@ class Router:
         for route in routes:
             self.add(Route(route.method, prefix + route.path, route.handler, f"{route.summary} (under {prefix}/)",
                            route.tags, route.params, route.request_body, route.responses,
-                           include_in_schema=route.include_in_schema, scope=route.scope))
+                           include_in_schema=route.include_in_schema, scope=route.scope, query=route.query))
 
     def match(self, request: Request) -> Route:
         methods = self._exact.get(request.path)

@@ -5,7 +5,7 @@ from typing import Any
 
 import msgspec
 
-from tea.pipeline.normalise import ItemError
+from tea.types import ItemError
 
 
 class ErrorBody(msgspec.Struct):

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Mapping
 
-from tea.ops.telemetry import Telemetry
+from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 
@@ -43,6 +43,10 @@ class RetentionJob:
     async def overrides(self) -> dict[str, int]:
         """Tenant → hours for every tenant that does not follow ``hours``."""
         return {**self.tenant_hours, **await self.storage.retention_overrides()}
+
+    async def set_override(self, tenant_id: str, hours: int | None) -> None:
+        """Set (or, with None, remove) a tenant's override through the admin API; stored with the data."""
+        await self.storage.set_retention_override(tenant_id, hours)
 
     async def run_once(self) -> int:
         """Delete what is past retention now; returns rows deleted."""

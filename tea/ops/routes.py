@@ -4,16 +4,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from tea import __version__
-from tea.http import Request, Response, Route, text_response
+from tea.buffer.log import DurableBuffer
+from tea.buffer.writer import Writer
+from tea.http import Request, Response, Route, Router, text_response
+from tea.http.openapi import build_openapi
 from tea.http.response import JSON, encode_json
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
+from tea.ops.retention import RetentionJob
+from tea.ops.status import Status
+from tea.query.readers import Readers
+from tea.settings import Settings
 
 
 class Health(msgspec.Struct):
@@ -71,47 +74,57 @@ class Readiness(msgspec.Struct):
     last_storage_error: str | None = None
 
 
-def routes(app: "TeaApp") -> list[Route]:
+def routes(settings: Settings, status: Status, buffer: DurableBuffer, writer: Writer, retention: RetentionJob,
+           readers: Readers, router: Router) -> list[Route]:
+    openapi_doc: list[bytes] = []  # built at the first request, once every route is registered
+
     async def health(request: Request) -> Response:
-        stats = app.writer.stats
+        stats = writer.stats
+        storage = readers.system()
         try:
-            app.events_stored = await app.storage.count()
+            status.events_stored = await storage.count()
         except Exception:  # storage boundary: report the last known count, flag degraded
-            app.storage_reachable = False
+            status.storage_reachable = False
         else:
-            app.storage_reachable = True
+            status.storage_reachable = True
         recent_failure = stats.last_error_at is not None and time.time() - stats.last_error_at < 60
-        degraded = (recent_failure or stats.failing or not app.storage_reachable
-                    or app.buffer.backlog_bytes > 0.9 * app.buffer.max_bytes)
+        degraded = (recent_failure or stats.failing or not status.storage_reachable
+                    or buffer.backlog_bytes > 0.9 * buffer.max_bytes)
         body = Health(
             status="degraded" if degraded else "healthy", version=__version__,
-            uptime_seconds=int(time.monotonic() - app.started_monotonic), events_stored=app.events_stored,
-            storage_backend=app.storage.name, buffer_bytes=app.buffer.backlog_bytes,
-            buffer_max_bytes=app.buffer.max_bytes, buffer_segments=app.buffer.segment_count,
-            writer_lag_seconds=round(app.writer.lag_seconds(), 3),
-            storage="unreachable" if stats.failing or not app.storage_reachable else "ok", ready=app.is_ready()[0],
-            auth_validation=app.settings.auth_validation, retention_hours=app.settings.retention_hours_effective,
+            uptime_seconds=int(time.monotonic() - status.started_monotonic), events_stored=status.events_stored,
+            storage_backend=storage.name, buffer_bytes=buffer.backlog_bytes,
+            buffer_max_bytes=buffer.max_bytes, buffer_segments=buffer.segment_count,
+            writer_lag_seconds=round(writer.lag_seconds(), 3),
+            storage="unreachable" if stats.failing or not status.storage_reachable else "ok",
+            ready=status.is_ready()[0], auth_validation=settings.auth_validation,
+            retention_hours=settings.retention_hours_effective,
             events_written=stats.events_written, duplicates_skipped=stats.duplicates,
             storage_failures=stats.failures, dead_lettered=stats.dead_lettered,
             last_storage_error=stats.last_error if recent_failure or stats.failing else None,
-            retention_last_run_at=app.retention.last_run_at, retention_purged_total=app.retention.purged_total,
-            retention_last_error=app.retention.last_error, data_dir_bytes=await _disk_usage(app.settings.data_dir),
-            auth="enabled" if app.settings.auth_validation else "disabled")
+            retention_last_run_at=retention.last_run_at, retention_purged_total=retention.purged_total,
+            retention_last_error=retention.last_error, data_dir_bytes=await _disk_usage(settings.data_dir),
+            auth="enabled" if settings.auth_validation else "disabled")
         return Response(encode_json(body), 200, JSON)
 
     async def healthz(request: Request) -> Response:
         return text_response("OK")
 
     async def readyz(request: Request) -> Response:
-        ready, reason = app.is_ready()
-        stats = app.writer.stats
+        ready, reason = status.is_ready()
+        stats = writer.stats
         body = Readiness(ready, reason, "unreachable" if stats.failing else "ok",
-                         round(app.writer.lag_seconds(), 3), app.buffer.backlog_bytes,
+                         round(writer.lag_seconds(), 3), buffer.backlog_bytes,
                          stats.last_error if stats.failing else None)
         return Response(encode_json(body), 200 if ready else 503, JSON, None if ready else {"retry-after": "1"})
 
     async def openapi(request: Request) -> Response:
-        return Response(app.openapi_json(), 200, JSON)
+        if not openapi_doc:
+            openapi_doc.append(encode_json(build_openapi(
+                router.routes, "TEA — Telemetry & Event Recorder", __version__,
+                "Durable, multi-tenant telemetry and event recording. Every route is also documented in the "
+                "README with curl examples.")))
+        return Response(openapi_doc[0], 200, JSON)
 
     return [
         Route("GET", "/health", health, "Service health, storage and buffer state", tags=("operations",),

@@ -8,10 +8,9 @@ from tea.buffer.log import DurableBuffer
 from tea.auth.limits import Limiter
 from tea.auth.principal import Principal
 from tea.errors import RateLimited, Unavailable
-from tea.ops.telemetry import Telemetry
-from tea.pipeline.normalise import ItemError, Normaliser
-from tea.receive.decode import Decoded
-from tea.types import Event, encode_lines
+from tea.telemetry import Telemetry
+from tea.pipeline.normalise import Normaliser
+from tea.types import Decoded, Event, ItemError, encode_lines
 
 
 @dataclass

@@ -4,28 +4,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-import msgspec
 import uuid_utils
 
 from tea import semconv
 from tea.pricing import PriceTable
 from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us
 from tea.pipeline.stages import Drop, Invalid, Stage
-from tea.types import EMPTY_OBJECT, Event
+from tea.types import EMPTY_OBJECT, Event, ItemError
 
 _MAX_MS = MAX_US // 1000
 _OPEN_BRACE = 0x7B
 
-
-class ItemError(msgspec.Struct):
-    """Why one event of a batch was refused; ``index`` is its position in the request. Every key is
-    always sent: ``event_id`` and ``field`` are null when the event had no id or no field is to blame."""
-
-    index: int
-    error: str
-    message: str
-    event_id: str | None = None
-    field: str | None = None
 
 
 def new_event_id() -> str:

@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 import msgspec
 
 from tea.errors import NotFound
-from tea.ops.telemetry import Telemetry
+from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import Batch, DeadLetter, Event, encode_lines

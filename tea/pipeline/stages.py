@@ -10,17 +10,12 @@ from typing import Any, Callable, Iterable
 
 import msgspec
 
+from tea.pii import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS, REDACTED
 from tea.types import Event
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Event], Event]
 
-# The seed's sanitisation (CONTRACTS.md 1.4): these keys, and any key containing password/token/key/secret.
-DEFAULT_PII_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "authorization", "auth",
-                    "credential", "private_key", "session_token", "access_token", "refresh_token", "bearer",
-                    "email", "ssn", "credit_card")
-DEFAULT_PII_CONTAINS = ("password", "token", "key", "secret")
-REDACTED = "[REDACTED]"
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 
 

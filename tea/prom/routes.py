@@ -2,10 +2,11 @@
 answering in Prometheus's JSON and error shapes, scoped to the tenant of the credential."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import numpy as np
 
+from tea.auth.gate import Gate
 from tea.auth.principal import READ
 from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route
@@ -13,10 +14,9 @@ from tea.prom import wire
 from tea.prom.engine import NAME, Engine, Labels
 from tea.prom.events import EventSource, catalogue
 from tea.prom.plan import Matcher, PromError, Selector, parse
+from tea.query.readers import Readers
+from tea.settings import Settings
 from tea.timeutil import MAX_US
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 Handler = Callable[[Request, wire.Params], Awaitable[Response]]
 _ANY = Selector((Matcher(NAME, "=~", ".+"),))
@@ -38,17 +38,20 @@ def _selectors(params: wire.Params) -> list[Selector]:
     return out
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    bounds = app.settings.prometheus.duration_buckets_ms
-    metrics = catalogue(bounds)
+def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[], int]) -> list[Route]:
+    metrics = catalogue(settings.prometheus.duration_buckets_ms)
 
     def source(request: Request) -> EventSource:
-        return EventSource(app.reader(request), metrics)
+        return EventSource(readers.of(request), metrics)
+
+    def now_ms() -> int:
+        now = clock()
+        return now - now % 1000  # (Prometheus's times are milliseconds)
 
     def answer(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             try:
-                await app.admit(request, READ)
+                await gate.admit(request, READ)
                 return await handler(request, await wire.Params.read(request))
             except PromError as exc:
                 return wire.failure(exc.message, exc.kind, exc.status)
@@ -61,7 +64,7 @@ def routes(app: "TeaApp") -> list[Route]:
 
     async def query(request: Request, params: wire.Params) -> Response:
         node = parse(params.required("query"))
-        at = params.time("time", _now_ms(app))
+        at = params.time("time", now_ms())
         steps = np.array([at], dtype=np.int64)
         value = await Engine(source(request), steps).run(node)
         return wire.success(wire.instant_data(value, at))
@@ -75,7 +78,7 @@ def routes(app: "TeaApp") -> list[Route]:
         return wire.success(wire.range_data(value, steps))
 
     async def found(request: Request, params: wire.Params, selectors: list[Selector]) -> list[Labels]:
-        now = _now_ms(app)
+        now = now_ms()
         start = max(0, params.time("start", 0))
         end = min(MAX_US, params.time("end", now + 1000))
         events = source(request)
@@ -139,7 +142,3 @@ def routes(app: "TeaApp") -> list[Route]:
               "reads to pick its query features)", tags=_TAGS, responses=_ANSWER, scope=None),
     ]
 
-
-def _now_ms(app: "TeaApp") -> int:
-    now = app.clock()
-    return now - now % 1000  # (Prometheus's times are milliseconds)

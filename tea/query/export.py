@@ -11,21 +11,19 @@ import csv
 import io
 import os
 import tempfile
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import AsyncIterator
 
-import duckdb
 import msgspec
 
-from tea.errors import BadRequest
-from tea.http import Param, Request, Response, Route
+from tea.http import Request, Response, Route
+from tea.http.params import choice
 from tea.http.schemas import EventView, error_responses
+from tea.query.readers import Readers
 from tea.query.routes import view
-from tea.query.spec import FILTER_FIELDS, FILTER_PARAMS, check_params, event_filter
-from tea.storage.duckdb import EXPORT_COLUMNS, INSERT_EXPRS, JSON_COLUMNS, sql_string
+from tea.query.spec import Filters, event_filter
+from tea.settings import Settings
+from tea.storage.parquet import ndjson_to_parquet
 from tea.types import COLUMNS, Event, EventFilter, encode_lines
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 FORMATS = {"ndjson": b"application/x-ndjson", "csv": b"text/csv; charset=utf-8",
            "parquet": b"application/vnd.apache.parquet"}
@@ -68,19 +66,10 @@ async def write_parquet(storage, f: EventFilter, path: str) -> None:  # type: ig
         with open(lines, "wb") as fh:
             async for chunk in storage.iter_events(f, CHUNK_ROWS):
                 fh.write(encode_lines(chunk))
-        await asyncio.get_running_loop().run_in_executor(None, _ndjson_to_parquet, lines, path)
+        await asyncio.get_running_loop().run_in_executor(None, ndjson_to_parquet, lines, path)
     finally:
         if os.path.exists(lines):
             os.unlink(lines)
-
-
-def _ndjson_to_parquet(source: str, target: str) -> None:
-    """The same columns and types as DuckDB's own Parquet export, from canonical NDJSON."""
-    stored = ", ".join(f"{expr} AS {name}" for name, expr in zip(COLUMNS, INSERT_EXPRS))
-    with duckdb.connect() as con:
-        con.execute(f"COPY (SELECT {EXPORT_COLUMNS} FROM (SELECT {stored} FROM read_json({sql_string(source)}, "
-                    f"format='newline_delimited', columns={JSON_COLUMNS}, maximum_object_size=268435456) b)) TO {sql_string(target)} "
-                    f"(FORMAT parquet, COMPRESSION zstd)")
 
 
 async def parquet_stream(storage, f: EventFilter, tmp_dir: str) -> AsyncIterator[bytes]:  # type: ignore[no-untyped-def]
@@ -98,25 +87,23 @@ async def parquet_stream(storage, f: EventFilter, tmp_dir: str) -> AsyncIterator
             os.unlink(path)
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    async def export(request: Request) -> Response:
-        check_params(request, {*FILTER_FIELDS, "start_time", "end_time", "format"})
-        fmt = request.param("format") or "ndjson"
-        if fmt not in FORMATS:
-            raise BadRequest("parameter `format` must be ndjson, csv or parquet", code="invalid_parameter",
-                             details={"parameter": "format"})
-        reader = app.reader(request)
-        f = reader.scope(event_filter(request))  # a 403 must come before the stream starts
-        stream = parquet_stream(reader, f, os.path.join(app.settings.data_dir, "tmp")) if fmt == "parquet" \
-            else text_stream(reader, f, fmt)
-        name = f"tea-events.{fmt}"
-        return Response(status=200, media_type=FORMATS[fmt], stream=stream,
-                        headers={"content-disposition": f'attachment; filename="{name}"'})
+class ExportParams(Filters):
+    format: choice("ndjson, csv or parquet", tuple(FORMATS)) = "ndjson"  # type: ignore[valid-type]
+
+
+def routes(readers: Readers, settings: Settings) -> list[Route]:
+    tmp_dir = os.path.join(settings.data_dir, "tmp")
+
+    async def export(request: Request, p: ExportParams) -> Response:
+        reader = readers.of(request)
+        f = reader.scope(event_filter(p))  # a 403 must come before the stream starts
+        stream = parquet_stream(reader, f, tmp_dir) if p.format == "parquet" else text_stream(reader, f, p.format)
+        return Response(status=200, media_type=FORMATS[p.format], stream=stream,
+                        headers={"content-disposition": f'attachment; filename="tea-events.{p.format}"'})
 
     return [Route("GET", "/v1/export", export,
                   "Every matching event, streamed: NDJSON (default), CSV or Parquet", tags=("analytics",),
-                  params=FILTER_PARAMS + (Param("format", "ndjson, csv or parquet",
-                                                {"type": "string", "enum": list(FORMATS)}),),
+                  query=ExportParams,
                   responses={200: ("The events", {"application/x-ndjson": EventView, "text/csv": {"type": "string"},
                                                   "application/vnd.apache.parquet": {"type": "string",
                                                                                      "format": "binary"}}),

@@ -10,9 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from tea import timebuckets
-from tea.errors import BadRequest
-from tea.http import Param, Request
-from tea.query.spec import FILTER_FIELDS, event_filter, int_param
+from tea.errors import InvalidParameter
 from tea.timeutil import format_us
 from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
 
@@ -65,17 +63,6 @@ GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "u
 GRANULARITIES = ("minute", "hour", "day", "week", "month", "auto")
 MAX_BUCKETS = 10_000
 DAY_US = timebuckets.DAY_US
-METRIC_PARAMS = {*FILTER_FIELDS, "start_time", "end_time", "metrics", "granularity", "group_by", "limit", "order_by"}
-PARAMS: tuple[Param, ...] = (
-    Param("metrics", "comma list of: " + ", ".join(METRICS) + f" (default {','.join(DEFAULT_METRICS)})"),
-    Param("granularity", "minute, hour, day, week (ISO, Monday), month, or auto (default: from the range)",
-          {"type": "string", "enum": list(GRANULARITIES)}),
-    Param("group_by", "comma list of: " + ", ".join(GROUP_BY) + "; one series per group"),
-    Param("limit", "with group_by: keep the top N groups by order_by (default 10, max 1000)",
-          {"type": "integer", "minimum": 1, "maximum": 1000}),
-    Param("order_by", "with group_by: the metric groups are ranked by over the whole range, largest first: "
-          + ", ".join(RANKABLE) + " (default requests)", {"type": "string", "enum": list(RANKABLE)}),
-)
 
 
 @dataclass(frozen=True)
@@ -115,44 +102,20 @@ def auto_granularity(span_us: int) -> str:
     return "month"
 
 
-def _list_param(request: Request, name: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
-    text = request.param(name)
-    if text is None:
-        return default
-    items = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    bad = [item for item in items if item not in allowed]
-    if bad or not items:
-        raise BadRequest(f"parameter `{name}` has unknown value {bad[0] if bad else text!r}; accepted: "
-                         + ", ".join(allowed), code="invalid_parameter", details={"parameter": name})
-    return items
-
-
-def parse(request: Request, now_us: int, default_granularity: str = "auto") -> MetricsQuery:
-    base = event_filter(request)
-    end = base.end_us if base.end_us is not None else now_us
-    start = base.start_us if base.start_us is not None else end - DAY_US
+def metrics_query(f: EventFilter, now_us: int, metrics: tuple[str, ...] = DEFAULT_METRICS, granularity: str = "auto",
+                  group_by: tuple[str, ...] = (), limit: int = 10, order_by: str = "requests") -> MetricsQuery:
+    """The query over ``f``'s range (default: the 24 h before ``now_us``); 400 when its buckets are too many."""
+    end = f.end_us if f.end_us is not None else now_us
+    start = f.start_us if f.start_us is not None else end - DAY_US
     if end <= start:
-        raise BadRequest("`end_time` must be after `start_time`", code="invalid_parameter",
-                         details={"parameter": "end_time"})
-    granularity = request.param("granularity") or default_granularity
-    if granularity not in GRANULARITIES:
-        raise BadRequest(f"parameter `granularity` must be one of {', '.join(GRANULARITIES)}, got {granularity!r}",
-                         code="invalid_parameter", details={"parameter": "granularity"})
+        raise InvalidParameter("end_time", "`end_time` must be after `start_time`")
     if granularity == "auto":
         granularity = auto_granularity(end - start)
-    order_by = request.param("order_by") or "requests"
-    if order_by not in RANKABLE:
-        raise BadRequest(f"parameter `order_by` must be one of {', '.join(RANKABLE)} (metrics that add up over "
-                         f"buckets, or their min/max), got {order_by!r}", code="invalid_parameter",
-                         details={"parameter": "order_by"})
     if timebuckets.count(start, end, granularity) > MAX_BUCKETS:
-        raise BadRequest(f"{granularity} buckets over this range would be more than {MAX_BUCKETS}; choose a coarser "
-                         "granularity or a shorter range", code="invalid_parameter",
-                         details={"parameter": "granularity"})
-    return MetricsQuery(replace(base, start_us=start, end_us=end),
-                        _list_param(request, "metrics", tuple(METRICS), DEFAULT_METRICS), granularity,
-                        _list_param(request, "group_by", GROUP_BY, ()), int_param(request, "limit", 10, 1, 1000),
-                        order_by)
+        raise InvalidParameter("granularity", f"{granularity} buckets over this range would be more than "
+                               f"{MAX_BUCKETS}; choose a coarser granularity or a shorter range")
+    return MetricsQuery(replace(f, start_us=start, end_us=end), tuple(dict.fromkeys(metrics)), granularity,
+                        tuple(dict.fromkeys(group_by)), limit, order_by)
 
 
 def aggregate_spec(query: MetricsQuery) -> tuple[AggregateSpec, dict[str, list[int]]]:

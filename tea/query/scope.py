@@ -1,18 +1,19 @@
-"""Tenant scoping in the query layer: every read goes through a ``ScopedStorage`` (the request's
-reader, ``TeaApp.reader``) that rewrites the tenants it reads to the caller's, so no handler can
-forget or get it wrong. Only admins read across tenants; a tenant principal naming another tenant
-gets 403."""
+"""Tenant scoping in the query layer: every read goes through a ``ScopedStorage`` (a request's reader,
+``Readers.of(request)``) that rewrites the tenants it reads to the caller's, so no handler can forget
+or get it wrong. Only admins read across tenants; a tenant principal naming another tenant gets 403."""
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any, AsyncIterator, Iterable
 
-from tea.auth.principal import DEV, Principal
+from tea.auth.principal import Principal
 from tea.errors import Forbidden
-from tea.http import Request
-from tea.query.spec import text_param
 from tea.storage.base import Storage
-from tea.types import AggregateSpec, Event, EventFilter, QueryResult, QuerySpec, TraceSummary
+from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Event, EventFilter, QueryResult, QuerySpec,
+                       TraceSummary)
+
+
+_EVERYTHING = EventFilter()
 
 
 def scoped(principal: Principal, f: EventFilter) -> EventFilter:
@@ -28,22 +29,15 @@ def scoped(principal: Principal, f: EventFilter) -> EventFilter:
     return f
 
 
-def principal_of(request: Request) -> Principal:
-    """Who is asking (the development-mode principal when authentication is off)."""
-    return request.state.get("principal") or DEV
-
-
-def request_filter(request: Request, **fields: Any) -> EventFilter:
-    """A filter of the tenant this request names (``tenant_id``), None when it names none. It is not
-    scoped here: the request's reader (``TeaApp.reader``) narrows it to what the caller may read and
-    answers 403 for a tenant it may not, whatever the handler passes on."""
-    tenant = text_param(request, "tenant_id")
-    return EventFilter(tenant_ids=(tenant,) if tenant else None, **fields)
+def tenant_filter(tenant_id: str | None, **fields: Any) -> EventFilter:
+    """A filter of the tenant a request names (None when it names none). It is not scoped here: the
+    request's reader narrows it to what the caller may read and answers 403 for a tenant it may not."""
+    return EventFilter(tenant_ids=(tenant_id,) if tenant_id else None, **fields)
 
 
 class ScopedStorage:
     """The read half of a Storage, seen through one principal: the only way a read route reaches
-    storage (``TeaApp.reader(request)``). Every method takes the tenants to read as storage does —
+    storage (``Readers.of(request)``). Every method takes the tenants to read as storage does —
     an ``EventFilter``'s ``tenant_ids`` or a ``tenant_ids``/``tenant_id`` argument — and rewrites
     them: None (every tenant) becomes the principal's own tenant, naming a tenant it may not read
     is a 403. Only admins (and development mode) read across tenants. Registry and alert-rule
@@ -80,7 +74,8 @@ class ScopedStorage:
         return await self.storage.query_events(replace(spec, filter=scoped(self.principal, spec.filter)))
 
     async def count(self, filter: EventFilter | None = None) -> int:
-        return await self.storage.count(scoped(self.principal, filter or EventFilter()))
+        f = scoped(self.principal, filter or EventFilter())
+        return await self.storage.count(None if f == _EVERYTHING else f)  # (backends count everything fastest)
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         return await self.storage.aggregate(replace(spec, filter=scoped(self.principal, spec.filter)))
@@ -112,6 +107,32 @@ class ScopedStorage:
     async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None,
                             **options: Any) -> list[tuple[str, int, dict[str, Any]]]:
         return await self.storage.query_records(kind, tenant_ids=self.tenants(tenant_ids), **options)
+
+    # ------------------------------------------------------------ the service's own records
+    @property
+    def name(self) -> str:
+        return self.storage.name
+
+    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                 end_us: int) -> set[str]:
+        [tenant] = self.tenants((tenant_id,))  # type: ignore[misc]
+        return await self.storage.existing_event_ids(tenant, event_ids, start_us, end_us)
+
+    async def query_audit(self, *, tenant_id: str | None = None, **options: Any) -> list[AuditRecord]:
+        allowed = self.tenants(None if tenant_id is None else (tenant_id,))
+        if allowed is not None and len(allowed) != 1:
+            return []
+        return await self.storage.query_audit(tenant_id=allowed[0] if allowed else None, **options)
+
+    async def retention_overrides(self) -> dict[str, int]:
+        allowed = self.tenants(None)
+        found = await self.storage.retention_overrides()
+        return found if allowed is None else {t: h for t, h in found.items() if t in allowed}
+
+    async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
+        if self.principal.tenants() is not None:  # they hold events of every tenant
+            raise Forbidden("dead letters hold every tenant's events: an admin reads them", code="forbidden_tenant")
+        return await self.storage.list_dead_letters(limit=limit, include_replayed=include_replayed)
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"ScopedStorage offers scoped reads only, not {name!r}")

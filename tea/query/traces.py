@@ -1,22 +1,35 @@
 """``GET /v1/traces`` (summaries) and ``GET /v1/traces/{trace_id}`` (the span tree with timings)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
 import msgspec
 
-from tea.errors import BadRequest, NotFound
-from tea.http import Param, Request, Response, Route
+from tea.errors import NotFound
+from tea.http import Request, Response, Route
+from tea.http.params import choice, text, whole
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
-from tea.query.spec import check_params, int_param, text_param, time_param
+from tea.query.readers import Readers
+from tea.query.scope import tenant_filter
+from tea.query.spec import Tenant, Window, event_filter
 from tea.timeutil import format_us
-from tea.types import Event, EventFilter, QuerySpec, TraceSummary
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
+from tea.types import Event, QuerySpec, TraceSummary
 
 MAX_SPANS = 10000
+MAX_DURATION_MS = 1e15  # (31 000 years: any finite duration TEA stores is below it)
+
+
+class TracesParams(Window):
+    service: text("traces with a span of this service") | None = None  # type: ignore[valid-type]
+    min_duration_ms: Annotated[float, msgspec.Meta(ge=0, le=MAX_DURATION_MS, description="at least this long")] = 0.0
+    status: choice("error or ok", ("error", "ok")) | None = None  # type: ignore[valid-type]
+    limit: whole("1 to 1000 (default 20)", 1, 1000) = 20  # type: ignore[valid-type]
+
+
+class TraceParams(Tenant, kw_only=True):
+    PATH = frozenset({"trace_id"})
+    trace_id: text("32 hex characters")  # type: ignore[valid-type]
 
 
 class TraceView(msgspec.Struct):
@@ -98,44 +111,26 @@ def build_tree(trace_id: str, spans: list[Event]) -> TraceTree:
                      sum(1 for s in spans if s.status == "error"), roots)
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    async def list_traces(request: Request) -> Response:
-        check_params(request, {"service", "min_duration_ms", "status", "start_time", "end_time", "limit", "tenant_id"})
-        status = request.param("status")
-        if status not in (None, "error", "ok"):
-            raise BadRequest("parameter `status` must be error or ok", code="invalid_parameter",
-                             details={"parameter": "status"})
-        raw = request.param("min_duration_ms") or "0"
-        try:
-            min_duration = float(raw)
-        except ValueError:
-            raise BadRequest("parameter `min_duration_ms` must be a number", code="invalid_parameter",
-                             details={"parameter": "min_duration_ms"}) from None
-        tenant = text_param(request, "tenant_id")
-        f = EventFilter(tenant_ids=(tenant,) if tenant else None, start_us=time_param(request, "start_time"),
-                        end_us=time_param(request, "end_time"))
-        found = await app.reader(request).traces(
-            f, service=text_param(request, "service"), min_duration_ms=min_duration,
-            errors=None if status is None else status == "error", limit=int_param(request, "limit", 20, 1, 1000))
+def routes(readers: Readers) -> list[Route]:
+    async def list_traces(request: Request, p: TracesParams) -> Response:
+        found = await readers.of(request).traces(
+            event_filter(p), service=p.service, min_duration_ms=p.min_duration_ms,
+            errors=None if p.status is None else p.status == "error", limit=p.limit)
         return Response(encode_json(TracesPage([summary_view(t) for t in found])), 200, JSON)
 
-    async def get_trace(request: Request) -> Response:
-        trace_id = request.path_params["trace_id"].lower()
-        result = await app.reader(request).query_events(QuerySpec(
-            EventFilter(trace_id=trace_id, event_type="span"), limit=MAX_SPANS, with_total=False))
+    async def get_trace(request: Request, p: TraceParams) -> Response:
+        trace_id = p.trace_id.lower()
+        result = await readers.of(request).query_events(QuerySpec(
+            tenant_filter(p.tenant_id, trace_id=trace_id, event_type="span"), limit=MAX_SPANS, with_total=False))
         if not result.events:
             raise NotFound(f"no trace {trace_id!r}", code="trace_not_found", details={"trace_id": trace_id})
         return Response(encode_json(build_tree(trace_id, result.events)), 200, JSON)
 
     return [
         Route("GET", "/v1/traces", list_traces, "Trace summaries: root span, service, start, duration, spans, errors",
-              tags=("traces",), params=(Param("service", "traces with a span of this service"),
-                                        Param("min_duration_ms", "at least this long"),
-                                        Param("status", "error or ok"), Param("start_time", "from"),
-                                        Param("end_time", "until"), Param("tenant_id", "admins: one tenant"),
-                                        Param("limit", "1 to 1000 (default 20)")),
+              tags=("traces",), query=TracesParams,
               responses={200: ("Traces", {"application/json": TracesPage}), **error_responses(400, 401, 403)}),
         Route("GET", "/v1/traces/{trace_id}", get_trace, "One trace as a span tree with timings", tags=("traces",),
-              params=(Param("trace_id", "32 hex characters", location="path", required=True),),
-              responses={200: ("The trace", {"application/json": TraceTree}), **error_responses(401, 403, 404)}),
+              query=TraceParams,
+              responses={200: ("The trace", {"application/json": TraceTree}), **error_responses(400, 401, 403, 404)}),
     ]

@@ -13,16 +13,15 @@ most twice a full batch and keeps the common batch free of a second pass.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
 
 import msgspec
 
 from tea.errors import BadRequest, TooLarge, UnsupportedMediaType
-from tea.pipeline.normalise import ItemError
+from tea.http.body import check_utf8
 from tea.timeutil import parse_iso
-from tea.types import Event
+from tea.types import Decoded, Event, ItemError
 
 JSON_TYPES = frozenset({"application/json", "text/json", ""})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -48,22 +47,6 @@ class _IdProbe(msgspec.Struct):
 
 _id_probe = msgspec.json.Decoder(_IdProbe)
 
-
-@dataclass
-class Decoded:
-    events: list[Event]
-    indexes: list[int] | None  # None when events[i] is item i (no item failed to decode)
-    errors: list[ItemError] = field(default_factory=list)
-    total: int = 0
-
-
-def check_utf8(body: bytes) -> None:
-    if body.isascii():  # the common case, checked without building a str as big as the body
-        return
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
 
 
 def decode_json(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-untyped-def]

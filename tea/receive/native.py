@@ -1,19 +1,15 @@
 """Native ingestion: ``POST /v1/events`` (object, array, {"events": [...]}, or NDJSON)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tea.errors import BadRequest, UnsupportedMediaType
 from tea.http import Request, Response, Route
 from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import IngestResponse, error_responses
-from tea.pipeline.ingest import Outcome
+from tea.pipeline.ingest import Ingestor, Outcome
 from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events, prepare
+from tea.settings import Settings
 from tea.types import Event
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 
 def require_event_media_type(media_type: str) -> None:
@@ -37,8 +33,7 @@ def outcome_response(outcome: Outcome, noun: str = "events") -> Response:
     return Response(encode_json(result), 207 if outcome.errors else 200, JSON)
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    settings = app.settings
+def routes(settings: Settings, ingestor: Ingestor) -> list[Route]:
     prepare(settings.max_batch_events)
 
     async def post_events(request: Request) -> Response:
@@ -46,8 +41,8 @@ def routes(app: "TeaApp") -> list[Route]:
         require_event_media_type(media_type)
         body = await request.body(settings.max_body_bytes)
         decoded = decode_events(body, media_type, settings.max_batch_events)
-        outcome = await app.ingestor.submit(decoded, "native", request.state.get("principal"),
-                                            request.header("dnt") == "1")
+        outcome = await ingestor.submit(decoded, "native", request.state.get("principal"),
+                                        request.header("dnt") == "1")
         return outcome_response(outcome)
 
     return [Route(

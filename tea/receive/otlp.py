@@ -12,7 +12,7 @@ import concurrent.futures
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 import msgspec
@@ -23,27 +23,42 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_svc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_svc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_svc
 
+from tea.auth.chain import AuthChain
+from tea.auth.gate import Gate
+from tea.auth.limits import Limiter
 from tea.auth.principal import WRITE, Principal
 from tea.errors import (BadRequest, ClientError, Forbidden, RateLimited, TooLarge, Unauthorized,
                         UnsupportedMediaType)
 from tea.http import Request, Response, Route
-from tea.pipeline.normalise import ItemError, Normaliser
+from tea.pipeline.ingest import Ingestor
+from tea.pipeline.normalise import Normaliser
 from tea.receive import otlp_map, otlp_signals
-from tea.receive.decode import Decoded
+from tea.settings import Settings
+from tea.telemetry import Telemetry
 from tea.timeutil import MAX_US, format_us
-from tea.types import Event
+from tea.types import Decoded, Event, ItemError
 
 try:  # the optional C extension (setup.py); without it every request takes the Python mapper
     from tea import _otlpfast
 except ImportError:  # pragma: no cover - depends on the build
     _otlpfast = None  # type: ignore[assignment]
 
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
 _json = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class Otlp:
+    """What OTLP ingestion needs from the composition root (``tea.services.provide(Otlp, services)``)."""
+
+    settings: Settings
+    ingestor: Ingestor
+    telemetry: Telemetry
+    auth: AuthChain
+    gate: Gate
+    limiter: Limiter
 
 
 @dataclass(frozen=True)
@@ -71,12 +86,12 @@ _JSON_REJECTED = {"rejected_spans": "rejectedSpans", "rejected_log_records": "re
                   "rejected_data_points": "rejectedDataPoints"}
 
 
-async def ingest(app: "TeaApp", signal: Signal, events: list[Event], principal: Principal) -> tuple[int, str]:
+async def ingest(rx: Otlp, signal: Signal, events: list[Event], principal: Principal) -> tuple[int, str]:
     """Store the events; returns (rejected count, message) for partial_success."""
     if not events:
         return 0, ""
-    outcome = await app.ingestor.submit(Decoded(events, None, [], len(events)), "otlp", principal,
-                                        timestamps_us=True)
+    outcome = await rx.ingestor.submit(Decoded(events, None, [], len(events)), "otlp", principal,
+                                       timestamps_us=True)
     return _refused(signal, outcome.errors)
 
 
@@ -209,24 +224,24 @@ def map_native(normaliser: Normaliser, body: bytes, principal: Principal | None,
     return Mapped(ndjson, accepted, total, low, high, errors)
 
 
-async def ingest_mapped(app: "TeaApp", signal: Signal, mapped: Mapped, principal: Principal) -> tuple[int, str]:
+async def ingest_mapped(rx: Otlp, signal: Signal, mapped: Mapped, principal: Principal) -> tuple[int, str]:
     """Spans the native mapper already normalised and encoded, into the one durable path."""
     if not mapped.total:
         return 0, ""
-    await app.ingestor.submit_encoded(mapped.ndjson, mapped.accepted, mapped.total, mapped.errors, mapped.low,
-                                      mapped.high, "otlp", principal)
+    await rx.ingestor.submit_encoded(mapped.ndjson, mapped.accepted, mapped.total, mapped.errors, mapped.low,
+                                     mapped.high, "otlp", principal)
     return _refused(signal, mapped.errors)
 
 
-def _mapper_counter(app: "TeaApp", signal: Signal, path: str):  # type: ignore[no-untyped-def]
-    counter = app.telemetry.otlp_metric_requests if signal.name == "metrics" else app.telemetry.otlp_trace_requests
-    return app.telemetry.child(counter, path)
+def _mapper_counter(rx: Otlp, signal: Signal, path: str):  # type: ignore[no-untyped-def]
+    counter = rx.telemetry.otlp_metric_requests if signal.name == "metrics" else rx.telemetry.otlp_trace_requests
+    return rx.telemetry.child(counter, path)
 
 
 NATIVE_SIGNALS = ("traces", "metrics")
 
 
-async def ingest_pb(app: "TeaApp", signal: Signal, message: Any, body: bytes | None,
+async def ingest_pb(rx: Otlp, signal: Signal, message: Any, body: bytes | None,
                     principal: Principal) -> tuple[int, str]:
     """A protobuf ExportTraceServiceRequest or ExportMetricsServiceRequest, as its bytes (``body``) or parsed
     (``message``): the native mapper when it is on and handles the request — then it is never parsed into
@@ -234,17 +249,17 @@ async def ingest_pb(app: "TeaApp", signal: Signal, message: Any, body: bytes | N
     here) and mapped in Python."""
     path = "python"
     native = NATIVE_METRICS if signal.name == "metrics" else NATIVE_AVAILABLE
-    if native and app.settings.otlp.native and not app.ingestor.normaliser.stages:
-        mapped = map_native(app.ingestor.normaliser, body if body is not None else message.SerializeToString(),
+    if native and rx.settings.otlp.native and not rx.ingestor.normaliser.stages:
+        mapped = map_native(rx.ingestor.normaliser, body if body is not None else message.SerializeToString(),
                             principal, signal=signal.name)
         if mapped is not None:
-            _mapper_counter(app, signal, "native").inc()
-            return await ingest_mapped(app, signal, mapped, principal)
+            _mapper_counter(rx, signal, "native").inc()
+            return await ingest_mapped(rx, signal, mapped, principal)
         path = "fallback"
     if message is None:
         message = parse_pb(signal, body)  # type: ignore[arg-type]
-    _mapper_counter(app, signal, path).inc()
-    return await ingest(app, signal, list(signal.from_pb(message, principal.is_admin)), principal)
+    _mapper_counter(rx, signal, path).inc()
+    return await ingest(rx, signal, list(signal.from_pb(message, principal.is_admin)), principal)
 
 
 def parse_pb(signal: Signal, body: bytes) -> Any:
@@ -298,20 +313,24 @@ def _ok_response(signal: Signal, rejected: int, message: str, media_type: str) -
     return Response(msgspec.json.encode(body), 200, b"application/json")
 
 
-def http_routes(app: "TeaApp") -> list[Route]:
+def routes(settings: Settings, ingestor: Ingestor, telemetry: Telemetry, auth: AuthChain, gate: Gate,
+           limiter: Limiter) -> list[Route]:
+    """OTLP/HTTP: ``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics``."""
+    rx = Otlp(settings, ingestor, telemetry, auth, gate, limiter)
+
     def handler(signal: Signal):  # type: ignore[no-untyped-def]
         async def export(request: Request) -> Response:
             media_type = PROTOBUF if request.media_type == PROTOBUF else "application/json"
             try:
                 if request.media_type not in (PROTOBUF, "application/json"):
                     raise UnsupportedMediaType("OTLP/HTTP takes application/x-protobuf or application/json")
-                await app.admit(request, WRITE)
-                body = await request.body(app.settings.otlp.max_message_bytes)
+                await rx.gate.admit(request, WRITE)
+                body = await request.body(rx.settings.otlp.max_message_bytes)
                 if signal.name in NATIVE_SIGNALS and media_type == PROTOBUF:
-                    rejected, message = await ingest_pb(app, signal, None, body, request.state["principal"])
+                    rejected, message = await ingest_pb(rx, signal, None, body, request.state["principal"])
                 else:
                     events = events_from(signal, body, media_type, request.state["principal"])
-                    rejected, message = await ingest(app, signal, events, request.state["principal"])
+                    rejected, message = await ingest(rx, signal, events, request.state["principal"])
             except ClientError as exc:
                 return _status_response(exc, media_type)
             return _ok_response(signal, rejected, message, media_type)
@@ -351,7 +370,7 @@ _GRPC_STATUS = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMI
                 429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 
 
-def _export(app: "TeaApp", signal: Signal, main: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
+def _export(rx: Otlp, signal: Signal, main: asyncio.AbstractEventLoop):  # type: ignore[no-untyped-def]
     """The Export handler of one signal, on the gRPC thread's loop. It takes the request's bytes (no
     deserializer registered) and hands the work to TEA's event loop (``main``): there the protobuf runtime
     checks them — a malformed message is INVALID_ARGUMENT with the parser's reason — and the native span
@@ -360,7 +379,7 @@ def _export(app: "TeaApp", signal: Signal, main: asyncio.AbstractEventLoop):  # 
         meta = _MetadataRequest(context)
         try:
             rejected, message = await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(_export_work(app, signal, body, meta), main))
+                asyncio.run_coroutine_threadsafe(_export_work(rx, signal, body, meta), main))
         except Unauthorized as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
         except (RateLimited, TooLarge) as exc:
@@ -375,36 +394,36 @@ def _export(app: "TeaApp", signal: Signal, main: asyncio.AbstractEventLoop):  # 
     return export
 
 
-async def _export_work(app: "TeaApp", signal: Signal, body: bytes, meta: _MetadataRequest) -> tuple[int, str]:
+async def _export_work(rx: Otlp, signal: Signal, body: bytes, meta: _MetadataRequest) -> tuple[int, str]:
     """One Export call's work, on TEA's event loop: authenticate, check, map, make durable."""
     try:
-        principal = await app.auth.authenticate(meta)  # type: ignore[arg-type]
+        principal = await rx.auth.authenticate(meta)  # type: ignore[arg-type]
         if meta.state.get("verify_body") is not None:
             # a signature covers the raw HTTP body; gRPC has none to check it against, so a signed (or,
             # with auth.require_signature, any API-token) request is refused rather than let through
             raise Unauthorized("request signatures cannot be verified over OTLP/gRPC; send them to "
                                "OTLP/HTTP", code="signature_unsupported")
     except Unauthorized as exc:
-        app.auth_failed(meta, exc)
+        rx.gate.failed(meta, exc)
         raise
     if not principal.can(WRITE):
         raise Forbidden("this needs the events:write scope")
-    await app.limiter.request(principal)
+    await rx.limiter.request(principal)
     if signal.name in NATIVE_SIGNALS:
-        return await ingest_pb(app, signal, None, body, principal)
+        return await ingest_pb(rx, signal, None, body, principal)
     request = parse_pb(signal, body)
-    return await ingest(app, signal, list(signal.from_pb(request, principal.is_admin)), principal)
+    return await ingest(rx, signal, list(signal.from_pb(request, principal.is_admin)), principal)
 
 
 _SERVICES = {"traces": trace_svc, "logs": logs_svc, "metrics": metrics_svc}
 
 
-def _handlers(app: "TeaApp", main: asyncio.AbstractEventLoop) -> list[grpc.GenericRpcHandler]:
+def _handlers(rx: Otlp, main: asyncio.AbstractEventLoop) -> list[grpc.GenericRpcHandler]:
     """TraceService, LogsService and MetricsService, each with its one Export method, taking raw bytes."""
     handlers = []
     for name, module in _SERVICES.items():
         [service] = module.DESCRIPTOR.services_by_name.values()
-        method = grpc.unary_unary_rpc_method_handler(_export(app, SIGNALS[name], main), request_deserializer=None,
+        method = grpc.unary_unary_rpc_method_handler(_export(rx, SIGNALS[name], main), request_deserializer=None,
                                                      response_serializer=_serialize)
         handlers.append(grpc.method_handlers_generic_handler(service.full_name, {"Export": method}))
     return handlers
@@ -420,8 +439,8 @@ class GrpcServer:
     queued there (~700 calls/s, client p50 21 ms against a handler p50 of 4–8 ms). Here they are accepted at
     once and each call's work runs on TEA's loop (``_export_work``), answered back through a future."""
 
-    def __init__(self, app: "TeaApp", host: str, port: int, max_message_bytes: int) -> None:
-        self.app, self.host, self.port, self.max_message_bytes = app, host, port, max_message_bytes
+    def __init__(self, rx: Otlp, host: str, port: int, max_message_bytes: int) -> None:
+        self.rx, self.host, self.port, self.max_message_bytes = rx, host, port, max_message_bytes
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: grpc.aio.Server | None = None
         self.bound = 0
@@ -456,7 +475,7 @@ class GrpcServer:
                                           ("grpc.max_send_message_length", self.max_message_bytes),
                                           # a taken port is an error, never a silent share with another process
                                           ("grpc.so_reuseport", 0)])
-        server.add_generic_rpc_handlers(_handlers(self.app, main))
+        server.add_generic_rpc_handlers(_handlers(self.rx, main))
         address = f"{self.host}:{self.port}"
         try:
             bound = server.add_insecure_port(address)
@@ -484,7 +503,7 @@ class GrpcServer:
         await asyncio.to_thread(thread.join)
 
 
-async def start_grpc(app: "TeaApp", host: str, port: int, max_message_bytes: int) -> GrpcServer:
-    server = GrpcServer(app, host, port, max_message_bytes)
+async def start_grpc(rx: Otlp, host: str, port: int, max_message_bytes: int) -> GrpcServer:
+    server = GrpcServer(rx, host, port, max_message_bytes)
     await server.start()
     return server

@@ -13,6 +13,7 @@ stays in ``attributes``, the resource attributes under ``resource``. Timestamps 
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any, Iterator
 
 import msgspec
@@ -97,7 +98,8 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     jsonrpc = semconv.jsonrpc_code(attrs)
     tool, model, input_tokens, output_tokens = semconv.genai(attrs)
     tokens = [attrs.get(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")]
-    used = sum(int(t) for t in tokens if isinstance(t, (int, float))) if any(t is not None for t in tokens) else None
+    used = sum(int(t) for t in tokens if isinstance(t, int) or (isinstance(t, float) and math.isfinite(t))
+               ) if any(t is not None for t in tokens) else None  # (NaN and infinities count as text does: 0)
     user = attrs.get("enduser.id") or attrs.get("user.id")
     session = attrs.get("mcp.session.id") or attrs.get("session.id")
     error_type = attrs.get("error.type")

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -17,13 +17,15 @@ from tea.http import Request, Response, Route
 from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import error_responses
-from tea.query.spec import FILTER_PARAMS, PAGE_PARAMS, check_params, cursor_param, event_filter, int_param
-from tea.receive.decode import Decoded, check_utf8, decode_json, error_field, iso_timestamp
+from tea.http.body import check_utf8
+from tea.http.params import whole
+from tea.pipeline.ingest import Ingestor
+from tea.query.readers import Readers
+from tea.query.spec import CursorText, SeedFilters, decode_cursor, event_filter
+from tea.receive.decode import decode_json, error_field, iso_timestamp
+from tea.settings import Settings
 from tea.timeutil import format_us
-from tea.types import COLUMNS, Count, Ident, Short, Tag, Event, QuerySpec
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
+from tea.types import COLUMNS, Count, Decoded, Ident, Short, Tag, Event, QuerySpec
 
 # metadata keys lifted into promoted columns; everything else in metadata goes to attributes
 PROMOTED = frozenset(COLUMNS) - {"event_id", "tenant_id", "timestamp", "received_at", "event_type", "user_id",
@@ -90,6 +92,11 @@ class TeaEventsPage(msgspec.Struct):
     events: list[TeaEventView]
     total_count: int
     has_more: bool
+
+
+class SeedEventsParams(SeedFilters):
+    limit: whole("page size, 1 to 10000 (default 100)", 1, 10000) = 100  # type: ignore[valid-type]
+    cursor: CursorText | None = None  # type: ignore[valid-type]
 
 
 _probe = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -167,9 +174,7 @@ def tea_view(event: Event) -> TeaEventView:
                         event.tenant_id, event.user_id, event.session_id, metadata, list(event.tags))  # type: ignore[arg-type]
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    settings = app.settings
-
+def routes(settings: Settings, ingestor: Ingestor, readers: Readers) -> list[Route]:
     async def post_event(request: Request) -> Response:
         body = await request.body(settings.max_body_bytes)
         check_utf8(body)
@@ -181,8 +186,8 @@ def routes(app: "TeaApp") -> list[Route]:
             extra = {k: _any.decode(v) for k, v in keys.items() if k not in TeaEventIn.__struct_fields__}
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise BadRequest(f"invalid event: {exc}", code="invalid_event") from None
-        outcome = await app.ingestor.submit(Decoded([from_readme(readme, extra)], None, [], 1), "tea",
-                                            request.state.get("principal"), request.header("dnt") == "1")
+        outcome = await ingestor.submit(Decoded([from_readme(readme, extra)], None, [], 1), "tea",
+                                        request.state.get("principal"), request.header("dnt") == "1")
         if outcome.do_not_track:
             return empty_response(204)
         if not outcome.accepted:
@@ -198,8 +203,8 @@ def routes(app: "TeaApp") -> list[Route]:
         except (msgspec.DecodeError, RecursionError) as exc:
             return tool_reply(f"Invalid request body: {exc}", 400, True)
         try:
-            outcome = await app.ingestor.submit(Decoded([from_gateway(metric)], None, [], 1), "ftl_gateway",
-                                                request.state.get("principal"), request.header("dnt") == "1")
+            outcome = await ingestor.submit(Decoded([from_gateway(metric)], None, [], 1), "ftl_gateway",
+                                            request.state.get("principal"), request.header("dnt") == "1")
         except ClientError as exc:
             return tool_reply(exc.message, exc.status, True, exc.headers)
         if outcome.do_not_track:
@@ -208,11 +213,9 @@ def routes(app: "TeaApp") -> list[Route]:
             return tool_reply(f"Invalid request body: {outcome.errors[0].message}", 400, True)
         return tool_reply("Event recorded")
 
-    async def list_events(request: Request) -> Response:
-        check_params(request, {"tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                               "correlation_id", "start_time", "end_time", "limit", "cursor"})
-        spec = QuerySpec(event_filter(request), int_param(request, "limit", 100, 1, 10000), cursor_param(request))
-        result = await app.reader(request).query_events(spec)
+    async def list_events(request: Request, p: SeedEventsParams) -> Response:
+        spec = QuerySpec(event_filter(p), p.limit, decode_cursor(p.cursor))
+        result = await readers.of(request).query_events(spec)
         page = TeaEventsPage([tea_view(e) for e in result.events], result.total_count or 0, result.has_more)
         return Response(encode_json(page), 200, JSON)
 
@@ -231,7 +234,7 @@ def routes(app: "TeaApp") -> list[Route]:
                                "for the gateway shape", {"application/json": TeaAccepted | ToolReply}),
                          **error_responses(400, 401, 403, 413, 429, 503)}, scope=WRITE),
         Route("GET", "/events", list_events, "TEA compatibility: read events in the seed's shape",
-              tags=("tea-compat",), params=FILTER_PARAMS + PAGE_PARAMS,
+              tags=("tea-compat",), query=SeedEventsParams,
               responses={200: ("Events", {"application/json": TeaEventsPage}), **error_responses(400)}),
         Route("GET", "/", list_tools, "FTL tool component: the tools this component serves",
               tags=("tea-compat",), responses={200: ("Tool metadata", {"application/json": list[dict[str, Any]]})},

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable
+from typing import Annotated, Any, Awaitable, Callable
 
 import msgspec
 
+from tea.auth.gate import Gate
 from tea.auth.principal import READ, WRITE, Principal
 from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route, text_response
 from tea.http.response import JSON, encode_json
-from tea.receive.decode import Decoded
+from tea.pipeline.ingest import Ingestor
+from tea.query.readers import Readers
+from tea.settings import Settings
+from tea.telemetry import Telemetry
 from tea.timeutil import format_us
-from tea.types import Agg, AggregateSpec, Event, EventFilter
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
+from tea.types import Agg, AggregateSpec, Decoded, Event, EventFilter
 
 
 class TelemetronEvent(msgspec.Struct, rename="camel"):
@@ -48,9 +49,9 @@ def to_event(e: TelemetronEvent) -> Event:
                  attributes=msgspec.Raw(msgspec.json.encode(attributes)))
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    open_tenant = app.settings.telemetron.tenant
-    t = app.telemetry
+def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Ingestor, readers: Readers) -> list[Route]:
+    open_tenant = settings.telemetron.tenant
+    t = telemetry
 
     def counted(endpoint: str, handler: Callable[[Request], Awaitable[Response]]):  # type: ignore[no-untyped-def]
         async def wrapped(request: Request) -> Response:
@@ -75,14 +76,14 @@ def routes(app: "TeaApp") -> list[Route]:
             request.state["principal"] = Principal(tenant_id=open_tenant, scopes=frozenset({READ, WRITE}),
                                                    method="telemetron_open")
         else:
-            await app.admit(request, scope)
+            await gate.admit(request, scope)
         return request.state["principal"]
 
     async def ingest(request: Request) -> Response:
         who = await principal(request, WRITE)
         if request.media_type != "application/json":
             return text_response("Expected request with `Content-Type: application/json`", 415)
-        body = await request.body(app.settings.max_body_bytes)
+        body = await request.body(settings.max_body_bytes)
         try:
             event = _decoder.decode(body)
         except msgspec.ValidationError as exc:
@@ -93,7 +94,7 @@ def routes(app: "TeaApp") -> list[Route]:
             return text_response(f"Failed to deserialize the JSON body into the target type: {exc}", 422)
         except (msgspec.DecodeError, RecursionError) as exc:
             return text_response(f"Failed to parse the request body as JSON: {exc}", 400)
-        outcome = await app.ingestor.submit(Decoded([to_event(event)], None, [], 1), PROTOCOL, who)
+        outcome = await ingestor.submit(Decoded([to_event(event)], None, [], 1), PROTOCOL, who)
         if not outcome.accepted:
             return error_json(400, outcome.errors[0].message)
         return text_response("Success", 202)
@@ -102,7 +103,7 @@ def routes(app: "TeaApp") -> list[Route]:
         """Rows of ``spec`` grouped by ``source_protocol`` first: only events that came in through
         ``POST /ingest`` count, as in Telemetron (its stats saw nothing else). Returned without that column."""
         grouped = AggregateSpec(spec.filter, spec.aggs, None, ("source_protocol", *spec.group_by))
-        rows = await app.reader(request).aggregate(grouped)
+        rows = await readers.of(request).aggregate(grouped)
         return [(r[0], *r[2:]) for r in rows if r[1] == PROTOCOL]
 
     async def stats(request: Request) -> Response:
@@ -115,7 +116,7 @@ def routes(app: "TeaApp") -> list[Route]:
     async def source_stats(request: Request) -> Response:
         await principal(request, READ)
         raw = request.path_params["source_id"]
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and int(raw) < 2**64):  # (axum's Path<u64>; NUL included)
             return text_response(f"Invalid URL: Cannot parse `{raw}` to a `u64`", 400)
         spec = AggregateSpec(EventFilter(source=raw), (Agg("count"), Agg("min", "timestamp"), Agg("max", "timestamp")),
                              None, ("event_type",))
@@ -137,7 +138,8 @@ def routes(app: "TeaApp") -> list[Route]:
         Route("GET", "/stats", counted("/stats", stats), "Telemetron: sources and events", tags=("telemetron",),
               responses={200: ("Counts", {"application/json": {"type": "object"}})}, scope=None),
         Route("GET", "/stats/{source_id}", counted("/stats/{source_id}", source_stats), "Telemetron: one source",
-              tags=("telemetron",), params=(Param("source_id", "numeric source id", location="path", required=True),),
+              tags=("telemetron",), params=(Param("source_id", "numeric source id", {"type": "integer", "minimum": 0},
+                                                  location="path", required=True),),
               responses={200: ("Source stats", {"application/json": {"type": "object"}}),
                          404: ("Unknown source", {"application/json": {"type": "object"}})}, scope=None),
     ]

@@ -19,24 +19,28 @@ import re
 import time
 from datetime import datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from tea.auth import signing
-from tea.auth.chain import credential_kind
-from tea.auth.principal import WRITE as EVENTS_WRITE
+from tea.auth.chain import AuthChain, credential_kind
+from tea.auth.gate import Gate
 from tea.auth.keys import same
+from tea.auth.limits import Limiter
+from tea.auth.principal import WRITE as EVENTS_WRITE
+from tea.auth.tokens import TokenService
 from tea.errors import BadRequest, ClientError, Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
 from tea.http import Param, Request, Response, Route
 from tea.http.response import JSON, empty_response, encode_json
+from tea.pipeline.ingest import Ingestor
 from tea.pipeline.recent import RecentIds
-from tea.receive.decode import Decoded
+from tea.query.readers import Readers
+from tea.query.scope import ScopedStorage
+from tea.settings import Settings
+from tea.telemetry import Telemetry
 from tea.timeutil import datetime_to_us
-from tea.types import Event
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
+from tea.types import Decoded, Event
 
 MAX_EVENTS = 1000
 _USIZE = re.compile(r"\+?[0-9]+")
@@ -147,13 +151,13 @@ def to_event(e: TkEvent, org_id: str, app_id: str) -> Event:
                  attributes=msgspec.Raw(msgspec.json.encode(attributes)))
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    settings = app.settings
+def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate, limiter: Limiter,
+           telemetry: Telemetry, ingestor: Ingestor, readers: Readers) -> list[Route]:
     recent = RecentIds(_RECENT)
 
     async def ingest(request: Request) -> Response:
         headers = request.headers
-        if app.auth.dev_mode:
+        if auth.dev_mode:
             development = await _development(request)
             if development is not None:
                 return development
@@ -171,10 +175,10 @@ def routes(app: "TeaApp") -> list[Route]:
         request.state["auth_method"] = "hmac"
 
         def refused(error: type[ClientError], status: int, message: str) -> Response:
-            app.auth_failed(request, error(message))  # audited (with the token id once known) and counted
+            gate.failed(request, error(message))  # audited (with the token id once known) and counted
             return reply(status, message)
 
-        active = await app.tokens.lookup(authorization[7:].strip())
+        active = await tokens.lookup(authorization[7:].strip())
         if active is None:
             return refused(Unauthorized, 401, "Invalid token")
         request.state.update(auth_token_id=active.record.token_id, auth_tenant=active.record.tenant_id)
@@ -188,11 +192,11 @@ def routes(app: "TeaApp") -> list[Route]:
         if abs(time.time() - stamp) > settings.auth.signature_window_s:
             return refused(Forbidden, 403, "Timestamp outside acceptable window")
         try:
-            if nonce is not None and not await app.auth.claim_nonce(nonce):
+            if nonce is not None and not await auth.claim_nonce(nonce):
                 return refused(Conflict, 409, "Duplicate nonce detected")
-            app.telemetry.child(app.telemetry.auth, "hmac", "success").inc()
+            telemetry.child(telemetry.auth, "hmac", "success").inc()
             principal = active.principal("hmac")
-            limit_headers = await app.limiter.request(principal)
+            limit_headers = await limiter.request(principal)
         except RateLimited as exc:
             return too_many(exc)
         except Unavailable as exc:
@@ -211,10 +215,10 @@ def routes(app: "TeaApp") -> list[Route]:
         every check runs as usual)."""
         authorization = request.headers.get("authorization", "")
         token = authorization[7:].strip() if authorization.startswith("Bearer ") else ""
-        if token and await app.tokens.lookup(token) is not None:
+        if token and await tokens.lookup(token) is not None:
             return None
-        principal = app.auth.development(credential_kind(request.headers), "no API token of this TEA")
-        app.telemetry.child(app.telemetry.auth, principal.method, "success").inc()
+        principal = auth.development(credential_kind(request.headers), "no API token of this TEA")
+        telemetry.child(telemetry.auth, principal.method, "success").inc()
         body = await request.body(settings.max_body_bytes)
         try:
             body.decode("utf-8")
@@ -236,11 +240,13 @@ def routes(app: "TeaApp") -> list[Route]:
         if declared is not None and declared != len(batch.events):
             return reply(400, "X-Batch-Size header does not match actual batch size")
         if request.header("dnt") == "1":
-            app.telemetry.child(app.telemetry.do_not_track, "telemetry_kit").inc()
+            telemetry.child(telemetry.do_not_track, "telemetry_kit").inc()
             return empty_response(204)
-        return await _store(batch.events, principal, org_id, app_id)
+        request.state["principal"] = principal  # (its reader reads this token's tenant only)
+        return await _store(readers.of(request), batch.events, principal, org_id, app_id)
 
-    async def _store(events: list[TkEvent], principal: Any, org_id: str, app_id: str) -> Response:
+    async def _store(reader: ScopedStorage, events: list[TkEvent], principal: Any, org_id: str,
+                     app_id: str) -> Response:
         tenant = principal.tenant_id or settings.default_tenant  # (no tenant: the development principal)
         errors: list[TkError] = []
         duplicates = 0
@@ -251,7 +257,7 @@ def routes(app: "TeaApp") -> list[Route]:
                 errors.append(TkError(e.event_id, *problem))
             else:
                 candidates.append(e)
-        seen = await _already_stored(tenant, candidates)
+        seen = await _already_stored(reader, tenant, candidates)
         fresh: list[TkEvent] = []
         for e in candidates:
             if e.event_id in seen or (tenant, e.event_id) in recent:
@@ -264,7 +270,7 @@ def routes(app: "TeaApp") -> list[Route]:
             fresh.append(e)
         if fresh:
             try:
-                outcome = await app.ingestor.submit(
+                outcome = await ingestor.submit(
                     Decoded([to_event(e, org_id, app_id) for e in fresh], None, [], len(fresh)), "telemetry_kit",
                     principal)
             except ClientError as exc:
@@ -278,12 +284,12 @@ def routes(app: "TeaApp") -> list[Route]:
                     recent.add(tenant, (e.event_id,))
         return _answer(len(events), errors, duplicates)
 
-    async def _already_stored(tenant: str, events: list[TkEvent]) -> set[str]:
+    async def _already_stored(reader: ScopedStorage, tenant: str, events: list[TkEvent]) -> set[str]:
         if not events:
             return set()
         stamps = [datetime_to_us(e.timestamp) for e in events]
         window = int(settings.storage.dedup_window_s * 1e6)
-        return await app.storage.existing_event_ids(tenant, [e.event_id for e in events],
+        return await reader.existing_event_ids(tenant, [e.event_id for e in events],
                                                     min(stamps) - window, max(stamps) + window)
 
     def _refused(exc: ClientError) -> Response:

@@ -1,4 +1,4 @@
-"""Storage backends behind one Protocol; ``make_storage`` picks one from the settings."""
-from tea.storage.base import Storage, make_storage
+"""Storage backends behind one Protocol (``tea.plugins.make_storage`` picks one from the settings)."""
+from tea.storage.base import Storage
 
-__all__ = ["Storage", "make_storage"]
+__all__ = ["Storage"]

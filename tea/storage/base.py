@@ -1,4 +1,4 @@
-"""The storage Protocol every backend implements, and the factory that picks one.
+"""The storage Protocol every backend implements (``tea.plugins.make_storage`` picks one from the settings).
 
 Backends receive neutral shapes (``Batch``, ``QuerySpec``, ``EventFilter``) and compile them into
 their own dialect. Contract (tests/storage/test_contract.py runs it against every backend):
@@ -13,14 +13,10 @@ their own dialect. Contract (tests/storage/test_contract.py runs it against ever
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
-from tea.errors import ConfigError
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
-
-if TYPE_CHECKING:
-    from tea.settings import Settings
 
 
 @runtime_checkable
@@ -136,16 +132,3 @@ class Storage(Protocol):
 
     async def close(self) -> None:
         """Flush and release resources. Idempotent."""
-
-
-def make_storage(settings: "Settings", pm: Any = None) -> Storage:
-    """The backend named by ``storage_backend``, from the first plugin that provides it."""
-    if pm is None:
-        from tea.plugins import make_plugin_manager
-        pm = make_plugin_manager()
-    storage = pm.hook.register_storage(settings=settings)
-    if storage is None:
-        names = sorted({name for group in pm.hook.storage_backends() for name in group})
-        raise ConfigError(f"invalid storage_backend={settings.storage_backend!r}: no plugin provides it "
-                          f"(available: {', '.join(names) or 'none'})")
-    return storage

@@ -14,19 +14,21 @@ import logging
 import secrets
 from importlib import resources
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
+import msgspec
+
+from tea.auth.audit import AuditLog
+from tea.auth.chain import AuthChain
+from tea.auth.gate import Gate, principal_of
 from tea.auth.keys import same
 from tea.auth.principal import READ, Principal
 from tea.errors import ClientError, Forbidden, NotFound, Unauthorized
-from tea.http import Param, Request, Response, Route
-from tea.query.scope import principal_of
-from tea.ui import stream
+from tea.http import Request, Response, Route
+from tea.http.params import MAX_PARAM_CHARS, Params, text
+from tea.settings import Settings
 from tea.ui.session import COOKIE, LOGIN_COOKIE, Session, cookies, is_tls, same_origin
-
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 log = logging.getLogger(__name__)
 HTML = b"text/html; charset=utf-8"
@@ -94,12 +96,33 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+class PageParams(Params, forbid_unknown_fields=False):
+    """A page's parameters: its script reads any it likes (filters, ranges); none may hold a NUL."""
+
+
+class TracePageParams(PageParams):
+    PATH = frozenset({"trace_id"})
+    trace_id: text("the trace")  # type: ignore[valid-type]
+
+
+class LoginParams(PageParams):
+    next: Annotated[str, msgspec.Meta(max_length=MAX_PARAM_CHARS,
+                                      description="the /ui page to go to after signing in")] | None = None
+
+
+class AssetParams(PageParams):
+    PATH = frozenset({"name"})
+    name: text("the file", 256)  # type: ignore[valid-type]
+
+
 class Pages:
-    def __init__(self, app: "TeaApp") -> None:
-        self.app = app
+    def __init__(self, settings: Settings, auth: AuthChain, gate: Gate, audit: AuditLog) -> None:
+        self.auth = auth
+        self.gate = gate
+        self.audit = audit
         self.assets = Assets()
-        self.sessions = app.auth.sessions
-        self.dev = not app.settings.auth_validation
+        self.sessions = auth.sessions
+        self.dev = not settings.auth_validation
 
     # ------------------------------------------------------------ who is asking
     async def principal(self, request: Request) -> Principal | None:
@@ -108,7 +131,7 @@ class Pages:
         if not self.dev and COOKIE not in cookies(headers.get("cookie")) and "authorization" not in headers:
             return None
         try:
-            await self.app.admit(request, READ)
+            await self.gate.admit(request, READ)
         except Unauthorized:
             return None
         return principal_of(request)
@@ -120,7 +143,7 @@ class Pages:
             return None
 
     # ------------------------------------------------------------ pages
-    async def page(self, request: Request) -> Response:
+    async def page(self, request: Request, p: PageParams | None = None) -> Response:
         script, heading, admin_only = PAGES[self._template_of(request)]
         principal = await self.principal(request)
         if principal is None:
@@ -168,7 +191,7 @@ class Pages:
             nav=self.nav(request.path, principal) if principal else ""), status)
 
     # ------------------------------------------------------------ sign-in, sign-out
-    async def login_form(self, request: Request) -> Response:
+    async def login_form(self, request: Request, p: LoginParams | None = None) -> Response:
         if self.dev:
             return redirect("/ui")
         target = safe_next(request.param("next"))
@@ -199,9 +222,9 @@ class Pages:
         if not token:
             return self._login_page(request, target, 400, "Enter a TEA token.")
         try:
-            principal = await self.app.auth.for_token(request, token)
+            principal = await self.auth.for_token(request, token)
         except Unauthorized as exc:
-            self.app.auth_failed(request, exc)
+            self.gate.failed(request, exc)
             return self._login_page(request, target, 401, "This token is not valid.")
         if not principal.can(READ):
             return self._login_page(request, target, 403, "This token cannot read events (it needs events:read).")
@@ -209,8 +232,8 @@ class Pages:
             session, value = self.sessions.issue(token)
         except ValueError as exc:
             return self._login_page(request, target, 400, str(exc))
-        self.app.audit.record("ui_sign_in", actor=principal.user_id or principal.token_id,
-                              tenant_id=principal.tenant_id, remote_addr=request.client)
+        self.audit.record("ui_sign_in", actor=principal.user_id or principal.token_id,
+                          tenant_id=principal.tenant_id, remote_addr=request.client)
         return redirect(target, self.sessions.cookie(value, is_tls(request.scope)))
 
     async def logout(self, request: Request) -> Response:
@@ -230,7 +253,7 @@ class Pages:
         return redirect("/ui/login", self.sessions.cookie("", is_tls(request.scope), max_age_s=0))
 
     # ------------------------------------------------------------ assets
-    async def static(self, request: Request) -> Response:
+    async def static(self, request: Request, p: AssetParams | None = None) -> Response:
         name = request.path_params["name"]
         data = self.assets.files.get(name)
         if data is None:
@@ -243,15 +266,14 @@ class Pages:
         return Response(data, 200, TYPES[name[name.rfind("."):]], headers)
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    out = stream.routes(app)
-    if not app.settings.ui.enabled:
-        return out
-    pages = Pages(app)
+def routes(settings: Settings, auth: AuthChain, gate: Gate, audit: AuditLog) -> list[Route]:
+    if not settings.ui.enabled:
+        return []
+    pages = Pages(settings, auth, gate, audit)
 
-    async def page(request: Request) -> Response:
+    async def page(request: Request, p: PageParams) -> Response:
         try:
-            return await pages.page(request)
+            return await pages.page(request, p)
         except ClientError as exc:  # (a refused credential or scope: the page's own shape, not JSON)
             return pages.error_page(request, None, exc.status, exc.message)
 
@@ -260,16 +282,15 @@ def routes(app: "TeaApp") -> list[Route]:
 
     html_ok: dict[int, tuple[str, dict[str, Any]]] = {200: ("The page", {"text/html": {"type": "string"}}),
                                                       303: ("Sign in first (to /ui/login)", {})}
-    for path, (_, heading, _admin) in PAGES.items():
-        params = (Param("trace_id", "the trace", location="path", required=True),) if "{" in path else ()
-        out.append(Route("GET", path, page, f"Control Center: {heading}", tags=("ui",), params=params,
-                         responses=html_ok, scope=None))
+    out = [Route("GET", path, page, f"Control Center: {heading}", tags=("ui",),
+                 query=TracePageParams if "{" in path else PageParams, responses=html_ok, scope=None)
+           for path, (_, heading, _admin) in PAGES.items()]
     out += [
         Route("GET", "/ui/", to_ui, "Control Center", tags=("ui",), include_in_schema=False, scope=None),
         Route("GET", "/dashboard", to_ui, "The Control Center (at /ui)", tags=("ui",), include_in_schema=False,
               scope=None),
-        Route("GET", "/ui/login", pages.login_form, "Control Center sign-in form", tags=("ui",),
-              params=(Param("next", "the /ui page to go to after signing in"),), responses=html_ok, scope=None),
+        Route("GET", "/ui/login", pages.login_form, "Control Center sign-in form", tags=("ui",), query=LoginParams,
+              responses=html_ok, scope=None),
         Route("POST", "/ui/login", pages.login, "Sign in with a TEA token (form fields token, csrf, next): sets the "
               "session cookie", tags=("ui",),
               request_body={"application/x-www-form-urlencoded": {"type": "object", "properties": {
@@ -279,7 +300,7 @@ def routes(app: "TeaApp") -> list[Route]:
               scope=None),
         Route("POST", "/ui/logout", pages.logout, "Sign out (form field csrf): ends the session", tags=("ui",),
               responses={303: ("To the sign-in form, the cookie cleared", {})}, scope=None),
-        Route("GET", "/ui/static/{name}", pages.static, "Control Center assets", tags=("ui",),
+        Route("GET", "/ui/static/{name}", pages.static, "Control Center assets", tags=("ui",), query=AssetParams,
               include_in_schema=False, scope=None),
     ]
     return out

@@ -21,19 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from tea.auth.principal import READ
-from tea.http import Param, Request, Response, Route
+from tea.http import Request, Response, Route
+from tea.http.params import text
 from tea.http.response import encode_json
 from tea.http.schemas import error_responses
+from tea.query.readers import Readers
 from tea.query.routes import view
-from tea.query.spec import FILTER_FIELDS, FILTER_PARAMS, check_params, event_filter
+from tea.query.spec import Filters, event_filter
 from tea.types import EventFilter
 from tea.ui.tail import Chunk, LiveTail, Matcher
 
-if TYPE_CHECKING:
-    from tea.app import TeaApp
 
 log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -164,13 +164,16 @@ def tenant_key(f: EventFilter) -> str:
     return "*" if f.tenant_ids is None else ",".join(sorted(f.tenant_ids))
 
 
-def routes(app: "TeaApp") -> list[Route]:
-    tail = app.live
+class StreamParams(Filters):
+    last_event_id: text("resume after this id (or send the Last-Event-ID header)") | None = None  # type: ignore[valid-type]
 
-    async def stream(request: Request) -> Response:
-        check_params(request, {*FILTER_FIELDS, "start_time", "end_time", "last_event_id"})
-        scoped = app.reader(request).scope(event_filter(request))  # 403 now, before the stream starts
-        start, gap = tail.resume_point(request.header("last-event-id") or request.param("last_event_id"))
+
+def routes(live: LiveTail, readers: Readers) -> list[Route]:
+    tail = live
+
+    async def stream(request: Request, p: StreamParams) -> Response:
+        scoped = readers.of(request).scope(event_filter(p))  # 403 now, before the stream starts
+        start, gap = tail.resume_point(request.header("last-event-id") or p.last_event_id)
         key = tenant_key(scoped)
         tail.acquire(key)
         return EventStream(tail, key, scoped, start, gap, request.receive)
@@ -178,8 +181,7 @@ def routes(app: "TeaApp") -> list[Route]:
     return [Route(
         "GET", "/v1/events/stream", stream,
         "Live tail: matching events as Server-Sent Events, within milliseconds of their acknowledgement",
-        tags=("events",),
-        params=FILTER_PARAMS + (Param("last_event_id", "resume after this id (or send the Last-Event-ID header)"),),
+        tags=("events",), query=StreamParams,
         responses={200: ("An endless text/event-stream: `id:` + `data:` (one event as JSON, the shape of "
                          "GET /v1/events/{event_id}) per event; `event: gap` when it could not resume without "
                          "a gap; `event: dropped` as the last message of a client too slow to keep up; "

@@ -199,9 +199,8 @@ def test_jwks_fetch_does_not_block_the_event_loop(secure, keys: Keys) -> None:
     waiting = threading.Thread(target=lambda: result.update(r=post(live, sign(keys, "RS256", claims()))))
     waiting.start()
     time.sleep(0.3)
-    started = time.monotonic()
     assert httpx.get(live.url + "/healthz").status_code == 200
-    assert time.monotonic() - started < 1.0
+    assert waiting.is_alive()  # answered while the request with the JWT still waits for the JWKS fetch
     waiting.join(30)
     silent.close()
     assert result["r"].status_code == 401

@@ -52,7 +52,7 @@ class SamplePlugin:
         return [("flaky", self.processor)]
 
     @hookimpl
-    def register_receivers(self, app):  # type: ignore[no-untyped-def]
+    def register_routes(self, services):  # type: ignore[no-untyped-def]
         from tea.http import Route, text_response
 
         async def ping(request):  # type: ignore[no-untyped-def]

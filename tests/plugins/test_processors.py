@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tea.ops.telemetry import Telemetry
+from tea.telemetry import Telemetry
 from tea.pipeline.process import ProcessorRunner
 from tea.storage.memory import MemoryStorage
 from tea.types import Batch, DeadLetter, Event

@@ -145,14 +145,13 @@ def test_the_batch_limit_is_exact_in_every_form(form: str, count: int) -> None:
      "application/json", 1),  # the inner array is copied out once
 ])
 def test_a_huge_batch_is_refused_before_it_is_decoded(name: str, body: bytes, media: str, copies: int) -> None:
-    # ~20 MiB bodies (max_body_bytes): decoding them first took 0.4-0.7 GB and seconds before the 413
-    import time
+    # ~20 MiB bodies (max_body_bytes): decoding them first took 0.4-0.7 GB before the 413. The memory peak is
+    # the check (a timed assertion failed on a loaded machine and measured nothing the peak does not)
     import tracemalloc
 
     assert len(body) <= 20 * 1024**2 + 32
     dec([{"event_type": "warm"}] * 10, max_events=10_000)
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(TooLarge):
             decode_events(body, media, 10_000)
@@ -160,7 +159,6 @@ def test_a_huge_batch_is_refused_before_it_is_decoded(name: str, body: bytes, me
     finally:
         tracemalloc.stop()
     assert peak < copies * len(body) + 16 * 1024**2, f"{name}: {peak / 2**20:.0f} MiB to refuse"
-    assert time.perf_counter() - started < 2.0
 
 
 @pytest.mark.parametrize("limit", [1, 3, 10_000])

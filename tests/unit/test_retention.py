@@ -56,7 +56,7 @@ def test_the_server_runs_retention_on_its_schedule(serve) -> None:
 
 
 def test_audit_rows_past_audit_retention_are_purged() -> None:
-    from tea.ops.telemetry import Telemetry
+    from tea.telemetry import Telemetry
     from tea.types import AuditRecord
 
     async def scenario() -> None:
@@ -77,7 +77,7 @@ def test_audit_rows_past_audit_retention_are_purged() -> None:
 
 def test_records_past_records_retention_are_purged() -> None:
     """Alert history and the registry's transitions and audit go after ``records.retention_hours``."""
-    from tea.ops.telemetry import Telemetry
+    from tea.telemetry import Telemetry
 
     async def scenario() -> None:
         storage = MemoryStorage()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tea.errors import ConfigError
-from tea.settings import SETTINGS, Setting, Settings, load, mask, unknown_env
+from tea.settings import Settings, load, mask, unknown_env
 
 
 def write_toml(tmp_path: Path, text: str) -> str:
@@ -58,7 +58,7 @@ def test_invalid_values_give_one_line_naming_the_key(env: dict[str, str], fragme
 
 
 def test_storage_backend_is_any_name_checked_against_the_plugins_at_start() -> None:
-    from tea.storage.base import make_storage
+    from tea.plugins import make_storage
     settings = load({}, env={"TEA_STORAGE_BACKEND": "mongo"})  # a plugin may provide it
     with pytest.raises(ConfigError) as info:
         make_storage(settings)
@@ -105,16 +105,16 @@ def test_sizes(text: str, value: int) -> None:
 
 
 def test_secrets_are_masked_in_effective_settings() -> None:
-    table = SETTINGS + (Setting("auth.jwt_secret", "str", None, "HS256 secret", nullable=True, secret=True),
-                        Setting("postgres_url", "str", None, "url", nullable=True))
-    s = load({}, env={"TEA_AUTH__JWT_SECRET": "hunter2-hunter2",
-                      "TEA_POSTGRES_URL": "postgresql://tea:pa55word@db:5432/tea"}, table=table)
+    s = load({}, env={"TEA_AUTH__JWT_SECRET": "hunter2-hunter2", "TEA_AUTH__JWKS_URL": "https://idp/jwks",
+                      "TEA_POSTGRES_URL": "postgresql://tea:pa55word@db:5432/tea"})
     shown = {key: value for key, value, _ in s.effective(masked=True)}
     assert shown["auth.jwt_secret"] == "********"
-    assert shown["postgres_url"] == "postgresql://tea:pa55word@db:5432/tea"  # not flagged secret: shown
+    assert shown["postgres_url"] == "postgresql://tea:********@db:5432/tea"  # the target stays visible
+    assert shown["auth.jwks_url"] == "https://idp/jwks"  # not secret: shown
+    assert shown["admin_token"] is None  # unset: nothing to mask
     assert mask("postgresql://tea:pa55word@db:5432/tea") == "postgresql://tea:********@db:5432/tea"
-    assert "hunter2" not in repr(s.effective(masked=True))
-    assert s.auth.jwt_secret == "hunter2-hunter2"
+    assert "hunter2" not in repr(s.effective(masked=True)) and "pa55word" not in repr(s.effective(masked=True))
+    assert s.auth.jwt_secret == "hunter2-hunter2" and "hunter2-hunter2" in repr(s.effective(masked=False))
 
 
 def test_unknown_environment_names_are_reported() -> None:

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from tea.ops.telemetry import LATENCY_BUCKETS, Telemetry
+from tea.telemetry import LATENCY_BUCKETS, Telemetry
 
 
 def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -1,0 +1,75 @@
+"""``POST /v1/webhooks/n8n``: n8n workflow events kept in the registry, as the seed's webhook handler does."""
+from __future__ import annotations
+
+from typing import Any
+
+from tea.auth.gate import principal_of, write_tenant
+from tea.auth.principal import WRITE
+from tea.comms.registry import Registry
+from tea.http import Request, Response, Route
+from tea.http.body import json_object
+from tea.http.response import JSON, encode_json
+from tea.http.schemas import error_responses
+from tea.query.spec import Tenant
+from tea.settings import Settings
+
+
+class WebhookParams(Tenant, forbid_unknown_fields=False):
+    """(n8n may add parameters of its own to a webhook URL: they are ignored.)"""
+
+
+def routes(settings: Settings, registry: Registry) -> list[Route]:
+    async def n8n(request: Request, p: WebhookParams) -> Response:
+        body = json_object(await request.body(settings.max_body_bytes))
+        tenant = write_tenant(principal_of(request), p.tenant_id, settings.default_tenant)
+        result, status = await n8n_event(registry, tenant, body)
+        return Response(encode_json(result), status, JSON)
+
+    return [Route("POST", "/v1/webhooks/n8n", n8n, "n8n workflow events: workflow.created|updated|deleted|executed",
+                  tags=("registry",), query=WebhookParams, request_body={"application/json": {"type": "object"}},
+                  responses={200: ("{status, action}", {"application/json": {"type": "object"}}),
+                             **error_responses(400, 401, 403)}, scope=WRITE)]
+
+
+async def n8n_event(registry: Registry, tenant: str, event: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The seed's ``N8NWebhookHandler.handle_workflow_event``: created/updated register the workflow
+    (capabilities from its node types), deleted → state ``deleted`` with health ``none``, executed →
+    activity, and a failed execution → health ``degraded`` (a successful one → ``healthy``)."""
+    kind = event.get("event")
+    workflow = event.get("workflow")
+    if not isinstance(workflow, dict) or not isinstance(workflow.get("id"), (str, int)) or workflow.get("id") == "":
+        return {"status": "error", "action": None, "error": "`workflow.id` is required"}, 400
+    workflow_id = str(workflow["id"])
+    name = workflow.get("name") if isinstance(workflow.get("name"), str) and workflow.get("name") else workflow_id
+    if kind in ("workflow.created", "workflow.updated"):
+        nodes = workflow.get("nodes") if isinstance(workflow.get("nodes"), list) else []
+        capabilities = sorted({str(n["type"]) for n in nodes if isinstance(n, dict) and n.get("type")})
+        tags = [str(t.get("name", t)) if isinstance(t, dict) else str(t) for t in workflow.get("tags") or []
+                if isinstance(workflow.get("tags"), list)]
+        metadata = {"nodes": len(nodes), "settings": workflow.get("settings") or {},
+                    "webhook_event": kind}
+        _, created = await registry.register(tenant, workflow_id, "n8n_workflow", name, "n8n", metadata,
+                                             capabilities, registration_source="n8n", deployment_type="n8n",
+                                             tags=tags or None)
+        return {"status": "success", "action": "registered" if created else "updated", "workflow_id": workflow_id}, 200
+    if kind == "workflow.deleted":
+        found = await registry.update_entity_state(tenant, workflow_id, "n8n_workflow", "deleted", "none", "n8n",
+                                                   "workflow deleted in n8n")
+        return {"status": "success" if found else "error", "action": "deleted" if found else "not_found",
+                "workflow_id": workflow_id}, 200 if found else 404
+    if kind == "workflow.executed":
+        execution = event.get("execution") if isinstance(event.get("execution"), dict) else {}
+        failed = execution.get("status") in ("error", "failed", "crashed") or bool(execution.get("error"))
+        entity = await registry.get(tenant, workflow_id, "n8n_workflow")
+        if entity is None:
+            entity, _ = await registry.register(tenant, workflow_id, "n8n_workflow", name, "n8n", {},
+                                                registration_source="n8n", deployment_type="n8n")
+        state = entity["current_state"] if entity["current_state"] != "registered" else "active"
+        reason = f"execution failed: {execution.get('error')}" if failed else "execution succeeded"
+        await registry.update_entity_state(tenant, workflow_id, "n8n_workflow", state,
+                                           "degraded" if failed else "healthy", "n8n", reason[:1000])
+        await registry.record_entity_activity(tenant, workflow_id, "n8n_workflow", failed)
+        return {"status": "success", "action": "execution_failed" if failed else "execution_recorded",
+                "workflow_id": workflow_id}, 200
+    return {"status": "error", "action": None,
+            "error": "`event` must be workflow.created, workflow.updated, workflow.deleted or workflow.executed"}, 400
