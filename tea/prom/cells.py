@@ -25,10 +25,11 @@ async def columns(reader: Any, spec: AggregateSpec) -> list[Any]:
 
 def _texts(column: Any) -> np.ndarray:
     """A label column as strings, NULL as "" (a Prometheus label that is empty is absent)."""
-    if isinstance(column, np.ma.MaskedArray):
-        column = column.filled(None)
-    values = np.array(column, dtype=object)
+    missing = np.ma.getmaskarray(column) if isinstance(column, np.ma.MaskedArray) else None
+    values = np.array(np.ma.getdata(column) if missing is not None else column, dtype=object)
     values[np.equal(values, None)] = ""
+    if missing is not None:
+        values[missing] = ""
     return values.astype(str)
 
 
