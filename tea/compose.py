@@ -30,6 +30,7 @@ from tea.query.readers import Readers
 from tea.services import Services
 from tea.settings import Settings
 from tea.storage.base import Storage
+from tea.storage.signals import SignalRouter
 from tea.telemetry import Telemetry, TimedReads
 from tea.timeutil import now_us
 from tea.ui.session import Sessions
@@ -63,7 +64,7 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
                             prices=PriceTable.load(settings.genai.price_table, settings.data_dir))
     processors = build_processors(settings, storage, pm, telemetry, clock)
     live = LiveTail.from_settings(settings)  # the live tail (GET /v1/events/stream) of acknowledged events
-    writer = Writer(buffer, storage, batch_events=settings.writer.batch_events,
+    writer = Writer(buffer, SignalRouter(storage), batch_events=settings.writer.batch_events,
                     flush_interval_s=settings.writer.flush_interval_ms / 1000,
                     max_backoff_s=settings.writer.max_backoff_s,
                     dead_letter_path=os.path.join(settings.data_dir, "dead-letter", "events.ndjson"),

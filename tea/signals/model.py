@@ -100,6 +100,7 @@ class MetricPoint(msgspec.Struct, omit_defaults=True, gc=False):
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
     resource: msgspec.Raw = msgspec.Raw(b"{}")
     scope: str | None = None
+    received_at: int = 0                # µs
 
 
 class LogRecord(msgspec.Struct, omit_defaults=True, gc=False):
@@ -113,6 +114,7 @@ class LogRecord(msgspec.Struct, omit_defaults=True, gc=False):
     scope: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    received_at: int = 0                # µs
 
 
 METRIC_PREFIX = b'{"event_type":"metric",'
@@ -127,12 +129,13 @@ def _array(lines: list[bytes]) -> bytes:
 
 def points_of(lines: list[bytes]) -> list[MetricPoint]:
     return [MetricPoint(m.tenant_id, m.event_id, m.timestamp, m.source, m.attributes.metric, m.attributes.attributes,
-                        m.attributes.resource, m.attributes.scope) for m in _metric_lines.decode(_array(lines))]
+                        m.attributes.resource, m.attributes.scope, m.received_at)
+            for m in _metric_lines.decode(_array(lines))]
 
 
 def records_of(lines: list[bytes]) -> list[LogRecord]:
     return [LogRecord(r.tenant_id, r.event_id, r.timestamp, r.source, r.attributes.log, r.attributes.attributes,
-                      r.attributes.resource, r.attributes.scope, r.trace_id, r.span_id)
+                      r.attributes.resource, r.attributes.scope, r.trace_id, r.span_id, r.received_at)
             for r in _log_lines.decode(_array(lines))]
 
 
@@ -141,3 +144,47 @@ def body_text(body: Any) -> str | None:
     if body is None or isinstance(body, str):
         return body
     return msgspec.json.encode(body).decode()
+
+
+# ------------------------------------------------------------------ what a read asks for
+class PointQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Metric points of ``names`` (all when None) in [start_us, end_us), oldest first; ``attributes``: point
+    attributes that must equal these texts; at most ``limit`` (the store answers ``limit + 1`` when there
+    are more, so the caller can tell). ``tenant_ids`` None: every tenant (admins)."""
+
+    tenant_ids: tuple[str, ...] | None = None
+    names: tuple[str, ...] | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    service: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    limit: int = 1_000_000
+
+
+class RecordQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Log records, newest first (timestamp, then id, descending), after ``after`` (a cursor)."""
+
+    tenant_ids: tuple[str, ...] | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    min_severity: int | None = None
+    body_contains: str | None = None        # case-insensitive
+    attributes: tuple[tuple[str, str], ...] = ()
+    trace_id: str | None = None
+    span_id: str | None = None
+    service: str | None = None
+    after: tuple[int, str] | None = None     # (timestamp, id) of the last record of the previous page
+    limit: int = 100
+
+
+class SeriesKey(msgspec.Struct, frozen=True, gc=False):
+    """One distinct series of a metric in a time range (what the Prometheus API's discovery lists)."""
+
+    tenant_id: str
+    name: str
+    kind: str
+    service: str | None
+    attributes: str                          # JSON text
+    unit: str = ""
+    temporality: str | None = None
+    monotonic: bool | None = None

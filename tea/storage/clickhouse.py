@@ -27,7 +27,7 @@ from clickhouse_driver import Client, errors
 from clickhouse_driver.util.helpers import parse_url
 
 from tea.errors import ConfigError, StorageDataError, StorageError
-from tea.storage import clickhouse_sql as sql
+from tea.storage import clickhouse_signals, clickhouse_sql as sql
 from tea.storage.clickhouse_sql import lit
 from tea.storage.projections import TABLES
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
@@ -72,6 +72,7 @@ class ClickHouseStorage:
                  final_reads: bool = False, timeout_s: float = 30.0) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
+        self.signals = clickhouse_signals.ClickHouseSignals(self)  # metric points and log records
         self.final_reads = final_reads
         self.timeout_s = timeout_s
         self._host, self._kwargs = parse_url(url)
@@ -160,6 +161,8 @@ class ClickHouseStorage:
         for name in sql.ADDED_COLUMNS:  # an events table from before they existed: append them
             if name not in present:
                 client.execute(f"ALTER TABLE events ADD COLUMN `{name}` {sql.COLUMN_TYPES[name]}")
+        for statement in clickhouse_signals.schema():
+            client.execute(statement)
         names = ", ".join(lit(n) for n in _OPTIONAL_SETTINGS)
         self._supported = {row[0] for row in client.execute(f"SELECT name FROM system.settings WHERE name IN ({names})")}
 

@@ -20,7 +20,7 @@ import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage import duckdb_sql
+from tea.storage import duckdb_signals, duckdb_sql
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import SQL_TYPES, TABLES
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
@@ -98,6 +98,8 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     'CREATE TABLE records (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, '
     "seq BIGINT NOT NULL, body JSON NOT NULL)",
     _add_semconv_columns,
+    duckdb_signals.POINTS_DDL,
+    duckdb_signals.RECORDS_DDL,
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 
@@ -180,6 +182,7 @@ class DuckDBStorage:
         self.row_group_size = row_group_size
         self.max_object_bytes = max_object_bytes
         self._ingest_path = path + ".ingest.ndjson"
+        self.signals = duckdb_signals.DuckDBSignals(self)  # metric points and log records
         self._changes = 0  # moved on before and after every call on the writer thread
         self._counted: tuple[int, int] | None = None  # (_changes, count of all events) when it was counted
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-duckdb-writer")

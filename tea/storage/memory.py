@@ -8,6 +8,7 @@ from typing import Any, AsyncIterator, ClassVar
 import msgspec
 
 from tea.storage import projections, pyagg
+from tea.storage.memory_signals import MemorySignals
 from tea.types import (FILTER_COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
@@ -47,6 +48,7 @@ class MemoryStorage:
         self._tables: dict[str, list[dict[str, Any]]] = {}
         self._documents: dict[tuple[str, str, str], bytes] = {}
         self._records: dict[str, list[tuple[str, int, bytes]]] = {}
+        self.signals = MemorySignals(max_events)  # metric points and log records, bounded like the events
         self.evicted = 0
 
     async def open(self) -> None:

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tea.errors import ConfigError, StorageDataError, StorageError
 from tea.storage import postgres_sql as q
+from tea.storage.postgres_signals import PostgresSignals
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import TABLES
 from tea.timebuckets import DAY_US
@@ -76,6 +77,7 @@ class PostgresStorage:
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
         self.connect_timeout_s = connect_timeout_s
+        self.signals = PostgresSignals(self)  # metric points and log records
         self._pool: AsyncConnectionPool | None = None
         self._days: set[int] = set()  # partitions known to exist (day starts)
         self._closed = False
