@@ -4,7 +4,7 @@ inserted columnar. Attribute filters read the JSON text with ``visitParamExtract
 JSONExtract): top-level keys, strings and numbers."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -12,10 +12,6 @@ from tea.signals.model import (LogData, LogRecord, MetricData, MetricPoint, Poin
                                body_text, points_of, records_of)
 from tea.storage.clickhouse_sql import DAY_OF, in_list, lit
 
-if TYPE_CHECKING:
-    from clickhouse_driver import Client
-
-    from tea.storage.clickhouse import ClickHouseStorage
 
 _U64, _F64, _STR = "Nullable(UInt64)", "Nullable(Float64)", "Nullable(String)"
 _DATA_TYPES = {"name": "String", "kind": "String", "unit": "String", "temporality": _STR, "monotonic": "Nullable(UInt8)",
@@ -74,14 +70,14 @@ def _where(clauses: list[str]) -> str:
 
 
 class ClickHouseSignals:
-    def __init__(self, storage: "ClickHouseStorage") -> None:
+    def __init__(self, storage: Any) -> None:
         self.storage = storage
 
     def _table(self, name: str) -> str:
         return name + (" FINAL" if self.storage.final_reads else "")
 
     # ----------------------------------------------------------------- writing
-    def _new(self, client: "Client", table: str, rows: list[Any]) -> list[Any]:
+    def _new(self, client: Any, table: str, rows: list[Any]) -> list[Any]:
         """``rows`` without those repeating an earlier one or a stored one (same tenant, id and time)."""
         unique = list({(r.tenant_id, r.id): r for r in reversed(rows)}.values())[::-1]
         if not unique:
@@ -95,7 +91,7 @@ class ClickHouseSignals:
                               "data": keys}])}
         return [r for r in unique if (r.tenant_id, r.id) not in stored]
 
-    def _insert_points(self, client: "Client", lines: list[bytes]) -> int:
+    def _insert_points(self, client: Any, lines: list[bytes]) -> int:
         rows = self._new(client, "metric_points", points_of(lines))
         if rows:
             data = [[getattr(p, c) for p in rows] for c in _ROW if c != "service"] + [[p.service for p in rows]]
@@ -108,7 +104,7 @@ class ClickHouseSignals:
             client.execute(f"INSERT INTO metric_points ({', '.join(POINT_TYPES)}) VALUES", data, columnar=True)
         return len(rows)
 
-    def _insert_records(self, client: "Client", lines: list[bytes]) -> int:
+    def _insert_records(self, client: Any, lines: list[bytes]) -> int:
         rows = self._new(client, "log_records", records_of(lines))
         if rows:
             values = [(r.tenant_id, r.id, r.timestamp, r.received_at, r.service, r.data.severity_number,
@@ -161,7 +157,7 @@ class ClickHouseSignals:
         from tea.storage.clickhouse_sql import purge_condition
         condition = purge_condition(cutoff_us, tenant_ids, exclude_tenant_ids)
 
-        def run(client: "Client") -> int:
+        def run(client: Any) -> int:
             purged = 0
             for table in ("metric_points", "log_records"):
                 purged += client.execute(f"SELECT count() FROM {table} WHERE {condition}")[0][0]

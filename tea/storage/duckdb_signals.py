@@ -4,7 +4,7 @@ batch and the stored rows of the batch's time range."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
@@ -12,8 +12,6 @@ from tea.errors import StorageDataError, StorageError
 from tea.signals.model import LogData, LogRecord, MetricData, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage.signal_sql import Dialect, conjunction, json_path, purge_where, where
 
-if TYPE_CHECKING:
-    from tea.storage.duckdb import DuckDBStorage
 
 _DATA = ("name", "kind", "unit", "temporality", "monotonic", "start_us", "value", "count", "sum", "min", "max",
          "bounds", "counts", "scale", "zero_count", "positive_offset", "positive_counts", "negative_offset",
@@ -62,7 +60,7 @@ DIALECT = Dialect("?", lambda key: ("json_extract_string(attributes, ?)", json_p
 
 
 class DuckDBSignals:
-    def __init__(self, storage: "DuckDBStorage") -> None:
+    def __init__(self, storage: Any) -> None:
         self.storage = storage
         self._path = storage.path + ".signals.ndjson"
 

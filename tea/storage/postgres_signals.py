@@ -4,14 +4,12 @@ id)); json columns keep the attributes' text exactly as received."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage import duckdb_signals
 from tea.storage.signal_sql import Dialect, conjunction, purge_where, where
 
-if TYPE_CHECKING:
-    from tea.storage.postgres import PostgresStorage
 
 DIALECT = Dialect("%s", lambda key: ("(attributes ->> %s)", key), '"timestamp"')
 _COUNT = "numeric"
@@ -53,7 +51,7 @@ def _plain(value: Any) -> Any:
 
 
 class PostgresSignals:
-    def __init__(self, storage: "PostgresStorage") -> None:
+    def __init__(self, storage: Any) -> None:
         self.storage = storage
 
     async def _load(self, statement: str, lines: list[bytes]) -> int:

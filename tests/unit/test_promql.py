@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tea.prom.engine import Engine, Scalar, Vector, bucket_quantile
+from tea.prom.engine import Engine, Scalar, Vector
+from tea.signals.quantile import bucket_quantile
 from tea.prom.events import go_float
 from tea.prom.plan import Aggregate, Binary, PromError, RangeFn, Selector, parse
 from tea.prom.wire import parse_step, parse_time, sample_text, steps_of
