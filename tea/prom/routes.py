@@ -13,6 +13,7 @@ from tea.http import Param, Request, Response, Route
 from tea.prom import wire
 from tea.prom.engine import NAME, Engine, Labels
 from tea.prom.events import EventSource, catalogue
+from tea.prom.otlp import OtlpSource, Sources
 from tea.prom.plan import Matcher, PromError, Selector, parse
 from tea.query.readers import Readers
 from tea.settings import Settings
@@ -41,8 +42,9 @@ def _selectors(params: wire.Params) -> list[Selector]:
 def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[], int]) -> list[Route]:
     metrics = catalogue(settings.prometheus.duration_buckets_ms)
 
-    def source(request: Request) -> EventSource:
-        return EventSource(readers.of(request), metrics)
+    def source(request: Request) -> Sources:
+        reader = readers.of(request)
+        return Sources(EventSource(reader, metrics), OtlpSource(reader.signals) if reader.signals is not None else None)
 
     def now_ms() -> int:
         now = clock()
@@ -104,7 +106,9 @@ def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[],
         return wire.success(sorted(values))
 
     async def metadata(request: Request, params: wire.Params) -> Response:
-        return wire.success(source(request).metadata())
+        now = now_ms()
+        return wire.success(await source(request).metadata(max(0, params.time("start", now - 86_400_000_000)),
+                                                           min(MAX_US, params.time("end", now + 1000))))
 
     async def buildinfo(request: Request, params: wire.Params) -> Response:
         from tea import __version__

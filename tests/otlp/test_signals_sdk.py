@@ -129,6 +129,18 @@ def test_sdk_metrics_and_logs_read_back_exactly(otel, monkeypatch, transport: st
         names = {n["name"]: n for n in client.get("/v1/otel/metrics/names").json()["metrics"]}
         assert {"jobs_done", "queue_depth", "job_duration", "temperature"} <= set(names)
         assert names["jobs_done"]["kinds"] == ["sum"] and names["jobs_done"]["series"] >= 2
+        def prom(query: str) -> dict:
+            r = client.get("/api/v1/query", params={"query": query})
+            assert r.status_code == 200 and r.json()["status"] == "success", r.text
+            return {tuple(sorted((k, v) for k, v in s["metric"].items() if k in ("queue", "room", "__name__"))):
+                    float(s["value"][1]) for s in r.json()["data"]["result"]}
+        job = f'job="{service}"'
+        assert prom(f"jobs_done_total{{{job}}}") == {(("__name__", "jobs_done_total"), ("queue", "emails")): 8.0,
+                                                     (("__name__", "jobs_done_total"), ("queue", "sms")): 2.0}
+        assert prom(f"sum(queue_depth{{{job}}})") == {(): 6.0} and prom(f'temperature{{{job},room="a"}}') == {
+            (("__name__", "temperature"), ("room", "a")): 21.5}
+        assert prom(f"histogram_quantile(0.5, sum by (le) (job_duration_bucket{{{job}}}))") == {(): 7.5}
+        assert prom(f"job_duration_count{{{job}}} / job_duration_sum{{{job}}}") == {(("queue", "emails"),): 3 / 130}
     other = create_token(otel.url, "beta")["token"]
     with httpx.Client(base_url=otel.url, headers=bearer(other)) as client:  # another tenant sees none of it
         assert points(client, "jobs_done", service) == []

@@ -180,3 +180,18 @@ def test_values_written_at_once_read_as_one_at_a_time(values: list[float]) -> No
     written = texts(np.array(values, dtype=float))
     assert written == [sample_text(v) for v in values]
     assert [float(t.replace("Inf", "inf")) for t in written] == values
+
+
+def test_rate_of_otlp_samples_is_prometheus_extrapolated_rate() -> None:
+    from tea.prom.otlp import _window
+    t = np.array([15, 30, 45, 60]) * 1_000_000
+    s = 1_000_000
+    # from zero: no extrapolation below zero at the start, none needed at the end
+    assert _window(t, np.array([0.0, 10, 20, 30]), 0, 60 * s, False, "increase") == pytest.approx(30.0)
+    # from 10: extrapolated back to the window's start (15 s before the first sample)
+    assert _window(t, np.array([10.0, 20, 30, 40]), 0, 60 * s, False, "increase") == pytest.approx(40.0)
+    assert _window(t, np.array([10.0, 20, 30, 40]), 0, 60 * s, False, "rate") == pytest.approx(40 / 60)
+    # a reset (10 → 2) adds the value before it
+    assert _window(t, np.array([5.0, 10, 2, 6]), 14 * s, 60 * s, False, "increase") == pytest.approx(11 * 46 / 45)
+    assert math.isnan(_window(t, np.array([1.0, 2, 3, 4]), 50 * s, 60 * s, False, "rate"))  # one sample
+    assert _window(t, np.array([1.0, 2, 3, 4]), 20 * s, 60 * s, True, "increase") == 9.0  # deltas add up
