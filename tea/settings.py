@@ -13,6 +13,8 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
+import msgspec
+
 from tea.errors import ConfigError
 from tea.pii import DEFAULT_PII_KEYS
 from tea.settings_schema import (MiB, Bounds, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
@@ -138,6 +140,15 @@ class PrometheusSettings(Section, frozen=True):
         "upper bounds (ms) of the le buckets of tea_request_duration_ms_bucket in the Prometheus API, ascending "
         "(+Inf is added)")] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
                                10000.0, 30000.0, 60000.0)
+
+
+Signal = Literal["events", "spans", "metric_points", "log_records"]
+
+
+class UsageSettings(Section, frozen=True):
+    billable: Annotated[tuple[Signal, ...], doc(
+        "the signals GET /v1/usage counts as billable: a comma list of events, spans, metric_points, "
+        "log_records"), msgspec.Meta(extra={"kind": "words"})] = ("events", "spans")
 
 
 class TelemetryKitSettings(Section, frozen=True):
@@ -293,6 +304,7 @@ class Settings(Section, frozen=True):
     otlp: OtlpSettings = OtlpSettings()
     genai: GenaiSettings = GenaiSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    usage: UsageSettings = UsageSettings()
     telemetry_kit: TelemetryKitSettings = TelemetryKitSettings()
     telemetron: TelemetronSettings = TelemetronSettings()
     alerts: AlertsSettings = AlertsSettings()

@@ -30,6 +30,8 @@ def _default(setting: Setting) -> str:
         value = int(value)
     if setting.kind == "bounds":  # as the environment takes it
         value = ",".join(f"{b:g}" for b in value)
+    if setting.kind == "words":
+        value = ",".join(value)
     return f"`{value}`"
 
 
