@@ -136,7 +136,11 @@ class Engine:
         scaled = node.op == "*" or (node.op == "/" and is_scalar(node.rhs))
         lhs = await self.run(node.lhs, keep if scaled and is_scalar(node.rhs) else None)
         rhs = await self.run(node.rhs, keep if node.op == "*" and is_scalar(node.lhs) else None)
-        fn = _ARITHMETIC[node.op]
+        op = _ARITHMETIC[node.op]
+
+        def fn(a: Any, b: Any) -> Any:  # (x/0 is ±Inf or NaN, as in Prometheus: no warning)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return op(a, b)
         if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
             return Scalar(fn(lhs.values, rhs.values))
         if isinstance(lhs, Vector) and isinstance(rhs, Scalar):

@@ -195,3 +195,10 @@ def test_rate_of_otlp_samples_is_prometheus_extrapolated_rate() -> None:
     assert _window(t, np.array([5.0, 10, 2, 6]), 14 * s, 60 * s, False, "increase") == pytest.approx(11 * 46 / 45)
     assert math.isnan(_window(t, np.array([1.0, 2, 3, 4]), 50 * s, 60 * s, False, "rate"))  # one sample
     assert _window(t, np.array([1.0, 2, 3, 4]), 20 * s, 60 * s, True, "increase") == 9.0  # deltas add up
+
+
+def test_division_by_zero_is_infinite_or_nan_as_in_prometheus() -> None:
+    source = FakeSource({"a": {(("__name__", "a"),): [0.0, 2.0]}})
+    assert list(run(source, "1 / 0", steps=1).values) == [math.inf]
+    got = run(source, "a / 0")
+    assert math.isnan(got.series[()][0]) and got.series[()][1] == math.inf
