@@ -84,7 +84,7 @@ def attribute_pairs(raw: str | None) -> tuple[tuple[str, str], ...]:
         found = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         found = None
-    if not isinstance(found, dict) or not found:
+    if not isinstance(found, dict):
         raise InvalidParameter("attributes", 'parameter `attributes` must be a JSON object, e.g. {"order":"o-1"}')
     return tuple((str(k), v if isinstance(v, str) else msgspec.json.encode(v).decode()) for k, v in found.items())
 

@@ -131,7 +131,7 @@ def routes(readers: Readers, clock: Callable[[], int]) -> list[Route]:
         except s.SeriesError as exc:
             raise InvalidParameter("agg", str(exc)) from None
         unit = next((pt.data.unit for pt in points), None)
-        body = OtelMetric(p.name, kind_found if points else None, unit, agg, format_us(start), format_us(end),
+        body = OtelMetric(p.name, kind_found or None, unit, agg, format_us(start), format_us(end),
                           granularity, list(p.group_by),
                           [OtelSeries(dict(zip(p.group_by, group)), [OtelPoint(format_us(b), v) for b, v in row])
                            for group, row in rows])

@@ -188,7 +188,9 @@ def build(points: list[MetricPoint], agg: str, granularity: str, group_by: Seque
     kinds = {p.data.kind for p in points if p.timestamp >= start_us}
     if len(kinds) > 1:
         raise SeriesError(f"the metric has points of several kinds ({', '.join(sorted(kinds))}): choose one by name")
-    kind = kinds.pop() if kinds else "gauge"
+    if not kinds:
+        return "", []  # (no point in the range: no series, whatever the agg)
+    kind = kinds.pop()
     if agg not in ALLOWED[kind]:
         raise SeriesError(f"agg {agg!r} does not apply to a {kind} (accepted: {', '.join(ALLOWED[kind])})")
     if agg in ("increase", "rate") and any(p.data.monotonic is False for p in points):
