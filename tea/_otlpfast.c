@@ -1611,8 +1611,8 @@ static int do_metric(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) 
         int kind = -1;
         for (int i = 0; i < 5; i++)
             if (f == DATA_FIELDS[i]) kind = i;
-        if (f == 1 || f == 3) {
-            if (wt != 2 || rd_len(&r, f == 1 ? &mt.name : &mt.unit, f == 1 ? &mt.name_n : &mt.unit_n)) return NH;
+        if (f == 1 || f == 3) { /* (every occurrence checked as UTF-8, as upb does) */
+            if (rd_str(&r, wt, f == 1 ? &mt.name : &mt.unit, f == 1 ? &mt.name_n : &mt.unit_n)) return NH;
         } else if (f == 2) {
             if (chk_str(&r, wt)) return NH;
         } else if (kind >= 0) {
@@ -1624,7 +1624,6 @@ static int do_metric(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) 
             return NH;
         }
     }
-    if (utf8_count(mt.name, mt.name_n) < 0 || utf8_count(mt.unit, mt.unit_n) < 0) return NH;
     if (mt.kind < 0) return 0; /* no data: no points */
     Rd d = {data, data + data_n};
     while (d.p < d.end) { /* first pass: temporality and monotonicity, wherever they are */
