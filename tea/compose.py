@@ -25,10 +25,12 @@ from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
 from tea.pipeline.process import ProcessorRunner
 from tea.plugins import make_plugin_manager, make_storage
+from tea.pricing import PriceTable
 from tea.query.readers import Readers
 from tea.services import Services
 from tea.settings import Settings
 from tea.storage.base import Storage
+from tea.storage.signals import SignalRouter
 from tea.telemetry import Telemetry, TimedReads
 from tea.timeutil import now_us
 from tea.ui.session import Sessions
@@ -58,10 +60,11 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
     registry = Registry(storage, clock)
     stages = tuple(stage for group in pm.hook.register_validators(settings=settings) for stage in group)
     normaliser = Normaliser(default_tenant=settings.default_tenant, max_future_skew_s=settings.max_future_skew_s,
-                            clock=clock, stages=stages)
+                            clock=clock, stages=stages,
+                            prices=PriceTable.load(settings.genai.price_table, settings.data_dir))
     processors = build_processors(settings, storage, pm, telemetry, clock, buffer)
     live = LiveTail.from_settings(settings)  # the live tail (GET /v1/events/stream) of acknowledged events
-    writer = Writer(buffer, storage, batch_events=settings.writer.batch_events,
+    writer = Writer(buffer, SignalRouter(storage), batch_events=settings.writer.batch_events,
                     flush_interval_s=settings.writer.flush_interval_ms / 1000,
                     max_backoff_s=settings.writer.max_backoff_s,
                     dead_letter_path=os.path.join(settings.data_dir, "dead-letter", "events.ndjson"),

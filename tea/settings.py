@@ -13,9 +13,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
+import msgspec
+
 from tea.errors import ConfigError
 from tea.pii import DEFAULT_PII_KEYS
-from tea.settings_schema import (MiB, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
+from tea.settings_schema import (MiB, Bounds, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
                                  replace, table)
 
 __all__ = ["SETTINGS", "OTHER_ENV", "Setting", "Settings", "load", "mask", "unknown_env", "data_path", "read_toml"]
@@ -151,6 +153,29 @@ class HttpSettings(Section, frozen=True):
         "still sending its headers is closed for the newcomer, or, when every one is busy with a request, the "
         "newcomer is answered 503 with Retry-After; default (or auto): three quarters of the open-file limit left "
         "after fd_reserve, at most 10000", ge=1)] | None = None
+
+
+class GenaiSettings(Section, frozen=True):
+    price_table: Annotated[FilePath, doc(
+        "TOML price table (per model, the price of 1 000 input and of 1 000 output tokens) an event's cost is "
+        "computed from when it names a model and tokens but no cost; default: <data_dir>/prices.toml, written from "
+        "the shipped table on first start")] | None = None
+
+
+class PrometheusSettings(Section, frozen=True):
+    duration_buckets_ms: Annotated[Bounds, doc(
+        "upper bounds (ms) of the le buckets of tea_request_duration_ms_bucket in the Prometheus API, ascending "
+        "(+Inf is added)")] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                               10000.0, 30000.0, 60000.0)
+
+
+Signal = Literal["events", "spans", "metric_points", "log_records"]
+
+
+class UsageSettings(Section, frozen=True):
+    billable: Annotated[tuple[Signal, ...], doc(
+        "the signals GET /v1/usage counts as billable: a comma list of events, spans, metric_points, "
+        "log_records"), msgspec.Meta(extra={"kind": "words"})] = ("events", "spans")
 
 
 class TelemetryKitSettings(Section, frozen=True):
@@ -320,6 +345,9 @@ class Settings(Section, frozen=True):
     pii: PiiSettings = PiiSettings()
     processing: ProcessingSettings = ProcessingSettings()
     otlp: OtlpSettings = OtlpSettings()
+    genai: GenaiSettings = GenaiSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    usage: UsageSettings = UsageSettings()
     telemetry_kit: TelemetryKitSettings = TelemetryKitSettings()
     telemetron: TelemetronSettings = TelemetronSettings()
     alerts: AlertsSettings = AlertsSettings()

@@ -58,6 +58,9 @@ class Telemetry:
         self.otlp_trace_requests = Counter(
             "tea_otlp_trace_requests_total", "OTLP protobuf trace requests by mapper: native, fallback (the native "
             "mapper left it to Python) or python (native off or not built)", ["mapper"], registry=r)
+        self.otlp_metric_requests = Counter(
+            "tea_otlp_metric_requests_total", "OTLP protobuf metric requests by mapper: native, fallback or python",
+            ["mapper"], registry=r)
         self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
                             ["method", "result"], registry=r)
         self.audit_records = Counter("tea_audit_records_total", "Audit-log rows recorded, by action", ["action"],
@@ -140,7 +143,7 @@ class TimedReads:
     ``iter_events`` (exports, the communication views' fallback) the time spent inside storage over
     the whole stream, once it ends. Anything else passes through untimed."""
 
-    TIMED = frozenset({"query_events", "count", "aggregate", "traces", "export_file", "communication_groups",
+    TIMED = frozenset({"query_events", "count", "aggregate", "aggregate_columns", "traces", "export_file", "communication_groups",
                        "query_rows", "projection_report", "get_document", "list_documents", "query_records"})
 
     def __init__(self, storage: Any, seconds: Histogram) -> None:

@@ -27,7 +27,7 @@ from clickhouse_driver import Client, errors
 from clickhouse_driver.util.helpers import parse_url
 
 from tea.errors import ConfigError, StorageDataError, StorageError
-from tea.storage import clickhouse_sql as sql
+from tea.storage import clickhouse_signals, clickhouse_sql as sql
 from tea.storage.clickhouse_sql import lit
 from tea.storage.projections import TABLES, distinct_rows
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
@@ -73,6 +73,7 @@ class ClickHouseStorage:
                  final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
+        self.signals = clickhouse_signals.ClickHouseSignals(self)  # metric points and log records
         self.final_reads = final_reads
         self.timeout_s = timeout_s
         self._host, self._kwargs = parse_url(url)
@@ -158,6 +159,13 @@ class ClickHouseStorage:
             finally:
                 admin.disconnect()
         for statement in sql.schema():
+            client.execute(statement)
+        present = {row[0] for row in client.execute(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events'")}
+        for name in sql.ADDED_COLUMNS:  # an events table from before they existed: append them
+            if name not in present:
+                client.execute(f"ALTER TABLE events ADD COLUMN `{name}` {sql.COLUMN_TYPES[name]}")
+        for statement in clickhouse_signals.schema():
             client.execute(statement)
         self._replacing = {row[0] for row in client.execute(
             f"SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'ReplacingMergeTree' "
@@ -527,6 +535,10 @@ class _Row(msgspec.Struct, gc=False):
     correlation_id: str | None = None
     tags: list[str] = []
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
+    tool: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 _ROWS = msgspec.json.Decoder(list[_Row])
@@ -542,9 +554,8 @@ def _pair(key: str, value: Any) -> str:
 
 
 def _columns(events: list[_Row]) -> list[list[Any]]:
-    out = [[getattr(e, c) for e in events] for c in COLUMNS[:-1]]
-    out.append([bytes(e.attributes).decode() for e in events])
-    return out
+    return [[bytes(e.attributes).decode() for e in events] if c == "attributes" else [getattr(e, c) for e in events]
+            for c in COLUMNS]
 
 
 def _event(row: tuple[Any, ...]) -> Event:

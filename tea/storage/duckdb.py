@@ -21,7 +21,7 @@ import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage import duckdb_sql, duckdb_writes
+from tea.storage import duckdb_signals, duckdb_sql, duckdb_writes
 from tea.storage.duckdb_memory import CACHE_BYTES, default_memory_limit, trim_cache
 from tea.storage.duckdb_load import Shape, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb_writes import refused
@@ -34,8 +34,9 @@ from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSum
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC.
-COLUMN_TYPES: dict[str, str] = {
+# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC. The first release's columns
+# (what the shipped migrations create) and those a later migration appends.
+_FIRST_COLUMN_TYPES: dict[str, str] = {
     "event_id": "VARCHAR NOT NULL", "tenant_id": "VARCHAR NOT NULL", "timestamp": "TIMESTAMP NOT NULL",
     "received_at": "TIMESTAMP NOT NULL", "event_type": "VARCHAR NOT NULL", "source": "VARCHAR",
     "source_protocol": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "organization": "VARCHAR",
@@ -45,9 +46,11 @@ COLUMN_TYPES: dict[str, str] = {
     "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR", "correlation_id": "VARCHAR",
     "tags": "VARCHAR[] NOT NULL", "attributes": "JSON NOT NULL",
 }
+_SEMCONV_COLUMN_TYPES = {"tool": "VARCHAR", "model": "VARCHAR", "input_tokens": "BIGINT", "output_tokens": "BIGINT"}
+COLUMN_TYPES: dict[str, str] = {**_FIRST_COLUMN_TYPES, **_SEMCONV_COLUMN_TYPES}
 assert tuple(COLUMN_TYPES) == COLUMNS
 
-_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")"
+_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in _FIRST_COLUMN_TYPES.items()) + ")"
 
 
 def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
@@ -67,6 +70,15 @@ def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
 
 _EVENTS_VIEW = "CREATE VIEW events AS " + " UNION ALL ".join(
     f"SELECT * FROM {partition_table(n)}" for n in range(PARTITIONS))
+
+
+def _add_semconv_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """v12: the MCP/GenAI columns (tool, model, input_tokens, output_tokens) appended to every partition."""
+    for number in range(PARTITIONS):
+        for name, kind in _SEMCONV_COLUMN_TYPES.items():
+            con.execute(f"ALTER TABLE {partition_table(number)} ADD COLUMN {name} {kind}")
+    con.execute("DROP VIEW events")
+    con.execute(_EVENTS_VIEW)
 
 # Each migration moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
@@ -89,6 +101,9 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "doc VARCHAR NOT NULL, PRIMARY KEY (kind, tenant_id, key))",
     'CREATE TABLE records (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, '
     "seq BIGINT NOT NULL, body JSON NOT NULL)",
+    _add_semconv_columns,
+    duckdb_signals.POINTS_DDL,
+    duckdb_signals.RECORDS_DDL,
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 
@@ -172,6 +187,7 @@ class DuckDBStorage:
         self.row_group_size = row_group_size
         self.max_object_bytes = max_object_bytes
         self._ingest_path = path + ".ingest.ndjson"
+        self.signals = duckdb_signals.DuckDBSignals(self)  # metric points and log records
         self._changes = 0  # moved on before and after every call on the writer thread
         self._counted: tuple[int, int] | None = None  # (_changes, count of all events) when it was counted
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-duckdb-writer")
@@ -617,6 +633,13 @@ class DuckDBStorage:
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
         sql, params = duckdb_sql.aggregate(spec)
         return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
+
+    async def aggregate_columns(self, spec: AggregateSpec) -> list[Any]:
+        """``aggregate``'s rows as columns (numpy arrays, NULLs masked): no Python object per cell, for
+        answers of tens of thousands of cells (the Prometheus API's per-step buckets)."""
+        sql, params = duckdb_sql.aggregate(spec)
+        found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
+        return list(found.values())
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         frm, params = scan(filter)

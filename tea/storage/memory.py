@@ -8,10 +8,10 @@ from typing import Any, AsyncIterator, ClassVar
 import msgspec
 
 from tea.storage import projections, pyagg
-from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.storage.memory_signals import MemorySignals
+from tea.types import (FILTER_COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
-_EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 
 
 def select(events: list[Event], f: EventFilter) -> list[Event]:
@@ -20,7 +20,7 @@ def select(events: list[Event], f: EventFilter) -> list[Event]:
     if f.tenant_ids is not None:
         tenants = set(f.tenant_ids)
         events = [e for e in events if e.tenant_id in tenants]
-    for name in _EQUALITY:
+    for name in FILTER_COLUMNS:
         wanted = getattr(f, name)
         if wanted is not None:
             events = [e for e in events if getattr(e, name) == wanted]
@@ -49,6 +49,7 @@ class MemoryStorage:
         self._row_keys: dict[str, set[tuple[str, str, int]]] = {}  # projections.identity of every kept row
         self._documents: dict[tuple[str, str, str], bytes] = {}
         self._records: dict[str, list[tuple[str, int, bytes]]] = {}
+        self.signals = MemorySignals(max_events)  # metric points and log records, bounded like the events
         self.evicted = 0
 
     async def open(self) -> None:

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tea.errors import ConfigError, StorageDataError, StorageError
 from tea.storage import postgres_sql as q
+from tea.storage.postgres_signals import PostgresSignals
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import IDENTITY, TABLES, distinct_rows
 from tea.timebuckets import DAY_US
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 _RECORD_TYPES = {
     "event_id": "text", "tenant_id": "text", "timestamp": "bigint", "received_at": "bigint", "status_code": "integer",
     "duration_ms": "float8", "request_size": "bigint", "response_size": "bigint", "tokens_used": "bigint",
-    "cost": "float8", "tags": "text[]", "attributes": "jsonb"}
+    "cost": "float8", "tags": "text[]", "attributes": "jsonb", "input_tokens": "bigint", "output_tokens": "bigint"}
 _RECORD = ", ".join(f'"{c}" {_RECORD_TYPES.get(c, "text")}' for c in COLUMNS)
 _QUOTED = ", ".join(f'"{c}"' for c in COLUMNS)
 _STAGED = ", ".join("COALESCE(r.tags, '{}') AS tags" if c == "tags" else
@@ -98,6 +99,7 @@ class PostgresStorage:
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
         self.connect_timeout_s = connect_timeout_s
+        self.signals = PostgresSignals(self)  # metric points and log records
         self._pool: AsyncConnectionPool | None = None
         self._days: set[int] = set()  # partitions known to exist (day starts)
         self._closed = False

@@ -350,7 +350,8 @@ def test_usage_json_and_csv(client: httpx.Client, server: LiveServer) -> None:
     first = rows[("acme", "2026-01-01T00:00:00Z")]
     assert first == {"tenant_id": "acme", "period": "day", "period_start": "2026-01-01T00:00:00Z", "events": 3,
                      "errors": 1, "requests_by_method": {"boom": 1, "tools/call": 2}, "data_mb_in": 6.0,
-                     "data_mb_out": 1.5, "tokens": 30, "cost": 0.75, "unique_users": 2}
+                     "data_mb_out": 1.5, "tokens": 30, "cost": 0.75, "unique_users": 2, "spans": 0,
+                     "metric_points": 0, "log_records": 0, "billable": 3, "input_tokens": 0, "output_tokens": 0}
     assert rows[("acme", "2026-01-02T00:00:00Z")]["events"] == 1 and len(rows) == 3
     one = client.get("/v1/usage", params={**params, "tenant_id": "beta", "period": "month"}).json()["rows"]
     assert [(r["tenant_id"], r["period_start"], r["events"]) for r in one] == [("beta", "2026-01-01T00:00:00Z", 1)]
