@@ -2,8 +2,8 @@
 unique index, so a replayed or resent event's derived row is skipped (INSERT … ON CONFLICT DO NOTHING)."""
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010_projection_identity"
+down_revision = "0009_signals"
 branch_labels = None
 depends_on = None
 
