@@ -71,6 +71,7 @@ class Writer:
         self._holding_since_us: int | None = None
         self._waiting_since_us: int | None = None
         self._log_after = 0.0
+        self._urgent_events = 0  # a read waits for the log's first this many events: write them now
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -97,7 +98,8 @@ class Writer:
                         self._waiting_since_us = buffer.first_append_ts(pos) or self.clock()
                     waited_s = max(0.0, (self.clock() - self._waiting_since_us) / 1e6)
                     deadline = loop.time() + self.flush_interval_s - waited_s
-                    while not self._stopping and self.available() < self.batch_events:
+                    while not self._stopping and self.available() < self.batch_events and \
+                            self._urgent_events <= cursor.events:
                         remaining = deadline - loop.time()
                         if remaining <= 0:
                             break
@@ -155,6 +157,31 @@ class Writer:
         if since is None:
             return 0.0
         return max(0.0, (self.clock() - since) / 1e6)
+
+    # ----------------------------------------------------------------- read-your-writes
+    def flush_now(self, events: int) -> None:
+        """Write what waits now, not at the next ``flush_interval_s``, until storage holds the log's first ``events``
+        events (counted as ``Cursor.events`` / ``DurableBuffer.acknowledged_events``). Batches are still cut at
+        ``batch_events``; the write itself is the usual one (set-based, retried)."""
+        if events > self._urgent_events:
+            self._urgent_events = events
+            self.buffer.notify()
+
+    async def stored_through(self, events: int, deadline: float) -> bool:
+        """Whether storage holds the log's first ``events`` events by ``deadline`` (the event loop's clock): True at
+        once when it does already (one comparison); else ``flush_now`` and wait, woken by the writer's position
+        moving (never polling). False when the deadline passed first (storage down or slow)."""
+        cursor = self.buffer.writer
+        if cursor.events >= events:
+            return True
+        self.flush_now(events)
+        loop = asyncio.get_running_loop()
+        while cursor.events < events:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await cursor.advanced.wait(remaining)
+        return True
 
     def stop(self) -> None:
         """Write what is buffered without waiting for full batches, then return from run()."""

@@ -68,11 +68,34 @@ class ProcessorConsumer:
         self._held_since = 0.0
         self._read_at = Position(0, 0)
         self._read_events = 0  # log events before _read_at (the cursor's count, plus what was read since)
+        self._urgent_events = 0  # a read waits for this processor to pass the log's first this many events
 
     def stop(self) -> None:
         """Hand over what is held and what the writer has committed, then return from run()."""
         self._stopping = True
         self.buffer.writer.advanced.fire()
+
+    def hurry(self, events: int) -> None:
+        """Hand over what is held now, not when ``batch_timeout_s`` ends, until past the log's first ``events``."""
+        if events > self._urgent_events and events > self.cursor.events:
+            self._urgent_events = events
+            self.buffer.writer.advanced.fire()  # (what a waiting consumer waits on: it wakes and sees the hurry)
+
+    async def handled_through(self, events: int, deadline: float) -> bool:
+        """Whether this processor has passed the log's first ``events`` events by ``deadline`` (the event loop's
+        clock): True at once when it has; else it hands over what it holds now, not when ``batch_timeout_s`` ends,
+        and this waits, woken by its position moving. False when the deadline passed first."""
+        cursor = self.cursor
+        if cursor.events >= events:
+            return True
+        self.hurry(events)
+        loop = asyncio.get_running_loop()
+        while cursor.events < events:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await cursor.advanced.wait(remaining)
+        return True
 
     async def run(self) -> None:
         """Consume until ``stop()``. An unexpected error (a failing disk, a bug) never ends a processor silently:
@@ -96,7 +119,8 @@ class ProcessorConsumer:
             if more and len(self._held) < self.batch_size:
                 await self._read(writer.position)
                 continue
-            due = self._stopping or time.monotonic() >= self._held_since + self.batch_timeout_s
+            due = self._stopping or self._urgent_events > self.cursor.events or \
+                time.monotonic() >= self._held_since + self.batch_timeout_s
             if len(self._held) >= self.batch_size or (self._held and due):
                 await self._hand_over(everything=due)
                 continue
