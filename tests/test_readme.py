@@ -123,7 +123,7 @@ def shown(path: Path) -> list[tuple[str, re.Pattern[str] | None]]:
                 below.append(line[1:].strip())
             else:
                 below = None
-    return [(cmd, re.compile(".*?".join(re.escape(part) for part in re.split(r"\s*…\s*", "".join(lines))),
+    return [(cmd, re.compile(".*?".join(re.escape(part) for part in re.split(r"\s*…[\s,]*", "".join(lines))),
                              re.S) if lines else None) for cmd, lines in out]
 
 
