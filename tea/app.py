@@ -238,8 +238,8 @@ class TeaApp:
         try:
             route = self.router.match(request)
             template = route.path
-            if route.derived:
-                request.state["derived"] = True
+            if route.consistency != "stored":  # (what a read waits for: tea.query.consistency)
+                request.state["consistency"] = route.consistency
             if route.scope is not None:
                 await self.gate.admit(request, route.scope)
             if route.query is None:

@@ -78,9 +78,12 @@ class Gate:
     async def settle(self, request: Request, scope: str) -> None:
         """Read-your-writes for a read (GET, HEAD, or a request needing ``events:read``) whose caller is admitted
         (``admit`` calls this; so does a route admitting callers its own way). A route over data the processors
-        derive (registry counts, analytics tables) sets ``request.state["derived"]`` to wait for them too."""
+        derive (registry counts, analytics tables) waits for them too, one that reads no storage (the live tail)
+        for nothing: ``request.state["consistency"]``, set from the route's ``consistency``."""
         if self.consistency is not None and (scope == READ or request.method in ("GET", "HEAD")):
-            await self.consistency.settle(request, request.state.get("derived", False))
+            wanted = request.state.get("consistency", "stored")
+            if wanted != "none":
+                await self.consistency.settle(request, derived=wanted == "derived")
 
     def failed(self, request: Any, exc: ClientError) -> None:
         """Count a refused credential in ``tea_auth_attempts_total`` by method and audit it: the reason, the

@@ -1,7 +1,8 @@
 """The writer: the durable log's first consumer, which stores its events in large batches.
 
 A batch is written when ``batch_events`` are waiting or ``flush_interval_s`` after the first of
-them arrived, whichever comes first. Storage failures are retried with jittered exponential
+them arrived, whichever comes first — or at once when a read needs what waits (``flush_now`` /
+``stored_through``: read-your-writes, ``tea.query.consistency``). Storage failures are retried with jittered exponential
 backoff (the buffer keeps absorbing ingestion meanwhile); the writer's position moves only after storage
 committed what is before it, and processors read only what is before that position. Nothing the writer
 does waits for a processor. Events that the backend refuses as data are isolated by bisection and written to
@@ -175,13 +176,7 @@ class Writer:
         if cursor.events >= events:
             return True
         self.flush_now(events)
-        loop = asyncio.get_running_loop()
-        while cursor.events < events:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await cursor.advanced.wait(remaining)
-        return True
+        return await cursor.reached(events, deadline)
 
     def stop(self) -> None:
         """Write what is buffered without waiting for full batches, then return from run()."""

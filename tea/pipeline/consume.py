@@ -4,7 +4,8 @@ Each processor reads the log from its own durable position, only as far as the w
 (a processor never runs ahead of storage), and at its own pace: storing events never waits for it, a
 slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
 keeps the lines it wants (``wants_any`` / ``wants`` probes), and hands them over in batches of
-``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read.
+``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read, or at
+once when a read of derived data needs it (``hurry`` / ``handled_through``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
 what it had not finished — at least once, never lost.
@@ -85,17 +86,8 @@ class ProcessorConsumer:
         """Whether this processor has passed the log's first ``events`` events by ``deadline`` (the event loop's
         clock): True at once when it has; else it hands over what it holds now, not when ``batch_timeout_s`` ends,
         and this waits, woken by its position moving. False when the deadline passed first."""
-        cursor = self.cursor
-        if cursor.events >= events:
-            return True
         self.hurry(events)
-        loop = asyncio.get_running_loop()
-        while cursor.events < events:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await cursor.advanced.wait(remaining)
-        return True
+        return await self.cursor.reached(events, deadline)
 
     async def run(self) -> None:
         """Consume until ``stop()``. An unexpected error (a failing disk, a bug) never ends a processor silently:
