@@ -77,7 +77,7 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
     # a signed request's body is read (and verified) before its route runs, within the largest route bound
     signed_body_limit = max(settings.max_body_bytes, settings.otlp.max_message_bytes)
     timed: Storage = TimedReads(storage, telemetry.storage_query_seconds)  # type: ignore[assignment]
-    consistency = ReadConsistency(buffer, writer, processors, mode=settings.reads.consistency,
+    consistency = ReadConsistency(buffer, writer, processors.consumers, mode=settings.reads.consistency,
                                   max_wait_s=settings.reads.max_wait_ms / 1000, telemetry=telemetry)
     services = Services(
         settings=settings, clock=clock, plugins=pm, storage=storage, buffer=buffer, writer=writer,

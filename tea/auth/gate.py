@@ -4,7 +4,7 @@ names a scope; routes that answer in their own protocol's shape (PostgREST, Tele
 (telemetry-kit, OTLP/gRPC) report refusals through ``Gate.failed``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tea.auth.audit import AuditLog
 from tea.auth.chain import AuthChain
@@ -14,8 +14,13 @@ from tea.errors import ClientError, Forbidden, Unauthorized, Unavailable
 from tea.http import Request
 from tea.telemetry import Telemetry
 
-if TYPE_CHECKING:
-    from tea.query.consistency import ReadConsistency
+
+class Consistency(Protocol):
+    """What the gate asks of read-your-writes (``tea.query.consistency.ReadConsistency``)."""
+
+    def arrived(self, request: Request) -> None: ...
+
+    async def settle(self, request: Request, derived: bool = False) -> None: ...
 
 
 def principal_of(request: Request) -> Principal:
@@ -36,7 +41,7 @@ def write_tenant(principal: Principal, asked: str | None, default_tenant: str) -
 
 class Gate:
     def __init__(self, chain: AuthChain, limiter: Limiter, audit: AuditLog, telemetry: Telemetry,
-                 signed_body_limit: int, consistency: "ReadConsistency | None" = None) -> None:
+                 signed_body_limit: int, consistency: Consistency | None = None) -> None:
         self.chain = chain
         self.consistency = consistency  # reads wait for what this node acknowledged (tea.query.consistency)
         self.limiter = limiter

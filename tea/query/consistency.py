@@ -20,16 +20,14 @@ sends its reads to the node it wrote to (a sticky load balancer).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol, Sequence
 
+from tea.buffer.cursors import Cursor
+from tea.buffer.log import DurableBuffer
+from tea.buffer.writer import Writer
 from tea.errors import BadRequest
 from tea.http import Request
-
-if TYPE_CHECKING:
-    from tea.buffer.log import DurableBuffer
-    from tea.buffer.writer import Writer
-    from tea.pipeline.process import ProcessorRunner
-    from tea.telemetry import Telemetry
+from tea.telemetry import Telemetry
 
 HEADER = "tea-consistency"  # the request's choice, and the response's "stale"
 READ_YOUR_WRITES = "read_your_writes"
@@ -38,9 +36,19 @@ STALE = "stale"
 MODES = (READ_YOUR_WRITES, EVENTUAL)
 
 
+class Processor(Protocol):
+    """A processor's consumer of the log (``tea.pipeline.consume.ProcessorConsumer``), as a read waits for it."""
+
+    cursor: Cursor
+
+    def hurry(self, events: int) -> None: ...
+
+    async def handled_through(self, events: int, deadline: float) -> bool: ...
+
+
 class ReadConsistency:
-    def __init__(self, buffer: "DurableBuffer", writer: "Writer", processors: "ProcessorRunner", *,
-                 mode: str = READ_YOUR_WRITES, max_wait_s: float = 2.0, telemetry: "Telemetry | None" = None) -> None:
+    def __init__(self, buffer: DurableBuffer, writer: Writer, processors: Sequence[Processor], *,
+                 mode: str = READ_YOUR_WRITES, max_wait_s: float = 2.0, telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
         self.writer = writer
         self.processors = processors
@@ -69,7 +77,7 @@ class ReadConsistency:
         if self.wanted(request) == EVENTUAL:
             return
         target = request.state.get("acknowledged", self.buffer.acknowledged_events)
-        consumers = self.processors.consumers if derived else ()
+        consumers = self.processors if derived else ()
         if self.buffer.writer.events >= target and all(c.cursor.events >= target for c in consumers):
             return  # (the usual case: nothing this read needs is pending)
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
