@@ -3,7 +3,8 @@
 ``python -m bench.ryw`` starts one ``tea serve`` (DuckDB, the default settings: writer.flush_interval_ms
 1000, reads.consistency read_your_writes) and measures, on that server:
 
-1. ingestion alone against ingestion with a reader polling ``GET /v1/events`` 10 times a second, the
+1. ingestion alone against ingestion with a reader polling ``GET /v1/events`` (the newest 10 of the last
+   5 s) 10 times a second, the
    reader's reads ``eventual`` (what a reader costs anyway) and ``read_your_writes`` (each read asks the
    writer to store what is acknowledged before answering); the rounds alternate so that a shared
    machine's drift falls on each. Printed: events/s of each and the ratios to ingestion alone (the
@@ -31,10 +32,11 @@ from bench.server import ADMIN_TOKEN, HOST, free_port, tea_server
 
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 POLL_S = 0.1  # the reader: 10 reads a second
+WINDOW_MS = 5000  # ... of the events of the last 5 s
 
 
 class Reader(threading.Thread):
-    """Polls ``GET /v1/events?limit=10`` every ``POLL_S`` until stopped (bounded by ``max_reads``), with the
+    """Polls ``GET /v1/events?limit=10&start_time=<5 s ago>`` every ``POLL_S`` until stopped (bounded by ``max_reads``), with the
     ``TEA-Consistency`` it is given."""
 
     def __init__(self, port: int, max_reads: int, consistency: str) -> None:
@@ -49,7 +51,8 @@ class Reader(threading.Thread):
         conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
         while not self.halt.is_set() and len(self.latencies) < self.max_reads:
             started = time.perf_counter()
-            conn.request("GET", "/v1/events?limit=10", headers=self.headers)
+            since_ms = int(time.time() * 1000) - WINDOW_MS  # (the newest events: what a dashboard polls)
+            conn.request("GET", f"/v1/events?limit=10&start_time={since_ms}", headers=self.headers)
             response = conn.getresponse()
             response.read()
             self.latencies.append(time.perf_counter() - started)
@@ -113,6 +116,21 @@ def pairs(port: int, count: int, consistency: str) -> dict:
             "read_over_write_plus_storage": round(r / (w + write_s), 3)}
 
 
+def drain(port: int, timeout_s: float = 300.0) -> None:
+    """Wait (bounded) until storage and the processors hold the rounds' backlog: the pairs then measure a
+    write and a read, not the backlog before them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("GET", "/health")
+        consumers = json.loads(conn.getresponse().read())["consumers"]
+        conn.close()
+        if not any(c["lag_events"] for c in consumers.values()):
+            return
+        time.sleep(0.5)
+    print(f"(the backlog did not drain within {timeout_s:.0f} s)")
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
@@ -120,7 +138,7 @@ def _ms(seconds: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ryw", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per ingestion round (default 8)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of each, alternating (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each, alternating (default 2; 0: only the pairs)")
     parser.add_argument("--pairs", type=int, default=100, help="write-then-read pairs (default 100)")
     parser.add_argument("--connections", type=int, default=4, help="ingestion connections (default 4)")
     args = parser.parse_args(argv)
@@ -134,11 +152,13 @@ def main(argv: list[str] | None = None) -> int:
                 for kind, consistency in kinds.items():
                     results[kind].append(ingest(port, args.seconds, args.connections, consistency))
                     print(f"round {n + 1} {kind}: {results[kind][-1]}")
-            rate = {kind: statistics.median(r["events_per_s"] for r in found) for kind, found in results.items()}
-            a, e, r = rate["alone"], rate["reader eventual"], rate["reader read_your_writes"]
-            print(f"ingestion alone {a:,.0f} ev/s; with a reader at 10/s: eventual {e:,.0f} ev/s (x{e / a:.3f}), "
-                  f"read_your_writes {r:,.0f} ev/s (x{r / a:.3f}; target >= 0.9; x{r / e:.3f} of eventual)")
-            time.sleep(2)  # (the backlog of the last round stored)
+            if args.rounds:
+                rate = {kind: statistics.median(r["events_per_s"] for r in found) for kind, found in results.items()}
+                a, e, r = rate["alone"], rate["reader eventual"], rate["reader read_your_writes"]
+                print(f"ingestion alone {a:,.0f} ev/s; with a reader at 10/s: eventual {e:,.0f} ev/s "
+                      f"(x{e / a:.3f}), read_your_writes {r:,.0f} ev/s (x{r / a:.3f}; target >= 0.9; "
+                      f"x{r / e:.3f} of eventual)")
+            drain(port)
             for consistency in ("read_your_writes", "eventual"):
                 print(f"write then read, {consistency}: {pairs(port, args.pairs, consistency)}")
         finally:
