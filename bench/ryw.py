@@ -36,8 +36,8 @@ WINDOW_MS = 5000  # ... of the events of the last 5 s
 
 
 class Reader(threading.Thread):
-    """Polls ``GET /v1/events?limit=10&start_time=<5 s ago>`` every ``POLL_S`` until stopped (bounded by ``max_reads``), with the
-    ``TEA-Consistency`` it is given."""
+    """Polls ``GET /v1/events?limit=10&start_time=<5 s ago>`` every ``POLL_S`` until stopped (bounded by
+    ``max_reads``), with the ``TEA-Consistency`` it is given."""
 
     def __init__(self, port: int, max_reads: int, consistency: str) -> None:
         super().__init__(name="ryw-reader", daemon=True)
@@ -138,7 +138,8 @@ def _ms(seconds: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ryw", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per ingestion round (default 8)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of each, alternating (default 2; 0: only the pairs)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of each, alternating (default 2; 0: only the pairs)")
     parser.add_argument("--pairs", type=int, default=100, help="write-then-read pairs (default 100)")
     parser.add_argument("--connections", type=int, default=4, help="ingestion connections (default 4)")
     args = parser.parse_args(argv)

@@ -2,8 +2,8 @@
 
 A batch is written when ``batch_events`` are waiting or ``flush_interval_s`` after the first of
 them arrived, whichever comes first — or at once when a read needs what waits (``flush_now`` /
-``stored_through``: read-your-writes, ``tea.query.consistency``). Storage failures are retried with jittered exponential
-backoff (the buffer keeps absorbing ingestion meanwhile); the writer's position moves only after storage
+``stored_through``: read-your-writes, ``tea.query.consistency``). Storage failures are retried with jittered
+exponential backoff (the buffer keeps absorbing ingestion meanwhile); the writer's position moves only after storage
 committed what is before it, and processors read only what is before that position. Nothing the writer
 does waits for a processor. Events that the backend refuses as data are isolated by bisection and written to
 the dead-letter file with the reason — counted and logged, never dropped silently.

@@ -92,7 +92,8 @@ class Router:
         for route in routes:
             self.add(Route(route.method, prefix + route.path, route.handler, f"{route.summary} (under {prefix}/)",
                            route.tags, route.params, route.request_body, route.responses,
-                           include_in_schema=route.include_in_schema, scope=route.scope, query=route.query, consistency=route.consistency))
+                           include_in_schema=route.include_in_schema, scope=route.scope, query=route.query,
+                           consistency=route.consistency))
 
     def match(self, request: Request) -> Route:
         methods = self._exact.get(request.path)

@@ -35,10 +35,10 @@ def slow(request, serve):  # type: ignore[no-untyped-def]
 def test_every_read_route_sees_the_write_before_it(slow) -> None:
     with httpx.Client(base_url=slow.url) as c:
         r = c.post("/v1/events", json=[
-            {"event_type": "mcp_request", "event_id": "ryw-1", "tenant_id": "acme", "source": "gw", "method": "tools/list",
-             "duration_ms": 8, "user_id": "u-1"},
-            {"event_type": "mcp_request", "event_id": "ryw-2", "tenant_id": "acme", "source": "gw", "method": "tools/call",
-             "duration_ms": 40, "trace_id": TRACE, "span_id": "00f067aa0ba902b7"}])
+            {"event_type": "mcp_request", "event_id": "ryw-1", "tenant_id": "acme", "source": "gw",
+             "method": "tools/list", "duration_ms": 8, "user_id": "u-1"},
+            {"event_type": "mcp_request", "event_id": "ryw-2", "tenant_id": "acme", "source": "gw",
+             "method": "tools/call", "duration_ms": 40, "trace_id": TRACE, "span_id": "00f067aa0ba902b7"}])
         assert r.status_code == 200 and r.json()["accepted"] == 2
         one = c.get("/v1/events/ryw-1", params={"tenant_id": "acme"})
         assert one.status_code == 200 and one.json()["method"] == "tools/list"
