@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from tea.batching import BatchTrigger
 from tea.buffer.cursors import Position
 from tea.buffer.segments import Record
 from tea.types import Batch, Event
@@ -64,7 +65,9 @@ class ProcessorConsumer:
         self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
         self.wants = getattr(fn, "wants", None)
         self.failed: list[int] = []  # log event numbers of events sent to the DLQ (for events_processed)
-        self._stopping = False
+        # a batch is due at batch_size held, batch_timeout_s after the first was read, or at stop(); the
+        # writer's commits wake the consumer
+        self.trigger = BatchTrigger(self.batch_size, self.batch_timeout_s, wake=buffer.writer.advanced)
         self._held: list[_Held] = []
         self._held_since = 0.0
         self._read_at = Position(0, 0)
@@ -73,14 +76,13 @@ class ProcessorConsumer:
 
     def stop(self) -> None:
         """Hand over what is held and what the writer has committed, then return from run()."""
-        self._stopping = True
-        self.buffer.writer.advanced.fire()
+        self.trigger.stop()
 
     def hurry(self, events: int) -> None:
         """Hand over what is held now, not when ``batch_timeout_s`` ends, until past the log's first ``events``."""
         if events > self._urgent_events and events > self.cursor.events:
             self._urgent_events = events
-            self.buffer.writer.advanced.fire()  # (what a waiting consumer waits on: it wakes and sees the hurry)
+            self.trigger.wake.fire()  # (the writer's pulse, what a waiting consumer sleeps on: it wakes, sees the hurry)
 
     async def handled_through(self, events: int, deadline: float) -> bool:
         """Whether this processor has passed the log's first ``events`` events by ``deadline`` (the event loop's
@@ -103,7 +105,7 @@ class ProcessorConsumer:
                 await asyncio.sleep(RESUME_AFTER_S)
 
     async def _consume(self) -> None:
-        buffer, writer = self.buffer, self.buffer.writer
+        buffer, writer, trigger = self.buffer, self.buffer.writer, self.trigger
         self._read_at, self._read_events = self.cursor.position, self.cursor.events
         while True:
             self._read_at = buffer.next_position(self._read_at)
@@ -111,17 +113,17 @@ class ProcessorConsumer:
             if more and len(self._held) < self.batch_size:
                 await self._read(writer.position)
                 continue
-            due = self._stopping or self._urgent_events > self.cursor.events or \
-                time.monotonic() >= self._held_since + self.batch_timeout_s
-            if len(self._held) >= self.batch_size or (self._held and due):
-                await self._hand_over(everything=due)
+            since = self._held_since if self._held else None
+            urgent = bool(self._held) and self._urgent_events > self.cursor.events  # (a read waits: hurry())
+            if urgent or trigger.is_due(len(self._held), since):
+                await self._hand_over(everything=urgent or trigger.expired(since))
                 continue
             if not more and not self._held:
+                trigger.caught_up()
                 self._advance(self._read_at, self._read_events)
-                if self._stopping:
+                if trigger.stopping:
                     return
-            timeout = self._held_since + self.batch_timeout_s - time.monotonic() if self._held else None
-            await writer.advanced.wait(timeout)
+            await trigger.wait(since)  # (the writer's next commit, stop(), or the open batch's interval)
 
     async def _read(self, limit: Position) -> None:
         records, end, _ = await self.buffer.read(self._read_at, self.read_events, limit)
