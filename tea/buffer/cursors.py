@@ -9,6 +9,7 @@ so no consumer can ever resume inside a deleted segment.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from dataclasses import dataclass

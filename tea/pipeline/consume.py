@@ -82,7 +82,7 @@ class ProcessorConsumer:
         """Hand over what is held now, not when ``batch_timeout_s`` ends, until past the log's first ``events``."""
         if events > self._urgent_events and events > self.cursor.events:
             self._urgent_events = events
-            self.trigger.wake.fire()  # (the writer's pulse, what a waiting consumer sleeps on: it wakes, sees the hurry)
+            self.trigger.wake.fire()  # (the writer's pulse, which a waiting consumer sleeps on: it sees the hurry)
 
     async def handled_through(self, events: int, deadline: float) -> bool:
         """Whether this processor has passed the log's first ``events`` events by ``deadline`` (the event loop's
