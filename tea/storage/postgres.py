@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 _RECORD_TYPES = {
     "event_id": "text", "tenant_id": "text", "timestamp": "bigint", "received_at": "bigint", "status_code": "integer",
     "duration_ms": "float8", "request_size": "bigint", "response_size": "bigint", "tokens_used": "bigint",
-    "cost": "float8", "tags": "text[]", "attributes": "jsonb", "input_tokens": "bigint", "output_tokens": "bigint"}
+    "cost": "float8", "tags": "text[]", "attributes": "json", "input_tokens": "bigint", "output_tokens": "bigint"}
 _RECORD = ", ".join(f'"{c}" {_RECORD_TYPES.get(c, "text")}' for c in COLUMNS)
 _QUOTED = ", ".join(f'"{c}"' for c in COLUMNS)
 _STAGED = ", ".join("COALESCE(r.tags, '{}') AS tags" if c == "tags" else
