@@ -21,13 +21,13 @@ import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage import duckdb_signals, duckdb_sql, duckdb_writes
-from tea.storage.duckdb_memory import CACHE_BYTES, default_memory_limit, trim_cache
-from tea.storage.duckdb_load import Shape, insert_new, sql_string, stage, transaction
-from tea.storage.duckdb_writes import refused
+from tea.storage.duckdb import signals as duckdb_signals, sql as duckdb_sql, writes as duckdb_writes
+from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit, trim_cache
+from tea.storage.duckdb.load import Shape, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb.writes import refused
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import SQL_TYPES, TABLES
-from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
+from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
@@ -281,7 +281,7 @@ class DuckDBStorage:
             self._changes += 1
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(connection, staging path, *args)`` on the writer thread (a duckdb_writes function)."""
+        """``fn(connection, staging path, *args)`` on the writer thread (a tea.storage.duckdb.writes function)."""
         return await self._on_writer(self._store_sync, fn, *args)
 
     def _store_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -658,7 +658,7 @@ class DuckDBStorage:
     async def _exporting(self) -> AsyncIterator[None]:
         """Keep DuckDB's block cache small while an export reads the whole table.
 
-        DuckDB keeps every table block a query reads cached until ``memory_limit`` (duckdb_memory)
+        DuckDB keeps every table block a query reads cached until ``memory_limit`` (tea.storage.duckdb.memory)
         forces blocks out, and it has no separate limit for that cache: an export reads every
         block, so the server's RSS grew with the export (all 10 M events of the benchmark: +590 MB).
         While an export runs, the cache is trimmed every EXPORT_TRIM_INTERVAL_S once it holds more
