@@ -22,8 +22,8 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tea.errors import ConfigError, StorageDataError, StorageError
-from tea.storage import postgres_sql as q
-from tea.storage.postgres_signals import PostgresSignals
+from tea.storage.postgres import sql as q
+from tea.storage.postgres.signals import PostgresSignals
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import IDENTITY, TABLES, distinct_rows
 from tea.timebuckets import DAY_US
