@@ -27,8 +27,8 @@ from clickhouse_driver import Client, errors
 from clickhouse_driver.util.helpers import parse_url
 
 from tea.errors import ConfigError, StorageDataError, StorageError
-from tea.storage import clickhouse_signals, clickhouse_sql as sql
-from tea.storage.clickhouse_sql import lit
+from tea.storage.clickhouse import signals as clickhouse_signals, sql
+from tea.storage.clickhouse.sql import lit
 from tea.storage.projections import TABLES, distinct_rows
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
                        QuerySpec, TokenRecord, TraceSummary, WriteResult)
