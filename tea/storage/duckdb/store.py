@@ -21,91 +21,20 @@ import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage.duckdb import signals as duckdb_signals, sql as duckdb_sql, writes as duckdb_writes
-from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit, trim_cache
+from tea.storage.duckdb import signals as duckdb_signals
+from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
 from tea.storage.duckdb.load import Shape, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb.analytics import DuckDBAnalytics
+from tea.storage.duckdb.export import DuckDBExport
+from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
-from tea.storage.rows import TOKEN_COLUMNS, token_from_row
-from tea.storage.projections import SQL_TYPES, TABLES
+from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
 from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
-from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.types import (COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec,
                        WriteResult)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC. The first release's columns
-# (what the shipped migrations create) and those a later migration appends.
-_FIRST_COLUMN_TYPES: dict[str, str] = {
-    "event_id": "VARCHAR NOT NULL", "tenant_id": "VARCHAR NOT NULL", "timestamp": "TIMESTAMP NOT NULL",
-    "received_at": "TIMESTAMP NOT NULL", "event_type": "VARCHAR NOT NULL", "source": "VARCHAR",
-    "source_protocol": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "organization": "VARCHAR",
-    "method": "VARCHAR", "target": "VARCHAR", "protocol": "VARCHAR", "status": "VARCHAR",
-    "status_code": "INTEGER", "duration_ms": "DOUBLE", "request_size": "BIGINT", "response_size": "BIGINT",
-    "tokens_used": "BIGINT", "cost": "DOUBLE", "error_type": "VARCHAR", "error_message": "VARCHAR",
-    "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR", "correlation_id": "VARCHAR",
-    "tags": "VARCHAR[] NOT NULL", "attributes": "JSON NOT NULL",
-}
-_SEMCONV_COLUMN_TYPES = {"tool": "VARCHAR", "model": "VARCHAR", "input_tokens": "BIGINT", "output_tokens": "BIGINT"}
-COLUMN_TYPES: dict[str, str] = {**_FIRST_COLUMN_TYPES, **_SEMCONV_COLUMN_TYPES}
-assert tuple(COLUMN_TYPES) == COLUMNS
-
-_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in _FIRST_COLUMN_TYPES.items()) + ")"
-
-
-def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
-    """v3: one table per tenant hash partition (rows moved, sorted), ``events`` becomes their view."""
-    for number in range(PARTITIONS):
-        con.execute(f"CREATE TABLE {partition_table(number)} {_EVENTS_COLUMNS_DDL}")
-    tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM events").fetchall()]
-    by_partition: dict[int, list[str]] = {}
-    for tenant in tenants:
-        by_partition.setdefault(partition_of(tenant), []).append(tenant)
-    for number, members in by_partition.items():
-        con.execute(f"INSERT INTO {partition_table(number)} SELECT * FROM events WHERE "
-                    f"{tenant_clause(tuple(members))} ORDER BY tenant_id, timestamp", members)
-    con.execute("DROP TABLE events")
-    con.execute(_EVENTS_VIEW)
-
-
-_EVENTS_VIEW = "CREATE VIEW events AS " + " UNION ALL ".join(
-    f"SELECT * FROM {partition_table(n)}" for n in range(PARTITIONS))
-
-
-def _add_semconv_columns(con: duckdb.DuckDBPyConnection) -> None:
-    """v12: the MCP/GenAI columns (tool, model, input_tokens, output_tokens) appended to every partition."""
-    for number in range(PARTITIONS):
-        for name, kind in _SEMCONV_COLUMN_TYPES.items():
-            con.execute(f"ALTER TABLE {partition_table(number)} ADD COLUMN {name} {kind}")
-    con.execute("DROP VIEW events")
-    con.execute(_EVENTS_VIEW)
-
-# Each migration moves the schema one version up; never edit one that has shipped.
-MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
-    "CREATE TABLE events " + _EVENTS_COLUMNS_DDL,
-    "CREATE TABLE tenant_retention (tenant_id VARCHAR PRIMARY KEY, hours INTEGER NOT NULL, "
-    "updated_at TIMESTAMP NOT NULL DEFAULT now())",
-    _partition_events,
-    "CREATE TABLE api_tokens (token_id VARCHAR PRIMARY KEY, token_hash VARCHAR NOT NULL UNIQUE, "
-    "token_prefix VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, tier VARCHAR NOT NULL, scopes VARCHAR[] NOT NULL, "
-    "secret_sealed BLOB NOT NULL, created_at BIGINT NOT NULL, org_id VARCHAR, app_id VARCHAR, revoked_at BIGINT, "
-    "rotated_at BIGINT)",
-    'CREATE TABLE audit_log ("at" BIGINT NOT NULL, action VARCHAR NOT NULL, actor VARCHAR, tenant_id VARCHAR, '
-    "remote_addr VARCHAR, success BOOLEAN NOT NULL, reason VARCHAR, details JSON NOT NULL)",
-    'CREATE TABLE dead_letters (id VARCHAR PRIMARY KEY, "at" BIGINT NOT NULL, stage VARCHAR NOT NULL, '
-    "error VARCHAR NOT NULL, attempts INTEGER NOT NULL, event_count INTEGER NOT NULL, payload VARCHAR NOT NULL, "
-    "replayed_at BIGINT)",
-    *(f"CREATE TABLE {table} (" + ", ".join(f'"{c}" {SQL_TYPES[c]}' for c in columns) + ")"
-      for table, columns in TABLES.items()),
-    "CREATE TABLE documents (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, key VARCHAR NOT NULL, "
-    "doc VARCHAR NOT NULL, PRIMARY KEY (kind, tenant_id, key))",
-    'CREATE TABLE records (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, '
-    "seq BIGINT NOT NULL, body JSON NOT NULL)",
-    _add_semconv_columns,
-    duckdb_signals.POINTS_DDL,
-    duckdb_signals.RECORDS_DDL,
-)
-_DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 
 # How read_json sees the buffer's NDJSON: timestamps are integer µs, absent keys are NULL.
 _JSON_TYPES = {name: kind.replace(" NOT NULL", "") for name, kind in COLUMN_TYPES.items()}
@@ -122,17 +51,12 @@ EVENTS = Shape(_JSON_TYPES, dict(zip(COLUMNS, INSERT_EXPRS)))
 _SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp BETWEEN make_timestamp(?) "
                "AND make_timestamp(?) AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) "
                "AND s.timestamp + to_microseconds(?)")
-# Parquet exports: every column as stored, attributes as JSON text
-# Parquet's timestamps say they are UTC (TIMESTAMP WITH TIME ZONE: timestamp[us, tz=UTC]); the columns hold UTC
-EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else
-                           f"timezone('UTC', {c}) AS {c}" if c in ("timestamp", "received_at") else c for c in COLUMNS)
 _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
 _ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
-# While an export runs, DuckDB's cache of table blocks is trimmed back to CACHE_BYTES every EXPORT_TRIM_INTERVAL_S
-# (see DuckDBStorage._exporting); after writes, every CACHE_TRIM_INTERVAL_S (_trim_after_write).
-EXPORT_TRIM_INTERVAL_S = 0.2
+# DuckDB's cache of table blocks is trimmed back to ``cache_bytes`` after writes, every CACHE_TRIM_INTERVAL_S
+# (_trim_after_write), and while an export runs (tea.storage.duckdb.export).
 CACHE_TRIM_INTERVAL_S = 2.0
 
 
@@ -141,7 +65,7 @@ DATABASE = "tea"
 ROW_GROUP_SIZE = 16384  # the default of duckdb.row_group_size
 # count(*) of every event (/health asks often): 0.5 ms per table instead of a scan through the view (40 ms of CPU
 # per million rows)
-_FROM_EVENTS = " FROM events"  # what duckdb_sql.scan() makes of no filter
+_FROM_EVENTS = " FROM events"  # what tea.storage.duckdb.sql.scan() makes of no filter
 _COUNT_ALL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {partition_table(n)})" for n in range(PARTITIONS))
 
 
@@ -169,7 +93,7 @@ def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
     return out
 
 
-class DuckDBStorage:
+class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
     name: ClassVar[str] = "duckdb"
     persistent: ClassVar[bool] = True
 
@@ -433,109 +357,6 @@ class DuckDBStorage:
         self._counted = (changes, total)
         return total
 
-    async def save_token(self, record: TokenRecord) -> None:
-        await self._store(duckdb_writes.save_tokens, [record])
-
-    async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
-        column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens WHERE {column} = ?", [value]).fetchall())
-        return token_from_row(rows[0]) if rows else None
-
-    async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
-        where_tenant, params = (" WHERE tenant_id = ?", [tenant_id]) if tenant_id is not None else ("", [])
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT {', '.join(TOKEN_COLUMNS)} FROM api_tokens{where_tenant} ORDER BY created_at DESC, token_id",
-            params).fetchall())
-        return [token_from_row(row) for row in rows]
-
-    async def append_audit(self, records: list[AuditRecord]) -> None:
-        if records:
-            await self._store(duckdb_writes.append_audit, records)
-
-    async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
-                          start_us: int | None = None, end_us: int | None = None,
-                          limit: int = 100) -> list[AuditRecord]:
-        clauses, params = [], []
-        for clause, value in (("action = ?", action), ("tenant_id = ?", tenant_id), ('"at" >= ?', start_us),
-                              ('"at" < ?', end_us)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where_sql = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f'SELECT "at", action, actor, tenant_id, remote_addr, success, reason, CAST(details AS VARCHAR) '
-            f'FROM audit_log{where_sql} ORDER BY "at" DESC LIMIT ?', [*params, limit]).fetchall())
-        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], msgspec.json.decode(r[7])) for r in rows]
-
-    async def purge_audit_older_than(self, cutoff_us: int) -> int:
-        return await self._delete_before("audit_log", cutoff_us)
-
-    async def purge_records_older_than(self, cutoff_us: int) -> int:
-        return await self._delete_before("records", cutoff_us)
-
-    async def _delete_before(self, table: str, cutoff_us: int) -> int:
-        """Delete the rows of ``table`` (audit_log, records) whose ``at`` is before ``cutoff_us``."""
-        row = await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
-            f'DELETE FROM {table} WHERE "at" < ?', [cutoff_us]).fetchone())
-        return row[0] if row else 0
-
-    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
-                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
-        sql, params = duckdb_sql.traces(filter, service=service, min_duration_ms=min_duration_ms, errors=errors,
-                                        limit=limit)
-        rows = await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
-        return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
-
-    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self._store(duckdb_writes.write_rows, table, rows)
-
-    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
-                         start_us: int | None = None, end_us: int | None = None,
-                         limit: int = 100) -> list[dict[str, Any]]:
-        columns = TABLES[table]
-        clauses, params = [], []
-        if tenant_ids is not None:
-            clauses.append(tenant_clause(tenant_ids))
-            params.extend(tenant_ids)
-        for key, value in filters.items():
-            clauses.append(f'"{key}" = ?')
-            params.append(value)
-        for clause, value in (("timestamp >= make_timestamp(?)", start_us), ("timestamp < make_timestamp(?)", end_us)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where_sql = " WHERE " + " AND ".join(clauses) if clauses else ""
-        select = ", ".join(f"epoch_us({c})" if c in ("timestamp", "created_at") else
-                           "CAST(event_metadata AS VARCHAR)" if c == "event_metadata" else
-                           "CAST(id AS VARCHAR)" if c == "id" else f'"{c}"' for c in columns)
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT {select} FROM {table}{where_sql} ORDER BY timestamp DESC, id LIMIT ?", [*params, limit]).fetchall())
-        out = [dict(zip(columns, row)) for row in rows]
-        for row in out:
-            row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
-        return out
-
-    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
-                                since_us: int) -> list[dict[str, Any]]:
-        scope, params = ("", []) if tenant_ids is None else (" AND " + tenant_clause(tenant_ids), list(tenant_ids))
-        if report == "summary":
-            sql = " UNION ALL ".join(f"SELECT '{t}' AS table_name, count(*) AS count FROM {t} WHERE TRUE{scope}"
-                                     for t in TABLES)
-            counts = dict(await self._on_reader(lambda cur: cur.execute(sql, params * len(TABLES)).fetchall()))
-            return [{"table_name": t, "count": counts[t]} for t in TABLES]  # (UNION ALL keeps no order)
-        if report == "recent_activity":
-            sql = (f"SELECT event_type, count(*) AS count, epoch_us(max(timestamp)) AS latest FROM user_activity "
-                   f"WHERE timestamp > make_timestamp(?){scope} GROUP BY event_type ORDER BY count DESC, event_type")
-            rows = await self._on_reader(lambda cur: cur.execute(sql, [since_us, *params]).fetchall())
-            return [{"event_type": r[0], "count": r[1], "latest": r[2]} for r in rows]
-        sql = (f"SELECT endpoint, method, count(*) AS hits, avg(duration_ms) AS avg_duration_ms FROM endpoint_usage "
-               f"WHERE timestamp > make_timestamp(?){scope} GROUP BY endpoint, method "
-               f"ORDER BY hits DESC, endpoint, method NULLS FIRST LIMIT 10")
-        rows = await self._on_reader(lambda cur: cur.execute(sql, [since_us, *params]).fetchall())
-        return [{"endpoint": r[0], "method": r[1], "hits": r[2], "avg_duration_ms": r[3]} for r in rows]
-
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         if not event_ids:
             return set()
@@ -545,86 +366,6 @@ class DuckDBStorage:
             f"AND make_timestamp(?) AND event_id IN (SELECT unnest(?))",
             [tenant_id, start_us, end_us, event_ids]).fetchall())
         return {row[0] for row in rows}
-
-    async def add_dead_letter(self, entry: DeadLetter) -> None:
-        await self._store(duckdb_writes.add_dead_letters, [entry])
-
-    async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
-        where_sql = "" if include_replayed else " WHERE replayed_at IS NULL"
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f'SELECT {_DLQ_COLUMNS} FROM dead_letters{where_sql} ORDER BY "at" DESC, id LIMIT ?', [limit]).fetchall())
-        return [DeadLetter(*row) for row in rows]
-
-    async def mark_replayed(self, entry_id: str, at_us: int) -> None:
-        await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
-            "UPDATE dead_letters SET replayed_at = ? WHERE id = ?", [at_us, entry_id]))
-
-    async def communication_groups(self, kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
-        sql, params = duckdb_sql.communication_groups(kind, filter)
-        return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
-
-    # ------------------------------------------------------------ documents and records
-    async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
-        await self.put_documents(kind, [(tenant_id, key, doc)])
-
-    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
-        if docs:
-            await self._store(duckdb_writes.put_documents, kind, docs)
-
-    async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
-        rows = await self._on_reader(lambda cur: cur.execute(
-            "SELECT doc FROM documents WHERE kind = ? AND tenant_id = ? AND key = ?", [kind, tenant_id, key]).fetchall())
-        return msgspec.json.decode(rows[0][0]) if rows else None
-
-    async def list_documents(self, kind: str, tenant_ids: tuple[str, ...] | None) -> list[tuple[str, str, dict[str, Any]]]:
-        scope, params = ("", []) if tenant_ids is None else (" AND " + tenant_clause(tenant_ids), list(tenant_ids))
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT tenant_id, key, doc FROM documents WHERE kind = ?{scope} ORDER BY tenant_id, key",
-            [kind, *params]).fetchall())
-        return [(r[0], r[1], msgspec.json.decode(r[2])) for r in rows]
-
-    async def delete_document(self, kind: str, tenant_id: str, key: str) -> bool:
-        def delete() -> bool:
-            con = self._con
-            assert con is not None
-            row = con.execute("DELETE FROM documents WHERE kind = ? AND tenant_id = ? AND key = ? RETURNING 1",
-                              [kind, tenant_id, key]).fetchall()
-            return bool(row)
-        return await self._on_writer(delete)
-
-    async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
-        if records:
-            await self._store(duckdb_writes.append_records, kind, records)
-
-    async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
-                            start_us: int | None = None, end_us: int | None = None,
-                            limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:
-        clauses, params = ["kind = ?"], [kind]
-        if tenant_ids is not None:
-            clauses.append(tenant_clause(tenant_ids))
-            params.extend(tenant_ids)
-        for key, value in (filters or {}).items():
-            clauses.append("json_extract_string(body, ?) = ?")
-            params.extend([f'$."{key}"', value])
-        for clause, value in (('"at" >= ?', start_us), ('"at" < ?', end_us)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        rows = await self._on_reader(lambda cur: cur.execute(
-            f'SELECT tenant_id, "at", CAST(body AS VARCHAR) FROM records WHERE {" AND ".join(clauses)} '
-            f'ORDER BY "at" DESC, seq DESC LIMIT ?', [*params, limit]).fetchall())
-        return [(r[0], r[1], msgspec.json.decode(r[2])) for r in rows]
-
-    async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
-        sql, params = duckdb_sql.aggregate(spec)
-        return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
-
-    async def aggregate_columns(self, spec: AggregateSpec) -> list[Any]:
-        """``aggregate``'s rows as columns (numpy arrays, NULLs masked): no Python object per cell, for
-        answers of tens of thousands of cells (the Prometheus API's per-step buckets)."""
-        sql, params = duckdb_sql.aggregate(spec)
-        found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
-        return list(found.values())
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         frm, params = scan(filter)
@@ -641,53 +382,6 @@ class DuckDBStorage:
                         yield [_row_to_event(row) for row in rows]
         finally:
             cursor.close()
-
-    async def export_file(self, filter: EventFilter, fmt: str, path: str) -> None:
-        """Write the matching events straight from DuckDB into a Parquet file."""
-        if fmt != "parquet":
-            raise ValueError(f"DuckDB writes only parquet files natively, not {fmt!r}")
-        frm, params = scan(filter)
-        # row groups of 8 MB: the Parquet writer buffers one per thread (at its default of 122 880 rows, that of
-        # wide events took hundreds of MB)
-        sql = (f"COPY (SELECT {EXPORT_COLUMNS}{frm}) TO {sql_string(path)} "
-               f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '8MB')")
-        async with self._exporting():
-            await self._on_reader(lambda cur: cur.execute(sql, params))
-
-    @contextlib.asynccontextmanager
-    async def _exporting(self) -> AsyncIterator[None]:
-        """Keep DuckDB's block cache small while an export reads the whole table.
-
-        DuckDB keeps every table block a query reads cached until ``memory_limit`` (tea.storage.duckdb.memory)
-        forces blocks out, and it has no separate limit for that cache: an export reads every
-        block, so the server's RSS grew with the export (all 10 M events of the benchmark: +590 MB).
-        While an export runs, the cache is trimmed every EXPORT_TRIM_INTERVAL_S once it holds more
-        than ``cache_bytes``; queries keep the whole memory limit for their own work."""
-        done = asyncio.Event()
-
-        async def trim_until_done() -> None:
-            while True:
-                await self._on_reader(self._trim_cache)
-                if done.is_set():
-                    return
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(done.wait(), EXPORT_TRIM_INTERVAL_S)
-
-        trimmer = asyncio.create_task(trim_until_done())
-        try:
-            yield
-        finally:
-            done.set()
-            with contextlib.suppress(Exception):  # (storage closing under the export: nothing left to trim)
-                await trimmer
-
-    def _trim_cache(self, cur: duckdb.DuckDBPyConnection, max_reads: int = 2) -> None:
-        """Trim the block cache unless more than ``max_reads`` queries run (by default an export and this trimmer,
-        itself a read): lowering the limit for a moment must not take memory another query may ask for, and
-        queries starting meanwhile wait the moment out."""
-        with self._reads_lock:
-            if self._reads <= max_reads:
-                trim_cache(cur, self.cache_bytes, self._memory_limit_setting, self._trim_lock)
 
     def _trim_after_write(self) -> None:
         """DuckDB caches every block a write makes until its memory limit: the cache is trimmed back to
