@@ -223,7 +223,7 @@ class TeaApp:
         try:
             route = self.router.match(request)
             template = route.path
-            if route.scope is not None:
+            if route.scope is not None and not route.admits_itself:
                 await self.gate.admit(request, route.scope)
             if route.query is None:
                 response = await route.handler(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tea.alerts.evaluate import HISTORY, STATES, Evaluator, render
-from tea.alerts.rules import RuleBody, RuleStore, parse_rule
+from tea.alerts.rules import RuleStore, parse_rule, rule_bodies
 from tea.auth.audit import AuditLog
 from tea.auth.gate import principal_of, write_tenant
 from tea.auth.principal import READ, WRITE
@@ -129,7 +129,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
     return [
         Route("POST", "/v1/alerts/rules", create_rule,
               "Create an alert rule: {name, kind, params, severity?, for_s?, enabled?, id?}", tags=("alerts",),
-              query=Tenant, request_body={"application/json": RuleBody},
+              query=Tenant, request_body={"application/json": rule_bodies()},
               responses={201: ("The rule", rule_ok), **error_responses(400, 401, 403), **conflict}, scope=WRITE),
         Route("GET", "/v1/alerts/rules", list_rules, "Alert rules: defaults, settings rules and the tenant's own",
               tags=("alerts",), query=Tenant,
