@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from tea.storage.duckdb_sql import partition_of, partition_table
-from tea.storage.duckdb import COLUMN_TYPES, DuckDBStorage, connect
+from tea.storage.duckdb import COLUMN_TYPES, ROW_GROUP_SIZE, DuckDBStorage, connect
 
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt
 # (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size)
@@ -171,7 +171,8 @@ def _build(data_dir: str, n: int, seed: int, sql: str | None = None) -> int:
 
 
 def _manifest(n: int, seed: int) -> dict:
-    return {"events": n, "seed": seed, "generator_version": GENERATOR_VERSION, "duckdb": duckdb.__version__}
+    return {"events": n, "seed": seed, "generator_version": GENERATOR_VERSION, "duckdb": duckdb.__version__,
+            "row_group_size": ROW_GROUP_SIZE}
 
 
 def _cached(data_dir: str, n: int, seed: int) -> dict | None:

@@ -73,7 +73,7 @@ def _dataset(n: int, args: argparse.Namespace) -> dict:
     data = dataset.ensure(args.results_dir, n, args.seed, args.rebuild)
     how = "cached, built" if data["cached"] else "generated"
     print(f"{_label(n)}: dataset {os.path.relpath(data['path'])} {how} in {data['generation_seconds']:.1f} s "
-          f"({data['bytes'] / 2 ** 20:,.0f} MiB)", flush=True)
+          f"({data['bytes'] / 2 ** 20:,.0f} MiB, {data['bytes'] / data['rows']:.1f} B per event)", flush=True)
     return data
 
 
@@ -108,6 +108,9 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     return result
 
 
+DISK_AIM_BYTES = 60  # bytes on disk per stored event
+
+
 def _verdict(n: int, http_ms: dict, ratio: float) -> tuple[str, str]:
     """Targets exist for 1M and 10M events only: HTTP p50 and p95 under the bound, p50 ratio <= 1.5."""
     target = TARGETS_MS.get(n)
@@ -127,6 +130,11 @@ def table(results: list[dict]) -> str:
         lines.append(f"{_label(r['events']):<8}{h['p50']:>10.2f}{h['p95']:>10.2f}{s['p50']:>13.2f}{s['p95']:>13.2f}"
                      f"{ratio:>12.2f}  {target:<24}{verdict}")
     lines.append("(times in ms, wall time per call, sequential calls; verdict on HTTP p50/p95 and the p50 ratio)")
+    for r in results:
+        per_event = r["dataset"]["bytes"] / r["dataset"]["rows"]
+        lines.append(f"{_label(r['events'])}: DuckDB file {r['dataset']['bytes'] / 2 ** 20:,.0f} MiB = {per_event:.1f} B "
+                     f"per stored event (aim <= {DISK_AIM_BYTES} B: {'met' if per_event <= DISK_AIM_BYTES else 'above'}; "
+                     f"row groups of {r['dataset'].get('row_group_size', 'TEA default')} rows)")
     return "\n".join(lines)
 
 

@@ -28,8 +28,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="no-op ASGI endpoint for the ingestion benchmark")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--edge", action="store_true", help="behind TEA's HTTP edge (tea.http.edge), its "
+                        "default bounds (bench.edge compares the two)")
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", workers=1,
+    http: object = "httptools"
+    if args.edge:
+        from tea.http.edge import make_edge
+        from tea.settings import load
+        http = make_edge(load({}, env={})).protocol()
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http=http, workers=1,  # type: ignore[arg-type]
                 lifespan="off", access_log=False, log_level="warning", server_header=False)
 
 

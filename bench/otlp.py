@@ -18,9 +18,12 @@ import time
 from importlib import metadata
 
 from bench import otlp_mapping, otlp_phase, report
+from bench.otlp_shapes import SHAPES
 from bench.ingest import RESULTS_DIR, _env_item
 
 TARGET = 100_000  # spans/s stored
+SHAPE_TARGET = 0.9  # every shape stores at least this fraction of the semconv shape's rate
+SHORT = {"http": "HTTP", "grpc": "gRPC"}
 SEED_SPANS_PER_S = 6_000
 
 
@@ -38,6 +41,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
                         "sending the bodies' bytes (~190 µs) (default h2)")
     parser.add_argument("--channels", type=int, default=1, help="gRPC channels per load process (default 1)")
     parser.add_argument("--transports", default="http,grpc", help="comma list of http, grpc (default both)")
+    parser.add_argument("--shape", default="semconv", help=f"the spans sent, a comma list of {', '.join(SHAPES)} "
+                        "or all (see bench/otlp_shapes.py; default semconv); with semconv among them, each shape's "
+                        "stored rate is also printed as a ratio to semconv's")
     parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES (default 8GiB)")
     parser.add_argument("--tea-env", action="append", default=[], metavar="TEA_KEY=VALUE", type=_env_item,
                         help="another setting for TEA (repeatable)")
@@ -50,12 +56,21 @@ def _args(argv: list[str]) -> argparse.Namespace:
     bad = set(args.transports.split(",")) - {"http", "grpc"}
     if bad:
         parser.error(f"unknown transports: {', '.join(sorted(bad))}")
+    args.shapes = list(SHAPES) if args.shape == "all" else args.shape.split(",")
+    unknown = set(args.shapes) - set(SHAPES)
+    if unknown:
+        parser.error(f"unknown shapes: {', '.join(sorted(unknown))} (known: {', '.join(SHAPES)}, all)")
     return args
 
 
 def _row(*cells: str) -> str:
-    name, acked, stored, p50, p99, load, rss, bad, target = cells
-    return f"{name:<19}{acked:>14}{stored:>17}{p50:>9}{p99:>9}{load:>8}{rss:>10}{bad:>8}   {target}"
+    name, acked, stored, done, p50, p99, load, rss, bad, target = cells
+    return f"{name:<16}{acked:>14}{stored:>16}{done:>16}{p50:>9}{p99:>9}{load:>8}{rss:>10}{bad:>8}   {target}"
+
+
+def _processed(phase: dict) -> str:
+    done = phase.get("processed")
+    return "-" if done is None else f"{done['spans_per_s']:,.0f}" + ("" if done["complete"] else "*")
 
 
 def _map_us(r: dict) -> float:
@@ -64,28 +79,50 @@ def _map_us(r: dict) -> float:
 
 
 def table(r: dict) -> str:
-    lines = [_row("transport", "acked spans/s", "stored spans/s", "p50 ms", "p99 ms", "load", "peak RSS",
-                  "non-OK", "target")]
+    lines = [_row("transport shape", "acked spans/s", "stored spans/s", "processed/s", "p50 ms", "p99 ms", "load",
+                  "peak RSS", "non-OK", "target")]
     for phase in r["phases"]:
         load, stored = phase["load"], phase["stored"]
         ratio = stored["spans_per_s"] / TARGET
         non_ok = load["partial"] + load["busy"] + load["other"] + load["errors"]
-        lines.append(_row(phase["label"], f"{load['spans_per_s']:,.0f}",
-                          f"{stored['spans_per_s']:,.0f}" + ("" if stored["complete"] else "*"),
+        lines.append(_row(f"{SHORT[phase['transport']]} {phase['shape']}", f"{load['spans_per_s']:,.0f}",
+                          f"{stored['spans_per_s']:,.0f}" + ("" if stored["complete"] else "*"), _processed(phase),
                           f"{load['latency_ms']['p50']:.1f}", f"{load['latency_ms']['p99']:.1f}",
                           f"{load['processes']}x{load['connections_per_process']}",
                           f"{phase['rss']['peak_mib']:,.0f} MiB", f"{non_ok:,}",
                           f">= {TARGET:,} stored: {ratio:.2f}x {'met' if ratio >= 1 else 'MISSED'}"))
     us = _map_us(r)
     m = min(r["mapping"], key=lambda m: m["us_per_span"]["map"])
-    lines.append(f"mapping only (in-process, 1 core): {1e6 / us:,.0f} spans/s ({us:.1f} µs/span; protobuf parse "
-                 f"{m['spans_per_s']['parse']:,}, NDJSON encode {m['spans_per_s']['encode']:,} spans/s)")
-    shares = ", ".join(f"{p['label']} {p['load']['spans_per_s'] * us / 1e4:.0f}%" for p in r["phases"])
+    shape = r["phases"][0]["shape"] if r["phases"] else "semconv"
+    lines.append(f"mapping only ({shape} spans, in-process, 1 core): {1e6 / us:,.0f} spans/s ({us:.1f} µs/span; "
+                 f"protobuf parse {m['spans_per_s']['parse']:,}, NDJSON encode {m['spans_per_s']['encode']:,} spans/s)")
+    shares = ", ".join(f"{SHORT[p['transport']]} {p['shape']} {p['load']['spans_per_s'] * us / 1e4:.0f}%"
+                       for p in r["phases"])
     lines.append(f"mapping's share of one core at the acked rate: {shares}")
-    lines.append(f"seed system: ~{SEED_SPANS_PER_S:,} spans/s" + ("   (* storage had not caught up)"
-                                                                  if any(not p["stored"]["complete"]
+    lines.append("processed/s: spans over the time until every processor (the analytics projections among them) "
+                 "had handled them too")
+    lines.append(f"seed system: ~{SEED_SPANS_PER_S:,} spans/s" + ("   (* storage or the processors had not caught up)"
+                                                                  if any(not p["stored"]["complete"] or
+                                                                         not (p["processed"] or {}).get("complete")
                                                                          for p in r["phases"]) else ""))
-    return "\n".join(lines)
+    return "\n".join(lines + shape_ratios(r["phases"]))
+
+
+def shape_ratios(phases: list[dict]) -> list[str]:
+    """Stored spans/s of each shape over the semconv shape's, per transport (when semconv ran)."""
+    lines = []
+    for transport in dict.fromkeys(p["transport"] for p in phases):
+        for what, rate_of in (("stored", lambda p: p["stored"]["spans_per_s"]),
+                              ("processed", lambda p: (p.get("processed") or {}).get("spans_per_s", 0.0))):
+            runs = {p["shape"]: rate_of(p) for p in phases if p["transport"] == transport}
+            base = runs.get("semconv")
+            if not base or len(runs) < 2:
+                continue
+            cells = [f"{shape} {rate:,.0f} ({rate / base:.2f}x{'' if rate / base >= SHAPE_TARGET else ' MISSED'})"
+                     for shape, rate in runs.items()]
+            lines.append(f"{what} by shape, {SHORT[transport]} (ratio to semconv, target >= {SHAPE_TARGET}x): "
+                         + ", ".join(cells))
+    return lines
 
 
 def details(r: dict) -> str:
@@ -132,13 +169,13 @@ def _environment(argv: list[str]) -> dict:
     return env
 
 
-def _config(args: argparse.Namespace, transport: str, work_dir: str) -> otlp_phase.Config:
+def _config(args: argparse.Namespace, transport: str, work_dir: str, shape: str) -> otlp_phase.Config:
     return otlp_phase.Config(
         duration=args.duration or (5.0 if args.quick else 15.0), processes=args.processes,
         concurrency=args.concurrency or (8 if transport == "http" else 32), grpc_mode=args.grpc_mode,
         channels=args.channels, drain_timeout=20.0 if args.quick else 60.0, health_poll_s=args.health_poll,
         buffer_max=args.buffer_max, profile=args.py_spy, tea_env=dict(args.tea_env), work_dir=work_dir,
-        results_dir=args.results_dir)
+        results_dir=args.results_dir, shape=shape)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,15 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     environment = _environment(argv)
     started = time.monotonic()
     print("mapping ceiling (in-process) ...")
-    results: dict = {"mapping": [otlp_mapping.ceiling()], "phases": []}
+    results: dict = {"mapping": [otlp_mapping.ceiling(shape=args.shapes[0])], "phases": []}
     work_dir = tempfile.mkdtemp(prefix="tea-bench-otlp-")
     try:
-        for transport in args.transports.split(","):
-            cfg = _config(args, transport, work_dir)
-            results["phases"].append(otlp_phase.tea_phase(cfg, transport) | {"config": vars(cfg) | {"work_dir": None}})
+        for shape in args.shapes:
+            for transport in args.transports.split(","):
+                cfg = _config(args, transport, work_dir, shape)
+                results["phases"].append(otlp_phase.tea_phase(cfg, transport) | {"config": vars(cfg) | {"work_dir": None}})
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    results["mapping"].append(otlp_mapping.ceiling())
+    results["mapping"].append(otlp_mapping.ceiling(shape=args.shapes[0]))
     results["environment"] = environment | {"total_seconds": round(time.monotonic() - started, 1)}
     print()
     print(table(results))

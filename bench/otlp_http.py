@@ -23,8 +23,14 @@ MAX_RECONNECTS = 20     # per load process
 class Run:
     def __init__(self, spec: LoadSpec, process_index: int) -> None:
         self.spec = spec
-        self.bodies = Bodies(process_index)
-        self.head = (f"POST /v1/traces HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+        if spec.signal == "metrics":
+            from bench.otlp_points import Bodies as PointBodies
+            self.bodies = PointBodies(process_index)
+            self.items = PointBodies.items
+        else:
+            self.bodies = Bodies(process_index, shape=spec.shape)  # type: ignore[assignment]
+            self.items = SPANS_PER_REQUEST
+        self.head = (f"POST /v1/{spec.signal} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
                      f"Authorization: Bearer {spec.token}\r\nContent-Type: application/x-protobuf\r\n"
                      "Content-Length: ").encode("ascii")
         self.tally = Tally()
@@ -78,8 +84,9 @@ class Connection(asyncio.Protocol):
         status = self.parser.get_status_code()
         latency = time.perf_counter() - self.sent_at
         if status == 200:
+            # (ExportMetricsServiceResponse has the same layout: partial_success = 1, its rejected count = 1)
             rejected = ExportTraceServiceResponse.FromString(bytes(self.body)).partial_success.rejected_spans
-            self.run.tally.ok(latency, SPANS_PER_REQUEST, rejected)
+            self.run.tally.ok(latency, self.run.items, rejected)
         else:
             self.run.tally.refused(str(status))
         if not self.parser.should_keep_alive():

@@ -31,10 +31,10 @@ def cpu_reference_us() -> float:
     return round(best * 1e6, 1)
 
 
-def ceiling(requests: int = 300, rounds: int = 3) -> dict:
+def ceiling(requests: int = 300, rounds: int = 3, shape: str = "semconv") -> dict:
     from tea.receive.otlp_map import pb_spans
     from tea.types import encode_lines
-    factory = Bodies(254)
+    factory = Bodies(254, shape=shape)
     bodies = [factory.next() for _ in range(requests)]
     spans = requests * SPANS_PER_REQUEST
     parse_s, messages = _best(rounds, ExportTraceServiceRequest.FromString, bodies)

@@ -29,6 +29,7 @@ class Config:
     tea_env: dict = field(default_factory=dict)
     work_dir: str = ""
     results_dir: str = ""
+    shape: str = "semconv"      # the spans sent (bench.otlp_shapes)
 
 
 def tea_phase(cfg: Config, transport: str) -> dict:
@@ -47,7 +48,7 @@ def tea_phase(cfg: Config, transport: str) -> dict:
         try:
             spec = LoadSpec(transport, HOST, grpc_port if transport == "grpc" else http_port, server.ADMIN_TOKEN,
                             cfg.concurrency, cfg.duration, max_requests=int(cfg.duration * 20_000) + 1,
-                            grpc_mode=cfg.grpc_mode, channels=cfg.channels)
+                            grpc_mode=cfg.grpc_mode, channels=cfg.channels, shape=cfg.shape)
             result = _load_and_drain(cfg, srv, monitor, spec)
         finally:
             monitor.stop()
@@ -62,9 +63,10 @@ def tea_phase(cfg: Config, transport: str) -> dict:
 def _load_and_drain(cfg: Config, srv: server.Server, monitor: Monitor, spec: LoadSpec) -> dict:
     idle_rss = monitor.rss()
     baseline = int(phases._health(srv)["events_written"])
+    processed_before = processed(srv)
     label = LABELS[spec.transport]
     mode = f", grpc {spec.grpc_mode}, {spec.channels} channel(s)" if spec.transport == "grpc" else ""
-    print(f"{label}: {cfg.processes} load process(es) x {spec.concurrency} in flight{mode}, {cfg.duration:g} s ...")
+    print(f"{label}, {spec.shape} spans: {cfg.processes} load process(es) x {spec.concurrency} in flight{mode}, {cfg.duration:g} s ...")
     marks: dict[str, float] = {}
     pid = srv.proc.pid
     cpu: dict[str, dict] = {}
@@ -91,15 +93,39 @@ def _load_and_drain(cfg: Config, srv: server.Server, monitor: Monitor, spec: Loa
         stored = {"complete": False, "seconds": time.time() - t0, "spans": monitor.last("written") - baseline,
                   "drain_seconds_after_load": None}
     stored["spans_per_s"] = stored["spans"] / stored["seconds"] if stored["seconds"] > 0 else 0.0
+    done = _wait_processed(srv, processed_before + acked, t0, cfg.drain_timeout) if stored["complete"] else None
+    if done is not None:
+        done["spans_per_s"] = (acked - done["missing"]) / done["seconds"]
     tea_cpu = {"during_load": otlp_profile.cpu_between(cpu["start"], cpu["load_end"], load["seconds"], pid),
                "load_and_drain": otlp_profile.cpu_between(cpu["start"], otlp_profile.thread_cpu(pid),
                                                           stored["seconds"], pid)}
     load["spans_per_s"] = load.pop("events_per_s")
     backlog = [s["buffer_bytes"] for s in monitor.samples if "buffer_bytes" in s]
-    return {"transport": spec.transport, "label": label, "load": load, "stored": stored,
+    return {"transport": spec.transport, "shape": spec.shape, "label": label, "load": load, "stored": stored,
+            "processed": done,
             "tea_cpu": tea_cpu, "profile": sampler.result(),
             "timeline": phases._timeline(monitor.samples, t0),
             "rss": {"idle_mib": idle_rss / MiB, "peak_during_load_mib": load_rss / MiB,
                     "peak_mib": monitor.peak_rss / MiB},
             "backlog_peak_mib": max(backlog, default=0) / MiB}
 
+
+
+def processed(srv: server.Server) -> int:
+    """``telemetron_events_processed_total`` from /metrics: events stored and handled by every processor that
+    wanted them (the analytics projections among them; events no processor wants count when stored)."""
+    status, body = server.http_get(srv.port, "/metrics", timeout=5.0)
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    for line in body.decode().splitlines():
+        if line.startswith("telemetron_events_processed_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def _wait_processed(srv: server.Server, target: int, t0: float, timeout: float) -> dict:
+    """When every processor had handled the load's events (polled every 0.1 s, up to ``timeout`` s more)."""
+    deadline = time.monotonic() + timeout
+    while (count := processed(srv)) < target and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {"complete": count >= target, "seconds": time.time() - t0, "missing": max(0, target - count)}

@@ -32,6 +32,8 @@ class LoadSpec:
     #                        "threads" (sync stub, a thread per call) or "raw" (grpc.aio sending the bodies'
     #                        bytes, no protobuf message on the client)
     channels: int = 1   # gRPC channels (TCP connections) per load process
+    shape: str = "semconv"  # the spans sent (bench.otlp_shapes)
+    signal: str = "traces"  # OTLP/HTTP only: traces (bench.otlp_spans) or metrics (bench.otlp_points)
 
 
 class Tally:

@@ -1,10 +1,11 @@
 /* tea._otlpfast: the native fast path for OTLP trace exports.
 
-   map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol)
+   map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol, price)
    takes the bytes of a serialized ExportTraceServiceRequest as received, and returns the NDJSON of the
    normalised span events exactly as
    tea.receive.otlp_map.pb_spans + tea.pipeline.normalise.Normaliser (without stages) +
-   tea.types.encode_lines would produce them:
+   tea.types.encode_lines would produce them (``price`` is the Normaliser's PriceTable.lookup, for the cost
+   of a span that names a model and tokens):
 
        (ndjson: bytes, accepted: int, total: int, low: int, high: int,
         rejections: list[(index, code, event_id, detail)])
@@ -18,13 +19,25 @@
    ``detail`` is the timestamp in µs (invalid_timestamp, clock_skew) or the tenant (forbidden_tenant);
    the caller builds the error messages.
 
-   The input is untrusted: every read is bounds-checked, varints are at most 10 bytes, lengths are
-   checked against what remains, AnyValue nesting is limited to MAX_DEPTH, and the output is capped.
-   Strings are validated as strict UTF-8 and escaped like msgspec's JSON encoder. */
+   The input is untrusted: every read is bounds-checked, varints are at most 10 bytes (tags and lengths
+   5, as upb reads them), lengths are checked against what remains, AnyValue nesting is limited to
+   MAX_DEPTH, and the output is capped. Strings are validated as strict UTF-8 and escaped like msgspec's
+   JSON encoder. Fuzzed under ASan and UBSan against the Python path: fuzz/, docs/development.md. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef TEA_FUZZ_ALLOC
+/* The fuzz build (setup.py, TEA_OTLPFAST_SANITIZE=1): this file's buffers from libc's malloc, which
+   AddressSanitizer watches, while CPython keeps its fast small-object allocator (its arenas would hide an
+   overflow of a small buffer). Memory Python allocated is still freed with (PyMem_Free)(p). */
+#include <stdlib.h>
+#define PyMem_Malloc(n) malloc(n)
+#define PyMem_Calloc(n, size) calloc((n), (size))
+#define PyMem_Realloc(p, n) realloc((p), (n))
+#define PyMem_Free(p) free(p)
+#endif
 
 #define MAX_DEPTH 16
 #define MAX_OUTPUT ((size_t)1 << 30)  /* 1 GiB of NDJSON per request, then "not handled" */
@@ -50,6 +63,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline int put(Buf *b, const void *s, size_t n) {
+    if (n == 0) return 0; /* an empty write into a buffer never grown: no memcpy(NULL, ...) */
     if (b->cap - b->len < n && buf_grow(b, n)) return NH;
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -117,7 +131,7 @@ static int put_double(Buf *b, double x) {
             rc |= put(b, q, strlen(q));
         }
     }
-    PyMem_Free(s);
+    (PyMem_Free)(s);  /* Python's memory (the parentheses: never a fuzz build's libc free) */
     return rc ? NH : 0;
 }
 
@@ -191,7 +205,7 @@ static int put_json_str_valid(Buf *b, const uint8_t *s, size_t n) {
             if (put(b, esc, 6)) return NH;
         }
     }
-    if (put(b, s + start, n - start)) return NH;
+    if (start < n && put(b, s + start, n - start)) return NH; /* (s may be NULL when n is 0) */
     return putch(b, '"');
 }
 
@@ -212,6 +226,7 @@ static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 /* base64 text (no quotes) */
 static int put_b64(Buf *b, const uint8_t *s, size_t n) {
+    if (n == 0) return 0; /* into a buffer never grown: no pointer arithmetic on NULL */
     size_t out = (n + 2) / 3 * 4;
     if (n > MAX_OUTPUT || buf_grow(b, out)) return NH;
     char *o = b->p + b->len;
@@ -251,9 +266,25 @@ static inline int rd_varint(Rd *r, uint64_t *out) {
     return NH;
 }
 
+/* Tags and lengths: upb reads them as 32-bit varints of at most 5 bytes, and refuses the request when one
+   is longer (even a zero-padded one, which a 64-bit varint reader would take). */
+static inline int rd_varint32(Rd *r, uint64_t *out) {
+    uint64_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (r->p >= r->end) return NH;
+        uint8_t c = *r->p++;
+        v |= (uint64_t)(c & 0x7F) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return NH;
+}
+
 static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
     uint64_t v;
-    if (rd_varint(r, &v)) return NH;
+    if (rd_varint32(r, &v)) return NH;
     if (v > 0xFFFFFFFFull || (v >> 3) == 0) return NH;
     *field = (uint32_t)(v >> 3);
     *wt = (int)(v & 7);
@@ -262,12 +293,19 @@ static inline int rd_tag(Rd *r, uint32_t *field, int *wt) {
 
 static inline int rd_len(Rd *r, const uint8_t **p, size_t *n) {
     uint64_t v;
-    if (rd_varint(r, &v)) return NH;
+    if (rd_varint32(r, &v)) return NH;
     if (v > (uint64_t)(r->end - r->p)) return NH;
     *p = r->p;
     *n = (size_t)v;
     r->p += v;
     return 0;
+}
+
+/* A string field: every occurrence is checked as strict UTF-8 as it is read (upb refuses a request with one
+   invalid occurrence, even when a later one replaces it). */
+static int rd_str(Rd *r, int wt, const uint8_t **p, size_t *n) {
+    if (wt != 2 || rd_len(r, p, n)) return NH;
+    return utf8_count(*p, *n) < 0 ? NH : 0;
 }
 
 static inline int rd_fixed64(Rd *r, uint64_t *out) {
@@ -395,7 +433,7 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 1) {
-            if (wt != 2 || rd_len(&r, &kv->k, &kv->kn)) return NH;
+            if (rd_str(&r, wt, &kv->k, &kv->kn)) return NH;
         } else if (f == 2) {
             if (wt != 2 || have_value++ || rd_len(&r, &q, &m)) return NH;
             if (parse_anyvalue(q, m, &kv->v)) return NH;
@@ -403,7 +441,6 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
             return NH;
         }
     }
-    if (utf8_count(kv->k, kv->kn) < 0) return NH;
     return 0;
 }
 
@@ -416,8 +453,7 @@ static int parse_keyvalue(const uint8_t *p, size_t n, KV *kv) {
 static int chk_str(Rd *r, int wt) {
     const uint8_t *q;
     size_t m;
-    if (wt != 2 || rd_len(r, &q, &m)) return NH;
-    return utf8_count(q, m) < 0 ? NH : 0;
+    return rd_str(r, wt, &q, &m);
 }
 
 /* The messages checked, by what upb would check in them: the string fields lo..hi and up to two
@@ -492,6 +528,7 @@ static uint64_t fnv(const uint8_t *s, size_t n) {
    that case is left to Python. Returns 1 on duplicates (or allocation failure), 0 otherwise. */
 static int has_duplicates(KVVec *vec, size_t start) {
     size_t n = vec->n - start;
+    if (n < 2) return 0; /* (and vec->a may be NULL: no pointer arithmetic on it) */
     KV *a = vec->a + start;
     if (n <= 16) {
         for (size_t i = 1; i < n; i++)
@@ -638,15 +675,87 @@ typedef struct {
     const char *default_tenant, *only_tenant, *source_protocol;
     Py_ssize_t default_tenant_n, only_tenant_n, source_protocol_n;
     uint64_t now, latest, max_us;
+    PyObject *price; /* tea.pricing.PriceTable.lookup, or None */
+    PyObject *ident; /* metrics: tea.receive.otlp_signals.point_id */
+    Buf pay;         /* metrics: one data point's payload (its event's attributes) */
     /* per resource */
     int has_source, has_tenant;
     Buf source, tenant;
+    /* per span: the texts of the tool and model columns */
+    Buf tool, model;
     /* results */
     Py_ssize_t total, accepted;
     uint64_t low, high;
 } Ctx;
 
 static const char *KINDS[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+
+/* ------------------------------------------------------------------ MCP and GenAI conventions (tea.semconv) */
+/* jsonrpc_code: rpc.jsonrpc.error_code as an int32, else rpc.response.status_code or error.type written as
+   '-' and 1 to 9 ASCII digits. 1 found (in *out), 0 none. */
+static int jsonrpc_code(KVVec *vec, size_t a0, size_t a1, int64_t *out) {
+    static const char *keys[] = {"rpc.jsonrpc.error_code", "rpc.response.status_code", "error.type"};
+    for (int k = 0; k < 3; k++) {
+        Val *v = get(vec, a0, a1, keys[k]);
+        if (!v) continue;
+        if (k == 0 && v->type == V_INT && v->i >= -2147483648LL && v->i <= 2147483647LL) {
+            *out = v->i;
+            return 1;
+        }
+        if (v->type == V_STR && v->n >= 2 && v->n <= 10 && v->s[0] == '-') {
+            int64_t x = 0;
+            size_t i = 1;
+            for (; i < v->n && v->s[i] >= '0' && v->s[i] <= '9'; i++) x = x * 10 + (v->s[i] - '0');
+            if (i == v->n) {
+                *out = -x;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* token_count of an int: itself when >= 0 (floats never get here: the span is left to Python) */
+static int token_count(const Val *v, int64_t *out) {
+    if (!v || v->type != V_INT || v->i < 0) return 0;
+    *out = v->i;
+    return 1;
+}
+
+/* text(value) into `into`: str(value)[:1024]; 0 when the value is None (nothing written) */
+static int text_of(Buf *into, const Val *v, int *present) {
+    into->len = 0;
+    *present = v != NULL;
+    if (!v) return 0;
+    if (put_str_of(into, v)) return NH;
+    into->len = utf8_prefix((const uint8_t *)into->p, into->len, 1024);
+    return 0;
+}
+
+/* PriceTable.cost: the same float operations in the same order. 1 priced (in *cost), 0 not, NH on error. */
+static int price_of(Ctx *c, int has_in, int64_t in, int has_out, int64_t out, double *cost) {
+    if (c->price == Py_None || (!has_in && !has_out)) return 0;
+    PyObject *name = PyUnicode_DecodeUTF8(c->model.p ? c->model.p : "", (Py_ssize_t)c->model.len, "strict");
+    if (!name) return NH;
+    PyObject *found = PyObject_CallOneArg(c->price, name);
+    Py_DECREF(name);
+    if (!found) return NH;
+    int rc = 0;
+    if (found == Py_None) {
+        rc = 0;
+    } else if (PyTuple_Check(found) && PyTuple_GET_SIZE(found) == 2 && PyFloat_CheckExact(PyTuple_GET_ITEM(found, 0)) &&
+               PyFloat_CheckExact(PyTuple_GET_ITEM(found, 1))) {
+        double total = 0.0;
+        if (has_in) total += (double)in * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(found, 0)) / 1000;
+        if (has_out) total += (double)out * PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(found, 1)) / 1000;
+        *cost = total;
+        rc = 1;
+    } else {
+        rc = NH;
+    }
+    Py_DECREF(found);
+    return rc;
+}
 
 static int add_rejection(Ctx *c, Py_ssize_t index, const char *code, const Buf *event_id, PyObject *detail) {
     if (!detail) return NH;
@@ -682,7 +791,7 @@ static int parse_status(Span *s, const uint8_t *p, size_t n) {
         uint64_t u;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 2) {
-            if (wt != 2 || rd_len(&r, &s->status_message, &s->status_message_n)) return NH;
+            if (rd_str(&r, wt, &s->status_message, &s->status_message_n)) return NH;
         } else if (f == 3) {
             if (wt != 0 || rd_varint(&r, &u)) return NH;
             s->status_code = (int32_t)(uint32_t)u;
@@ -690,7 +799,7 @@ static int parse_status(Span *s, const uint8_t *p, size_t n) {
             return NH;
         }
     }
-    return utf8_count(s->status_message, s->status_message_n) < 0 ? NH : 0;
+    return 0;
 }
 
 static int write_span_events(Ctx *c, Span *s) {
@@ -711,7 +820,7 @@ static int write_span_events(Ctx *c, Span *s) {
             if (f == 1) {
                 if (wt != 1 || rd_fixed64(&r, &t)) return NH;
             } else if (f == 2) {
-                if (wt != 2 || rd_len(&r, &name, &name_n)) return NH;
+                if (rd_str(&r, wt, &name, &name_n)) return NH;
             } else if (f == 3) {
                 if (wt != 2 || rd_len(&r, &q, &m) || kv_push(&c->vec, q, m)) return NH;
             } else if (rd_skip(&r, wt)) {
@@ -721,7 +830,6 @@ static int write_span_events(Ctx *c, Span *s) {
         Val *dummy;
         if (find(&c->vec, start, c->vec.n, "name", &dummy) || find(&c->vec, start, c->vec.n, "time_unix_nano", &dummy))
             return NH; /* {"name": ..., **attrs} would overwrite in place */
-        if (utf8_count(name, name_n) < 0) return NH;
         if (e && putch(b, ',')) return NH;
         if (PUTS(b, "{\"name\":") || put_json_str_valid(b, name, name_n) || PUTS(b, ",\"time_unix_nano\":") ||
             put_u64(b, t))
@@ -781,7 +889,7 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         case 1: if (wt != 2 || rd_len(&r, &s.trace_id, &s.trace_id_n)) goto nh; break;
         case 2: if (wt != 2 || rd_len(&r, &s.span_id, &s.span_id_n)) goto nh; break;
         case 4: if (wt != 2 || rd_len(&r, &s.parent, &s.parent_n)) goto nh; break;
-        case 5: if (wt != 2 || rd_len(&r, &s.name, &s.name_n)) goto nh; break;
+        case 5: if (rd_str(&r, wt, &s.name, &s.name_n)) goto nh; break;
         case 6: if (wt != 0 || rd_varint(&r, &u)) goto nh; s.kind = (int32_t)(uint32_t)u; break;
         case 7: if (wt != 1 || rd_fixed64(&r, &s.start)) goto nh; break;
         case 8: if (wt != 1 || rd_fixed64(&r, &s.end)) goto nh; break;
@@ -822,7 +930,6 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     }
     s.attrs_end = c->vec.n;
     if (!s.trace_id_n || !s.span_id_n) goto nh; /* the event id would be a random UUIDv7 */
-    if (utf8_count(s.name, s.name_n) < 0) goto nh;
     KVVec *vec = &c->vec;
     size_t a0 = s.attrs_start, a1 = s.attrs_end;
     if (has_duplicates(vec, a0)) goto nh;
@@ -878,6 +985,13 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     Val *user = or2(get(vec, a0, a1, "enduser.id"), get(vec, a0, a1, "user.id"));
     Val *session = or2(get(vec, a0, a1, "mcp.session.id"), get(vec, a0, a1, "session.id"));
     Val *error_type = get(vec, a0, a1, "error.type");
+    int64_t jsonrpc = 0, n_in = 0, n_out = 0;
+    int has_jsonrpc = jsonrpc_code(vec, a0, a1, &jsonrpc);
+    int has_tool, has_model, has_in = token_count(t_in, &n_in), has_out = token_count(t_out, &n_out);
+    if (text_of(&c->tool, get(vec, a0, a1, "gen_ai.tool.name"), &has_tool) ||
+        text_of(&c->model, or2(get(vec, a0, a1, "gen_ai.request.model"), get(vec, a0, a1, "gen_ai.response.model")),
+                &has_model))
+        goto nh;
 
     Buf *b = &c->out;
     size_t line_start = b->len;
@@ -934,9 +1048,12 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         }
     }
     if (s.status_code == 1 && PUTS(b, ",\"status\":\"ok\"")) goto nh;
-    if (s.status_code == 2 && PUTS(b, ",\"status\":\"error\"")) goto nh;
+    if ((s.status_code == 2 || (s.status_code != 1 && has_jsonrpc)) && PUTS(b, ",\"status\":\"error\"")) goto nh;
     if (code && code->type == V_INT && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
     if (code && code->type == V_BOOL && (code->i ? PUTS(b, ",\"status_code\":true") : PUTS(b, ",\"status_code\":false")))
+        goto nh;
+    if (!(code && (code->type == V_INT || code->type == V_BOOL)) && has_jsonrpc &&
+        (PUTS(b, ",\"status_code\":") || put_i64(b, jsonrpc)))
         goto nh;
     {
         uint64_t diff = s.end > s.start ? s.end - s.start : 0;
@@ -953,6 +1070,11 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
             }
         }
         if (PUTS(b, ",\"tokens_used\":") || put_i64(b, sum)) goto nh;
+    }
+    if (has_model) {
+        double cost = 0.0;
+        int priced = price_of(c, has_in, n_in, has_out, n_out, &cost);
+        if (priced < 0 || (priced && (PUTS(b, ",\"cost\":") || put_double(b, cost)))) goto nh;
     }
     PUT_STR_FIELD(",\"error_type\":", error_type)
 #undef PUT_STR_FIELD
@@ -984,7 +1106,13 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         goto nh;
     c->vec.n = a1;
     if (s.n_events && write_span_events(c, &s)) goto nh;
-    if (PUTS(b, ",\"resource\":") || put(b, c->resource.p, c->resource.len) || PUTS(b, "}}\n")) goto nh;
+    if (PUTS(b, ",\"resource\":") || put(b, c->resource.p, c->resource.len) || putch(b, '}')) goto nh;
+    if (has_tool && (PUTS(b, ",\"tool\":") || put_json_str_valid(b, (const uint8_t *)c->tool.p, c->tool.len))) goto nh;
+    if (has_model && (PUTS(b, ",\"model\":") || put_json_str_valid(b, (const uint8_t *)c->model.p, c->model.len)))
+        goto nh;
+    if (has_in && (PUTS(b, ",\"input_tokens\":") || put_i64(b, n_in))) goto nh;
+    if (has_out && (PUTS(b, ",\"output_tokens\":") || put_i64(b, n_out))) goto nh;
+    if (PUTS(b, "}\n")) goto nh;
     (void)line_start;
     c->accepted++;
     if (us < c->low) c->low = us;
@@ -1004,7 +1132,11 @@ nh:
     return NH;
 }
 
-static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
+/* one span or one metric of a scope, with the scope's name */
+typedef int (*Item)(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name);
+
+/* ScopeSpans and ScopeMetrics have one layout: scope (1), the items (2), schema_url (3) */
+static int do_scope(Ctx *c, const uint8_t *p, size_t n, Item item) {
     Rd r = {p, p + n};
     const uint8_t *scope = NULL;
     size_t scope_n = 0;
@@ -1037,7 +1169,7 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             int wt;
             if (rd_tag(&s, &f, &wt)) return NH;
             if (f == 1) {
-                if (wt != 2 || rd_len(&s, &nm, &nm_n)) return NH;
+                if (rd_str(&s, wt, &nm, &nm_n)) return NH;
             } else if (f == 2) { /* version: not stored, but checked as upb does */
                 if (chk_str(&s, wt)) return NH;
             } else if (f == 3) { /* attributes: not stored */
@@ -1047,7 +1179,6 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
             }
         }
         if (nm_n) {
-            if (utf8_count(nm, nm_n) < 0) return NH;
             name.p = (char *)nm; /* borrowed: never written to or freed */
             name.len = nm_n;
         }
@@ -1060,7 +1191,7 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 2) {
-            if (rd_len(&r, &q, &m) || do_span(c, q, m, &name)) return NH;
+            if (rd_len(&r, &q, &m) || item(c, q, m, &name)) return NH;
         } else if (rd_skip(&r, wt)) {
             return NH;
         }
@@ -1068,7 +1199,8 @@ static int do_scope_spans(Ctx *c, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
+/* ResourceSpans and ResourceMetrics have one layout: resource (1), the scopes (2), schema_url (3) */
+static int do_resource(Ctx *c, const uint8_t *p, size_t n, Item item) {
     Rd r = {p, p + n};
     const uint8_t *res = NULL;
     size_t res_n = 0;
@@ -1145,7 +1277,7 @@ static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 2) {
-            if (rd_len(&r, &q, &m) || do_scope_spans(c, q, m)) return NH;
+            if (rd_len(&r, &q, &m) || do_scope(c, q, m, item)) return NH;
         } else if (rd_skip(&r, wt)) {
             return NH;
         }
@@ -1153,7 +1285,7 @@ static int do_resource_spans(Ctx *c, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static int do_request(Ctx *c, const uint8_t *p, size_t n) {
+static int do_request(Ctx *c, const uint8_t *p, size_t n, Item item) {
     Rd r = {p, p + n};
     while (r.p < r.end) {
         uint32_t f;
@@ -1162,7 +1294,7 @@ static int do_request(Ctx *c, const uint8_t *p, size_t n) {
         size_t m;
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 1) {
-            if (wt != 2 || rd_len(&r, &q, &m) || do_resource_spans(c, q, m)) return NH;
+            if (wt != 2 || rd_len(&r, &q, &m) || do_resource(c, q, m, item)) return NH;
         } else if (rd_skip(&r, wt)) {
             return NH;
         }
@@ -1170,18 +1302,375 @@ static int do_request(Ctx *c, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static PyObject *map_traces(PyObject *self, PyObject *args, PyObject *kwargs) {
+/* ------------------------------------------------------------------ metrics (map_metrics)
+   One data point -> one `metric` event line, exactly as tea.receive.otlp_signals.pb_metrics + the
+   Normaliser + encode_lines write it: the payload {"metric": MetricData, "attributes", "resource",
+   "scope"} (tea.signals.model), the event id point_id(payload + "\0" + time in ns), tenant and time checks
+   as for spans. Packed repeated fields only (what exporters send), no exemplars or metadata: anything else
+   is left to Python. */
+enum { K_GAUGE, K_SUM, K_HIST, K_EXP, K_SUMMARY };
+static const char *KIND_NAMES[] = {"gauge", "sum", "histogram", "exponential_histogram", "summary"};
+/* the field numbers of each data point kind: attributes, exemplars, flags */
+static const uint32_t F_ATTRS[] = {7, 7, 9, 1, 7}, F_EXEMPLARS[] = {5, 5, 8, 11, 0}, F_FLAGS[] = {8, 8, 10, 10, 8};
+
+typedef struct {
+    const uint8_t *name, *unit;
+    size_t name_n, unit_n;
+    int kind;
+    uint64_t temporality, monotonic;
+} Metric;
+
+typedef struct {
+    uint64_t start, time, count, zero_count, flags, value_bits, sum_bits, min_bits, max_bits;
+    int value_kind; /* 0 none, 1 as_double, 2 as_int */
+    int has_sum, has_min, has_max;
+    int64_t scale;
+    const uint8_t *bounds, *counts, *pos, *neg;
+    size_t bounds_n, counts_n, pos_n, neg_n;
+} Point;
+
+static double bits_double(uint64_t u) {
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+static int64_t zigzag(uint64_t u) { return (int64_t)(u >> 1) ^ -(int64_t)(u & 1); }
+
+/* a packed repeated 8-byte field (fixed64, double): one occurrence */
+static int rd_packed8(Rd *r, int wt, const uint8_t **p, size_t *n) {
+    if (wt != 2 || *p || rd_len(r, p, n) || *n % 8) return NH;
+    return 0;
+}
+
+static int put_packed8(Buf *b, const uint8_t *p, size_t n, int doubles) {
+    if (putch(b, '[')) return NH;
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t u = 0;
+        for (int k = 7; k >= 0; k--) u = (u << 8) | p[i + (size_t)k];
+        if (i && putch(b, ',')) return NH;
+        if (doubles ? put_double(b, bits_double(u)) : put_u64(b, u)) return NH;
+    }
+    return putch(b, ']');
+}
+
+/* Buckets of an exponential histogram: offset (sint32), packed uint64 counts; writes ,"<side>_offset":..
+   ,"<side>_counts":[..] */
+static int put_buckets(Buf *b, const uint8_t *p, size_t n, const char *side) {
+    int64_t offset = 0;
+    const uint8_t *counts = NULL;
+    size_t counts_n = 0;
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        uint64_t u;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == 1) {
+            if (wt != 0 || rd_varint(&r, &u)) return NH;
+            offset = (int32_t)zigzag(u);
+        } else if (f == 2) {
+            if (wt != 2 || counts || rd_len(&r, &counts, &counts_n)) return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    if (putch(b, ',') || putch(b, '"') || put(b, side, strlen(side)) || PUTS(b, "_offset\":") ||
+        put_i64(b, offset) || putch(b, ',') || putch(b, '"') || put(b, side, strlen(side)) || PUTS(b, "_counts\":["))
+        return NH;
+    Rd c = {counts, counts + counts_n};
+    for (int first = 1; counts && c.p < c.end; first = 0) {
+        uint64_t u;
+        if (rd_varint(&c, &u) || (!first && putch(b, ',')) || put_u64(b, u)) return NH;
+    }
+    return putch(b, ']');
+}
+
+/* summary quantiles: every quantile_values (6) of the point, as [[q,v],...] */
+static int put_quantiles(Buf *b, const uint8_t *p, size_t n) {
+    if (PUTS(b, ",\"quantiles\":[")) return NH;
+    Rd r = {p, p + n};
+    int first = 1;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f != 6) {
+            if (rd_skip(&r, wt)) return NH;
+            continue;
+        }
+        if (wt != 2 || rd_len(&r, &q, &m)) return NH;
+        uint64_t qv[3] = {0, 0, 0};
+        Rd s = {q, q + m};
+        while (s.p < s.end) {
+            uint32_t g;
+            int wt2;
+            if (rd_tag(&s, &g, &wt2)) return NH;
+            if (g == 1 || g == 2) {
+                if (wt2 != 1 || rd_fixed64(&s, &qv[g])) return NH;
+            } else if (rd_skip(&s, wt2)) {
+                return NH;
+            }
+        }
+        if ((!first && putch(b, ',')) || putch(b, '[') || put_double(b, bits_double(qv[1])) || putch(b, ',') ||
+            put_double(b, bits_double(qv[2])) || putch(b, ']'))
+            return NH;
+        first = 0;
+    }
+    return putch(b, ']');
+}
+
+static int parse_point(Ctx *c, const Metric *mt, const uint8_t *p, size_t n, Point *pt) {
+    int k = mt->kind;
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        uint64_t u;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        if (f == F_ATTRS[k]) {
+            if (wt != 2 || rd_len(&r, &q, &m) || kv_push(&c->vec, q, m)) return NH;
+        } else if (f == 2 || f == 3) {
+            if (wt != 1 || rd_fixed64(&r, f == 2 ? &pt->start : &pt->time)) return NH;
+        } else if (f == F_FLAGS[k]) {
+            if (wt != 0 || rd_varint(&r, &u)) return NH;
+            pt->flags = (uint32_t)u;
+        } else if (f == F_EXEMPLARS[k] || (k == K_EXP && f == 11)) {
+            return NH; /* exemplars: left to Python */
+        } else if (k <= K_SUM && (f == 4 || f == 6)) {
+            if (wt != 1 || rd_fixed64(&r, &pt->value_bits)) return NH;
+            pt->value_kind = f == 4 ? 1 : 2;
+        } else if (k >= K_HIST && f == 4) {
+            if (wt != 1 || rd_fixed64(&r, &pt->count)) return NH;
+        } else if (k >= K_HIST && f == 5) {
+            if (wt != 1 || rd_fixed64(&r, &pt->sum_bits)) return NH;
+            pt->has_sum = 1;
+        } else if (k == K_HIST && f == 6) {
+            if (rd_packed8(&r, wt, &pt->counts, &pt->counts_n)) return NH;
+        } else if (k == K_HIST && f == 7) {
+            if (rd_packed8(&r, wt, &pt->bounds, &pt->bounds_n)) return NH;
+        } else if ((k == K_HIST && (f == 11 || f == 12)) || (k == K_EXP && (f == 12 || f == 13))) {
+            int is_min = f == (k == K_HIST ? 11u : 12u);
+            if (wt != 1 || rd_fixed64(&r, is_min ? &pt->min_bits : &pt->max_bits)) return NH;
+            *(is_min ? &pt->has_min : &pt->has_max) = 1;
+        } else if (k == K_EXP && f == 6) {
+            if (wt != 0 || rd_varint(&r, &u)) return NH;
+            pt->scale = (int32_t)zigzag(u);
+        } else if (k == K_EXP && f == 7) {
+            if (wt != 1 || rd_fixed64(&r, &pt->zero_count)) return NH;
+        } else if (k == K_EXP && (f == 8 || f == 9)) {
+            const uint8_t **side = f == 8 ? &pt->pos : &pt->neg;
+            size_t *side_n = f == 8 ? &pt->pos_n : &pt->neg_n;
+            if (wt != 2 || *side || rd_len(&r, side, side_n)) return NH; /* (twice: merged by upb) */
+        } else if (k == K_EXP && f == 14) {
+            if (wt != 1 || rd_fixed64(&r, &u)) return NH; /* zero_threshold: not stored */
+        } else if (k == K_SUMMARY && f == 6) {
+            if (wt != 2 || rd_len(&r, &q, &m)) return NH; /* quantile_values: written from the bytes */
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+/* the payload: {"metric":{...},"attributes":{...},"resource":{...}[,"scope":"..."]} into c->pay */
+static int write_payload(Ctx *c, const Metric *mt, const Point *pt, const uint8_t *p, size_t n, size_t a0,
+                         const Buf *scope_name) {
+    Buf *b = &c->pay;
+    int k = mt->kind;
+    b->len = 0;
+    if (PUTS(b, "{\"metric\":{\"name\":") || put_json_str_valid(b, mt->name, mt->name_n) ||
+        PUTS(b, ",\"kind\":\"") || put(b, KIND_NAMES[k], strlen(KIND_NAMES[k])) || putch(b, '"'))
+        return NH;
+    if (mt->unit_n && (PUTS(b, ",\"unit\":") || put_json_str_valid(b, mt->unit, mt->unit_n))) return NH;
+    if (k != K_GAUGE && k != K_SUMMARY && (mt->temporality == 1 || mt->temporality == 2) &&
+        (mt->temporality == 1 ? PUTS(b, ",\"temporality\":\"delta\"") : PUTS(b, ",\"temporality\":\"cumulative\"")))
+        return NH;
+    if (k == K_SUM && (mt->monotonic ? PUTS(b, ",\"monotonic\":true") : PUTS(b, ",\"monotonic\":false"))) return NH;
+    if (pt->start >= 1000 && (PUTS(b, ",\"start_us\":") || put_u64(b, pt->start / 1000))) return NH;
+    if (k <= K_SUM) {
+        double v = pt->value_kind == 1 ? bits_double(pt->value_bits) : (double)(int64_t)pt->value_bits;
+        if (PUTS(b, ",\"value\":") || put_double(b, v)) return NH;
+    } else {
+        if (PUTS(b, ",\"count\":") || put_u64(b, pt->count)) return NH;
+        if ((pt->has_sum || k == K_SUMMARY) && (PUTS(b, ",\"sum\":") || put_double(b, bits_double(pt->sum_bits))))
+            return NH;
+        if (pt->has_min && (PUTS(b, ",\"min\":") || put_double(b, bits_double(pt->min_bits)))) return NH;
+        if (pt->has_max && (PUTS(b, ",\"max\":") || put_double(b, bits_double(pt->max_bits)))) return NH;
+    }
+    if (k == K_HIST && (PUTS(b, ",\"bounds\":") || put_packed8(b, pt->bounds, pt->bounds_n, 1) ||
+                        PUTS(b, ",\"counts\":") || put_packed8(b, pt->counts, pt->counts_n, 0)))
+        return NH;
+    if (k == K_EXP && (PUTS(b, ",\"scale\":") || put_i64(b, pt->scale) || PUTS(b, ",\"zero_count\":") ||
+                       put_u64(b, pt->zero_count) || put_buckets(b, pt->pos, pt->pos_n, "positive") ||
+                       put_buckets(b, pt->neg, pt->neg_n, "negative")))
+        return NH;
+    if (k == K_SUMMARY && put_quantiles(b, p, n)) return NH;
+    if (pt->flags && (PUTS(b, ",\"flags\":") || put_u64(b, pt->flags))) return NH;
+    if (PUTS(b, "},\"attributes\":") || write_object(b, &c->vec, a0, 0) || PUTS(b, ",\"resource\":") ||
+        put(b, c->resource.p, c->resource.len))
+        return NH;
+    if (scope_name->len && (PUTS(b, ",\"scope\":") || put_json_str_valid(b, (const uint8_t *)scope_name->p,
+                                                                         scope_name->len)))
+        return NH;
+    return putch(b, '}');
+}
+
+/* point_id(payload + "\0" + time in ns): the event id, into c->scratch */
+static int point_id(Ctx *c, uint64_t time_ns) {
+    Buf *b = &c->pay;
+    size_t mark = b->len;
+    if (putch(b, '\0') || put_u64(b, time_ns)) return NH;
+    PyObject *data = PyBytes_FromStringAndSize(b->p, (Py_ssize_t)b->len);
+    b->len = mark;
+    if (!data) return NH;
+    PyObject *id = PyObject_CallOneArg(c->ident, data);
+    Py_DECREF(data);
+    if (!id) return NH;
+    Py_ssize_t n;
+    const char *s = PyUnicode_Check(id) ? PyUnicode_AsUTF8AndSize(id, &n) : NULL;
+    int rc = NH;
+    if (s) {
+        c->scratch.len = 0;
+        rc = put(&c->scratch, s, (size_t)n);
+    }
+    Py_DECREF(id);
+    return rc;
+}
+
+static int do_point(Ctx *c, const Metric *mt, const uint8_t *p, size_t n, const Buf *scope_name) {
+    Point pt;
+    memset(&pt, 0, sizeof pt);
+    size_t a0 = c->vec.n;
+    Py_ssize_t index = c->total++;
+    int rc = NH;
+    if (parse_point(c, mt, p, n, &pt) || write_payload(c, mt, &pt, p, n, a0, scope_name) || point_id(c, pt.time))
+        goto done;
+    uint64_t us = pt.time ? pt.time / 1000 : c->now; /* (Python: time_ns // 1000 if time_ns else None) */
+    Buf *eid = &c->scratch;
+    if (us > c->max_us) {
+        rc = add_rejection(c, index, "invalid_timestamp", eid, PyLong_FromUnsignedLongLong(us));
+        goto done;
+    }
+    if (us > c->latest) {
+        rc = add_rejection(c, index, "clock_skew", eid, PyLong_FromUnsignedLongLong(us));
+        goto done;
+    }
+    if (c->tenant_from_resource && c->has_tenant &&
+        ((c->tenant.len && c->tenant.p[0] == '_') ||
+         (c->only_tenant && ((size_t)c->only_tenant_n != c->tenant.len ||
+                             memcmp(c->only_tenant, c->tenant.p, c->tenant.len))))) {
+        rc = add_rejection(c, index, "forbidden_tenant", eid,
+                           PyUnicode_DecodeUTF8(c->tenant.p, (Py_ssize_t)c->tenant.len, "strict"));
+        goto done;
+    }
+    Buf *b = &c->out;
+    if (PUTS(b, "{\"event_type\":\"metric\",\"event_id\":\"") || put(b, eid->p, eid->len) ||
+        PUTS(b, "\",\"tenant_id\":"))
+        goto done;
+    if (c->tenant_from_resource && c->has_tenant) {
+        if (put_json_str_valid(b, (const uint8_t *)c->tenant.p, c->tenant.len)) goto done;
+    } else if (put_json_str_valid(b, (const uint8_t *)c->default_tenant, (size_t)c->default_tenant_n)) {
+        goto done;
+    }
+    if (PUTS(b, ",\"timestamp\":") || put_u64(b, us) || PUTS(b, ",\"received_at\":") || put_u64(b, c->now)) goto done;
+    if (c->has_source && (PUTS(b, ",\"source\":") || put_json_str_valid(b, (const uint8_t *)c->source.p, c->source.len)))
+        goto done;
+    if (PUTS(b, ",\"source_protocol\":") ||
+        put_json_str_valid(b, (const uint8_t *)c->source_protocol, (size_t)c->source_protocol_n) ||
+        PUTS(b, ",\"method\":") || put_json_str_valid(b, mt->name, utf8_prefix(mt->name, mt->name_n, 1024)) ||
+        PUTS(b, ",\"attributes\":") || put(b, c->pay.p, c->pay.len) || PUTS(b, "}\n"))
+        goto done;
+    c->accepted++;
+    if (us < c->low) c->low = us;
+    if (us > c->high) c->high = us;
+    rc = 0;
+done:
+    c->vec.n = a0;
+    return rc;
+}
+
+/* a Metric: name, description (checked, not stored), unit, one data oneof; metadata left to Python */
+static int do_metric(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
+    static const uint32_t DATA_FIELDS[] = {5, 7, 9, 10, 11};
+    Metric mt;
+    memset(&mt, 0, sizeof mt);
+    mt.name = mt.unit = (const uint8_t *)"";
+    mt.kind = -1;
+    const uint8_t *data = NULL;
+    size_t data_n = 0;
+    Rd r = {p, p + n};
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        if (rd_tag(&r, &f, &wt)) return NH;
+        int kind = -1;
+        for (int i = 0; i < 5; i++)
+            if (f == DATA_FIELDS[i]) kind = i;
+        if (f == 1 || f == 3) { /* (every occurrence checked as UTF-8, as upb does) */
+            if (rd_str(&r, wt, f == 1 ? &mt.name : &mt.unit, f == 1 ? &mt.name_n : &mt.unit_n)) return NH;
+        } else if (f == 2) {
+            if (chk_str(&r, wt)) return NH;
+        } else if (kind >= 0) {
+            if (wt != 2 || mt.kind >= 0 || rd_len(&r, &data, &data_n)) return NH; /* (a oneof set twice) */
+            mt.kind = kind;
+        } else if (f == 12) {
+            return NH;
+        } else if (rd_skip(&r, wt)) {
+            return NH;
+        }
+    }
+    if (mt.kind < 0) return 0; /* no data: no points */
+    Rd d = {data, data + data_n};
+    while (d.p < d.end) { /* first pass: temporality and monotonicity, wherever they are */
+        uint32_t f;
+        int wt;
+        uint64_t u;
+        if (rd_tag(&d, &f, &wt)) return NH;
+        if (f == 1 || f > 3 || (f >= 2 && (mt.kind == K_GAUGE || mt.kind == K_SUMMARY)) ||
+            (f == 3 && mt.kind != K_SUM)) {
+            if (f == 1 && wt != 2) return NH;
+            if (rd_skip(&d, wt)) return NH;
+        } else {
+            if (wt != 0 || rd_varint(&d, &u)) return NH;
+            if (f == 2) mt.temporality = (uint32_t)u;
+            else mt.monotonic = u != 0;
+        }
+    }
+    d.p = data;
+    while (d.p < d.end) {
+        uint32_t f;
+        int wt;
+        const uint8_t *q;
+        size_t m;
+        if (rd_tag(&d, &f, &wt)) return NH;
+        if (f == 1) {
+            if (rd_len(&d, &q, &m) || do_point(c, &mt, q, m, scope_name)) return NH;
+        } else if (rd_skip(&d, wt)) {
+            return NH;
+        }
+    }
+    return 0;
+}
+
+static PyObject *map_with(PyObject *args, PyObject *kwargs, Item item) {
     static char *names[] = {"data", "tenant_from_resource", "default_tenant", "only_tenant", "now", "latest",
-                            "max_us", "source_protocol", NULL};
+                            "max_us", "source_protocol", "price", "ident", NULL};
     Py_buffer data;
     int from_resource;
-    PyObject *default_tenant, *only_tenant, *source_protocol = NULL;
+    PyObject *default_tenant, *only_tenant, *source_protocol = NULL, *price = Py_None, *ident = Py_None;
     unsigned long long now, latest, max_us;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*pUOKKK|U", names, &data, &from_resource, &default_tenant,
-                                     &only_tenant, &now, &latest, &max_us, &source_protocol))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*pUOKKK|UOO", names, &data, &from_resource, &default_tenant,
+                                     &only_tenant, &now, &latest, &max_us, &source_protocol, &price, &ident))
         return NULL;
     Ctx c;
     memset(&c, 0, sizeof c);
+    c.price = price;
+    c.ident = ident;
     PyObject *result = NULL;
     c.tenant_from_resource = from_resource;
     c.now = now;
@@ -1208,7 +1697,7 @@ static PyObject *map_traces(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     c.rejections = PyList_New(0);
     if (!c.rejections) goto error;
-    if (do_request(&c, (const uint8_t *)data.buf, (size_t)data.len)) goto fallback;
+    if (do_request(&c, (const uint8_t *)data.buf, (size_t)data.len, item)) goto fallback;
     {
         PyObject *nd = PyBytes_FromStringAndSize(c.out.p ? c.out.p : "", (Py_ssize_t)c.out.len);
         if (!nd) goto error;
@@ -1227,8 +1716,19 @@ error:
     PyMem_Free(c.scratch.p);
     PyMem_Free(c.source.p);
     PyMem_Free(c.tenant.p);
+    PyMem_Free(c.tool.p);
+    PyMem_Free(c.model.p);
+    PyMem_Free(c.pay.p);
     PyBuffer_Release(&data);
     return result;
+}
+
+static PyObject *map_traces(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return map_with(args, kwargs, do_span);
+}
+
+static PyObject *map_metrics(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return map_with(args, kwargs, do_metric);
 }
 
 static PyObject *format_double(PyObject *self, PyObject *arg) {
@@ -1375,6 +1875,9 @@ static PyMethodDef methods[] = {
     {"map_traces", (PyCFunction)(void (*)(void))map_traces, METH_VARARGS | METH_KEYWORDS,
      "map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, "
      "source_protocol='otlp') -> (ndjson, accepted, total, low, high, rejections) | None"},
+    {"map_metrics", (PyCFunction)(void (*)(void))map_metrics, METH_VARARGS | METH_KEYWORDS,
+     "map_metrics(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, source_protocol, "
+     "price, ident) -> (ndjson, accepted, total, low, high, rejections) | None"},
     {"format_double", format_double, METH_O, "a float as msgspec's JSON encoder writes it (for tests)"},
     {NULL, NULL, 0, NULL},
 };

@@ -1,10 +1,12 @@
 """``TeaApp``: the ASGI application. Its lifespan owns storage, the durable buffer and the writer.
 
 Start-up: lock the data directory, open storage, open the buffer (recovering segments left by a
-crash), start the writer (which replays them first — ``/readyz`` turns ready when it has) and the
-retention job. Shutdown (after the server stopped accepting and in-flight requests finished):
-flush and close the buffer, let the writer drain it into storage within ``shutdown_timeout_s``,
-close storage. What does not drain in time stays in the buffer and is replayed at the next start.
+crash), start the writer (which replays them first — ``/readyz`` turns ready when it has), the
+processors (each reading the buffer behind the writer from its own position) and the retention job.
+Shutdown (after the server stopped accepting and in-flight requests finished): flush and close the
+buffer, let the writer drain it into storage and the processors catch up, within ``shutdown_timeout_s``,
+close storage. What is not stored or processed in time stays in the buffer, and the writer and each
+processor resume from their own positions at the next start.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class TeaApp:
         self._tasks_dev: asyncio.Task[None] | None = None
         self.dev_warning_every_s = 3600.0  # development mode repeats its warning this often
         self.grpc: Any = None
+        self._processors_task: asyncio.Task[None] | None = None  # (stopped after the writer: see shutdown)
 
     def __getattr__(self, name: str) -> Any:
         if name == "services":  # (not built: __init__ failed)
@@ -99,8 +102,8 @@ class TeaApp:
             self._tasks.append(self._notifier_task)
         if self.settings.alerts.enabled:
             self._tasks.append(asyncio.create_task(self.services.alerts.run(), name="tea-alerts"))
-        if self.services.processors.enabled:
-            self._tasks.append(asyncio.create_task(self.services.processors.run(), name="tea-processors"))
+        processors = self._supervise(self.services.processors.run(), "processors")
+        self._processors_task = asyncio.create_task(processors, name="tea-processors")
         if self.settings.otlp.grpc_port:
             from tea.receive.otlp import Otlp, start_grpc
             try:
@@ -129,10 +132,12 @@ class TeaApp:
             raise
 
     async def _abort_startup(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._processors_task] if self._processors_task is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._processors_task = None
         await self.services.buffer.close()
         await self.services.storage.close()
         self._unlock_data_dir()
@@ -151,8 +156,8 @@ class TeaApp:
         for task in others:
             if task is not notifier:  # (the evaluator is stopped: nothing new is queued for it)
                 task.cancel()
-        drain_processors = asyncio.create_task(self._drain_processors_after(writer_task))
         budget = self.settings.shutdown_timeout_s
+        deadline = time.monotonic() + budget
         try:
             await asyncio.wait_for(asyncio.shield(writer_task), budget)
         except asyncio.TimeoutError:
@@ -161,7 +166,8 @@ class TeaApp:
             writer_task.cancel()
         except Exception:
             log.exception("shutdown: the writer failed while draining")
-        await asyncio.gather(*(t for t in self._tasks if t is not notifier), drain_processors, return_exceptions=True)
+        await self._stop_processors(max(0.0, deadline - time.monotonic()))
+        await asyncio.gather(*(t for t in self._tasks if t is not notifier), return_exceptions=True)
         if notifier is not None:  # alert notifications still queued get a moment to go out
             await self.services.alerts.notifier.drain(min(NOTIFY_DRAIN_S, self.settings.shutdown_timeout_s))
             notifier.cancel()
@@ -181,12 +187,21 @@ class TeaApp:
         self._unlock_data_dir()
         log.info("TEA stopped")
 
-    async def _drain_processors_after(self, writer_task: "asyncio.Task[None]") -> None:
-        await asyncio.gather(writer_task, return_exceptions=True)
+    async def _stop_processors(self, budget_s: float) -> None:
+        """Processors take what the writer committed, within what is left of the budget; whatever they have not
+        passed stays in the buffer and they resume from their own positions at the next start."""
+        task, self._processors_task = self._processors_task, None
+        if task is None:
+            return
+        self.services.processors.stop()
         try:
-            await asyncio.wait_for(self.services.processors.drain(), self.settings.shutdown_timeout_s)
+            await asyncio.wait_for(asyncio.shield(task), budget_s)
         except asyncio.TimeoutError:
-            log.warning("shutdown: processors did not finish within the budget")
+            log.warning("shutdown: processors did not catch up within the budget; they resume at the next start")
+            task.cancel()
+        except Exception:
+            log.exception("shutdown: a processor failed while draining")
+        await asyncio.gather(task, return_exceptions=True)
 
     def _lock_data_dir(self) -> None:
         path = os.path.join(self.settings.data_dir, "tea.lock")

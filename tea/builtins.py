@@ -28,7 +28,7 @@ def register_storage(settings: "Settings") -> Any:
         return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                              threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
                              checkpoint_threshold=settings.duckdb.checkpoint_threshold,
-                             row_group_size=settings.duckdb.row_group_size,
+                             row_group_size=settings.duckdb.row_group_size, cache_bytes=settings.duckdb.cache_bytes,
                              max_object_bytes=settings.max_body_bytes)
     if backend == "postgres":
         from tea.storage.postgres import PostgresStorage
@@ -50,12 +50,13 @@ def register_routes(services: "Services") -> list[Any]:
     from tea.alerts import routes as alerts
     from tea.comms import n8n, postgrest, registry_routes, routes as comms
     from tea.ops import admin, dlq, routes as ops, tokens
-    from tea.query import analytics, export, otel_analytics, routes as events, traces
+    from tea.prom import routes as prom
+    from tea.query import analytics, export, logs, otel_analytics, otel_metrics, routes as events, traces, usage
     from tea.receive import native, otlp, tea_compat, telemetron, telemetry_kit
     from tea.services import provide
     from tea.ui import routes as ui, stream
     modules = (native, tea_compat, telemetry_kit, telemetron, otlp, events, analytics, export, traces, otel_analytics,
-               stream, comms, registry_routes, n8n, postgrest, alerts, ops, admin, tokens, dlq, ui)
+               otel_metrics, logs, usage, prom, stream, comms, registry_routes, n8n, postgrest, alerts, ops, admin, tokens, dlq, ui)
     return [route for module in modules for route in provide(module.routes, services)]
 
 

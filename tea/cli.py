@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from tea import __version__
 from tea.errors import ConfigError
@@ -95,6 +95,7 @@ def cmd_serve(settings: Settings) -> int:
         log.warning("ignoring environment variable %s: it names no TEA setting", name)
     for warning in settings.warnings:
         log.warning("%s", warning)
+    from tea.http import limits
     from tea.listen import bind
 
     extra_port = settings.otlp.http_port
@@ -105,22 +106,21 @@ def cmd_serve(settings: Settings) -> int:
     except ConfigError as exc:  # a port in use: one line and an exit code, before anything starts
         print(f"tea: {exc}", file=sys.stderr)
         return 1
+    before, open_files = limits.raise_open_files_limit()  # before storage and the buffer open their files
     try:
         app = TeaApp(settings)
     except ConfigError as exc:  # e.g. a storage_backend no plugin provides: one line, not a traceback
         print(f"tea: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                            lifespan="on", access_log=settings.access_log, log_config=None, server_header=False,
-                            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
-    server = make_server(config, app)
+    limits.log_bounds(settings, before, open_files)
+    config = _uvicorn_configs(settings, app)
+    main_config = config(settings.port, "on")
+    server = make_server(main_config, app)
     if len(sockets) == 1:
         server.run(sockets=sockets)
         return 0 if server.started else 1
     # OTLP/HTTP's conventional port serves the same app (no second lifespan), stopping with the main server
-    otlp = _Quiet(uvicorn.Config(app, host=settings.host, port=extra_port, loop="uvloop", http="httptools",
-                                 lifespan="off", access_log=settings.access_log, log_config=None,
-                                 server_header=False))
+    otlp = _Quiet(config(extra_port, "off"))
     import asyncio
 
     async def both() -> None:
@@ -134,8 +134,23 @@ def cmd_serve(settings: Settings) -> int:
             await second
 
     from uvicorn._compat import asyncio_run
-    asyncio_run(both(), loop_factory=config.get_loop_factory())
+    asyncio_run(both(), loop_factory=main_config.get_loop_factory())
     return 0 if server.started else 1
+
+
+def _uvicorn_configs(settings: Settings, app: Any) -> Callable[[int, Literal["on", "off"]], Any]:
+    """uvicorn's config of each HTTP port (uvloop, httptools), every port behind one HTTP edge: they
+    share its connection bound."""
+    import uvicorn
+
+    from tea.http.edge import make_edge
+    edge = make_edge(settings, app.telemetry.registry)
+
+    def config(port: int, lifespan: Literal["on", "off"]) -> uvicorn.Config:
+        return uvicorn.Config(app, host=settings.host, port=port, loop="uvloop", http=edge.protocol(), ws="none",
+                              lifespan=lifespan, access_log=settings.access_log, log_config=None,
+                              server_header=False, timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)))
+    return config
 
 
 def make_server(config: Any, app: Any) -> Any:

@@ -25,10 +25,12 @@ from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
 from tea.pipeline.process import ProcessorRunner
 from tea.plugins import make_plugin_manager, make_storage
+from tea.pricing import PriceTable
 from tea.query.readers import Readers
 from tea.services import Services
 from tea.settings import Settings
 from tea.storage.base import Storage
+from tea.storage.signals import SignalRouter
 from tea.telemetry import Telemetry, TimedReads
 from tea.timeutil import now_us
 from tea.ui.session import Sessions
@@ -58,14 +60,15 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
     registry = Registry(storage, clock)
     stages = tuple(stage for group in pm.hook.register_validators(settings=settings) for stage in group)
     normaliser = Normaliser(default_tenant=settings.default_tenant, max_future_skew_s=settings.max_future_skew_s,
-                            clock=clock, stages=stages)
-    processors = build_processors(settings, storage, pm, telemetry, clock)
+                            clock=clock, stages=stages,
+                            prices=PriceTable.load(settings.genai.price_table, settings.data_dir))
+    processors = build_processors(settings, storage, pm, telemetry, clock, buffer)
     live = LiveTail.from_settings(settings)  # the live tail (GET /v1/events/stream) of acknowledged events
-    writer = Writer(buffer, storage, batch_events=settings.writer.batch_events,
+    writer = Writer(buffer, SignalRouter(storage), batch_events=settings.writer.batch_events,
                     flush_interval_s=settings.writer.flush_interval_ms / 1000,
                     max_backoff_s=settings.writer.max_backoff_s,
                     dead_letter_path=os.path.join(settings.data_dir, "dead-letter", "events.ndjson"),
-                    clock=clock, telemetry=telemetry, on_commit=processors.submit)
+                    clock=clock, telemetry=telemetry)
     watch(telemetry, buffer, writer)
     retention = RetentionJob(storage, settings.retention_hours_effective, settings.retention_interval_s, clock,
                              settings.retention_tenant_hours, telemetry, audit_hours=settings.audit.retention_hours,
@@ -94,12 +97,14 @@ def register_routes(services: Services) -> None:
 
 
 def build_processors(settings: Settings, storage: Storage, pm: Any, telemetry: Telemetry,
-                     clock: Callable[[], int]) -> ProcessorRunner:
+                     clock: Callable[[], int], buffer: DurableBuffer) -> ProcessorRunner:
+    """Every plugin's processors, each a consumer of ``buffer`` behind the writer, from its own position."""
     processors = [p for group in pm.hook.register_processors(settings=settings, storage=storage) for p in group]
     p = settings.processing
-    return ProcessorRunner(processors, storage, batch_size=p.batch_size, batch_timeout_s=p.batch_timeout_ms / 1000,
-                           retry_attempts=p.retry_attempts, retry_delay_s=p.retry_delay_ms / 1000,
-                           max_pending_events=p.max_pending_events, telemetry=telemetry, clock=clock,
+    return ProcessorRunner(processors, storage, buffer, batch_size=p.batch_size,
+                           batch_timeout_s=p.batch_timeout_ms / 1000, retry_attempts=p.retry_attempts,
+                           retry_delay_s=p.retry_delay_ms / 1000, read_events=p.max_pending_events,
+                           telemetry=telemetry, clock=clock,
                            fallback_path=os.path.join(settings.data_dir, "dead-letter", "dlq.ndjson"))
 
 
@@ -111,6 +116,13 @@ def watch(telemetry: Telemetry, buffer: DurableBuffer, writer: Writer) -> None:
     telemetry.gauge("tea_buffer_events_pending", "Acknowledged events not yet committed", writer.available)
     telemetry.gauge("tea_writer_lag_seconds", "Age of the oldest acknowledged event not yet in storage",
                     writer.lag_seconds)
+    cursors = buffer.cursors  # the writer and each processor: how far behind the buffer's end each one is
+    telemetry.labelled_gauge("tea_consumer_lag_events", "Durable events a consumer of the buffer (the writer, each "
+                             "processor) has not passed yet", "consumer",
+                             lambda: {name: buffer.lag_events(c) for name, c in cursors.items()})
+    telemetry.labelled_gauge("tea_consumer_lag_seconds", "Age of the oldest durable event a consumer of the buffer "
+                             "has not passed yet", "consumer",
+                             lambda: {name: buffer.lag_seconds(c) for name, c in cursors.items()})
 
 
 def build_chain(settings: Settings, tokens: TokenService, state: SharedState) -> AuthChain:

@@ -28,7 +28,22 @@ def register_validators(settings: "Settings") -> list[Any]:
 
 @hookspec
 def register_processors(settings: "Settings", storage: Any) -> list[tuple[str, Any]]:
-    """Return ``(name, async callable(events))`` processors to run on batches after ``storage`` committed them."""
+    """Return ``(name, async callable(events))`` processors to run on batches after ``storage`` committed them.
+
+    Each processor is a consumer of TEA's durable log with its own position (kept across restarts, under
+    the data directory, by ``name``: renaming a processor starts it afresh from what is stored next). It
+    reads only what storage has committed, at its own pace — ingestion never waits for it; while it lags,
+    the log keeps what it has not read (the buffer's bound counts it). Delivery is **at least once**: a
+    batch is handed over again after a crash or kill before the processor's position moved past it, and a
+    client's resend of an event (same ``(tenant_id, event_id)``) is a new log record, handed over again too.
+    Make effects idempotent: derive ids from ``(tenant_id, event_id)`` (as the built-in projections do), or
+    set ``takes_delivery = True`` to be called ``fn(events, delivery)`` with ``delivery.log_id`` and
+    ``delivery.positions`` — each event's ``(segment, offset, index)`` in the log, the same on every
+    redelivery and growing within one log — and store the last position applied in the same write as the
+    effect. Optional attributes: ``wants(line) -> bool`` / ``wants_any(ndjson) -> bool`` select the NDJSON
+    lines to decode; ``batch_size`` / ``batch_timeout_s`` override the ``processing.*`` batching. A batch
+    that still fails after ``processing.retry_attempts`` tries goes to the dead-letter queue and the
+    processor moves on; ``POST /v1/dlq/{id}/replay`` calls it again with the events alone."""
 
 
 @hookspec

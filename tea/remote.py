@@ -21,7 +21,8 @@ class RemoteError(Exception):
         """The message with the query parameters it names (`start_time`) named as the flags that set them
         (--start), as the user typed them."""
         text = str(self)
-        named = re.sub(r"(?:parameter )?`(\w+)`", lambda m: flags.get(m.group(1), m.group(0)), text)
+        named = re.sub(r"(?:parameter )?`(\w+)`(:(?= ))?",
+                       lambda m: flags.get(m.group(1), m.group(0)), text)
         return named.split(": ", 1)[-1] if named != text else text
 
 

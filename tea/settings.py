@@ -13,9 +13,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
+import msgspec
+
 from tea.errors import ConfigError
 from tea.pii import DEFAULT_PII_KEYS
-from tea.settings_schema import (MiB, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
+from tea.settings_schema import (MiB, Bounds, FilePath, HoursMap, Section, Setting, Size, Tables, build, doc, mask,
                                  replace, table)
 
 __all__ = ["SETTINGS", "OTHER_ENV", "Setting", "Settings", "load", "mask", "unknown_env", "data_path", "read_toml"]
@@ -107,7 +109,8 @@ class ProcessingSettings(Section, frozen=True):
                                        telemetron="processor.retry_attempts")] = 3
     retry_delay_ms: Annotated[float, doc("pause between processor retries", ge=0,
                                          telemetron="processor.retry_delay")] = 1000.0
-    max_pending_events: Annotated[int, doc("bound of the processor queue (the writer waits past it)", ge=1,
+    max_pending_events: Annotated[int, doc("most events a processor reads from the buffer and holds at a time (it "
+                                           "never holds the writer back)", ge=1,
                                            telemetron="processor.channel_capacity")] = 100000
 
 
@@ -124,6 +127,55 @@ class OtlpSettings(Section, frozen=True):
                                 "for byte falls back to the Python mapper")] = True
     hash_ids: Annotated[bool, doc("store user.id / organization.id in those tables as sha256(id)[:16] unless they "
                                   "already are 16 hex characters")] = False
+    grpc_max_connections: Annotated[int, doc(
+        "most OTLP/gRPC connections (more are closed at once); default (or auto): a quarter of the open-file limit "
+        "left after fd_reserve, at most 2500", ge=1)] | None = None
+    grpc_max_concurrent_streams: Annotated[int, doc("most calls in flight on one OTLP/gRPC connection", ge=1)] = 100
+    grpc_idle_timeout_s: Annotated[float, doc("an OTLP/gRPC connection without a call for this long is closed "
+                                              "(GOAWAY: exporters reconnect when they next send)", ge=1)] = 300.0
+
+
+class HttpSettings(Section, frozen=True):
+    """The HTTP edge of both HTTP ports (tea/http/edge.py); the header bounds apply to OTLP/gRPC too."""
+    max_header_bytes: Annotated[Size, doc(
+        "largest request header section (request line and headers): 431 and the connection closed past it, "
+        "never buffered whole; also the most metadata one OTLP/gRPC call may carry", ge=1024, le=16 * MiB)] = 65536
+    header_timeout_s: Annotated[float, doc(
+        "a request's header section must arrive within this of the connect (on a kept-alive connection: of the "
+        "end of the previous response): 408 and closed past it (a connection that sent nothing is closed without "
+        "an answer); also OTLP/gRPC's connection handshake deadline", ge=0.01)] = 10.0
+    body_timeout_s: Annotated[float, doc("longest pause while a request body arrives: 408 and closed past it",
+                                         ge=0.01)] = 30.0
+    body_total_timeout_s: Annotated[float, doc("a request body must arrive in full within this from the end of "
+                                               "its headers: 408 and closed past it", ge=0.01)] = 300.0
+    max_connections: Annotated[int, doc(
+        "most open HTTP connections, both HTTP ports together; past it the oldest connection that is idle or "
+        "still sending its headers is closed for the newcomer, or, when every one is busy with a request, the "
+        "newcomer is answered 503 with Retry-After; default (or auto): three quarters of the open-file limit left "
+        "after fd_reserve, at most 10000", ge=1)] | None = None
+
+
+class GenaiSettings(Section, frozen=True):
+    price_table: Annotated[FilePath, doc(
+        "TOML price table (per model, the price of 1 000 input and of 1 000 output tokens) an event's cost is "
+        "computed from when it names a model and tokens but no cost; default: <data_dir>/prices.toml, written from "
+        "the shipped table on first start")] | None = None
+
+
+class PrometheusSettings(Section, frozen=True):
+    duration_buckets_ms: Annotated[Bounds, doc(
+        "upper bounds (ms) of the le buckets of tea_request_duration_ms_bucket in the Prometheus API, ascending "
+        "(+Inf is added)")] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                               10000.0, 30000.0, 60000.0)
+
+
+Signal = Literal["events", "spans", "metric_points", "log_records"]
+
+
+class UsageSettings(Section, frozen=True):
+    billable: Annotated[tuple[Signal, ...], doc(
+        "the signals GET /v1/usage counts as billable: a comma list of events, spans, metric_points, "
+        "log_records"), msgspec.Meta(extra={"kind": "words"})] = ("events", "spans")
 
 
 class TelemetryKitSettings(Section, frozen=True):
@@ -179,15 +231,17 @@ class StreamSettings(Section, frozen=True):
 
 
 class BufferSettings(Section, frozen=True):
-    max_bytes: Annotated[Size, doc("bound of the durable buffer's backlog not yet in storage; ingestion answers 503 "
-                                   "past it", ge=4096)] = 1024 * MiB
+    max_bytes: Annotated[Size, doc("bound of the durable buffer's backlog not yet in storage or not yet read by a "
+                                   "processor (the slowest consumer counts); ingestion answers 503 past it",
+                                   ge=4096)] = 1024 * MiB
     segment_bytes: Annotated[Size, doc("size at which a buffer segment file is sealed", ge=4096)] = 64 * MiB
     ack: Annotated[Literal["durable", "memory"],
                    doc("durable: acknowledge after fsync; memory: before (a loss window)")] = "durable"
     fsync_interval_ms: Annotated[float, doc("with buffer.ack=memory: how often the buffer is fsynced", ge=1)] = 200.0
-    recent_bytes: Annotated[Size, doc("the newest durable records are also kept in memory, so the writer need not "
-                                      "read them back from disk; past it, and after a restart, it reads and "
-                                      "checksums the segment files; 0 = always from disk", ge=0)] = 256 * MiB
+    recent_bytes: Annotated[Size, doc("the newest durable records are also kept in memory, so the writer and the "
+                                      "processors that keep up need not read them back from disk; past it, and after "
+                                      "a restart, they read and checksum the segment files; 0 = always from disk",
+                                      ge=0)] = 256 * MiB
 
 
 class WriterSettings(Section, frozen=True):
@@ -207,7 +261,14 @@ class StorageSettings(Section, frozen=True):
 class DuckdbSettings(Section, frozen=True):
     path: Annotated[FilePath, doc("DuckDB file; default <data_dir>/tea.duckdb")] | None = None
     threads: Annotated[int, doc("DuckDB worker threads; default (or auto): all cores", ge=1)] | None = None
-    memory_limit: Annotated[str, doc("DuckDB memory limit, e.g. 2GB; default: DuckDB's")] | None = None
+    memory_limit: Annotated[str, doc(
+        "DuckDB memory limit (its cache of table blocks included), e.g. 2GB; default: an eighth of the memory TEA "
+        "may use (RAM, or the container's limit), at least 256MiB and at most 1GiB (DuckDB's own default, 80 % of "
+        "RAM, lets the cache grow with the data)")] | None = None
+    cache_bytes: Annotated[Size, doc(
+        "DuckDB's cache of table blocks is trimmed back to this after writes (every 2 s at most) and while an export "
+        "runs: DuckDB keeps every block it reads or writes until its memory limit, so under a steady load the "
+        "server's RSS would grow up to the limit", ge=0)] = 64 * MiB
     checkpoint_threshold: Annotated[str, doc(
         "WAL size at which DuckDB checkpoints into the file (DuckDB's own 16MB rewrites the tables' last row "
         "groups so often that writes cost about 1.5x more CPU at a few million rows; bench/OTLP.md)")] = "256MB"
@@ -229,6 +290,8 @@ class ClickhouseSettings(Section, frozen=True):
                                      "the same event at the same instant (costs some read speed)")] = False
     readers: Annotated[int, doc("clickhouse backend: reader threads (one connection each)", ge=1)] = 4
     timeout_s: Annotated[float, doc("clickhouse backend: send/receive timeout of a query", ge=0.1)] = 30.0
+    insert_block_rows: Annotated[int, doc("clickhouse backend: rows per block an insert is sent in (the client's "
+                                          "buffer for one block)", ge=1024)] = 65536
 
 
 class Settings(Section, frozen=True):
@@ -273,10 +336,18 @@ class Settings(Section, frozen=True):
     max_batch_events: Annotated[int, doc("most events in one request", ge=1, le=50000)] = 10000
     max_future_skew_s: Annotated[float, doc("reject events stamped further than this in the future; 0 disables "
                                             "the check", ge=0)] = 86400.0
+    http: HttpSettings = HttpSettings()
+    fd_reserve: Annotated[int, doc(
+        "file descriptors kept out of the default connection bounds, for the buffer's segments, storage, the "
+        "writer and outbound calls (tea serve raises its soft open-file limit to the hard limit, at most 65536, "
+        "at start)", ge=16)] = 256
     validation: ValidationSettings = ValidationSettings()
     pii: PiiSettings = PiiSettings()
     processing: ProcessingSettings = ProcessingSettings()
     otlp: OtlpSettings = OtlpSettings()
+    genai: GenaiSettings = GenaiSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    usage: UsageSettings = UsageSettings()
     telemetry_kit: TelemetryKitSettings = TelemetryKitSettings()
     telemetron: TelemetronSettings = TelemetronSettings()
     alerts: AlertsSettings = AlertsSettings()

@@ -28,6 +28,10 @@ def _default(setting: Setting) -> str:
         return f"`{value // 1024 // MiB}GiB`" if value % (1024 * MiB) == 0 else f"`{value // MiB}MiB`"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if setting.kind == "bounds":  # as the environment takes it
+        value = ",".join(f"{b:g}" for b in value)
+    if setting.kind == "words":
+        value = ",".join(value)
     return f"`{value}`"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import types
 import typing
@@ -41,6 +42,10 @@ FilePath = Annotated[str, msgspec.Meta(extra={"kind": "path"})]
 # per-tenant hours: {"acme": 48}; tenants are non-empty, hours >= 0
 HoursMap = dict[Annotated[str, msgspec.Meta(min_length=1)], Annotated[int, msgspec.Meta(ge=0)]]
 Tables = tuple[dict[str, Any], ...]  # [[alerts.rules]] in tea.toml, a JSON array in the environment
+# a comma list of words ("events,spans"), an array in tea.toml; which words, the field's Literal says
+Words = Annotated[tuple[str, ...], msgspec.Meta(extra={"kind": "words"})]
+# histogram bounds: ascending finite numbers, "1,2.5,5" in the environment, an array in tea.toml
+Bounds = Annotated[tuple[float, ...], msgspec.Meta(min_length=1, extra={"kind": "bounds"})]
 
 
 def doc(help: str, *, ge: float | None = None, le: float | None = None, multiple_of: int | None = None,
@@ -116,6 +121,23 @@ def _parse_tables(value: Any) -> Any:
     return value
 
 
+def _parse_words(value: Any) -> tuple[str, ...]:
+    items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ValueError
+    return tuple(dict.fromkeys(items))
+
+
+def _parse_bounds(value: Any) -> tuple[float, ...]:
+    items = [part for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError
+    bounds = tuple(_parse_float(v) for v in items)
+    if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ValueError
+    return bounds
+
+
 def _parse_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError
@@ -132,6 +154,8 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], str, str]] = {
     "path": (_parse_str, "a path", ""),
     "hours_map": (_parse_hours_map, "tenant=hours pairs", ", e.g. acme=48,beta=0 (or a TOML table)"),
     "json_list": (_parse_tables, "a list of tables ([[...]] in tea.toml) or a JSON array of objects", ""),
+    "bounds": (_parse_bounds, "ascending numbers", ", e.g. 5,10,25 (or a TOML array)"),
+    "words": (_parse_words, "a comma list", " (or a TOML array)"),
 }
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
@@ -173,6 +197,10 @@ class Setting:
     def accepted(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.kind == "words":  # tuple[Literal[...], ...]: the words it may list
+            inner = typing.get_args(_declared(self.type).base)
+            words = typing.get_args(inner[0]) if inner and typing.get_origin(inner[0]) is typing.Literal else ()
+            return "a comma list" + (" of " + ", ".join(words) if words else "") + " (or a TOML array)"
         _, text, example = _KINDS[self.kind]
         if self.minimum is not None and self.maximum is not None:
             text += f" from {_number(self.minimum)} to {_number(self.maximum)}"

@@ -15,6 +15,7 @@ from bisect import bisect_left
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -57,6 +58,9 @@ class Telemetry:
         self.otlp_trace_requests = Counter(
             "tea_otlp_trace_requests_total", "OTLP protobuf trace requests by mapper: native, fallback (the native "
             "mapper left it to Python) or python (native off or not built)", ["mapper"], registry=r)
+        self.otlp_metric_requests = Counter(
+            "tea_otlp_metric_requests_total", "OTLP protobuf metric requests by mapper: native, fallback or python",
+            ["mapper"], registry=r)
         self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
                             ["method", "result"], registry=r)
         self.audit_records = Counter("tea_audit_records_total", "Audit-log rows recorded, by action", ["action"],
@@ -125,6 +129,10 @@ class Telemetry:
         """A gauge computed at scrape time by ``read`` (live state: the buffer's backlog, the writer's lag)."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
 
+    def labelled_gauge(self, name: str, help_text: str, label: str, read: Callable[[], dict[str, float]]) -> None:
+        """A gauge with one label, computed at scrape time: ``read`` answers each label value's value."""
+        self.registry.register(_LabelledGauge(name, help_text, label, read))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -135,7 +143,7 @@ class TimedReads:
     ``iter_events`` (exports, the communication views' fallback) the time spent inside storage over
     the whole stream, once it ends. Anything else passes through untimed."""
 
-    TIMED = frozenset({"query_events", "count", "aggregate", "traces", "export_file", "communication_groups",
+    TIMED = frozenset({"query_events", "count", "aggregate", "aggregate_columns", "traces", "export_file", "communication_groups",
                        "query_rows", "projection_report", "get_document", "list_documents", "query_records"})
 
     def __init__(self, storage: Any, seconds: Histogram) -> None:
@@ -224,6 +232,20 @@ class _HistogramTally:
         if total != self.folded_total:
             self.child._sum.inc(total - self.folded_total)
         self.folded_counts, self.folded_total = counts, total
+
+
+class _LabelledGauge(Collector):
+    def __init__(self, name: str, help_text: str, label: str, read: Callable[[], dict[str, float]]) -> None:
+        self._name, self._help, self._label, self._read = name, help_text, label, read
+
+    def collect(self) -> Iterator[Any]:
+        family = GaugeMetricFamily(self._name, self._help, labels=[self._label])
+        for value_label, value in sorted(self._read().items()):
+            family.add_metric([value_label], value)
+        yield family
+
+    def describe(self) -> list[Any]:
+        return [GaugeMetricFamily(self._name, self._help, labels=[self._label])]
 
 
 class _Fold(Collector):

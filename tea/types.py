@@ -7,6 +7,7 @@ so TEA never parses what it does not need to.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Iterator, Sequence, overload
@@ -36,13 +37,18 @@ WireTime = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0, "maximum
 # A tenant an event names (tenants starting with `_` are TEA's own: refused with a per-event error)
 TenantName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, extra_json_schema={"pattern": "^[^_]"})]
 
-# Promoted columns in storage order; storage backends and the query layer use this order.
+# Promoted columns in storage order; storage backends and the query layer use this order. Columns added
+# after the first release come last (a migration appends them to existing tables).
 COLUMNS: tuple[str, ...] = (
     "event_id", "tenant_id", "timestamp", "received_at", "event_type", "source", "source_protocol",
     "user_id", "session_id", "organization", "method", "target", "protocol", "status", "status_code",
     "duration_ms", "request_size", "response_size", "tokens_used", "cost", "error_type",
     "error_message", "trace_id", "span_id", "parent_span_id", "correlation_id", "tags", "attributes",
+    "tool", "model", "input_tokens", "output_tokens",
 )
+# the columns an EventFilter matches by equality (besides tenant_ids and the time range)
+FILTER_COLUMNS: tuple[str, ...] = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id",
+                                   "correlation_id", "protocol", "target", "tool", "model")
 
 
 class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -79,6 +85,12 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     correlation_id: Short | None = None
     tags: Annotated[list[Tag], msgspec.Meta(max_length=256)] = []
     attributes: Attributes = msgspec.field(default_factory=lambda: EMPTY_OBJECT)
+    # MCP and GenAI semantic conventions: the tool called (gen_ai.tool.name), the model
+    # (gen_ai.request.model), its input and output tokens (cost follows from a price table)
+    tool: Short | None = None
+    model: Short | None = None
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
 
 
 _lines_encoder = msgspec.json.Encoder()
@@ -182,6 +194,8 @@ class EventFilter:
     correlation_id: str | None = None
     protocol: str | None = None
     target: str | None = None
+    tool: str | None = None
+    model: str | None = None
     start_us: int | None = None  # inclusive
     end_us: int | None = None    # exclusive
 
@@ -219,19 +233,21 @@ class QueryResult:
 
 # ---------------------------------------------------------------- aggregation (metrics, stats, usage)
 GROUPABLE: tuple[str, ...] = ("tenant_id", "event_type", "source", "method", "target", "status", "protocol",
-                              "user_id", "source_protocol", "organization")
+                              "user_id", "source_protocol", "organization", "tool", "model")
 BUCKETS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
-AGG_FUNCTIONS: tuple[str, ...] = ("count", "errors", "sum", "avg", "min", "max", "quantile", "count_distinct")
+AGG_FUNCTIONS: tuple[str, ...] = ("count", "errors", "sum", "avg", "min", "max", "quantile", "count_distinct",
+                                   "count_le")
 # aggregates whose value over a range follows from their values per bucket: what top-N groups are ranked by
 RANK_MERGE: dict[str, str] = {"count": "sum", "errors": "sum", "sum": "sum", "min": "min", "max": "max"}
 # numeric columns aggregations may read; "timestamp" only with min/max (answered in µs)
 AGG_COLUMNS: tuple[str, ...] = ("duration_ms", "request_size", "response_size", "tokens_used", "cost",
-                                "status_code", "timestamp", "user_id", "session_id")
+                                "status_code", "timestamp", "user_id", "session_id", "input_tokens", "output_tokens")
 
 
 @dataclass(frozen=True)
 class Agg:
-    """One aggregate: ``fn`` over ``column`` (``count``/``errors`` take none; ``quantile`` takes ``q``).
+    """One aggregate: ``fn`` over ``column`` (``count``/``errors`` take none; ``quantile`` takes ``q``;
+    ``count_le`` counts the events whose ``column`` is at most ``le`` — with ``le`` +inf, those that have one).
 
     An event is an error when its ``status`` is ``error`` or ``timeout``, or — status unset — when it
     has an ``error_type``, a ``status_code`` ≥ 400, or a negative (JSON-RPC) ``status_code``.
@@ -241,6 +257,7 @@ class Agg:
     fn: str
     column: str | None = None
     q: float | None = None
+    le: float | None = None
 
     def __post_init__(self) -> None:
         if self.fn not in AGG_FUNCTIONS:
@@ -251,6 +268,8 @@ class Agg:
             raise ValueError(f"cannot aggregate column {self.column!r}")
         if (self.q is not None) != (self.fn == "quantile") or (self.q is not None and not 0 <= self.q <= 1):
             raise ValueError("quantile needs q in [0, 1]")
+        if (self.le is not None) != (self.fn == "count_le") or (self.le is not None and math.isnan(self.le)):
+            raise ValueError("count_le needs a bound le (a number or +inf)")
 
 
 @dataclass(frozen=True)
@@ -262,6 +281,10 @@ class AggregateSpec:
     over the whole filter are kept (default: the most events; groups whose ``top_by`` is NULL come
     last, ties are broken by group values, ascending, NULL last). ``top_by`` is one of the aggregates
     in RANK_MERGE, so backends can rank from the per-bucket cells of the same scan.
+
+    Instead of a calendar ``bucket``, ``bucket_us`` asks for fixed-width buckets of that many µs, aligned
+    on ``origin_us``: an event at ``ts`` is in the bucket starting at ``origin_us + k * bucket_us`` with
+    ``k = floor((ts - origin_us) / bucket_us)`` (what the Prometheus API's steps and ranges are cut into).
     """
 
     filter: EventFilter
@@ -270,10 +293,14 @@ class AggregateSpec:
     group_by: tuple[str, ...] = ()
     top: int | None = None
     top_by: Agg = Agg("count")
+    bucket_us: int | None = None
+    origin_us: int = 0
 
     def __post_init__(self) -> None:
         if self.bucket is not None and self.bucket not in BUCKETS:
             raise ValueError(f"unknown bucket {self.bucket!r}")
+        if self.bucket_us is not None and (self.bucket is not None or self.bucket_us <= 0):
+            raise ValueError("bucket_us is a positive width, and excludes a calendar bucket")
         if self.top_by.fn not in RANK_MERGE:
             raise ValueError(f"cannot rank groups by {self.top_by.fn!r}")
         for column in self.group_by:

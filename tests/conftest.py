@@ -1,4 +1,5 @@
-"""Shared fixtures: settings on a temp data dir, a live TEA on a free loopback port, an HTTP client."""
+"""Shared fixtures: settings on a temp data dir, a TEA served in process (no socket) or on a free
+loopback port, an HTTP client for it."""
 from __future__ import annotations
 
 import asyncio
@@ -15,10 +16,12 @@ import httpx
 import pytest
 import uvicorn
 
-from tea.app import TeaApp
+from tea.app import TeaApp, tune_gc
 from tea.cli import make_server
+from tea.http.edge import make_edge
 from tea.settings import Settings, load
 from tea.storage.base import Storage
+from tests.inprocess import AppLoop, ASGITransport
 from tests.services import free_port  # noqa: F401  (also imported from here by the tests)
 
 
@@ -28,21 +31,59 @@ def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     overrides.setdefault("auth_validation", False)  # development mode unless a test asks for auth
     overrides.setdefault("otlp__grpc_port", 0)  # tests that want OTLP/gRPC choose a free port
     overrides.setdefault("otlp__http_port", 0)
+    # (a test process starts a thousand TEAs: the collector is tuned once, for the session, below —
+    # each app tuning it again would cost a full collection of the test process, ~50 ms a start)
+    overrides.setdefault("gc_threshold", 0)
     return settings.replace(**overrides)
 
 
-class LiveServer:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    tune_gc(load({}, env={}).gc_threshold)  # as a server is tuned once started (tea.app.tune_gc)
+
+
+class Served:
+    """A started TeaApp, however it is served: ``app``, an HTTP ``client`` for it, ``wait_stored``."""
+
+    app: TeaApp
+    client: httpx.Client
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def wait_stored(self, count: int, timeout_s: float = 30) -> None:
+        """Wait until the writer has drained the buffer (count events stored in total)."""
+        deadline = time.monotonic() + timeout_s
+        while self.app.writer.consumed_events < count or self.app.writer.available() > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {self.app.writer.consumed_events} of {count} events drained")
+            time.sleep(0.01)
+
+
+class LiveServer(Served):
     """A TeaApp served by uvicorn on 127.0.0.1 in a background thread: real HTTP over loopback."""
 
     def __init__(self, app: TeaApp) -> None:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
-                                lifespan="on", access_log=False, log_config=None)
+        edge = make_edge(app.settings, app.telemetry.registry)  # the HTTP edge `tea serve` has
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, loop="asyncio", http=edge.protocol(),
+                                ws="none", lifespan="on", access_log=False, log_config=None)
         self.server = make_server(config, app)  # (as `tea serve`: live-tail streams end at shutdown)
         self.thread = threading.Thread(target=self.server.run, name="tea-live-server", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:  # type: ignore[override]
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.url, timeout=30)
+        return self._client
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
 
     def start(self, wait_ready: bool = True) -> "LiveServer":
         self.thread.start()
@@ -63,17 +104,53 @@ class LiveServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
         self.server.should_exit = True
         self.thread.join(60)
         assert not self.thread.is_alive(), "server did not stop"
 
-    def wait_stored(self, count: int, timeout_s: float = 30) -> None:
-        """Wait until the writer has drained the buffer (count events stored in total)."""
+
+class InProcessServer(Served):
+    """A TeaApp served in this process without a socket (``tests.inprocess``): its lifespan runs on an
+    event loop in a background thread, and ``client`` hands each request to the same ASGI callable, so
+    only the socket and uvicorn's HTTP parser are left out. Where a test needs those (edge limits,
+    real clients given a URL, a subprocess) it uses a ``LiveServer``."""
+
+    def __init__(self, app: TeaApp) -> None:
+        self.app = app
+        self.app_loop = AppLoop(app)
+        self.client = httpx.Client(transport=ASGITransport(self.app_loop), base_url="http://tea.test", timeout=30)
+        self._running = False
+
+    @property
+    def url(self) -> str:
+        raise AttributeError("an in-process TEA has no URL: use .client, or a LiveServer (serve(socket=True), "
+                             "@pytest.mark.socket) where the test needs a real socket")
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self, wait_ready: bool = True) -> "InProcessServer":
+        self.app_loop.start()  # lifespan.startup; raises if it failed
+        self._running = True
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
-        while self.app.writer.consumed_events < count or self.app.writer.available() > 0:
+        while self.client.get("/readyz").status_code != 200:
             if time.monotonic() > deadline:
-                raise AssertionError(f"only {self.app.writer.consumed_events} of {count} events drained")
-            time.sleep(0.01)
+                raise RuntimeError("TEA did not become ready")
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        if self._running:
+            self._running = False
+            self.client.close()
+            self.app_loop.stop()  # lifespan.shutdown
 
 
 def wait_for(fetch: Callable[[], Any], predicate: Callable[[Any], bool], timeout_s: float = 15) -> Any:
@@ -94,23 +171,35 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
-    """Start live servers: ``serve(storage_backend="memory", **settings)``; all stopped at the end."""
-    started: list[LiveServer] = []
+def after_stop() -> Iterator[list[Callable[[], None]]]:
+    """What to do once the test's servers have stopped (``serve`` depends on this: its teardown comes
+    first), such as dropping the databases they ran on."""
+    todo: list[Callable[[], None]] = []
+    yield todo
+    for action in todo:
+        action()
 
-    def start(storage: Storage | None = None, wait_ready: bool = True, **overrides: Any) -> LiveServer:
+
+@pytest.fixture
+def serve(tmp_path: Path, after_stop: list[Callable[[], None]]) -> Iterator[Callable[..., Any]]:
+    """Start TEAs: ``serve(storage_backend="memory", **settings)`` on a real loopback socket (a
+    ``LiveServer``), ``serve(socket=False, ...)`` in process (an ``InProcessServer``); all stopped at the end."""
+    started: list[Served] = []
+
+    def start(storage: Storage | None = None, wait_ready: bool = True, socket: bool = True,
+              **overrides: Any) -> Any:
         overrides.setdefault("writer__flush_interval_ms", 20.0)
         overrides.setdefault("shutdown_timeout_s", 5.0)
         # one data dir, reused after a stop (restart tests); a second server running beside gets its own
-        busy = sum(1 for live in started if live.thread.is_alive())
+        busy = sum(1 for live in started if live.running)
         settings = make_settings(tmp_path / ("data" if busy == 0 else f"data-{busy}"), **overrides)
-        live = LiveServer(TeaApp(settings, storage=storage)).start(wait_ready)
-        started.append(live)
-        return live
+        live = (LiveServer if socket else InProcessServer)(TeaApp(settings, storage=storage))
+        started.append(live)  # (before start: a failed start is still stopped at the end)
+        return live.start(wait_ready)
 
     yield start
     for live in started:
-        if live.thread.is_alive():
+        if live.running:
             live.stop()
 
 
@@ -119,29 +208,38 @@ BACKENDS = ["duckdb", "memory", "postgres", "clickhouse"]
 
 
 def backend_settings(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
-    """Settings overrides for ``backend``: a fresh database on the session's real server when it has one."""
-    if backend == "postgres":
-        return {"storage_backend": "postgres", "postgres_url": request.getfixturevalue("postgres_server").fresh_url()}
-    if backend == "clickhouse":
-        return {"storage_backend": "clickhouse",
-                "clickhouse_url": request.getfixturevalue("clickhouse_server").fresh_url()}
-    return {"storage_backend": backend}
+    """Settings overrides for ``backend``: a fresh database on the session's real server when it has one,
+    dropped when the test's servers have stopped."""
+    if backend not in ("postgres", "clickhouse"):
+        return {"storage_backend": backend}
+    server = request.getfixturevalue(f"{backend}_server")
+    url = server.fresh_url()
+    request.getfixturevalue("after_stop").append(lambda: server.drop(url))
+    return {"storage_backend": backend, f"{backend}_url": url}
+
+
+# a test of what no backend takes part in (a refusal before anything is stored, a static document)
+# runs on one: ``@one_backend``
+one_backend = pytest.mark.parametrize("server", ["memory"], indirect=True)
 
 
 @pytest.fixture(params=BACKENDS)
-def server(request: pytest.FixtureRequest, serve: Callable[..., LiveServer]) -> LiveServer:
-    return serve(**backend_settings(request, request.param))
+def server(request: pytest.FixtureRequest, serve: Callable[..., Served]) -> Served:
+    """A TEA on each backend, in process; on a real socket for a test marked ``socket``."""
+    socket = request.node.get_closest_marker("socket") is not None
+    return serve(socket=socket, **backend_settings(request, request.param))
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
+def client(server: Served) -> httpx.Client:
+    return server.client
 
 
 # ---------------------------------------------------------------- `tea serve` as a real subprocess
 class TeaProcess:
-    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, preexec_fn: Callable[[], Any] | None = None,
+                 **env: str) -> None:
+        self.preexec_fn = preexec_fn  # e.g. lower the open-file limit the server starts with
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
@@ -154,7 +252,8 @@ class TeaProcess:
     def start(self, wait_ready: bool = True) -> "TeaProcess":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tea", "serve", "--port", str(self.port),
-                                      "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=log)
+                                      "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=log,
+                                     preexec_fn=self.preexec_fn)
         log.close()
         if wait_ready:
             self.wait_ready()
@@ -199,8 +298,8 @@ class TeaProcess:
 def tea_process(tmp_path: Path) -> Iterator[type]:
     started: list[TeaProcess] = []
 
-    def make(data_dir: Path | None = None, **env: str) -> TeaProcess:
-        proc = TeaProcess(data_dir or tmp_path / "data", tmp_path / f"tea-{len(started)}.log", **env)
+    def make(data_dir: Path | None = None, preexec_fn: Callable[[], Any] | None = None, **env: str) -> TeaProcess:
+        proc = TeaProcess(data_dir or tmp_path / "data", tmp_path / f"tea-{len(started)}.log", preexec_fn, **env)
         started.append(proc)
         return proc
 

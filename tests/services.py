@@ -67,9 +67,12 @@ def pg_binary(name: str) -> str | None:
 
 
 class PostgresServer:
-    """``postgres`` on a temp data dir; as the ``postgres`` user when running as root (it refuses root)."""
+    """``postgres`` on a temp data dir; as the ``postgres`` user when running as root (it refuses root).
+    ``fsync=False`` for the tests: a killed server still loses nothing committed (the OS has its
+    writes), only a crash of the machine would — and thousands of throwaway databases stay off the disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = True) -> None:
+        self.fsync = fsync
         self.initdb = require(pg_binary("initdb"), "PostgreSQL (initdb)")
         self.postgres = require(pg_binary("postgres"), "PostgreSQL (postgres)")
         self.tmp = tempfile.mkdtemp(prefix="tea-pg-")
@@ -93,7 +96,7 @@ class PostgresServer:
         as_user: dict[str, object] = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.run_as else {}
         self.proc = subprocess.Popen([self.postgres, "-D", self.data, "-p", str(self.port), "-k", self.tmp,
                                       "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
-                                      "-c", "fsync=on"], stdout=log, stderr=log, **as_user)  # type: ignore[call-overload]
+                                      "-c", f"fsync={'on' if self.fsync else 'off'}"], stdout=log, stderr=log, **as_user)  # type: ignore[call-overload]
         log.close()
         _wait(self._ready, "PostgreSQL", self.proc)
 
@@ -115,6 +118,12 @@ class PostgresServer:
         with psycopg.connect(self.url, autocommit=True) as con:
             con.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def drop(self, url: str) -> None:
+        """Drop a database ``fresh_url`` made, with whatever is still connected to it."""
+        import psycopg
+        with psycopg.connect(self.url, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
     def close(self) -> None:
         self.stop()
@@ -173,6 +182,10 @@ class ClickHouseServer:
         self.query(f"CREATE DATABASE {name}")
         return f"clickhouse://default@127.0.0.1:{self.tcp_port}/{name}"
 
+    def drop(self, url: str) -> None:
+        """Drop a database ``fresh_url`` made."""
+        self.query(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]}")
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -180,7 +193,7 @@ class ClickHouseServer:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+    server = PostgresServer(fsync=False)
     yield server
     server.close()
 

@@ -1,7 +1,9 @@
 """The authenticator chain, decided once at start-up.
 
 Credentials, in order: ``Authorization: Bearer <TEA_ADMIN_TOKEN>`` (bootstrap admin), an API token
-(``Bearer tk_…`` or ``X-API-Key``), a JWT (``Bearer`` with three dots). Supabase's ``apikey`` header
+(``Bearer tk_…`` or ``X-API-Key``), a JWT (``Bearer`` with three dots). ``Authorization: Basic`` with
+any user name and the credential as the password counts as that Bearer (what Grafana's data sources
+and promtool's URLs send). Supabase's ``apikey`` header
 counts as the Bearer when no ``Authorization`` is sent (with both, ``Authorization`` wins, as in
 Supabase). A credential of a kind no authenticator knows is refused; with no credential at all the
 request is refused too — unless ``auth_validation`` is off (development mode). There a credential TEA
@@ -19,6 +21,8 @@ and the metrics: ``auth_method`` (none, bearer, token, hmac, jwt), ``auth_token_
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
 from typing import Any, Callable
@@ -84,8 +88,11 @@ class AuthChain:
         headers = request.headers
         authorization = headers.get("authorization", "")
         bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+        if authorization[:6].lower() == "basic ":
+            bearer = basic_password(authorization[6:])  # (Grafana's and Prometheus clients' basic auth)
         if authorization and bearer is None:
-            raise Unauthorized("Authorization must be 'Bearer <token>'", code="invalid_credentials")
+            raise Unauthorized("Authorization must be 'Bearer <token>' (or Basic with the token as the password)",
+                               code="invalid_credentials")
         if bearer is None and headers.get("apikey"):
             # Supabase clients send the key as `apikey` (and usually as the Bearer too): the same credential
             bearer = headers["apikey"].strip()
@@ -152,6 +159,17 @@ class AuthChain:
                                                             self.claim_nonce, self.clock)
             return active.principal("hmac")
         return active.principal("token")
+
+
+def basic_password(encoded: str) -> str | None:
+    """The password of HTTP Basic credentials (``user:password`` in base64), None when malformed or empty:
+    a client that can only send Basic auth sends the token as the password, any user name."""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return password.strip() if colon and password.strip() else None
 
 
 def credential_kind(headers: dict[str, str]) -> str:

@@ -199,8 +199,8 @@ class StoredQuotas:
         return restored
 
     async def save(self) -> None:
-        for key, (used, expires_at) in self.state.changed_quotas().items():
-            await self.storage.put_document(self.KIND, self.TENANT, key, {"used": used, "expires_at": expires_at})
+        await self.storage.put_documents(self.KIND, [(self.TENANT, key, {"used": used, "expires_at": expires_at})
+                                                     for key, (used, expires_at) in self.state.changed_quotas().items()])
 
     async def run(self) -> None:
         while True:

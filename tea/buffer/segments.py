@@ -10,11 +10,13 @@ and never replayed as data. Timestamps are UTC microseconds.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
-from typing import Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
+log = logging.getLogger(__name__)
 MAGIC = 0x31414554  # b"TEA1" little-endian
 HEADER = struct.Struct("<IIIIqqq")
 _FIELDS = struct.Struct("<IIIqqq")  # the header without the crc, for the checksum
@@ -114,23 +116,79 @@ def read_records(path: str, start: int, end: int | None = None, max_events: int 
                 return
 
 
+def read_span(directory: str, pos: tuple[int, int], end: tuple[int, int], sealed: dict[int, int],
+              max_events: int) -> tuple[list[Record], tuple[int, int], int, int]:
+    """The records of the segment files of ``directory`` from ``pos`` (segment, offset) before ``end``, checked,
+    stopping after ``max_events``; with the position after them, the bytes they span and how many corrupt
+    records were met (from one on, the rest of its segment is skipped and kept as ``<segment>.corrupt``)."""
+    records: list[Record] = []
+    events = spanned = corrupt = 0
+    segment, offset = pos
+    while (segment, offset) < end and events < max_events:
+        limit = end[1] if segment == end[0] else sealed.get(segment)
+        if limit is None or offset >= limit:
+            later = [s for s in sealed if s > segment]
+            segment, offset = (min(later) if later else end[0]), 0
+            continue
+        path = os.path.join(directory, segment_name(segment))
+        try:
+            for record in read_records(path, offset, limit, max_events - events):
+                records.append(record)
+                events += record.count
+                spanned += record.end - offset
+                offset = record.end
+        except CorruptRecord as exc:
+            # Only disk corruption gets here (torn tails are cut at open): keep a copy, skip the rest.
+            corrupt += 1
+            log.error("%s; the rest of the segment is skipped and kept as %s.corrupt", exc, path)
+            if not os.path.exists(path + ".corrupt"):
+                os.link(path, path + ".corrupt")
+            spanned += limit - offset
+            offset = limit
+    return records, (segment, offset), spanned, corrupt
+
+
 def recover_segment(path: str) -> tuple[int, int, int]:
     """Check every record; cut a torn or corrupt tail. Returns (valid bytes, events, cut bytes)."""
+    return scan_segment(path)[:3]
+
+
+def scan_segment(path: str, marks: Iterable[int] = ()) -> tuple[int, int, int, dict[int, int]]:
+    """``recover_segment``, also answering for each offset of ``marks`` the events of the records before it."""
     valid = 0
     events = 0
+    pending = sorted(set(marks), reverse=True)
+    before: dict[int, int] = {}
     try:
         for record in read_records(path, 0):
+            while pending and pending[-1] <= record.offset:
+                before[pending.pop()] = events
             valid = record.end
             events += record.count
     except CorruptRecord:
         pass
+    for mark in pending:
+        before[mark] = events
     size = os.path.getsize(path)
     if size > valid:
         with open(path, "r+b") as fh:
             fh.truncate(valid)
             fh.flush()
             os.fsync(fh.fileno())
-    return valid, events, size - valid
+    return valid, events, size - valid, before
+
+
+def read_append_ts(path: str, offset: int) -> int | None:
+    """The append time in the header of the record at ``offset`` (None if there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            head = os.pread(fh.fileno(), HEADER.size, offset)
+    except OSError:
+        return None
+    if len(head) < HEADER.size:
+        return None
+    magic, *_rest, append_ts = HEADER.unpack(head)
+    return append_ts if magic == MAGIC else None
 
 
 def fsync_dir(directory: str) -> None:

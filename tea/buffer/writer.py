@@ -1,9 +1,10 @@
-"""The writer drains the durable buffer into storage in large batches.
+"""The writer: the durable log's first consumer, which stores its events in large batches.
 
 A batch is written when ``batch_events`` are waiting or ``flush_interval_s`` after the first of
 them arrived, whichever comes first. Storage failures are retried with jittered exponential
-backoff (the buffer keeps absorbing ingestion meanwhile); a segment is released only after storage
-committed it. Events that the backend refuses as data are isolated by bisection and written to
+backoff (the buffer keeps absorbing ingestion meanwhile); the writer's position moves only after storage
+committed what is before it, and processors read only what is before that position. Nothing the writer
+does waits for a processor. Events that the backend refuses as data are isolated by bisection and written to
 the dead-letter file with the reason — counted and logged, never dropped silently.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Callable
 
 import msgspec
 
@@ -53,7 +54,6 @@ class Writer:
     def __init__(self, buffer: DurableBuffer, storage: Storage, *, batch_events: int = 50000,
                  flush_interval_s: float = 0.2, max_backoff_s: float = 30.0,
                  dead_letter_path: str | None = None, clock: Callable[[], int] = now_us,
-                 on_commit: Callable[[Batch], Awaitable[None]] | None = None,
                  telemetry: Telemetry | None = None) -> None:
         self.buffer = buffer
         self.storage = storage
@@ -62,7 +62,6 @@ class Writer:
         self.max_backoff_s = max_backoff_s
         self.dead_letter_path = dead_letter_path
         self.clock = clock
-        self.on_commit = on_commit
         self.telemetry = telemetry
         self.stats = WriterStats()
         self.consumed_events = 0
@@ -71,32 +70,28 @@ class Writer:
         self._stop_wake = asyncio.Event()
         self._holding_since_us: int | None = None
         self._waiting_since_us: int | None = None
-        self._pos = Position(0, 0)
-        self._after: asyncio.Future[None] | None = None  # on_commit of the last committed batch
         self._log_after = 0.0
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
-        """Drain until stopped. Two things overlap the storage write of a batch: the processors of the batch
-        before it (``on_commit``; one batch at a time, in order) and, while a backlog of at least a full batch
-        waits, the read of the next batch (from memory, or from the segment files in a worker thread)."""
+        """Drain until stopped. While a backlog of at least a full batch waits, the read of the next batch (from
+        memory, or from the segment files in a worker thread) overlaps the storage write of the current one."""
         buffer = self.buffer
+        cursor = buffer.writer
         loop = asyncio.get_running_loop()
-        pos = buffer.start
+        pos = cursor.position
         self._check_replayed(pos)
-        ahead: asyncio.Task[tuple[list[Record], Position, int]] | None = None
+        ahead: asyncio.Task[tuple[list[Record], Position, int] | None] | None = None
         try:
             while True:
                 pos = buffer.next_position(pos)
-                self._pos = pos
                 if ahead is None:
                     if not buffer.has_data(pos):
                         self._waiting_since_us = None
                         if self._stopping:
-                            await self._settle()
-                            buffer.release(pos, 0)  # drop a drained last segment too
+                            buffer.advance(cursor, pos, 0)  # drop a drained last segment too
                             return
-                        await buffer.wait_for_data(1.0)
+                        await buffer.wait_for_data()  # (stop() wakes it too)
                         continue
                     if self._waiting_since_us is None:  # (when the oldest waiting event arrived, if known)
                         self._waiting_since_us = buffer.first_append_ts(pos) or self.clock()
@@ -107,52 +102,46 @@ class Writer:
                         if remaining <= 0:
                             break
                         await buffer.wait_for_data(remaining)
-                    records, end, spanned = await buffer.read(pos, self.batch_events)
+                    records, end, _spanned = await buffer.read(pos, self.batch_events)
                 else:
                     found, ahead = await ahead, None
                     if found is None:  # no full batch came while the last one was written: the usual way
                         continue
-                    records, end, spanned = found
+                    records, end, _spanned = found
+                count = sum(r.count for r in records)
                 if records:
                     self._holding_since_us = records[0].append_ts
-                    batch = Batch([r.payload for r in records], sum(r.count for r in records),
+                    batch = Batch([r.payload for r in records], count,
                                   min(r.min_ts for r in records), max(r.max_ts for r in records))
-                    committed = asyncio.Event()
-                    ahead = asyncio.ensure_future(self._read_ahead(end, batch.count, committed))
+                    committed = loop.create_future()
+                    ahead = asyncio.ensure_future(self._read_ahead(end, count, committed))
                     try:
                         await self._commit(batch)
                     finally:
-                        committed.set()
-                    self.consumed_events += batch.count
-                buffer.release(end, spanned)
+                        committed.set_result(None)
+                    self.consumed_events += count
+                buffer.advance(cursor, end, count)  # (processors may now read it)
                 self._holding_since_us = self._waiting_since_us = None
                 pos = end
                 self._check_replayed(buffer.next_position(pos))
         finally:
             if ahead is not None and not ahead.done():
                 ahead.cancel()
-            if self._after is not None and not self._after.done():
-                self._after.cancel()  # (only when run() itself was cancelled or failed)
 
-    async def _read_ahead(self, pos: Position, behind: int, committed: asyncio.Event,
+    async def _read_ahead(self, pos: Position, behind: int, committed: "asyncio.Future[None]",
                           ) -> tuple[list[Record], Position, int] | None:
         """While the batch of ``behind`` events before ``pos`` is written: once a full batch waits after it,
-        read that batch (None if none did before the write ended)."""
+        read that batch (None if none did before the write ended). Woken by appends, never by a timer."""
         buffer = self.buffer
         while self.available() - behind < self.batch_events or not buffer.has_data(pos):
-            if committed.is_set() or self._stopping:
+            if committed.done() or self._stopping:
                 return None
-            await asyncio.sleep(0.02)
+            await asyncio.wait((buffer.data.future(), committed), return_when=asyncio.FIRST_COMPLETED)
         return await buffer.read(buffer.next_position(pos), self.batch_events)
 
-    async def _settle(self) -> None:
-        """Wait for the processors of the last committed batch."""
-        after, self._after = self._after, None
-        if after is not None:
-            await after
-
     def available(self) -> int:
-        return self.buffer.durable_events - self.consumed_events
+        """Durable events not yet committed to storage."""
+        return self.buffer.lag_events(self.buffer.writer)
 
     def _check_replayed(self, pos: Position) -> None:
         if not self.replayed.is_set() and (self.buffer.replay_events == 0 or pos >= self.buffer.replay_end):
@@ -204,9 +193,6 @@ class Writer:
                 self.telemetry.storage_write_seconds.observe(self.stats.last_write_s)
                 self.telemetry.events_written.inc(result.written)
                 self.telemetry.duplicates.inc(result.duplicates)
-            if self.on_commit is not None:  # processors, while the next batch is written; in order, one at a time
-                await self._settle()  # (may wait while their queue is full)
-                self._after = asyncio.ensure_future(self.on_commit(batch))
             return
 
     def _failed(self, exc: BaseException) -> None:

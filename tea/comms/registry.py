@@ -12,7 +12,10 @@ with the same arguments, effects and return values:
   health when none is given (``last_health_check`` moves only when one is), and writes a transition.
 * ``record_entity_activity`` moves ``last_activity`` and counts activity (and errors).
 
-Writes of one process are serialised by a lock (read-modify-write of a document).
+Writes of one process are serialised by a lock (read-modify-write of a document). Counts that come from
+the durable log (``apply_logged_activity``) are exactly once: an entity's document also holds, per log,
+the position of the last event it counted (``COUNTED``, never shown), written in the same document write
+as the counts — an event at or before it is never counted again, whatever replays the log.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ ENTITY_TYPES = ("team", "mcp_server", "mcp_client", "n8n_workflow", "service")
 COMM_TYPES = {"team": "team", "mcp": "mcp_server", "mcp_server": "mcp_server", "mcp_client": "mcp_client",
               "workflow": "n8n_workflow", "n8n_workflow": "n8n_workflow", "n8n": "n8n_workflow",
               "external": "service", "service": "service"}
+COUNTED = "_counted_through"  # {log id: [segment, offset, index, at_us]}: the last logged event an entity counted
+COUNTED_KEEP_US = 30 * 86_400_000_000  # a log that counted nothing for this long is dropped from the documents
 DAY_US = 86_400_000_000
 FIVE_MIN_US = 300_000_000
 # the columns of unified_registry, in the seed's order (a document holds exactly these)
@@ -71,6 +76,12 @@ def check_text(name: str, value: Any, field: str | None = None, required: bool =
         raise BadRequest(f"`{field}` is longer than {LIMITS[name]} characters", code="invalid_field",
                          details={"field": field})
     return value
+
+
+def public(entity: dict[str, Any]) -> dict[str, Any]:
+    """The entity as the seed's table row: without the log positions it counted through."""
+    entity.pop(COUNTED, None)
+    return entity
 
 
 def render(entity: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +150,7 @@ class Registry:
                 action = "registered"
             await self.storage.put_document(KIND, tenant, key(p_entity_id, p_entity_type), entity)
             await self._audit(tenant, p_entity_id, p_entity_type, action, p_registered_by, metadata, now)
-        return entity, action == "registered"
+        return public(entity), action == "registered"
 
     async def update_entity_state(self, tenant: str, p_entity_id: str, p_entity_type: str, p_new_state: str,
                                   p_health_status: str | None = None, p_updated_by: str = "system",
@@ -166,10 +177,39 @@ class Registry:
                                      p_is_error: bool = False) -> None:
         await self.apply_activity({(tenant, p_entity_type, p_entity_id): (1, int(bool(p_is_error)), self.clock())})
 
+    async def apply_logged_activity(self, log_id: str | None,
+                                    updates: dict[tuple[str, str, str], list[tuple[Any, int, int]]]) -> int:
+        """Count events of the log ``log_id``: ``updates`` maps ``(tenant, entity_type, entity_id)`` to its events'
+        ``(log position, is_error, timestamp_us)``, in log order. An entity counts only the events after the last
+        position it counted, and records the new one in the same write. (``log_id`` None: count them all — a
+        dead letter replayed.) Returns how many entities moved."""
+        moved = 0
+        now = self.clock()
+        async with self._lock:
+            for (tenant, entity_type, entity_id), items in updates.items():
+                entity = await self.storage.get_document(KIND, tenant, key(entity_id, entity_type))
+                if entity is None:
+                    continue
+                # (a log silent for COUNTED_KEEP_US — a node replaced with an empty data directory — is forgotten)
+                through = {log: at for log, at in (entity.get(COUNTED) or {}).items()
+                           if log == log_id or at[3] >= now - COUNTED_KEEP_US}
+                mark = tuple(through[log_id][:3]) if log_id in through else None
+                fresh = [i for i in items if mark is None or tuple(i[0]) > mark]
+                if not fresh:
+                    continue
+                entity["activity_count"] = (entity.get("activity_count") or 0) + len(fresh)
+                entity["error_count"] = (entity.get("error_count") or 0) + sum(i[1] for i in fresh)
+                entity["last_activity"] = max(entity.get("last_activity") or 0, max(i[2] for i in fresh))
+                if log_id is not None:
+                    entity[COUNTED] = {**through, log_id: [*max(tuple(i[0]) for i in fresh), now]}
+                await self.storage.put_document(KIND, tenant, key(entity_id, entity_type), entity)
+                moved += 1
+        return moved
+
     async def apply_activity(self, updates: dict[tuple[str, str, str], tuple[int, int, int]]) -> int:
         """Add ``(count, errors, last_us)`` to entities keyed ``(tenant, entity_type, entity_id)``; unknown
         entities are skipped (the gaps report lists them). Returns how many entities moved."""
-        moved = 0
+        moved: list[tuple[str, str, dict[str, Any]]] = []
         async with self._lock:
             for (tenant, entity_type, entity_id), (count, errors, last_us) in updates.items():
                 entity = await self.storage.get_document(KIND, tenant, key(entity_id, entity_type))
@@ -178,17 +218,18 @@ class Registry:
                 entity["activity_count"] = (entity.get("activity_count") or 0) + count
                 entity["error_count"] = (entity.get("error_count") or 0) + errors
                 entity["last_activity"] = max(entity.get("last_activity") or 0, last_us)
-                await self.storage.put_document(KIND, tenant, key(entity_id, entity_type), entity)
-                moved += 1
-        return moved
+                moved.append((tenant, key(entity_id, entity_type), entity))
+            await self.storage.put_documents(KIND, moved)  # one write for every entity that moved
+        return len(moved)
 
     # ------------------------------------------------------------ CRUD
     async def get(self, tenant: str, entity_id: str, entity_type: str) -> dict[str, Any] | None:
-        return await self.storage.get_document(KIND, tenant, key(entity_id, entity_type))
+        found = await self.storage.get_document(KIND, tenant, key(entity_id, entity_type))
+        return None if found is None else public(found)
 
     async def entities(self, tenants: Iterable[str] | None) -> list[dict[str, Any]]:
         rows = await self.storage.list_documents(KIND, tuple(tenants) if tenants is not None else None)
-        return [{**doc, "tenant_id": tenant} for tenant, _, doc in rows]
+        return [{**public(doc), "tenant_id": tenant} for tenant, _, doc in rows]
 
     async def delete(self, tenant: str, entity_id: str, entity_type: str, by: str) -> bool:
         async with self._lock:

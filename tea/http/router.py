@@ -1,6 +1,7 @@
 """Routes with the metadata OpenAPI needs, and dispatch by exact path first, then by pattern."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
@@ -61,6 +62,7 @@ class Route:
             object.__setattr__(self, "params", params_of(self.query))
 
 
+@functools.cache  # (a declaration never changes: described once per process, not once per app built)
 def params_of(cls: type[Params]) -> tuple[Param, ...]:
     """The OpenAPI parameters of a parameter declaration."""
     described = sorted(describe(cls), key=lambda d: not d[4])  # path parameters first

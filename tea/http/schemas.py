@@ -56,6 +56,10 @@ class EventView(msgspec.Struct):
     correlation_id: str | None
     tags: list[str]
     attributes: msgspec.Raw
+    tool: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 class EventsPage(msgspec.Struct):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from tea.telemetry import Telemetry
 from tea.storage.base import Storage
+from tea.storage.signals import signals_of
 from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,10 @@ class RetentionJob:
         now = self.clock()
         purged = 0
         if self.hours > 0:
-            purged += await self.storage.purge_older_than(now - self.hours * HOUR_US,
-                                                          exclude_tenant_ids=tuple(sorted(overrides)))
+            purged += await self._purge(now - self.hours * HOUR_US, exclude_tenant_ids=tuple(sorted(overrides)))
         for tenant, hours in sorted(overrides.items()):
             if hours > 0:
-                purged += await self.storage.purge_older_than(now - hours * HOUR_US, tenant_ids=(tenant,))
+                purged += await self._purge(now - hours * HOUR_US, tenant_ids=(tenant,))
         audit_purged = await self.purge_audit(now)
         records_purged = await self.purge_records(now)
         # together, once the run is over: /health never shows a run's purge count with the previous run's time
@@ -71,6 +71,14 @@ class RetentionJob:
         if purged or audit_purged or records_purged:
             log.info("retention: deleted %d events, %d audit-log rows, %d history records", purged, audit_purged,
                      records_purged)
+        return purged
+
+    async def _purge(self, cutoff_us: int, **tenants: Any) -> int:
+        """Events, and the metric points and log records beside them, before ``cutoff_us``."""
+        purged = await self.storage.purge_older_than(cutoff_us, **tenants)
+        signals = signals_of(self.storage)
+        if signals is not None:
+            purged += await signals.purge_older_than(cutoff_us, **tenants)
         return purged
 
     async def purge_audit(self, now: int) -> int:

@@ -19,6 +19,13 @@ from tea.query.readers import Readers
 from tea.settings import Settings
 
 
+class ConsumerLag(msgspec.Struct):
+    """How far one consumer of the buffer's log (the writer, a processor) is behind the log's end."""
+
+    lag_events: int
+    lag_seconds: float
+
+
 class Health(msgspec.Struct):
     """The seed's ``{status, version, uptime_seconds, events_stored, storage_backend}`` plus TEA's own."""
 
@@ -45,6 +52,7 @@ class Health(msgspec.Struct):
     retention_last_error: str | None
     data_dir_bytes: int
     auth: str
+    consumers: dict[str, ConsumerLag]
 
 
 async def _disk_usage(path: str) -> int:
@@ -104,7 +112,9 @@ def routes(settings: Settings, status: Status, buffer: DurableBuffer, writer: Wr
             last_storage_error=stats.last_error if recent_failure or stats.failing else None,
             retention_last_run_at=retention.last_run_at, retention_purged_total=retention.purged_total,
             retention_last_error=retention.last_error, data_dir_bytes=await _disk_usage(settings.data_dir),
-            auth="enabled" if settings.auth_validation else "disabled")
+            auth="enabled" if settings.auth_validation else "disabled",
+            consumers={name: ConsumerLag(buffer.lag_events(c), round(buffer.lag_seconds(c), 3))
+                       for name, c in sorted(buffer.cursors.items())})
         return Response(encode_json(body), 200, JSON)
 
     async def healthz(request: Request) -> Response:

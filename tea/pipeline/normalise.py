@@ -6,6 +6,8 @@ from typing import Callable
 
 import uuid_utils
 
+from tea import semconv
+from tea.pricing import PriceTable
 from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us
 from tea.pipeline.stages import Drop, Invalid, Stage
 from tea.types import EMPTY_OBJECT, Event, ItemError
@@ -24,8 +26,10 @@ class Normaliser:
     """Decided once at start-up; called on every decoded batch."""
 
     def __init__(self, *, default_tenant: str = "default", max_future_skew_s: float = 86400.0,
-                 clock: Callable[[], int] = now_us, stages: tuple[Stage, ...] = ()) -> None:
+                 clock: Callable[[], int] = now_us, stages: tuple[Stage, ...] = (),
+                 prices: PriceTable | None = None) -> None:
         self.stages = stages  # validators and redaction, in order; first refusal wins
+        self.prices = prices if prices is not None else PriceTable({})  # an event's cost from its model and tokens
         self.dropped = 0
         self.default_tenant = default_tenant
         self.max_future_us = int(max_future_skew_s * 1e6) if max_future_skew_s > 0 else None
@@ -45,6 +49,7 @@ class Normaliser:
         now = self.clock()
         latest = now + self.max_future_us if self.max_future_us is not None else MAX_US
         default_tenant = only_tenant or tenant_id or self.default_tenant
+        lift = source_protocol != "otlp"
         accepted: list[Event] = []
         errors: list[ItemError] = []
         low, high = MAX_US, 0
@@ -90,6 +95,10 @@ class Normaliser:
                 event.event_id = new_event_id()
             if event.tenant_id is None:
                 event.tenant_id = default_tenant
+            if lift:  # (OTLP spans were mapped with the same rules already)
+                semconv.lift(event)
+            if event.model is not None and event.cost is None:
+                event.cost = self.prices.cost(event.model, event.input_tokens, event.output_tokens)
             if self.stages:
                 try:
                     for stage in self.stages:

@@ -1,20 +1,25 @@
-"""Processors: plugins that see every batch after storage committed it.
+"""Processors: plugins that read the events storage has committed, each as a consumer of the durable log.
 
-Events are grouped into batches of ``batch_size`` or whatever arrived within ``batch_timeout_s``.
-Each processor gets each batch; it is tried ``retry_attempts`` times in all (Telemetron's meaning: 3 =
-the first try and two retries; 0 and 1 both mean once), ``retry_delay_s`` apart, and a batch it still
-fails on goes to the dead-letter queue (persisted in storage, listable at ``GET /v1/dlq``, replayable)
-— never to a log line alone: when storage refuses the entry too, it is appended to ``fallback_path``
-(fsynced, counted) and moved into storage at the next start. One processor failing does not hold the
-others back. The queue in front is bounded in events: when it is full the writer waits, and the
-durable buffer absorbs ingestion meanwhile.
+Each processor (``tea.pipeline.consume``) reads the log from its own durable position, behind the
+writer, at its own pace: storing events never waits for a processor; a slow one lags (``/health``,
+``tea_consumer_lag_events`` / ``tea_consumer_lag_seconds``) and catches up; the buffer keeps every
+segment until every processor has passed it (its bound counts the slowest). Events reach a processor
+in batches of ``batch_size``, or whatever was read within ``batch_timeout_s``. Each batch is tried
+``retry_attempts`` times in all (Telemetron's meaning: 3 = the first try and two retries; 0 and 1 both
+mean once), ``retry_delay_s`` apart, and a batch it still fails on goes to the dead-letter queue
+(persisted in storage, listable at ``GET /v1/dlq``, replayable) — never to a log line alone: when
+storage refuses the entry too, it is appended to ``fallback_path`` (fsynced, counted) and moved into
+storage at the next start. One processor failing or lagging does not hold the others back.
 
 Telemetron's metrics keep its meaning: ``telemetron_processor_plugin_errors_total`` once per batch a
 processor gave up on, ``telemetron_processor_plugin_duration_seconds`` once per processor and batch
 (retries included), ``telemetron_events_processed_total`` for committed events once every processor
-they were handed to succeeded (events no processor wants count at the commit).
+has passed them, less those some processor sent to the DLQ (events no processor wants count when every
+processor has passed them; with no processor at all, at the commit).
 
-Processors see committed batches at most once across a crash of TEA (they run after the commit).
+Delivery is at least once: a crash before a processor's position moved past a batch hands it that batch
+again after the restart (``Delivery`` gives each event's log position, for processors that make their
+effects exactly once); nothing committed is ever skipped.
 """
 from __future__ import annotations
 
@@ -23,124 +28,93 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import msgspec
 
 from tea.errors import NotFound
 from tea.telemetry import Telemetry
+from tea.pipeline.consume import Delivery, ProcessorConsumer
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import Batch, DeadLetter, Event, encode_lines
 
+if TYPE_CHECKING:
+    from tea.buffer.log import DurableBuffer
+
 log = logging.getLogger(__name__)
 Processor = Callable[[list[Event]], Awaitable[None]]
-SLICE = 2048  # lines filtered and decoded between two yields to the event loop
 
 
 class ProcessorRunner:
-    def __init__(self, processors: list[tuple[str, Processor]], storage: Storage, *, batch_size: int = 100,
-                 batch_timeout_s: float = 1.0, retry_attempts: int = 3, retry_delay_s: float = 1.0,
-                 max_pending_events: int = 100_000, telemetry: Telemetry | None = None,
+    def __init__(self, processors: list[tuple[str, Processor]], storage: Storage, buffer: "DurableBuffer", *,
+                 batch_size: int = 100, batch_timeout_s: float = 1.0, retry_attempts: int = 3,
+                 retry_delay_s: float = 1.0, read_events: int = 100_000, telemetry: Telemetry | None = None,
                  clock: Callable[[], int] = now_us, fallback_path: str | None = None) -> None:
         self.processors = dict(processors)
         self.storage = storage
-        self.batch_size = batch_size
-        self.batch_timeout_s = batch_timeout_s
+        self.buffer = buffer
         self.attempts = max(1, retry_attempts)  # in all, as Telemetron counts them
         self.retry_delay_s = retry_delay_s
         self.fallback_path = fallback_path
-        self.max_pending_events = max_pending_events
         self.telemetry = telemetry
         self.clock = clock
-        self._pending: list[Event] = []
-        self._room = asyncio.Condition()
-        self._arrived = asyncio.Event()
+        self.consumers = [ProcessorConsumer(name, fn, buffer, self._deliver, batch_size=batch_size,
+                                            batch_timeout_s=batch_timeout_s, read_events=read_events,
+                                            on_advance=self._count_processed)
+                          for name, fn in self.processors.items()]
+        self._counted: int | None = None  # log events counted in telemetron_events_processed_total
+        self._stopping = False
         self.processed_batches = 0
         self.dead_lettered = 0
         self.dlq_fallback = 0  # dead letters storage refused, kept in the fallback file
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.processors)
-
-    async def submit(self, batch: Batch) -> None:
-        """Hand over a committed batch; waits while the queue is full. When every processor has a
-        ``wants_any(ndjson) -> bool`` probe and none wants the batch, it is skipped without splitting it
-        (the probes run in a worker thread, on each chunk of complete lines the batch holds — or, when the
-        processor sets ``wants_any_takes_chunks``, once on the list of chunks; the built-in ones search
-        without the GIL, so the event loop keeps serving requests meanwhile);
-        when every processor has a ``wants(line) -> bool`` predicate, only wanted lines are decoded.
-        A writer batch can hold 200 000 events: they are filtered and decoded in slices of
-        ``SLICE`` lines, yielding to the event loop between slices so requests are not held up."""
-        if not self.processors:
-            self._processed(batch.count)
+    async def run(self) -> None:
+        """Move dead letters left in the fallback file into storage, then run every processor's consumer until
+        ``stop()`` (with no processor: count committed events as processed as the writer commits them)."""
+        await self.recover_fallback()
+        self._counted = min(c.events for c in self._cursors())
+        if self.consumers:
+            await asyncio.gather(*(c.run() for c in self.consumers))
             return
-        probes = [(getattr(fn, "wants_any", None), getattr(fn, "wants_any_takes_chunks", False))
-                  for fn in self.processors.values()]
-        if all(p is not None for p, _ in probes):
-            chunks = batch.chunks
+        writer = self.buffer.writer
+        while not self._stopping:
+            await writer.advanced.wait()
+            self._count_processed()
 
-            def wanted_any() -> bool:  # a probe that takes the chunk list scans it in one call
-                return any(p(chunks) if whole else any(p(c) for c in chunks) for p, whole in probes)  # type: ignore[misc]
-            if not await asyncio.to_thread(wanted_any):
-                self._processed(batch.count)
-                return  # no processor wants any of it: never joined, split or decoded
-        data = batch.ndjson()
-        wanted = [getattr(fn, "wants", None) for fn in self.processors.values()]
-        lines = [line for line in data.split(b"\n") if line]
-        handed = 0
-        for start in range(0, len(lines), SLICE):
-            part = lines[start:start + SLICE]
-            if all(w is not None for w in wanted):
-                part = [line for line in part if any(w(line) for w in wanted)]  # type: ignore[misc]
-            handed += len(part)
-            if part:
-                events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
-                async with self._room:
-                    await self._room.wait_for(lambda: len(self._pending) < self.max_pending_events)
-                    self._pending.extend(events)
-                self._arrived.set()
-            if start + SLICE < len(lines):
-                await asyncio.sleep(0)
-        self._processed(len(lines) - handed)
+    def stop(self) -> None:
+        """Processors hand over what the writer has committed (and what they hold), then return."""
+        self._stopping = True
+        for consumer in self.consumers:
+            consumer.stop()
+        self.buffer.writer.advanced.fire()
+
+    def _cursors(self) -> list[Any]:
+        return [c.cursor for c in self.consumers] or [self.buffer.writer]
+
+    def _count_processed(self) -> None:
+        """Count the events every processor has passed since the last call, less those some processor gave up on."""
+        passed = min(c.events for c in self._cursors())
+        if self._counted is None or passed <= self._counted:
+            return
+        failed: set[int] = set()
+        for consumer in self.consumers:
+            failed.update(n for n in consumer.failed if n < passed)
+            consumer.failed = [n for n in consumer.failed if n >= passed]
+        self._processed(passed - self._counted - len(failed))
+        self._counted = passed
 
     def _processed(self, count: int) -> None:
         if self.telemetry is not None and count > 0:
             self.telemetry.telemetron_events_processed.inc(count)
 
-    async def run(self) -> None:
-        await self.recover_fallback()
-        while True:
-            await self._arrived.wait()
-            deadline = time.monotonic() + self.batch_timeout_s
-            while len(self._pending) < self.batch_size and time.monotonic() < deadline:
-                await asyncio.sleep(min(0.01, self.batch_timeout_s))
-            await self.drain_once()
-
-    async def drain_once(self) -> None:
-        async with self._room:
-            chunk, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
-            if not self._pending:
-                self._arrived.clear()
-            self._room.notify_all()
-        if chunk:
-            delivered = await asyncio.gather(*(self._deliver(name, fn, chunk) for name, fn in self.processors.items()))
-            self.processed_batches += 1
-            if all(delivered):
-                self._processed(len(chunk))
-
-    async def drain(self) -> None:
-        """Process everything queued (shutdown)."""
-        while self._pending:
-            await self.drain_once()
-
-    async def _deliver(self, name: str, fn: Processor, events: list[Event]) -> bool:
+    async def _deliver(self, name: str, fn: Any, events: list[Event], delivery: Delivery | None) -> bool:
         started = time.perf_counter()
         error: BaseException | None = None
         for attempt in range(1, self.attempts + 1):
             try:
-                await fn(events)
+                await (fn(events, delivery) if delivery is not None and getattr(fn, "takes_delivery", False)
+                       else fn(events))
             except Exception as exc:  # plugin boundary: retry, then dead-letter
                 error = exc
                 log.warning("processor %s failed on a batch of %d events (attempt %d of %d): %s",
@@ -149,6 +123,7 @@ class ProcessorRunner:
                     await asyncio.sleep(self.retry_delay_s)
                 continue
             self._observe(name, "success", time.perf_counter() - started)
+            self.processed_batches += 1
             return True
         self._observe(name, "error", time.perf_counter() - started)
         await self._dead_letter(name, events, error, self.attempts)

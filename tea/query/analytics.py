@@ -1,17 +1,14 @@
 """Analytics routes: ``/v1/metrics``, the seed's ``/metrics`` (beside the Prometheus scrape),
-``/v1/stats``, ``/v1/stats/{source}`` and ``/v1/usage``."""
+``/v1/stats`` and ``/v1/stats/{source}`` (``/v1/usage``: tea.query.usage)."""
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any, Callable
 
 import msgspec
 
-from tea import timebuckets
 from tea.auth.gate import Gate
 from tea.auth.principal import READ
-from tea.errors import InvalidParameter, NotFound
+from tea.errors import NotFound
 from tea.http import Request, Response, Route
 from tea.http.params import choice, choices, parse, text, whole
 from tea.http.response import JSON, encode_json
@@ -19,7 +16,6 @@ from tea.http.router import params_of
 from tea.http.schemas import error_responses
 from tea.query import metrics as m
 from tea.query.readers import Readers
-from tea.query.scope import tenant_filter
 from tea.query.spec import Filters, Window, event_filter
 from tea.telemetry import CONTENT_TYPE, Telemetry
 from tea.timeutil import format_us
@@ -67,27 +63,6 @@ class SourceStats(msgspec.Struct):
     event_types: dict[str, int]
 
 
-class UsageRow(msgspec.Struct):
-    tenant_id: str
-    period: str
-    period_start: str
-    events: int
-    errors: int
-    requests_by_method: dict[str, int]
-    data_mb_in: float
-    data_mb_out: float
-    tokens: int
-    cost: float
-    unique_users: int
-
-
-class Usage(msgspec.Struct):
-    period: str
-    start_time: str
-    end_time: str
-    rows: list[UsageRow]
-
-
 class MetricsParams(Filters):
     metrics: choices("comma list of: " + ", ".join(m.METRICS) + f" (default {','.join(m.DEFAULT_METRICS)})",
                      tuple(m.METRICS)) = m.DEFAULT_METRICS  # type: ignore[valid-type]
@@ -113,15 +88,8 @@ class SourceParams(Window, kw_only=True):
     source: text("the source")  # type: ignore[valid-type]
 
 
-class UsageParams(Window):
-    period: choice("day or month (default month)", ("day", "month")) = "month"  # type: ignore[valid-type]
-    format: choice("json (default) or csv", ("json", "csv")) = "json"  # type: ignore[valid-type]
-
-
-USAGE_COLUMNS = tuple(UsageRow.__struct_fields__)
 _TEA_METRICS = ("requests", "error_rate", "avg_latency_ms", "data_mb")
-_USAGE_AGGS = (Agg("count"), Agg("errors"), Agg("sum", "request_size"), Agg("sum", "response_size"),
-               Agg("sum", "tokens_used"), Agg("sum", "cost"), Agg("count_distinct", "user_id"))
+
 
 
 def routes(readers: Readers, gate: Gate, telemetry: Telemetry, clock: Callable[[], int]) -> list[Route]:
@@ -171,27 +139,6 @@ def routes(readers: Readers, gate: Gate, telemetry: Telemetry, clock: Callable[[
                            format_us(max(r[4] for r in rows)), {r[1]: r[2] for r in sorted(rows, key=lambda r: r[1])})
         return Response(encode_json(body), 200, JSON)
 
-    async def usage(request: Request, p: UsageParams) -> Response:
-        end = p.end_time if p.end_time is not None else clock()
-        start = p.start_time if p.start_time is not None else timebuckets.floor(end - 1, p.period)
-        if end <= start:
-            raise InvalidParameter("end_time", "`end_time` must be after `start_time`")
-        f = tenant_filter(p.tenant_id, start_us=start, end_us=end)
-        reader = readers.of(request)
-        totals = await reader.aggregate(AggregateSpec(f, _USAGE_AGGS, p.period, ("tenant_id",)))
-        by_method = await reader.aggregate(AggregateSpec(f, (Agg("count"),), p.period, ("tenant_id", "method")))
-        methods: dict[tuple[int, str], dict[str, int]] = {}
-        for bucket, tenant_id, method, n in sorted(by_method, key=lambda r: (r[0], r[1], r[2] or "")):
-            if method is not None:
-                methods.setdefault((bucket, tenant_id), {})[method] = n
-        rows = [UsageRow(t, p.period, format_us(b), n, e, methods.get((b, t), {}), (req or 0) / 1e6,
-                         (resp or 0) / 1e6, tokens or 0, cost or 0.0, users)
-                for b, t, n, e, req, resp, tokens, cost, users in sorted(totals, key=lambda r: (r[1], r[0]))]
-        if p.format == "csv":
-            return Response(_usage_csv(rows), 200, b"text/csv; charset=utf-8",
-                            {"content-disposition": f'attachment; filename="tea-usage-{p.period}.csv"'})
-        return Response(encode_json(Usage(p.period, format_us(start), format_us(end), rows)), 200, JSON)
-
     seed = {200: ("TEA metrics", {"application/json": TeaMetrics}), **error_responses(400)}
     return [
         Route("GET", "/v1/metrics", metrics, "Time series of request, error, latency (with percentiles), data, "
@@ -213,18 +160,5 @@ def routes(readers: Readers, gate: Gate, telemetry: Telemetry, clock: Callable[[
         Route("GET", "/v1/stats/{source}", source_stats, "One source: event count, first and last event, types",
               tags=("analytics",), query=SourceParams,
               responses={200: ("Source stats", {"application/json": SourceStats}), **error_responses(400, 404)}),
-        Route("GET", "/v1/usage", usage, "Usage and billing per tenant and day or month (JSON or CSV)",
-              tags=("analytics",), query=UsageParams,
-              responses={200: ("Usage rows", {"application/json": Usage, "text/csv": {"type": "string"}}),
-                         **error_responses(400)}),
     ]
 
-
-def _usage_csv(rows: list[UsageRow]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(USAGE_COLUMNS)
-    for row in rows:
-        writer.writerow([msgspec.json.encode(v).decode() if isinstance(v, dict) else v
-                         for v in (getattr(row, c) for c in USAGE_COLUMNS)])
-    return out.getvalue().encode()

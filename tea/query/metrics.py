@@ -44,20 +44,22 @@ METRICS: dict[str, tuple[tuple[Agg, ...], Callable[..., Any]]] = {
     "response_mb": ((_RESP,), _mb),
     "data_mb": ((_REQ, _RESP), _mb),
     "tokens": ((Agg("sum", "tokens_used"),), lambda v: v or 0),
+    "input_tokens": ((Agg("sum", "input_tokens"),), lambda v: v or 0),
+    "output_tokens": ((Agg("sum", "output_tokens"),), lambda v: v or 0),
     "cost": ((Agg("sum", "cost"),), lambda v: v or 0.0),
     "unique_users": ((Agg("count_distinct", "user_id"),), lambda v: v),
 }
 # metrics whose value is their one aggregate as is (no arithmetic): copied straight from the row
 DIRECT = frozenset({"requests", "errors", "avg_latency_ms", "min_latency_ms", "max_latency_ms", "p50_latency_ms",
                     "p90_latency_ms", "p95_latency_ms", "p99_latency_ms", "unique_users"})
-INTEGER_METRICS = frozenset({"requests", "errors", "tokens", "unique_users"})
+INTEGER_METRICS = frozenset({"requests", "errors", "tokens", "input_tokens", "output_tokens", "unique_users"})
 # what `order_by` ranks groups by: the metrics that are one aggregate adding up (or taking the min/max)
 # across buckets, so the ranking comes out of the same scan as the series
 RANKABLE: dict[str, Agg] = {"requests": COUNT, "errors": ERRORS, "tokens": Agg("sum", "tokens_used"),
                             "cost": Agg("sum", "cost"), "request_mb": _REQ, "response_mb": _RESP,
                             "min_latency_ms": Agg("min", "duration_ms"), "max_latency_ms": Agg("max", "duration_ms")}
 DEFAULT_METRICS = ("requests", "errors", "error_rate", "avg_latency_ms", "p95_latency_ms", "data_mb")
-GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "user_id", "tenant_id")
+GROUP_BY = ("event_type", "method", "source", "target", "status", "protocol", "user_id", "tenant_id", "tool", "model")
 GRANULARITIES = ("minute", "hour", "day", "week", "month", "auto")
 MAX_BUCKETS = 10_000
 DAY_US = timebuckets.DAY_US

@@ -1,6 +1,7 @@
 """``/v1/analytics/…``: the seed Telemetry Processor's tables and its three README queries."""
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Callable
 
 import msgspec
@@ -18,6 +19,7 @@ DAY_US = 86_400_000_000
 StatusCode = Annotated[int, msgspec.Meta(ge=0, le=999, description="only rows with this status_code")]
 
 
+@functools.cache  # (one class per table: its description is cached with it, see params_of)
 def table_params(table: str) -> type[Window]:
     """The parameters of ``GET /v1/analytics/{table}``: its filterable columns, a window and a limit."""
     columns = [(c, (StatusCode if c == "status_code" else text(f"only rows with this {c}")) | None,

@@ -28,7 +28,8 @@ def view(event: Event) -> EventView:
         event.organization, event.method, event.target, event.protocol, event.status, event.status_code,
         event.duration_ms, event.request_size, event.response_size, event.tokens_used, event.cost,
         event.error_type, event.error_message, event.trace_id, event.span_id, event.parent_span_id,
-        event.correlation_id, list(event.tags), event.attributes)
+        event.correlation_id, list(event.tags), event.attributes, event.tool, event.model, event.input_tokens,
+        event.output_tokens)
 
 def routes(readers: Readers) -> list[Route]:
     async def list_events(request: Request, p: ListEvents) -> Response:

@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, AsyncIterator, Iterable
 
+import msgspec
+
 from tea.auth.principal import Principal
 from tea.errors import Forbidden
+from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage.base import Storage
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Event, EventFilter, QueryResult, QuerySpec,
                        TraceSummary)
@@ -35,6 +38,27 @@ def tenant_filter(tenant_id: str | None, **fields: Any) -> EventFilter:
     return EventFilter(tenant_ids=(tenant_id,) if tenant_id else None, **fields)
 
 
+class ScopedSignals:
+    """A backend's metric points and log records (tea.storage.signals), read as one principal may."""
+
+    def __init__(self, store: Any, reader: "ScopedStorage") -> None:
+        self.store = store
+        self.reader = reader
+
+    async def points(self, q: PointQuery) -> list[MetricPoint]:
+        return await self.store.points(msgspec.structs.replace(q, tenant_ids=self.reader.tenants(q.tenant_ids)))
+
+    async def series(self, q: PointQuery) -> list[SeriesKey]:
+        return await self.store.series(msgspec.structs.replace(q, tenant_ids=self.reader.tenants(q.tenant_ids)))
+
+    async def records(self, q: RecordQuery) -> list[LogRecord]:
+        return await self.store.records(msgspec.structs.replace(q, tenant_ids=self.reader.tenants(q.tenant_ids)))
+
+    async def counts(self, tenant_ids: tuple[str, ...] | None, start_us: int, end_us: int,
+                     bucket: str) -> list[tuple[int, str, str, int]]:
+        return await self.store.counts(self.reader.tenants(tenant_ids), start_us, end_us, bucket)
+
+
 class ScopedStorage:
     """The read half of a Storage, seen through one principal: the only way a read route reaches
     storage (``Readers.of(request)``). Every method takes the tenants to read as storage does —
@@ -51,10 +75,16 @@ class ScopedStorage:
             async def export_file(filter: EventFilter, fmt: str, path: str) -> None:
                 await storage.export_file(scoped(principal, filter), fmt, path)  # type: ignore[attr-defined]
             self.export_file = export_file
+        if hasattr(storage, "aggregate_columns"):  # the backend answers aggregates as columns
+            async def aggregate_columns(spec: AggregateSpec) -> list[Any]:
+                return await storage.aggregate_columns(replace(spec, filter=scoped(principal, spec.filter)))  # type: ignore[attr-defined]
+            self.aggregate_columns = aggregate_columns
         if hasattr(storage, "communication_groups"):  # the backend computes the seed's views in SQL
             async def communication_groups(kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
                 return await storage.communication_groups(kind, scoped(principal, filter))  # type: ignore[attr-defined]
             self.communication_groups = communication_groups
+        store = getattr(storage, "signals", None)
+        self.signals = ScopedSignals(store, self) if store is not None else None  # metric points, log records
 
     def scope(self, filter: EventFilter) -> EventFilter:
         """The filter as this principal may run it (403 now, before any response starts)."""

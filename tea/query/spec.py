@@ -13,7 +13,7 @@ from tea.http.params import MAX_PARAM_CHARS, Params, text, time, whole
 from tea.types import Cursor, EventFilter
 
 FILTER_FIELDS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                 "correlation_id", "protocol", "target")
+                 "correlation_id", "protocol", "target", "tool", "model")
 MAX_LIMIT = 10000
 TenantId = text("one tenant (admins; a tenant's credential reads its own)")
 Limit = whole(f"page size, 1 to {MAX_LIMIT} (default 100)", 1, MAX_LIMIT)
@@ -46,6 +46,8 @@ class Filters(SeedFilters):
 
     protocol: _eq("protocol") | None = None  # type: ignore[valid-type]
     target: _eq("target") | None = None  # type: ignore[valid-type]
+    tool: _eq("tool (gen_ai.tool.name)") | None = None  # type: ignore[valid-type]
+    model: _eq("model (gen_ai.request.model)") | None = None  # type: ignore[valid-type]
 
 
 class Tenant(Params):

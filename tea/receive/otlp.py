@@ -32,7 +32,7 @@ from tea.errors import (BadRequest, ClientError, Forbidden, RateLimited, TooLarg
 from tea.http import Request, Response, Route
 from tea.pipeline.ingest import Ingestor
 from tea.pipeline.normalise import Normaliser
-from tea.receive import otlp_map
+from tea.receive import otlp_map, otlp_signals
 from tea.settings import Settings
 from tea.telemetry import Telemetry
 from tea.timeutil import MAX_US, format_us
@@ -76,10 +76,11 @@ SIGNALS = {
     "traces": Signal("traces", trace_svc.ExportTraceServiceRequest, trace_svc.ExportTraceServiceResponse,
                      trace_svc.ExportTracePartialSuccess, "rejected_spans", otlp_map.pb_spans, otlp_map.json_spans),
     "logs": Signal("logs", logs_svc.ExportLogsServiceRequest, logs_svc.ExportLogsServiceResponse,
-                   logs_svc.ExportLogsPartialSuccess, "rejected_log_records", otlp_map.pb_logs, otlp_map.json_logs),
+                   logs_svc.ExportLogsPartialSuccess, "rejected_log_records", otlp_signals.pb_logs,
+                   otlp_signals.json_logs),
     "metrics": Signal("metrics", metrics_svc.ExportMetricsServiceRequest, metrics_svc.ExportMetricsServiceResponse,
-                      metrics_svc.ExportMetricsPartialSuccess, "rejected_data_points", otlp_map.pb_metrics,
-                      otlp_map.json_metrics),
+                      metrics_svc.ExportMetricsPartialSuccess, "rejected_data_points", otlp_signals.pb_metrics,
+                      otlp_signals.json_metrics),
 }
 BINARY = {"type": "string", "format": "binary"}
 
@@ -149,16 +150,49 @@ _NATIVE_LAYOUT = {
 }
 
 
-def _layout_matches() -> bool:
+_METRICS_LAYOUT = {
+    "opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest": (("resource_metrics", 1, 11),),
+    "opentelemetry.proto.metrics.v1.ResourceMetrics": (("resource", 1, 11), ("scope_metrics", 2, 11),
+                                                       ("schema_url", 3, 9)),
+    "opentelemetry.proto.metrics.v1.ScopeMetrics": (("scope", 1, 11), ("metrics", 2, 11), ("schema_url", 3, 9)),
+    "opentelemetry.proto.metrics.v1.Metric": (("name", 1, 9), ("description", 2, 9), ("unit", 3, 9), ("gauge", 5, 11),
+                                              ("sum", 7, 11), ("histogram", 9, 11), ("exponential_histogram", 10, 11),
+                                              ("summary", 11, 11), ("metadata", 12, 11)),
+    "opentelemetry.proto.metrics.v1.Sum": (("data_points", 1, 11), ("aggregation_temporality", 2, 14),
+                                           ("is_monotonic", 3, 8)),
+    "opentelemetry.proto.metrics.v1.Histogram": (("data_points", 1, 11), ("aggregation_temporality", 2, 14)),
+    "opentelemetry.proto.metrics.v1.NumberDataPoint": (
+        ("attributes", 7, 11), ("start_time_unix_nano", 2, 6), ("time_unix_nano", 3, 6), ("as_double", 4, 1),
+        ("as_int", 6, 16), ("exemplars", 5, 11), ("flags", 8, 13)),
+    "opentelemetry.proto.metrics.v1.HistogramDataPoint": (
+        ("attributes", 9, 11), ("start_time_unix_nano", 2, 6), ("time_unix_nano", 3, 6), ("count", 4, 6),
+        ("sum", 5, 1), ("bucket_counts", 6, 6), ("explicit_bounds", 7, 1), ("exemplars", 8, 11), ("flags", 10, 13),
+        ("min", 11, 1), ("max", 12, 1)),
+    "opentelemetry.proto.metrics.v1.ExponentialHistogramDataPoint": (
+        ("attributes", 1, 11), ("start_time_unix_nano", 2, 6), ("time_unix_nano", 3, 6), ("count", 4, 6),
+        ("sum", 5, 1), ("scale", 6, 17), ("zero_count", 7, 6), ("positive", 8, 11), ("negative", 9, 11),
+        ("flags", 10, 13), ("exemplars", 11, 11), ("min", 12, 1), ("max", 13, 1), ("zero_threshold", 14, 1)),
+    "opentelemetry.proto.metrics.v1.ExponentialHistogramDataPoint.Buckets": (("offset", 1, 17),
+                                                                             ("bucket_counts", 2, 4)),
+    "opentelemetry.proto.metrics.v1.SummaryDataPoint": (
+        ("attributes", 7, 11), ("start_time_unix_nano", 2, 6), ("time_unix_nano", 3, 6), ("count", 4, 6),
+        ("sum", 5, 1), ("quantile_values", 6, 11), ("flags", 8, 13)),
+    "opentelemetry.proto.metrics.v1.SummaryDataPoint.ValueAtQuantile": (("quantile", 1, 1), ("value", 2, 1)),
+}
+
+
+def _layout_matches(layout: dict[str, tuple[tuple[str, int, int], ...]]) -> bool:
     pool = trace_svc.ExportTraceServiceRequest.DESCRIPTOR.file.pool
     try:
         return all(tuple((f.name, f.number, f.type) for f in pool.FindMessageTypeByName(name).fields) == fields
-                   for name, fields in _NATIVE_LAYOUT.items())
+                   for name, fields in layout.items())
     except KeyError:
         return False
 
 
-NATIVE_AVAILABLE = _otlpfast is not None and _layout_matches()
+NATIVE_AVAILABLE = _otlpfast is not None and _layout_matches(_NATIVE_LAYOUT)
+# the native metrics mapper reads the trace layout's resource, scope and attributes too
+NATIVE_METRICS = NATIVE_AVAILABLE and hasattr(_otlpfast, "map_metrics") and _layout_matches(_METRICS_LAYOUT)
 
 
 @dataclass
@@ -175,12 +209,13 @@ class Mapped:
 
 
 def map_native(normaliser: Normaliser, body: bytes, principal: Principal | None,
-               source_protocol: str = "otlp") -> Mapped | None:
-    """The spans of ``body`` (a serialized ExportTraceServiceRequest as received), normalised and encoded
-    exactly as ``pb_spans`` + ``Normaliser`` + ``encode_lines`` would; None when the native mapper is
+               source_protocol: str = "otlp", signal: str = "traces") -> Mapped | None:
+    """The spans of ``body`` (a serialized ExportTraceServiceRequest as received) — or with ``signal``
+    "metrics" the data points of an ExportMetricsServiceRequest — normalised and encoded exactly as
+    ``pb_spans`` (``pb_metrics``) + ``Normaliser`` + ``encode_lines`` would; None when the native mapper is
     unavailable or leaves this request to the protobuf runtime — which refuses what is malformed (the native
     mapper handles nothing the runtime would refuse, unstored fields included) — and the Python path."""
-    if not NATIVE_AVAILABLE or normaliser.stages:
+    if not (NATIVE_METRICS if signal == "metrics" else NATIVE_AVAILABLE) or normaliser.stages:
         return None
     admin = principal is not None and principal.is_admin
     only = principal.tenant_id if principal is not None and not principal.is_admin else None
@@ -189,8 +224,9 @@ def map_native(normaliser: Normaliser, body: bytes, principal: Principal | None,
     latest = min(now + max_future if max_future is not None else MAX_US, 2**64 - 1)
     if not 0 <= now < 2**64 or latest < 0:
         return None
-    result = _otlpfast.map_traces(body, admin, only or normaliser.default_tenant, only, now, latest, MAX_US,
-                                  source_protocol)
+    mapper = _otlpfast.map_metrics if signal == "metrics" else _otlpfast.map_traces
+    result = mapper(body, admin, only or normaliser.default_tenant, only, now, latest, MAX_US, source_protocol,
+                    normaliser.prices.lookup, otlp_signals.point_id)
     if result is None:
         return None
     ndjson, accepted, total, low, high, rejections = result
@@ -216,26 +252,32 @@ async def ingest_mapped(rx: Otlp, signal: Signal, mapped: Mapped, principal: Pri
     return _refused(signal, mapped.errors)
 
 
-def _mapper_counter(rx: Otlp, path: str):  # type: ignore[no-untyped-def]
-    return rx.telemetry.child(rx.telemetry.otlp_trace_requests, path)
+def _mapper_counter(rx: Otlp, signal: Signal, path: str):  # type: ignore[no-untyped-def]
+    counter = rx.telemetry.otlp_metric_requests if signal.name == "metrics" else rx.telemetry.otlp_trace_requests
+    return rx.telemetry.child(counter, path)
 
 
-async def ingest_traces_pb(rx: Otlp, signal: Signal, message: Any, body: bytes | None,
-                           principal: Principal) -> tuple[int, str]:
-    """A protobuf ExportTraceServiceRequest, as its bytes (``body``) or parsed (``message``): the native
-    mapper when it is on and handles the request — then it is never parsed into Python objects (0.8 µs per
-    span) — else parsed by the protobuf runtime (a malformed request is refused here) and mapped in Python."""
+NATIVE_SIGNALS = ("traces", "metrics")
+
+
+async def ingest_pb(rx: Otlp, signal: Signal, message: Any, body: bytes | None,
+                    principal: Principal) -> tuple[int, str]:
+    """A protobuf ExportTraceServiceRequest or ExportMetricsServiceRequest, as its bytes (``body``) or parsed
+    (``message``): the native mapper when it is on and handles the request — then it is never parsed into
+    Python objects (0.8 µs per span) — else parsed by the protobuf runtime (a malformed request is refused
+    here) and mapped in Python."""
     path = "python"
-    if NATIVE_AVAILABLE and rx.settings.otlp.native and not rx.ingestor.normaliser.stages:
+    native = NATIVE_METRICS if signal.name == "metrics" else NATIVE_AVAILABLE
+    if native and rx.settings.otlp.native and not rx.ingestor.normaliser.stages:
         mapped = map_native(rx.ingestor.normaliser, body if body is not None else message.SerializeToString(),
-                            principal)
+                            principal, signal=signal.name)
         if mapped is not None:
-            _mapper_counter(rx, "native").inc()
+            _mapper_counter(rx, signal, "native").inc()
             return await ingest_mapped(rx, signal, mapped, principal)
         path = "fallback"
     if message is None:
         message = parse_pb(signal, body)  # type: ignore[arg-type]
-    _mapper_counter(rx, path).inc()
+    _mapper_counter(rx, signal, path).inc()
     return await ingest(rx, signal, list(signal.from_pb(message, principal.is_admin)), principal)
 
 
@@ -303,8 +345,8 @@ def routes(settings: Settings, ingestor: Ingestor, telemetry: Telemetry, auth: A
                     raise UnsupportedMediaType("OTLP/HTTP takes application/x-protobuf or application/json")
                 await rx.gate.admit(request, WRITE)
                 body = await request.body(rx.settings.otlp.max_message_bytes)
-                if signal.name == "traces" and media_type == PROTOBUF:
-                    rejected, message = await ingest_traces_pb(rx, signal, None, body, request.state["principal"])
+                if signal.name in NATIVE_SIGNALS and media_type == PROTOBUF:
+                    rejected, message = await ingest_pb(rx, signal, None, body, request.state["principal"])
                 else:
                     events = events_from(signal, body, media_type, request.state["principal"])
                     rejected, message = await ingest(rx, signal, events, request.state["principal"])
@@ -383,8 +425,8 @@ async def _export_work(rx: Otlp, signal: Signal, body: bytes, meta: _MetadataReq
     if not principal.can(WRITE):
         raise Forbidden("this needs the events:write scope")
     await rx.limiter.request(principal)
-    if signal.name == "traces":
-        return await ingest_traces_pb(rx, signal, None, body, principal)
+    if signal.name in NATIVE_SIGNALS:
+        return await ingest_pb(rx, signal, None, body, principal)
     request = parse_pb(signal, body)
     return await ingest(rx, signal, list(signal.from_pb(request, principal.is_admin)), principal)
 
@@ -445,10 +487,12 @@ class GrpcServer:
 
     async def _serve(self, main: asyncio.AbstractEventLoop, ready: "concurrent.futures.Future[int]") -> None:
         self._done = asyncio.Event()
+        from tea.http.limits import grpc_options, open_files_limit
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.max_message_bytes),
                                           ("grpc.max_send_message_length", self.max_message_bytes),
                                           # a taken port is an error, never a silent share with another process
-                                          ("grpc.so_reuseport", 0)])
+                                          ("grpc.so_reuseport", 0),
+                                          *grpc_options(self.rx.settings, open_files_limit())])
         server.add_generic_rpc_handlers(_handlers(self.rx, main))
         address = f"{self.host}:{self.port}"
         try:

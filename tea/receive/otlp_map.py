@@ -1,20 +1,24 @@
-"""OTLP → canonical events: spans, log records and metric data points, from protobuf or JSON.
+"""OTLP → canonical events: spans here (metric data points and log records: tea.receive.otlp_signals),
+from protobuf or JSON.
 
 Each wire form has a small adapter yielding plain values; one mapping per signal turns them into
 events, so protobuf and JSON behave identically. Semantic conventions lifted into columns:
 HTTP (``http.request.method``/``http.method``, ``http.route``, ``http.response.status_code``/
 ``http.status_code``, ``url.*``), GenAI (``gen_ai.usage.input_tokens`` + ``output_tokens`` →
-``tokens_used``), MCP (``mcp.method.name`` / ``gen_ai.tool.name`` → ``method``, ``mcp.session.id``
-→ ``session_id``); everything else stays in ``attributes``, the resource attributes under
-``resource``. Timestamps are UTC microseconds.
+``tokens_used``, and each in its own column; ``gen_ai.tool.name`` → ``tool``, ``gen_ai.request.model``
+→ ``model``), MCP (``mcp.method.name`` / ``gen_ai.tool.name`` → ``method``, ``mcp.session.id``
+→ ``session_id``, a JSON-RPC error code → ``status_code`` and ``error``: tea.semconv); everything else
+stays in ``attributes``, the resource attributes under ``resource``. Timestamps are UTC microseconds.
 """
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any, Iterator
 
 import msgspec
 
+from tea import semconv
 from tea.types import Event
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -91,8 +95,11 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     else:
         method, protocol = name, ("grpc" if attrs.get("rpc.system") == "grpc" else None)
     code = attrs.get("http.response.status_code", attrs.get("http.status_code", attrs.get("rpc.grpc.status_code")))
+    jsonrpc = semconv.jsonrpc_code(attrs)
+    tool, model, input_tokens, output_tokens = semconv.genai(attrs)
     tokens = [attrs.get(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")]
-    used = sum(int(t) for t in tokens if isinstance(t, (int, float))) if any(t is not None for t in tokens) else None
+    used = sum(int(t) for t in tokens if isinstance(t, int) or (isinstance(t, float) and math.isfinite(t))
+               ) if any(t is not None for t in tokens) else None  # (NaN and infinities count as text does: 0)
     user = attrs.get("enduser.id") or attrs.get("user.id")
     session = attrs.get("mcp.session.id") or attrs.get("session.id")
     error_type = attrs.get("error.type")
@@ -106,12 +113,13 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     encoded = encoded[:-1] + b',"resource":' + (resource_json or msgspec.json.encode(resource)) + b"}"
     return Event(
         event_type="span", event_id=f"{trace_id}{span_id}" if trace_id and span_id else None,
-        tenant_id=_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
+        tenant_id=resource_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
         source=_str(resource.get("service.name")), user_id=_str(user), session_id=_str(session),
-        method=method[:1024], protocol=protocol, status=STATUS.get(status_code),
-        status_code=code if isinstance(code, int) else None, duration_ms=max(0, end_ns - start_ns) / 1e6,
+        method=method[:1024], protocol=protocol, status=STATUS.get(status_code) or ("error" if jsonrpc is not None else None),
+        status_code=code if isinstance(code, int) else jsonrpc, duration_ms=max(0, end_ns - start_ns) / 1e6,
         tokens_used=used, error_type=_str(error_type), error_message=status_message or None, trace_id=trace_id,
-        span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded))
+        span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded), tool=tool, model=model,
+        input_tokens=input_tokens, output_tokens=output_tokens)
 
 
 def pb_spans(request: Any, tenant_from_resource: bool) -> Iterator[Event]:
@@ -151,120 +159,8 @@ def json_spans(request: dict[str, Any], tenant_from_resource: bool) -> Iterator[
                                  tenant_from_resource=tenant_from_resource, resource_json=resource_json)
 
 
-# ------------------------------------------------------------------ logs
-def log_event(*, time_ns: int, severity_number: int, severity_text: str, body: Any, attrs: dict[str, Any],
-              trace_id: str | None, span_id: str | None, event_name: str | None, resource: dict[str, Any],
-              tenant_from_resource: bool) -> Event:
-    extra = {**attrs, "severity_number": severity_number, "severity_text": severity_text, "body": body,
-             "resource": resource}
-    return Event(event_type="log", tenant_id=_tenant(resource) if tenant_from_resource else None,
-                 timestamp=time_ns // 1000 if time_ns else None, source=_str(resource.get("service.name")),
-                 method=event_name or None, status="error" if severity_number >= 17 else None,
-                 error_message=body if severity_number >= 17 and isinstance(body, str) else None,
-                 trace_id=trace_id, span_id=span_id, attributes=msgspec.Raw(msgspec.json.encode(extra)))
-
-
-def pb_logs(request: Any, tenant_from_resource: bool) -> Iterator[Event]:
-    for resource_logs in request.resource_logs:
-        resource = pb_attributes(resource_logs.resource.attributes)
-        for scope_logs in resource_logs.scope_logs:
-            for r in scope_logs.log_records:
-                yield log_event(time_ns=r.time_unix_nano or r.observed_time_unix_nano,
-                                severity_number=r.severity_number, severity_text=r.severity_text,
-                                body=pb_value(r.body), attrs=pb_attributes(r.attributes),
-                                trace_id=r.trace_id.hex() or None, span_id=r.span_id.hex() or None,
-                                event_name=r.event_name, resource=resource, tenant_from_resource=tenant_from_resource)
-
-
-def json_logs(request: dict[str, Any], tenant_from_resource: bool) -> Iterator[Event]:
-    for resource_logs in request.get("resourceLogs") or ():
-        resource = json_attributes((resource_logs.get("resource") or {}).get("attributes"))
-        for scope_logs in resource_logs.get("scopeLogs") or ():
-            for r in scope_logs.get("logRecords") or ():
-                yield log_event(time_ns=int(r.get("timeUnixNano") or r.get("observedTimeUnixNano") or 0),
-                                severity_number=int(r.get("severityNumber", 0)),
-                                severity_text=r.get("severityText", ""), body=json_value(r.get("body")),
-                                attrs=json_attributes(r.get("attributes")), trace_id=json_id(r.get("traceId")),
-                                span_id=json_id(r.get("spanId")), event_name=r.get("eventName"), resource=resource,
-                                tenant_from_resource=tenant_from_resource)
-
-
-# ------------------------------------------------------------------ metrics
-def metric_event(*, name: str, unit: str, kind: str, time_ns: int, value: float | None, attrs: dict[str, Any],
-                 detail: dict[str, Any], resource: dict[str, Any], tenant_from_resource: bool) -> Event:
-    extra = {**attrs, "metric.name": name, "metric.unit": unit, "metric.kind": kind, "value": value, **detail,
-             "resource": resource}
-    return Event(event_type="metric", tenant_id=_tenant(resource) if tenant_from_resource else None,
-                 timestamp=time_ns // 1000 if time_ns else None, source=_str(resource.get("service.name")),
-                 method=name[:1024], attributes=msgspec.Raw(msgspec.json.encode(extra)))
-
-
-def pb_metrics(request: Any, tenant_from_resource: bool) -> Iterator[Event]:
-    for resource_metrics in request.resource_metrics:
-        resource = pb_attributes(resource_metrics.resource.attributes)
-        for scope_metrics in resource_metrics.scope_metrics:
-            for m in scope_metrics.metrics:
-                kind = m.WhichOneof("data")
-                if kind is None:
-                    continue
-                data = getattr(m, kind)
-                for point in data.data_points:
-                    value, detail = _pb_point(kind, data, point)
-                    yield metric_event(name=m.name, unit=m.unit, kind=kind, time_ns=point.time_unix_nano,
-                                       value=value, attrs=pb_attributes(point.attributes), detail=detail,
-                                       resource=resource, tenant_from_resource=tenant_from_resource)
-
-
-def _pb_point(kind: str, data: Any, point: Any) -> tuple[float | None, dict[str, Any]]:
-    if kind in ("gauge", "sum"):
-        value = point.as_double if point.WhichOneof("value") == "as_double" else float(point.as_int)
-        detail = {"monotonic": data.is_monotonic, "temporality": data.aggregation_temporality} if kind == "sum" else {}
-        return value, detail
-    detail = {"count": point.count, "sum": point.sum if point.HasField("sum") or kind == "summary" else None}
-    if kind == "histogram":
-        detail.update(bucket_counts=list(point.bucket_counts), explicit_bounds=list(point.explicit_bounds),
-                      min=point.min if point.HasField("min") else None, max=point.max if point.HasField("max") else None)
-    elif kind == "summary":
-        detail["quantiles"] = {str(q.quantile): q.value for q in point.quantile_values}
-    elif kind == "exponential_histogram":
-        detail.update(scale=point.scale, zero_count=point.zero_count)
-    return detail["sum"], detail
-
-
-def json_metrics(request: dict[str, Any], tenant_from_resource: bool) -> Iterator[Event]:
-    for resource_metrics in request.get("resourceMetrics") or ():
-        resource = json_attributes((resource_metrics.get("resource") or {}).get("attributes"))
-        for scope_metrics in resource_metrics.get("scopeMetrics") or ():
-            for m in scope_metrics.get("metrics") or ():
-                kind = next((k for k in ("gauge", "sum", "histogram", "exponentialHistogram", "summary") if k in m),
-                            None)
-                if kind is None:
-                    continue
-                for point in (m[kind] or {}).get("dataPoints") or ():
-                    value, detail = _json_point(kind, point)
-                    yield metric_event(name=m.get("name", ""), unit=m.get("unit", ""), kind=_snake(kind),
-                                       time_ns=int(point.get("timeUnixNano", 0)), value=value,
-                                       attrs=json_attributes(point.get("attributes")), detail=detail,
-                                       resource=resource, tenant_from_resource=tenant_from_resource)
-
-
-def _json_point(kind: str, point: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
-    if kind in ("gauge", "sum"):
-        raw = point.get("asDouble", point.get("asInt"))
-        return (float(raw) if raw is not None else None), {}
-    total = point.get("sum")
-    detail: dict[str, Any] = {"count": int(point.get("count", 0)), "sum": float(total) if total is not None else None}
-    if kind == "histogram":
-        detail.update(bucket_counts=[int(c) for c in point.get("bucketCounts", [])],
-                      explicit_bounds=[float(b) for b in point.get("explicitBounds", [])])
-    return detail["sum"], detail
-
-
-def _snake(name: str) -> str:
-    return "exponential_histogram" if name == "exponentialHistogram" else name
-
-
-def _tenant(resource: dict[str, Any]) -> str | None:
+def resource_tenant(resource: dict[str, Any]) -> str | None:
+    """The tenant a resource names (``tenant.id``), heeded only for admins and development mode."""
     value = resource.get("tenant.id")
     return str(value)[:256] if value else None
 

@@ -153,7 +153,8 @@ def from_gateway(metric: MetricEvent) -> Event:
     attributes = {"tool_name": metric.tool_name, "component_name": metric.component_name,
                   "success": metric.success, **meta}
     return Event(event_type="tool_invocation", tenant_id=tenant, user_id=user, timestamp=metric.timestamp,
-                 source="mcp-gateway", method=metric.tool_name, target=metric.component_name, protocol="mcp",
+                 source="mcp-gateway", method=metric.tool_name, tool=metric.tool_name, target=metric.component_name,
+                 protocol="mcp",
                  status="ok" if metric.success else "error", duration_ms=max(0.0, metric.duration_ms),
                  request_size=metric.request_size, attributes=msgspec.Raw(msgspec.json.encode(attributes)))
 

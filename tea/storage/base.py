@@ -83,7 +83,9 @@ class Storage(Protocol):
         ``service``, lasting at least ``min_duration_ms``, with (True) or without (False) errors."""
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Append rows to an analytics projection table (user_activity, endpoint_usage, feature_usage)."""
+        """Append rows to an analytics projection table (user_activity, endpoint_usage, feature_usage), each
+        once: a row whose ``(tenant_id, id, timestamp)`` is stored already, or repeats an earlier row of
+        ``rows``, is skipped (projections.IDENTITY)."""
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -112,6 +114,9 @@ class Storage(Protocol):
     # as JSON records of (kind, tenant, at). Their logic lives above storage, in plain Python.
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
         """Insert or replace one document."""
+
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Insert or replace ``(tenant_id, key, doc)`` documents in one write (a key given twice: the last wins)."""
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         """One document, or None."""

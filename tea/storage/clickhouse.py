@@ -27,9 +27,9 @@ from clickhouse_driver import Client, errors
 from clickhouse_driver.util.helpers import parse_url
 
 from tea.errors import ConfigError, StorageDataError, StorageError
-from tea.storage import clickhouse_sql as sql
+from tea.storage import clickhouse_signals, clickhouse_sql as sql
 from tea.storage.clickhouse_sql import lit
-from tea.storage.projections import TABLES
+from tea.storage.projections import TABLES, distinct_rows
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
                        QuerySpec, TokenRecord, TraceSummary, WriteResult)
 
@@ -43,6 +43,7 @@ T = TypeVar("T")
 _DATA_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131})
 _EVENTS_INSERT = f"INSERT INTO events ({sql.SELECT_EVENTS}) VALUES"
 _KEYS = [("tenant_id", "String"), ("event_id", "String")]
+_ROW_KEYS = [("tenant_id", "String"), ("id", "String"), ("timestamp", "Int64")]
 _OPTIONAL_SETTINGS = ("max_partitions_per_insert_block", "mutations_sync")
 
 
@@ -69,14 +70,17 @@ class ClickHouseStorage:
     persistent: ClassVar[bool] = True
 
     def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, readers: int = 4,
-                 final_reads: bool = False, timeout_s: float = 30.0) -> None:
+                 final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
+        self.signals = clickhouse_signals.ClickHouseSignals(self)  # metric points and log records
         self.final_reads = final_reads
         self.timeout_s = timeout_s
         self._host, self._kwargs = parse_url(url)
         self._kwargs.setdefault("connect_timeout", min(timeout_s, 10.0))
         self._kwargs.setdefault("send_receive_timeout", timeout_s)
+        # the driver's client setting (not the server's): an insert is serialized and sent a block at a time
+        self._kwargs["settings"] = {"insert_block_size": insert_block_rows, **self._kwargs.get("settings", {})}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-clickhouse-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tea-clickhouse-reader")
         self._local = threading.local()
@@ -84,6 +88,7 @@ class ClickHouseStorage:
         self._lock = threading.Lock()
         self._last_version = 0
         self._supported: set[str] = set()
+        self._replacing: set[str] = set()  # projection tables that collapse rows of one identity (see schema)
         self._closed = False
 
     @classmethod
@@ -94,7 +99,7 @@ class ClickHouseStorage:
         check_url(settings.clickhouse_url)
         return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                    readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
-                   timeout_s=settings.clickhouse.timeout_s)
+                   timeout_s=settings.clickhouse.timeout_s, insert_block_rows=settings.clickhouse.insert_block_rows)
 
     # ----------------------------------------------------------------- connections
     def _client(self) -> Client:
@@ -155,6 +160,16 @@ class ClickHouseStorage:
                 admin.disconnect()
         for statement in sql.schema():
             client.execute(statement)
+        present = {row[0] for row in client.execute(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events'")}
+        for name in sql.ADDED_COLUMNS:  # an events table from before they existed: append them
+            if name not in present:
+                client.execute(f"ALTER TABLE events ADD COLUMN `{name}` {sql.COLUMN_TYPES[name]}")
+        for statement in clickhouse_signals.schema():
+            client.execute(statement)
+        self._replacing = {row[0] for row in client.execute(
+            f"SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'ReplacingMergeTree' "
+            f"AND {sql.in_list('name', tuple(TABLES))}")}
         names = ", ".join(lit(n) for n in _OPTIONAL_SETTINGS)
         self._supported = {row[0] for row in client.execute(f"SELECT name FROM system.settings WHERE name IN ({names})")}
 
@@ -375,13 +390,35 @@ class ClickHouseStorage:
 
     async def _insert(self, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
         if rows:
-            names = ", ".join(f"`{c}`" for c in columns)
-            await self._on_writer(lambda client: client.execute(f"INSERT INTO {table} ({names}) VALUES", rows))
+            await self._on_writer(_insert_columns, table, columns, rows)
 
     # ----------------------------------------------------------------- analytics projections
+    def _projection(self, table: str) -> str:
+        """A projection table as read: with FINAL (``final_reads``) where rows of one identity collapse."""
+        return f"{table} FINAL" if self.final_reads and table in self._replacing else table
+
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        fresh = distinct_rows(rows)
+        if fresh:
+            await self._on_writer(self._write_rows_sync, table, fresh)
+
+    def _write_rows_sync(self, client: Client, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert the rows no stored row has the identity of."""
+        keys = [(r["tenant_id"], str(r["id"]).lower(), r["timestamp"]) for r in rows]
+        stored = self._stored_rows(client, table, keys)
         columns = TABLES[table]
-        await self._insert(table, columns, [[_projection_value(c, row.get(c)) for c in columns] for row in rows])
+        new = [[_projection_value(c, row.get(c)) for c in columns] for row, key in zip(rows, keys) if key not in stored]
+        if new:
+            _insert_columns(client, table, columns, new)
+
+    def _stored_rows(self, client: Client, table: str, keys: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """Which identities ``(tenant_id, id, timestamp)`` are stored (looked up in the keys' time range)."""
+        stamps = [key[2] for key in keys]
+        found = client.execute(
+            sql.stored_rows(table, sorted({key[0] for key in keys}), min(stamps), max(stamps), "row_keys"),
+            external_tables=[{"name": "row_keys", "structure": _ROW_KEYS,
+                              "data": [{"tenant_id": t, "id": i, "timestamp": ts} for t, i, ts in keys]}])
+        return set(found)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -392,7 +429,7 @@ class ClickHouseStorage:
         clauses += [c for c, v in ((f"timestamp >= {lit(start_us)}", start_us), (f"timestamp < {lit(end_us)}", end_us))
                     if v is not None]
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = await self._rows(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {table}{where} "
+        rows = await self._rows(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._projection(table)}{where} "
                                 f"ORDER BY timestamp DESC, id LIMIT {int(limit)}")
         out = [dict(zip(columns, row)) for row in rows]
         for row in out:
@@ -403,22 +440,27 @@ class ClickHouseStorage:
                                 since_us: int) -> list[dict[str, Any]]:
         scope = "" if tenant_ids is None else " AND " + sql.in_list("tenant_id", tenant_ids)
         if report == "summary":
-            return [{"table_name": t, "count": (await self._rows(f"SELECT count() FROM {t} WHERE 1{scope}"))[0][0]}
+            return [{"table_name": t, "count": (await self._rows(f"SELECT count() FROM {self._projection(t)} WHERE 1{scope}"))[0][0]}
                     for t in TABLES]
         if report == "recent_activity":
-            rows = await self._rows(f"SELECT event_type, count() AS n, max(timestamp) FROM user_activity "
+            rows = await self._rows(f"SELECT event_type, count() AS n, max(timestamp) FROM {self._projection('user_activity')} "
                                     f"WHERE timestamp > {lit(since_us)}{scope} GROUP BY event_type "
                                     f"ORDER BY n DESC, event_type")
             return [{"event_type": r[0], "count": r[1], "latest": r[2]} for r in rows]
-        rows = await self._rows(f"SELECT endpoint, method, count() AS hits, avg(duration_ms) FROM endpoint_usage "
+        rows = await self._rows(f"SELECT endpoint, method, count() AS hits, avg(duration_ms) FROM {self._projection('endpoint_usage')} "
                                 f"WHERE timestamp > {lit(since_us)}{scope} GROUP BY endpoint, method "
                                 f"ORDER BY hits DESC, endpoint, isNull(method) DESC, method LIMIT 10")
         return [{"endpoint": r[0], "method": r[1], "hits": r[2], "avg_duration_ms": r[3]} for r in rows]
 
     # ------------------------------------------------------------ documents and records
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
+        await self.put_documents(kind, [(tenant_id, key, doc)])
+
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        # (newest version wins: a key given twice keeps its last document)
         await self._insert("documents", ("kind", "tenant_id", "key", "doc", "deleted", "version"),
-                           [[kind, tenant_id, key, msgspec.json.encode(doc).decode(), 0, self._version()]])
+                           [[kind, tenant_id, key, msgspec.json.encode(doc).decode(), 0, self._version()]
+                            for tenant_id, key, doc in docs])
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         rows = await self._rows(sql.documents(kind, (tenant_id,), key))
@@ -493,6 +535,10 @@ class _Row(msgspec.Struct, gc=False):
     correlation_id: str | None = None
     tags: list[str] = []
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
+    tool: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 _ROWS = msgspec.json.Decoder(list[_Row])
@@ -508,9 +554,8 @@ def _pair(key: str, value: Any) -> str:
 
 
 def _columns(events: list[_Row]) -> list[list[Any]]:
-    out = [[getattr(e, c) for e in events] for c in COLUMNS[:-1]]
-    out.append([bytes(e.attributes).decode() for e in events])
-    return out
+    return [[bytes(e.attributes).decode() for e in events] if c == "attributes" else [getattr(e, c) for e in events]
+            for c in COLUMNS]
 
 
 def _event(row: tuple[Any, ...]) -> Event:
@@ -530,5 +575,11 @@ def _projection_value(column: str, value: Any) -> Any:
     if column == "event_metadata":
         return None if value is None else msgspec.json.encode(value).decode()
     if column == "id":
-        return str(value)
+        return str(value).lower()  # (as DuckDB and PostgreSQL print a UUID)
     return value
+
+
+def _insert_columns(client: Client, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
+    """One columnar INSERT of ``rows`` (lists in the order of ``columns``)."""
+    names = ", ".join(f"`{c}`" for c in columns)
+    client.execute(f"INSERT INTO {table} ({names}) VALUES", [list(column) for column in zip(*rows)], columnar=True)

@@ -8,10 +8,11 @@ by the driver, so the same text runs in chdb (tests/storage/test_clickhouse.py c
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tea.storage.projections import TABLES
-from tea.types import COLUMNS, Agg, AggregateSpec, EventFilter
+from tea.types import COLUMNS, FILTER_COLUMNS, Agg, AggregateSpec, EventFilter
 
 US_PER_DAY = 86_400_000_000
 # Storage type of every promoted column: µs as Int64, optional columns Nullable, attributes JSON text.
@@ -25,7 +26,11 @@ COLUMN_TYPES: dict[str, str] = {
     "cost": "Nullable(Float64)", "error_type": "Nullable(String)", "error_message": "Nullable(String)",
     "trace_id": "Nullable(String)", "span_id": "Nullable(String)", "parent_span_id": "Nullable(String)",
     "correlation_id": "Nullable(String)", "tags": "Array(String)", "attributes": "String",
+    "tool": "Nullable(String)", "model": "Nullable(String)", "input_tokens": "Nullable(Int64)",
+    "output_tokens": "Nullable(Int64)",
 }
+# columns added after the first release: appended to an existing events table at start
+ADDED_COLUMNS = ("tool", "model", "input_tokens", "output_tokens")
 assert tuple(COLUMN_TYPES) == COLUMNS
 
 # The UTC day of a µs timestamp, as 20260101: the partition key, so retention drops whole days.
@@ -36,6 +41,8 @@ EVENTS_ORDER = "(tenant_id, event_type, timestamp, event_id)"
 _PROJECTION_TYPES = {"tenant_id": "String", "id": "String", "timestamp": "Int64", "created_at": "Int64",
                      "event_type": "String", "endpoint": "String", "feature_name": "String",
                      "status_code": "Nullable(Int32)", "duration_ms": "Nullable(Float64)"}
+# a projection row's identity (projections.IDENTITY) as ReplacingMergeTree's sorting key
+PROJECTION_ORDER = "(tenant_id, timestamp, id)"
 TOKEN_COLUMNS = ("token_id", "token_hash", "token_prefix", "tenant_id", "tier", "scopes", "secret_sealed",
                  "created_at", "org_id", "app_id", "revoked_at", "rotated_at")
 DLQ_COLUMNS = ("id", "at", "stage", "error", "attempts", "event_count", "payload", "replayed_at")
@@ -67,9 +74,11 @@ def schema() -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS dead_letters (id String, at Int64, stage String, error String, attempts Int64, "
         f"event_count Int64, payload String, replayed_at Nullable(Int64), version UInt64) "
         f"ENGINE = {rmt}(version) ORDER BY id",
+        # a row written twice (two nodes deriving it from the same event at once) collapses when parts merge;
+        # the writer skips rows already stored (tables created before this keep MergeTree, and that check)
         *(f"CREATE TABLE IF NOT EXISTS {table} "
           + _columns({c: _PROJECTION_TYPES.get(c, "Nullable(String)") for c in columns})
-          + f" ENGINE = {mt}() ORDER BY (tenant_id, timestamp)" for table, columns in TABLES.items()),
+          + f" ENGINE = {rmt}() ORDER BY {PROJECTION_ORDER}" for table, columns in TABLES.items()),
     )
 
 
@@ -95,8 +104,6 @@ def in_list(column: str, values: tuple[str, ...] | list[str], negate: bool = Fal
     return f"{column} {'NOT ' if negate else ''}IN (" + ", ".join(lit(v) for v in values) + ")"
 
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                  "correlation_id", "protocol", "target")
 
 
 def conditions(f: EventFilter | None) -> list[str]:
@@ -185,7 +192,16 @@ def agg_sql(agg: Agg) -> str:
         return f"(sumKahan({column}) / count({column}))" if column in FLOAT_COLUMNS else f"avg({column})"
     if agg.fn == "quantile":
         return quantile(column, agg.q)  # type: ignore[arg-type]
+    if agg.fn == "count_le":
+        return f"count({column})" if agg.le == math.inf else f"countIf(ifNull({column} <= {float(agg.le)!r}, 0))"  # type: ignore[arg-type]
     return f"{agg.fn}({column})"
+
+
+def bucket_expr(spec: AggregateSpec) -> str:
+    if spec.bucket_us is not None:
+        width, origin = f"toInt64({int(spec.bucket_us)})", f"toInt64({int(spec.origin_us)})"
+        return f"(timestamp - ((timestamp - {origin}) % {width} + {width}) % {width})"
+    return BUCKETS[spec.bucket] if spec.bucket else "NULL"
 
 
 def _group_key(groups: list[str]) -> list[str]:
@@ -197,10 +213,10 @@ def _group_key(groups: list[str]) -> list[str]:
 def aggregate(spec: AggregateSpec, final: bool = False) -> str:
     """Rows ``(bucket_us | NULL, *groups, *aggs, cell_count)``; the caller drops the trailing count."""
     groups = list(spec.group_by)
-    bucket = BUCKETS[spec.bucket] if spec.bucket else "NULL"
+    bucket = bucket_expr(spec)
     select = ", ".join([f"{bucket} AS bucket_us", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs)),
                         "count() AS cell_events"])
-    keys = (["bucket_us"] if spec.bucket else []) + groups
+    keys = (["bucket_us"] if spec.bucket or spec.bucket_us else []) + groups
     extra: list[str] = []
     if spec.top is not None and groups:
         order = ", ".join(f"isNull({g}), {g}" for g in groups)
@@ -241,6 +257,13 @@ def stored_times(tenant_ids: list[str], start_us: int, end_us: int, keys_table: 
     return (f"SELECT DISTINCT tenant_id, event_id, timestamp FROM events WHERE {in_list('tenant_id', tenant_ids)} "
             f"AND timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} "
             f"AND (tenant_id, event_id) IN {keys_table}")
+
+
+def stored_rows(table: str, tenant_ids: list[str], start_us: int, end_us: int, keys_table: str) -> str:
+    """Stored projection rows with an identity of the batch (an external table of tenant_id, id, timestamp)."""
+    return (f"SELECT DISTINCT tenant_id, id, timestamp FROM {table} WHERE {in_list('tenant_id', tenant_ids)} "
+            f"AND timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} "
+            f"AND (tenant_id, id, timestamp) IN {keys_table}")
 
 
 def purge_condition(cutoff_us: int, tenant_ids: tuple[str, ...] | None, exclude_tenant_ids: tuple[str, ...]) -> str:

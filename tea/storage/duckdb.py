@@ -13,14 +13,18 @@ import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, ClassVar, TypeVar
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, TypeVar
 
 import duckdb
 import msgspec
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage import duckdb_sql
+from tea.storage import duckdb_signals, duckdb_sql, duckdb_writes
+from tea.storage.duckdb_memory import CACHE_BYTES, default_memory_limit, trim_cache
+from tea.storage.duckdb_load import Shape, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb_writes import refused
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
 from tea.storage.projections import SQL_TYPES, TABLES
 from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
@@ -30,8 +34,9 @@ from tea.types import (COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSum
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC.
-COLUMN_TYPES: dict[str, str] = {
+# Storage type of every promoted column; timestamps are TIMESTAMP holding UTC. The first release's columns
+# (what the shipped migrations create) and those a later migration appends.
+_FIRST_COLUMN_TYPES: dict[str, str] = {
     "event_id": "VARCHAR NOT NULL", "tenant_id": "VARCHAR NOT NULL", "timestamp": "TIMESTAMP NOT NULL",
     "received_at": "TIMESTAMP NOT NULL", "event_type": "VARCHAR NOT NULL", "source": "VARCHAR",
     "source_protocol": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "organization": "VARCHAR",
@@ -41,9 +46,11 @@ COLUMN_TYPES: dict[str, str] = {
     "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR", "correlation_id": "VARCHAR",
     "tags": "VARCHAR[] NOT NULL", "attributes": "JSON NOT NULL",
 }
+_SEMCONV_COLUMN_TYPES = {"tool": "VARCHAR", "model": "VARCHAR", "input_tokens": "BIGINT", "output_tokens": "BIGINT"}
+COLUMN_TYPES: dict[str, str] = {**_FIRST_COLUMN_TYPES, **_SEMCONV_COLUMN_TYPES}
 assert tuple(COLUMN_TYPES) == COLUMNS
 
-_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")"
+_EVENTS_COLUMNS_DDL = "(" + ", ".join(f"{name} {kind}" for name, kind in _FIRST_COLUMN_TYPES.items()) + ")"
 
 
 def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
@@ -63,6 +70,15 @@ def _partition_events(con: duckdb.DuckDBPyConnection) -> None:
 
 _EVENTS_VIEW = "CREATE VIEW events AS " + " UNION ALL ".join(
     f"SELECT * FROM {partition_table(n)}" for n in range(PARTITIONS))
+
+
+def _add_semconv_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """v12: the MCP/GenAI columns (tool, model, input_tokens, output_tokens) appended to every partition."""
+    for number in range(PARTITIONS):
+        for name, kind in _SEMCONV_COLUMN_TYPES.items():
+            con.execute(f"ALTER TABLE {partition_table(number)} ADD COLUMN {name} {kind}")
+    con.execute("DROP VIEW events")
+    con.execute(_EVENTS_VIEW)
 
 # Each migration moves the schema one version up; never edit one that has shipped.
 MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
@@ -85,6 +101,9 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     "doc VARCHAR NOT NULL, PRIMARY KEY (kind, tenant_id, key))",
     'CREATE TABLE records (kind VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, '
     "seq BIGINT NOT NULL, body JSON NOT NULL)",
+    _add_semconv_columns,
+    duckdb_signals.POINTS_DDL,
+    duckdb_signals.RECORDS_DDL,
 )
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
 
@@ -98,7 +117,11 @@ INSERT_EXPRS: tuple[str, ...] = tuple(
     "COALESCE(b.tags, [])" if c == "tags" else
     "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
     for c in COLUMNS)
-_INSERT_VALUES = ", ".join(f"{expr} AS {name}" for expr, name in zip(INSERT_EXPRS, COLUMNS))
+EVENTS = Shape(_JSON_TYPES, dict(zip(COLUMNS, INSERT_EXPRS)))
+# a stored event is the same one: same tenant and id, its time within the batch's window and the new event's own
+_SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp BETWEEN make_timestamp(?) "
+               "AND make_timestamp(?) AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) "
+               "AND s.timestamp + to_microseconds(?)")
 # Parquet exports: every column as stored, attributes as JSON text
 # Parquet's timestamps say they are UTC (TIMESTAMP WITH TIME ZONE: timestamp[us, tz=UTC]); the columns hold UTC
 EXPORT_COLUMNS = ", ".join("CAST(attributes AS VARCHAR) AS attributes" if c == "attributes" else
@@ -107,10 +130,10 @@ _SELECT = ", ".join(
     f"epoch_us({c})" if c in ("timestamp", "received_at") else
     "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
 _ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
-# While an export runs, DuckDB's cache of table blocks is trimmed back whenever it holds more than this
-# (see DuckDBStorage._exporting), every EXPORT_TRIM_INTERVAL_S.
-EXPORT_CACHE_BYTES = 64 * 1024 * 1024
+# While an export runs, DuckDB's cache of table blocks is trimmed back to CACHE_BYTES every EXPORT_TRIM_INTERVAL_S
+# (see DuckDBStorage._exporting); after writes, every CACHE_TRIM_INTERVAL_S (_trim_after_write).
 EXPORT_TRIM_INTERVAL_S = 0.2
+CACHE_TRIM_INTERVAL_S = 2.0
 
 
 # the name the DuckDB file is attached under (when a row group size is set)
@@ -146,10 +169,6 @@ def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
     return out
 
 
-def sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class DuckDBStorage:
     name: ClassVar[str] = "duckdb"
     persistent: ClassVar[bool] = True
@@ -157,16 +176,18 @@ class DuckDBStorage:
     def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
                  memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
                  checkpoint_threshold: str | None = "256MB", row_group_size: int | None = ROW_GROUP_SIZE,
-                 readers: int = 4, export_cache_bytes: int = EXPORT_CACHE_BYTES) -> None:
+                 readers: int = 4, cache_bytes: int = CACHE_BYTES) -> None:
         self.path = path
-        self.export_cache_bytes = export_cache_bytes
+        self.cache_bytes = cache_bytes
+        self._trimmed_at = 0.0  # time.monotonic() of the last trim after a write
         self.dedup_window_us = dedup_window_us
         self.threads = threads
-        self.memory_limit = memory_limit
+        self.memory_limit = memory_limit or default_memory_limit()
         self.checkpoint_threshold = checkpoint_threshold
         self.row_group_size = row_group_size
         self.max_object_bytes = max_object_bytes
         self._ingest_path = path + ".ingest.ndjson"
+        self.signals = duckdb_signals.DuckDBSignals(self)  # metric points and log records
         self._changes = 0  # moved on before and after every call on the writer thread
         self._counted: tuple[int, int] | None = None  # (_changes, count of all events) when it was counted
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-duckdb-writer")
@@ -177,6 +198,8 @@ class DuckDBStorage:
         self._closed = False
         self._memory_limit_setting = ""  # DuckDB's memory_limit as it reports it, restored after each trim
         self._trim_lock = threading.Lock()
+        self._reads_lock = threading.Lock()
+        self._reads = 0  # queries running (see _reading)
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -257,15 +280,36 @@ class DuckDBStorage:
         finally:
             self._changes += 1
 
+    async def _store(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, staging path, *args)`` on the writer thread (a duckdb_writes function)."""
+        return await self._on_writer(self._store_sync, fn, *args)
+
+    def _store_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        result = fn(self._con, self._ingest_path, *args)
+        self._trim_after_write()
+        return result
+
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._with_cursor, fn, *args)
 
     def _with_cursor(self, fn: Callable[..., T], *args: Any) -> T:
         cursor = self._cursors.get()
         try:
-            return fn(cursor, *args)
+            with self._reading():
+                return fn(cursor, *args)
         finally:
             self._cursors.put(cursor)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Count a query while it runs: the cache is trimmed only when no other query could need memory."""
+        with self._reads_lock:
+            self._reads += 1
+        try:
+            yield
+        finally:
+            with self._reads_lock:
+                self._reads -= 1
 
     # ----------------------------------------------------------------- writing
     async def write_batch(self, batch: Batch) -> WriteResult:
@@ -276,72 +320,44 @@ class DuckDBStorage:
     def _write_sync(self, chunks: list[bytes], count: int, min_ts: int, max_ts: int) -> WriteResult:
         con = self._con
         assert con is not None
-        with open(self._ingest_path, "wb") as fh:
-            fh.writelines(chunks)  # the buffer's records as they are: no joined copy of the batch
-        window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
-        spread = [self.dedup_window_us, self.dedup_window_us]
         try:
-            con.execute("BEGIN")
-            # once in typed form; then without in-batch duplicates (a window over the wide rows costs 2-3x the
-            # load itself, so only when the narrow key check finds some); then into each tenant's partition
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {_INSERT_VALUES} FROM read_json("
-                f"{sql_string(self._ingest_path)}, format='newline_delimited', columns={JSON_COLUMNS}, "
-                f"maximum_object_size={self.max_object_bytes + 1024}) b")
-            repeated = con.execute("SELECT 1 FROM staged GROUP BY tenant_id, event_id HAVING count(*) > 1 "
-                                   "LIMIT 1").fetchall()
-            if repeated:  # an event repeats one received before it in the batch within the window of its own time
-                con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT *, row_number() OVER "
-                            "(PARTITION BY tenant_id, event_id ORDER BY received_at) AS tea_n FROM staged")
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE staged AS SELECT * EXCLUDE (tea_n) FROM staged s WHERE NOT EXISTS ("
-                    "SELECT 1 FROM staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
-                    "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
-                    "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
-            tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
-            written = 0
-            for number, members in _by_partition(tenants).items():
-                table = partition_table(number)
-                only = "" if len(members) == len(tenants) else " AND " + tenant_clause(tuple(members))
-                scope = [*(members if only else [])]
-                # Stored duplicates, found by an inner join that hashes the batch's keys and streams the
-                # window's stored keys past them (an anti-join would hash every stored row of the window:
-                # its cost grew with the table). Usually none: then a plain insert.
-                # A stored event is the same one when its time is within the window of the new event's own.
-                near = "AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) AND s.timestamp + to_microseconds(?)"
-                stored = con.execute(
-                    f"SELECT 1 FROM staged s JOIN {table} e ON e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
-                    f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) {near}"
-                    f"{only.replace('tenant_id', 's.tenant_id')} LIMIT 1", [*window, *spread, *scope]).fetchall()
-                if stored:
-                    row = con.execute(
-                        f"INSERT INTO {table} SELECT * FROM staged s WHERE NOT EXISTS (SELECT 1 FROM {table} e "
-                        f"WHERE e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) {near} "
-                        f"AND e.tenant_id = s.tenant_id AND e.event_id = s.event_id){only}",
-                        [*window, *spread, *scope]).fetchone()
-                else:
-                    row = con.execute(f"INSERT INTO {table} SELECT * FROM staged s WHERE TRUE{only}", scope).fetchone()
-                written += row[0] if row else 0
-            con.execute("DROP TABLE staged")
-            con.execute("COMMIT")
+            with transaction(con):
+                # once in typed form; then without in-batch duplicates; then into each tenant's partition
+                stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
+                self._drop_repeats_sync(con)
+                written = self._insert_partitions_sync(con, min_ts, max_ts)
         except duckdb.Error as exc:
-            self._rollback()
-            if isinstance(exc, (duckdb.InvalidInputException, duckdb.ConversionException,
-                                duckdb.ConstraintException)):
-                raise StorageDataError(f"duckdb refused the batch: {exc}") from exc
-            raise StorageError(f"duckdb write failed: {exc}") from exc
-        finally:
-            try:
-                os.unlink(self._ingest_path)
-            except FileNotFoundError:
-                pass
+            raise refused(exc, "batch") from exc
+        self._trim_after_write()
         return WriteResult(written, count - written)
 
-    def _rollback(self) -> None:
-        try:
-            self._con.execute("ROLLBACK")  # type: ignore[union-attr]
-        except duckdb.Error:
-            pass  # no transaction was open
+    def _drop_repeats_sync(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Staged events repeating one received before them in the batch, within the window of their own time.
+        (A window over the wide rows costs 2-3x the load itself, so only when the narrow key check finds some.)"""
+        repeated = con.execute("SELECT 1 FROM staged GROUP BY tenant_id, event_id HAVING count(*) > 1 LIMIT 1").fetchall()
+        if not repeated:
+            return
+        con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT *, row_number() OVER "
+                    "(PARTITION BY tenant_id, event_id ORDER BY received_at) AS tea_n FROM staged")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE staged AS SELECT * EXCLUDE (tea_n) FROM staged s WHERE NOT EXISTS ("
+            "SELECT 1 FROM staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
+            "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
+            "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
+
+    def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection, min_ts: int, max_ts: int) -> int:
+        """Insert the staged events no stored one repeats: a stored event is the same one when its time is
+        within the window of the new event's own (and so within the batch's window: row groups outside it
+        are skipped)."""
+        window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
+        spread = [self.dedup_window_us, self.dedup_window_us]
+        tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
+        written = 0
+        for number, members in _by_partition(tenants).items():
+            only = "" if len(members) == len(tenants) else " AND s." + tenant_clause(tuple(members))
+            written += insert_new(con, partition_table(number), _SAME_EVENT, [*window, *spread], only,
+                                  members if only else [])
+        return written
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:
@@ -418,21 +434,7 @@ class DuckDBStorage:
         return total
 
     async def save_token(self, record: TokenRecord) -> None:
-        values = [getattr(record, c) for c in TOKEN_COLUMNS]
-        marks = ", ".join("?" * len(values))
-
-        def replace() -> None:  # (DuckDB cannot upsert a row whose other UNIQUE column changes)
-            con = self._con
-            assert con is not None
-            con.execute("BEGIN")
-            try:
-                con.execute("DELETE FROM api_tokens WHERE token_id = ?", [record.token_id])
-                con.execute(f"INSERT INTO api_tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({marks})", values)
-                con.execute("COMMIT")
-            except duckdb.Error:
-                self._rollback()
-                raise
-        await self._on_writer(replace)
+        await self._store(duckdb_writes.save_tokens, [record])
 
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
         column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
@@ -448,11 +450,8 @@ class DuckDBStorage:
         return [token_from_row(row) for row in rows]
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
-        rows = [[r.at, r.action, r.actor, r.tenant_id, r.remote_addr, r.success, r.reason,
-                 msgspec.json.encode(r.details).decode()] for r in records]
-        if rows:
-            await self._on_writer(lambda: self._con.executemany(  # type: ignore[union-attr]
-                "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows))
+        if records:
+            await self._store(duckdb_writes.append_audit, records)
 
     async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
                           start_us: int | None = None, end_us: int | None = None,
@@ -504,12 +503,8 @@ class DuckDBStorage:
         return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        columns = TABLES[table]
-        values = [[_sql_value(c, row.get(c)) for c in columns] for row in rows]
-        marks = ", ".join("make_timestamp(?)" if c in ("timestamp", "created_at") else "?" for c in columns)
-        if values:
-            await self._on_writer(lambda: self._con.executemany(  # type: ignore[union-attr]
-                f"INSERT INTO {table} VALUES ({marks})", values))
+        if rows:
+            await self._store(duckdb_writes.write_rows, table, rows)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -567,9 +562,7 @@ class DuckDBStorage:
         return {row[0] for row in rows}
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
-        values = [getattr(entry, c) for c in DeadLetter.__struct_fields__]
-        await self._on_writer(lambda: self._con.execute(  # type: ignore[union-attr]
-            f"INSERT INTO dead_letters ({_DLQ_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values))
+        await self._store(duckdb_writes.add_dead_letters, [entry])
 
     async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         where_sql = "" if include_replayed else " WHERE replayed_at IS NULL"
@@ -587,20 +580,11 @@ class DuckDBStorage:
 
     # ------------------------------------------------------------ documents and records
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
-        text = msgspec.json.encode(doc).decode()
+        await self.put_documents(kind, [(tenant_id, key, doc)])
 
-        def replace() -> None:
-            con = self._con
-            assert con is not None
-            con.execute("BEGIN")
-            try:  # (delete + insert: DuckDB refuses some in-place updates of indexed rows)
-                con.execute("DELETE FROM documents WHERE kind = ? AND tenant_id = ? AND key = ?", [kind, tenant_id, key])
-                con.execute("INSERT INTO documents VALUES (?, ?, ?, ?)", [kind, tenant_id, key, text])
-                con.execute("COMMIT")
-            except duckdb.Error:
-                self._rollback()
-                raise
-        await self._on_writer(replace)
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        if docs:
+            await self._store(duckdb_writes.put_documents, kind, docs)
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         rows = await self._on_reader(lambda cur: cur.execute(
@@ -624,18 +608,8 @@ class DuckDBStorage:
         return await self._on_writer(delete)
 
     async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
-        if not records:
-            return
-
-        def append() -> None:
-            con = self._con
-            assert con is not None
-            row = con.execute("SELECT COALESCE(max(seq), 0) FROM records").fetchone()
-            first = (row[0] if row else 0) + 1
-            con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?)",
-                            [[kind, t, at, first + i, msgspec.json.encode(body).decode()]
-                             for i, (t, at, body) in enumerate(records)])
-        await self._on_writer(append)
+        if records:
+            await self._store(duckdb_writes.append_records, kind, records)
 
     async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
                             start_us: int | None = None, end_us: int | None = None,
@@ -660,18 +634,26 @@ class DuckDBStorage:
         sql, params = duckdb_sql.aggregate(spec)
         return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
 
+    async def aggregate_columns(self, spec: AggregateSpec) -> list[Any]:
+        """``aggregate``'s rows as columns (numpy arrays, NULLs masked): no Python object per cell, for
+        answers of tens of thousands of cells (the Prometheus API's per-step buckets)."""
+        sql, params = duckdb_sql.aggregate(spec)
+        found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
+        return list(found.values())
+
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         frm, params = scan(filter)
         cursor = await self._on_writer(self._cursor)
         loop = asyncio.get_running_loop()
         try:
-            async with self._exporting():
-                await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}", params))
-                while True:
-                    rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
-                    if not rows:
-                        return
-                    yield [_row_to_event(row) for row in rows]
+            with self._reading():
+                async with self._exporting():
+                    await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}", params))
+                    while True:
+                        rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
+                        if not rows:
+                            return
+                        yield [_row_to_event(row) for row in rows]
         finally:
             cursor.close()
 
@@ -691,11 +673,11 @@ class DuckDBStorage:
     async def _exporting(self) -> AsyncIterator[None]:
         """Keep DuckDB's block cache small while an export reads the whole table.
 
-        DuckDB keeps every table block a query reads cached until ``memory_limit`` (default 80 % of
-        RAM) forces blocks out, and it has no separate limit for that cache: an export reads every
+        DuckDB keeps every table block a query reads cached until ``memory_limit`` (duckdb_memory)
+        forces blocks out, and it has no separate limit for that cache: an export reads every
         block, so the server's RSS grew with the export (all 10 M events of the benchmark: +590 MB).
         While an export runs, the cache is trimmed every EXPORT_TRIM_INTERVAL_S once it holds more
-        than ``export_cache_bytes``; queries keep the whole memory limit for their own work."""
+        than ``cache_bytes``; queries keep the whole memory limit for their own work."""
         done = asyncio.Event()
 
         async def trim_until_done() -> None:
@@ -714,34 +696,25 @@ class DuckDBStorage:
             with contextlib.suppress(Exception):  # (storage closing under the export: nothing left to trim)
                 await trimmer
 
-    def _trim_cache(self, cur: duckdb.DuckDBPyConnection) -> None:
-        """Evict cached table blocks down to half of ``export_cache_bytes``, if there are more than it.
+    def _trim_cache(self, cur: duckdb.DuckDBPyConnection, max_reads: int = 2) -> None:
+        """Trim the block cache unless more than ``max_reads`` queries run (by default an export and this trimmer,
+        itself a read): lowering the limit for a moment must not take memory another query may ask for, and
+        queries starting meanwhile wait the moment out."""
+        with self._reads_lock:
+            if self._reads <= max_reads:
+                trim_cache(cur, self.cache_bytes, self._memory_limit_setting, self._trim_lock)
 
-        Lowering ``memory_limit`` is DuckDB's one way to evict: it drops unpinned blocks (cached table
-        blocks need no write) and refuses when it cannot. Only the excess cache is asked for, so a
-        concurrent query loses no memory it holds; the limit is restored at once."""
-        with self._trim_lock:
-            usage = dict(cur.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory()").fetchall())
-            cached = usage.get("BASE_TABLE", 0)
-            if cached <= self.export_cache_bytes:
-                return
-            target = sum(usage.values()) - (cached - self.export_cache_bytes // 2)
-            try:
-                cur.execute(f"SET memory_limit = '{max(target, 1)}B'")
-            except duckdb.Error as exc:  # blocks pinned by running queries: try again at the next interval
-                log.debug("duckdb: block cache not trimmed: %s", exc)
-            finally:
-                cur.execute(f"SET memory_limit = {sql_string(self._memory_limit_setting)}")
+    def _trim_after_write(self) -> None:
+        """DuckDB caches every block a write makes until its memory limit: the cache is trimmed back to
+        ``cache_bytes`` after a write, at most every CACHE_TRIM_INTERVAL_S (the RSS stays flat under a steady load)."""
+        now = time.monotonic()
+        if now - self._trimmed_at >= CACHE_TRIM_INTERVAL_S:
+            self._trimmed_at = now
+            self._trim_cache(self._con, max_reads=0)  # type: ignore[arg-type]
 
     @staticmethod
     def _count_sync(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
         return cur.execute(sql, params).fetchone()[0]  # type: ignore[index]
-
-
-def _sql_value(column: str, value: Any) -> Any:
-    if column == "event_metadata":
-        return None if value is None else msgspec.json.encode(value).decode()
-    return value
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from tea.types import RANK_MERGE, Agg, AggregateSpec, EventFilter
+from tea.storage.sql_common import at_most
+from tea.types import FILTER_COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
 
 # Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
 # A tenant-scoped read scans only its tenant's partition, whatever order the events arrived in.
@@ -34,7 +35,6 @@ def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
     clause, params = where(f)
     return f" FROM {source(f)}{clause}", params
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
             "OR status_code >= 400 OR status_code < 0)))")
 _BUCKETS = {
@@ -93,12 +93,21 @@ def agg_sql(agg: Agg) -> str:
         return f"favg({column})" if column in ("duration_ms", "cost") else f"avg({column})"
     if agg.fn == "quantile":
         return f"quantile_cont({column}, {float(agg.q)!r})"  # type: ignore[arg-type]
+    if agg.fn == "count_le":
+        return f"count({column}) FILTER (WHERE {at_most(column, agg.le)})"  # type: ignore[arg-type]
     return f"{agg.fn}({column})"
+
+
+def bucket_expr(spec: AggregateSpec) -> str:
+    if spec.bucket_us is not None:  # (time_bucket with an origin floors before it too)
+        return (f"epoch_us(time_bucket(to_microseconds({int(spec.bucket_us)}), timestamp, "
+                f"make_timestamp({int(spec.origin_us)})))")
+    return f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
 
 
 def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     frm, params = scan(spec.filter)
-    bucket = f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
+    bucket = bucket_expr(spec)
     groups = list(spec.group_by)
     select = ", ".join([f"{bucket} AS bucket", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
     group_clause = " GROUP BY " + ", ".join(["bucket", *groups])

@@ -8,10 +8,10 @@ from typing import Any, AsyncIterator, ClassVar
 import msgspec
 
 from tea.storage import projections, pyagg
-from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
+from tea.storage.memory_signals import MemorySignals
+from tea.types import (FILTER_COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 
-_EQUALITY = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol", "target")
 
 
 def select(events: list[Event], f: EventFilter) -> list[Event]:
@@ -20,7 +20,7 @@ def select(events: list[Event], f: EventFilter) -> list[Event]:
     if f.tenant_ids is not None:
         tenants = set(f.tenant_ids)
         events = [e for e in events if e.tenant_id in tenants]
-    for name in _EQUALITY:
+    for name in FILTER_COLUMNS:
         wanted = getattr(f, name)
         if wanted is not None:
             events = [e for e in events if getattr(e, name) == wanted]
@@ -46,8 +46,10 @@ class MemoryStorage:
         self._audit: list[AuditRecord] = []
         self._dead: dict[str, DeadLetter] = {}
         self._tables: dict[str, list[dict[str, Any]]] = {}
+        self._row_keys: dict[str, set[tuple[str, str, int]]] = {}  # projections.identity of every kept row
         self._documents: dict[tuple[str, str, str], bytes] = {}
         self._records: dict[str, list[tuple[str, int, bytes]]] = {}
+        self.signals = MemorySignals(max_events)  # metric points and log records, bounded like the events
         self.evicted = 0
 
     async def open(self) -> None:
@@ -172,8 +174,14 @@ class MemoryStorage:
         return sorted(out, key=lambda t: (-t.start_us, t.trace_id))[:limit]
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        kept = self._tables.setdefault(table, [])
-        kept.extend(rows)
+        kept, keys = self._tables.setdefault(table, []), self._row_keys.setdefault(table, set())
+        for row in projections.distinct_rows(rows):
+            key = projections.identity(row)
+            if key not in keys:
+                keys.add(key)
+                kept.append(row)
+        for old in kept[: max(0, len(kept) - self.max_events)]:
+            keys.discard(projections.identity(old))
         del kept[: max(0, len(kept) - self.max_events)]
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
@@ -205,6 +213,10 @@ class MemoryStorage:
 
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
         self._documents[(kind, tenant_id, key)] = msgspec.json.encode(doc)  # a copy, as a database keeps
+
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        for tenant_id, key, doc in docs:
+            await self.put_document(kind, tenant_id, key, doc)
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         raw = self._documents.get((kind, tenant_id, key))

@@ -23,8 +23,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tea.errors import ConfigError, StorageDataError, StorageError
 from tea.storage import postgres_sql as q
+from tea.storage.postgres_signals import PostgresSignals
 from tea.storage.rows import TOKEN_COLUMNS, token_from_row
-from tea.storage.projections import TABLES
+from tea.storage.projections import IDENTITY, TABLES, distinct_rows
 from tea.timebuckets import DAY_US
 from tea.timeutil import now_us
 from tea.types import (COLUMNS, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QueryResult,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 _RECORD_TYPES = {
     "event_id": "text", "tenant_id": "text", "timestamp": "bigint", "received_at": "bigint", "status_code": "integer",
     "duration_ms": "float8", "request_size": "bigint", "response_size": "bigint", "tokens_used": "bigint",
-    "cost": "float8", "tags": "text[]", "attributes": "jsonb"}
+    "cost": "float8", "tags": "text[]", "attributes": "jsonb", "input_tokens": "bigint", "output_tokens": "bigint"}
 _RECORD = ", ".join(f'"{c}" {_RECORD_TYPES.get(c, "text")}' for c in COLUMNS)
 _QUOTED = ", ".join(f'"{c}"' for c in COLUMNS)
 _STAGED = ", ".join("COALESCE(r.tags, '{}') AS tags" if c == "tags" else
@@ -54,6 +55,28 @@ _COPY_CHUNK = 1 << 20
 _LOCK_TIMEOUT = "5s"  # creating or dropping a partition waits this long for readers, then retries later
 _BOUND = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
+_AUDIT_COLUMNS = tuple(AuditRecord.__struct_fields__)
+_lines = msgspec.json.Encoder()
+
+
+async def _copy_lines(conn: psycopg.AsyncConnection[Any], chunks: list[bytes]) -> None:
+    """COPY NDJSON ``chunks`` (whole lines in all) into the transaction's temporary ``tea_lines (n, line)``, one
+    line a row, as is, at most ``_COPY_CHUNK`` bytes a write."""
+    await conn.execute("CREATE TEMP TABLE tea_lines (n bigserial, line text) ON COMMIT DROP")
+    async with conn.cursor().copy(_COPY_LINES) as copy:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(view), _COPY_CHUNK):
+                await copy.write(view[start:start + _COPY_CHUNK])
+
+
+def _from_lines(table: str, columns: tuple[str, ...], **exprs: str) -> str:
+    """``INSERT INTO table (columns) SELECT …`` of the staged lines, each typed as a row of ``table`` (``r``;
+    ``exprs`` replace a column's value), in the order of the lines."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(exprs.get(c, f'r."{c}"') for c in columns)
+    return (f"INSERT INTO {table} ({names}) SELECT {values} FROM tea_lines l "
+            f"CROSS JOIN LATERAL json_populate_record(NULL::{table}, l.line::json) AS r ORDER BY l.n")
 
 
 def partition_name(day_us: int) -> str:
@@ -76,6 +99,7 @@ class PostgresStorage:
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
         self.connect_timeout_s = connect_timeout_s
+        self.signals = PostgresSignals(self)  # metric points and log records
         self._pool: AsyncConnectionPool | None = None
         self._days: set[int] = set()  # partitions known to exist (day starts)
         self._closed = False
@@ -184,14 +208,10 @@ class PostgresStorage:
         if not batch.count:
             return WriteResult(0, 0)
         await self._ensure_current_days()
-        data = memoryview(batch.ndjson())
         window = self.dedup_window_us
         async with self._connection() as conn:
             async with conn.transaction():
-                await conn.execute("CREATE TEMP TABLE tea_lines (n bigserial, line text) ON COMMIT DROP")
-                async with conn.cursor().copy(_COPY_LINES) as copy:
-                    for start in range(0, len(data), _COPY_CHUNK):
-                        await copy.write(data[start:start + _COPY_CHUNK])
+                await _copy_lines(conn, batch.chunks)  # (the buffer's chunks as they are: no joined copy)
                 await conn.execute(_STAGE)
                 row = await (await conn.execute(_DAYS)).fetchone()
                 assert row is not None
@@ -317,10 +337,17 @@ class PostgresStorage:
 
     # ----------------------------------------------------------------- tokens, audit, dead letters
     async def save_token(self, record: TokenRecord) -> None:
-        values = [getattr(record, c) for c in TOKEN_COLUMNS]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in TOKEN_COLUMNS[1:])
-        await self._run(f"INSERT INTO api_tokens ({', '.join(TOKEN_COLUMNS)}) VALUES "
-                        f"({', '.join(['%s'] * len(values))}) ON CONFLICT (token_id) DO UPDATE SET {updates}", values)
+        insert = _from_lines("api_tokens", TOKEN_COLUMNS, secret_sealed="decode(l.line::json->>'secret_sealed', "
+                             "'base64')")  # (JSON carries bytes as base64)
+        await self._load(_lines.encode_lines([record]), f"{insert} ON CONFLICT (token_id) DO UPDATE SET {updates}")
+
+    async def _load(self, lines: bytes, insert: str) -> int:
+        """Stage NDJSON ``lines`` (COPY) and run ``insert`` (from ``_from_lines``) on them, in one transaction."""
+        async with self._connection() as conn:
+            async with conn.transaction():
+                await _copy_lines(conn, [lines])
+                return (await conn.execute(insert)).rowcount
 
     async def find_token(self, *, token_hash: str | None = None, token_id: str | None = None) -> TokenRecord | None:
         column, value = ("token_id", token_id) if token_id is not None else ("token_hash", token_hash)
@@ -334,13 +361,8 @@ class PostgresStorage:
         return [token_from_row(r) for r in rows]
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
-        if not records:
-            return
-        rows = [(r.at, r.action, r.actor, r.tenant_id, r.remote_addr, r.success, r.reason,
-                 msgspec.json.encode(r.details).decode()) for r in records]
-        async with self._connection() as conn:
-            await conn.cursor().executemany('INSERT INTO audit_log ("at", action, actor, tenant_id, remote_addr, '
-                                            "success, reason, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+        if records:
+            await self._load(_lines.encode_lines(records), _from_lines("audit_log", _AUDIT_COLUMNS))
 
     async def query_audit(self, *, action: str | None = None, tenant_id: str | None = None,
                           start_us: int | None = None, end_us: int | None = None,
@@ -363,8 +385,7 @@ class PostgresStorage:
         return await self._run('DELETE FROM records WHERE "at" < %s', [cutoff_us])
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
-        values = [getattr(entry, c) for c in DeadLetter.__struct_fields__]
-        await self._run(f"INSERT INTO dead_letters ({_DLQ_COLUMNS}) VALUES ({', '.join(['%s'] * len(values))})", values)
+        await self._load(_lines.encode_lines([entry]), _from_lines("dead_letters", DeadLetter.__struct_fields__))
 
     async def list_dead_letters(self, *, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         where_sql = "" if include_replayed else " WHERE replayed_at IS NULL"
@@ -377,14 +398,11 @@ class PostgresStorage:
 
     # ----------------------------------------------------------------- analytics projections
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        columns = TABLES[table]
-        values = [tuple(_json_text(r.get(c)) if c == "event_metadata" else r.get(c) for c in columns) for r in rows]
-        names = ", ".join(f'"{c}"' for c in columns)
-        async with self._connection() as conn:
-            await conn.cursor().executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})",
-                                            values)
+        fresh = distinct_rows(rows)
+        if fresh:  # (a row already stored is skipped by the unique index on IDENTITY)
+            identity = ", ".join(f'"{c}"' for c in IDENTITY)
+            await self._load(_lines.encode_lines(fresh),
+                             f"{_from_lines(table, TABLES[table])} ON CONFLICT ({identity}) DO NOTHING")
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,
@@ -436,9 +454,14 @@ class PostgresStorage:
 
     # ------------------------------------------------------------ documents and records
     async def put_document(self, kind: str, tenant_id: str, key: str, doc: dict[str, Any]) -> None:
-        await self._run("INSERT INTO documents (kind, tenant_id, key, doc) VALUES (%s, %s, %s, %s) "
-                        "ON CONFLICT (kind, tenant_id, key) DO UPDATE SET doc = EXCLUDED.doc",
-                        [kind, tenant_id, key, _json_text(doc)])
+        await self.put_documents(kind, [(tenant_id, key, doc)])
+
+    async def put_documents(self, kind: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        latest = {(tenant, key): doc for tenant, key, doc in docs}  # (a key given twice: the last one wins)
+        if latest:
+            lines = _lines.encode_lines({"kind": kind, "tenant_id": t, "key": k, "doc": d} for (t, k), d in latest.items())
+            await self._load(lines, f"{_from_lines('documents', ('kind', 'tenant_id', 'key', 'doc'))} "
+                                    f"ON CONFLICT (kind, tenant_id, key) DO UPDATE SET doc = EXCLUDED.doc")
 
     async def get_document(self, kind: str, tenant_id: str, key: str) -> dict[str, Any] | None:
         rows = await self._fetch("SELECT doc::text FROM documents WHERE kind = %s AND tenant_id = %s AND key = %s",
@@ -459,11 +482,9 @@ class PostgresStorage:
                                [kind, tenant_id, key]) > 0
 
     async def append_records(self, kind: str, records: list[tuple[str, int, dict[str, Any]]]) -> None:
-        if not records:
-            return
-        async with self._connection() as conn:
-            await conn.cursor().executemany('INSERT INTO records (kind, tenant_id, "at", body) VALUES (%s, %s, %s, %s)',
-                                            [(kind, t, at, _json_text(body)) for t, at, body in records])
+        if records:
+            lines = _lines.encode_lines({"kind": kind, "tenant_id": t, "at": at, "body": body} for t, at, body in records)
+            await self._load(lines, _from_lines("records", ("kind", "tenant_id", "at", "body")))
 
     async def query_records(self, kind: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, str] | None = None,
                             start_us: int | None = None, end_us: int | None = None,
@@ -483,10 +504,6 @@ class PostgresStorage:
         rows = await self._fetch(f'SELECT tenant_id, "at", body::text FROM records WHERE {" AND ".join(clauses)} '
                                  f'ORDER BY "at" DESC, seq DESC LIMIT %s', [*params, limit])
         return [(r[0], r[1], msgspec.json.decode(r[2])) for r in rows]
-
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else msgspec.json.encode(value).decode()
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

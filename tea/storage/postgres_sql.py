@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tea.storage.sql_common import at_most
 from tea.timebuckets import DAY_US, FIXED_US, WEEK_US
-from tea.types import COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
+from tea.types import COLUMNS, FILTER_COLUMNS, RANK_MERGE, Agg, AggregateSpec, EventFilter
 
-FILTER_COLUMNS = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id",
-                  "protocol", "target")
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
             "OR status_code >= 400 OR status_code < 0)))")
 TS = '"timestamp"'
@@ -103,12 +102,21 @@ def agg_sql(agg: Agg) -> str:
         return f"({total}::float8 / NULLIF(count({column}), 0))"
     if agg.fn == "quantile":  # linear interpolation between the closest ranks, in float8
         return f"percentile_cont({float(agg.q)!r}) WITHIN GROUP (ORDER BY {column}::float8)"  # type: ignore[arg-type]
+    if agg.fn == "count_le":
+        return f"count({column}) FILTER (WHERE {at_most(column, agg.le)})"  # type: ignore[arg-type]
     return f"{agg.fn}({column})"
+
+
+def bucket_expr(spec: AggregateSpec) -> str:
+    if spec.bucket_us is not None:
+        width, origin = int(spec.bucket_us), int(spec.origin_us)
+        return f"({TS} - mod(mod({TS} - ({origin}), {width}) + {width}, {width}))"
+    return bucket_sql(spec.bucket) if spec.bucket else "NULL::bigint"
 
 
 def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     frm, params = scan(spec.filter)
-    bucket = bucket_sql(spec.bucket) if spec.bucket else "NULL::bigint"
+    bucket = bucket_expr(spec)
     groups = list(spec.group_by)
     select = ", ".join([f"{bucket} AS bucket", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
     group_clause = " GROUP BY " + ", ".join(str(i + 1) for i in range(1 + len(groups)))

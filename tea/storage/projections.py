@@ -23,6 +23,22 @@ FILTERABLE: dict[str, tuple[str, ...]] = {
     "feature_usage": ("user_id", "organization_id", "deployment_type", "feature_name", "action"),
 }
 REPORTS = ("summary", "recent_activity", "top_endpoints")
+# A projection row is stored once: a row whose tenant, id and timestamp are already stored (or repeat an earlier
+# row of the same write) is not stored again. Ids derived from an event carry its timestamp, so a replay always
+# matches; the timestamp lets DuckDB and ClickHouse look only at the row groups / parts of that time.
+IDENTITY = ("tenant_id", "id", "timestamp")
+
+
+def identity(row: dict[str, Any]) -> tuple[str, str, int]:
+    return row["tenant_id"], str(row["id"]).lower(), row["timestamp"]
+
+
+def distinct_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without repeats of an earlier row's identity (the first one is kept)."""
+    first: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(identity(row), row)
+    return list(first.values()) if len(first) < len(rows) else rows
 
 
 def report(tables: dict[str, list[dict[str, Any]]], name: str, tenant_ids: tuple[str, ...] | None,

@@ -43,6 +43,8 @@ def _compute(agg: Agg, events: list[Event]) -> Any:
         return min(values, default=None)
     if agg.fn == "max":
         return max(values, default=None)
+    if agg.fn == "count_le":
+        return sum(1 for v in values if v <= agg.le)  # type: ignore[operator]
     return quantile(values, agg.q)  # type: ignore[arg-type]
 
 
@@ -58,9 +60,15 @@ def aggregate(events: Iterable[Event], spec: AggregateSpec) -> list[tuple[Any, .
         events = [e for e in events if tuple(getattr(e, c) for c in spec.group_by) in keep]
     cells: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
     for event in events:
-        bucket = timebuckets.floor(event.timestamp, spec.bucket) if spec.bucket else None  # type: ignore[arg-type]
+        bucket = _bucket(event.timestamp, spec)  # type: ignore[arg-type]
         cells[(bucket, *(getattr(event, c) for c in spec.group_by))].append(event)
     return [(*key, *(_compute(agg, members) for agg in spec.aggs)) for key, members in cells.items()]
+
+
+def _bucket(ts: int, spec: AggregateSpec) -> int | None:
+    if spec.bucket_us is not None:
+        return ts - (ts - spec.origin_us) % spec.bucket_us  # (Python's % floors)
+    return timebuckets.floor(ts, spec.bucket) if spec.bucket else None
 
 
 def _sortable(value: Any) -> tuple[bool, Any]:

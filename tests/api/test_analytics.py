@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_ingest import assert_error_shape
-from tests.conftest import BACKENDS, LiveServer, backend_settings, wait_for
+from tests.conftest import BACKENDS, LiveServer, backend_settings, one_backend, wait_for
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR_MS = 3_600_000
@@ -250,6 +250,7 @@ def test_default_range_is_the_last_24_hours(client: httpx.Client) -> None:
     assert len(body["series"][0]["points"]) in (24, 25)
 
 
+@one_backend
 @pytest.mark.parametrize("params, name", [
     ({"metrics": "requests,bogus"}, "metrics"), ({"granularity": "fortnight"}, "granularity"),
     ({"group_by": "colour"}, "group_by"), ({"limit": "0"}, "limit"),
@@ -349,7 +350,8 @@ def test_usage_json_and_csv(client: httpx.Client, server: LiveServer) -> None:
     first = rows[("acme", "2026-01-01T00:00:00Z")]
     assert first == {"tenant_id": "acme", "period": "day", "period_start": "2026-01-01T00:00:00Z", "events": 3,
                      "errors": 1, "requests_by_method": {"boom": 1, "tools/call": 2}, "data_mb_in": 6.0,
-                     "data_mb_out": 1.5, "tokens": 30, "cost": 0.75, "unique_users": 2}
+                     "data_mb_out": 1.5, "tokens": 30, "cost": 0.75, "unique_users": 2, "spans": 0,
+                     "metric_points": 0, "log_records": 0, "billable": 3, "input_tokens": 0, "output_tokens": 0}
     assert rows[("acme", "2026-01-02T00:00:00Z")]["events"] == 1 and len(rows) == 3
     one = client.get("/v1/usage", params={**params, "tenant_id": "beta", "period": "month"}).json()["rows"]
     assert [(r["tenant_id"], r["period_start"], r["events"]) for r in one] == [("beta", "2026-01-01T00:00:00Z", 1)]

@@ -89,6 +89,7 @@ def tea_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tea", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.socket  # (the `tea` command reaches the server over HTTP)
 @pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
 def test_cli_export(client: httpx.Client, server: LiveServer, tmp_path: Path, fmt: str) -> None:
     post_all(client, server, sample(300))
@@ -105,6 +106,7 @@ def test_cli_export(client: httpx.Client, server: LiveServer, tmp_path: Path, fm
         assert pq.read_table(out).num_rows == 200
 
 
+@pytest.mark.socket
 def test_cli_export_filters_by_protocol_and_target(client: httpx.Client, server: LiveServer, tmp_path: Path) -> None:
     post_all(client, server, [{"event_type": "call", "timestamp": T0_MS + i, "protocol": ("mcp", "a2a")[i % 2],
                                "target": ("srv-a", "srv-b", None)[i % 3]} for i in range(60)])
@@ -207,6 +209,7 @@ def test_csv_records_are_counted_across_chunks() -> None:
         assert counter.records == 4, cut
 
 
+@pytest.mark.socket
 def test_cli_usage(client: httpx.Client, server: LiveServer) -> None:
     post_all(client, server, sample(30))
     proc = tea_cli("usage", "--url", server.url, "--tenant", "acme", "--month", "2026-01", "--format", "csv")

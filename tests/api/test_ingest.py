@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, one_backend
 
 
 def post(client: httpx.Client, body: object | bytes, content_type: str = "application/json", **headers: str):
@@ -78,6 +78,7 @@ def test_partial_batch_is_207_with_indexed_errors(client: httpx.Client, server: 
     assert sorted(e["event_id"] for e in stored(client, server, 2)) == ["a", "g"]
 
 
+@one_backend
 def test_item_errors_have_every_key_with_null_event_id_when_the_event_had_none(client: httpx.Client) -> None:
     r = post(client, [{"event_type": "ok"}, {"event_type": ""}, {"event_type": "ok", "duration_ms": "slow"},
                       {"event_type": "ok", "event_id": "e3", "tenant_id": "_tea"}])
@@ -103,6 +104,7 @@ def test_iso_8601_timestamps_are_accepted(client: httpx.Client, server: LiveServ
                          "i4": "2024-01-15T00:00:00Z", "i5": "2024-01-15T10:30:00Z"}
 
 
+@one_backend
 def test_all_rejected_is_400_with_item_errors(client: httpx.Client) -> None:
     r = post(client, [{"event_type": 1}, {"nope": True}])
     body = assert_error_shape(r, 400, "invalid_events")
@@ -209,11 +211,13 @@ def test_a_20_mib_array_of_tiny_events_is_refused_quickly_with_little_memory(ser
     assert live.app.buffer.backlog_bytes == 0
 
 
+@one_backend
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
 def test_unsupported_content_type_is_415(client: httpx.Client, content_type: str) -> None:
     assert_error_shape(post(client, {"event_type": "x"}, content_type), 415, "unsupported_media_type")
 
 
+@one_backend
 def test_unsupported_content_encoding_is_415(client: httpx.Client) -> None:
     assert_error_shape(post(client, b"xx", **{"content-encoding": "br"}), 415, "unsupported_content_encoding")
 
@@ -238,6 +242,7 @@ def test_buffer_full_is_503_with_retry_after(serve) -> None:
     assert gate.inner_count() == accepted
 
 
+@one_backend
 def test_error_shape_for_unknown_route_and_method(client: httpx.Client) -> None:
     assert_error_shape(client.get("/nope"), 404, "not_found")
     r = client.delete("/v1/events")

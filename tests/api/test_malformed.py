@@ -6,6 +6,8 @@ import gzip
 import httpx
 import pytest
 
+from tests.conftest import one_backend
+
 DEEP = b"[" * 50000 + b"]" * 50000
 CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("empty body", b"", {}),
@@ -47,6 +49,7 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
 ]
 
 
+@one_backend
 @pytest.mark.parametrize("name, body, headers", CASES, ids=[c[0] for c in CASES])
 def test_malformed_native_input_is_a_4xx_in_the_error_shape(client: httpx.Client, name: str, body: bytes,
                                                            headers: dict[str, str]) -> None:
@@ -63,6 +66,7 @@ def test_malformed_native_input_is_a_4xx_in_the_error_shape(client: httpx.Client
         assert all(set(i) == {"index", "event_id", "error", "message", "field"} for i in items), items
 
 
+@one_backend
 @pytest.mark.parametrize("name, body, headers", [c for c in CASES if "encoding" not in c[0] and
                                                  "content" not in c[0] and "gzip" not in c[0]],
                          ids=[c[0] for c in CASES if "encoding" not in c[0] and "content" not in c[0]
@@ -76,6 +80,7 @@ def test_malformed_input_on_the_compat_route_is_a_4xx(client: httpx.Client, name
     assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
 
 
+@one_backend
 def test_malformed_ndjson_lines_are_reported_per_line(client: httpx.Client) -> None:
     lines = [b'{"event_type": "good"}'] + [body for name, body, _ in CASES[2:30] if b"\n" not in body]
     r = client.post("/v1/events", content=b"\n".join(lines), headers={"content-type": "application/x-ndjson"})
@@ -85,6 +90,8 @@ def test_malformed_ndjson_lines_are_reported_per_line(client: httpx.Client) -> N
     assert [e["index"] for e in body["errors"]] == list(range(1, len(lines)))
 
 
+@one_backend
+@pytest.mark.socket  # (uvicorn's HTTP parser refuses it)
 def test_invalid_content_length_is_refused_by_the_http_layer(server) -> None:
     import socket
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 from tea.buffer.log import DurableBuffer
 from tea.storage.memory import MemoryStorage
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, one_backend
 
 
 def test_healthz(client: httpx.Client) -> None:
@@ -21,6 +21,7 @@ def test_healthz(client: httpx.Client) -> None:
     assert client.head("/healthz").status_code == 200
 
 
+@one_backend
 def test_openapi_is_valid_and_describes_every_route(client: httpx.Client, server: LiveServer) -> None:
     doc = client.get("/openapi.json").json()
     validate(doc)
@@ -37,6 +38,7 @@ def test_openapi_is_valid_and_describes_every_route(client: httpx.Client, server
                       "correlation_id", "start_time", "end_time", "limit", "cursor"}
 
 
+@one_backend
 def test_openapi_documents_the_tea_aliases_and_retry_after(client: httpx.Client) -> None:
     doc = client.get("/openapi.json").json()
     paths = doc["paths"]

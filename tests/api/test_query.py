@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from tests.api.test_ingest import assert_error_shape
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, one_backend
 
 
 def seed(client: httpx.Client, server: LiveServer, n: int = 120) -> list[dict]:
@@ -75,6 +75,7 @@ def test_get_one_event(client: httpx.Client, server: LiveServer) -> None:
     assert body["details"] == {"event_id": "nope"}
 
 
+@one_backend
 @pytest.mark.parametrize("params, name", [
     ({"limit": "0"}, "limit"), ({"limit": "10001"}, "limit"), ({"limit": "ten"}, "limit"),
     ({"start_time": "yesterday"}, "start_time"), ({"end_time": "2026-13-01T00:00:00Z"}, "end_time"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, one_backend
 
 README_EVENT = {"timestamp": "2024-01-15T10:30:00Z", "event_type": "mcp_request", "tenant_id": "tenant-123",
                 "user_id": "user-456", "metadata": {"method": "tools/list", "duration_ms": 45, "status_code": 200,
@@ -55,6 +55,7 @@ def test_gateway_shape_gets_the_mcp_tool_reply(client: httpx.Client, server: Liv
                                    "auth_provider": "authkit"}
 
 
+@one_backend
 def test_gateway_bad_body_gets_is_error(client: httpx.Client) -> None:
     r = client.post("/events", json={"event": {"tool_name": "x"}})
     assert r.status_code == 400
@@ -63,6 +64,7 @@ def test_gateway_bad_body_gets_is_error(client: httpx.Client) -> None:
     assert body["content"][0]["text"].startswith("Invalid request body: ")
 
 
+@one_backend
 @pytest.mark.parametrize("payload, code", [
     ({"metadata": {}}, "invalid_event"), ({"event_type": "x", "metadata": {"duration_ms": "slow"}}, "invalid_event"),
     ({"event_type": "x", "timestamp": "2999-01-01T00:00:00Z"}, "clock_skew")])
@@ -71,6 +73,7 @@ def test_readme_shape_errors(client: httpx.Client, payload: dict, code: str) -> 
     assert r.status_code == 400 and r.json()["error"] == code
 
 
+@one_backend
 def test_metadata_field_is_named_in_errors(client: httpx.Client) -> None:
     r = client.post("/events", json={"event_type": "x", "metadata": {"status_code": "OK"}})
     assert r.status_code == 400 and "metadata.status_code" in r.json()["message"]
@@ -111,6 +114,7 @@ def test_seed_query_limit(client: httpx.Client, server: LiveServer) -> None:
         assert r.status_code == 400 and r.json()["details"]["parameter"] == "limit"
 
 
+@one_backend
 @pytest.mark.parametrize("text, stored", [("2024-01-15T10:30:00Z", "2024-01-15T10:30:00Z"),
                                           ("2024-01-15T10:30Z", "2024-01-15T10:30:00Z"),
                                           ("20240115T103000Z", "2024-01-15T10:30:00Z"),
@@ -131,6 +135,7 @@ def test_health_has_the_seed_fields_and_more(client: httpx.Client, server: LiveS
     assert body["buffer_bytes"] == 0 and body["writer_lag_seconds"] == 0
 
 
+@one_backend
 @pytest.mark.parametrize("path", ["/", "/tea/"])
 def test_tool_listing(client: httpx.Client, path: str) -> None:
     [tool] = client.get(path).json()

@@ -99,3 +99,25 @@ def test_server_side_id_hashing(secure) -> None:
     [row] = wait_rows(live, token, "user_activity", 1)
     assert row["user_id"] == hashlib.sha256(b"alice@example.com").hexdigest()[:16]
     assert row["organization_id"] == "0011223344556677"  # already a 16-hex hash: kept
+
+
+def test_the_same_request_sent_three_times_gives_its_rows_once(live) -> None:
+    """A client resending one OTLP request (same span ids): 10 events and 10 rows, however the resends fall into
+    the processor's batches — each resend here is processed on its own before the next is sent."""
+    token = live.token
+    spans = [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{i + 1:016x}", "name": "http.GET./api/tests",
+              "kind": 2, "startTimeUnixNano": str(time.time_ns()), "endTimeUnixNano": str(time.time_ns() + 10**6),
+              "attributes": [{"key": "event.category", "value": {"stringValue": "endpoint_usage"}},
+                             {"key": "http.method", "value": {"stringValue": "GET"}},
+                             {"key": "http.route", "value": {"stringValue": f"/api/tests/{i}"}}]} for i in range(10)]
+    body = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": spans}]}]}
+    for _ in range(3):
+        assert httpx.post(live.url + "/v1/traces", json=body, headers=bearer(token)).status_code == 200
+        deadline = time.monotonic() + 20
+        while any(c["lag_events"] for c in httpx.get(live.url + "/health").json()["consumers"].values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    summary = httpx.get(live.url + "/v1/analytics/summary", headers=bearer(token)).json()["rows"]
+    assert summary[1] == {"table_name": "endpoint_usage", "count": 10}
+    assert httpx.get(live.url + "/v1/events", params={"event_type": "span"},
+                     headers=bearer(token)).json()["total_count"] == 10

@@ -15,6 +15,7 @@ import re
 import struct
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -24,6 +25,7 @@ from google.protobuf.message import DecodeError
 
 from tea.auth.principal import SCOPES, WRITE, Principal
 from tea.pipeline.normalise import Normaliser
+from tea.pricing import PriceTable
 from tea.receive import otlp
 from tea.receive.otlp_map import pb_spans
 from tea.types import encode_lines
@@ -47,8 +49,11 @@ TENANT = Principal(tenant_id="acme", scopes=frozenset({WRITE}))
 DEV = Principal(tenant_id=None, scopes=frozenset(SCOPES), method="dev")
 
 
+PRICES = PriceTable({"gpt-4o": (0.0025, 0.01), "gpt-4o-mini": (0.00015, 0.0006), "x": (0.1, 3.3), "GET": (1e-300, 7.0)})
+
+
 def normaliser(skew_s: float = 86400.0, default_tenant: str = "default") -> Normaliser:
-    return Normaliser(default_tenant=default_tenant, max_future_skew_s=skew_s, clock=lambda: NOW)
+    return Normaliser(default_tenant=default_tenant, max_future_skew_s=skew_s, clock=lambda: NOW, prices=PRICES)
 
 
 def python_path(n: Normaliser, body: bytes, principal: Principal):  # type: ignore[no-untyped-def]
@@ -85,10 +90,13 @@ def check(body: bytes, principal: Principal = ADMIN, n: Normaliser | None = None
 SEMCONV = ["http.request.method", "http.method", "http.route", "url.path", "http.target", "http.response.status_code",
            "http.status_code", "rpc.grpc.status_code", "rpc.system", "mcp.method.name", "gen_ai.tool.name",
            "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "enduser.id", "user.id", "mcp.session.id",
-           "session.id", "error.type", "gen_ai.request.model", "event.category", "feature.name", "resource"]
+           "session.id", "error.type", "gen_ai.request.model", "event.category", "feature.name", "resource",
+           "gen_ai.response.model", "rpc.jsonrpc.error_code", "rpc.response.status_code"]
 RESERVED = ["span.name", "span.kind", "scope", "span.events", "name", "time_unix_nano"]
 text = st.one_of(st.text(max_size=12), st.sampled_from(["", "GET", "grpc", "/orders/{id}", "_x", "tools/call",
-                                                        "é\u2028\U0001F600", "a\"b\\c\n\x00\x1f\x7f", "x" * 1100]))
+                                                        "é\u2028\U0001F600", "a\"b\\c\n\x00\x1f\x7f", "x" * 1100,
+                                                        "-32602", "-0", "-", "32602", "-1234567890", "-12a", "gpt-4o",
+                                                        "gpt-4o-mini-2024-07-18", "x" * 1030, "-٣"]))
 keys = st.integers(0, 19).flatmap(lambda i: st.sampled_from(RESERVED) if i == 0 else st.text(max_size=8) if i < 8
                                   else st.sampled_from(SEMCONV))
 doubles = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
@@ -218,7 +226,8 @@ def test_ordinary_requests_are_handled_natively(body: bytes, principal: Principa
         kv.value.WhichOneof("value") in ("double_value", "array_value", "kvlist_value")
         and kv.key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "enduser.id", "user.id",
                        "mcp.session.id", "session.id", "error.type", "mcp.method.name", "gen_ai.tool.name",
-                       "http.request.method", "http.method", "http.route", "url.path", "http.target")
+                       "http.request.method", "http.method", "http.route", "url.path", "http.target",
+                       "gen_ai.request.model", "gen_ai.response.model")
         for s in spans_ for kv in s.attributes) or any(
         len({kv.key for kv in e.attributes}) < len(e.attributes) or
         {kv.key for kv in e.attributes} & {"name", "time_unix_nano"} for s in spans_ for e in s.events) or _nested_dups(
@@ -299,9 +308,34 @@ def _any(v) -> common_pb2.AnyValue:  # type: ignore[no-untyped-def]
     {"k": [1, "two", 3.5, None, [True], {"n": b"xyz"}], "d": 1e-5, "e": float("nan"), "f": -0.0},
     {"resource": "mine", "é\u2028": "\U0001F600", "ctl": "\x00\x1f\x7f\"\\"},
     {},
+    {"mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "gen_ai.request.model": "gpt-4o-mini-2024-07-18",
+     "gen_ai.usage.input_tokens": 1234, "gen_ai.usage.output_tokens": 56, "rpc.response.status_code": "-32602"},
+    {"gen_ai.request.model": "", "gen_ai.response.model": "gpt-4o", "gen_ai.usage.output_tokens": 10**15,
+     "rpc.jsonrpc.error_code": -32601, "http.response.status_code": 200},
+    {"gen_ai.request.model": "unpriced", "gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": False,
+     "error.type": "-32000", "rpc.jsonrpc.error_code": 2**40},
+    {"gen_ai.request.model": 42, "gen_ai.tool.name": True, "error.type": "tool_error", "gen_ai.usage.input_tokens": 3},
+    {"gen_ai.request.model": "x" * 1500, "gen_ai.usage.input_tokens": 7, "rpc.response.status_code": -32602},
 ])
 def test_semantic_conventions_are_native_and_identical(attrs: dict) -> None:
     assert check(_request(attrs, {"http.request.method": "GET"}))
+
+
+def test_mcp_and_genai_columns() -> None:
+    """A tool call over MCP: the method and the tool in their own columns, the model, each token count, the
+    cost from the price table, the JSON-RPC error as status_code and error — the same from either mapper."""
+    body = _request({"mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "mcp.session.id": "s-1",
+                     "gen_ai.request.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 2000,
+                     "gen_ai.usage.output_tokens": 500, "rpc.response.status_code": "-32602"})
+    assert check(body)
+    mapped = otlp.map_native(normaliser(), body, ADMIN)
+    event = msgspec.json.decode(mapped.ndjson.splitlines()[0])  # type: ignore[union-attr]
+    assert {k: event.get(k) for k in ("method", "tool", "model", "session_id", "input_tokens", "output_tokens",
+                                      "tokens_used", "status", "status_code", "protocol")} == {
+        "method": "tools/call", "tool": "search", "model": "gpt-4o-mini-2024-07-18", "session_id": "s-1",
+        "input_tokens": 2000, "output_tokens": 500, "tokens_used": 2500, "status": "error", "status_code": -32602,
+        "protocol": "mcp"}
+    assert event["cost"] == 2000 * 0.00015 / 1000 + 500 * 0.0006 / 1000
 
 
 @pytest.mark.parametrize("resource", [{"service.name": "svc", "tenant.id": "t9"}, {"tenant.id": "_internal"},
@@ -339,9 +373,10 @@ def test_declined_cases() -> None:
     assert otlp.map_native(staged, _request({"a": 1}), ADMIN) is None
 
 
-def test_the_benchmark_bodies() -> None:
+@pytest.mark.parametrize("shape", ["semconv", "rhesis", "genai", "mcp", "mixed"])
+def test_the_benchmark_bodies(shape: str) -> None:
     from bench.otlp_spans import Bodies
-    factory = Bodies(3)
+    factory = Bodies(3, shape=shape)
     for _ in range(20):
         assert check(factory.next())
 

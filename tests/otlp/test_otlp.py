@@ -115,14 +115,18 @@ def test_sdk_logs_and_metrics_over_grpc_and_http(otel) -> None:
     histogram.record(0.25)
     meters.shutdown()
     otel.wait_stored(3)
-    events = httpx.get(otel.url + "/v1/events", params={"source": "worker", "limit": "100"},
-                       headers=bearer(otel.token)).json()["events"]
-    [log_event] = [e for e in events if e["event_type"] == "log"]
-    assert log_event["status"] == "error" and "payment failed for order o-1" in log_event["attributes"]["body"]
-    assert log_event["attributes"]["severity_text"] == "ERROR"
-    metrics = {e["method"]: e for e in events if e["event_type"] == "metric"}
-    assert metrics["jobs_done"]["attributes"]["value"] == 5 and metrics["jobs_done"]["attributes"]["queue"] == "emails"
-    assert metrics["job_seconds"]["attributes"]["count"] == 1 and metrics["job_seconds"]["attributes"]["sum"] == 0.25
+    # log records and metric points have tables of their own: they are not events
+    assert httpx.get(otel.url + "/v1/events", params={"source": "worker"}, headers=bearer(otel.token)).json()["events"] == []
+    [log] = httpx.get(otel.url + "/v1/logs", params={"service": "worker"}, headers=bearer(otel.token)).json()["logs"]
+    assert (log["severity_number"], log["severity_text"], log["body"]) == (17, "ERROR", "payment failed for order o-1")
+    assert log["attributes"] == {"order": "o-1"}
+
+    def metric(name: str) -> dict:
+        [point] = httpx.get(otel.url + "/v1/otel/metrics/points", params={"name": name},
+                            headers=bearer(otel.token)).json()["points"]
+        return point
+    assert metric("jobs_done")["metric"]["value"] == 5 and metric("jobs_done")["attributes"] == {"queue": "emails"}
+    assert (metric("job_seconds")["metric"]["count"], metric("job_seconds")["metric"]["sum"]) == (1, 0.25)
 
 
 def json_body(trace_hex: str = "5b8efff798038103d269b633813fc60c") -> dict:

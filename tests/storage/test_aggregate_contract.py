@@ -99,6 +99,8 @@ def ref_agg(agg: Agg, members: list[Event]):
     values = [getattr(e, agg.column) for e in members if getattr(e, agg.column) is not None]
     if agg.fn == "count_distinct":
         return len(set(values))
+    if agg.fn == "count_le":
+        return len([v for v in values if v <= agg.le])
     if not values:
         return None
     return {"sum": lambda: sum(values), "avg": lambda: sum(values) / len(values), "min": lambda: min(values),
@@ -121,7 +123,9 @@ def reference(events: list[Event], spec: AggregateSpec) -> dict:
         kept = [e for e in kept if key(e) in allowed]
     cells: dict = defaultdict(list)
     for e in kept:
-        cells[(ref_bucket(e.timestamp, spec.bucket), *key(e))].append(e)
+        bucket = ref_bucket(e.timestamp, spec.bucket) if spec.bucket_us is None else \
+            spec.origin_us + math.floor((e.timestamp - spec.origin_us) / spec.bucket_us) * spec.bucket_us
+        cells[(bucket, *key(e))].append(e)
     return {k: tuple(ref_agg(a, m) for a in spec.aggs) for k, m in cells.items()}
 
 
@@ -206,6 +210,39 @@ def test_bucket_edges(kind: str, tmp_path: Path) -> None:
     weeks = sorted(as_map(run(kind, tmp_path / "w2", events, lambda s: s.aggregate(spec)), spec))
     monday = ref_bucket(T0, "week")
     assert [w[0] for w in weeks][:2] == [monday, monday + 7 * 24 * HOUR] and datetime.fromtimestamp(monday / 1e6, timezone.utc).weekday() == 0
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), width_s=st.sampled_from([1, 15, 60, 75, 300, 7 * 3600]),
+       origin_s=st.integers(-10**6, 10**6), group_by=st.sampled_from([(), ("method",), ("method", "status")]),
+       window=st.sampled_from([None, (3 * HOUR, 50 * HOUR)]))
+def test_fixed_width_buckets_and_counts_at_most(kind: str, tmp_path: Path, seed: int, width_s: int, origin_s: int,
+                                                group_by, window) -> None:
+    """Buckets of any width aligned on any origin (events before it too), and the histogram counts
+    the Prometheus API reads (duration at most each bound; +inf: every event with a duration)."""
+    rng = random.Random(seed)
+    events = make_events(rng, rng.randrange(0, 300), 70 * 24 * HOUR)
+    f = EventFilter(start_us=T0 + window[0] if window else None, end_us=T0 + window[1] if window else None)
+    aggs = (Agg("count"), *(Agg("count_le", "duration_ms", le=b) for b in (0.0, 5.0, 20.085, 100.0, math.inf)),
+            Agg("count_le", "cost", le=2.5))
+    spec = AggregateSpec(f, aggs, None, group_by, bucket_us=width_s * 1_000_000,
+                         origin_us=T0 + origin_s * 1_000_000 + rng.randrange(1_000_000))
+    rows = run(kind, tmp_path / f"{seed}-{kind}", events, lambda s: s.aggregate(spec))
+    assert_same(as_map(rows, spec), reference(events, spec))
+
+
+def test_fixed_width_buckets_exclude_calendar_buckets_and_count_le_needs_a_bound() -> None:
+    with pytest.raises(ValueError, match="bucket_us"):
+        AggregateSpec(EventFilter(), (Agg("count"),), "hour", bucket_us=60_000_000)
+    with pytest.raises(ValueError, match="bucket_us"):
+        AggregateSpec(EventFilter(), (Agg("count"),), bucket_us=0)
+    with pytest.raises(ValueError, match="count_le"):
+        Agg("count_le", "duration_ms")
+    with pytest.raises(ValueError, match="count_le"):
+        Agg("count_le", "duration_ms", le=math.nan)
+    with pytest.raises(ValueError, match="count_le"):
+        Agg("count", le=1.0)
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

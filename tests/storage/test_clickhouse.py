@@ -234,3 +234,29 @@ def test_every_statement_also_runs_on_current_clickhouse(clickhouse_server, monk
         kinds.add(query.split()[0].upper())
     assert {"CREATE", "INSERT", "SELECT", "ALTER"} <= kinds and len(recorder.calls) > 60
     assert session.query("SELECT count() FROM events", "TSV").bytes().strip() != b"0"
+
+
+def test_projection_rows_two_nodes_wrote_at_once_read_once_with_final(clickhouse_server) -> None:
+    url = clickhouse_server.fresh_url()
+    rows = [{"tenant_id": f"t{i % 2}", "id": f"00000000-0000-5000-8000-{i:012d}", "timestamp": T0 + i,
+             "user_id": "u", "organization_id": None, "deployment_type": "cloud", "event_metadata": {"i": i},
+             "created_at": T0, "endpoint": "/x", "method": "GET", "status_code": 200, "duration_ms": 1.0}
+            for i in range(30)]
+
+    async def body(first: ClickHouseStorage) -> None:
+        second = ClickHouseStorage(url, final_reads=True)
+        await second.open()
+        try:
+            second._stored_rows = lambda *args: set()  # type: ignore[method-assign]  # both checked before either wrote
+            await first.write_rows("endpoint_usage", rows)
+            await second.write_rows("endpoint_usage", rows[:10])
+            await first.write_rows("endpoint_usage", rows)  # the write-time check still holds
+            read = await second.query_rows("endpoint_usage", tenant_ids=None, filters={}, limit=1000)
+            assert sorted(r["id"] for r in read) == sorted(r["id"] for r in rows)  # FINAL: exact before any merge
+            summary = await second.projection_report("summary", tenant_ids=None, since_us=0)
+            assert summary[1] == {"table_name": "endpoint_usage", "count": 30}
+            clickhouse_server.query(f"OPTIMIZE TABLE {url.rsplit('/', 1)[1]}.endpoint_usage FINAL")
+            assert len(await first.query_rows("endpoint_usage", tenant_ids=None, filters={}, limit=1000)) == 30
+        finally:
+            await second.close()
+    run(url, body)

@@ -61,7 +61,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         live.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
     require(CHROMIUM if os.path.exists(CHROMIUM) else None, "chromium")
     from playwright.sync_api import sync_playwright  # (the test extra)

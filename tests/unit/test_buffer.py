@@ -30,9 +30,9 @@ async def drain(buf: DurableBuffer, pos: Position | None = None) -> tuple[list[s
     pos = pos or buf.start
     out: list[seg.Record] = []
     while buf.has_data(pos):
-        records, pos, spanned = await buf.read(buf.next_position(pos), 1000)
+        records, pos, _spanned = await buf.read(buf.next_position(pos), 1000)
         out += records
-        buf.release(pos, spanned)
+        buf.advance(buf.writer, pos, sum(r.count for r in records))
     return out, pos
 
 
@@ -121,8 +121,8 @@ def test_checkpoint_skips_committed_records_after_restart(tmp_path: Path) -> Non
         buf = make(tmp_path)
         await buf.open()
         await buf.append(payload(1, "committed"), 1, 1, 1)
-        records, pos, spanned = await buf.read(buf.start, 10)
-        buf.release(pos, spanned)  # storage committed it
+        records, pos, _spanned = await buf.read(buf.start, 10)
+        buf.advance(buf.writer, pos, 1)  # storage committed it
         await buf.append(payload(1, "pending"), 1, 2, 2)
         buf._io.shutdown(wait=True)
 
@@ -263,7 +263,7 @@ def test_reads_from_memory_match_the_segment_files(tmp_path: Path, recent_bytes:
             got += records
             end = after  # not released: the files stay for the comparison below
         assert [r.payload for r in got] == sent and buf.next_position(end) == buf.durable_end
-        hits, reads = buf.recent_hits, buf.disk_reads
+        hits, reads = buf.recent.hits, buf.disk_reads
         await buf.close()
         disk = DurableBuffer(str(tmp_path / "live"), max_bytes=10 * 1024 * 1024, segment_bytes=4096, recent_bytes=0)
         await disk.open()
@@ -278,3 +278,56 @@ def test_reads_from_memory_match_the_segment_files(tmp_path: Path, recent_bytes:
         else:
             assert hits + reads == 60 and reads > 0
     run(scenario())
+
+
+def test_the_bound_counts_the_slowest_consumer(tmp_path: Path) -> None:
+    """Storage has everything, but a processor has not read it: the log keeps it, counts it against
+    max_bytes and refuses appends past it; once the processor moves on there is room again."""
+    async def scenario() -> None:
+        buf = make(tmp_path, max_bytes=4000, segment_bytes=1000)
+        slow = buf.cursor("slow")
+        await buf.open()
+        with pytest.raises(BufferFull):
+            for _ in range(100):
+                await buf.append(payload(10), 10, 1, 1)
+                await drain(buf)  # the writer keeps up
+        assert buf.lag_events(buf.writer) == 0 and buf.lag_events(slow) > 0
+        assert buf.refusing and 4000 - seg.record_size(payload(10)) < buf.backlog_bytes <= 4000
+        records, pos, _ = await buf.read(slow.position, 10**6, limit=buf.writer.position)
+        buf.advance(slow, pos, sum(r.count for r in records))
+        assert buf.backlog_bytes == 0 and not buf.refusing and buf.lag_events(slow) == 0
+        await buf.append(payload(10), 10, 1, 1)  # room again
+        await buf.close()
+    run(scenario())
+
+
+def test_each_consumer_resumes_from_its_own_position_after_a_crash(tmp_path: Path) -> None:
+    """The writer and a processor at different places when the process dies: after the restart each reads
+    on from its own position (the processor sees again what it had not passed, nothing it had), segments
+    it still needs were kept, and a consumer that no longer exists leaves no position behind."""
+    async def first() -> None:
+        buf = make(tmp_path, segment_bytes=600)
+        proc, gone = buf.cursor("proc"), buf.cursor("gone")
+        await buf.open()
+        for i in range(12):
+            await buf.append(payload(3, f"r{i}"), 3, i, i)
+        records, pos, _ = await buf.read(proc.position, 12)  # the processor passed the first four records
+        buf.advance(proc, pos, 12)
+        records, pos, _ = await buf.read(gone.position, 3)
+        buf.advance(gone, pos, 3)  # (a processor removed before the next start)
+        await drain(buf)  # the writer passed everything
+        assert buf.lag_events(proc) == 24 and buf.lag_events(gone) == 33
+        assert (tmp_path / "checkpoint.gone").exists()
+        buf._io.shutdown(wait=True)  # no close(): a crash
+
+    async def second() -> None:
+        buf = make(tmp_path, segment_bytes=600)
+        proc = buf.cursor("proc")
+        await buf.open()
+        assert not (tmp_path / "checkpoint.gone").exists()
+        assert buf.replay_events == 0 and buf.lag_events(buf.writer) == 0 and buf.lag_events(proc) == 24
+        records, _, _ = await buf.read(proc.position, 100, limit=buf.writer.position)
+        assert [r.payload for r in records] == [payload(3, f"r{i}") for i in range(4, 12)]
+        await buf.close()
+    run(first())
+    run(second())

@@ -1,16 +1,17 @@
-"""ProcessorRunner hands processors only what they want: a whole-batch probe skips a batch nobody
-wants without splitting it; per-line predicates select the lines that are decoded."""
+"""Processors read only what they want from the log: a whole-read probe skips records the processor does not
+want without splitting them; per-line predicates select the lines that are decoded."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tea.pipeline.process import ProcessorRunner
 from tea.storage.memory import MemoryStorage
-from tea.types import Batch, Event
+from tea.types import Event
+from tests.consumers import Log
 
 
 class Picky:
@@ -32,26 +33,27 @@ class Picky:
         self.seen += [e.event_id for e in events]  # type: ignore[misc]
 
 
-def batch(types: list[str]) -> Batch:
-    events = [Event(event_type=t, event_id=f"e{i}", tenant_id="t", timestamp=i, received_at=i,
-                    attributes=msgspec.Raw(b"{}")) for i, t in enumerate(types)]
-    return Batch.from_events(events)
+def batch(types: list[str]) -> list[Event]:
+    return [Event(event_type=t, event_id=f"e{i}", tenant_id="t", timestamp=i, received_at=i,
+                  attributes=msgspec.Raw(b"{}")) for i, t in enumerate(types)]
 
 
-def test_unwanted_batches_are_skipped_whole_and_wanted_lines_selected() -> None:
+def test_unwanted_records_are_skipped_whole_and_wanted_lines_selected(tmp_path: Path) -> None:
     async def main() -> None:
         a, b = Picky(b'"event_type":"communication"'), Picky(b'"event_type":"span"')
-        runner = ProcessorRunner([("a", a), ("b", b)], MemoryStorage(), batch_size=1000)
-        await runner.submit(batch(["request"] * 50))
-        assert (a.probes, b.probes, a.line_checks, b.line_checks) == (1, 1, 0, 0)  # never split
-        await runner.submit(batch(["request", "span", "communication", "request"]))
-        await runner.drain()
-        assert a.line_checks > 0 and sorted(a.seen) == sorted(b.seen) == ["e1", "e2"]  # the union, decoded once
+        async with Log(tmp_path, [("a", a), ("b", b)], MemoryStorage(), batch_size=1000,
+                       batch_timeout_s=0.01) as log:
+            await log.commit_records(batch(["request"] * 50))
+            await log.passed()
+            assert (a.probes, b.probes, a.line_checks, b.line_checks) == (1, 1, 0, 0)  # never split
+            await log.commit_records(batch(["request", "span", "communication", "request"]))
+            await log.passed()
+        assert a.line_checks > 0 and a.seen == ["e2"] and b.seen == ["e1"]  # each only what it wants
     asyncio.run(main())
 
 
-def test_probes_see_every_chunk_of_a_writer_batch() -> None:
-    """A writer batch is a list of NDJSON chunks (one per buffer record), never joined for the probe:
+def test_probes_see_every_chunk_of_a_read(tmp_path: Path) -> None:
+    """A read from the log is a list of NDJSON chunks (one per buffer record), never joined for the probe:
     a plain probe is asked chunk by chunk, a chunk-taking one once with the whole list."""
     class Whole(Picky):
         wants_any_takes_chunks = True
@@ -62,12 +64,15 @@ def test_probes_see_every_chunk_of_a_writer_batch() -> None:
             return any(self.mark in chunk for chunk in ndjson)
 
     async def main() -> None:
-        chunks = [batch(["request"] * 3).ndjson() for _ in range(4)] + [batch(["span"]).ndjson()]
+        records = [batch(["request"] * 3) for _ in range(4)] + [batch(["span"])]
         plain, whole = Picky(b'"event_type":"span"'), Whole(b'"event_type":"span"')
         for processor, probes in ((plain, 5), (whole, 1)):
-            runner = ProcessorRunner([("p", processor)], MemoryStorage(), batch_size=1000)
-            await runner.submit(Batch(chunks, 13, 0, 0))
-            await runner.drain()
+            log = Log(tmp_path / str(probes), [("p", processor)], MemoryStorage(), batch_size=1000,
+                      batch_timeout_s=0.01)
+            await log.open()
+            await log.commit_records(*records)  # all committed before the processor reads: one read
+            async with log:
+                await log.passed()
             assert processor.probes == probes and processor.seen == ["e0"]
     asyncio.run(main())
 

@@ -24,6 +24,8 @@ KINDS = [
     ("retention_tenant_hours", "acme", '"acme=x"', "tenant=hours pairs"),
     ("alerts.rules", '{"id": 1}', '"[1, 2]"', "a list of tables"),
     ("duckdb.row_group_size", "4097", "4097", "from 2048 to 1048576, a multiple of 2048"),
+    ("prometheus.duration_buckets_ms", "5,1", "[5, 1]", "ascending numbers"),
+    ("usage.billable", "events,coins", '"events,coins"', "a comma list of events, spans, metric_points, log_records"),
 ]
 
 

@@ -32,7 +32,8 @@ def test_one_row_per_setting_with_what_the_declaration_says() -> None:
     assert list(rows) == [s.key for s in SETTINGS]
     assert rows["buffer.max_bytes"] == (
         "| `buffer.max_bytes` | `TEA_BUFFER__MAX_BYTES` | `1GiB` | a size in bytes >= 4096, e.g. 1048576, 20MiB, "
-        "1GiB | bound of the durable buffer's backlog not yet in storage; ingestion answers 503 past it |")
+        "1GiB | bound of the durable buffer's backlog not yet in storage or not yet read by a processor (the slowest "
+        "consumer counts); ingestion answers 503 past it |")
     assert "Also read from `ANALYTICS_DATABASE_URL`. Secret: masked in `tea config`." in rows["postgres_url"]
     assert "Telemetron's `[processor] channel_capacity` and `TELEMETRON_PROCESSOR__CHANNEL_CAPACITY`" in \
         rows["processing.max_pending_events"]

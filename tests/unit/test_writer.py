@@ -115,29 +115,33 @@ def test_stop_drains_without_waiting_for_the_interval(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_processors_of_a_batch_run_while_the_next_batch_is_written(tmp_path: Path) -> None:
-    """on_commit of batch N overlaps the storage write of batch N+1 (here it can only finish once that
-    write has started), and batches reach it in order, once each."""
-    second_write = asyncio.Event()
-    handed: list[list[str]] = []
-
-    class Signalling(Recording):
-        async def write_batch(self, batch: Batch):
-            if self.batch_sizes:
-                second_write.set()
-            return await super().write_batch(batch)
-
-    async def on_commit(batch: Batch) -> None:
-        if not handed:
-            await asyncio.wait_for(second_write.wait(), 5)  # the old, serial writer never gets here
-        handed.append([e.event_id for e in batch.events()])
-
-    storage = Signalling()
-    chunks = [b"".join(line(f"e{i}-{j}") for j in range(10)) for i in range(6)]
-    writer = asyncio.run(run_writer(tmp_path, storage, chunks, batch_events=10, flush_interval_s=0.01,
-                                    on_commit=on_commit))
-    assert writer.stats.events_written == 60
-    assert handed == [[f"e{i}-{j}" for j in range(10)] for i in range(6)]
+def test_a_consumer_that_never_moves_does_not_hold_the_writer_back(tmp_path: Path) -> None:
+    """Storing never waits for a processor: with a second consumer of the log stuck at the start, the writer
+    stores every batch; the log keeps what that consumer has not passed (and counts it in the backlog) until
+    it moves, then deletes the segments."""
+    async def scenario() -> None:
+        buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=4096)
+        stuck = buf.cursor("stuck")
+        await buf.open()
+        storage = Recording()
+        writer = Writer(buf, storage, batch_events=10, flush_interval_s=0.01)
+        task = asyncio.create_task(writer.run())
+        for i in range(40):
+            await buf.append(b"".join(line(f"e{i}-{j}") for j in range(5)), 5, 1, 1)
+        for _ in range(500):
+            if writer.consumed_events == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert len(storage._events) == 200 and buf.lag_events(buf.writer) == 0
+        assert buf.lag_events(stuck) == 200 and buf.lag_seconds(stuck) > 0
+        segments = sorted((tmp_path / "buffer").glob("*.seg"))
+        assert len(segments) > 2 and buf.backlog_bytes == sum(p.stat().st_size for p in segments)
+        buf.advance(stuck, buf.writer.position, 200)
+        assert buf.backlog_bytes == 0 and len(list((tmp_path / "buffer").glob("*.seg"))) == 1
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+        await buf.close()
+    asyncio.run(scenario())
 
 
 def test_a_backlog_is_read_ahead_in_order_from_disk(tmp_path: Path) -> None:
@@ -158,7 +162,7 @@ def test_a_backlog_is_read_ahead_in_order_from_disk(tmp_path: Path) -> None:
         writer.stop()
         await asyncio.wait_for(task, 10)
         await buf.close()
-        assert buf.disk_reads > 0 and buf.recent_hits == 0
+        assert buf.disk_reads > 0 and buf.recent.hits == 0
         assert storage.batch_sizes == [20] * 10
         return [e.event_id for e in sorted(storage._events.values(), key=lambda e: e.received_at)]
     ids = asyncio.run(scenario())

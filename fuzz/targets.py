@@ -1,0 +1,107 @@
+"""The fuzz targets over tea._otlpfast's entry points, each with its oracle.
+
+- ``map_traces``: an ExportTraceServiceRequest body behind a configuration byte, through the receiver's
+  ``map_native`` and checked against the Python path (fuzz/oracle.py); a protobuf-aware mutator.
+- ``find_any``: buffers and needles; the index found must name a needle that occurs (the earliest one when
+  the needles are searched together), -1 only when none does.
+- ``format_double``: 8 bytes as a double, written exactly as msgspec writes it.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+KEPT = ROOT / "fuzz" / "corpus"        # the minimized corpus kept in git (fuzz/README in docs/development.md)
+WORK = ROOT / "build" / "fuzz"
+ARTIFACTS = WORK / "artifacts"     # crash-<sha1>, timeout-..., oom-...: what to replay and keep as a regression
+
+
+def map_traces_one(data: bytes) -> None:
+    from fuzz import oracle
+    oracle.check(data)
+
+
+def find_any_one(data: bytes) -> None:
+    """data: [needle count][flags][needle lengths...][text]; flags bit 0: the text as a list of chunks."""
+    from tea import _otlpfast
+    if len(data) < 2:
+        return
+    k, as_list, at = data[0] % 10, data[1] & 1, 2
+    lengths = list(data[at:at + k])
+    at += k
+    needles = []
+    for n in lengths:
+        needles.append(data[at:at + n % 12])
+        at += n % 12
+    text = data[at:]
+    chunks = [text[i:i + 37] for i in range(0, len(text), 37)] or [b""] if as_list else [text]
+    found = _otlpfast.find_any(chunks if as_list else text, tuple(needles))
+    occurs = [any(n in c for c in chunks) for n in needles]
+    if found == -1:
+        assert not any(occurs), (needles, chunks)
+        return
+    assert 0 <= found < k and occurs[found], (found, needles, chunks)
+    if 2 <= k <= 8 and all(needles):  # searched together: the earliest occurrence in the first chunk with one
+        chunk = next(c for c in chunks if any(n in c for n in needles))
+        assert chunk.find(needles[found]) == min(chunk.find(n) for n in needles if n in chunk), (found, needles)
+
+
+def format_double_one(data: bytes) -> None:
+    import msgspec
+
+    from tea import _otlpfast
+    if len(data) < 8:
+        return
+    x = struct.unpack("<d", data[:8])[0]
+    assert _otlpfast.format_double(x) == msgspec.json.encode(x), x
+
+
+def _map_traces_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    from fuzz.mutator import mutate
+    return mutate(data, max_size, seed)
+
+
+TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[bytes, int, int], bytes] | None]] = {
+    "map_traces": (map_traces_one, _map_traces_mutator),
+    "find_any": (find_any_one, None),
+    "format_double": (format_double_one, None),
+}
+
+
+def seed_dir(target: str) -> Path:
+    """The seeds, written afresh (map_traces: fuzz/seeds.py; the others start from nothing)."""
+    directory = WORK / "seeds" / target
+    if target == "map_traces":
+        from fuzz.seeds import write
+        write(directory)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def corpus(given: list[str], target: str) -> list[str]:
+    """The corpus directories: the first one takes new inputs; seeds and the kept corpus are read.
+    Files given (a crash to replay) are run as they are."""
+    if any(Path(g).is_file() for g in given):
+        return given
+    work = Path(given[0]) if given else WORK / "corpus" / target
+    work.mkdir(parents=True, exist_ok=True)
+    dirs = [str(work), *given[1:], str(seed_dir(target))]
+    if (KEPT / target).is_dir():
+        dirs.append(str(KEPT / target))
+    return dirs
+
+
+def default_flags(target: str, given: list[str]) -> list[str]:
+    """libFuzzer flags unless given: the dictionary, the input size, a per-input timeout, final stats."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    defaults = {"-max_len": "16384", "-timeout": "20", "-rss_limit_mb": "4096", "-print_final_stats": "1",
+                "-artifact_prefix": f"{ARTIFACTS}/"}
+    if target == "map_traces":
+        defaults["-dict"] = str(ROOT / "fuzz" / "otlp.dict")
+    if target == "find_any":  # long texts from the start: the 16-lane loop needs needle + 15 bytes
+        defaults.update({"-max_len": "4096", "-len_control": "0"})
+    named = {f.split("=", 1)[0] for f in given}
+    return [f"{k}={v}" for k, v in defaults.items() if k not in named]

@@ -1,0 +1,180 @@
+"""One processor as a consumer of the durable log.
+
+Each processor reads the log from its own durable position, only as far as the writer has committed
+(a processor never runs ahead of storage), and at its own pace: storing events never waits for it, a
+slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
+keeps the lines it wants (``wants_any`` / ``wants`` probes), and hands them over in batches of
+``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read.
+Its position moves past a record only once every event of it the processor wanted has been handled
+(processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
+what it had not finished — at least once, never lost.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from tea.buffer.cursors import Position
+from tea.buffer.segments import Record
+from tea.types import Batch, Event
+
+if TYPE_CHECKING:
+    from tea.buffer.log import DurableBuffer
+
+log = logging.getLogger(__name__)
+SLICE = 2048  # lines filtered and decoded between two yields to the event loop
+RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
+LogPosition = tuple[int, int, int]  # (segment, offset of the event's record, index of its line in the record)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a processor that sets ``takes_delivery = True`` gets besides its events: the log they come from
+    and each event's position in it. Positions of one log only grow, and an event redelivered after a crash
+    has the same position: a processor that records the last position it applied (per ``log_id``) in the
+    same write as its effect applies each event exactly once."""
+
+    log_id: str
+    positions: list[LogPosition]
+
+
+# (event, its position, events of the log before its record): one event read and wanted, not yet handed over
+_Held = tuple[Event, LogPosition, int]
+Deliver = Callable[[str, Any, list[Event], Delivery], Awaitable[bool]]
+
+
+class ProcessorConsumer:
+    def __init__(self, name: str, fn: Any, buffer: "DurableBuffer", deliver: Deliver, *, batch_size: int,
+                 batch_timeout_s: float, read_events: int, on_advance: Callable[[], None]) -> None:
+        self.name = name
+        self.fn = fn
+        self.buffer = buffer
+        self.cursor = buffer.cursor(name)
+        self.deliver = deliver
+        # a processor may ask for its own batching (the activity counts merge a whole interval in one write)
+        self.batch_size = int(getattr(fn, "batch_size", batch_size))
+        self.batch_timeout_s = float(getattr(fn, "batch_timeout_s", batch_timeout_s))
+        self.read_events = max(read_events, self.batch_size)
+        self.on_advance = on_advance
+        self.wants_any = getattr(fn, "wants_any", None)
+        self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
+        self.wants = getattr(fn, "wants", None)
+        self.failed: list[int] = []  # log event numbers of events sent to the DLQ (for events_processed)
+        self._stopping = False
+        self._held: list[_Held] = []
+        self._held_since = 0.0
+        self._read_at = Position(0, 0)
+        self._read_events = 0  # log events before _read_at (the cursor's count, plus what was read since)
+
+    def stop(self) -> None:
+        """Hand over what is held and what the writer has committed, then return from run()."""
+        self._stopping = True
+        self.buffer.writer.advanced.fire()
+
+    async def run(self) -> None:
+        """Consume until ``stop()``. An unexpected error (a failing disk, a bug) never ends a processor silently:
+        it is logged and the processor resumes from its durable position."""
+        while True:
+            try:
+                await self._consume()
+                return
+            except Exception:  # (a plugin's own errors are retried and dead-lettered before they get here)
+                log.exception("processor %s stopped on an unexpected error; it resumes from its position in %.0f s",
+                              self.name, RESUME_AFTER_S)
+                self._held = []
+                await asyncio.sleep(RESUME_AFTER_S)
+
+    async def _consume(self) -> None:
+        buffer, writer = self.buffer, self.buffer.writer
+        self._read_at, self._read_events = self.cursor.position, self.cursor.events
+        while True:
+            self._read_at = buffer.next_position(self._read_at)
+            more = buffer.has_data(self._read_at, writer.position)
+            if more and len(self._held) < self.batch_size:
+                await self._read(writer.position)
+                continue
+            due = self._stopping or time.monotonic() >= self._held_since + self.batch_timeout_s
+            if len(self._held) >= self.batch_size or (self._held and due):
+                await self._hand_over(everything=due)
+                continue
+            if not more and not self._held:
+                self._advance(self._read_at, self._read_events)
+                if self._stopping:
+                    return
+            timeout = self._held_since + self.batch_timeout_s - time.monotonic() if self._held else None
+            await writer.advanced.wait(timeout)
+
+    async def _read(self, limit: Position) -> None:
+        records, end, _ = await self.buffer.read(self._read_at, self.read_events, limit)
+        before = self._read_events
+        if records and not self._held:
+            self._held_since = time.monotonic()
+        self._held += await self._select(records, before)
+        self._read_at = end
+        self._read_events = before + sum(r.count for r in records)
+        if not self._held:  # nothing wanted: pass it at once
+            self._advance(end, self._read_events)
+
+    async def _select(self, records: list[Record], events_before: int) -> list[_Held]:
+        """The events of ``records`` this processor wants, decoded, with their log positions. A whole-read probe
+        runs first in a worker thread (the built-in ones search without the GIL); then a per-line one."""
+        probe = self.wants_any
+        if probe is not None:
+            chunks = [r.payload for r in records]
+            whole = self.wants_any_chunks
+            if not await asyncio.to_thread(lambda: probe(chunks) if whole else any(probe(c) for c in chunks)):
+                return []
+        wants = self.wants
+        lines: list[bytes] = []
+        where: list[tuple[LogPosition, int]] = []
+        before = events_before
+        for n, (segment, record) in enumerate(zip(self._segments(records), records)):
+            for index, line in enumerate(record.payload.split(b"\n")[:record.count]):
+                if wants is None or wants(line):
+                    lines.append(line)
+                    where.append(((segment, record.offset, index), before))
+            before += record.count
+            if n % 64 == 63:
+                await asyncio.sleep(0)
+        held: list[_Held] = []
+        for start in range(0, len(lines), SLICE):
+            part = lines[start:start + SLICE]
+            events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
+            held += [(e, pos, n) for e, (pos, n) in zip(events, where[start:start + SLICE])]
+            await asyncio.sleep(0)
+        return held
+
+    def _segments(self, records: list[Record]) -> list[int]:
+        """The segment of each record read from ``_read_at`` on: offsets restart at 0 in the next segment."""
+        segment, last_end = self._read_at.segment, self._read_at.offset
+        found = []
+        for record in records:
+            if record.offset < last_end:
+                segment = self.buffer.next_position(Position(segment, last_end)).segment
+            found.append(segment)
+            last_end = record.end
+        return found
+
+    async def _hand_over(self, everything: bool) -> None:
+        """Deliver full batches (and the rest when ``everything``); move the position past what was handled."""
+        log_id = self.buffer.log_id
+        while self._held and (everything or len(self._held) >= self.batch_size):
+            chunk, self._held = self._held[:self.batch_size], self._held[self.batch_size:]
+            ok = await self.deliver(self.name, self.fn, [e for e, _, _ in chunk],
+                                    Delivery(log_id, [pos for _, pos, _ in chunk]))
+            if not ok:
+                self.failed += [n + pos[2] for _, pos, n in chunk]
+        if self._held:  # the rest waits for a full batch or the timeout: keep its record
+            _, (segment, offset, _), n = self._held[0]
+            self._held_since = time.monotonic()
+            self._advance(Position(segment, offset), n)
+        else:
+            self._advance(self._read_at, self._read_events)
+
+    def _advance(self, pos: Position, events: int) -> None:
+        if pos > self.cursor.position or events > self.cursor.events:
+            self.buffer.advance(self.cursor, pos, events - self.cursor.events)
+            self.on_advance()

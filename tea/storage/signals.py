@@ -1,0 +1,92 @@
+"""Metric points and log records beside the events: the store a backend offers for them, and the router
+that hands the writer's batches to it.
+
+Points and records are acknowledged as ``metric`` / ``log`` event lines in the durable buffer (see
+tea.signals.model); the writer stores a batch through ``SignalRouter.write_batch``, which sends those
+lines to the backend's ``signals`` store and the rest to its events table. Each write is idempotent on
+(tenant_id, id) (the ids are derived from the point or record), so a batch replayed after a crash between
+the two writes stores nothing twice. A backend without a ``signals`` store keeps them as events.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from tea.signals.model import (LOG_PREFIX, METRIC_PREFIX, LogRecord, MetricPoint, PointQuery, RecordQuery,
+                               SeriesKey)
+from tea.types import Batch, WriteResult
+
+SIGNALS = ("events", "spans", "metric_points", "log_records")
+
+
+@runtime_checkable
+class SignalStore(Protocol):
+    async def write_points(self, lines: list[bytes]) -> int:
+        """Store metric lines (set-based); returns how many were new."""
+
+    async def write_records(self, lines: list[bytes]) -> int:
+        """Store log lines (set-based); returns how many were new."""
+
+    async def points(self, q: PointQuery) -> list[MetricPoint]:
+        """Points as ``PointQuery`` describes, oldest first, at most ``q.limit + 1``."""
+
+    async def series(self, q: PointQuery) -> list[SeriesKey]:
+        """The distinct series of the points ``q`` selects."""
+
+    async def records(self, q: RecordQuery) -> list[LogRecord]:
+        """Records as ``RecordQuery`` describes, newest first, at most ``q.limit + 1``."""
+
+    async def counts(self, tenant_ids: tuple[str, ...] | None, start_us: int, end_us: int,
+                     bucket: str) -> list[tuple[int, str, str, int]]:
+        """``(bucket_us, tenant_id, signal, count)`` of metric points and log records (usage)."""
+
+    async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
+                               exclude_tenant_ids: tuple[str, ...] = ()) -> int:
+        """Delete points and records before ``cutoff_us`` (retention), as the events' purge does."""
+
+
+def signals_of(storage: Any) -> SignalStore | None:
+    return getattr(storage, "signals", None)
+
+
+def split(data: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """(event lines, metric lines, log lines) of a batch's NDJSON, each line with its newline."""
+    events: list[bytes] = []
+    metrics: list[bytes] = []
+    logs: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(METRIC_PREFIX):
+            metrics.append(line)
+        elif line.startswith(LOG_PREFIX):
+            logs.append(line)
+        else:
+            events.append(line)
+    return events, metrics, logs
+
+
+class SignalRouter:
+    """The storage the writer writes through: events to the events table, points and records to their
+    store. Everything else is the backend's own (``__getattr__``)."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.store = signals_of(storage)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    async def write_batch(self, batch: Batch) -> WriteResult:
+        if self.store is None or not batch.count:
+            return await self.storage.write_batch(batch)
+        data = batch.ndjson()
+        if METRIC_PREFIX not in data and LOG_PREFIX not in data:
+            return await self.storage.write_batch(batch)
+        events, metrics, logs = split(data)
+        written = 0
+        if events:
+            result = await self.storage.write_batch(Batch([b"".join(events)], len(events), batch.min_ts, batch.max_ts))
+            written += result.written
+        if metrics:
+            written += await self.store.write_points(metrics)
+        if logs:
+            written += await self.store.write_records(logs)
+        return WriteResult(written, batch.count - written)
