@@ -10,7 +10,7 @@ from tea.auth.gate import principal_of, write_tenant
 from tea.auth.principal import READ, WRITE
 from tea.errors import BadRequest, Conflict, NotFound
 from tea.http import Request, Response, Route
-from tea.http.body import json_object
+from tea.http.body import json_object, pop_text
 from tea.http.params import choice, text, whole
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import ErrorBody, error_responses
@@ -58,7 +58,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
 
     async def create_rule(request: Request, p: Tenant) -> Response:
         body = json_object(await request.body(settings.max_body_bytes))
-        tenant = write_tenant(principal_of(request), body.pop("tenant_id", None) or p.tenant_id,
+        tenant = write_tenant(principal_of(request), pop_text(body, "tenant_id") or p.tenant_id,
                               settings.default_tenant)
         rule = await store.create(tenant, parse_rule(body))
         return Response(encode_json(_rule(rule)), 201, JSON)

@@ -9,7 +9,7 @@ from tea.comms import views
 from tea.comms.registry import ENTITY_TYPES, LIMITS, Registry, check_text, check_type, render
 from tea.errors import BadRequest, NotFound
 from tea.http import Request, Response, Route
-from tea.http.body import json_object
+from tea.http.body import json_object, pop_text
 from tea.http.params import choice, text, whole
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import error_responses
@@ -87,10 +87,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
 
     async def register(request: Request, p: Tenant) -> Response:
         body = json_object(await request.body(settings.max_body_bytes))
-        asked = body.pop("tenant_id", None)
-        if asked is not None and not isinstance(asked, str):
-            raise BadRequest("`tenant_id` must be a string", code="invalid_field", details={"field": "tenant_id"})
-        tenant = tenant_of(request, asked or p.tenant_id)
+        tenant = tenant_of(request, pop_text(body, "tenant_id") or p.tenant_id)
         known = {"entity_id", "entity_type", "entity_name", "registered_by", "metadata", "capabilities",
                  "endpoint_url", "parent_entity_id", "display_name", "registration_source", "namespace",
                  "deployment_type", "tags", "version", "department"}

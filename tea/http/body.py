@@ -32,6 +32,14 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(f"invalid JSON: {exc}", code="invalid_json") from None
 
 
+def pop_text(body: dict[str, Any], name: str) -> str | None:
+    """``body[name]`` removed from ``body``: a string, or None when absent or null (400 otherwise)."""
+    value = body.pop(name, None)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"`{name}` must be a string", code="invalid_field", details={"field": name})
+    return value
+
+
 _any = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 _EXACT_FLOAT = 2**53  # past this a float may not spell the integer it stands for
