@@ -281,7 +281,10 @@ def routes(settings: Settings, auth: AuthChain, gate: Gate, audit: AuditLog) -> 
         return redirect("/ui")
 
     html_ok: dict[int, tuple[str, dict[str, Any]]] = {200: ("The page", {"text/html": {"type": "string"}}),
-                                                      303: ("Sign in first (to /ui/login)", {})}
+                                                      303: ("Sign in first (to /ui/login)", {}),
+                                                      403: ("The credential may not see this page (Ops: admin "
+                                                            "only; any page: events:read)",
+                                                            {"text/html": {"type": "string"}})}
     out = [Route("GET", path, page, f"Control Center: {heading}", tags=("ui",),
                  query=TracePageParams if "{" in path else PageParams, responses=html_ok, scope=None)
            for path, (_, heading, _admin) in PAGES.items()]
