@@ -55,12 +55,13 @@ def tolerated(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_config(path: Path, doc: dict[str, Any], token: str | None = None) -> None:
-    """The run's schemathesis.toml: 413 (too many items, too large) counts as refusing invalid data; the
-    token as the document's bearer scheme, so the authentication checks know to leave it out."""
+    """The run's schemathesis.toml: 413 (too many items, too large) and 431 (a header section beyond
+    http.max_header_bytes) count as refusing invalid data; the token as the document's bearer scheme, so
+    the authentication checks know to leave it out."""
     lines = ["max-stream-events = 1  # (the live tail never ends: one message, a heartbeat at the latest)",
              *([f"[auth.openapi.bearer]\nbearer = {json.dumps(token)}"] if token else []),
              "[checks.negative_data_rejection]",
-             'expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]', ""]
+             'expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, 431]', ""]
     for operation in tolerated(doc):
         lines.append("[[operations]]")
         for key, value in operation.items():
