@@ -221,7 +221,7 @@ class TeaApp:
             template = route.path
             if route.consistency != "stored":  # (what a read waits for: tea.query.consistency)
                 request.state["consistency"] = route.consistency
-            if route.scope is not None:
+            if route.scope is not None and not route.admits_itself:
                 await self.gate.admit(request, route.scope)
             if route.query is None:
                 response = await route.handler(request)

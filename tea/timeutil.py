@@ -8,6 +8,12 @@ UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 MAX_US = 253402300799999999  # 9999-12-31T23:59:59.999999Z
+# The RFC 3339 times the OpenAPI document promises are read (as a JSON Schema pattern, unanchored): every one
+# is in range whatever its offset (years 1971-9998) and a real date (days 01-28 of any month). Wider forms are
+# read too; a generated client needs only these.
+RFC3339_PATTERN = ("(197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+                   "-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                   "(\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
 
 
 def now_us() -> int:

@@ -14,6 +14,8 @@ from typing import Annotated, Iterator, Sequence, overload
 
 import msgspec
 
+from tea.timeutil import MAX_US, RFC3339_PATTERN
+
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Short = Annotated[str, msgspec.Meta(max_length=1024)]
 Text = Annotated[str, msgspec.Meta(max_length=65536)]
@@ -24,7 +26,16 @@ Tag = Annotated[str, msgspec.Meta(max_length=256)]
 EMPTY_OBJECT = msgspec.Raw(b"{}")
 # Kept as raw JSON text end to end; the normaliser checks it is an object.
 Attributes = Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema={
-    "type": "object", "description": "everything that is not a promoted column (any JSON object)"})]
+    "type": ["object", "null"], "description": "everything that is not a promoted column (any JSON object; "
+                                               "null is read as {})"})]
+# A timestamp on the wire: Unix milliseconds or RFC 3339 (as the OpenAPI document describes them; the
+# normaliser refuses an event out of that range, or too far in the future, with a per-event error).
+WireDateTime = Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time",
+                                                                   "pattern": f"^{RFC3339_PATTERN}$"})]
+WireTime = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0, "maximum": MAX_US // 1000,
+                                                          "description": "Unix milliseconds"})] | WireDateTime | None
+# A tenant an event names (tenants starting with `_` are TEA's own: refused with a per-event error)
+TenantName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, extra_json_schema={"pattern": "^[^_]"})]
 
 # Promoted columns in storage order; storage backends and the query layer use this order. Columns added
 # after the first release come last (a migration appends them to existing tables).
@@ -48,8 +59,8 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     event_type: Ident
     event_id: Ident | None = None
-    tenant_id: Ident | None = None
-    timestamp: int | datetime | None = None
+    tenant_id: TenantName | None = None
+    timestamp: WireTime = None
     received_at: int | None = None
     source: Short | None = None
     source_protocol: Short | None = None

@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tea.alerts.evaluate import HISTORY, STATES, Evaluator, render
-from tea.alerts.rules import RuleBody, RuleStore, parse_rule
+from tea.alerts.rules import RuleStore, parse_rule, rule_bodies
 from tea.auth.audit import AuditLog
 from tea.auth.gate import principal_of, write_tenant
 from tea.auth.principal import READ, WRITE
 from tea.errors import BadRequest, Conflict, NotFound
 from tea.http import Request, Response, Route
-from tea.http.body import json_object
+from tea.http.body import json_object, pop_text
 from tea.http.params import choice, text, whole
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import ErrorBody, error_responses
@@ -58,7 +58,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
 
     async def create_rule(request: Request, p: Tenant) -> Response:
         body = json_object(await request.body(settings.max_body_bytes))
-        tenant = write_tenant(principal_of(request), body.pop("tenant_id", None) or p.tenant_id,
+        tenant = write_tenant(principal_of(request), pop_text(body, "tenant_id") or p.tenant_id,
                               settings.default_tenant)
         rule = await store.create(tenant, parse_rule(body))
         return Response(encode_json(_rule(rule)), 201, JSON)
@@ -129,7 +129,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, alert
     return [
         Route("POST", "/v1/alerts/rules", create_rule,
               "Create an alert rule: {name, kind, params, severity?, for_s?, enabled?, id?}", tags=("alerts",),
-              query=Tenant, request_body={"application/json": RuleBody},
+              query=Tenant, request_body={"application/json": rule_bodies()},
               responses={201: ("The rule", rule_ok), **error_responses(400, 401, 403), **conflict}, scope=WRITE),
         Route("GET", "/v1/alerts/rules", list_rules, "Alert rules: defaults, settings rules and the tenant's own",
               tags=("alerts",), query=Tenant,

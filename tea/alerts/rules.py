@@ -92,6 +92,28 @@ class RuleBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tenant_id: str | None = None
 
 
+def rule_bodies() -> Any:
+    """``POST /v1/alerts/rules``' body for the OpenAPI document: one shape per kind, with its ``params``."""
+    group_by = Annotated[Union[Literal[GROUP_COLUMNS], list[Literal[GROUP_COLUMNS]]],  # type: ignore[valid-type]
+                         Meta(extra_json_schema={"maxItems": 4, "uniqueItems": True})]
+    shapes = []
+    for kind, params in PARAMS.items():
+        fields = [(f.name, group_by if f.name == "group_by" else f.type,
+                   f.default if f.default is not msgspec.NODEFAULT else msgspec.field(default_factory=f.default_factory)
+                   if f.default_factory is not msgspec.NODEFAULT else msgspec.NODEFAULT)
+                  for f in msgspec.structs.fields(params)]
+        documented = msgspec.defstruct(params.__name__, [f if f[2] is not msgspec.NODEFAULT else f[:2] for f in fields],
+                                       forbid_unknown_fields=True, kw_only=True)
+        shapes.append(msgspec.defstruct(
+            "".join(part.capitalize() for part in kind.split("_")) + "Rule",
+            [("name", Text), ("kind", Literal[kind]), ("params", documented),
+             ("id", Annotated[str, Meta(pattern=_ID.pattern)] | None, None),
+             ("severity", Literal["info", "warning", "critical"], "warning"),
+             ("for_s", Annotated[float, Meta(ge=0, le=30 * 86400)], 0.0), ("enabled", bool, True),
+             ("tenant_id", str | None, None)], forbid_unknown_fields=True, kw_only=True))
+    return Union[tuple(shapes)]
+
+
 def _field(message: str, prefix: str = "") -> str | None:
     at = _AT.search(message)
     path = at.group(1) if at else ""

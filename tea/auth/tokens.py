@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from tea.auth import keys
 from tea.auth.principal import SCOPES, TIERS, Principal
-from tea.errors import BadRequest, NotFound
+from tea.errors import BadRequest, Conflict, NotFound
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import TokenRecord
@@ -85,7 +85,7 @@ class TokenService:
         """A new token value and signing secret for the same token id; the old value stops working."""
         record = await self.get(token_id)
         if record.revoked_at is not None:
-            raise BadRequest(f"token {token_id!r} is revoked", code="token_revoked")
+            raise Conflict(f"token {token_id!r} is revoked", code="token_revoked")
         token, secret = keys.new_token(record.org_id), keys.new_secret()
         updated = _replace(record, token_hash=keys.token_hash(token), token_prefix=token[:12],
                            secret_sealed=self.box.seal(secret, token_id), rotated_at=self.clock())

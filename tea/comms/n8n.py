@@ -1,7 +1,9 @@
 """``POST /v1/webhooks/n8n``: n8n workflow events kept in the registry, as the seed's webhook handler does."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from tea.auth.gate import principal_of, write_tenant
 from tea.auth.principal import WRITE
@@ -9,13 +11,32 @@ from tea.comms.registry import Registry
 from tea.http import Request, Response, Route
 from tea.http.body import json_object
 from tea.http.response import JSON, encode_json
-from tea.http.schemas import error_responses
 from tea.query.spec import Tenant
 from tea.settings import Settings
 
 
 class WebhookParams(Tenant, forbid_unknown_fields=False):
     """(n8n may add parameters of its own to a webhook URL: they are ignored.)"""
+
+
+KINDS = ("workflow.created", "workflow.updated", "workflow.deleted", "workflow.executed")
+# what the handler reads; anything else in the body (and any type of name, nodes, tags, execution) is ignored
+WEBHOOK_BODY = {"type": "object", "required": ["event", "workflow"], "properties": {
+    "event": {"enum": list(KINDS)},
+    "workflow": {"type": "object", "required": ["id"], "properties": {
+        "id": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]}, "name": {}, "nodes": {},
+        "tags": {}, "settings": {}}},
+    "execution": {"description": "{status, error}: a failed execution marks the workflow degraded"}}}
+
+
+class WebhookReply(msgspec.Struct, omit_defaults=True):
+    """The seed handler's ``{status, action}``; a refusal adds TEA's ``error`` code and ``message``."""
+
+    status: Literal["success", "error"]
+    action: str | None
+    workflow_id: str | None = None
+    error: str | None = None
+    message: str | None = None
 
 
 def routes(settings: Settings, registry: Registry) -> list[Route]:
@@ -26,9 +47,16 @@ def routes(settings: Settings, registry: Registry) -> list[Route]:
         return Response(encode_json(result), status, JSON)
 
     return [Route("POST", "/v1/webhooks/n8n", n8n, "n8n workflow events: workflow.created|updated|deleted|executed",
-                  tags=("registry",), query=WebhookParams, request_body={"application/json": {"type": "object"}},
-                  responses={200: ("{status, action}", {"application/json": {"type": "object"}}),
-                             **error_responses(400, 401, 403)}, scope=WRITE)]
+                  tags=("registry",), query=WebhookParams, request_body={"application/json": WEBHOOK_BODY},
+                  responses={200: ("{status, action, workflow_id}", {"application/json": WebhookReply}),
+                             400: ("Not a workflow event: {status: error, action: null, error, message}",
+                                   {"application/json": WebhookReply}),
+                             404: ("workflow.deleted for a workflow not registered", {"application/json": WebhookReply})},
+                  scope=WRITE)]
+
+
+def _refused(message: str) -> tuple[dict[str, Any], int]:
+    return {"status": "error", "action": None, "error": "invalid_webhook", "message": message, "details": {}}, 400
 
 
 async def n8n_event(registry: Registry, tenant: str, event: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -37,15 +65,17 @@ async def n8n_event(registry: Registry, tenant: str, event: dict[str, Any]) -> t
     activity, and a failed execution → health ``degraded`` (a successful one → ``healthy``)."""
     kind = event.get("event")
     workflow = event.get("workflow")
-    if not isinstance(workflow, dict) or not isinstance(workflow.get("id"), (str, int)) or workflow.get("id") == "":
-        return {"status": "error", "action": None, "error": "`workflow.id` is required"}, 400
-    workflow_id = str(workflow["id"])
+    workflow_id = workflow.get("id") if isinstance(workflow, dict) else None
+    if not isinstance(workflow_id, (str, int)) or isinstance(workflow_id, bool) or workflow_id == "":
+        return _refused("`workflow.id` (a string or a number) is required")
+    workflow_id = str(workflow_id)
     name = workflow.get("name") if isinstance(workflow.get("name"), str) and workflow.get("name") else workflow_id
     if kind in ("workflow.created", "workflow.updated"):
         nodes = workflow.get("nodes") if isinstance(workflow.get("nodes"), list) else []
         capabilities = sorted({str(n["type"]) for n in nodes if isinstance(n, dict) and n.get("type")})
-        tags = [str(t.get("name", t)) if isinstance(t, dict) else str(t) for t in workflow.get("tags") or []
-                if isinstance(workflow.get("tags"), list)]
+        given_tags = workflow.get("tags")
+        tags = [str(t.get("name", t)) if isinstance(t, dict) else str(t) for t in given_tags] \
+            if isinstance(given_tags, list) else []
         metadata = {"nodes": len(nodes), "settings": workflow.get("settings") or {},
                     "webhook_event": kind}
         _, created = await registry.register(tenant, workflow_id, "n8n_workflow", name, "n8n", metadata,
@@ -71,5 +101,4 @@ async def n8n_event(registry: Registry, tenant: str, event: dict[str, Any]) -> t
         await registry.record_entity_activity(tenant, workflow_id, "n8n_workflow", failed)
         return {"status": "success", "action": "execution_failed" if failed else "execution_recorded",
                 "workflow_id": workflow_id}, 200
-    return {"status": "error", "action": None,
-            "error": "`event` must be workflow.created, workflow.updated, workflow.deleted or workflow.executed"}, 400
+    return _refused("`event` must be workflow.created, workflow.updated, workflow.deleted or workflow.executed")

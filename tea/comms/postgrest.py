@@ -369,12 +369,17 @@ def guarded(pg: PgRest, scope: str,
     return run
 
 
-PG_ERROR = {"type": "object", "properties": {"code": {"type": "string"}, "details": {},
+PG_ERROR = {"type": "object", "required": ["code", "details", "hint", "message"], "properties": {"code": {"type": "string"}, "details": {},
                                              "hint": {"type": ["string", "null"]}, "message": {"type": "string"}}}
 
 
 def pg_errors(*statuses: int) -> dict[int, tuple[str, dict[str, Any]]]:
     return {s: ("PostgREST error {code, details, hint, message}", {"application/json": PG_ERROR}) for s in statuses}
+
+
+def pg_route(scope: str) -> dict[str, Any]:
+    """A PostgREST route admits the caller itself (``guarded``): every refusal in PostgREST's error shape."""
+    return {"scope": scope, "admits_itself": True, "errors": {"application/json": PG_ERROR}}
 
 
 def routes(settings: Settings, clock: Callable[[], int], readers: Readers, registry: Registry, ingestor: Ingestor,
@@ -440,7 +445,8 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
 
     async def not_served(request: Request) -> Response:
         if request.path.startswith("/rest/v1/rpc/"):
-            raise PgError(405, "PGRST101", f"Cannot use the {request.method} method on RPC")
+            raise PgError(405, "PGRST101", f"Cannot use the {request.method} method on RPC",
+                          headers={"allow": "GET, HEAD, POST"})
         known(request)
         raise PgError(400, "PGRST127", "Feature not implemented",
                       "PUT (an upsert of one row by its primary key) is not served by TEA",
@@ -533,32 +539,33 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
               request_body={"application/json": Communication | list[Communication]},
               responses={201: ("Inserted (rows with Prefer: return=representation)", rows_ok),
                          200: ("A merge-duplicates upsert that inserted nothing", rows_ok),
-                         **pg_errors(400, 401, 403, 404, 409, 413, 415, 429, 503)}, scope=None),
+                         **pg_errors(404, 409)}, **pg_route(WRITE)),
         *(Route(method, "/rest/v1/{relation}", guarded(pg, WRITE, change_table),
                 f"PostgREST {'update' if method == 'PATCH' else 'delete'} of the rows the filters select "
                 "(unified_registry; 42501 elsewhere)", tags=("postgrest",), params=(relation_param, *query_params),
                 request_body={"application/json": {"type": "object"}} if method == "PATCH" else None,
                 responses={200: ("The rows (Prefer: return=representation)", rows_ok), 204: ("Done", {}),
-                           **pg_errors(400, 401, 403, 404, 409, 429)}, scope=None) for method in ("PATCH", "DELETE")),
-        *(Route(method, path, guarded(pg, WRITE, not_served), "Not served by TEA (PostgREST's error)",
-                tags=("postgrest",), include_in_schema=False, scope=None)
-          for method, path in (("PUT", "/rest/v1/{relation}"), ("PATCH", "/rest/v1/rpc/{function}"),
-                               ("PUT", "/rest/v1/rpc/{function}"), ("DELETE", "/rest/v1/rpc/{function}"))),
+                           **pg_errors(404, 409)}, **pg_route(WRITE)) for method in ("PATCH", "DELETE")),
+        Route("PUT", "/rest/v1/{relation}", guarded(pg, WRITE, not_served), "Not served by TEA: PostgREST's "
+              "PGRST127 (POST the row with Prefer: resolution=merge-duplicates)", tags=("postgrest",),
+              params=(relation_param,), responses=pg_errors(400, 404), **pg_route(WRITE)),
+        *(Route(method, "/rest/v1/rpc/{function}", guarded(pg, WRITE, not_served), "Not served: PostgREST's "
+                "PGRST101 (functions are called with POST or GET)", tags=("postgrest",), include_in_schema=False,
+                **pg_route(WRITE)) for method in ("PATCH", "PUT", "DELETE")),
         Route("GET", "/rest/v1/{relation}", guarded(pg, READ, get_table),
               "PostgREST read of a table or view with col=op.value filters", tags=("postgrest",),
               params=(relation_param, *query_params),
-              responses={200: ("Rows (Content-Range header)", rows_ok), **pg_errors(400, 401, 403, 404, 406)},
-              scope=None, consistency="derived"),
+              responses={200: ("Rows (Content-Range header)", rows_ok), **pg_errors(404, 406)}, **pg_route(READ),
+              consistency="derived"),
         Route("POST", "/rest/v1/rpc/{function}", guarded(pg, WRITE, call),
               "PostgREST call of the seed's SQL functions with p_* named arguments", tags=("postgrest",),
               params=(function_param,), request_body={"application/json": {"type": "object"}},
               responses={200: ("The function's value", {"application/json": {}}),
-                         204: ("VOID function done", {}), **pg_errors(400, 401, 403, 404, 413, 429, 503)},
-              scope=None),
+                         204: ("VOID function done", {}), **pg_errors(404)}, **pg_route(WRITE)),
         Route("GET", "/rest/v1/rpc/{function}", guarded(pg, READ, call),
               "PostgREST call of a read-only function (check_registration_gaps)", tags=("postgrest",),
               params=(function_param, *query_params),
-              responses={200: ("The function's rows", rows_ok), **pg_errors(400, 401, 403, 404, 405)}, scope=None,
+              responses={200: ("The function's rows", rows_ok), **pg_errors(404, 405)}, **pg_route(READ),
               consistency="derived"),
     ]
 

@@ -11,15 +11,15 @@ column refused its own documented ``"wf_001"``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from tea.http.body import decode
 from tea.receive.decode import error_field, raw_items
 from tea.timeutil import format_us
-from tea.types import Event
+from tea.types import Event, WireDateTime, WireTime
 
 EVENT_TYPE = "communication"
 PROTOCOLS = ("mcp", "a2a", "n8n")
@@ -51,7 +51,7 @@ class Communication(msgspec.Struct, forbid_unknown_fields=True):
     operation: _required(100)
     status: Literal["success", "error", "timeout", "cancelled"]
     id: uuid.UUID | None = None
-    timestamp: datetime | int | None = None
+    timestamp: WireTime = None
     duration_ms: Int32 | None = None
     tool_name: _text(100) | None = None
     tool_category: _text(50) | None = None
@@ -69,7 +69,7 @@ class Communication(msgspec.Struct, forbid_unknown_fields=True):
     tokens_used: Int32 | None = None
     estimated_cost: Cost | None = None
     metadata: dict[str, Any] | None = None
-    created_at: datetime | None = None  # accepted and ignored: TEA sets it (received_at)
+    created_at: WireDateTime | None = None  # accepted and ignored: TEA sets it (received_at)
 
 
 # kept in attributes, in this order
@@ -147,7 +147,7 @@ def decode_items(items: list[bytes | msgspec.Raw]) -> tuple[list[Communication],
     errors: list[dict[str, Any]] = []
     for index, raw in enumerate(items):
         try:
-            good.append(_one.decode(raw))
+            good.append(decode(_one, raw))
             indexes.append(index)
         except msgspec.ValidationError as exc:
             name = _field(exc)

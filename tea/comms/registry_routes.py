@@ -1,15 +1,15 @@
 """``/v1/registry``: the seed's unified registry of teams, agents, MCP servers and n8n workflows."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from tea.auth.gate import principal_of, write_tenant
 from tea.auth.principal import READ, WRITE
 from tea.comms import views
-from tea.comms.registry import ENTITY_TYPES, Registry, check_text, check_type, render
+from tea.comms.registry import ENTITY_TYPES, LIMITS, Registry, check_text, check_type, render
 from tea.errors import BadRequest, NotFound
 from tea.http import Request, Response, Route
-from tea.http.body import json_object
+from tea.http.body import json_object, pop_text
 from tea.http.params import choice, text, whole
 from tea.http.response import JSON, empty_response, encode_json
 from tea.http.schemas import error_responses
@@ -19,6 +19,30 @@ from tea.settings import Settings
 from tea.types import EventFilter
 
 ENTITY_FILTERS = ("entity_type", "current_state", "health_status", "department", "parent_entity_id", "namespace")
+
+
+def _text(name: str, required: bool = False) -> dict[str, Any]:
+    if required:
+        return {"type": "string", "minLength": 1, "maxLength": LIMITS[name]}
+    return {"type": ["string", "null"], "maxLength": LIMITS[name]}
+
+
+_STRINGS = {"type": ["array", "null"], "items": {"type": "string"}}
+# the bodies as the handlers check them (check_text, check_type), for the OpenAPI document
+REGISTER_BODY = {
+    "type": "object", "additionalProperties": False, "required": ["entity_id", "entity_type", "entity_name"],
+    "properties": {"entity_id": _text("entity_id", True), "entity_type": {"enum": list(ENTITY_TYPES)},
+                   "entity_name": _text("entity_name", True), "metadata": {"type": ["object", "null"]},
+                   "capabilities": _STRINGS, "tags": _STRINGS, "tenant_id": {"type": ["string", "null"]},
+                   **{name: _text(name) for name in ("registered_by", "endpoint_url", "parent_entity_id",
+                                                     "display_name", "registration_source", "namespace",
+                                                     "deployment_type", "version", "department")}}}
+STATE_BODY = {"type": "object", "required": ["state"], "properties": {
+    "state": {"type": "string", "minLength": 1, "maxLength": LIMITS["current_state"]},
+    "health_status": _text("health_status"), "updated_by": _text("registered_by"),
+    "reason": {"type": ["string", "null"]}}}
+ACTIVITY_BODY = {"type": "object", "properties": {"is_error": {"type": "boolean"}}}
+ENTITY = {"application/json": {"type": "object"}}
 
 
 class EntitiesParams(Tenant):
@@ -63,7 +87,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
 
     async def register(request: Request, p: Tenant) -> Response:
         body = json_object(await request.body(settings.max_body_bytes))
-        tenant = tenant_of(request, body.pop("tenant_id", None) or p.tenant_id)
+        tenant = tenant_of(request, pop_text(body, "tenant_id") or p.tenant_id)
         known = {"entity_id", "entity_type", "entity_name", "registered_by", "metadata", "capabilities",
                  "endpoint_url", "parent_entity_id", "display_name", "registration_source", "namespace",
                  "deployment_type", "tags", "version", "department"}
@@ -169,38 +193,32 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
     entity_ok = {200: ("The entity", {"application/json": {"type": "object"}})}
     return [
         Route("GET", "/v1/registry", list_entities, "Registry entities", tags=("registry",), query=EntitiesParams,
-              responses={200: ("Entities", {"application/json": {"type": "object"}}),
-                         **error_responses(400, 401, 403)}, scope=READ, consistency="derived"),
+              responses={200: ("Entities", {"application/json": {"type": "object"}})}, scope=READ,
+              consistency="derived"),
         Route("POST", "/v1/registry", register, "Register an entity (upsert on entity_id + entity_type)",
-              tags=("registry",), query=Tenant, request_body={"application/json": {"type": "object"}},
-              responses={201: ("Registered", {"application/json": {"type": "object"}}),
-                         200: ("Updated", {"application/json": {"type": "object"}}),
-                         **error_responses(400, 401, 403)}, scope=WRITE),
+              tags=("registry",), query=Tenant, request_body={"application/json": REGISTER_BODY},
+              responses={201: ("Registered", ENTITY), 200: ("Updated", ENTITY)}, scope=WRITE),
         Route("GET", "/v1/registry/state", entity_state, "The seed's system_entity_state view", tags=("registry",),
-              query=Tenant, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ, consistency="derived"),
+              query=Tenant, responses=rows_ok, scope=READ, consistency="derived"),
         Route("GET", "/v1/registry/hierarchy", hierarchy, "The seed's entity_hierarchy view", tags=("registry",),
-              query=Tenant, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ, consistency="derived"),
+              query=Tenant, responses=rows_ok, scope=READ, consistency="derived"),
         Route("GET", "/v1/registry/gaps", gaps, "check_registration_gaps(): missing teams / MCP servers, stale entries",
-              tags=("registry",), query=Tenant, responses={**rows_ok, **error_responses(400, 401, 403)},
-              scope=READ, consistency="derived"),
+              tags=("registry",), query=Tenant, responses=rows_ok, scope=READ, consistency="derived"),
         Route("GET", "/v1/registry/transitions", log_handler("transitions"), "registry_state_transitions, newest first",
-              tags=("registry",), query=TransitionsParams, responses={**rows_ok, **error_responses(400, 401, 403)},
-              scope=READ, consistency="derived"),
+              tags=("registry",), query=TransitionsParams, responses=rows_ok, scope=READ, consistency="derived"),
         Route("GET", "/v1/registry/audit", log_handler("audit"), "registration_audit, newest first", tags=("registry",),
-              query=AuditParams, responses={**rows_ok, **error_responses(400, 401, 403)}, scope=READ,
-              consistency="derived"),
+              query=AuditParams, responses=rows_ok, scope=READ, consistency="derived"),
         Route("GET", "/v1/registry/{entity_type}/{entity_id}", get_entity, "One entity", tags=("registry",),
-              query=EntityRef, responses={**entity_ok, **error_responses(400, 401, 403, 404)}, scope=READ,
-              consistency="derived"),
+              query=EntityRef, responses={**entity_ok, **error_responses(404)}, scope=READ, consistency="derived"),
         Route("DELETE", "/v1/registry/{entity_type}/{entity_id}", delete_entity, "Deregister an entity",
               tags=("registry",), query=EntityRef,
-              responses={204: ("Deregistered", {}), **error_responses(400, 401, 403, 404)}, scope=WRITE),
+              responses={204: ("Deregistered", {}), **error_responses(404)}, scope=WRITE),
         Route("POST", "/v1/registry/{entity_type}/{entity_id}/state", set_state,
               "update_entity_state: {state, health_status?, updated_by?, reason?}", tags=("registry",),
-              query=EntityRef, request_body={"application/json": {"type": "object"}},
-              responses={**entity_ok, **error_responses(400, 401, 403, 404)}, scope=WRITE),
+              query=EntityRef, request_body={"application/json": STATE_BODY},
+              responses={**entity_ok, **error_responses(404)}, scope=WRITE),
         Route("POST", "/v1/registry/{entity_type}/{entity_id}/activity", activity,
               "record_entity_activity: {is_error?}", tags=("registry",), query=EntityRef,
-              request_body={"application/json": {"type": "object"}},
-              responses={**entity_ok, **error_responses(400, 401, 403, 404)}, scope=WRITE),
+              request_body={"application/json": ACTIVITY_BODY}, body_required=False,
+              responses={**entity_ok, **error_responses(404)}, scope=WRITE),
     ]

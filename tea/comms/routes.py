@@ -13,7 +13,7 @@ from tea.http import Request, Response, Route
 from tea.http.body import check_utf8
 from tea.http.params import text, whole
 from tea.http.response import JSON, encode_json
-from tea.http.schemas import IngestResponse, error_responses
+from tea.http.schemas import IngestResponse, batch_of, error_responses
 from tea.pipeline.ingest import Ingestor, Outcome
 from tea.query.readers import Readers
 from tea.query.scope import tenant_filter
@@ -104,7 +104,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, inges
     out = [
         Route("POST", "/v1/communications", post_communications,
               "Record MCP / A2A / n8n communications: one communication_telemetry row or an array",
-              tags=("communications",), request_body={"application/json": Communication | list[Communication]},
+              tags=("communications",), request_body={"application/json": Communication | batch_of(Communication, settings.max_batch_events)},
               responses={200: ("All accepted", {"application/json": IngestResponse}),
                          207: ("Some accepted; the others in `errors`", {"application/json": IngestResponse}),
                          204: ("DNT: 1 — validated, nothing stored", {}),

@@ -22,10 +22,13 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, 
 import msgspec
 
 from tea.errors import InvalidParameter
-from tea.timeutil import parse_time
+from tea.timeutil import RFC3339_PATTERN, parse_time
 
 MAX_PARAM_CHARS = 8192  # any one parameter's value, whatever its type (a cursor, a comma list)
 TIME_HELP = "RFC 3339 / ISO 8601 time or epoch milliseconds"
+NO_NUL = "^[^\x00]*$"  # (every text parameter: NUL is refused)
+# what the OpenAPI document promises a time parameter takes: epoch milliseconds or an RFC 3339 time
+TIME_PATTERN = f"^([0-9]{{1,14}}|{RFC3339_PATTERN})$"
 P = TypeVar("P", bound="Params")
 
 
@@ -81,6 +84,9 @@ def parse(cls: type[P], query: dict[str, list[str]], path: dict[str, str] | None
         values[name] = _checked(name, given[-1])
     for name, value in (path or {}).items():
         values[name] = _checked(name, value)
+    for name in _not_text(cls).intersection(values):
+        if values[name] == "null":  # (msgspec's lax conversion would read it as None: "not given")
+            raise InvalidParameter(name, f"parameter `{name}` cannot be `null`; leave it out instead")
     for name in lists.intersection(values):
         values[name] = [part.strip() for part in values[name].split(",") if part.strip()]
     try:
@@ -162,6 +168,15 @@ def _list_fields(cls: type[Params]) -> frozenset[str]:
     return found  # type: ignore[no-any-return]
 
 
+def _not_text(cls: type[Params]) -> frozenset[str]:
+    """The fields whose values are not plain text (numbers, times, enumerations, lists)."""
+    found = cls.__dict__.get("_tea_not_text")
+    if found is None:
+        found = frozenset(n for n, t in _hints(cls).items() if _bare(t) is not str)
+        setattr(cls, "_tea_not_text", found)
+    return found  # type: ignore[no-any-return]
+
+
 def _choices(cls: type[Params], name: str) -> tuple[str, ...]:
     hint = _bare(_hints(cls).get(name))
     if get_origin(hint) is tuple:
@@ -180,8 +195,13 @@ def describe(cls: type[Params]) -> list[tuple[str, str, dict[str, Any], bool, bo
         description = prop.pop("description", "")
         if prop.get("default", 0) is None:
             del prop["default"]
-        if name in _list_fields(cls):
-            prop = {"type": "string"}  # (a comma list: the description names the values)
+        if name in _list_fields(cls):  # a comma list: the description names the values
+            accepted = _choices(cls, name)
+            item = "(" + "|".join(re.escape(a) for a in accepted) + ")" if accepted else "[^,\x00]+"
+            prop = {"type": "string", "pattern": f"^{item}(,{item})*$", "maxLength": MAX_PARAM_CHARS}
+        elif prop.get("type") == "string":
+            prop.setdefault("pattern", NO_NUL)
+            prop["maxLength"] = min(prop.get("maxLength", MAX_PARAM_CHARS), MAX_PARAM_CHARS)
         out.append((name, description, prop, name in required, name in cls.PATH))
     return out
 
@@ -198,5 +218,5 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
 
 def _schema_hook(kind: type) -> dict[str, Any]:
     if kind is Instant:
-        return {"type": "string", "description": TIME_HELP}
+        return {"type": "string", "description": TIME_HELP, "pattern": TIME_PATTERN}
     raise NotImplementedError(kind)

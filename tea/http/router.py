@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from tea.errors import MethodNotAllowed, NotFound
@@ -47,6 +47,14 @@ class Route:
     # acknowledged; "derived" — the processors have passed it too (registry counts, analytics tables);
     # "none" — nothing (the live tail, which streams acknowledged events before storage has them)
     consistency: str = "stored"
+    # the handler admits the caller itself (``Gate.admit``), to answer refusals in its protocol's shape;
+    # otherwise the dispatcher admits every route that names a scope
+    admits_itself: bool = False
+    # the shape of the errors the handler answers itself (bad body, and refusals when it admits itself),
+    # as a media map like ``responses``'; None: TEA's ``ErrorBody``. The common error responses of the
+    # OpenAPI document (tea.http.openapi.common_responses) are derived from these declarations.
+    errors: dict[str, Any] | None = None
+    body_required: bool = True  # (False: the route also takes a request without a body)
 
     def __post_init__(self) -> None:
         if self.query is None:
@@ -90,10 +98,7 @@ class Router:
     def mount(self, prefix: str, routes: list[Route]) -> None:
         """Serve the same handlers again under ``prefix`` (the seed's /tea/... Spin route), documented too."""
         for route in routes:
-            self.add(Route(route.method, prefix + route.path, route.handler, f"{route.summary} (under {prefix}/)",
-                           route.tags, route.params, route.request_body, route.responses,
-                           include_in_schema=route.include_in_schema, scope=route.scope, query=route.query,
-                           consistency=route.consistency))
+            self.add(replace(route, path=prefix + route.path, summary=f"{route.summary} (under {prefix}/)"))
 
     def match(self, request: Request) -> Route:
         methods = self._exact.get(request.path)
@@ -109,7 +114,9 @@ class Router:
         method = "GET" if request.method == "HEAD" else request.method
         route = methods.get(method)
         if route is None:
-            allow = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+            # the methods the API documents here (a hidden route only refuses: PostgREST's PUT on a function)
+            shown = {m for m, r in methods.items() if r.include_in_schema} or set(methods)
+            allow = sorted(shown | ({"HEAD"} if "GET" in shown else set()))
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
                                    headers={"allow": ", ".join(allow)})
         return route

@@ -1,7 +1,7 @@
 """Shapes shared by many routes (for responses and the OpenAPI document)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -72,7 +72,12 @@ class EventsPage(msgspec.Struct):
 def error_responses(*statuses: int) -> dict[int, tuple[str, dict[str, Any]]]:
     text = {400: "Bad request (the body names the parameter or field)", 401: "Missing or invalid credentials",
             403: "The credential lacks the scope, or names another tenant", 404: "Not found",
-            409: "Replayed nonce", 429: "Rate limit or quota exceeded; retry after Retry-After seconds",
+            409: "Conflict with the resource's state", 429: "Rate limit or quota exceeded; retry after Retry-After seconds",
             413: "Body or batch too large", 415: "Unsupported Content-Type or Content-Encoding",
             503: "Durable buffer full or not ready; retry after Retry-After seconds"}
     return {s: (text.get(s, "Error"), {"application/json": ErrorBody}) for s in statuses}
+
+
+def batch_of(item: Any, max_items: int) -> Any:
+    """A request body's batch of ``item`` for the OpenAPI document: 1 to ``max_items`` of them."""
+    return Annotated[list[item], msgspec.Meta(min_length=1, max_length=max_items)]

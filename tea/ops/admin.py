@@ -9,6 +9,7 @@ from tea.auth.audit import AuditLog
 from tea.auth.principal import ADMIN
 from tea.errors import BadRequest
 from tea.http import Request, Response, Route
+from tea.http.body import decode
 from tea.http.params import Params, text
 from tea.http.response import JSON, encode_json
 from tea.http.schemas import error_responses
@@ -57,7 +58,7 @@ def routes(retention: RetentionJob, readers: Readers, audit: AuditLog) -> list[R
     async def put_retention(request: Request, p: TenantRef) -> Response:
         body = await request.body(64 * 1024)
         try:
-            hours = _decoder.decode(body).hours
+            hours = decode(_decoder, body).hours
         except msgspec.DecodeError as exc:
             raise BadRequest(f"body must be {{\"hours\": <whole number >= 0>}}: {exc}", code="invalid_body",
                              details={"field": "hours"}) from None

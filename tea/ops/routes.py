@@ -133,7 +133,7 @@ def routes(settings: Settings, status: Status, buffer: DurableBuffer, writer: Wr
             openapi_doc.append(encode_json(build_openapi(
                 router.routes, "TEA — Telemetry & Event Recorder", __version__,
                 "Durable, multi-tenant telemetry and event recording. Every route is also documented in the "
-                "README with curl examples.")))
+                "README with curl examples.", auth=settings.auth_validation)))
         return Response(openapi_doc[0], 200, JSON)
 
     return [

@@ -6,8 +6,8 @@ from typing import Annotated
 import msgspec
 
 from tea.auth.audit import AuditLog
-from tea.auth.principal import ADMIN
-from tea.auth.tokens import IssuedToken, TokenService
+from tea.auth.principal import ADMIN, SCOPES, TIERS
+from tea.auth.tokens import _UUID, IssuedToken, TokenService
 from tea.errors import BadRequest
 from tea.http import Request, Response, Route
 from tea.http.params import Params, text, time, whole
@@ -38,12 +38,20 @@ class AuditParams(Params):
     limit: whole("1 to 10000 (default 100)", 1, 10000) = 100  # type: ignore[valid-type]
 
 
+def _doc(schema: dict[str, object]) -> msgspec.Meta:
+    """What TokenService checks (with its own messages), for the OpenAPI document."""
+    return msgspec.Meta(extra_json_schema=schema)
+
+
+UUID_TEXT = _doc({"pattern": f"^{_UUID.pattern}$"})
+
+
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
-    tenant_id: Short
-    tier: str = "free"
-    scopes: list[str] | None = None
-    org_id: Short | None = None
-    app_id: Short | None = None
+    tenant_id: Annotated[Short, _doc({"minLength": 1, "maxLength": 256, "pattern": "^[^_]"})]
+    tier: Annotated[str, _doc({"enum": list(TIERS)})] = "free"
+    scopes: Annotated[list[Annotated[str, _doc({"enum": list(SCOPES)})]], _doc({"minItems": 1})] | None = None
+    org_id: Annotated[Short, UUID_TEXT] | None = None
+    app_id: Annotated[Short, UUID_TEXT] | None = None
 
 
 class TokenView(msgspec.Struct):
@@ -162,12 +170,13 @@ def routes(tokens: TokenService, audit: AuditLog, readers: Readers) -> list[Rout
               query=TokensParams, responses={200: ("Tokens", {"application/json": TokenList}), **errors}, scope=ADMIN),
         Route("GET", "/v1/tokens/{token_id}", get_token, "One API token", tags=("admin",), query=TokenRef,
               responses={200: ("The token", {"application/json": TokenView}), **errors}, scope=ADMIN),
-        Route("DELETE", "/v1/tokens/{token_id}", revoke, "Revoke an API token", tags=("admin",), query=TokenRef,
+        Route("DELETE", "/v1/tokens/{token_id}", revoke, "Revoke an API token (its record stays, with revoked_at)",
+              tags=("admin",), query=TokenRef,
               responses={200: ("The revoked token", {"application/json": TokenView}), **errors}, scope=ADMIN),
         Route("POST", "/v1/tokens/{token_id}/rotate", rotate,
               "New value and signing secret for a token (the old value stops working)", tags=("admin",),
-              query=TokenRef, responses={200: ("The rotated token", {"application/json": TokenIssued}), **errors},
-              scope=ADMIN),
+              query=TokenRef, responses={200: ("The rotated token", {"application/json": TokenIssued}), **errors,
+                                         **error_responses(409)}, scope=ADMIN),
         Route("GET", "/v1/audit", audit_log, "The audit log, newest first", tags=("admin",), query=AuditParams,
               responses={200: ("Entries", {"application/json": AuditPage}), **errors}, scope=ADMIN),
     ]

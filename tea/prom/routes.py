@@ -22,10 +22,19 @@ from tea.timeutil import MAX_US
 Handler = Callable[[Request, wire.Params], Awaitable[Response]]
 _ANY = Selector((Matcher(NAME, "=~", ".+"),))
 _TAGS = ("prometheus",)
-_ANSWER = {200: ("{status: success, data}", {"application/json": {"type": "object"}}),
-           400: ("{status: error, errorType: bad_data, error}", {"application/json": {"type": "object"}}),
-           401: ("{status: error, errorType: unauthorized, error}", {"application/json": {"type": "object"}}),
-           422: ("{status: error, errorType: execution, error}", {"application/json": {"type": "object"}})}
+# Prometheus's answers: {status: success, data} or {status: error, errorType, error}. The route admits the
+# caller itself, so its refusals (401, 403, 429, 503) are in Prometheus's error shape too.
+_SUCCESS = {"type": "object", "required": ["status", "data"],
+            "properties": {"status": {"const": "success"}, "data": {}}}
+_FAILURE = {"type": "object", "required": ["status", "errorType", "error"],
+            "properties": {"status": {"const": "error"}, "errorType": {"type": "string"}, "error": {"type": "string"}}}
+_ANSWER = {200: ("{status: success, data}", {"application/json": _SUCCESS}),
+           400: ("{status: error, errorType: bad_data, error}: the query or a parameter is not valid",
+                 {"application/json": _FAILURE}),
+           422: ("{status: error, errorType: execution, error}: the query cannot be evaluated",
+                 {"application/json": _FAILURE})}
+_OWN = {"scope": READ, "admits_itself": True, "errors": {"application/json": _FAILURE}}
+_KINDS = {401: "unauthorized", 403: "forbidden", 429: "unavailable", 503: "unavailable"}
 _TIME = "RFC 3339 or Unix seconds"
 
 
@@ -58,7 +67,7 @@ def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[],
             except PromError as exc:
                 return wire.failure(exc.message, exc.kind, exc.status)
             except ClientError as exc:
-                kind = {401: "unauthorized", 403: "forbidden", 429: "unavailable"}.get(exc.status, "bad_data")
+                kind = _KINDS.get(exc.status, "bad_data")
                 response = wire.failure(exc.message, kind, exc.status)
                 response.headers = exc.headers or None
                 return response
@@ -123,7 +132,7 @@ def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[],
     def both(path: str, handler: Handler, summary: str, params: tuple[Param, ...] = ()) -> list[Route]:
         run = answer(handler)
         return [Route(method, path, run, summary + ("" if method == "GET" else " (form body)"), tags=_TAGS,
-                      params=params, responses=_ANSWER, scope=None,
+                      params=params, responses=_ANSWER, **_OWN, body_required=False,
                       request_body={wire.FORM: {"type": "object"}} if method == "POST" else None)
                 for method in ("GET", "POST")]
 
@@ -140,11 +149,11 @@ def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[],
         *both("/api/v1/labels", labels, "Prometheus label names", span),
         Route("GET", "/api/v1/label/{name}/values", answer(label_values), "Prometheus label values", tags=_TAGS,
               params=(Param("name", "label name", location="path", required=True), *span), responses=_ANSWER,
-              scope=None),
+              **_OWN),
         Route("GET", "/api/v1/metadata", answer(metadata), "Prometheus metric metadata (type, help, unit)",
-              tags=_TAGS, responses=_ANSWER, scope=None),
+              tags=_TAGS, responses=_ANSWER, **_OWN),
         *both("/api/v1/query_exemplars", exemplars, "Prometheus exemplars (TEA keeps none: always empty)"),
         Route("GET", "/api/v1/status/buildinfo", answer(buildinfo), "Prometheus build information (what Grafana "
-              "reads to pick its query features)", tags=_TAGS, responses=_ANSWER, scope=None),
+              "reads to pick its query features)", tags=_TAGS, responses=_ANSWER, **_OWN),
     ]
 

@@ -152,7 +152,8 @@ def routes(readers: Readers, gate: Gate, telemetry: Telemetry, clock: Callable[[
               params=params_of(SeedMetricsParams),
               responses={200: ("TEA metrics (JSON) or the Prometheus exposition (text)",
                                {"application/json": TeaMetrics, "text/plain": {"type": "string"}}),
-                         **error_responses(400)}, scope=None),
+                         # (the JSON aggregate admits the caller itself: the exposition needs no credential)
+                         **error_responses(400, 401, 403, 429, 503)}, scope=None),
         Route("GET", "/tea/metrics", seed_metrics, "TEA compatibility metrics (the seed's /tea/ route)",
               tags=("analytics",), query=SeedMetricsParams, responses=seed),
         Route("GET", "/v1/stats", stats, "How many sources and events, events per type", tags=("analytics",),

@@ -19,7 +19,7 @@ from itertools import islice
 import msgspec
 
 from tea.errors import BadRequest, TooLarge, UnsupportedMediaType
-from tea.http.body import check_utf8
+from tea.http.body import check_utf8, decode
 from tea.timeutil import parse_iso
 from tea.types import Decoded, Event, ItemError
 
@@ -178,7 +178,7 @@ def _decode_items(items: list, max_events: int) -> Decoded:
             errors.append(ItemError(index, "invalid_utf8", f"not valid UTF-8 (byte {exc.start})"))
             continue
         try:
-            event = _single.decode(raw)
+            event = decode(_single, raw)
         except msgspec.ValidationError as exc:
             event, exc = _retry_iso_timestamp(raw, exc)
             if event is None:
@@ -219,7 +219,7 @@ def _retry_iso_timestamp(raw: bytes | msgspec.Raw, exc: msgspec.ValidationError,
     if rewritten is None:
         return None, exc
     try:
-        return _single.decode(rewritten), exc
+        return decode(_single, rewritten), exc
     except msgspec.ValidationError as other:  # another field is bad too
         return None, other
 

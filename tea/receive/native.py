@@ -1,15 +1,25 @@
 """Native ingestion: ``POST /v1/events`` (object, array, {"events": [...]}, or NDJSON)."""
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from tea.errors import BadRequest, UnsupportedMediaType
 from tea.http import Request, Response, Route
 from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
-from tea.http.schemas import IngestResponse, error_responses
+from tea.http.schemas import IngestResponse, batch_of, error_responses
 from tea.pipeline.ingest import Ingestor, Outcome
 from tea.receive.decode import JSON_TYPES, NDJSON_TYPES, decode_events, prepare
 from tea.settings import Settings
 from tea.types import Event
+
+
+class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """``{"events": [...]}``"""
+
+    events: Annotated[list[Event], msgspec.Meta(min_length=1)]
 
 
 def require_event_media_type(media_type: str) -> None:
@@ -49,7 +59,8 @@ def routes(settings: Settings, ingestor: Ingestor) -> list[Route]:
         "POST", "/v1/events", post_events,
         "Record events: one object, an array, {\"events\": [...]}, or NDJSON; gzip accepted",
         tags=("events",),
-        request_body={"application/json": Event | list[Event], "application/x-ndjson": Event},
+        request_body={"application/json": Event | batch_of(Event, settings.max_batch_events) | EventBatch,
+                      "application/x-ndjson": Event},
         responses={200: ("All events accepted", {"application/json": IngestResponse}),
                    207: ("Some events accepted; the others are listed in `errors`",
                          {"application/json": IngestResponse}),

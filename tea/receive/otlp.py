@@ -82,6 +82,25 @@ SIGNALS = {
                       metrics_svc.ExportMetricsPartialSuccess, "rejected_data_points", otlp_signals.pb_metrics,
                       otlp_signals.json_metrics),
 }
+BINARY = {"type": "string", "format": "binary"}
+
+
+class RpcStatus(msgspec.Struct):
+    """``google.rpc.Status`` in OTLP/JSON: a gRPC code (3 INVALID_ARGUMENT, 7 PERMISSION_DENIED, 8
+    RESOURCE_EXHAUSTED, 14 UNAVAILABLE, 16 UNAUTHENTICATED) and a message."""
+
+    code: int
+    message: str
+
+
+class ExportResponse(msgspec.Struct, omit_defaults=True):
+    """``Export*ServiceResponse`` in OTLP/JSON: ``{}``, or the refused items' count and the first reason."""
+
+    partialSuccess: dict[str, str] | None = None
+
+
+# every OTLP/HTTP error is a google.rpc.Status, protobuf when the request was, else JSON
+RPC_STATUS = {PROTOBUF: BINARY, "application/json": RpcStatus}
 _JSON_REJECTED = {"rejected_spans": "rejectedSpans", "rejected_log_records": "rejectedLogRecords",
                   "rejected_data_points": "rejectedDataPoints"}
 
@@ -337,14 +356,11 @@ def routes(settings: Settings, ingestor: Ingestor, telemetry: Telemetry, auth: A
         return export
 
     return [Route("POST", f"/v1/{name}", handler(signal), f"OTLP/HTTP export of {name} (protobuf or JSON, gzip)",
-                  tags=("otlp",), request_body={PROTOBUF: {"type": "string", "format": "binary"},
-                                                "application/json": {"type": "object"}},
+                  tags=("otlp",), request_body={PROTOBUF: BINARY, "application/json": {"type": "object"}},
                   responses={200: (f"Export{name.capitalize()}ServiceResponse (partial_success when items were "
-                                   "refused)", {PROTOBUF: {"type": "string", "format": "binary"},
-                                                "application/json": {"type": "object"}}),
-                             400: ("google.rpc.Status", {}), 401: ("google.rpc.Status", {}),
-                             429: ("google.rpc.Status; retry after Retry-After", {}),
-                             503: ("google.rpc.Status; retry after Retry-After", {})}, scope=None)
+                                   "refused), in the request's encoding",
+                                   {PROTOBUF: BINARY, "application/json": ExportResponse})},
+                  scope=WRITE, admits_itself=True, errors=RPC_STATUS)
             for name, signal in SIGNALS.items()]
 
 

@@ -7,8 +7,7 @@
 """
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -16,16 +15,15 @@ from tea.errors import BadRequest, ClientError
 from tea.http import Request, Response, Route
 from tea.auth.principal import WRITE
 from tea.http.response import JSON, empty_response, encode_json
-from tea.http.schemas import error_responses
-from tea.http.body import check_utf8
+from tea.http.body import check_utf8, decode
 from tea.http.params import whole
 from tea.pipeline.ingest import Ingestor
 from tea.query.readers import Readers
 from tea.query.spec import CursorText, SeedFilters, decode_cursor, event_filter
 from tea.receive.decode import decode_json, error_field, iso_timestamp
 from tea.settings import Settings
-from tea.timeutil import format_us
-from tea.types import COLUMNS, Count, Decoded, Ident, Short, Tag, Event, QuerySpec
+from tea.timeutil import MAX_US, format_us
+from tea.types import COLUMNS, Count, Decoded, Event, Ident, QuerySpec, Short, Tag, TenantName, WireTime
 
 # metadata keys lifted into promoted columns; everything else in metadata goes to attributes
 PROMOTED = frozenset(COLUMNS) - {"event_id", "tenant_id", "timestamp", "received_at", "event_type", "user_id",
@@ -36,9 +34,9 @@ class TeaEventIn(msgspec.Struct):
     """The seed README's event body."""
 
     event_type: Ident
-    timestamp: int | datetime | None = None
+    timestamp: WireTime = None
     event_id: Ident | None = None
-    tenant_id: Ident | None = None
+    tenant_id: TenantName | None = None
     user_id: Short | None = None
     session_id: Short | None = None
     metadata: dict[str, Any] = {}
@@ -54,7 +52,7 @@ class TeaAccepted(msgspec.Struct):
 class MetricEvent(msgspec.Struct):
     """What the FTL MCP gateway sends (components/mcp-gateway invocation_tracker.rs)."""
 
-    timestamp: Count
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_US // 1000, description="Unix milliseconds")]
     tool_name: Short
     component_name: Short
     duration_ms: float
@@ -109,12 +107,12 @@ _any = msgspec.json.Decoder()
 def decode_readme(body: bytes) -> TeaEventIn:
     """The README body; a timestamp in an ISO 8601 form beyond RFC 3339 (``2024-01-15``) is read on a retry."""
     try:
-        return _readme.decode(body)
+        return decode(_readme, body)
     except msgspec.ValidationError as exc:
         rewritten = iso_timestamp(body) if error_field(exc) == "timestamp" else None
         if rewritten is None:
             raise
-        return _readme.decode(rewritten)
+        return decode(_readme, rewritten)
 
 
 def tool_reply(text: str, status: int = 200, error: bool = False, headers: dict[str, str] | None = None) -> Response:
@@ -199,7 +197,7 @@ def routes(settings: Settings, ingestor: Ingestor, readers: Readers) -> list[Rou
 
     async def _gateway_event(request: Request, body: bytes) -> Response:
         try:
-            metric = _gateway.decode(body).event
+            metric = decode(_gateway, body).event
         except (msgspec.DecodeError, RecursionError) as exc:
             return tool_reply(f"Invalid request body: {exc}", 400, True)
         try:
@@ -232,10 +230,15 @@ def routes(settings: Settings, ingestor: Ingestor, readers: Readers) -> list[Rou
               request_body={"application/json": TeaEventIn | GatewayBody},
               responses={200: ("Accepted: {event_id,status,timestamp} for the README shape, the MCP tool reply "
                                "for the gateway shape", {"application/json": TeaAccepted | ToolReply}),
-                         **error_responses(400, 401, 403, 413, 429, 503)}, scope=WRITE),
+                         204: ("DNT: 1 — validated, nothing stored", {}),
+                         # the gateway shape's refusals are MCP tool replies with isError, as the seed's
+                         **{status: (text, {"application/json": ToolReply}) for status, text in (
+                             (400, "Refused (the gateway shape: an MCP tool reply with isError)"),
+                             (429, "Rate limit or quota exceeded"), (503, "Durable buffer full"))}},
+              scope=WRITE),
         Route("GET", "/events", list_events, "TEA compatibility: read events in the seed's shape",
               tags=("tea-compat",), query=SeedEventsParams,
-              responses={200: ("Events", {"application/json": TeaEventsPage}), **error_responses(400)}),
+              responses={200: ("Events", {"application/json": TeaEventsPage})}),
         Route("GET", "/", list_tools, "FTL tool component: the tools this component serves",
               tags=("tea-compat",), responses={200: ("Tool metadata", {"application/json": list[dict[str, Any]]})},
               scope=None),

@@ -9,7 +9,6 @@ they survive restarts, and count only the events received here (``source_protoco
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated, Any, Awaitable, Callable
 
 import msgspec
@@ -18,25 +17,44 @@ from tea.auth.gate import Gate
 from tea.auth.principal import READ, WRITE, Principal
 from tea.errors import ClientError
 from tea.http import Param, Request, Response, Route, text_response
+from tea.http.body import decode
 from tea.http.response import JSON, encode_json
 from tea.pipeline.ingest import Ingestor
 from tea.query.readers import Readers
 from tea.settings import Settings
 from tea.telemetry import Telemetry
 from tea.timeutil import format_us
-from tea.types import Agg, AggregateSpec, Decoded, Event, EventFilter
+from tea.types import Agg, AggregateSpec, Decoded, Event, EventFilter, WireDateTime
+
+
+U64_MAX = 2**64 - 1
 
 
 class TelemetronEvent(msgspec.Struct, rename="camel"):
-    source_id: Annotated[int, msgspec.Meta(ge=0)]  # u64 upstream; larger values are refused by the decoder
+    source_id: Annotated[int, msgspec.Meta(ge=0, extra_json_schema={"maximum": U64_MAX})]  # u64 upstream
     type: Annotated[str, msgspec.Meta(min_length=1)]
-    timestamp: datetime
+    timestamp: WireDateTime
     data: Any = None
 
 
 PROTOCOL = "telemetron"  # the events' source_protocol
+TEXT = {"text/plain": {"type": "string"}}
+REFUSED = {"application/json": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}
 _decoder = msgspec.json.Decoder(TelemetronEvent)
 _syntax = msgspec.json.Decoder()
+
+
+class TelemetronStats(msgspec.Struct):
+    sources_count: int
+    events_count: int
+
+
+class SourceStats(msgspec.Struct):
+    source_id: int
+    total_events: int
+    first_event: str
+    last_event: str
+    event_types: dict[str, int]
 
 
 def error_json(status: int, message: str) -> Response:
@@ -86,7 +104,7 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
             return text_response("Expected request with `Content-Type: application/json`", 415)
         body = await request.body(settings.max_body_bytes)
         try:
-            event = _decoder.decode(body)
+            event = decode(_decoder, body)
         except msgspec.ValidationError as exc:
             try:
                 _syntax.decode(body)
@@ -95,6 +113,9 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
             return text_response(f"Failed to deserialize the JSON body into the target type: {exc}", 422)
         except (msgspec.DecodeError, RecursionError) as exc:
             return text_response(f"Failed to parse the request body as JSON: {exc}", 400)
+        if event.source_id > U64_MAX:  # (msgspec reads any integer; axum's u64 stops here)
+            return text_response("Failed to deserialize the JSON body into the target type: sourceId: invalid "
+                                 f"value: integer `{event.source_id}`, expected u64", 422)
         outcome = await ingestor.submit(Decoded([to_event(event)], None, [], 1), PROTOCOL, who)
         if not outcome.accepted:
             return error_json(400, outcome.errors[0].message)
@@ -117,7 +138,7 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
     async def source_stats(request: Request) -> Response:
         await principal(request, READ)
         raw = request.path_params["source_id"]
-        if not (raw.isascii() and raw.isdigit() and int(raw) < 2**64):  # (axum's Path<u64>; NUL included)
+        if not (raw.isascii() and raw.isdigit() and int(raw) <= U64_MAX):  # (axum's Path<u64>; NUL included)
             return text_response(f"Invalid URL: Cannot parse `{raw}` to a `u64`", 400)
         spec = AggregateSpec(EventFilter(source=raw), (Agg("count"), Agg("min", "timestamp"), Agg("max", "timestamp")),
                              None, ("event_type",))
@@ -129,18 +150,22 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
                 "event_types": {r[1]: r[2] for r in sorted(rows, key=lambda r: r[1])}}
         return Response(encode_json(body), 200, JSON)
 
+    # (these routes admit the caller themselves: without a credential they may write and read telemetron.tenant)
     return [
         Route("POST", "/ingest", counted("/ingest", ingest), "Telemetron: record one event", tags=("telemetron",),
               request_body={"application/json": TelemetronEvent},
-              responses={202: ("Success (text)", {"text/plain": {"type": "string"}}),
-                         400: ("Refused by a validator, or JSON syntax", {"application/json": {"type": "object"}}),
-                         415: ("Not application/json", {"text/plain": {"type": "string"}}),
-                         422: ("Wrong types", {"text/plain": {"type": "string"}})}, scope=None),
+              responses={202: ("Success (text)", TEXT),
+                         400: ("Refused by a validator ({error}), or not JSON (axum's text)", {**REFUSED, **TEXT}),
+                         415: ("Not application/json (axum's text)", TEXT),
+                         422: ("JSON of the wrong types (axum's text)", TEXT)},
+              scope=WRITE, admits_itself=True),
         Route("GET", "/stats", counted("/stats", stats), "Telemetron: sources and events", tags=("telemetron",),
-              responses={200: ("Counts", {"application/json": {"type": "object"}})}, scope=None),
+              responses={200: ("Counts", {"application/json": TelemetronStats})}, scope=READ, admits_itself=True),
         Route("GET", "/stats/{source_id}", counted("/stats/{source_id}", source_stats), "Telemetron: one source",
-              tags=("telemetron",), params=(Param("source_id", "numeric source id", {"type": "integer", "minimum": 0},
-                                                  location="path", required=True),),
-              responses={200: ("Source stats", {"application/json": {"type": "object"}}),
-                         404: ("Unknown source", {"application/json": {"type": "object"}})}, scope=None),
+              tags=("telemetron",),
+              params=(Param("source_id", "numeric source id", {"type": "integer", "minimum": 0, "maximum": U64_MAX},
+                            location="path", required=True),),
+              responses={200: ("Source stats", {"application/json": SourceStats}),
+                         400: ("Not a u64 (axum's text)", TEXT),
+                         404: ("Unknown source", REFUSED)}, scope=READ, admits_itself=True),
     ]

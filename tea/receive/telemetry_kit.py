@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -32,6 +31,7 @@ from tea.auth.principal import WRITE as EVENTS_WRITE
 from tea.auth.tokens import TokenService
 from tea.errors import BadRequest, ClientError, Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
 from tea.http import Param, Request, Response, Route
+from tea.http.body import decode
 from tea.http.response import JSON, empty_response, encode_json
 from tea.pipeline.ingest import Ingestor
 from tea.pipeline.recent import RecentIds
@@ -40,16 +40,21 @@ from tea.query.scope import ScopedStorage
 from tea.settings import Settings
 from tea.telemetry import Telemetry
 from tea.timeutil import datetime_to_us
-from tea.types import Decoded, Event
+from tea.types import Decoded, Event, WireDateTime
 
 MAX_EVENTS = 1000
 _USIZE = re.compile(r"\+?[0-9]+")
 _RECENT = 100_000  # event ids acknowledged here lately (not yet in storage), per node
 
 
+def checked(schema: dict[str, Any]) -> Any:
+    """A text field upstream checks per event (``event_problem``), as the OpenAPI document describes it."""
+    return Annotated[str, msgspec.Meta(extra_json_schema=schema)]
+
+
 class Service(msgspec.Struct):
-    name: str
-    version: str
+    name: checked({"minLength": 1})
+    version: checked({"minLength": 1})
     language: str
     language_version: str | None = None
 
@@ -76,11 +81,11 @@ class Metadata(msgspec.Struct):
 
 
 class TkEvent(msgspec.Struct):
-    schema_version: str
+    schema_version: checked({"pattern": "^1\\."})
     event_id: str
-    timestamp: datetime
+    timestamp: WireDateTime
     service: Service
-    user_id: str
+    user_id: checked({"pattern": "^client_"})
     environment: Environment
     event: EventBody
     metadata: Metadata
@@ -88,13 +93,36 @@ class TkEvent(msgspec.Struct):
 
 
 class TkBatch(msgspec.Struct):
-    events: list[TkEvent]
+    events: Annotated[list[TkEvent], msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_EVENTS})]
 
 
 class TkError(msgspec.Struct):
     event_id: str
     error: str
     message: str
+
+
+class TkReply(msgspec.Struct):
+    """What upstream answers a batch: success (200) or partial (207)."""
+
+    status: Literal["success", "partial"]
+    accepted: int
+    rejected: int
+    message: str | None = None
+    errors: list[TkError] | None = None
+
+
+class TkRefusal(msgspec.Struct):
+    """Upstream's error shape (``ErrorResponse {error, message, details?, retry_after?}``)."""
+
+    error: str
+    message: str
+    errors: list[TkError] | None = None
+    retry_after: int | None = None
+
+
+TK_OK = {"application/json": TkReply}
+TK_ERROR = {"application/json": TkRefusal}
 
 
 _batch = msgspec.json.Decoder(TkBatch)
@@ -229,7 +257,7 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
 
     async def _batch_body(request: Request, body: bytes, principal: Any, org_id: str, app_id: str) -> Response:
         try:
-            batch = _batch.decode(body)
+            batch = decode(_batch, body)
         except (msgspec.DecodeError, RecursionError) as exc:
             return reply(400, f"Invalid JSON: {exc}")
         if not batch.events:
@@ -313,14 +341,13 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
                   params=(Param("org_id", "organisation id", location="path", required=True),
                           Param("app_id", "application id", location="path", required=True)),
                   request_body={"application/json": TkBatch},
-                  responses={200: ("All accepted", {"application/json": {"type": "object"}}),
-                             207: ("Some accepted", {"application/json": {"type": "object"}}),
+                  responses={200: ("All accepted: {status: success, accepted, rejected, message}", TK_OK),
+                             207: ("Some accepted: {status: partial, accepted, rejected, errors}", TK_OK),
                              204: ("DNT: 1", {}),
-                             400: ("Bad request / all rejected", {"application/json": {"type": "object"}}),
-                             401: ("Signature or token", {"application/json": {"type": "object"}}),
-                             403: ("Window or org/app", {"application/json": {"type": "object"}}),
-                             409: ("Nonce replay", {"application/json": {"type": "object"}}),
-                             429: ("Rate limit", {"application/json": {"type": "object"}}),
-                             503: ("Durable buffer full: retry after Retry-After",
-                                   {"application/json": {"type": "object"}})},
-                  scope=None)]
+                             400: ("Bad request, or all rejected: {error, message, errors?}", TK_ERROR),
+                             401: ("Missing signature headers, unknown token, bad signature", TK_ERROR),
+                             403: ("Timestamp outside the window, or the token is not this org/app's", TK_ERROR),
+                             409: ("Nonce replay", TK_ERROR),
+                             429: ("Rate limit: {error, message, retry_after}", TK_ERROR)},
+                  scope=EVENTS_WRITE, admits_itself=True, errors=TK_ERROR)]
+

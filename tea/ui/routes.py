@@ -281,7 +281,10 @@ def routes(settings: Settings, auth: AuthChain, gate: Gate, audit: AuditLog) -> 
         return redirect("/ui")
 
     html_ok: dict[int, tuple[str, dict[str, Any]]] = {200: ("The page", {"text/html": {"type": "string"}}),
-                                                      303: ("Sign in first (to /ui/login)", {})}
+                                                      303: ("Sign in first (to /ui/login)", {}),
+                                                      403: ("The credential may not see this page (Ops: admin "
+                                                            "only; any page: events:read)",
+                                                            {"text/html": {"type": "string"}})}
     out = [Route("GET", path, page, f"Control Center: {heading}", tags=("ui",),
                  query=TracePageParams if "{" in path else PageParams, responses=html_ok, scope=None,
                  consistency="derived")
@@ -296,9 +299,11 @@ def routes(settings: Settings, auth: AuthChain, gate: Gate, audit: AuditLog) -> 
               "session cookie", tags=("ui",),
               request_body={"application/x-www-form-urlencoded": {"type": "object", "properties": {
                   "token": {"type": "string"}, "csrf": {"type": "string"}, "next": {"type": "string"}}}},
-              responses={303: ("Signed in: to `next`, with the session cookie", {}),
-                         401: ("Not a valid token (the form again)", {"text/html": {"type": "string"}})},
-              scope=None),
+              responses={303: ("Signed in: to `next`, with the session cookie (development mode: to /ui)", {}),
+                         **{status: (f"{text} (the form again)", {"text/html": {"type": "string"}}) for status, text in (
+                             (400, "No token, or no session can be made"), (401, "Not a valid token"),
+                             (403, "The form expired, another origin, or the token cannot read events"))}},
+              scope=None, body_required=False),
         Route("POST", "/ui/logout", pages.logout, "Sign out (form field csrf): ends the session", tags=("ui",),
               responses={303: ("To the sign-in form, the cookie cleared", {})}, scope=None),
         Route("GET", "/ui/static/{name}", pages.static, "Control Center assets", tags=("ui",), query=AssetParams,

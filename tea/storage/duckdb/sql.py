@@ -89,7 +89,7 @@ def agg_sql(agg: Agg) -> str:
     if agg.fn == "count_distinct":
         return f"count(DISTINCT {column})"
     if agg.fn == "sum":
-        return f"fsum({column})" if column in ("duration_ms", "cost") else f"sum({column})::BIGINT"
+        return f"fsum({column})" if column in ("duration_ms", "cost") else f"sum({column})::HUGEINT"
     if agg.fn == "avg":
         return f"favg({column})" if column in ("duration_ms", "cost") else f"avg({column})"
     if agg.fn == "quantile":
