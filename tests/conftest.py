@@ -37,6 +37,51 @@ def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     return settings.replace(**overrides)
 
 
+# ---------------------------------------------------------------- the quick tier (`pytest --quick`)
+QUICK_PATHS = ("tests/unit", "tests/storage", "tests/api")
+SERVER_BACKENDS = frozenset({"postgres", "clickhouse"})
+# the session-wide real servers and subprocesses a quick test does without
+SERVER_FIXTURES = frozenset({"postgres_server", "clickhouse_server", "redis_server", "tea_process"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true",
+                     help="the quick tier: unit tests, the storage contract on the embedded backends (memory, "
+                          "DuckDB), the API tests in process; no real server, socket or subprocess")
+
+
+def in_quick_tier(item: pytest.Item) -> bool:
+    """A test of the quick tier: under QUICK_PATHS, not marked socket/e2e/slow, on no server backend
+    (a parameter naming one) and using none of SERVER_FIXTURES."""
+    path = item.path.relative_to(item.config.rootpath).as_posix()
+    if not path.startswith(QUICK_PATHS):
+        return False
+    if any(item.get_closest_marker(name) is not None for name in ("socket", "e2e", "slow")):
+        return False
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if any(isinstance(value, str) and value in SERVER_BACKENDS for value in params.values()):
+        return False
+    return SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With --quick, the files outside QUICK_PATHS are not even imported."""
+    if not config.getoption("quick") or collection_path.is_dir():
+        return None
+    path = collection_path.relative_to(config.rootpath).as_posix()
+    return True if path.startswith("tests/") and not path.startswith(QUICK_PATHS) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("quick"):
+        return
+    kept = [item for item in items if in_quick_tier(item)]
+    left = [item for item in items if not in_quick_tier(item)]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     tune_gc(load({}, env={}).gc_threshold)  # as a server is tuned once started (tea.app.tune_gc)
 

@@ -153,13 +153,13 @@ def check_selectors(client: httpx.Client, events: list[dict]) -> None:
     ({"query": "1", "time": "yesterday"}, "cannot parse"),
 ])
 def test_errors_in_prometheus_shape(serve, params: dict, error: str) -> None:
-    server = serve(storage_backend="memory")
-    r = httpx.get(server.url + "/api/v1/query", params=params)
+    server = serve(storage_backend="memory", socket=False)
+    r = server.client.get("/api/v1/query", params=params)
     assert r.status_code == 400 and r.json()["status"] == "error" and r.json()["errorType"] == "bad_data"
     assert error in r.json()["error"]
-    r = httpx.post(server.url + "/api/v1/query_range", data={"query": "1", "start": "0", "end": "100000", "step": "1"})
+    r = server.client.post("/api/v1/query_range", data={"query": "1", "start": "0", "end": "100000", "step": "1"})
     assert r.status_code == 400 and "11,000 points" in r.json()["error"]
-    r = httpx.post(server.url + "/api/v1/query_range", data={"query": "1", "start": "0", "end": "1"})
+    r = server.client.post("/api/v1/query_range", data={"query": "1", "start": "0", "end": "1"})
     assert r.status_code == 400 and r.json()["error"] == 'invalid parameter "step": missing'
 
 
