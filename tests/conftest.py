@@ -47,7 +47,7 @@ SERVER_FIXTURES = frozenset({"postgres_server", "clickhouse_server", "redis_serv
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--quick", action="store_true",
                      help="the quick tier: unit tests, the storage contract on the embedded backends (memory, "
-                          "DuckDB), the API tests in process; no real server, socket or subprocess")
+                          "DuckDB), the API tests in process; no database server")
 
 
 def in_quick_tier(item: pytest.Item) -> bool:
