@@ -15,7 +15,7 @@ import pytest
 
 from tests.api.test_analytics import HOUR_MS, T0_MS, post_all, random_events
 from tests.auth.conftest import ADMIN_TOKEN, bearer, create_token
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, Served
 from tests.unit.test_promql import prometheus_bucket_quantile
 
 BOUNDS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, math.inf)
@@ -62,11 +62,11 @@ def reference_p95(events: list[dict], hour: int) -> dict[tuple, float]:
             for k, ds in by_method.items()}
 
 
-def test_the_same_numbers_as_v1_metrics_on_every_backend(server: LiveServer) -> None:
+def test_the_same_numbers_as_v1_metrics_on_every_backend(server: Served) -> None:
     events = random_events(11, 3000, hours=HOURS)
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        post_all(client, server, events)
-        check_against_v1_metrics(client, events)
+    client = server.client
+    post_all(client, server, events)
+    check_against_v1_metrics(client, events)
 
 
 def check_against_v1_metrics(client: httpx.Client, events: list[dict]) -> None:
