@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,10 +226,21 @@ def after_stop() -> Iterator[list[Callable[[], None]]]:
         action()
 
 
+@pytest.fixture(scope="session")
+def duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tea.duckdb a TEA's first start leaves (empty tables at the current schema), made once a session."""
+    data_dir = tmp_path_factory.mktemp("duckdb-template")
+    InProcessServer(TeaApp(make_settings(data_dir, storage_backend="duckdb"))).start().stop()
+    return data_dir / "tea.duckdb"
+
+
 @pytest.fixture
-def serve(tmp_path: Path, after_stop: list[Callable[[], None]]) -> Iterator[Callable[..., Any]]:
+def serve(tmp_path: Path, after_stop: list[Callable[[], None]],
+          request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Start TEAs: ``serve(storage_backend="memory", **settings)`` on a real loopback socket (a
-    ``LiveServer``), ``serve(socket=False, ...)`` in process (an ``InProcessServer``); all stopped at the end."""
+    ``LiveServer``), ``serve(socket=False, ...)`` in process (an ``InProcessServer``); all stopped at the end.
+    A DuckDB TEA on a new data dir starts on a copy of ``duckdb_template``: a restart's start, half a
+    first start's CPU (the migrations from an empty file are the storage contract's and `tea serve`'s)."""
     started: list[Served] = []
 
     def start(storage: Storage | None = None, wait_ready: bool = True, socket: bool = True,
@@ -237,7 +249,12 @@ def serve(tmp_path: Path, after_stop: list[Callable[[], None]]) -> Iterator[Call
         overrides.setdefault("shutdown_timeout_s", 5.0)
         # one data dir, reused after a stop (restart tests); a second server running beside gets its own
         busy = sum(1 for live in started if live.running)
-        settings = make_settings(tmp_path / ("data" if busy == 0 else f"data-{busy}"), **overrides)
+        data_dir = tmp_path / ("data" if busy == 0 else f"data-{busy}")
+        settings = make_settings(data_dir, **overrides)
+        if storage is None and settings.storage_backend == "duckdb" and not data_dir.exists() \
+                and not any(name.startswith("duckdb__") for name in overrides):
+            data_dir.mkdir(parents=True)
+            shutil.copyfile(request.getfixturevalue("duckdb_template"), data_dir / "tea.duckdb")
         live = (LiveServer if socket else InProcessServer)(TeaApp(settings, storage=storage))
         started.append(live)  # (before start: a failed start is still stopped at the end)
         return live.start(wait_ready)
