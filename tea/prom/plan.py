@@ -104,13 +104,13 @@ def _regex(text: str) -> re.Pattern[str]:
     return found
 
 
-def parse(text: str) -> Node:
+def parse(text: str, parameter: str = "query") -> Node:
     if not text.strip():
         raise PromError("empty query")
     try:
         expr = pp.parse(text)
     except ValueError as exc:
-        raise PromError(f"invalid parameter \"query\": {exc}") from None
+        raise PromError(f"invalid parameter \"{parameter}\": {exc}") from None
     return _node(expr)
 
 

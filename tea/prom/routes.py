@@ -32,7 +32,7 @@ _TIME = "RFC 3339 or Unix seconds"
 def _selectors(params: wire.Params) -> list[Selector]:
     out = []
     for text in params.all("match[]"):
-        node = parse(text)
+        node = parse(text, "match[]")
         if not isinstance(node, Selector):
             raise PromError(f"invalid parameter \"match[]\": {text!r} is not a series selector")
         out.append(node)
@@ -102,6 +102,8 @@ def routes(readers: Readers, gate: Gate, settings: Settings, clock: Callable[[],
 
     async def label_values(request: Request, params: wire.Params) -> Response:
         name = request.path_params["name"]
+        if not name or "\x00" in name:
+            raise PromError(f"invalid parameter \"name\": invalid label name {name!r}")
         values = {v for labels in await found(request, params, _selectors(params)) for k, v in labels if k == name}
         return wire.success(sorted(values))
 

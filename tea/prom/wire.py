@@ -68,7 +68,7 @@ def parse_time(text: str, name: str) -> int:
     except ValueError:
         seconds = None
     if seconds is not None:
-        if not math.isfinite(seconds):
+        if not (math.isfinite(seconds) and _MIN_TIME <= seconds * 1e6 <= _MAX_TIME):
             raise PromError(f"invalid parameter \"{name}\": cannot parse \"{text}\" to a valid timestamp")
         return round(seconds * 1000) * 1000
     if text in ("min", "max"):  # (what the Go client sends for an open range)
@@ -94,6 +94,8 @@ def parse_step(text: str) -> int:
             raise PromError(f"invalid parameter \"step\": cannot parse \"{text}\" to a valid duration") from None
     if us <= 0:
         raise PromError("zero or negative query resolution step widths are not accepted. Try a positive integer")
+    if us > _MAX_TIME:  # (past any range's width: the bucket arithmetic stays within 64 bits)
+        raise PromError(f"invalid parameter \"step\": cannot parse \"{text}\" to a valid duration")
     return us
 
 

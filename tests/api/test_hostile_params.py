@@ -19,6 +19,10 @@ HOSTILE = ("a\x00b", "\x00", "inf", "-inf", "NaN", "1e999", "-0", "-1", "abc", "
 # TEA's `details.parameter`; PostgREST's name the parameter in its message or details
 POSTGREST = "/rest/v1/"
 TELEMETRON_SOURCE = "/stats/{source_id}"
+# the Prometheus API (Grafana's data source) answers in Prometheus's error shape, and checks its required
+# parameters first, as Prometheus does: those are given a good value while another one is tried
+PROMETHEUS = "/api/v1/"
+PROMETHEUS_REQUIRED = {"query": "up", "match[]": "up", "start": "0", "end": "60", "step": "60"}
 BENIGN_PATH = {"relation": "communication_telemetry", "function": "check_registration_gaps", "source_id": "1"}
 
 
@@ -54,15 +58,20 @@ def url_for(route: Any, name: str, value: str) -> str:
     for param in route.params:
         if param.location == "path":
             path = path.replace("{" + param.name + "}", quote(value if param.name == name else benign(param), safe=""))
-    return path if any(p.name == name and p.location == "path" for p in route.params) \
-        else f"{path}?{quote(name, safe='')}={quote(value, safe='')}"
+    if any(p.name == name and p.location == "path" for p in route.params):
+        return path
+    query = {name: value}
+    if route.path.startswith(PROMETHEUS):
+        query = {p.name: PROMETHEUS_REQUIRED[p.name] for p in route.params
+                 if p.name in PROMETHEUS_REQUIRED and p.name != name} | query
+    return path + "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
 
 
 def problem(route: Any, param: Any, value: str, response: httpx.Response) -> str | None:
     """What is wrong with the answer, or None."""
     if response.status_code >= 500:
         return f"{response.status_code}"
-    tea_shape = not route.path.startswith(POSTGREST) and route.path != TELEMETRON_SOURCE
+    tea_shape = not route.path.startswith((POSTGREST, PROMETHEUS)) and route.path != TELEMETRON_SOURCE
     due = "\x00" in value or refusable(param.schema, value) or (tea_shape and value is OVERLONG)
     if not due:
         return None
@@ -71,6 +80,10 @@ def problem(route: Any, param: Any, value: str, response: httpx.Response) -> str
     if route.path == TELEMETRON_SOURCE:
         return None if response.text.startswith("Invalid URL: Cannot parse") else "not axum's Path<u64> text"
     body = response.json()
+    if route.path.startswith(PROMETHEUS):
+        named = f'"{param.name}"' in str(body.get("error"))
+        return None if body.get("status") == "error" and body.get("errorType") == "bad_data" and named \
+            else f"Prometheus shape {body}"
     if not tea_shape:
         named = param.name in f"{body.get('message')} {body.get('details')}"
         return None if set(body) == {"code", "details", "hint", "message"} and named else f"PostgREST shape {body}"

@@ -18,6 +18,8 @@ from tests.auth.conftest import ADMIN_TOKEN, bearer, create_token
 from tests.conftest import LiveServer, Served
 from tests.unit.test_promql import prometheus_bucket_quantile
 
+pytestmark = pytest.mark.socket  # real HTTP: promtool, prometheus-api-client and Basic auth in the URL
+
 BOUNDS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, math.inf)
 HOURS = 6
 
