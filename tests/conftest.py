@@ -32,6 +32,9 @@ def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     overrides.setdefault("auth_validation", False)  # development mode unless a test asks for auth
     overrides.setdefault("otlp__grpc_port", 0)  # tests that want OTLP/gRPC choose a free port
     overrides.setdefault("otlp__http_port", 0)
+    # the tests' data is dated where each test needs it, often months back: retention (720 h by default on
+    # the persistent backends) would delete it whenever the job's first run came after the writes
+    overrides.setdefault("retention_hours", 0)
     # (a test process starts a thousand TEAs: the collector is tuned once, for the session, below —
     # each app tuning it again would cost a full collection of the test process, ~50 ms a start)
     overrides.setdefault("gc_threshold", 0)

@@ -128,7 +128,7 @@ def test_readme_shape_takes_iso_8601_timestamps(client: httpx.Client, text: str,
 def test_health_has_the_seed_fields_and_more(client: httpx.Client, server: LiveServer, path: str) -> None:
     client.post("/v1/events", json=[{"event_type": "x"}] * 3)
     server.wait_stored(3)
-    # (stored is not yet released: the buffer's bytes count until its slowest reader, a processor, passed them)
+    # (buffer_bytes counts the slowest consumer: the processors pass the records just after the writer)
     body = wait_for(lambda: client.get(path).json(), lambda b: b["buffer_bytes"] == 0)
     assert body["status"] == "healthy" and body["version"] == "0.1.0"
     assert isinstance(body["uptime_seconds"], int) and body["events_stored"] == 3
