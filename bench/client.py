@@ -9,7 +9,10 @@
 2. Events/s delivered from one process (target >= 100 000/s): `tea serve` with authentication on (an
    enterprise API token), the client records N events as fast as it can (a queue big enough to drop
    none) and the clock stops when TEA has acknowledged all of them (``flush()``); TEA's stored count is
-   checked after. Run with the defaults (512-event batches, 4 requests in flight) and with larger batches.
+   checked after. Run with the defaults (512-event batches, 4 requests in flight, no gzip to a loopback TEA),
+   with gzip (as to a TEA across a network) and with 2 048-event batches. The CPU time of the client process
+   (all its threads) and of TEA (acknowledging, and storing what it gets to meanwhile) per event delivered
+   is printed too: unlike the rate, it hardly depends on what else the machine runs.
 3. The MCP middleware's added latency per tool call (target <= 50 us): the mcp SDK's middleware seam
    (``TeaMiddleware`` around a handler that answers at once, real ``ServerRequestContext`` objects) and the
    ASGI middleware (``TeaASGIMiddleware`` around an ASGI app answering a JSON-RPC POST with a JWT), each
@@ -28,6 +31,8 @@ import tempfile
 import time
 import timeit
 from typing import Any, Callable, Dict, List
+
+import psutil
 
 from bench.server import create_token, free_port, http_get, tea_server
 from tea_client import TeaClient, _wire
@@ -57,8 +62,35 @@ def record_cost(url: str, token: str) -> Dict[str, float]:
     return {"record_us": best, "empty_call_us": base, "record_us_while_sending": wall}
 
 
-def delivery(url: str, token: str, events: int, **options: Any) -> Dict[str, Any]:
+def _cpu_s(process: Any) -> float:
+    """A process's CPU seconds (user and system), its children's included; 0.0 without one."""
+    if process is None:
+        return 0.0
+    total = 0.0
+    for proc in [process] + process.children(recursive=True):
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def reference_cpu_us(calls: int = 200_000) -> float:
+    """CPU time of one call to an empty function taking ``record()``'s arguments, measured just before a run:
+    the machine's speed at that moment, to read the client's CPU per event against (a ratio that other
+    programs sharing the cores change far less than either figure)."""
+    started = time.process_time()
+    for i in range(calls):
+        _empty("bench_client", method="tools/call", duration_ms=i % 97, user_id="u1", status="ok", tool="search", i=i)
+    return (time.process_time() - started) / calls * 1e6
+
+
+def delivery(url: str, token: str, events: int, tea: Any = None, **options: Any) -> Dict[str, Any]:
+    """``tea``: the server's ``psutil.Process``, to count its CPU time over the run too."""
+    reference_us = reference_cpu_us()
     client = TeaClient(url, token, max_queue_events=events + 1, close_at_exit=False, **options)
+    tea_cpu_started = _cpu_s(tea)
     cpu_started = time.process_time()
     started = time.perf_counter()
     for i in range(events):
@@ -68,10 +100,13 @@ def delivery(url: str, token: str, events: int, **options: Any) -> Dict[str, Any
     flushed = client.flush(600)
     elapsed = time.perf_counter() - started
     cpu_s = time.process_time() - cpu_started  # recording and delivering, all threads of this process
+    tea_cpu_s = _cpu_s(tea) - tea_cpu_started  # acknowledging, and storing what it has got to meanwhile
     stats = client.stats()
     client.close(5)
     return {"options": options, "events": events, "flushed": flushed, "record_s": round(recorded, 3),
             "client_cpu_us_per_event": round(cpu_s / max(1, stats["sent"]) * 1e6, 2),
+            "tea_cpu_us_per_event": round(tea_cpu_s / max(1, stats["sent"]) * 1e6, 2) if tea else None,
+            "reference_call_cpu_us": round(reference_us, 3),
             "elapsed_s": round(elapsed, 3), "events_per_s": round(stats["sent"] / elapsed),
             "sent": stats["sent"], "dropped": stats["dropped"], "requests": stats["requests"],
             "retried": stats["retried"]}
@@ -169,9 +204,9 @@ def main() -> None:
             url = "http://127.0.0.1:%d" % port
             token = create_token(port, "bench")
             result: Dict[str, Any] = {"record": record_cost(url, token)}
-            runs = [{}] if args.quick else [{}, {"max_batch_events": 2048}, {"max_batch_events": 4096,
-                                                                             "max_in_flight": 8}]
-            result["delivery"] = [delivery(url, token, events, **options) for options in runs]
+            runs = [{}] if args.quick else [{}, {"gzip_level": 1}, {"max_batch_events": 2048}]
+            tea = psutil.Process(server.proc.pid)
+            result["delivery"] = [delivery(url, token, events, tea, **options) for options in runs]
             result["middleware"] = middleware_cost(url, token)
             health = json.loads(http_get(port, "/health", timeout=30)[1])
             result["tea_events_stored"] = health.get("events_stored")
@@ -190,10 +225,11 @@ def report(r: Dict[str, Any]) -> None:
     for run in r["delivery"]:
         lines.append("delivered %d events in %.2f s: %d events/s (%s; recording took %.2f s; %d requests, "
                      "%d retried, %d dropped; target >= 100 000/s: %s); the client's CPU: %.1f us per event "
-                     "recorded and delivered" % (
+                     "recorded and delivered (%.1f empty calls' worth); TEA's CPU: %.1f us per event" % (
                          run["sent"], run["elapsed_s"], run["events_per_s"], run["options"] or "defaults",
                          run["record_s"], run["requests"], run["retried"], run["dropped"],
-                         "met" if run["events_per_s"] >= 100_000 else "MISSED", run["client_cpu_us_per_event"]))
+                         "met" if run["events_per_s"] >= 100_000 else "MISSED", run["client_cpu_us_per_event"],
+                         run["client_cpu_us_per_event"] / run["reference_call_cpu_us"], run["tea_cpu_us_per_event"]))
     for name in ("mcp_middleware", "asgi_middleware"):
         m = r["middleware"][name]
         lines.append("%s: %.1f us per call without, %.1f with: +%.1f us on the call's path (target <= 50 us: %s); "

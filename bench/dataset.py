@@ -126,6 +126,7 @@ def _columns(seed: int) -> dict[str, str]:
         "span_id": f"lower({_hex(seed, 24)})",
         "parent_span_id": "NULL", "correlation_id": "NULL",
         "tags": "[]::VARCHAR[]", "attributes": "'{}'",
+        "tool": "NULL::VARCHAR", "model": "NULL::VARCHAR", "input_tokens": "NULL::BIGINT", "output_tokens": "NULL::BIGINT",
     }
 
 

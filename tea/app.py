@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from tea import __version__
 from tea.auth.keys import SecretBox, load_master_key
 from tea.compose import compose
+from tea.lifecycle import Lifecycle
 from tea.services import provide
 from tea.errors import ClientError
 from tea.http import Request, Response
@@ -34,6 +35,7 @@ from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
 NOTIFY_DRAIN_S = 10.0  # at shutdown, the most time queued alert notifications get (within shutdown_timeout_s)
+AUDIT_DRAIN_MIN_S = 2.0  # at shutdown, the audit log gets this long at least, even past shutdown_timeout_s
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -54,13 +56,10 @@ class TeaApp:
         self.router = self.services.router
         self.gate = self.services.gate
         self.telemetry = self.services.telemetry
-        self._tasks: list[asyncio.Task[None]] = []
-        self._notifier_task: asyncio.Task[None] | None = None  # (stopped last at shutdown: see shutdown)
+        self.lifecycle: Lifecycle | None = None  # built at start-up
         self._lock_fd = -1
-        self._tasks_dev: asyncio.Task[None] | None = None
         self.dev_warning_every_s = 3600.0  # development mode repeats its warning this often
         self.grpc: Any = None
-        self._processors_task: asyncio.Task[None] | None = None  # (stopped after the writer: see shutdown)
 
     def __getattr__(self, name: str) -> Any:
         if name == "services":  # (not built: __init__ failed)
@@ -68,7 +67,65 @@ class TeaApp:
         return getattr(self.services, name)  # (only names TeaApp itself lacks: never on the request path)
 
     # ----------------------------------------------------------------- lifespan
+    def _lifecycle(self) -> Lifecycle:
+        """TEA's services in start order; they stop in reverse order (``tea.lifecycle``)."""
+        s, settings = self.services, self.settings
+        lc = Lifecycle()
+        lc.add("data directory", self._open_data_dir, self._close_data_dir, always=True)
+        if not settings.auth_validation:
+            lc.background("dev-mode warning", lambda: _warn_dev_mode(self.dev_warning_every_s))
+        lc.add("storage", self._open_storage, lambda _: s.storage.close(), always=True)
+        lc.add("shared state", None, lambda _: s.state.close(), always=True)
+        lc.add("buffer", s.buffer.open, lambda _: s.buffer.close(), always=True)
+        if s.quotas is not None:
+            quotas = s.quotas
+            lc.add("quota counters", self._load_quotas, self._save_quotas, always=True)
+            lc.background("quota saver", quotas.run)
+        # the audit log drains after everything that records into it has stopped
+        lc.background("audit log", s.audit.run, drain=lambda deadline: s.audit.drain(
+            max(AUDIT_DRAIN_MIN_S, deadline - time.monotonic())))
+        lc.background("retention", s.retention.run)
+        if s.alerts.notifier.urls:  # queued notifications get a moment to go out, after the evaluator stopped
+            notifier = s.alerts.notifier
+            lc.background("alert notifier", notifier.run,
+                          drain=lambda deadline: notifier.drain(min(NOTIFY_DRAIN_S, max(0.0, deadline - time.monotonic()))))
+        if settings.alerts.enabled:
+            lc.background("alert evaluator", s.alerts.run)
+        # processors stop after the writer: they take what it committed while draining
+        lc.background("processors", s.processors.run, ask=s.processors.stop)
+        lc.background("writer", s.writer.run, ask=self._stop_writer)
+        if settings.otlp.grpc_port:
+            lc.add("otlp grpc", self._start_grpc, self._stop_grpc)
+        lc.add("ready", self._ready, self._not_ready)
+        return lc
+
     async def startup(self) -> None:
+        self.lifecycle = self._lifecycle()
+        await self.lifecycle.start()
+        log.info("TEA %s started: storage=%s data_dir=%s buffer.ack=%s retention_hours=%d auth=%s", __version__,
+                 self.services.storage.name, os.path.abspath(self.settings.data_dir), self.settings.buffer.ack,
+                 self.services.retention.hours, ",".join(self.services.auth.describe()))
+
+    async def shutdown(self) -> None:
+        """Stop every service in reverse start order within ``shutdown_timeout_s``; what is not stored or processed
+        by then stays in the buffer for the next start."""
+        if self.lifecycle is None or not self.services.status.started:
+            return
+        lifecycle, self.lifecycle = self.lifecycle, None
+        late = await lifecycle.stop(self.settings.shutdown_timeout_s)
+        if "writer" in late:
+            log.warning("shutdown: the buffer did not drain within %.1f s; %d bytes stay on disk and are "
+                        "replayed at the next start", self.settings.shutdown_timeout_s,
+                        self.services.buffer.backlog_bytes)
+        log.info("TEA stopped")
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop TEA's services run on (None before start-up)."""
+        task = next(iter(self.lifecycle.tasks.values()), None) if self.lifecycle is not None else None
+        return task.get_loop() if task is not None else None
+
+    async def _open_data_dir(self) -> None:
         os.makedirs(self.settings.data_dir, exist_ok=True)
         self._lock_data_dir()
         try:
@@ -76,132 +133,56 @@ class TeaApp:
         except Exception:
             self._unlock_data_dir()
             raise
-        if not self.settings.auth_validation:
-            self._tasks_dev = asyncio.create_task(_warn_dev_mode(self.dev_warning_every_s),
-                                                  name="tea-dev-mode-warning")
+
+    async def _close_data_dir(self, _deadline: float) -> None:
+        self._unlock_data_dir()
+
+    async def _open_storage(self) -> None:
         try:
             await self.services.storage.open()
         except Exception as exc:
-            self._unlock_data_dir()
             raise StartupError(f"cannot open {self.services.storage.name} storage: {exc}") from exc
-        await self.services.buffer.open()
-        if self.services.quotas is not None:
-            try:
-                await self.services.quotas.load()
-            except Exception as exc:  # storage boundary: start counting the month from what is in memory
-                log.error("loading the monthly quota counters failed: %s", exc)
-        writer = self._supervise(self.services.writer.run(), "writer")
-        self._tasks.append(asyncio.create_task(writer, name="tea-writer"))
-        self._tasks.append(asyncio.create_task(self.services.retention.run(), name="tea-retention"))
-        self._tasks.append(asyncio.create_task(self.services.audit.run(), name="tea-audit"))
-        if self.services.quotas is not None:
-            self._tasks.append(asyncio.create_task(self.services.quotas.run(), name="tea-quotas"))
-        if self.services.alerts.notifier.urls:
-            self._notifier_task = asyncio.create_task(self.services.alerts.notifier.run(),
-                                                      name="tea-alert-notifier")
-            self._tasks.append(self._notifier_task)
-        if self.settings.alerts.enabled:
-            self._tasks.append(asyncio.create_task(self.services.alerts.run(), name="tea-alerts"))
-        processors = self._supervise(self.services.processors.run(), "processors")
-        self._processors_task = asyncio.create_task(processors, name="tea-processors")
-        if self.settings.otlp.grpc_port:
-            from tea.receive.otlp import Otlp, start_grpc
-            try:
-                self.grpc = await start_grpc(provide(Otlp, self.services), self.settings.host,
-                                             self.settings.otlp.grpc_port, self.settings.otlp.max_message_bytes)
-            except OSError as exc:
-                await self._abort_startup()
-                raise StartupError(str(exc)) from exc
+
+    async def _load_quotas(self) -> None:
+        try:
+            await self.services.quotas.load()  # type: ignore[union-attr]
+        except Exception as exc:  # storage boundary: start counting the month from what is in memory
+            log.error("loading the monthly quota counters failed: %s", exc)
+
+    async def _save_quotas(self, _deadline: float) -> None:
+        try:
+            await self.services.quotas.save()  # type: ignore[union-attr]
+        except Exception:  # storage boundary: the month's counts since the last save are lost
+            log.exception("shutdown: saving the monthly quota counters failed")
+
+    async def _stop_writer(self) -> None:
+        """Refuse new appends and sync what is queued (``buffer.close``), then let the writer drain the buffer."""
+        await self.services.buffer.close()
+        self.services.writer.stop()
+
+    async def _start_grpc(self) -> None:
+        from tea.receive.otlp import Otlp, start_grpc
+        try:
+            self.grpc = await start_grpc(provide(Otlp, self.services), self.settings.host,
+                                         self.settings.otlp.grpc_port, self.settings.otlp.max_message_bytes)
+        except OSError as exc:
+            raise StartupError(str(exc)) from exc
+
+    async def _stop_grpc(self, _deadline: float) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(grace=min(5.0, self.settings.shutdown_timeout_s))
+
+    async def _ready(self) -> None:
         if self.settings.redis_url:
             try:
                 await self.services.state.ping()  # type: ignore[attr-defined]
             except Exception as exc:  # not fatal: replay checks fail closed, limits follow their policy
                 log.error("Redis at %s is unreachable at start: %s", mask(self.settings.redis_url), exc)
         self.services.status.start()
-        log.info("TEA %s started: storage=%s data_dir=%s buffer.ack=%s retention_hours=%d auth=%s", __version__,
-                 self.services.storage.name, os.path.abspath(self.settings.data_dir), self.settings.buffer.ack,
-                 self.services.retention.hours, ",".join(self.services.auth.describe()))
 
-    async def _supervise(self, coro: Awaitable[None], what: str) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the writer must never die silently
-            log.exception("the %s stopped on an unexpected error", what)
-            raise
-
-    async def _abort_startup(self) -> None:
-        tasks = [*self._tasks, *([self._processors_task] if self._processors_task is not None else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._processors_task = None
-        await self.services.buffer.close()
-        await self.services.storage.close()
-        self._unlock_data_dir()
-
-    async def shutdown(self) -> None:
-        if not self.services.status.started:
-            return
+    async def _not_ready(self, _deadline: float) -> None:
         self.services.status.started = False
         self.services.live.close()
-        if self.grpc is not None:
-            await self.grpc.stop(grace=min(5.0, self.settings.shutdown_timeout_s))
-        await self.services.buffer.close()
-        self.services.writer.stop()
-        writer_task, others = self._tasks[0], self._tasks[1:]
-        notifier = self._notifier_task
-        for task in others:
-            if task is not notifier:  # (the evaluator is stopped: nothing new is queued for it)
-                task.cancel()
-        budget = self.settings.shutdown_timeout_s
-        deadline = time.monotonic() + budget
-        try:
-            await asyncio.wait_for(asyncio.shield(writer_task), budget)
-        except asyncio.TimeoutError:
-            log.warning("shutdown: the buffer did not drain within %.1f s; %d bytes stay on disk and are "
-                        "replayed at the next start", budget, self.services.buffer.backlog_bytes)
-            writer_task.cancel()
-        except Exception:
-            log.exception("shutdown: the writer failed while draining")
-        await self._stop_processors(max(0.0, deadline - time.monotonic()))
-        await asyncio.gather(*(t for t in self._tasks if t is not notifier), return_exceptions=True)
-        if notifier is not None:  # alert notifications still queued get a moment to go out
-            await self.services.alerts.notifier.drain(min(NOTIFY_DRAIN_S, self.settings.shutdown_timeout_s))
-            notifier.cancel()
-            await asyncio.gather(notifier, return_exceptions=True)
-            self._notifier_task = None
-        self._tasks.clear()
-        if self._tasks_dev is not None:
-            self._tasks_dev.cancel()
-        await self.services.audit.flush()
-        if self.services.quotas is not None:
-            try:
-                await self.services.quotas.save()
-            except Exception:  # storage boundary: the month's counts since the last save are lost
-                log.exception("shutdown: saving the monthly quota counters failed")
-        await self.services.state.close()
-        await self.services.storage.close()
-        self._unlock_data_dir()
-        log.info("TEA stopped")
-
-    async def _stop_processors(self, budget_s: float) -> None:
-        """Processors take what the writer committed, within what is left of the budget; whatever they have not
-        passed stays in the buffer and they resume from their own positions at the next start."""
-        task, self._processors_task = self._processors_task, None
-        if task is None:
-            return
-        self.services.processors.stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), budget_s)
-        except asyncio.TimeoutError:
-            log.warning("shutdown: processors did not catch up within the budget; they resume at the next start")
-            task.cancel()
-        except Exception:
-            log.exception("shutdown: a processor failed while draining")
-        await asyncio.gather(task, return_exceptions=True)
 
     def _lock_data_dir(self) -> None:
         path = os.path.join(self.settings.data_dir, "tea.lock")

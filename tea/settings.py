@@ -412,7 +412,15 @@ _BY_KEY = {s.key: s for s in SETTINGS}
 
 # TEA_* variables that are not settings of the server, so `tea serve` does not call them typos
 OTHER_ENV: dict[str, str] = {
-    "TEA_TOKEN": "the credential `tea usage` and `tea export` send (an API token or JWT with events:read)",
+    "TEA_TOKEN": "the credential `tea usage` and `tea export` send (an API token or JWT with events:read); "
+                 "the Python SDK (tea-client) sends it too",
+    # the Python SDK's (tea-client, docs/sdk.md): set where an application and TEA share an environment
+    "TEA_ENDPOINT": "Python SDK: the TEA URL clients and the drop-ins send to",
+    "TEA_SECRET": "Python SDK: the token's signing secret; requests are HMAC-signed with it",
+    "TEA_SPOOL_DIR": "Python SDK: the directory of the disk spool for batches TEA could not take",
+    "TEA_ENABLED": "Python SDK's MCP middleware: the seed gateway's tea_enabled",
+    "TEA_AUTH_REQUIRED": "Python SDK's MCP middleware: the seed gateway's tea_auth_required",
+    "TEA_MCP_CONFIG": "Python SDK's MCP middleware: a TOML file with an [mcp_gateway] section",
     "TEA_REQUIRE_SERVICES": "test suite: 1 turns a test skipped for want of PostgreSQL, Redis or ClickHouse into "
                             "a failure",
 }

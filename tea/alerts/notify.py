@@ -20,11 +20,12 @@ import hmac
 import logging
 import random
 import time
-from collections import deque
 from typing import Any, Callable
 
 import httpx
 import msgspec
+
+from tea.batching import Batcher
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
@@ -46,10 +47,10 @@ class Notifier:
         self.retries = retries
         self.backoff_s = backoff_s
         self.wall = wall
-        self._queue: deque[dict[str, Any]] = deque()
-        self._max_pending = max_pending
-        self._wake = asyncio.Event()
-        self._busy = False
+        # one notification at a time, at once: a batch of one, no interval; the oldest goes when full
+        self.batcher: Batcher[dict[str, Any]] = Batcher("alert notifications", self._deliver_batch, max_items=1,
+                                                        max_interval_s=0.0, max_queue=max_pending)
+        self._client: httpx.AsyncClient | None = None
         self.dropped = 0
         self.delivered = 0
         self.failed = 0
@@ -57,49 +58,41 @@ class Notifier:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + int(self._busy)
+        return self.batcher.pending
 
     def submit(self, notification: dict[str, Any]) -> None:
         """Queue one notification (never blocks); drops the oldest when the queue is full."""
         if not self.urls:
             return
-        if len(self._queue) >= self._max_pending:
-            gone = self._queue.popleft()
+        gone = self.batcher.offer_dropping_oldest(notification)
+        if gone is not None:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 100 == 0:
                 log.warning("alert notification queue full (%d): dropped the oldest (%s %s); %d dropped so far",
-                            self._max_pending, gone.get("rule_id"), gone.get("state"), self.dropped)
-        self._queue.append(notification)
-        self._wake.set()
+                            self.batcher.max_queue, gone.get("rule_id"), gone.get("state"), self.dropped)
 
     async def drain(self, timeout_s: float) -> int:
         """Wait until every queued notification has been delivered or given up, at most ``timeout_s``;
         returns how many were still waiting (counted as dropped: the caller stops deliveries next)."""
-        deadline = time.monotonic() + timeout_s
-        while self.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        left = self.pending
+        left = await self.batcher.drain(timeout_s)
         if left:
             self.dropped += left
             log.warning("shutdown: %d alert notification(s) not delivered within %.1f s", left, timeout_s)
         return left
 
     async def run(self) -> None:
+        """Deliver notifications as they are submitted, until ``drain()``."""
         async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    notification = self._queue.popleft()
-                    self._busy = True
-                    try:
-                        await self._deliver_all(client, notification)
-                    except Exception:  # a bug here must not end deliveries
-                        log.exception("alert notification failed unexpectedly")
-                    finally:
-                        self._busy = False
-                if self._queue:
-                    self._wake.set()
+            self._client = client
+            try:
+                await self.batcher.run()
+            finally:
+                self._client = None
+
+    async def _deliver_batch(self, notifications: list[dict[str, Any]]) -> None:
+        assert self._client is not None
+        for notification in notifications:
+            await self._deliver_all(self._client, notification)
 
     async def _deliver_all(self, client: httpx.AsyncClient, notification: dict[str, Any]) -> None:
         body = msgspec.json.encode(notification)

@@ -9,11 +9,12 @@ so no consumer can ever resume inside a deleted segment.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from tea.batching import Pulse
 
 CHECKPOINT = "checkpoint"
 WRITER = "writer"
@@ -24,31 +25,6 @@ LOG_ID = "log_id"
 class Position:
     segment: int
     offset: int
-
-
-class Pulse:
-    """Wakes every waiter at the next ``fire()``. A waiter that checks its condition and then waits, without
-    awaiting in between, misses nothing (one event loop)."""
-
-    __slots__ = ("_future",)
-
-    def __init__(self) -> None:
-        self._future: asyncio.Future[None] | None = None
-
-    def future(self) -> "asyncio.Future[None]":
-        """A future completed by the next ``fire()`` (never cancelled by a waiter giving up)."""
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-        return self._future
-
-    def fire(self) -> None:
-        future, self._future = self._future, None
-        if future is not None and not future.done():
-            future.set_result(None)
-
-    async def wait(self, timeout_s: float | None = None) -> None:
-        """Until the next ``fire()``, or ``timeout_s``."""
-        await asyncio.wait((self.future(),), timeout=timeout_s)
 
 
 class Cursor:

@@ -25,8 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from tea.batching import Pulse
 from tea.buffer import segments as seg
-from tea.buffer.cursors import WRITER, Cursor, Position, Pulse, load_log_id, stale_checkpoints
+from tea.buffer.cursors import WRITER, Cursor, Position, load_log_id, stale_checkpoints
 from tea.buffer.recent import Pending, Recent
 from tea.errors import BufferFull, Unavailable
 from tea.timeutil import now_us

@@ -1,7 +1,8 @@
 """The writer: the durable log's first consumer, which stores its events in large batches.
 
-A batch is written when ``batch_events`` are waiting or ``flush_interval_s`` after the first of
-them arrived, whichever comes first. Storage failures are retried with jittered exponential
+A batch is written when ``batch_events`` are waiting, ``flush_interval_s`` after the first of them
+arrived, or at ``flush()``, whichever comes first (``tea.batching.BatchTrigger``; the buffer's appends
+wake the writer, nothing else does while it is idle). Storage failures are retried with jittered exponential
 backoff (the buffer keeps absorbing ingestion meanwhile); the writer's position moves only after storage
 committed what is before it, and processors read only what is before that position. Nothing the writer
 does waits for a processor. Events that the backend refuses as data are isolated by bisection and written to
@@ -19,6 +20,7 @@ from typing import Callable
 
 import msgspec
 
+from tea.batching import BatchTrigger
 from tea.buffer.log import DurableBuffer, Position
 from tea.buffer.segments import Record
 from tea.errors import StorageDataError
@@ -66,7 +68,9 @@ class Writer:
         self.stats = WriterStats()
         self.consumed_events = 0
         self.replayed = asyncio.Event()
-        self._stopping = False
+        # a batch is due at batch_events, flush_interval_s after its first event, at flush() or stop();
+        # the buffer's appends wake the writer
+        self.trigger = BatchTrigger(batch_events, flush_interval_s, wake=buffer.data)
         self._stop_wake = asyncio.Event()
         self._holding_since_us: int | None = None
         self._waiting_since_us: int | None = None
@@ -79,6 +83,7 @@ class Writer:
         buffer = self.buffer
         cursor = buffer.writer
         loop = asyncio.get_running_loop()
+        trigger = self.trigger
         pos = cursor.position
         self._check_replayed(pos)
         ahead: asyncio.Task[tuple[list[Record], Position, int] | None] | None = None
@@ -88,20 +93,17 @@ class Writer:
                 if ahead is None:
                     if not buffer.has_data(pos):
                         self._waiting_since_us = None
-                        if self._stopping:
+                        trigger.caught_up()
+                        if trigger.stopping:
                             buffer.advance(cursor, pos, 0)  # drop a drained last segment too
                             return
-                        await buffer.wait_for_data()  # (stop() wakes it too)
+                        await trigger.wait()  # (an append or stop() wakes it: nothing while idle)
                         continue
                     if self._waiting_since_us is None:  # (when the oldest waiting event arrived, if known)
                         self._waiting_since_us = buffer.first_append_ts(pos) or self.clock()
-                    waited_s = max(0.0, (self.clock() - self._waiting_since_us) / 1e6)
-                    deadline = loop.time() + self.flush_interval_s - waited_s
-                    while not self._stopping and self.available() < self.batch_events:
-                        remaining = deadline - loop.time()
-                        if remaining <= 0:
-                            break
-                        await buffer.wait_for_data(remaining)
+                    since = trigger.clock() - max(0.0, (self.clock() - self._waiting_since_us) / 1e6)
+                    while not trigger.is_due(max(1, self.available()), since):
+                        await trigger.wait(since)
                     records, end, _spanned = await buffer.read(pos, self.batch_events)
                 else:
                     found, ahead = await ahead, None
@@ -134,7 +136,7 @@ class Writer:
         read that batch (None if none did before the write ended). Woken by appends, never by a timer."""
         buffer = self.buffer
         while self.available() - behind < self.batch_events or not buffer.has_data(pos):
-            if committed.done() or self._stopping:
+            if committed.done() or self.trigger.stopping:
                 return None
             await asyncio.wait((buffer.data.future(), committed), return_when=asyncio.FIRST_COMPLETED)
         return await buffer.read(buffer.next_position(pos), self.batch_events)
@@ -156,11 +158,15 @@ class Writer:
             return 0.0
         return max(0.0, (self.clock() - since) / 1e6)
 
+    def flush(self) -> None:
+        """Write what is durable now without waiting for a full batch or the flush interval (until caught up);
+        ``buffer.writer.advanced`` fires as each batch is committed."""
+        self.trigger.flush()
+
     def stop(self) -> None:
         """Write what is buffered without waiting for full batches, then return from run()."""
-        self._stopping = True
         self._stop_wake.set()
-        self.buffer.notify()
+        self.trigger.stop()
 
     # ----------------------------------------------------------------- committing
     async def _commit(self, batch: Batch) -> None:

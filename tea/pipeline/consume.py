@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from tea.batching import BatchTrigger
 from tea.buffer.cursors import Position
 from tea.buffer.segments import Record
 from tea.types import Batch, Event
@@ -63,7 +64,9 @@ class ProcessorConsumer:
         self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
         self.wants = getattr(fn, "wants", None)
         self.failed: list[int] = []  # log event numbers of events sent to the DLQ (for events_processed)
-        self._stopping = False
+        # a batch is due at batch_size held, batch_timeout_s after the first was read, or at stop(); the
+        # writer's commits wake the consumer
+        self.trigger = BatchTrigger(self.batch_size, self.batch_timeout_s, wake=buffer.writer.advanced)
         self._held: list[_Held] = []
         self._held_since = 0.0
         self._read_at = Position(0, 0)
@@ -71,8 +74,7 @@ class ProcessorConsumer:
 
     def stop(self) -> None:
         """Hand over what is held and what the writer has committed, then return from run()."""
-        self._stopping = True
-        self.buffer.writer.advanced.fire()
+        self.trigger.stop()
 
     async def run(self) -> None:
         """Consume until ``stop()``. An unexpected error (a failing disk, a bug) never ends a processor silently:
@@ -88,7 +90,7 @@ class ProcessorConsumer:
                 await asyncio.sleep(RESUME_AFTER_S)
 
     async def _consume(self) -> None:
-        buffer, writer = self.buffer, self.buffer.writer
+        buffer, writer, trigger = self.buffer, self.buffer.writer, self.trigger
         self._read_at, self._read_events = self.cursor.position, self.cursor.events
         while True:
             self._read_at = buffer.next_position(self._read_at)
@@ -96,16 +98,16 @@ class ProcessorConsumer:
             if more and len(self._held) < self.batch_size:
                 await self._read(writer.position)
                 continue
-            due = self._stopping or time.monotonic() >= self._held_since + self.batch_timeout_s
-            if len(self._held) >= self.batch_size or (self._held and due):
-                await self._hand_over(everything=due)
+            since = self._held_since if self._held else None
+            if trigger.is_due(len(self._held), since):
+                await self._hand_over(everything=trigger.expired(since))
                 continue
             if not more and not self._held:
+                trigger.caught_up()
                 self._advance(self._read_at, self._read_events)
-                if self._stopping:
+                if trigger.stopping:
                     return
-            timeout = self._held_since + self.batch_timeout_s - time.monotonic() if self._held else None
-            await writer.advanced.wait(timeout)
+            await trigger.wait(since)  # (the writer's next commit, stop(), or the open batch's interval)
 
     async def _read(self, limit: Position) -> None:
         records, end, _ = await self.buffer.read(self._read_at, self.read_events, limit)

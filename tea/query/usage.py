@@ -64,20 +64,27 @@ _SIGNAL_OF_TYPE = {"span": "spans", "metric": "metric_points", "log": "log_recor
 Key = tuple[int, str]
 
 
-async def signal_counts(reader: ScopedStorage, f: EventFilter, period: str) -> dict[Key, dict[str, int]]:
-    """(period start, tenant) -> signal -> count."""
+async def signal_counts(reader: ScopedStorage, f: EventFilter,
+                        period: str) -> tuple[dict[Key, dict[str, int]], dict[Key, dict[str, int]]]:
+    """(period start, tenant) -> signal -> count, and -> method -> requests: one scan grouped by event type
+    and method answers both (the pairs are few; a second scan per method cost as much as the first)."""
     counts: dict[Key, dict[str, int]] = {}
-    for bucket, tenant, event_type, n in await reader.aggregate(AggregateSpec(f, (Agg("count"),), period,
-                                                                              ("tenant_id", "event_type"))):
+    methods: dict[Key, dict[str, int]] = {}
+    rows = await reader.aggregate(AggregateSpec(f, (Agg("count"),), period, ("tenant_id", "event_type", "method")))
+    for bucket, tenant, event_type, method, n in rows:
         cell = counts.setdefault((bucket, tenant), {})
         signal = _SIGNAL_OF_TYPE.get(event_type, "events")
         cell[signal] = cell.get(signal, 0) + n
+        if method is not None:
+            by_method = methods.setdefault((bucket, tenant), {})
+            by_method[method] = by_method.get(method, 0) + n
+    methods = {key: dict(sorted(by_method.items())) for key, by_method in methods.items()}
     if reader.signals is not None:
         for bucket, tenant, signal, n in await reader.signals.counts(f.tenant_ids, f.start_us, f.end_us,  # type: ignore[arg-type]
                                                                      period):
             cell = counts.setdefault((bucket, tenant), {})
             cell[signal] = cell.get(signal, 0) + n
-    return counts
+    return counts, methods
 
 
 def routes(readers: Readers, settings: Settings, clock: Callable[[], int]) -> list[Route]:
@@ -90,14 +97,9 @@ def routes(readers: Readers, settings: Settings, clock: Callable[[], int]) -> li
             raise InvalidParameter("end_time", "`end_time` must be after `start_time`")
         f = tenant_filter(p.tenant_id, start_us=start, end_us=end)
         reader = readers.of(request)
-        counts = await signal_counts(reader, reader.scope(f), p.period)
+        counts, methods = await signal_counts(reader, reader.scope(f), p.period)
         totals = {(r[0], r[1]): r[2:] for r in await reader.aggregate(AggregateSpec(f, _TOTALS, p.period,
                                                                                      ("tenant_id",)))}
-        by_method = await reader.aggregate(AggregateSpec(f, (Agg("count"),), p.period, ("tenant_id", "method")))
-        methods: dict[Key, dict[str, int]] = {}
-        for bucket, tenant_id, method, n in sorted(by_method, key=lambda r: (r[0], r[1], r[2] or "")):
-            if method is not None:
-                methods.setdefault((bucket, tenant_id), {})[method] = n
         rows = []
         for key in sorted(counts, key=lambda k: (k[1], k[0])):
             cell = counts[key]

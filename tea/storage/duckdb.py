@@ -482,24 +482,9 @@ class DuckDBStorage:
 
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
-        frm, params = scan(filter)
-        spans = (" AND " if " WHERE " in frm else " WHERE ") + "event_type = 'span' AND trace_id IS NOT NULL"
-        having = ["end_us - start_us >= ?"]
-        extra: list[Any] = [int(min_duration_ms * 1000)]
-        if service is not None:
-            having.append("list_contains(services, ?)")
-            extra.append(service)
-        if errors is not None:
-            having.append("error_count > 0" if errors else "error_count = 0")
-        sql = (f"SELECT trace_id, tenant_id, min(epoch_us(timestamp)) AS start_us, "
-               f"max(epoch_us(timestamp) + CAST(COALESCE(duration_ms, 0) * 1000 AS BIGINT)) AS end_us, "
-               f"count(*) AS span_count, count(*) FILTER (WHERE status = 'error') AS error_count, "
-               f"arg_min(method, timestamp) FILTER (WHERE parent_span_id IS NULL) AS root_name, "
-               f"arg_min(source, timestamp) FILTER (WHERE parent_span_id IS NULL) AS root_service, "
-               f"list_sort(list(DISTINCT source) FILTER (WHERE source IS NOT NULL)) AS services"
-               f"{frm}{spans} GROUP BY tenant_id, trace_id HAVING {' AND '.join(having)} "
-               f"ORDER BY start_us DESC, trace_id LIMIT ?")
-        rows = await self._on_reader(lambda cur: cur.execute(sql, [*params, *extra, limit]).fetchall())
+        sql, params = duckdb_sql.traces(filter, service=service, min_duration_ms=min_duration_ms, errors=errors,
+                                        limit=limit)
+        rows = await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
         return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
 
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:

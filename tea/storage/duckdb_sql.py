@@ -37,10 +37,11 @@ def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
 
 IS_ERROR = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
             "OR status_code >= 400 OR status_code < 0)))")
+# (date_trunc, not time_bucket: the same UTC buckets, ~10 ms less per million rows)
 _BUCKETS = {
-    "minute": "time_bucket(INTERVAL 1 MINUTE, timestamp)",
-    "hour": "time_bucket(INTERVAL 1 HOUR, timestamp)",
-    "day": "time_bucket(INTERVAL 1 DAY, timestamp)",
+    "minute": "date_trunc('minute', timestamp)",
+    "hour": "date_trunc('hour', timestamp)",
+    "day": "date_trunc('day', timestamp)",
     "week": "date_trunc('week', timestamp)",
     "month": "date_trunc('month', timestamp)",
 }
@@ -105,39 +106,108 @@ def bucket_expr(spec: AggregateSpec) -> str:
     return f"epoch_us({_BUCKETS[spec.bucket]})" if spec.bucket else "NULL::BIGINT"
 
 
+def _agg_columns(aggs: tuple[Agg, ...]) -> tuple[list[str], list[str] | None]:
+    """The aggregates as ``expr AS a{i}``; with two or more quantiles of one column, those become one
+    list quantile (DuckDB sorts the group's values once, not once per quantile: p50/p95/p99 of a day cost
+    ~60 % of three separate ones), computed as ``q{k}`` and unpacked by the second list ``q{k}[j] AS a{i}``
+    in an outer SELECT. The second list is None when nothing was merged."""
+    qs: dict[str, list[int]] = {}
+    for i, a in enumerate(aggs):
+        if a.fn == "quantile":
+            qs.setdefault(a.column, []).append(i)  # type: ignore[arg-type]
+    merged = {column: members for column, members in qs.items() if len(members) > 1}
+    if not merged:
+        return [f"{agg_sql(a)} AS a{i}" for i, a in enumerate(aggs)], None
+    inner, outer, where_of = [], [], {}
+    for k, (column, members) in enumerate(merged.items()):
+        points = ", ".join(repr(float(aggs[i].q)) for i in members)  # type: ignore[arg-type]
+        inner.append(f"quantile_cont({column}, [{points}]) AS q{k}")
+        where_of.update({i: f"q{k}[{j + 1}]" for j, i in enumerate(members)})
+    for i, a in enumerate(aggs):
+        if i in where_of:
+            outer.append(f"{where_of[i]} AS a{i}")
+        else:
+            inner.append(f"{agg_sql(a)} AS a{i}")
+            outer.append(f"a{i}")
+    return inner, outer
+
+
 def aggregate(spec: AggregateSpec) -> tuple[str, list[Any]]:
     frm, params = scan(spec.filter)
-    bucket = bucket_expr(spec)
     groups = list(spec.group_by)
-    select = ", ".join([f"{bucket} AS bucket", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
-    group_clause = " GROUP BY " + ", ".join(["bucket", *groups])
-    if spec.top is None or not groups:
-        return f"SELECT {select}{frm}{group_clause}", params
+    inner, outer = _agg_columns(spec.aggs)
+    rank = [] if spec.top is None or not groups else [f"{agg_sql(spec.top_by)} AS cell_rank"]
+    select = ", ".join([f"{bucket_expr(spec)} AS bucket", *groups, *inner, *rank])
+    grouped = f"SELECT {select}{frm} GROUP BY " + ", ".join(["bucket", *groups])
+    if outer is not None:
+        grouped = f"SELECT {', '.join(['bucket', *groups, *outer, *(['cell_rank'] if rank else [])])} FROM ({grouped})"
+    if not rank:
+        return grouped, params
     # One scan: aggregate every (bucket, group) once, then keep the groups ranked first by top_by overall.
     order = ", ".join(f"{g} ASC NULLS LAST" for g in groups)
     on = " AND ".join(f"cells.{g} IS NOT DISTINCT FROM top.{g}" for g in groups)
     outputs = ", ".join(["bucket", *(f"cells.{g}" for g in groups), *(f"a{i}" for i in range(len(spec.aggs)))])
-    rank = agg_sql(spec.top_by)
-    sql = (f"WITH cells AS MATERIALIZED (SELECT {select}, {rank} AS cell_rank{frm}{group_clause}), "
+    sql = (f"WITH cells AS MATERIALIZED ({grouped}), "
            f"top AS (SELECT {', '.join(groups)} FROM cells GROUP BY ALL "
            f"ORDER BY {RANK_MERGE[spec.top_by.fn]}(cell_rank) DESC NULLS LAST, {order} "
            f"LIMIT ?) SELECT {outputs} FROM cells SEMI JOIN top ON {on}")
     return sql, [*params, spec.top]
 
 
+# ---------------------------------------------------------------- trace summaries (GET /v1/traces)
+_TRACE_SPAN = ("min(epoch_us(timestamp)) AS start_us, "
+               "max(epoch_us(timestamp) + CAST(COALESCE(duration_ms, 0) * 1000 AS BIGINT)) AS end_us")
+_TRACE_ERRORS = "count(*) FILTER (WHERE status = 'error')"
+# (arg_min_null: the first root's method even when it has none, as on the other backends; arg_min skips NULLs)
+_TRACE_REST = ("count(*) AS span_count, " + _TRACE_ERRORS + " AS error_count, "
+               "arg_min_null(method, timestamp) FILTER (WHERE parent_span_id IS NULL) AS root_name, "
+               "arg_min_null(source, timestamp) FILTER (WHERE parent_span_id IS NULL) AS root_service, "
+               "list_sort(list(DISTINCT source) FILTER (WHERE source IS NOT NULL)) AS services")
+
+
+def traces(f: EventFilter, *, service: str | None, min_duration_ms: float, errors: bool | None,
+           limit: int) -> tuple[str, list[Any]]:
+    """The newest ``limit`` traces with a span in ``f`` that pass the conditions, summarised over their
+    spans in ``f``. Two passes over the spans: the first groups every trace with the cheap aggregates the
+    conditions and the order need (its start, end, errors, whether ``service`` took part) and keeps the
+    first ``limit``; only those are summarised (root span, services list). The list of distinct services
+    and the root's arg_min cost ~60 % of one pass over every trace of a day."""
+    frm, params = scan(f)
+    spans = frm + (" AND " if " WHERE " in frm else " WHERE ") + "event_type = 'span' AND trace_id IS NOT NULL"
+    having: list[str] = ["end_us - start_us >= ?"]
+    extra: list[Any] = [int(min_duration_ms * 1000)]
+    if service is not None:
+        having.append("bool_or(source = ?)")
+        extra.append(service)
+    if errors is not None:
+        having.append(f"{_TRACE_ERRORS} {'> 0' if errors else '= 0'}")
+    sql = (f"WITH top AS (SELECT tenant_id, trace_id, {_TRACE_SPAN}{spans} GROUP BY tenant_id, trace_id "
+           f"HAVING {' AND '.join(having)} ORDER BY start_us DESC, trace_id LIMIT ?) "
+           f"SELECT trace_id, tenant_id, {_TRACE_SPAN}, {_TRACE_REST}{spans} "
+           f"AND (tenant_id, trace_id) IN (SELECT tenant_id, trace_id FROM top) "
+           f"GROUP BY tenant_id, trace_id ORDER BY start_us DESC, trace_id")
+    return sql, [*params, *extra, limit, *params]
+
+
 # ---------------------------------------------------------------- communication views (tea.comms.views)
-_COMM_BASE = ("SELECT epoch_us(timestamp) AS ts, protocol, source AS source_id, "
-              "json_extract_string(attributes, '$.source_type') AS source_type, target AS target_id, "
-              "json_extract_string(attributes, '$.target_type') AS target_type, CAST(duration_ms AS BIGINT) AS d, "
-              "status, COALESCE(tokens_used, 0) AS tok, CAST(round(COALESCE(cost, 0) * 10000) AS BIGINT) AS c4")
+# (the two types from one parse of the attributes: a list of paths reads the JSON once)
+_COMM_BASE = ("SELECT epoch_us(timestamp) AS ts, protocol, source AS source_id, types[1] AS source_type, "
+              "target AS target_id, types[2] AS target_type, CAST(duration_ms AS BIGINT) AS d, status, "
+              "COALESCE(tokens_used, 0) AS tok, CAST(round(COALESCE(cost, 0) * 10000) AS BIGINT) AS c4 FROM (SELECT "
+              "*, json_extract_string(attributes, ['$.source_type', '$.target_type']) AS types")
 _ERR = "count(*) FILTER (WHERE status = 'error')"
 _DUR = "CAST(COALESCE(sum(d), 0) AS BIGINT), count(d)"
 _COMM_SELECT = {
     "health": f"SELECT protocol, count(*), count(DISTINCT source_id), count(DISTINCT target_id), {_DUR}, {_ERR} "
               "FROM base GROUP BY protocol",
-    "pairs": f"SELECT source_id, source_type, target_id, target_type, protocol, count(*), {_DUR}, min(d), max(d), "
-             f"{_ERR}, count(DISTINCT ts // 86400000000), max(ts), CAST(sum(tok) AS BIGINT), CAST(sum(c4) AS BIGINT) "
-             "FROM base GROUP BY source_id, source_type, target_id, target_type, protocol",
+    # per (pair, day) first, then per pair: the days are the rows, no DISTINCT over every event's day
+    "pairs": "SELECT source_id, source_type, target_id, target_type, protocol, sum(n)::BIGINT, "
+             "CAST(COALESCE(sum(sd), 0) AS BIGINT), sum(nd)::BIGINT, min(lo), max(hi), sum(e)::BIGINT, count(*), "
+             "max(last), CAST(sum(tok) AS BIGINT), CAST(sum(c4) AS BIGINT) FROM (SELECT source_id, source_type, "
+             f"target_id, target_type, protocol, ts // 86400000000 AS day, count(*) AS n, sum(d) AS sd, count(d) AS nd, "
+             f"min(d) AS lo, max(d) AS hi, {_ERR} AS e, max(ts) AS last, sum(tok) AS tok, sum(c4) AS c4 FROM base "
+             "GROUP BY source_id, source_type, target_id, target_type, protocol, day) "
+             "GROUP BY source_id, source_type, target_id, target_type, protocol",
     "realtime": f"SELECT ts - ts % 60000000 AS minute, protocol, source_id, source_type, target_id, target_type, "
                 f"count(*), {_DUR}, list_sort(list(d))[CAST(floor(0.95::DOUBLE * (count(d) - 1)) AS BIGINT) + 1], "
                 f"list_sort(list(d))[CAST(ceil(0.95::DOUBLE * (count(d) - 1)) AS BIGINT) + 1], {_ERR} FROM base "
@@ -152,4 +222,4 @@ _COMM_SELECT = {
 def communication_groups(kind: str, f: EventFilter) -> tuple[str, list[Any]]:
     """Raw groups of one communication view (shapes as ``tea.comms.views.python_groups``)."""
     frm, params = scan(f)
-    return f"WITH base AS MATERIALIZED ({_COMM_BASE}{frm}) {_COMM_SELECT[kind]}", params
+    return f"WITH base AS MATERIALIZED ({_COMM_BASE}{frm})) {_COMM_SELECT[kind]}", params

@@ -101,7 +101,7 @@ class Alerting:
         self.app = live.app
 
     def evaluate(self) -> list[dict[str, Any]]:
-        loop = self.app._tasks[0].get_loop()
+        loop = self.app.loop
         return asyncio.run_coroutine_threadsafe(self.app.alerts.evaluate_once(), loop).result(30)
 
 

@@ -52,7 +52,7 @@ def test_the_queue_is_bounded_and_drops_the_oldest() -> None:
     notifier = Notifier(("http://127.0.0.1:9/",), None, max_pending=2)
     for n in range(5):
         notifier.submit({"rule_id": "r", "state": "firing", "n": n})
-    assert notifier.dropped == 3 and [x["n"] for x in notifier._queue] == [3, 4]
+    assert notifier.dropped == 3 and [x["n"] for x in notifier.batcher.queue] == [3, 4]
     Notifier((), None).submit({"n": 1})  # no URLs: nothing queued
 
 
@@ -60,7 +60,7 @@ def test_notifications_queued_at_shutdown_are_delivered_before_tea_stops(alertin
     hook = receiver()
     hook.delay_s = 0.2  # a slow receiver: the queue is still full when the server is told to stop
     a = alerting("memory", hook)
-    loop = a.app._tasks[0].get_loop()
+    loop = a.app.loop
     for n in range(3):
         loop.call_soon_threadsafe(a.app.alerts.notifier.submit, {"rule_id": "r", "state": "firing", "n": n})
     a.live.stop()

@@ -26,6 +26,33 @@ def test_uuid7_has_version_variant_and_the_events_millisecond() -> None:
     assert later > max(ids)  # time-ordered as strings too
 
 
+def test_a_batchs_ids_are_uuid7s_of_its_millisecond_unique_and_ordered() -> None:
+    ids = _wire.Ids()
+    now = 1795341600.123456
+    first, second = ids(3000, now), ids(3000, now)  # one millisecond: the counter goes on
+    later = ids(10, now + 0.002)
+    every = first + second + later
+    assert len(set(every)) == len(every) and first == sorted(first) and max(first) < min(second)
+    assert max(second) < min(later)
+    for value in every[:50] + every[-50:]:
+        u = uuid.UUID(value)
+        assert u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == value
+    assert {int(v.replace("-", "")[:12], 16) for v in first} == {int(now * 1000)}
+    other = _wire.Ids()(3000, now)  # another client (or process) in the same millisecond: other ids
+    assert not set(other) & set(first + second)
+
+
+def test_events_of_a_batch_get_its_ids_unless_they_name_their_own() -> None:
+    enc = _wire.Encoder({}, 1 << 20, lambda n, m: None)
+    items = [(_wire.EVENTS, 1.5, "x", {"i": i}) for i in range(5)] + [(_wire.EVENTS, 1.5, "x", {"event_id": "mine"})]
+    [(_, body, count)] = enc.batches(items)
+    events = msgspec.json.decode(body)
+    assert count == 6 and events[-1]["event_id"] == "mine"
+    made = [e["event_id"] for e in events[:5]]
+    assert made == sorted(made) and len(set(made)) == 5 and all(uuid.UUID(v).version == 7 for v in made)
+    assert [e["timestamp"] for e in events[:2]] == ["1970-01-01T00:00:01.500000Z"] * 2
+
+
 def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
     stamp = _wire.Timestamps()
     for t in (0.0, 1795341600.000001, 1795341600.5, 1795341601.999999, time.time()):
@@ -37,11 +64,12 @@ def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
 def test_columns_stay_columns_and_everything_else_goes_to_attributes() -> None:
     stamp = _wire.Timestamps()
     out = _wire.event(1795341600.0, "mcp_request",
-                      {"method": "tools/call", "duration_ms": 5, "tool": "search", "user_id": None,
-                       "attributes": {"given": 1}, "tags": ["a"]},
+                      {"method": "tools/call", "duration_ms": 5, "tool": "search", "query": "tea", "user_id": None,
+                       "attributes": {"given": 1}, "tags": ["a"], "model": "m1", "input_tokens": 3},
                       {"source": "svc", "tenant_id": "acme"}, stamp)
     assert out["method"] == "tools/call" and out["duration_ms"] == 5 and out["tags"] == ["a"]
-    assert out["attributes"] == {"given": 1, "tool": "search"}
+    assert (out["tool"], out["model"], out["input_tokens"]) == ("search", "m1", 3)  # TEA's GenAI/MCP columns
+    assert out["attributes"] == {"given": 1, "query": "tea"}
     assert "user_id" not in out  # None means "not given"
     assert out["source"] == "svc" and out["tenant_id"] == "acme"
     assert out["event_type"] == "mcp_request" and uuid.UUID(out["event_id"]).version == 7

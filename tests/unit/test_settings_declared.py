@@ -128,6 +128,14 @@ def test_known_tea_variables_that_are_not_settings_are_not_typos() -> None:
     assert unknown_env(env) == ["TEA_TOKN"]
 
 
+def test_the_python_sdks_variables_are_not_typos() -> None:
+    """An application and `tea serve` sharing an environment: tea-client's variables are known names."""
+    sdk = Path(__file__).resolve().parents[2] / "clients" / "python" / "tea_client"
+    read = {name for path in sdk.glob("*.py") for name in re.findall(r"[\"'](TEA_[A-Z_]+)[\"']", path.read_text())}
+    assert {"TEA_ENDPOINT", "TEA_TOKEN", "TEA_SECRET", "TEA_SPOOL_DIR", "TEA_MCP_CONFIG"} <= read
+    assert unknown_env(dict.fromkeys(read | {"TEA_ENDPIONT"}, "x")) == ["TEA_ENDPIONT"]
+
+
 def test_settings_are_immutable() -> None:
     s = load({}, env={})
     with pytest.raises(AttributeError):

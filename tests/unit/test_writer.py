@@ -198,3 +198,27 @@ def test_the_flush_interval_counts_from_when_the_oldest_waiting_event_arrived(tm
         return took
     took = asyncio.run(scenario())
     assert took < 1.5, f"c was written {took:.2f} s after start: its interval began when the writer saw it (≈1.8 s)"
+
+
+def test_an_idle_writer_sleeps_and_flush_writes_at_once(tmp_path: Path) -> None:
+    async def go() -> None:
+        storage = Recording()
+        buf = DurableBuffer(str(tmp_path / "buffer"), max_bytes=10**7, segment_bytes=10**6)
+        await buf.open()
+        writer = Writer(buf, storage, batch_events=1000, flush_interval_s=60.0)  # only flush() writes one event now
+        task = asyncio.create_task(writer.run())
+        await asyncio.sleep(0.3)
+        assert writer.trigger.waits == 1  # asleep since it started: no polling while idle
+        await buf.append(line("a"), 1, 1, 1)
+        await asyncio.sleep(0.05)
+        assert writer.consumed_events == 0  # one event of 1000, 60 s interval: still waiting
+        writer.flush()
+        for _ in range(500):
+            if writer.consumed_events == 1:
+                break
+            await buf.writer.advanced.wait(0.01)
+        assert writer.consumed_events == 1 and storage.batch_sizes == [1]
+        await buf.close()
+        writer.stop()
+        await asyncio.wait_for(task, 10)
+    asyncio.run(go())

@@ -22,7 +22,7 @@ from tea_client._core import Core
 from tea_client._sender import Sender, Settings
 from tea_client.spool import Spool
 from tea_client.timing import Timed
-from tea_client.transport import Transport, normalise_endpoint
+from tea_client.transport import Transport, default_gzip_level, normalise_endpoint
 
 log = logging.getLogger("tea_client")
 _EVENTS = _wire.EVENTS
@@ -51,7 +51,7 @@ class TeaClient:
                  defaults: Optional[Mapping[str, Any]] = None, max_queue_events: int = 2048,
                  max_batch_events: int = 512, flush_interval_ms: float = 1000.0, max_in_flight: int = 4,
                  max_spool_bytes: int = 64 * 1024 * 1024, request_timeout_s: float = 10.0,
-                 retry_timeout_s: float = 300.0, max_backoff_s: float = 30.0, gzip_level: int = 1,
+                 retry_timeout_s: float = 300.0, max_backoff_s: float = 30.0, gzip_level: Optional[int] = None,
                  headers: Optional[Mapping[str, str]] = None, enabled: Optional[bool] = None,
                  close_at_exit: bool = True, exit_timeout_s: float = 5.0) -> None:
         env = os.environ
@@ -68,6 +68,8 @@ class TeaClient:
         self._bind(Core(max_queue_events, max_batch_events, flush_interval_ms / 1000.0))
         self._token = token or env.get("TEA_TOKEN") or None
         self._secret = secret or env.get("TEA_SECRET") or None
+        if gzip_level is None:
+            gzip_level = default_gzip_level(self.endpoint) if self.enabled else 1
         self._transport_args = dict(timeout_s=request_timeout_s, gzip_level=gzip_level, headers=dict(headers or {}))
         self._settings = Settings(max_in_flight=max_in_flight, initial_backoff_s=0.5, max_backoff_s=max_backoff_s,
                                   retry_timeout_s=retry_timeout_s, gzip_level=gzip_level)

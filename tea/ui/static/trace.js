@@ -1,5 +1,5 @@
 /* /ui/traces/{trace_id} — the waterfall of a trace's spans (GET /v1/traces/{id}): each span's offset and
-   duration, its attributes and span events, and the trace's logs (GET /v1/events?trace_id=…&event_type=log). */
+   duration, its attributes and span events, and the trace's OTLP log records (GET /v1/traces/{id}/logs). */
 "use strict";
 
 (() => {
@@ -61,15 +61,15 @@
   function logTable(logs) {
     return TEA.table([
       { key: "timestamp", label: "Time", render: (l) => fmt.time(l.timestamp) },
-      { key: "severity", label: "Severity", render: (l) => (l.attributes || {}).severity_text || (l.status === "error" ? "ERROR" : "") },
-      { key: "body", label: "Message", render: (l) => { const b = (l.attributes || {}).body; return typeof b === "string" ? b : JSON.stringify(b); } },
+      { key: "severity", label: "Severity", render: (l) => l.severity_text || (l.severity_number ? String(l.severity_number) : "") },
+      { key: "body", label: "Message", render: (l) => (typeof l.body === "string" ? l.body : JSON.stringify(l.body)) },
     ], logs, { label: "Logs", empty: "None." });
   }
 
   TEA.page(async () => {
     const [tree, logs] = await Promise.all([
       api("/v1/traces/" + encodeURIComponent(traceId)),
-      api("/v1/events", { trace_id: traceId, event_type: "log", limit: 1000 }),
+      api("/v1/traces/" + encodeURIComponent(traceId) + "/logs", { limit: 1000 }),
     ]);
     const root = TEA.content();
     const detailBox = h("section", { class: "panel span-12", id: "span-detail", "aria-label": "Span detail" },
@@ -79,7 +79,7 @@
       TEA.kpi("Root span", h("span", { class: "text" }, rootSpan.name || "–")), TEA.kpi("Duration", fmt.ms(tree.duration_ms)),
       TEA.kpi("Spans", fmt.num(tree.span_count), null, "kpi-spans"), TEA.kpi("Errors", fmt.num(tree.error_count)),
       TEA.kpi("Start", h("span", { class: "text" }, fmt.time(tree.start_time)))),
-    h("div", { class: "grid" }, TEA.panel(`Waterfall · ${traceId}`, "span-12", waterfall(tree, logs.events, detailBox)), detailBox,
-      TEA.panel(`Logs of this trace (${logs.events.length})`, "span-12", logTable(logs.events))));
+    h("div", { class: "grid" }, TEA.panel(`Waterfall · ${traceId}`, "span-12", waterfall(tree, logs.logs, detailBox)), detailBox,
+      TEA.panel(`Logs of this trace (${logs.logs.length})`, "span-12", logTable(logs.logs))));
   });
 })();
