@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from tea.storage.duckdb_sql import partition_of, partition_table
+from tea.storage.duckdb.sql import partition_of, partition_table
 from tea.storage.duckdb import COLUMN_TYPES, ROW_GROUP_SIZE, DuckDBStorage, connect
 
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt

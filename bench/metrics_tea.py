@@ -26,7 +26,7 @@ def tea_sql() -> tuple[str, list[Any]] | None:
     """The SQL and parameters TEA runs for the benchmark's request."""
     try:
         from tea.query import metrics as m
-        from tea.storage import duckdb_sql
+        from tea.storage.duckdb import sql as duckdb_sql
         spec, _ = m.aggregate_spec(_query())
         return duckdb_sql.aggregate(spec)
     except Exception as exc:  # noqa: BLE001

@@ -219,6 +219,8 @@ class TeaApp:
         try:
             route = self.router.match(request)
             template = route.path
+            if route.consistency != "stored":  # (what a read waits for: tea.query.consistency)
+                request.state["consistency"] = route.consistency
             if route.scope is not None:
                 await self.gate.admit(request, route.scope)
             if route.query is None:
@@ -236,6 +238,9 @@ class TeaApp:
         limit_headers = request.state.get("limit_headers")
         if limit_headers:
             response.headers = {**limit_headers, **(response.headers or {})}
+        extra = request.state.get("response_headers")  # (TEA-Consistency: stale)
+        if extra:
+            response.headers = {**(response.headers or {}), **extra}
         try:
             await response.send(send, head_only=request.method == "HEAD")
         finally:

@@ -26,6 +26,7 @@ from tea.pipeline.normalise import Normaliser
 from tea.pipeline.process import ProcessorRunner
 from tea.plugins import make_plugin_manager, make_storage
 from tea.pricing import PriceTable
+from tea.query.consistency import ReadConsistency
 from tea.query.readers import Readers
 from tea.services import Services
 from tea.settings import Settings
@@ -76,10 +77,12 @@ def compose(settings: Settings, storage: Storage | None = None, clock: Callable[
     # a signed request's body is read (and verified) before its route runs, within the largest route bound
     signed_body_limit = max(settings.max_body_bytes, settings.otlp.max_message_bytes)
     timed: Storage = TimedReads(storage, telemetry.storage_query_seconds)  # type: ignore[assignment]
+    consistency = ReadConsistency(buffer, writer, processors.consumers, mode=settings.reads.consistency,
+                                  max_wait_s=settings.reads.max_wait_ms / 1000, telemetry=telemetry)
     services = Services(
         settings=settings, clock=clock, plugins=pm, storage=storage, buffer=buffer, writer=writer,
         telemetry=telemetry, state=state, quotas=quotas, tokens=tokens, auth=chain, limiter=limiter, audit=audit,
-        gate=Gate(chain, limiter, audit, telemetry, signed_body_limit), readers=Readers(timed, audit),
+        gate=Gate(chain, limiter, audit, telemetry, signed_body_limit, consistency), readers=Readers(timed, audit),
         registry=registry, alerts=build_alerts(settings, storage, registry, clock), normaliser=normaliser,
         processors=processors, ingestor=Ingestor(buffer, normaliser, telemetry, limiter, live), live=live, retention=retention,
         status=Status(buffer, writer), router=Router())

@@ -246,11 +246,23 @@ class BufferSettings(Section, frozen=True):
 
 class WriterSettings(Section, frozen=True):
     batch_events: Annotated[int, doc("most events per storage write", ge=1)] = 200000
-    flush_interval_ms: Annotated[float, doc("longest wait before a partial batch is written: under light load an "
-                                            "acknowledged event (durable at once) becomes queryable within about "
-                                            "this long; every storage write has a fixed cost, so shorter intervals "
-                                            "cost ingestion throughput", ge=0)] = 1000.0
+    flush_interval_ms: Annotated[float, doc("longest wait before a partial batch is written (a read-your-writes "
+                                            "read has what it needs written at once): under light load an "
+                                            "acknowledged event reaches storage within about this long; every "
+                                            "storage write has a fixed cost, so shorter intervals cost ingestion "
+                                            "throughput", ge=0)] = 1000.0
     max_backoff_s: Annotated[float, doc("longest pause between storage retries", ge=0.01)] = 30.0
+
+
+class ReadsSettings(Section, frozen=True):
+    consistency: Annotated[Literal["read_your_writes", "eventual"], doc(
+        "read_your_writes: a read sees every event this node acknowledged before it arrived (what is not yet "
+        "stored is written at once, and the read waits for it, at most reads.max_wait_ms); eventual: a read "
+        "answers with what storage holds (up to writer.flush_interval_ms behind). A request overrides it with "
+        "the header TEA-Consistency: read_your_writes | eventual")] = "read_your_writes"
+    max_wait_ms: Annotated[float, doc("longest a read waits for acknowledged events to reach storage (and the "
+                                      "processors, for derived data); past it the read answers with what is "
+                                      "stored and the response header TEA-Consistency: stale", ge=0)] = 2000.0
 
 
 class StorageSettings(Section, frozen=True):
@@ -365,6 +377,7 @@ class Settings(Section, frozen=True):
         "of single-event ingestion's CPU at Python's defaults); 0 leaves Python's defaults", ge=0)] = 50000
     buffer: BufferSettings = BufferSettings()
     writer: WriterSettings = WriterSettings()
+    reads: ReadsSettings = ReadsSettings()
     storage: StorageSettings = StorageSettings()
     duckdb: DuckdbSettings = DuckdbSettings()
     postgres: PostgresSettings = PostgresSettings()

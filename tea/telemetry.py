@@ -61,6 +61,9 @@ class Telemetry:
         self.otlp_metric_requests = Counter(
             "tea_otlp_metric_requests_total", "OTLP protobuf metric requests by mapper: native, fallback or python",
             ["mapper"], registry=r)
+        self.read_waits = Counter("tea_read_waits_total", "Reads that waited for acknowledged events to be stored "
+                                  "(read-your-writes), by outcome: stored, or stale (reads.max_wait_ms ran out)",
+                                  ["outcome"], registry=r)
         self.auth = Counter("tea_auth_attempts_total", "Authentication attempts, by method and result",
                             ["method", "result"], registry=r)
         self.audit_records = Counter("tea_audit_records_total", "Audit-log rows recorded, by action", ["action"],

@@ -4,15 +4,23 @@ names a scope; routes that answer in their own protocol's shape (PostgREST, Tele
 (telemetry-kit, OTLP/gRPC) report refusals through ``Gate.failed``."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from tea.auth.audit import AuditLog
 from tea.auth.chain import AuthChain
 from tea.auth.limits import Limiter
-from tea.auth.principal import DEV, Principal
+from tea.auth.principal import DEV, READ, Principal
 from tea.errors import ClientError, Forbidden, Unauthorized, Unavailable
 from tea.http import Request
 from tea.telemetry import Telemetry
+
+
+class Consistency(Protocol):
+    """What the gate asks of read-your-writes (``tea.query.consistency.ReadConsistency``)."""
+
+    def arrived(self, request: Request) -> None: ...
+
+    async def settle(self, request: Request, derived: bool = False) -> None: ...
 
 
 def principal_of(request: Request) -> Principal:
@@ -33,8 +41,9 @@ def write_tenant(principal: Principal, asked: str | None, default_tenant: str) -
 
 class Gate:
     def __init__(self, chain: AuthChain, limiter: Limiter, audit: AuditLog, telemetry: Telemetry,
-                 signed_body_limit: int) -> None:
+                 signed_body_limit: int, consistency: Consistency | None = None) -> None:
         self.chain = chain
+        self.consistency = consistency  # reads wait for what this node acknowledged (tea.query.consistency)
         self.limiter = limiter
         self.audit = audit
         self.telemetry = telemetry
@@ -43,7 +52,11 @@ class Gate:
     async def admit(self, request: Request, scope: str) -> None:
         """Authenticate (a signed request's signature too, over the body it carries — empty for a GET),
         check the scope, then count the request against the caller's rate limit: a request whose
-        signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit)."""
+        signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit).
+        A read (GET, HEAD, or any request needing ``events:read``) then waits, if it must, until storage holds
+        what this node acknowledged before the request arrived (``settle``)."""
+        if self.consistency is not None:
+            self.consistency.arrived(request)
         t = self.telemetry
         try:
             principal = await self.chain.authenticate(request)
@@ -65,6 +78,17 @@ class Gate:
             raise Forbidden(f"this needs the {scope} scope", code="insufficient_scope", details={"scope": scope})
         request.state["principal"] = principal
         request.state["limit_headers"] = await self.limiter.request(principal)
+        await self.settle(request, scope)
+
+    async def settle(self, request: Request, scope: str) -> None:
+        """Read-your-writes for a read (GET, HEAD, or a request needing ``events:read``) whose caller is admitted
+        (``admit`` calls this; so does a route admitting callers its own way). A route over data the processors
+        derive (registry counts, analytics tables) waits for them too, one that reads no storage (the live tail)
+        for nothing: ``request.state["consistency"]``, set from the route's ``consistency``."""
+        if self.consistency is not None and (scope == READ or request.method in ("GET", "HEAD")):
+            wanted = request.state.get("consistency", "stored")
+            if wanted != "none":
+                await self.consistency.settle(request, derived=wanted == "derived")
 
     def failed(self, request: Any, exc: ClientError) -> None:
         """Count a refused credential in ``tea_auth_attempts_total`` by method and audit it: the reason, the

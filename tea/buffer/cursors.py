@@ -9,6 +9,7 @@ so no consumer can ever resume inside a deleted segment.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class Cursor:
         self.events = 0
         self.advanced = Pulse()  # fired when the position moves
         self._append_ts: tuple[Position, int] | None = None  # when the record at a position was appended
+
+    async def reached(self, events: int, deadline: float) -> bool:
+        """Whether this consumer has passed the log's first ``events`` events by ``deadline`` (the event loop's
+        clock), woken by its position moving — never polling. True at once when it has."""
+        loop = asyncio.get_running_loop()
+        while self.events < events:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await self.advanced.wait(remaining)
+        return True
 
     def load(self) -> Position | None:
         try:

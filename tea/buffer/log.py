@@ -57,6 +57,7 @@ class DurableBuffer:
         self.disk_reads = 0    # records read back from the segment files
         self._waiters: list[asyncio.Future[None]] = []
         self._pending_events = 0
+        self._inflight_events = 0  # taken from _pending, being written (acknowledged already with ack="memory")
         self._wake: asyncio.Event | None = None
         self.data = Pulse()  # fired whenever records become durable (and at close)
         self._flusher: asyncio.Task[None] | None = None
@@ -235,9 +236,11 @@ class DurableBuffer:
                 continue
             groups, waiters, events = self._pending, self._waiters, self._pending_events
             self._pending, self._waiters, self._pending_events = [], [], 0
+            self._inflight_events = events
             try:
                 end, sealed, (segment, offset) = await loop.run_in_executor(self._io, self._write_group, groups)
             except OSError as exc:
+                self._inflight_events = 0
                 self.write_errors += 1
                 self._appended_bytes -= sum(seg.record_size(g[0]) for g in groups)
                 log.error("buffer write failed: %s", exc)
@@ -250,6 +253,7 @@ class DurableBuffer:
             self._sealed.update(sealed)
             self.durable_end = end
             self.durable_events += events
+            self._inflight_events = 0
             self.recent.remember(segment, offset, groups, self._sealed)
             for waiter in waiters:
                 if not waiter.done():
@@ -385,6 +389,15 @@ class DurableBuffer:
     @property
     def segment_count(self) -> int:
         return len(self._sealed) + 1
+
+    @property
+    def acknowledged_events(self) -> int:
+        """Events acknowledged to their senders, counted from the origin like ``Cursor.events``: a consumer whose
+        count reached it has passed everything acknowledged so far. With ``ack="memory"`` this includes events
+        queued but not yet written (they were acknowledged when queued)."""
+        if self.ack == "durable":
+            return self.durable_events
+        return self.durable_events + self._inflight_events + self._pending_events
 
     def lag_events(self, cursor: Cursor) -> int:
         """Durable events ``cursor`` has not passed."""

@@ -1,7 +1,8 @@
 """The writer: the durable log's first consumer, which stores its events in large batches.
 
 A batch is written when ``batch_events`` are waiting, ``flush_interval_s`` after the first of them
-arrived, or at ``flush()``, whichever comes first (``tea.batching.BatchTrigger``; the buffer's appends
+arrived, at ``flush()``, or when a read needs what waits (``flush_now`` / ``stored_through``: read-your-writes,
+``tea.query.consistency``), whichever comes first (``tea.batching.BatchTrigger``; the buffer's appends
 wake the writer, nothing else does while it is idle). Storage failures are retried with jittered exponential
 backoff (the buffer keeps absorbing ingestion meanwhile); the writer's position moves only after storage
 committed what is before it, and processors read only what is before that position. Nothing the writer
@@ -75,6 +76,7 @@ class Writer:
         self._holding_since_us: int | None = None
         self._waiting_since_us: int | None = None
         self._log_after = 0.0
+        self._urgent_events = 0  # a read waits for the log's first this many events: write them now
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -102,7 +104,8 @@ class Writer:
                     if self._waiting_since_us is None:  # (when the oldest waiting event arrived, if known)
                         self._waiting_since_us = buffer.first_append_ts(pos) or self.clock()
                     since = trigger.clock() - max(0.0, (self.clock() - self._waiting_since_us) / 1e6)
-                    while not trigger.is_due(max(1, self.available()), since):
+                    while not trigger.is_due(max(1, self.available()), since) and \
+                            self._urgent_events <= cursor.events:
                         await trigger.wait(since)
                     records, end, _spanned = await buffer.read(pos, self.batch_events)
                 else:
@@ -157,6 +160,26 @@ class Writer:
         if since is None:
             return 0.0
         return max(0.0, (self.clock() - since) / 1e6)
+
+    # ----------------------------------------------------------------- read-your-writes
+    def flush_now(self, events: int) -> None:
+        """Write what waits now, not at the next ``flush_interval_s``, until storage holds the log's first ``events``
+        events (counted as ``Cursor.events`` / ``DurableBuffer.acknowledged_events``) — also events acknowledged
+        but not yet durable (``buffer.ack=memory``), once they are. Batches are still cut at ``batch_events``; the
+        write itself is the usual one (set-based, retried)."""
+        if events > self._urgent_events:
+            self._urgent_events = events
+            self.trigger.wake.fire()
+
+    async def stored_through(self, events: int, deadline: float) -> bool:
+        """Whether storage holds the log's first ``events`` events by ``deadline`` (the event loop's clock): True at
+        once when it does already (one comparison); else ``flush_now`` and wait, woken by the writer's position
+        moving (never polling). False when the deadline passed first (storage down or slow)."""
+        cursor = self.buffer.writer
+        if cursor.events >= events:
+            return True
+        self.flush_now(events)
+        return await cursor.reached(events, deadline)
 
     def flush(self) -> None:
         """Write what is durable now without waiting for a full batch or the flush interval (until caught up);

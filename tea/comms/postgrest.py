@@ -548,7 +548,7 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
               "PostgREST read of a table or view with col=op.value filters", tags=("postgrest",),
               params=(relation_param, *query_params),
               responses={200: ("Rows (Content-Range header)", rows_ok), **pg_errors(400, 401, 403, 404, 406)},
-              scope=None),
+              scope=None, consistency="derived"),
         Route("POST", "/rest/v1/rpc/{function}", guarded(pg, WRITE, call),
               "PostgREST call of the seed's SQL functions with p_* named arguments", tags=("postgrest",),
               params=(function_param,), request_body={"application/json": {"type": "object"}},
@@ -558,7 +558,8 @@ def routes(settings: Settings, clock: Callable[[], int], readers: Readers, regis
         Route("GET", "/rest/v1/rpc/{function}", guarded(pg, READ, call),
               "PostgREST call of a read-only function (check_registration_gaps)", tags=("postgrest",),
               params=(function_param, *query_params),
-              responses={200: ("The function's rows", rows_ok), **pg_errors(400, 401, 403, 404, 405)}, scope=None),
+              responses={200: ("The function's rows", rows_ok), **pg_errors(400, 401, 403, 404, 405)}, scope=None,
+              consistency="derived"),
     ]
 
 

@@ -23,6 +23,7 @@ import msgspec
 
 from tea.comms.records import EVENT_TYPE
 from tea.timeutil import format_us
+from tea.storage.capabilities import GroupsCommunications
 from tea.types import Event, EventFilter
 
 MINUTE_US = 60_000_000
@@ -165,9 +166,8 @@ def python_groups(kind: str, events: list[Event]) -> list[tuple[Any, ...]]:
 
 async def raw_groups(storage: Any, kind: str, f: EventFilter) -> list[tuple[Any, ...]]:
     f = replace(f, event_type=EVENT_TYPE)
-    native = getattr(storage, "communication_groups", None)
-    if native is not None:
-        return await native(kind, f)
+    if isinstance(storage, GroupsCommunications):
+        return await storage.communication_groups(kind, f)
     groups = PythonGroups(kind)
     async for chunk in storage.iter_events(f):
         groups.add(chunk)

@@ -43,6 +43,10 @@ class Route:
     scope: str | None = "events:read"  # the scope a caller needs; None: public
     # the route's query and path parameters, declared once: parsed for the handler, documented in ``params``
     query: type[Params] | None = None
+    # what a read-your-writes read waits for (tea.query.consistency): "stored" — storage has what this node
+    # acknowledged; "derived" — the processors have passed it too (registry counts, analytics tables);
+    # "none" — nothing (the live tail, which streams acknowledged events before storage has them)
+    consistency: str = "stored"
 
     def __post_init__(self) -> None:
         if self.query is None:
@@ -88,7 +92,8 @@ class Router:
         for route in routes:
             self.add(Route(route.method, prefix + route.path, route.handler, f"{route.summary} (under {prefix}/)",
                            route.tags, route.params, route.request_body, route.responses,
-                           include_in_schema=route.include_in_schema, scope=route.scope, query=route.query))
+                           include_in_schema=route.include_in_schema, scope=route.scope, query=route.query,
+                           consistency=route.consistency))
 
     def match(self, request: Request) -> Route:
         methods = self._exact.get(request.path)

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from tea.telemetry import Telemetry
 from tea.storage.base import Storage
-from tea.storage.signals import signals_of
+from tea.storage.capabilities import signals_of
 from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,8 @@ Each processor reads the log from its own durable position, only as far as the w
 (a processor never runs ahead of storage), and at its own pace: storing events never waits for it, a
 slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
 keeps the lines it wants (``wants_any`` / ``wants`` probes), and hands them over in batches of
-``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read.
+``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read, or at
+once when a read of derived data needs it (``hurry`` / ``handled_through``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
 what it had not finished — at least once, never lost.
@@ -71,10 +72,24 @@ class ProcessorConsumer:
         self._held_since = 0.0
         self._read_at = Position(0, 0)
         self._read_events = 0  # log events before _read_at (the cursor's count, plus what was read since)
+        self._urgent_events = 0  # a read waits for this processor to pass the log's first this many events
 
     def stop(self) -> None:
         """Hand over what is held and what the writer has committed, then return from run()."""
         self.trigger.stop()
+
+    def hurry(self, events: int) -> None:
+        """Hand over what is held now, not when ``batch_timeout_s`` ends, until past the log's first ``events``."""
+        if events > self._urgent_events and events > self.cursor.events:
+            self._urgent_events = events
+            self.trigger.wake.fire()  # (the writer's pulse, which a waiting consumer sleeps on: it sees the hurry)
+
+    async def handled_through(self, events: int, deadline: float) -> bool:
+        """Whether this processor has passed the log's first ``events`` events by ``deadline`` (the event loop's
+        clock): True at once when it has; else it hands over what it holds now, not when ``batch_timeout_s`` ends,
+        and this waits, woken by its position moving. False when the deadline passed first."""
+        self.hurry(events)
+        return await self.cursor.reached(events, deadline)
 
     async def run(self) -> None:
         """Consume until ``stop()``. An unexpected error (a failing disk, a bug) never ends a processor silently:
@@ -99,8 +114,9 @@ class ProcessorConsumer:
                 await self._read(writer.position)
                 continue
             since = self._held_since if self._held else None
-            if trigger.is_due(len(self._held), since):
-                await self._hand_over(everything=trigger.expired(since))
+            urgent = bool(self._held) and self._urgent_events > self.cursor.events  # (a read waits: hurry())
+            if urgent or trigger.is_due(len(self._held), since):
+                await self._hand_over(everything=urgent or trigger.expired(since))
                 continue
             if not more and not self._held:
                 trigger.caught_up()

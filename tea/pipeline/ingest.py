@@ -10,6 +10,7 @@ from tea.auth.principal import Principal
 from tea.errors import RateLimited, Unavailable
 from tea.telemetry import Telemetry
 from tea.pipeline.normalise import Normaliser
+from tea.pipeline.storable import refusal, suspect
 from tea.types import Decoded, Event, ItemError, encode_lines
 
 
@@ -38,7 +39,11 @@ class Ingestor:
         only = principal.tenant_id if principal is not None and not principal.is_admin else None
         accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id,
                                                       only, timestamps_us)
-        if decoded.errors:
+        ndjson = encode_lines(accepted) if accepted else b""
+        if suspect(ndjson):
+            accepted, refused, ndjson = screen(decoded, accepted, ndjson)
+            errors = errors + refused
+        if decoded.errors or errors:
             errors = sorted(decoded.errors + errors, key=lambda e: e.index)
         t = self.telemetry
         t.child(t.events_received, source_protocol).inc(decoded.total)
@@ -48,13 +53,17 @@ class Ingestor:
             t.child(t.do_not_track, source_protocol).inc()
             return Outcome([], errors, decoded.total, True)
         if accepted:
-            await self._make_durable(encode_lines(accepted), len(accepted), low, high, source_protocol, principal)
+            await self._make_durable(ndjson, len(accepted), low, high, source_protocol, principal)
         return Outcome(accepted, errors, decoded.total)
 
     async def submit_encoded(self, ndjson: bytes, accepted: int, total: int, errors: list[ItemError], low: int,
                              high: int, source_protocol: str, principal: Principal | None = None) -> None:
         """``submit`` for events a receiver already normalised and encoded as NDJSON (the native OTLP mapper):
         the same counters, limits and durable append, without building events."""
+        if suspect(ndjson):
+            ndjson, refused = screen_lines(ndjson)
+            accepted -= len(refused)
+            errors = errors + refused
         t = self.telemetry
         t.child(t.events_received, source_protocol).inc(total)
         for error in errors:
@@ -80,3 +89,38 @@ class Ingestor:
         live = self.live
         if live is not None and live.recording:  # (no stream open: this test is all the live tail costs)
             live.publish(ndjson, count)
+
+
+def screen(decoded: Decoded, accepted: list[Event], ndjson: bytes) -> tuple[list[Event], list[ItemError], bytes]:
+    """The events of ``accepted`` (encoded as ``ndjson``) that can be stored, the refusals of the others
+    (indexed as in the request), and the kept events' NDJSON."""
+    positions: dict[str | None, int] = {}
+    for position, event in enumerate(decoded.events):  # (a stage may have replaced an event: ids stay)
+        positions.setdefault(event.event_id, position)
+    kept: list[Event] = []
+    lines: list[bytes] = []
+    refused: list[ItemError] = []
+    for event, line in zip(accepted, ndjson.splitlines(keepends=True)):
+        why = refusal(line)
+        if why is None:
+            kept.append(event)
+            lines.append(line)
+            continue
+        position = positions.get(event.event_id, 0)
+        index = decoded.indexes[position] if decoded.indexes is not None else position
+        refused.append(ItemError(index, "invalid_event", why[0], event.event_id, why[1]))
+    return kept, refused, b"".join(lines)
+
+
+def screen_lines(ndjson: bytes) -> tuple[bytes, list[ItemError]]:
+    """``screen`` for NDJSON a receiver encoded itself: the storable lines, and a refusal (indexed by
+    line) for each other."""
+    lines: list[bytes] = []
+    refused: list[ItemError] = []
+    for index, line in enumerate(ndjson.splitlines(keepends=True)):
+        why = refusal(line)
+        if why is None:
+            lines.append(line)
+        else:
+            refused.append(ItemError(index, "invalid_event", why[0], None, why[1]))
+    return b"".join(lines), refused

@@ -22,6 +22,7 @@ from tea.query.readers import Readers
 from tea.query.routes import view
 from tea.query.spec import Filters, event_filter
 from tea.settings import Settings
+from tea.storage.capabilities import ExportsFiles
 from tea.storage.parquet import ndjson_to_parquet
 from tea.types import COLUMNS, Event, EventFilter, encode_lines
 
@@ -58,7 +59,7 @@ async def text_stream(storage, f: EventFilter, fmt: str) -> AsyncIterator[bytes]
 
 
 async def write_parquet(storage, f: EventFilter, path: str) -> None:  # type: ignore[no-untyped-def]
-    if hasattr(storage, "export_file"):
+    if isinstance(storage, ExportsFiles):
         await storage.export_file(f, "parquet", path)
         return
     lines = path + ".ndjson"

@@ -57,12 +57,13 @@ def routes(readers: Readers, clock: Callable[[], int]) -> list[Route]:
     out = [Route("GET", f"/v1/analytics/{table}", table_handler(table),
                  f"The seed's {table} table (from OTLP spans), newest first", tags=("analytics",),
                  query=table_params(table),
-                 responses={200: ("Rows", {"application/json": {"type": "object"}}), **error_responses(400, 401, 403)})
+                 responses={200: ("Rows", {"application/json": {"type": "object"}}), **error_responses(400, 401, 403)},
+                 consistency="derived")
            for table in TABLES]
     for path, report, summary in (("summary", "summary", "Rows per table"),
                                   ("recent-activity", "recent_activity", "User activity of the last 24 h by type"),
                                   ("top-endpoints", "top_endpoints", "The 10 busiest endpoints of the last 24 h")):
         out.append(Route("GET", f"/v1/analytics/{path}", report_handler(report), summary, tags=("analytics",),
                          query=Tenant, responses={200: ("Rows", {"application/json": {"type": "object"}}),
-                                                        **error_responses(400, 401, 403)}))
+                                                        **error_responses(400, 401, 403)}, consistency="derived"))
     return out

@@ -12,6 +12,7 @@ from tea.auth.principal import Principal
 from tea.errors import Forbidden
 from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage.base import Storage
+from tea.storage.capabilities import AggregatesColumns, ExportsFiles, GroupsCommunications, signals_of
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Event, EventFilter, QueryResult, QuerySpec,
                        TraceSummary)
 
@@ -71,19 +72,19 @@ class ScopedStorage:
     def __init__(self, storage: Storage, principal: Principal) -> None:
         self.storage = storage
         self.principal = principal
-        if hasattr(storage, "export_file"):  # the backend writes Parquet itself: keep that, scoped
+        if isinstance(storage, ExportsFiles):  # the backend writes Parquet itself: keep that, scoped
             async def export_file(filter: EventFilter, fmt: str, path: str) -> None:
-                await storage.export_file(scoped(principal, filter), fmt, path)  # type: ignore[attr-defined]
+                await storage.export_file(scoped(principal, filter), fmt, path)
             self.export_file = export_file
-        if hasattr(storage, "aggregate_columns"):  # the backend answers aggregates as columns
+        if isinstance(storage, AggregatesColumns):  # the backend answers aggregates as columns
             async def aggregate_columns(spec: AggregateSpec) -> list[Any]:
-                return await storage.aggregate_columns(replace(spec, filter=scoped(principal, spec.filter)))  # type: ignore[attr-defined]
+                return await storage.aggregate_columns(replace(spec, filter=scoped(principal, spec.filter)))
             self.aggregate_columns = aggregate_columns
-        if hasattr(storage, "communication_groups"):  # the backend computes the seed's views in SQL
+        if isinstance(storage, GroupsCommunications):  # the backend computes the seed's views in SQL
             async def communication_groups(kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
-                return await storage.communication_groups(kind, scoped(principal, filter))  # type: ignore[attr-defined]
+                return await storage.communication_groups(kind, scoped(principal, filter))
             self.communication_groups = communication_groups
-        store = getattr(storage, "signals", None)
+        store = signals_of(storage)
         self.signals = ScopedSignals(store, self) if store is not None else None  # metric points, log records
 
     def scope(self, filter: EventFilter) -> EventFilter:

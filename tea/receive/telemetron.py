@@ -75,6 +75,7 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
         if open_tenant and not has_credential:
             request.state["principal"] = Principal(tenant_id=open_tenant, scopes=frozenset({READ, WRITE}),
                                                    method="telemetron_open")
+            await gate.settle(request, scope)
         else:
             await gate.admit(request, scope)
         return request.state["principal"]

@@ -1,4 +1,7 @@
-"""The storage Protocol every backend implements (``tea.plugins.make_storage`` picks one from the settings).
+"""The storage Protocol every backend implements (``tea.plugins.make_storage`` picks one from the settings):
+an event store and the small stores beside it (tokens, audit, dead letters, documents and records,
+projections), each a Protocol of its own so a component can ask for just the store it uses; and the
+optional capabilities a backend may add (``tea.storage.capabilities``), checked with ``isinstance``.
 
 Backends receive neutral shapes (``Batch``, ``QuerySpec``, ``EventFilter``) and compile them into
 their own dialect. Contract (tests/storage/test_contract.py runs it against every backend):
@@ -20,12 +23,8 @@ from tea.types import (AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Bat
 
 
 @runtime_checkable
-class Storage(Protocol):
-    name: ClassVar[str]
-    persistent: ClassVar[bool]
-
-    async def open(self) -> None:
-        """Connect, create or migrate the schema. Called once before anything else."""
+class EventStore(Protocol):
+    """The events: written in batches, read in pages, aggregates, traces, retention."""
 
     async def write_batch(self, batch: Batch) -> WriteResult:
         """Store a batch atomically (all or nothing); idempotent as described above."""
@@ -47,11 +46,25 @@ class Storage(Protocol):
         """Delete events with timestamp < cutoff — only of ``tenant_ids`` when given, never of
         ``exclude_tenant_ids``; returns rows deleted."""
 
+    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
+                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
+        """Trace summaries (spans grouped by tenant and trace id), newest first: only traces with a span of
+        ``service``, lasting at least ``min_duration_ms``, with (True) or without (False) errors."""
+
+    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+        """Which of ``event_ids`` a tenant already has stored with a timestamp in [start_us, end_us]."""
+
     async def retention_overrides(self) -> dict[str, int]:
         """Per-tenant retention hours set through the admin API (persisted with the data)."""
 
     async def set_retention_override(self, tenant_id: str, hours: int | None) -> None:
         """Set (or, with None, remove) a tenant's retention override."""
+
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """API token records."""
 
     async def save_token(self, record: TokenRecord) -> None:
         """Insert or replace an API token record (by ``token_id``)."""
@@ -61,6 +74,11 @@ class Storage(Protocol):
 
     async def list_tokens(self, tenant_id: str | None = None) -> list[TokenRecord]:
         """Token records, newest first, of one tenant or of all."""
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """The audit log (who did what, when)."""
 
     async def append_audit(self, records: list[AuditRecord]) -> None:
         """Store audit-log rows."""
@@ -73,31 +91,10 @@ class Storage(Protocol):
     async def purge_audit_older_than(self, cutoff_us: int) -> int:
         """Delete audit-log rows recorded before ``cutoff_us``; returns rows deleted."""
 
-    async def purge_records_older_than(self, cutoff_us: int) -> int:
-        """Delete records of every kind (alert history, registry transitions and audit) appended for a time
-        before ``cutoff_us``; returns rows deleted."""
 
-    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
-                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
-        """Trace summaries (spans grouped by tenant and trace id), newest first: only traces with a span of
-        ``service``, lasting at least ``min_duration_ms``, with (True) or without (False) errors."""
-
-    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Append rows to an analytics projection table (user_activity, endpoint_usage, feature_usage), each
-        once: a row whose ``(tenant_id, id, timestamp)`` is stored already, or repeats an earlier row of
-        ``rows``, is skipped (projections.IDENTITY)."""
-
-    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
-                         start_us: int | None = None, end_us: int | None = None,
-                         limit: int = 100) -> list[dict[str, Any]]:
-        """Projection rows, newest first, with column equality filters."""
-
-    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
-                                since_us: int) -> list[dict[str, Any]]:
-        """The seed's three queries: ``summary``, ``recent_activity``, ``top_endpoints``."""
-
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
-        """Which of ``event_ids`` a tenant already has stored with a timestamp in [start_us, end_us]."""
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """Batches a processor gave up on, kept to be replayed."""
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         """Keep a batch a processor gave up on."""
@@ -108,7 +105,13 @@ class Storage(Protocol):
     async def mark_replayed(self, entry_id: str, at_us: int) -> None:
         """Record that a dead letter was replayed successfully."""
 
-    # ------------------------------------------------------------ documents and records
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Small mutable state (registry entities, alert rules and states) as JSON documents keyed by
+    (kind, tenant, key); append-only logs (state transitions, registration audit, alert history) as JSON
+    records of (kind, tenant, at). Their logic lives above storage, in plain Python."""
+
     # Small mutable state (registry entities, alert rules and states) as JSON documents keyed by
     # (kind, tenant, key); append-only logs (state transitions, registration audit, alert history)
     # as JSON records of (kind, tenant, at). Their logic lives above storage, in plain Python.
@@ -134,6 +137,40 @@ class Storage(Protocol):
                             start_us: int | None = None, end_us: int | None = None,
                             limit: int = 100) -> list[tuple[str, int, dict[str, Any]]]:
         """``(tenant_id, at_us, body)`` records, newest first; ``filters`` match string fields of the body."""
+
+    async def purge_records_older_than(self, cutoff_us: int) -> int:
+        """Delete records of every kind (alert history, registry transitions and audit) appended for a time
+        before ``cutoff_us``; returns rows deleted."""
+
+
+@runtime_checkable
+class ProjectionStore(Protocol):
+    """The seed Telemetry Processor's analytics tables (user_activity, endpoint_usage, feature_usage)."""
+
+    async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Append rows to an analytics projection table (user_activity, endpoint_usage, feature_usage), each
+        once: a row whose ``(tenant_id, id, timestamp)`` is stored already, or repeats an earlier row of
+        ``rows``, is skipped (projections.IDENTITY)."""
+
+    async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
+                         start_us: int | None = None, end_us: int | None = None,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        """Projection rows, newest first, with column equality filters."""
+
+    async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
+                                since_us: int) -> list[dict[str, Any]]:
+        """The seed's three queries: ``summary``, ``recent_activity``, ``top_endpoints``."""
+
+
+@runtime_checkable
+class Storage(EventStore, TokenStore, AuditStore, DeadLetterStore, DocumentStore, ProjectionStore, Protocol):
+    """A whole backend: every store above, opened and closed together."""
+
+    name: ClassVar[str]
+    persistent: ClassVar[bool]
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Called once before anything else."""
 
     async def close(self) -> None:
         """Flush and release resources. Idempotent."""

@@ -44,8 +44,16 @@ class SignalStore(Protocol):
         """Delete points and records before ``cutoff_us`` (retention), as the events' purge does."""
 
 
+@runtime_checkable
+class HasSignals(Protocol):
+    """A backend that keeps metric points and log records beside the events (an optional capability)."""
+
+    signals: SignalStore | None
+
+
 def signals_of(storage: Any) -> SignalStore | None:
-    return getattr(storage, "signals", None)
+    """The backend's point and record store, or None (then they are kept as events)."""
+    return storage.signals if isinstance(storage, HasSignals) else None
 
 
 def split(data: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:

@@ -283,7 +283,8 @@ def routes(settings: Settings, auth: AuthChain, gate: Gate, audit: AuditLog) -> 
     html_ok: dict[int, tuple[str, dict[str, Any]]] = {200: ("The page", {"text/html": {"type": "string"}}),
                                                       303: ("Sign in first (to /ui/login)", {})}
     out = [Route("GET", path, page, f"Control Center: {heading}", tags=("ui",),
-                 query=TracePageParams if "{" in path else PageParams, responses=html_ok, scope=None)
+                 query=TracePageParams if "{" in path else PageParams, responses=html_ok, scope=None,
+                 consistency="derived")
            for path, (_, heading, _admin) in PAGES.items()]
     out += [
         Route("GET", "/ui/", to_ui, "Control Center", tags=("ui",), include_in_schema=False, scope=None),

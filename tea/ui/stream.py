@@ -187,4 +187,4 @@ def routes(live: LiveTail, readers: Readers) -> list[Route]:
                          "a gap; `event: dropped` as the last message of a client too slow to keep up; "
                          "`: keep-alive` comments", {"text/event-stream": {"type": "string"}}),
                    **error_responses(400, 401, 403, 429)},
-        scope=READ)]
+        scope=READ, consistency="none")]  # (it streams acknowledged events, not storage: nothing to wait for)

@@ -47,8 +47,8 @@ def test_supabase_py_with_an_anon_key_inserts_and_selects(dev, key: str) -> None
         inserted = client.table("communication_telemetry").insert(a2a_row(source="anon-team")).execute().data
         assert len(inserted) == 1 and inserted[0]["source_id"] == "anon-team"
         assert inserted[0]["tenant_id"] == "default"  # the development principal writes the default tenant
-        found = wait_for(lambda: client.table("communication_telemetry").select("id,source_id")
-                         .eq("id", inserted[0]["id"]).execute().data, lambda d: len(d) == 1)
+        found = client.table("communication_telemetry").select("id,source_id").eq("id", inserted[0]["id"]) \
+            .execute().data  # (at once: read-your-writes)
         assert found == [{"id": inserted[0]["id"], "source_id": "anon-team"}]
     finally:
         client.postgrest.aclose()

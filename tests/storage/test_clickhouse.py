@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tea.storage import clickhouse_sql
+from tea.storage.clickhouse import sql as clickhouse_sql
 from tea.storage.clickhouse import ClickHouseStorage
 from tea.types import Agg, AggregateSpec, AuditRecord, Batch, DeadLetter, Event, EventFilter, QuerySpec, TokenRecord
 from tests.storage.test_aggregate_contract import AGGS, HOUR, T0, as_map, assert_same, make_events, reference

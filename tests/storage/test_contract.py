@@ -387,7 +387,7 @@ def _row_groups(path: str, table: str) -> list[int]:
 def test_duckdb_row_group_size_applies_to_new_rows_of_an_existing_file(tmp_path: Path) -> None:
     """A file written with DuckDB's own row groups (122 880 rows) takes new rows in the configured size;
     reads (cursors), counts, exports and a reopen see every row."""
-    from tea.storage.duckdb_sql import partition_of, partition_table
+    from tea.storage.duckdb.sql import partition_of, partition_table
     path = str(tmp_path / "rg.duckdb")
     table = partition_table(partition_of("t1"))
 
@@ -450,7 +450,7 @@ def test_duckdb_refused_data_raises_storage_data_error(tmp_path: Path) -> None:
 def test_duckdb_migrates_an_unpartitioned_file_without_losing_events(tmp_path: Path) -> None:
     import duckdb
 
-    from tea.storage.duckdb_sql import PARTITIONS, partition_of, partition_table
+    from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table
     path = str(tmp_path / "v2.duckdb")
     with duckdb.connect(path) as con:  # a file as schema version 2 left it: one events table
         con.execute("CREATE TABLE tea_schema (version INTEGER NOT NULL)")

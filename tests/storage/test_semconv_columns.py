@@ -117,7 +117,7 @@ def test_postgres_migration_appends_the_columns(postgres_server) -> None:
 def test_clickhouse_appends_the_columns_to_an_events_table_from_before_them(clickhouse_server) -> None:
     from clickhouse_driver import Client
 
-    from tea.storage import clickhouse_sql
+    from tea.storage.clickhouse import sql as clickhouse_sql
     from tea.storage.clickhouse import ClickHouseStorage
     url = clickhouse_server.fresh_url()
 

@@ -129,7 +129,7 @@ def test_duckdb_memory_is_bounded_by_default(tmp_path: pathlib.Path) -> None:
     import duckdb
 
     from tea.storage.duckdb import DuckDBStorage
-    from tea.storage.duckdb_memory import MiB, default_memory_limit
+    from tea.storage.duckdb.memory import MiB, default_memory_limit
     assert default_memory_limit(512 * MiB) == "256MiB"          # the floor
     assert default_memory_limit(4096 * MiB) == "512MiB"         # an eighth
     assert default_memory_limit(64 * 1024 * MiB) == "1024MiB"   # the ceiling
@@ -168,7 +168,7 @@ def test_duckdb_cache_trims_after_writes_never_starve_a_running_query(tmp_path: 
     Memory" when a write's trim met a query that was allocating)."""
     import asyncio
 
-    import tea.storage.duckdb as duckdb_storage
+    import tea.storage.duckdb.store as duckdb_storage
     from tea.types import AuditRecord
     monkeypatch.setattr(duckdb_storage, "CACHE_TRIM_INTERVAL_S", 0.0)  # a trim after every write
 

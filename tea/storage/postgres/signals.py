@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
-from tea.storage import duckdb_signals
+from tea.storage.duckdb import signals as duckdb_signals
 from tea.storage.signal_sql import Dialect, conjunction, purge_where, where
 
 

@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, ClassVar
 import msgspec
 
 from tea.storage import projections, pyagg
-from tea.storage.memory_signals import MemorySignals
+from tea.storage.memory.signals import MemorySignals
 from tea.types import (FILTER_COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
 

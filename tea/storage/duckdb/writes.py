@@ -1,5 +1,5 @@
 """What DuckDB writes besides events — projection rows, audit, records, dead letters, documents,
-tokens — each one staged bulk load (duckdb_load) in one transaction, on the writer thread."""
+tokens — each one staged bulk load (tea.storage.duckdb.load) in one transaction, on the writer thread."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage.duckdb_load import STAGED, Shape, encode, insert_new, quoted, replace_keyed, stage, transaction
+from tea.storage.duckdb.load import STAGED, Shape, encode, insert_new, quoted, replace_keyed, stage, transaction
 from tea.storage.projections import IDENTITY, SQL_TYPES, TABLES, distinct_rows
 from tea.storage.rows import TOKEN_COLUMNS
 from tea.types import AuditRecord, DeadLetter, TokenRecord

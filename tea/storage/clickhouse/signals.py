@@ -10,7 +10,7 @@ import msgspec
 
 from tea.signals.model import (LogData, LogRecord, MetricData, MetricPoint, PointQuery, RecordQuery, SeriesKey,
                                body_text, points_of, records_of)
-from tea.storage.clickhouse_sql import DAY_OF, in_list, lit
+from tea.storage.clickhouse.sql import DAY_OF, in_list, lit
 
 
 _U64, _F64, _STR = "Nullable(UInt64)", "Nullable(Float64)", "Nullable(String)"
@@ -143,7 +143,7 @@ class ClickHouseSignals:
 
     async def counts(self, tenant_ids: tuple[str, ...] | None, start_us: int, end_us: int,
                      bucket: str) -> list[tuple[int, str, str, int]]:
-        from tea.storage.clickhouse_sql import BUCKETS
+        from tea.storage.clickhouse.sql import BUCKETS
         clauses = _where(_conditions(RecordQuery(tenant_ids=tenant_ids, start_us=start_us, end_us=end_us)))
         out: list[tuple[int, str, str, int]] = []
         for table in ("metric_points", "log_records"):
@@ -154,7 +154,7 @@ class ClickHouseSignals:
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:
-        from tea.storage.clickhouse_sql import purge_condition
+        from tea.storage.clickhouse.sql import purge_condition
         condition = purge_condition(cutoff_us, tenant_ids, exclude_tenant_ids)
 
         def run(client: Any) -> int:

@@ -1,0 +1,171 @@
+"""Read-your-writes costs: ingestion with a reader polling beside it, and a read right after a write.
+
+``python -m bench.ryw`` starts one ``tea serve`` (DuckDB, the default settings: writer.flush_interval_ms
+1000, reads.consistency read_your_writes) and measures, on that server:
+
+1. ingestion alone against ingestion with a reader polling ``GET /v1/events`` (the newest 10 of the last
+   5 s) 10 times a second, the
+   reader's reads ``eventual`` (what a reader costs anyway) and ``read_your_writes`` (each read asks the
+   writer to store what is acknowledged before answering); the rounds alternate so that a shared
+   machine's drift falls on each. Printed: events/s of each and the ratios to ingestion alone (the
+   target is >= 0.9) and of read_your_writes to eventual.
+2. a write then at once a read of the same event, one after the other on one connection, ``--pairs``
+   times: the write's latency, the read's latency, the storage write time the read waited for
+   (``tea_storage_write_seconds`` over the pairs), and the ratio read / (write + storage write) (the
+   target: <= 1, i.e. within the write's latency plus one storage write, not the flush interval). The
+   same with ``TEA-Consistency: eventual`` shows what the read would find without waiting.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+
+from bench import events, loadgen
+from bench.server import ADMIN_TOKEN, HOST, free_port, tea_server
+
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+POLL_S = 0.1  # the reader: 10 reads a second
+WINDOW_MS = 5000  # ... of the events of the last 5 s
+
+
+class Reader(threading.Thread):
+    """Polls ``GET /v1/events?limit=10&start_time=<5 s ago>`` every ``POLL_S`` until stopped (bounded by
+    ``max_reads``), with the ``TEA-Consistency`` it is given."""
+
+    def __init__(self, port: int, max_reads: int, consistency: str) -> None:
+        super().__init__(name="ryw-reader", daemon=True)
+        self.port, self.max_reads = port, max_reads
+        self.headers = {**AUTH, "tea-consistency": consistency}
+        self.latencies: list[float] = []
+        self.stale = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
+        while not self.halt.is_set() and len(self.latencies) < self.max_reads:
+            started = time.perf_counter()
+            since_ms = int(time.time() * 1000) - WINDOW_MS  # (the newest events: what a dashboard polls)
+            conn.request("GET", f"/v1/events?limit=10&start_time={since_ms}", headers=self.headers)
+            response = conn.getresponse()
+            response.read()
+            self.latencies.append(time.perf_counter() - started)
+            self.stale += response.getheader("tea-consistency") == "stale"
+            self.halt.wait(max(0.0, POLL_S - (time.perf_counter() - started)))
+        conn.close()
+
+
+def ingest(port: int, seconds: float, connections: int, reader_consistency: str | None) -> dict:
+    """Ingestion of 1 000-event batches on ``connections`` connections for ``seconds``, with a reader beside it
+    unless ``reader_consistency`` is None."""
+    bodies = events.batch_bodies(8, 1000)
+    spec = loadgen.Spec(HOST, port, "/v1/events", bodies, 1000, connections, seconds, int(seconds * 2000) + 1,
+                        ADMIN_TOKEN)
+    reader = Reader(port, int(seconds / POLL_S) + 10, reader_consistency) if reader_consistency else None
+    result = loadgen.run_load(spec, 1, on_start=(lambda _t: reader.start()) if reader else None)
+    out = {"events_per_s": result["events_per_s"], "p50_ms": result["latency_ms"]["p50"]}
+    if reader is not None:
+        reader.halt.set()
+        reader.join(30)
+        lat = sorted(reader.latencies) or [0.0]
+        out.update(reads=len(reader.latencies), stale=reader.stale, read_p50_ms=_ms(statistics.median(lat)),
+                   read_max_ms=_ms(lat[-1]))
+    return out
+
+
+def storage_writes(port: int) -> tuple[float, float]:
+    """(sum of seconds, count) of ``tea_storage_write_seconds`` so far."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    found = dict(re.findall(r"^tea_storage_write_seconds_(sum|count) (\S+)$", text, re.M))
+    return float(found.get("sum", 0)), float(found.get("count", 0))
+
+
+def pairs(port: int, count: int, consistency: str) -> dict:
+    """A write, then at once a read of the same event by its id: ``count`` times on one connection."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    writes, reads, found = [], [], 0
+    before = storage_writes(port)
+    for _ in range(count):
+        event_id = uuid.uuid4().hex
+        body = json.dumps({"event_type": "ryw", "event_id": event_id, "tenant_id": "ryw"}).encode()
+        started = time.perf_counter()
+        conn.request("POST", "/v1/events", body, {**AUTH, "content-type": "application/json"})
+        conn.getresponse().read()
+        wrote = time.perf_counter()
+        conn.request("GET", f"/v1/events/{event_id}?tenant_id=ryw", headers={**AUTH, "tea-consistency": consistency})
+        response = conn.getresponse()
+        response.read()
+        writes.append(wrote - started)
+        reads.append(time.perf_counter() - wrote)
+        found += response.status == 200
+    conn.close()
+    after = storage_writes(port)
+    write_s = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+    w, r = statistics.median(writes), statistics.median(reads)
+    return {"consistency": consistency, "pairs": count, "found": found, "write_p50_ms": _ms(w),
+            "read_p50_ms": _ms(r), "read_max_ms": _ms(max(reads)), "storage_write_mean_ms": _ms(write_s),
+            "read_over_write_plus_storage": round(r / (w + write_s), 3)}
+
+
+def drain(port: int, timeout_s: float = 300.0) -> None:
+    """Wait (bounded) until storage and the processors hold the rounds' backlog: the pairs then measure a
+    write and a read, not the backlog before them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("GET", "/health")
+        consumers = json.loads(conn.getresponse().read())["consumers"]
+        conn.close()
+        if not any(c["lag_events"] for c in consumers.values()):
+            return
+        time.sleep(0.5)
+    print(f"(the backlog did not drain within {timeout_s:.0f} s)")
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ryw", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per ingestion round (default 8)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of each, alternating (default 2; 0: only the pairs)")
+    parser.add_argument("--pairs", type=int, default=100, help="write-then-read pairs (default 100)")
+    parser.add_argument("--connections", type=int, default=4, help="ingestion connections (default 4)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tea-bench-ryw-") as work:
+        port = free_port()
+        srv = tea_server(work, port, {"TEA_BUFFER__MAX_BYTES": "4GiB"}).start()
+        try:
+            kinds = {"alone": None, "reader eventual": "eventual", "reader read_your_writes": "read_your_writes"}
+            results: dict[str, list[dict]] = {kind: [] for kind in kinds}
+            for n in range(args.rounds):
+                for kind, consistency in kinds.items():
+                    results[kind].append(ingest(port, args.seconds, args.connections, consistency))
+                    print(f"round {n + 1} {kind}: {results[kind][-1]}")
+            if args.rounds:
+                rate = {kind: statistics.median(r["events_per_s"] for r in found) for kind, found in results.items()}
+                a, e, r = rate["alone"], rate["reader eventual"], rate["reader read_your_writes"]
+                print(f"ingestion alone {a:,.0f} ev/s; with a reader at 10/s: eventual {e:,.0f} ev/s "
+                      f"(x{e / a:.3f}), read_your_writes {r:,.0f} ev/s (x{r / a:.3f}; target >= 0.9; "
+                      f"x{r / e:.3f} of eventual)")
+            drain(port)
+            for consistency in ("read_your_writes", "eventual"):
+                print(f"write then read, {consistency}: {pairs(port, args.pairs, consistency)}")
+        finally:
+            srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Values JSON can carry that some backend cannot store, refused before TEA acknowledges them.
+
+U+0000 in any string (PostgreSQL's text and jsonb cannot hold it, and no query parameter may carry it,
+so such an event could never be filtered), and numbers in ``attributes`` past the float range
+(``1e999``: read back they would be infinite, which JSON cannot write). Typed columns refuse these at
+decoding already; ``attributes`` is kept as raw JSON text, so it is checked here. The whole batch's
+NDJSON is searched once (under 1 ms per MB); only a batch with a suspect is looked at event by event.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+_NUL = b"\\u0000"
+# an exponent of 300 or more: how a JSON float leaves the double range (a suspect only: the exact check
+# decodes the event). A float spelled with more than 308 digits before its point is not searched for: a
+# regular expression for it costs 60 ms a MB, more than decoding the batch
+_EXPONENT = re.compile(rb"[eE]\+?0*(?:[3-9][0-9]{2}|[1-9][0-9]{3})")
+_ESCAPED_NUL = re.compile(rb'(?<!\\)(?:\\\\)*\\u0000')
+
+
+def suspect(ndjson: bytes) -> bool:
+    """Whether the batch may hold an unstorable value (False: it holds none, but for the float above)."""
+    return (b"\\" in ndjson and _NUL in ndjson) or _EXPONENT.search(ndjson) is not None
+
+
+def refusal(line: bytes) -> tuple[str, str] | None:
+    """Why the event encoded as ``line`` (one JSON object) cannot be stored, as (message, field), or None."""
+    try:
+        data = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return "a number in attributes is out of range (JSON has no infinity to read it back as)", "attributes"
+    if _ESCAPED_NUL.search(line) is None:
+        return None
+    for key, value in data.items():
+        if _has_nul(value):
+            return f"`{key}` contains U+0000 (a NUL character), which TEA does not store", key
+    return None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

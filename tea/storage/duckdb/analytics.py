@@ -1,0 +1,36 @@
+"""DuckDB's analytic reads: aggregates (as rows or as columns), trace summaries, the seed's communication
+views' groups — each compiled by ``tea.storage.duckdb.sql`` and run on a reader cursor."""
+from __future__ import annotations
+
+from typing import Any
+
+from tea.storage.duckdb import sql as duckdb_sql
+from tea.types import AggregateSpec, EventFilter, TraceSummary
+
+
+class DuckDBAnalytics:
+    """Mixed into DuckDBStorage (its reader cursors: ``_on_reader``)."""
+
+    _on_reader: Any
+
+    async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
+                     errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
+        sql, params = duckdb_sql.traces(filter, service=service, min_duration_ms=min_duration_ms, errors=errors,
+                                        limit=limit)
+        rows = await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
+        return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
+
+    async def communication_groups(self, kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
+        sql, params = duckdb_sql.communication_groups(kind, filter)
+        return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
+
+    async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
+        sql, params = duckdb_sql.aggregate(spec)
+        return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
+
+    async def aggregate_columns(self, spec: AggregateSpec) -> list[Any]:
+        """``aggregate``'s rows as columns (numpy arrays, NULLs masked): no Python object per cell, for
+        answers of tens of thousands of cells (the Prometheus API's per-step buckets)."""
+        sql, params = duckdb_sql.aggregate(spec)
+        found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
+        return list(found.values())
