@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,51 @@ def make_settings(data_dir: Path | str, **overrides: Any) -> Settings:
     # each app tuning it again would cost a full collection of the test process, ~50 ms a start)
     overrides.setdefault("gc_threshold", 0)
     return settings.replace(**overrides)
+
+
+# ---------------------------------------------------------------- the quick tier (`pytest --quick`)
+QUICK_PATHS = ("tests/unit", "tests/storage", "tests/api")
+SERVER_BACKENDS = frozenset({"postgres", "clickhouse"})
+# the session-wide real servers and subprocesses a quick test does without
+SERVER_FIXTURES = frozenset({"postgres_server", "clickhouse_server", "redis_server", "tea_process"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true",
+                     help="the quick tier: unit tests, the storage contract on the embedded backends (memory, "
+                          "DuckDB), the API tests in process; no database server")
+
+
+def in_quick_tier(item: pytest.Item) -> bool:
+    """A test of the quick tier: under QUICK_PATHS, not marked socket/e2e/slow, on no server backend
+    (a parameter naming one) and using none of SERVER_FIXTURES."""
+    path = item.path.relative_to(item.config.rootpath).as_posix()
+    if not path.startswith(QUICK_PATHS):
+        return False
+    if any(item.get_closest_marker(name) is not None for name in ("socket", "e2e", "slow")):
+        return False
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if any(isinstance(value, str) and value in SERVER_BACKENDS for value in params.values()):
+        return False
+    return SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With --quick, the files outside QUICK_PATHS are not even imported."""
+    if not config.getoption("quick") or collection_path.is_dir():
+        return None
+    path = collection_path.relative_to(config.rootpath).as_posix()
+    return True if path.startswith("tests/") and not path.startswith(QUICK_PATHS) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("quick"):
+        return
+    kept = [item for item in items if in_quick_tier(item)]
+    left = [item for item in items if not in_quick_tier(item)]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -183,10 +229,21 @@ def after_stop() -> Iterator[list[Callable[[], None]]]:
         action()
 
 
+@pytest.fixture(scope="session")
+def duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tea.duckdb a TEA's first start leaves (empty tables at the current schema), made once a session."""
+    data_dir = tmp_path_factory.mktemp("duckdb-template")
+    InProcessServer(TeaApp(make_settings(data_dir, storage_backend="duckdb"))).start().stop()
+    return data_dir / "tea.duckdb"
+
+
 @pytest.fixture
-def serve(tmp_path: Path, after_stop: list[Callable[[], None]]) -> Iterator[Callable[..., Any]]:
+def serve(tmp_path: Path, after_stop: list[Callable[[], None]],
+          request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Start TEAs: ``serve(storage_backend="memory", **settings)`` on a real loopback socket (a
-    ``LiveServer``), ``serve(socket=False, ...)`` in process (an ``InProcessServer``); all stopped at the end."""
+    ``LiveServer``), ``serve(socket=False, ...)`` in process (an ``InProcessServer``); all stopped at the end.
+    A DuckDB TEA on a new data dir starts on a copy of ``duckdb_template``: a restart's start, half a
+    first start's CPU (the migrations from an empty file are the storage contract's and `tea serve`'s)."""
     started: list[Served] = []
 
     def start(storage: Storage | None = None, wait_ready: bool = True, socket: bool = True,
@@ -195,7 +252,12 @@ def serve(tmp_path: Path, after_stop: list[Callable[[], None]]) -> Iterator[Call
         overrides.setdefault("shutdown_timeout_s", 5.0)
         # one data dir, reused after a stop (restart tests); a second server running beside gets its own
         busy = sum(1 for live in started if live.running)
-        settings = make_settings(tmp_path / ("data" if busy == 0 else f"data-{busy}"), **overrides)
+        data_dir = tmp_path / ("data" if busy == 0 else f"data-{busy}")
+        settings = make_settings(data_dir, **overrides)
+        if storage is None and settings.storage_backend == "duckdb" and not data_dir.exists() \
+                and not any(name.startswith("duckdb__") for name in overrides):
+            data_dir.mkdir(parents=True)
+            shutil.copyfile(request.getfixturevalue("duckdb_template"), data_dir / "tea.duckdb")
         live = (LiveServer if socket else InProcessServer)(TeaApp(settings, storage=storage))
         started.append(live)  # (before start: a failed start is still stopped at the end)
         return live.start(wait_ready)

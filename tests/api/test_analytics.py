@@ -375,19 +375,19 @@ def test_retention_admin_api(client: httpx.Client, server: LiveServer) -> None:
 
 def test_retention_overrides_per_tenant_in_a_live_server(serve) -> None:
     live = serve(storage_backend="duckdb", retention_hours=1, retention_interval_s=0.2,
-                 retention_tenant_hours={"keep": 0, "short": 2})
+                 retention_tenant_hours={"keep": 0, "short": 2}, socket=False)
     now_ms = int(time.time() * 1000)
     old = lambda tenant, hours: {"event_type": "x", "tenant_id": tenant,  # noqa: E731
                                  "timestamp": now_ms - int(hours * HOUR_MS)}
-    with httpx.Client(base_url=live.url) as c:
-        c.put("/v1/retention/api", json={"hours": 5})
-        events = [old("dflt", 1.5), old("dflt", 0.5), old("keep", 1000), old("short", 1.5), old("short", 3),
-                  old("api", 3), old("api", 6)]
-        post_all(c, live, events)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and c.get("/health").json()["retention_purged_total"] < 3:
-            time.sleep(0.05)
-        left = sorted((e["tenant_id"], e["timestamp"]) for e in c.get("/v1/events").json()["events"])
+    c = live.client
+    c.put("/v1/retention/api", json={"hours": 5})
+    events = [old("dflt", 1.5), old("dflt", 0.5), old("keep", 1000), old("short", 1.5), old("short", 3),
+              old("api", 3), old("api", 6)]
+    post_all(c, live, events)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and c.get("/health").json()["retention_purged_total"] < 3:
+        time.sleep(0.05)
+    left = sorted((e["tenant_id"], e["timestamp"]) for e in c.get("/v1/events").json()["events"])
     assert [t for t, _ in left] == ["api", "dflt", "keep", "short"]
 
 
@@ -397,14 +397,14 @@ def du_bytes(path: str) -> int:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_purge_shows_in_metrics_and_health(request: pytest.FixtureRequest, serve, backend: str) -> None:
-    live = serve(**backend_settings(request, backend), retention_hours=1, retention_interval_s=0.2)
+    live = serve(**backend_settings(request, backend), retention_hours=1, retention_interval_s=0.2, socket=False)
     started = time.time()
     now_ms = int(started * 1000)
-    with httpx.Client(base_url=live.url) as c:
-        post_all(c, live, [{"event_type": "x", "timestamp": now_ms - int(hours * HOUR_MS)} for hours in (3, 2, 1.5, 0.5, 0)])
-        health = wait_for(lambda: c.get("/health").json(), lambda h: h["retention_purged_total"] >= 3)
-        families = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
-        assert c.get("/v1/events").json()["total_count"] == 2
+    c = live.client
+    post_all(c, live, [{"event_type": "x", "timestamp": now_ms - int(hours * HOUR_MS)} for hours in (3, 2, 1.5, 0.5, 0)])
+    health = wait_for(lambda: c.get("/health").json(), lambda h: h["retention_purged_total"] >= 3)
+    families = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+    assert c.get("/v1/events").json()["total_count"] == 2
     purged = [s.value for s in families["tea_retention_purged_events"].samples
               if s.name == "tea_retention_purged_events_total"]
     runs = {s.labels["result"]: s.value for s in families["tea_retention_runs"].samples

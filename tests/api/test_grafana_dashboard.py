@@ -8,7 +8,6 @@ import random
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 DASHBOARD = Path(__file__).parent.parent.parent / "examples" / "grafana" / "tea-overview.json"
@@ -44,26 +43,26 @@ def test_the_dashboard_json_is_a_grafana_dashboard() -> None:
 
 
 def test_every_dashboard_query_answers(serve) -> None:
-    live = serve(storage_backend="duckdb")
+    live = serve(storage_backend="duckdb", socket=False)
     now_ms = int(time.time() * 1000)
-    with httpx.Client(base_url=live.url, timeout=60) as client:
-        events = traffic(now_ms)
-        assert client.post("/v1/events", json=events).status_code == 200
-        live.wait_stored(len(events))
-        end = now_ms // 1000 + 60
-        for title, expr in queries():
-            ranged = client.post("/api/v1/query_range", data={"query": expr, "start": end - 3600, "end": end,
-                                                              "step": "60"})
-            assert ranged.status_code == 200 and ranged.json()["status"] == "success", (title, expr, ranged.text)
-            result = ranged.json()["data"]["result"]
-            assert result and all(s["values"] for s in result), (title, expr)
-            instant = client.get("/api/v1/query", params={"query": expr, "time": end})
-            assert instant.status_code == 200 and instant.json()["data"]["result"], (title, expr, instant.text)
-        # the hour's tool calls, as the dashboard's panel adds them up, against /v1/metrics
-        calls = client.get("/api/v1/query", params={
-            "query": 'sum by (tool) (increase(tea_requests_total{method="tools/call"}[1h]))', "time": end}).json()
-        v1 = client.get("/v1/metrics", params={"method": "tools/call", "group_by": "tool", "metrics": "requests",
-                                                "granularity": "hour", "start_time": (end - 3600) * 1000,
-                                                "end_time": end * 1000}).json()
-        want = {s["group"]["tool"]: sum(p["requests"] for p in s["points"]) for s in v1["series"]}
-        assert {s["metric"]["tool"]: float(s["value"][1]) for s in calls["data"]["result"]} == pytest.approx(want)
+    client = live.client
+    events = traffic(now_ms)
+    assert client.post("/v1/events", json=events).status_code == 200
+    live.wait_stored(len(events))
+    end = now_ms // 1000 + 60
+    for title, expr in queries():
+        ranged = client.post("/api/v1/query_range", data={"query": expr, "start": end - 3600, "end": end,
+                                                          "step": "60"})
+        assert ranged.status_code == 200 and ranged.json()["status"] == "success", (title, expr, ranged.text)
+        result = ranged.json()["data"]["result"]
+        assert result and all(s["values"] for s in result), (title, expr)
+        instant = client.get("/api/v1/query", params={"query": expr, "time": end})
+        assert instant.status_code == 200 and instant.json()["data"]["result"], (title, expr, instant.text)
+    # the hour's tool calls, as the dashboard's panel adds them up, against /v1/metrics
+    calls = client.get("/api/v1/query", params={
+        "query": 'sum by (tool) (increase(tea_requests_total{method="tools/call"}[1h]))', "time": end}).json()
+    v1 = client.get("/v1/metrics", params={"method": "tools/call", "group_by": "tool", "metrics": "requests",
+                                            "granularity": "hour", "start_time": (end - 3600) * 1000,
+                                            "end_time": end * 1000}).json()
+    want = {s["group"]["tool"]: sum(p["requests"] for p in s["points"]) for s in v1["series"]}
+    assert {s["metric"]["tool"]: float(s["value"][1]) for s in calls["data"]["result"]} == pytest.approx(want)

@@ -80,13 +80,13 @@ def test_readyz_waits_for_the_buffer_replay(serve, tmp_path: Path) -> None:
         buf._io.shutdown(wait=True)
     asyncio.run(leave_backlog())
     storage = GatedStorage()
-    live = serve(storage=storage, wait_ready=False)
-    r = httpx.get(live.url + "/readyz")
+    live = serve(storage=storage, wait_ready=False, socket=False)
+    r = live.client.get("/readyz")
     body = r.json()
     assert r.status_code == 503 and (body["ready"], body["reason"]) == (False, "replaying the durable buffer into storage")
     assert body["buffer_bytes"] > 0 and body["storage"] == "ok"
     assert r.headers["retry-after"] == "1"
-    assert httpx.post(live.url + "/v1/events", json={"event_type": "new"}).status_code == 200  # still ingesting
+    assert live.client.post("/v1/events", json={"event_type": "new"}).status_code == 200  # still ingesting
     storage.gate.set()
     live.wait_ready()
     live.wait_stored(6)

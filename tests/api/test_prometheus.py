@@ -15,10 +15,8 @@ import pytest
 
 from tests.api.test_analytics import HOUR_MS, T0_MS, post_all, random_events
 from tests.auth.conftest import ADMIN_TOKEN, bearer, create_token
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, Served
 from tests.unit.test_promql import prometheus_bucket_quantile
-
-pytestmark = pytest.mark.socket  # real HTTP: promtool, prometheus-api-client and Basic auth in the URL
 
 BOUNDS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, math.inf)
 HOURS = 6
@@ -64,11 +62,11 @@ def reference_p95(events: list[dict], hour: int) -> dict[tuple, float]:
             for k, ds in by_method.items()}
 
 
-def test_the_same_numbers_as_v1_metrics_on_every_backend(server: LiveServer) -> None:
+def test_the_same_numbers_as_v1_metrics_on_every_backend(server: Served) -> None:
     events = random_events(11, 3000, hours=HOURS)
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        post_all(client, server, events)
-        check_against_v1_metrics(client, events)
+    client = server.client
+    post_all(client, server, events)
+    check_against_v1_metrics(client, events)
 
 
 def check_against_v1_metrics(client: httpx.Client, events: list[dict]) -> None:
@@ -109,11 +107,11 @@ def _overall_error_rate(client: httpx.Client) -> list[float]:
 
 
 def test_selectors_matchers_and_discovery(serve) -> None:
-    server = serve(storage_backend="duckdb")
+    server = serve(storage_backend="duckdb", socket=False)
     events = random_events(5, 800, hours=2)
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        post_all(client, server, events)
-        check_selectors(client, events)
+    client = server.client
+    post_all(client, server, events)
+    check_selectors(client, events)
 
 
 def check_selectors(client: httpx.Client, events: list[dict]) -> None:
@@ -155,16 +153,17 @@ def check_selectors(client: httpx.Client, events: list[dict]) -> None:
     ({"query": "1", "time": "yesterday"}, "cannot parse"),
 ])
 def test_errors_in_prometheus_shape(serve, params: dict, error: str) -> None:
-    server = serve(storage_backend="memory")
-    r = httpx.get(server.url + "/api/v1/query", params=params)
+    server = serve(storage_backend="memory", socket=False)
+    r = server.client.get("/api/v1/query", params=params)
     assert r.status_code == 400 and r.json()["status"] == "error" and r.json()["errorType"] == "bad_data"
     assert error in r.json()["error"]
-    r = httpx.post(server.url + "/api/v1/query_range", data={"query": "1", "start": "0", "end": "100000", "step": "1"})
+    r = server.client.post("/api/v1/query_range", data={"query": "1", "start": "0", "end": "100000", "step": "1"})
     assert r.status_code == 400 and "11,000 points" in r.json()["error"]
-    r = httpx.post(server.url + "/api/v1/query_range", data={"query": "1", "start": "0", "end": "1"})
+    r = server.client.post("/api/v1/query_range", data={"query": "1", "start": "0", "end": "1"})
     assert r.status_code == 400 and r.json()["error"] == 'invalid parameter "step": missing'
 
 
+@pytest.mark.socket  # (the auth tests' helpers take a URL)
 def test_tenants_see_their_own_series_and_basic_auth_carries_the_token(secure) -> None:
     server = secure(storage_backend="duckdb")
     with httpx.Client(base_url=server.url, headers=bearer(ADMIN_TOKEN), timeout=60) as admin:
@@ -215,6 +214,7 @@ def promtool() -> str:
     return found
 
 
+@pytest.mark.socket  # real clients given a URL: promtool, prometheus-api-client
 def test_promtool_and_prometheus_api_client_agree_with_v1_metrics(secure, promtool: str) -> None:
     from prometheus_api_client import PrometheusConnect
 

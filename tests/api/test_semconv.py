@@ -71,26 +71,26 @@ def test_sdk_spans_get_the_columns_and_their_cost(serve, monkeypatch, transport:
 
 
 def test_native_readme_and_gateway_events_carry_the_same_keys(serve) -> None:
-    live = serve(storage_backend="duckdb")
-    with httpx.Client(base_url=live.url) as client:
-        r = client.post("/v1/events", json=[{"event_type": "mcp_request", "source": "native", "attributes": CALL},
-                                            {"event_type": "mcp_request", "source": "native", "attributes": FAILED},
-                                            {"event_type": "mcp_request", "source": "native", "tool": "own",
-                                             "model": "gpt-4o", "input_tokens": 1000, "cost": 9.0,
-                                             "attributes": CALL}])
-        assert r.status_code == 200, r.text
-        r = client.post("/events", json={"event_type": "mcp_request", "metadata": {**CALL, "source": "readme"}})
-        assert r.status_code == 200, r.text
-        r = client.post("/events", json={"event": {"timestamp": int(time.time() * 1000), "tool_name": "search",
-                                                   "component_name": "web", "duration_ms": 12.5, "success": False,
-                                                   "metadata": {"gen_ai.request.model": "gpt-4o",
-                                                                "gen_ai.usage.input_tokens": "3",
-                                                                "rpc.response.status_code": "-32603"}}})
-        assert r.status_code == 200, r.text
-        live.wait_stored(5)
-        native = client.get("/v1/events", params={"source": "native"}).json()["events"]
-        readme = client.get("/v1/events", params={"source": "readme"}).json()["events"]
-        gateway = client.get("/v1/events", params={"source": "mcp-gateway"}).json()["events"]
+    live = serve(storage_backend="duckdb", socket=False)
+    client = live.client
+    r = client.post("/v1/events", json=[{"event_type": "mcp_request", "source": "native", "attributes": CALL},
+                                        {"event_type": "mcp_request", "source": "native", "attributes": FAILED},
+                                        {"event_type": "mcp_request", "source": "native", "tool": "own",
+                                         "model": "gpt-4o", "input_tokens": 1000, "cost": 9.0,
+                                         "attributes": CALL}])
+    assert r.status_code == 200, r.text
+    r = client.post("/events", json={"event_type": "mcp_request", "metadata": {**CALL, "source": "readme"}})
+    assert r.status_code == 200, r.text
+    r = client.post("/events", json={"event": {"timestamp": int(time.time() * 1000), "tool_name": "search",
+                                               "component_name": "web", "duration_ms": 12.5, "success": False,
+                                               "metadata": {"gen_ai.request.model": "gpt-4o",
+                                                            "gen_ai.usage.input_tokens": "3",
+                                                            "rpc.response.status_code": "-32603"}}})
+    assert r.status_code == 200, r.text
+    live.wait_stored(5)
+    native = client.get("/v1/events", params={"source": "native"}).json()["events"]
+    readme = client.get("/v1/events", params={"source": "readme"}).json()["events"]
+    gateway = client.get("/v1/events", params={"source": "mcp-gateway"}).json()["events"]
     by_tool = {e["tool"]: e for e in native}
     assert {c: by_tool["search"][c] for c in ("method", "model", "input_tokens", "output_tokens", "tokens_used",
                                               "cost", "session_id")} == {
@@ -107,37 +107,37 @@ def test_native_readme_and_gateway_events_carry_the_same_keys(serve) -> None:
 
 
 def test_group_by_tool_and_model_with_cost_in_metrics_and_prometheus(serve) -> None:
-    live = serve(storage_backend="duckdb")
+    live = serve(storage_backend="duckdb", socket=False)
     now_ms = int(time.time() * 1000)
     events = [{"event_type": "span", "timestamp": now_ms - 1000 * i, "attributes": attrs}
               for i, attrs in enumerate([CALL, CALL, FAILED])]
-    with httpx.Client(base_url=live.url) as client:
-        assert client.post("/v1/events", json=events).status_code == 200
-        live.wait_stored(3)
-        params = {"start_time": now_ms - 3_600_000, "end_time": now_ms + 1000, "granularity": "hour",
-                  "metrics": "requests,cost,input_tokens,output_tokens,errors"}
+    client = live.client
+    assert client.post("/v1/events", json=events).status_code == 200
+    live.wait_stored(3)
+    params = {"start_time": now_ms - 3_600_000, "end_time": now_ms + 1000, "granularity": "hour",
+              "metrics": "requests,cost,input_tokens,output_tokens,errors"}
 
-        def totals(group: str) -> dict:
-            body = client.get("/v1/metrics", params={**params, "group_by": group}).json()
-            return {s["group"][group]: {k: sum(p[k] for p in s["points"]) for k in ("requests", "cost", "input_tokens",
-                                                                                   "output_tokens", "errors")}
-                    for s in body["series"]}
-        by_tool = totals("tool")
-        assert by_tool["search"] == pytest.approx({"requests": 2, "cost": 2 * CALL_COST, "input_tokens": 4000,
-                                                   "output_tokens": 1000, "errors": 0})
-        assert by_tool["fetch"]["errors"] == 1
-        assert set(totals("model")) == {"gpt-4o-mini-2024-07-18", "claude-sonnet-4-20250514"}
-        data = client.get("/api/v1/query", params={"query": "sum by (model) (increase(tea_cost_total[2h]))",
-                                                   "time": now_ms / 1000 + 1}).json()["data"]["result"]
-        assert {s["metric"]["model"]: float(s["value"][1]) for s in data} == pytest.approx(
-            {"gpt-4o-mini-2024-07-18": 2 * CALL_COST, "claude-sonnet-4-20250514": FAILED_COST})
-        data = client.get("/api/v1/query", params={"query": 'sum by (tool) (tea_requests_total{method="tools/call"})',
-                                                   "time": now_ms / 1000 + 1}).json()["data"]["result"]
-        assert {s["metric"]["tool"]: s["value"][1] for s in data} == {"search": "2", "fetch": "1"}
+    def totals(group: str) -> dict:
+        body = client.get("/v1/metrics", params={**params, "group_by": group}).json()
+        return {s["group"][group]: {k: sum(p[k] for p in s["points"]) for k in ("requests", "cost", "input_tokens",
+                                                                               "output_tokens", "errors")}
+                for s in body["series"]}
+    by_tool = totals("tool")
+    assert by_tool["search"] == pytest.approx({"requests": 2, "cost": 2 * CALL_COST, "input_tokens": 4000,
+                                               "output_tokens": 1000, "errors": 0})
+    assert by_tool["fetch"]["errors"] == 1
+    assert set(totals("model")) == {"gpt-4o-mini-2024-07-18", "claude-sonnet-4-20250514"}
+    data = client.get("/api/v1/query", params={"query": "sum by (model) (increase(tea_cost_total[2h]))",
+                                               "time": now_ms / 1000 + 1}).json()["data"]["result"]
+    assert {s["metric"]["model"]: float(s["value"][1]) for s in data} == pytest.approx(
+        {"gpt-4o-mini-2024-07-18": 2 * CALL_COST, "claude-sonnet-4-20250514": FAILED_COST})
+    data = client.get("/api/v1/query", params={"query": 'sum by (tool) (tea_requests_total{method="tools/call"})',
+                                               "time": now_ms / 1000 + 1}).json()["data"]["result"]
+    assert {s["metric"]["tool"]: s["value"][1] for s in data} == {"search": "2", "fetch": "1"}
 
 
 def test_the_price_table_file(tmp_path: Path, serve) -> None:
-    live = serve(storage_backend="memory")
+    live = serve(storage_backend="memory", socket=False)
     written = Path(live.app.settings.data_dir) / "prices.toml"
     assert written.read_text() == Path(default_path()).read_text()  # a file to edit, written on first start
     table = PriceTable.load(None, str(tmp_path / "fresh"))

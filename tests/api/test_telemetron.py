@@ -10,22 +10,22 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tea.settings import load
-from tests.conftest import LiveServer
+from tests.conftest import Served
 
 
 @pytest.fixture
-def telemetron(serve) -> LiveServer:  # type: ignore[no-untyped-def]
+def telemetron(serve) -> Served:  # type: ignore[no-untyped-def]
     return serve(storage_backend="duckdb", auth_validation=True, admin_token="t" * 40, telemetron__tenant="iot",
-                 validation__source_ids="1001,1002", validation__event_types="Heartbeat,UserLogin")
+                 validation__source_ids="1001,1002", validation__event_types="Heartbeat,UserLogin", socket=False)
 
 
-def ingest(url: str, body: dict | bytes, content_type: str = "application/json") -> httpx.Response:
+def ingest(client: httpx.Client, body: dict | bytes, content_type: str = "application/json") -> httpx.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(url + "/ingest", content=data, headers={"content-type": content_type})
+    return client.post("/ingest", content=data, headers={"content-type": content_type})
 
 
-def test_ingest_answers_202_success_in_plain_text(telemetron: LiveServer) -> None:
-    r = ingest(telemetron.url, {"sourceId": 1001, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00+02:00",
+def test_ingest_answers_202_success_in_plain_text(telemetron: Served) -> None:
+    r = ingest(telemetron.client, {"sourceId": 1001, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00+02:00",
                                 "data": {"battery": 87}})
     assert r.status_code == 202 and r.text == "Success" and r.headers["content-type"].startswith("text/plain")
 
@@ -38,8 +38,8 @@ def test_ingest_answers_202_success_in_plain_text(telemetron: LiveServer) -> Non
     ({"sourceId": 999, "type": "Hack", "timestamp": "2025-04-22T10:00:00Z"}, 400,  # both fail: the first wins
      {"error": "Disallowed source_id: 999"}),
 ])
-def test_validator_refusals_are_400_json(telemetron: LiveServer, body: dict, status: int, expected: dict) -> None:
-    r = ingest(telemetron.url, body)
+def test_validator_refusals_are_400_json(telemetron: Served, body: dict, status: int, expected: dict) -> None:
+    r = ingest(telemetron.client, body)
     assert r.status_code == status and r.json() == expected
 
 
@@ -51,55 +51,55 @@ def test_validator_refusals_are_400_json(telemetron: LiveServer, body: dict, sta
     (b'{"sourceId": 1001, "type": "", "timestamp": "2025-04-22T10:00:00Z"}', "application/json", 422),
     (b'{"sourceId": 1001, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"}', "text/plain", 415),
 ])
-def test_extractor_errors(telemetron: LiveServer, body: bytes, content_type: str, status: int) -> None:
-    r = ingest(telemetron.url, body, content_type)
+def test_extractor_errors(telemetron: Served, body: bytes, content_type: str, status: int) -> None:
+    r = ingest(telemetron.client, body, content_type)
     assert r.status_code == status and r.headers["content-type"].startswith("text/plain") and r.text
 
 
 def test_stats_come_from_storage_and_survive_a_restart(serve, tmp_path: Path) -> None:
     settings = dict(storage_backend="duckdb", auth_validation=False, telemetron__tenant="iot",
                     retention_hours=0)  # (the events are from 2025: keep them)
-    first = serve(**settings)
+    first = serve(**settings, socket=False)
     for source, kind, ts in [(1001, "Heartbeat", "2025-04-22T10:00:00Z"), (1001, "Heartbeat", "2025-04-22T10:05:00Z"),
                              (1001, "UserLogin", "2025-04-22T09:00:00Z"), (1002, "Heartbeat", "2025-04-22T11:00:00Z")]:
-        assert ingest(first.url, {"sourceId": source, "type": kind, "timestamp": ts}).status_code == 202
+        assert ingest(first.client, {"sourceId": source, "type": kind, "timestamp": ts}).status_code == 202
     other = [{"event_type": "Heartbeat", "tenant_id": "iot", "source": source, "timestamp": "2025-04-22T08:00:00Z"}
              for source in ("1001", "5555")]  # another protocol's events with numeric sources: not Telemetron's
-    assert httpx.post(first.url + "/v1/events", json=other).status_code == 200
+    assert first.client.post("/v1/events", json=other).status_code == 200
     first.wait_stored(6)
     first.stop()
-    second = serve(**settings)
-    assert httpx.get(second.url + "/stats").json() == {"sources_count": 2, "events_count": 4}
-    assert httpx.get(second.url + "/stats/1001").json() == {
+    second = serve(**settings, socket=False)
+    assert second.client.get("/stats").json() == {"sources_count": 2, "events_count": 4}
+    assert second.client.get("/stats/1001").json() == {
         "source_id": 1001, "total_events": 3, "first_event": "2025-04-22T09:00:00Z",
         "last_event": "2025-04-22T10:05:00Z", "event_types": {"Heartbeat": 2, "UserLogin": 1}}
     for unknown in ("4242", "5555"):
-        r = httpx.get(f"{second.url}/stats/{unknown}")
+        r = second.client.get(f"/stats/{unknown}")
         assert r.status_code == 404 and r.json() == {"error": f"Source id {unknown} not found"}
-    assert httpx.get(second.url + "/stats/abc").status_code == 400
-    assert httpx.get(second.url + "/healthz").text == "OK"
+    assert second.client.get("/stats/abc").status_code == 400
+    assert second.client.get("/healthz").text == "OK"
 
 
-def test_telemetron_metric_names_beside_teas(telemetron: LiveServer) -> None:
-    ingest(telemetron.url, {"sourceId": 1001, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"})
-    ingest(telemetron.url, {"sourceId": 7, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"})
+def test_telemetron_metric_names_beside_teas(telemetron: Served) -> None:
+    ingest(telemetron.client, {"sourceId": 1001, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"})
+    ingest(telemetron.client, {"sourceId": 7, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"})
     telemetron.wait_stored(1)
-    httpx.get(telemetron.url + "/stats")
-    families = {f.name for f in text_string_to_metric_families(httpx.get(telemetron.url + "/metrics").text)}
+    telemetron.client.get("/stats")
+    families = {f.name for f in text_string_to_metric_families(telemetron.client.get("/metrics").text)}
     assert {"telemetron_http_requests", "telemetron_http_requests_duration_seconds",
             "telemetron_processor_plugin_errors", "telemetron_processor_plugin_duration_seconds",
             "telemetron_events_processed", "tea_events_accepted"} <= families
-    scrape = httpx.get(telemetron.url + "/metrics").text
+    scrape = telemetron.client.get("/metrics").text
     assert 'telemetron_http_requests_total{endpoint="/ingest"} 2.0' in scrape
     assert 'telemetron_http_requests_duration_seconds_count{endpoint="/ingest",status="4xx"} 1.0' in scrape
     assert "telemetron_events_processed_total 1.0" in scrape
 
 
 def test_without_an_open_tenant_telemetron_routes_need_a_credential(serve) -> None:
-    live = serve(storage_backend="memory", auth_validation=True, admin_token="t" * 40)
-    r = ingest(live.url, {"sourceId": 1, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"})
+    live = serve(storage_backend="memory", auth_validation=True, admin_token="t" * 40, socket=False)
+    r = ingest(live.client, {"sourceId": 1, "type": "Heartbeat", "timestamp": "2025-04-22T10:00:00Z"})
     assert r.status_code == 401
-    assert httpx.get(live.url + "/stats").status_code == 401
+    assert live.client.get("/stats").status_code == 401
 
 
 def test_telemetron_config_toml_is_translated(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import csv
 import io
 import time
 
-import httpx
 import pytest
 
 from tests.conftest import BACKENDS, backend_settings
@@ -34,31 +33,32 @@ def otlp_body(kind: str, now_ns: int, n: int, tenant: str) -> dict:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_usage_counts_each_signal_and_the_billable_ones(request: pytest.FixtureRequest, serve, backend: str) -> None:
-    live = serve(**backend_settings(request, backend), usage__billable=("events", "log_records"))
+    live = serve(**backend_settings(request, backend), usage__billable=("events", "log_records"),
+                 socket=False)
     now_ns = time.time_ns()
-    with httpx.Client(base_url=live.url) as client:
-        for tenant, (events, spans, points, logs) in {"acme": (3, 2, 5, 4), "beta": (1, 0, 2, 0)}.items():
-            if events:
-                r = client.post("/v1/events", json=[{"event_type": "x", "tenant_id": tenant, "method": "m",
-                                                     "tokens_used": 7, "cost": 0.5} for _ in range(events)])
-                assert r.status_code == 200, r.text
-            for kind, n in (("traces", spans), ("metrics", points), ("logs", logs)):
-                if n:
-                    assert client.post(f"/v1/{kind}", json=otlp_body(kind, now_ns, n, tenant)).status_code == 200
-        live.wait_stored(17)
-        body = client.get("/v1/usage", params={"period": "day"}).json()
-        rows = {r["tenant_id"]: r for r in body["rows"]}
-        assert body["billable_signals"] == ["events", "log_records"]
-        acme = rows["acme"]
-        assert {k: acme[k] for k in ("events", "spans", "metric_points", "log_records", "billable")} == {
-            "events": 3, "spans": 2, "metric_points": 5, "log_records": 4, "billable": 7}
-        # tokens and cost: the events' own and the spans' (priced from the shipped table: gpt-4o)
-        assert (acme["tokens"], acme["input_tokens"], acme["output_tokens"]) == (3 * 7 + 2 * 1100, 2000, 200)
-        assert acme["cost"] == pytest.approx(3 * 0.5 + 2 * (1000 * 0.0025 / 1000 + 100 * 0.01 / 1000))
-        assert acme["requests_by_method"] == {"m": 3, "op": 2}  # metric names and log records are no requests
-        beta = rows["beta"]
-        assert (beta["events"], beta["spans"], beta["metric_points"], beta["log_records"], beta["billable"]) == \
-            (1, 0, 2, 0, 1)
-        table = {r["tenant_id"]: r for r in csv.DictReader(io.StringIO(
-            client.get("/v1/usage", params={"format": "csv"}).text))}
-        assert table["acme"]["metric_points"] == "5" and table["acme"]["billable"] == "7"
+    client = live.client
+    for tenant, (events, spans, points, logs) in {"acme": (3, 2, 5, 4), "beta": (1, 0, 2, 0)}.items():
+        if events:
+            r = client.post("/v1/events", json=[{"event_type": "x", "tenant_id": tenant, "method": "m",
+                                                 "tokens_used": 7, "cost": 0.5} for _ in range(events)])
+            assert r.status_code == 200, r.text
+        for kind, n in (("traces", spans), ("metrics", points), ("logs", logs)):
+            if n:
+                assert client.post(f"/v1/{kind}", json=otlp_body(kind, now_ns, n, tenant)).status_code == 200
+    live.wait_stored(17)
+    body = client.get("/v1/usage", params={"period": "day"}).json()
+    rows = {r["tenant_id"]: r for r in body["rows"]}
+    assert body["billable_signals"] == ["events", "log_records"]
+    acme = rows["acme"]
+    assert {k: acme[k] for k in ("events", "spans", "metric_points", "log_records", "billable")} == {
+        "events": 3, "spans": 2, "metric_points": 5, "log_records": 4, "billable": 7}
+    # tokens and cost: the events' own and the spans' (priced from the shipped table: gpt-4o)
+    assert (acme["tokens"], acme["input_tokens"], acme["output_tokens"]) == (3 * 7 + 2 * 1100, 2000, 200)
+    assert acme["cost"] == pytest.approx(3 * 0.5 + 2 * (1000 * 0.0025 / 1000 + 100 * 0.01 / 1000))
+    assert acme["requests_by_method"] == {"m": 3, "op": 2}  # metric names and log records are no requests
+    beta = rows["beta"]
+    assert (beta["events"], beta["spans"], beta["metric_points"], beta["log_records"], beta["billable"]) == \
+        (1, 0, 2, 0, 1)
+    table = {r["tenant_id"]: r for r in csv.DictReader(io.StringIO(
+        client.get("/v1/usage", params={"format": "csv"}).text))}
+    assert table["acme"]["metric_points"] == "5" and table["acme"]["billable"] == "7"

@@ -18,9 +18,7 @@ def entity(entity_id: str, entity_type: str = "team", **extra) -> dict:  # type:
 
 @pytest.fixture(params=BACKENDS)
 def c(request, serve):  # type: ignore[no-untyped-def]
-    live = serve(**backend_settings(request, request.param), processing__batch_timeout_ms=20)
-    with httpx.Client(base_url=live.url) as client:
-        yield client
+    return serve(**backend_settings(request, request.param), processing__batch_timeout_ms=20, socket=False).client
 
 
 def test_register_upserts_and_audits(c) -> None:
@@ -181,11 +179,11 @@ def test_registry_is_per_tenant(secure) -> None:
 
 
 def test_the_registry_survives_a_restart(serve) -> None:
-    live = serve(storage_backend="duckdb")
-    httpx.post(live.url + "/v1/registry", json=entity("durable"))
-    httpx.post(live.url + "/v1/registry/team/durable/state", json={"state": "active", "health_status": "healthy"})
+    live = serve(storage_backend="duckdb", socket=False)
+    live.client.post("/v1/registry", json=entity("durable"))
+    live.client.post("/v1/registry/team/durable/state", json={"state": "active", "health_status": "healthy"})
     live.stop()
-    again = serve(storage_backend="duckdb")
-    e = httpx.get(again.url + "/v1/registry/team/durable").json()
+    again = serve(storage_backend="duckdb", socket=False)
+    e = again.client.get("/v1/registry/team/durable").json()
     assert (e["current_state"], e["health_status"]) == ("active", "healthy")
-    assert len(httpx.get(again.url + "/v1/registry/transitions").json()["rows"]) == 1
+    assert len(again.client.get("/v1/registry/transitions").json()["rows"]) == 1

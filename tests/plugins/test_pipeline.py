@@ -7,7 +7,6 @@ import json
 import time
 from pathlib import Path
 
-import httpx
 import msgspec
 
 from tea import hookspecs
@@ -66,25 +65,25 @@ class SamplePlugin:
 
 def start(serve, processor: FlakyProcessor, **overrides):  # type: ignore[no-untyped-def]
     from tea.app import TeaApp
-    from tests.conftest import LiveServer, make_settings
+    from tests.conftest import InProcessServer, make_settings
     settings = make_settings(overrides.pop("data_dir"), **{"processing__batch_timeout_ms": 20.0,
                                                           "processing__retry_delay_ms": 10.0,
                                                           "writer__flush_interval_ms": 20.0, **overrides})
-    return LiveServer(TeaApp(settings, plugins=[SamplePlugin(processor)])).start()
+    return InProcessServer(TeaApp(settings, plugins=[SamplePlugin(processor)])).start()
 
 
 def test_validators_refuse_and_drop_and_receivers_are_served(tmp_path: Path) -> None:
     processor = FlakyProcessor()
     live = start(None, processor, data_dir=tmp_path / "d", storage_backend="memory")
     try:
-        r = httpx.post(live.url + "/v1/events", json=[{"event_type": "ok", "event_id": "a"},
+        r = live.client.post("/v1/events", json=[{"event_type": "ok", "event_id": "a"},
                                                       {"event_type": "red", "event_id": "b"},
                                                       {"event_type": "noise", "event_id": "c"}])
         assert r.status_code == 207
         assert r.json()["event_ids"] == ["a"] and r.json()["errors"] == [
             {"index": 1, "error": "no_red", "message": "red events are refused", "event_id": "b",
              "field": "event_type"}]
-        assert httpx.get(live.url + "/plugin/ping").text == "pong"
+        assert live.client.get("/plugin/ping").text == "pong"
         live.wait_stored(1)
         for _ in range(200):
             if processor.seen:
@@ -100,13 +99,13 @@ def test_retries_then_success_needs_no_dlq(tmp_path: Path) -> None:
     processor = FlakyProcessor(fail_times=2)
     live = start(None, processor, data_dir=tmp_path / "d", storage_backend="memory", processing__retry_attempts=3)
     try:
-        httpx.post(live.url + "/v1/events", json=[{"event_type": "ok", "event_id": "x1"}])
+        live.client.post("/v1/events", json=[{"event_type": "ok", "event_id": "x1"}])
         for _ in range(300):
             if processor.seen:
                 break
             time.sleep(0.01)
         assert processor.seen == ["x1"] and processor.calls == 3
-        assert httpx.get(live.url + "/v1/dlq").json()["entries"] == []
+        assert live.client.get("/v1/dlq").json()["entries"] == []
     finally:
         live.stop()
 
@@ -118,27 +117,27 @@ def test_permanent_failure_goes_to_the_dlq_and_replays_once(tmp_path: Path) -> N
     try:
         headers = admin_headers() | {"authorization": "Bearer " + "a" * 40}
         events = [{"event_type": "ok", "event_id": f"e{i}", "tenant_id": "t"} for i in range(5)]
-        assert httpx.post(live.url + "/v1/events", json=events, headers=headers).status_code == 200
+        assert live.client.post("/v1/events", json=events, headers=headers).status_code == 200
         entries: list = []
         for _ in range(300):
-            entries = httpx.get(live.url + "/v1/dlq", headers=headers).json()["entries"]
+            entries = live.client.get("/v1/dlq", headers=headers).json()["entries"]
             if entries:
                 break
             time.sleep(0.02)
         [entry] = entries
         assert entry["stage"] == "flaky" and entry["attempts"] == 2 and entry["event_count"] == 5  # 2 in all
         assert "sink unavailable" in entry["error"]
-        assert 'tea_dlq_entries_total{stage="flaky"} 1.0' in httpx.get(live.url + "/metrics").text
-        still = httpx.post(f"{live.url}/v1/dlq/{entry['id']}/replay", headers=headers)
+        assert 'tea_dlq_entries_total{stage="flaky"} 1.0' in live.client.get("/metrics").text
+        still = live.client.post(f"/v1/dlq/{entry['id']}/replay", headers=headers)
         assert still.status_code == 502 and still.json()["replayed"] is False
         processor.failing = False
-        done = httpx.post(f"{live.url}/v1/dlq/{entry['id']}/replay", headers=headers)
+        done = live.client.post(f"/v1/dlq/{entry['id']}/replay", headers=headers)
         assert done.status_code == 200 and done.json() == {"id": entry["id"], "stage": "flaky", "events": 5,
                                                            "replayed": True}
         assert sorted(processor.seen) == [f"e{i}" for i in range(5)]  # exactly once
-        assert httpx.get(live.url + "/v1/dlq", headers=headers).json()["entries"] == []
-        assert httpx.post(f"{live.url}/v1/dlq/{entry['id']}/replay", headers=headers).status_code == 404
-        stored = httpx.get(live.url + "/v1/events", headers=headers).json()["total_count"]
+        assert live.client.get("/v1/dlq", headers=headers).json()["entries"] == []
+        assert live.client.post(f"/v1/dlq/{entry['id']}/replay", headers=headers).status_code == 404
+        stored = live.client.get("/v1/events", headers=headers).json()["total_count"]
         assert stored == 5  # storage holds each event once: the DLQ is about the processor, not storage
     finally:
         live.stop()
@@ -149,9 +148,9 @@ def test_builtin_validators_from_settings(serve, tmp_path: Path) -> None:
     schemas.mkdir()
     (schemas / "purchase.json").write_text(json.dumps({
         "type": "object", "required": ["amount"], "properties": {"amount": {"type": "number", "minimum": 0}}}))
-    live = serve(storage_backend="memory", validation__source_ids="web,app", validation__event_types="purchase,view",
+    live = serve(storage_backend="memory", socket=False, validation__source_ids="web,app", validation__event_types="purchase,view",
                  validation__schema_dir=str(schemas), pii__hash_user_id=True, pii__redact=True)
-    r = httpx.post(live.url + "/v1/events", json=[
+    r = live.client.post("/v1/events", json=[
         {"event_type": "purchase", "source": "web", "attributes": {"amount": 10}, "user_id": "alice"},
         {"event_type": "purchase", "source": "web", "attributes": {"amount": -1}},
         {"event_type": "view", "source": "tv"},
@@ -164,7 +163,7 @@ def test_builtin_validators_from_settings(serve, tmp_path: Path) -> None:
         (3, "disallowed_event_type", "event_type")]
     assert r.json()["errors"][1]["message"] == "Disallowed source_id: tv"
     live.wait_stored(2)
-    events = {e["event_type"]: e for e in httpx.get(live.url + "/v1/events").json()["events"]}
+    events = {e["event_type"]: e for e in live.client.get("/v1/events").json()["events"]}
     import hashlib
     assert events["purchase"]["user_id"] == hashlib.sha256(b"alice").hexdigest()[:16]
     assert events["view"]["user_id"] == "0123456789abcdef"  # already a hash: kept
@@ -217,17 +216,17 @@ class StoragePlugin:
 def test_a_plugin_provides_a_storage_backend_by_name(tmp_path: Path) -> None:
     from tea.app import TeaApp
     from tea.settings import load
-    from tests.conftest import LiveServer, make_settings
+    from tests.conftest import InProcessServer, make_settings
     assert load({"storage_backend": "wrapped"}, env={}).storage_backend == "wrapped"  # not limited to built-ins
     settings = make_settings(tmp_path / "d", storage_backend="wrapped", writer__flush_interval_ms=20.0)
-    live = LiveServer(TeaApp(settings, plugins=[StoragePlugin()])).start()
+    live = InProcessServer(TeaApp(settings, plugins=[StoragePlugin()])).start()
     try:
         assert isinstance(live.app.storage, WrappedMemory)
-        assert httpx.post(live.url + "/v1/events", json=[{"event_type": "ok", "event_id": "w1"}]).status_code == 200
+        assert live.client.post("/v1/events", json=[{"event_type": "ok", "event_id": "w1"}]).status_code == 200
         live.wait_stored(1)
         assert WrappedMemory.writes >= 1
-        assert [e["event_id"] for e in httpx.get(live.url + "/v1/events").json()["events"]] == ["w1"]
-        assert httpx.get(live.url + "/health").json()["storage_backend"] == "wrapped"
+        assert [e["event_id"] for e in live.client.get("/v1/events").json()["events"]] == ["w1"]
+        assert live.client.get("/health").json()["storage_backend"] == "wrapped"
     finally:
         live.stop()
 

@@ -5,6 +5,8 @@ import pathlib
 import re
 import uuid
 
+import pytest
+
 from tea.storage.base import Storage
 from tests.storage.test_contract import HOUR, T0, backend  # noqa: F401 — the fixture, parametrized over backends
 
@@ -160,6 +162,7 @@ def test_postgres_upgrade_keeps_one_of_each_projection_row_stored_twice(postgres
         assert conn.execute("SELECT count(*) FROM endpoint_usage").fetchone() == (2,)
 
 
+@pytest.mark.slow  # (a 2 M-row table and six heavy queries: ~10 s of CPU)
 def test_duckdb_cache_trims_after_writes_never_starve_a_running_query(tmp_path: pathlib.Path, monkeypatch) -> None:
     """Trimming lowers DuckDB's memory limit for a moment: never while a query runs (it failed with "Out of
     Memory" when a write's trim met a query that was allocating)."""

@@ -42,13 +42,12 @@ def test_zero_hours_keeps_everything() -> None:
 
 
 def test_the_server_runs_retention_on_its_schedule(serve) -> None:
-    import httpx
-    live = serve(storage_backend="duckdb", retention_hours=1, retention_interval_s=0.2)
+    live = serve(storage_backend="duckdb", retention_hours=1, retention_interval_s=0.2, socket=False)
     old = [{"event_type": "old", "timestamp": 1_000_000_000_000 + i} for i in range(5)]
-    assert httpx.post(live.url + "/v1/events", json=old + [{"event_type": "fresh"}]).status_code == 200
+    assert live.client.post("/v1/events", json=old + [{"event_type": "fresh"}]).status_code == 200
     live.wait_stored(6)
     for _ in range(100):
-        health = httpx.get(live.url + "/health").json()
+        health = live.client.get("/health").json()
         if health["retention_purged_total"] == 5 and health["events_stored"] == 1:
             break  # (health counts events before it reads the retention counters: wait for both)
         time.sleep(0.05)
