@@ -1,4 +1,4 @@
-"""OTLP metric points/s: ``python -m bench.otlp_metrics [--quick]`` from the project root (bench/OTLP_METRICS.md).
+"""OTLP metric points/s: ``python -m bench.otlp_metrics [--quick]`` from the project root (bench/README.md#otlp-metric-points-and-the-prometheus-api).
 
 Sends OTLP/HTTP protobuf metric exports of 1 000 data points of every kind (bench/otlp_points.py) to a
 fresh ``tea serve`` (DuckDB, durable acknowledgements, every other setting at its default) from separate

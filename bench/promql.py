@@ -1,4 +1,4 @@
-"""Prometheus API benchmark: ``python -m bench.promql [--quick]`` from the project root (see bench/PROMQL.md).
+"""Prometheus API benchmark: ``python -m bench.promql [--quick]`` from the project root (bench/README.md#otlp-metric-points-and-the-prometheus-api).
 
 Times ``query_range`` of ``histogram_quantile(0.95, sum by (le, method) (rate(tea_request_duration_ms_bucket[5m])))``
 over the synthetic day of bench.dataset (1 M events), 24 h at a 60 s step (1 440 points per series), against
