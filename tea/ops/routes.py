@@ -15,9 +15,9 @@ from tea.http.openapi import build_openapi
 from tea.http.response import JSON, encode_json
 from tea.ops.retention import RetentionJob
 from tea.ops.status import Status
-from tea.storage.health import retrieved
 from tea.query.readers import Readers
 from tea.settings import Settings
+from tea.storage.health import retrieved
 
 
 class ConsumerLag(msgspec.Struct):
@@ -102,10 +102,12 @@ class StorageCheck:
             return
         if self._count is None or self._count.done():
             self._count = asyncio.ensure_future(self.readers.system().count())
-            self._count.add_done_callback(retrieved)  # (one no /health call waited for is read too)
+            self._count.add_done_callback(retrieved)  # (its outcome is read even if no /health call waits for it)
         done, _ = await asyncio.wait((self._count,), timeout=self.timeout_s)
-        if not done:
-            return  # slow, not gone: the probe answered
+        if not done:  # slow, not gone (the probe, where there is one, answered): the last count stands
+            if probe is not None:
+                self.status.storage_reachable = True
+            return
         try:
             self.status.events_stored = self._count.result()
         except Exception:  # storage boundary: report the last known count, flag degraded

@@ -4,7 +4,8 @@ A server that refuses connections fails a read at once; a hung one (stopped, ove
 dead link) would keep a read waiting as long as the driver lets it. ``StorageHealth.bounded`` runs a
 read and, once it has waited ``read_timeout_s - probe_timeout_s``, asks the server a trivial question
 on a connection of its own (``ping``, bounded by ``probe_timeout_s``): no answer, and the read is
-given up with ``StorageUnavailable``; an answer, and the read (just slow) keeps going. So a read is
+given up with ``StorageUnavailable``; an answer, and the read (just slow) keeps going. While the
+last probe failed (for ``DOWN_FRESH_S``), reads are refused at once. So a read is
 never cut short on a server that answers, and never waits much longer than ``read_timeout_s`` on one
 that does not. One probe at a time is shared by every waiting read and by ``/health``, and its result
 is kept for a moment: a thousand waiting reads or ``/health`` calls cost one probe, not a thousand.
@@ -21,7 +22,7 @@ from tea.errors import StorageUnavailable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OK_FRESH_S = 0.5    # a successful probe vouches for the server this long
-DOWN_FRESH_S = 1.0  # a failed probe (or a refused read) fails the reads of this long at once
+DOWN_FRESH_S = 1.0  # a failed probe fails the reads of this long at once (Retry-After: 1)
 
 
 class StorageHealth:
@@ -41,10 +42,6 @@ class StorageHealth:
         """The last failure's text (for the log and ``/health``), None while the server answers."""
         return None if self._ok else self._error
 
-    def failed(self, exc: BaseException) -> None:
-        """A read or write just found the server gone: the next reads fail at once for a moment."""
-        self._ok, self._error, self._checked_at = False, str(exc), time.monotonic()
-
     def unavailable(self) -> StorageUnavailable:
         return StorageUnavailable(f"{self.name}: {self._error or 'no answer'}")
 
@@ -61,10 +58,11 @@ class StorageHealth:
         try:
             await asyncio.wait_for(self._ping(self.probe_timeout_s), self.probe_timeout_s)
         except (Exception, asyncio.TimeoutError) as exc:  # storage boundary: any failure means "not answering"
+            error = f"no answer within {self.probe_timeout_s:g} s" if isinstance(exc, asyncio.TimeoutError) \
+                else str(exc)
             if self._ok:
-                log.warning("%s storage does not answer: %s", self.name, exc or "timed out")
-            self._ok, self._error = False, f"no answer within {self.probe_timeout_s:g} s" \
-                if isinstance(exc, asyncio.TimeoutError) else str(exc)
+                log.warning("%s storage does not answer: %s", self.name, error)
+            self._ok, self._error = False, error
         else:
             if not self._ok:
                 log.info("%s storage answers again", self.name)
@@ -88,9 +86,6 @@ class StorageHealth:
                     return task.result()
                 if not await self.is_up():
                     raise self.unavailable()
-        except StorageUnavailable as exc:
-            self.failed(exc)
-            raise
         finally:
             if not task.done():
                 task.cancel()

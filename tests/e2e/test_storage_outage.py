@@ -27,8 +27,8 @@ NO_STORAGE = {"/", "/tea/", "/health", "/tea/health", "/healthz", "/readyz", "/m
               "/v1/events/stream"}
 PATH_VALUES = {"source_id": "1", "event_id": "e-1", "trace_id": "0af7651916cd43dd8448eb211c80319c",
                "entity_type": "team", "entity_id": "a-1", "relation": "communication_telemetry",
-               "function": "check_registration_gaps", "name": "job", "rule_id": "r-1", "token_id": "tk-1", "source": "s",
-               "table": "user_activity"}
+               "function": "check_registration_gaps", "name": "job", "rule_id": "r-1", "token_id": "tk-1",
+               "source": "s"}
 QUERY_VALUES = {"/api/v1/query": {"query": "up"},
                 "/api/v1/query_range": {"query": "up", "start": "1700000000", "end": "1700000600", "step": "60"},
                 "/api/v1/series": {"match[]": "up"}, "/v1/otel/metrics/points": {"name": "m"},
