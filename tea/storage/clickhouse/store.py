@@ -18,9 +18,9 @@ import logging
 import struct
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, ClassVar, TypeVar
 
 import msgspec
 from clickhouse_driver import Client, errors
@@ -321,7 +321,6 @@ class ClickHouseStorage(ClickHouseStores):
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         # its own connection, streamed block by block: at most a chunk (and a block) in memory
         client = Client(self._host, **self._kwargs)
-        loop = asyncio.get_running_loop()
         query = f"SELECT {sql.SELECT_EVENTS}{sql.scan(filter, self.final_reads)}"
 
         def start() -> Any:
@@ -329,13 +328,20 @@ class ClickHouseStorage(ClickHouseStores):
 
         def take(rows: Any) -> list[tuple[Any, ...]]:
             return self._guarded(lambda _: list(itertools.islice(rows, chunk_rows)))
+        running: list[Future[Any]] = []
+
+        def on_reader(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+            running[:] = [self._readers.submit(fn, *args)]
+            return self.health.bounded(asyncio.wrap_future(running[0]))
         try:
-            bounded = self.health.bounded
-            rows = await bounded(loop.run_in_executor(self._readers, start))
-            while chunk := await bounded(loop.run_in_executor(self._readers, take, rows)):
+            rows = await on_reader(start)
+            while chunk := await on_reader(take, rows):
                 yield [_event(row) for row in chunk]
         finally:
-            client.disconnect()
+            if running and not running[0].done():  # given up on a hung server: the reader thread disconnects
+                running[0].add_done_callback(lambda _: client.disconnect())  # (once done with the client)
+            else:
+                client.disconnect()
 
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         if not event_ids:

@@ -22,7 +22,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tea.errors import ConfigError, StorageDataError, StorageError, StorageUnavailable
-from tea.storage.health import StorageHealth, first_line
+from tea.storage.health import StorageHealth, first_line, retrieved
 from tea.storage.postgres import sql as q
 from tea.storage.postgres.copy import copy_lines
 from tea.storage.postgres.signals import PostgresSignals
@@ -74,8 +74,7 @@ class PostgresStorage(PostgresStores):
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
-        self.connect_timeout_s = connect_timeout_s  # the writer's wait for a connection
-        self.read_timeout_s = read_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.health = StorageHealth(self.name, self._ping, read_timeout_s=read_timeout_s,
                                     probe_timeout_s=probe_timeout_s)
         self.signals = PostgresSignals(self)  # metric points and log records
@@ -127,14 +126,15 @@ class PostgresStorage(PostgresStores):
             await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def _connection(self, timeout_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection (autocommit), waited for at most ``timeout_s`` (default: the writer's
-        ``connect_timeout_s``); driver failures become StorageError / StorageDataError, and a server that
-        is gone, refuses or does not answer in time StorageUnavailable."""
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (autocommit), waited for at most ``connect_timeout_s``; driver failures
+        become StorageError / StorageDataError, and a server that is gone or refuses, or a pool that stays
+        empty, StorageUnavailable. (Reads are bounded sooner by ``health.bounded``: its probe tells a hung
+        server from a busy pool.)"""
         if self._pool is None:
             raise StorageError("postgres storage is not open")
         try:
-            async with self._pool.connection(timeout=timeout_s or self.connect_timeout_s) as conn:
+            async with self._pool.connection() as conn:
                 yield conn
         except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
             if isinstance(exc, pg_errors.CheckViolation) and "no partition" in str(exc):
@@ -152,7 +152,7 @@ class PostgresStorage(PostgresStores):
         return await self.health.bounded(self._fetch_now(sql, params))
 
     async def _fetch_now(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        async with self._connection(self.read_timeout_s) as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(sql, params)
             return await cur.fetchall()
 
@@ -297,7 +297,7 @@ class PostgresStorage(PostgresStores):
 
     async def _page(self, frm: str, params: list[Any], page: str, page_params: list[Any],
                     spec: QuerySpec) -> tuple[int | None, list[tuple[Any, ...]]]:
-        async with self._connection(self.read_timeout_s) as conn:
+        async with self._connection() as conn:
             total = None
             if spec.with_total:
                 total = (await (await conn.execute(f"SELECT count(*){frm}", params)).fetchone())[0]  # type: ignore[index]
@@ -313,14 +313,33 @@ class PostgresStorage(PostgresStores):
         return await self._fetch(sql, params)
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
+        # the cursor lives in a task of its own, a chunk ahead: a read given up on a hung server leaves it
+        # behind (its transaction ends whenever the server answers) instead of waiting for it here
+        chunks: asyncio.Queue[list[Event] | BaseException | None] = asyncio.Queue(maxsize=1)
+        producer = asyncio.ensure_future(self._stream(filter, chunk_rows, chunks))
+        try:
+            while (chunk := await self.health.bounded(chunks.get())) is not None:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                yield chunk
+        finally:
+            producer.cancel()
+            producer.add_done_callback(retrieved)
+
+    async def _stream(self, filter: EventFilter, chunk_rows: int,
+                      chunks: "asyncio.Queue[list[Event] | BaseException | None]") -> None:
         frm, params = q.scan(filter)
-        bounded = self.health.bounded
-        async with self._connection(self.read_timeout_s) as conn:
-            async with conn.transaction():
-                async with conn.cursor(name="tea_iter_events") as cur:
-                    await bounded(cur.execute(f"SELECT {q.SELECT_EVENT}{frm}", params))
-                    while rows := await bounded(cur.fetchmany(chunk_rows)):
-                        yield [_row_to_event(r) for r in rows]
+        try:
+            async with self._connection() as conn:
+                async with conn.transaction():
+                    async with conn.cursor(name="tea_iter_events") as cur:
+                        await cur.execute(f"SELECT {q.SELECT_EVENT}{frm}", params)
+                        while rows := await cur.fetchmany(chunk_rows):
+                            await chunks.put([_row_to_event(r) for r in rows])
+        except Exception as exc:  # (handed to the reader, which raises it)
+            await chunks.put(exc)
+        else:
+            await chunks.put(None)
 
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         if not event_ids:
