@@ -117,3 +117,17 @@ class StorageError(TeaError):
 
 class StorageDataError(StorageError):
     """The backend refused the data itself (not a transient failure); the writer isolates the bad events."""
+
+
+class StorageUnavailable(StorageError, Unavailable):
+    """The storage server cannot be reached, refused the connection or did not answer in time.
+
+    A ``StorageError`` (the writer retries it) and an ``Unavailable`` (a read answers 503 with
+    ``Retry-After``, in its protocol's error shape). ``str()`` keeps the driver's text for the log;
+    the client reads only ``message``, which names no host."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 1) -> None:
+        super().__init__("storage is unavailable; retry later", retry_after_s=retry_after_s)
+        self.args = (detail,)

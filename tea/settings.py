@@ -268,6 +268,14 @@ class ReadsSettings(Section, frozen=True):
 class StorageSettings(Section, frozen=True):
     dedup_window_s: Annotated[float, doc("an event is a duplicate when a stored event has its (tenant_id, event_id) "
                                          "and a timestamp within this window", ge=0)] = 3600.0
+    read_timeout_s: Annotated[float, doc(
+        "postgres and clickhouse backends: a read waits this long for a server that stopped answering (refused "
+        "connections fail at once), then answers 503 with Retry-After; a slow query on a server that still answers "
+        "the probe (storage.probe_timeout_s) is not cut short", ge=0.1)] = 2.0
+    probe_timeout_s: Annotated[float, doc(
+        "postgres and clickhouse backends: how long the probe (SELECT 1 on a connection of its own) that /health "
+        "and waiting reads share may take before the server counts as not answering; at most half of "
+        "storage.read_timeout_s", ge=0.05)] = 1.0
 
 
 class DuckdbSettings(Section, frozen=True):

@@ -3,7 +3,9 @@
 A token is shown once, at creation (or rotation), with its signing secret; storage keeps only
 the token's SHA-256 and the secret sealed with AES-GCM. Lookups are cached for ``cache_ttl_s``
 (hits and misses), so the request path touches storage at most once per token per TTL; a revoke
-on another node takes effect here within that TTL.
+on another node takes effect here within that TTL. While storage is unavailable an expired entry
+is used as it was (no revoke can be stored then either), so ingestion with a token this node has
+seen keeps being acknowledged into the durable buffer.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Callable, Iterable
 
 from tea.auth import keys
 from tea.auth.principal import SCOPES, TIERS, Principal
-from tea.errors import BadRequest, Conflict, NotFound
+from tea.errors import BadRequest, Conflict, NotFound, StorageUnavailable
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import TokenRecord
@@ -100,7 +102,12 @@ class TokenService:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await self.storage.find_token(token_hash=digest)
+        try:
+            record = await self.storage.find_token(token_hash=digest)
+        except StorageUnavailable:
+            if cached is None:
+                raise
+            return cached[1]  # (kept expired: the next lookup asks storage again)
         active = None
         if record is not None and record.revoked_at is None and keys.same(record.token_hash, digest):
             active = ActiveToken(record, self.box.open(record.secret_sealed, record.token_id))

@@ -39,8 +39,9 @@ class PgError(ClientError):
 def as_pg(exc: ClientError) -> PgError:
     if isinstance(exc, PgError):
         return exc
-    code = {401: "PGRST302" if exc.code == "missing_credentials" else "PGRST301", 403: "42501"}.get(exc.status,
-                                                                                                  exc.code)
+    # (503 storage_unavailable: PostgREST's PGRST000, "could not connect with the database")
+    code = {401: "PGRST302" if exc.code == "missing_credentials" else "PGRST301", 403: "42501",
+            503: "PGRST000" if exc.code == "storage_unavailable" else exc.code}.get(exc.status, exc.code)
     return PgError(exc.status, code, exc.message, exc.details, None, exc.headers)
 
 

@@ -17,6 +17,7 @@ from tea.ops.retention import RetentionJob
 from tea.ops.status import Status
 from tea.query.readers import Readers
 from tea.settings import Settings
+from tea.storage.health import retrieved
 
 
 class ConsumerLag(msgspec.Struct):
@@ -82,19 +83,49 @@ class Readiness(msgspec.Struct):
     last_storage_error: str | None = None
 
 
+class StorageCheck:
+    """``/health``'s look at storage, answered within ``timeout_s`` however many calls come and however
+    the server fails: the backend's shared probe (``StorageHealth``: one at a time, its result kept a
+    moment) says whether the server answers; the event count is one shared query, and when it takes
+    longer the last count is reported while it goes on."""
+
+    def __init__(self, readers: Readers, status: Status, timeout_s: float) -> None:
+        self.readers = readers
+        self.status = status
+        self.timeout_s = timeout_s
+        self._count: asyncio.Task[int] | None = None
+
+    async def run(self) -> None:
+        probe = getattr(self.readers.storage, "health", None)  # (embedded backends have none: never down)
+        if probe is not None and not await probe.is_up():
+            self.status.storage_reachable = False
+            return
+        if self._count is None or self._count.done():
+            self._count = asyncio.ensure_future(self.readers.system().count())
+            self._count.add_done_callback(retrieved)  # (its outcome is read even if no /health call waits for it)
+        done, _ = await asyncio.wait((self._count,), timeout=self.timeout_s)
+        if not done:  # slow, not gone (the probe, where there is one, answered): the last count stands
+            if probe is not None:
+                self.status.storage_reachable = True
+            return
+        try:
+            self.status.events_stored = self._count.result()
+        except Exception:  # storage boundary: report the last known count, flag degraded
+            self.status.storage_reachable = False
+        else:
+            self.status.storage_reachable = True
+
+
 def routes(settings: Settings, status: Status, buffer: DurableBuffer, writer: Writer, retention: RetentionJob,
            readers: Readers, router: Router) -> list[Route]:
     openapi_doc: list[bytes] = []  # built at the first request, once every route is registered
 
+    storage_check = StorageCheck(readers, status, settings.storage.probe_timeout_s)
+
     async def health(request: Request) -> Response:
         stats = writer.stats
         storage = readers.system()
-        try:
-            status.events_stored = await storage.count()
-        except Exception:  # storage boundary: report the last known count, flag degraded
-            status.storage_reachable = False
-        else:
-            status.storage_reachable = True
+        await storage_check.run()
         recent_failure = stats.last_error_at is not None and time.time() - stats.last_error_at < 60
         degraded = (recent_failure or stats.failing or not status.storage_reachable
                     or buffer.backlog_bytes > 0.9 * buffer.max_bytes)

@@ -88,6 +88,13 @@ async def parquet_stream(storage, f: EventFilter, tmp_dir: str) -> AsyncIterator
             os.unlink(path)
 
 
+async def _after(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
 class ExportParams(Filters):
     format: choice("ndjson, csv or parquet", tuple(FORMATS)) = "ndjson"  # type: ignore[valid-type]
 
@@ -99,7 +106,9 @@ def routes(readers: Readers, settings: Settings) -> list[Route]:
         reader = readers.of(request)
         f = reader.scope(event_filter(p))  # a 403 must come before the stream starts
         stream = parquet_stream(reader, f, tmp_dir) if p.format == "parquet" else text_stream(reader, f, p.format)
-        return Response(status=200, media_type=FORMATS[p.format], stream=stream,
+        # the first chunk before the answer starts: storage being down is a 503, not a cut-off 200
+        first = await anext(stream, None)
+        return Response(status=200, media_type=FORMATS[p.format], stream=_after(first, stream),
                         headers={"content-disposition": f'attachment; filename="tea-events.{p.format}"'})
 
     return [Route("GET", "/v1/export", export,

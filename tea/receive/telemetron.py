@@ -15,7 +15,7 @@ import msgspec
 
 from tea.auth.gate import Gate
 from tea.auth.principal import READ, WRITE, Principal
-from tea.errors import ClientError
+from tea.errors import ClientError, StorageUnavailable
 from tea.http import Param, Request, Response, Route, text_response
 from tea.http.body import decode
 from tea.http.response import JSON, encode_json
@@ -80,6 +80,9 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
                 response = await handler(request)
                 status = response.status
                 return response
+            except StorageUnavailable as exc:  # Telemetron's error shape, Retry-After kept
+                status = exc.status
+                return Response(encode_json({"error": exc.message}), exc.status, JSON, exc.headers)
             except ClientError as exc:
                 status = exc.status
                 raise

@@ -18,18 +18,19 @@ import logging
 import struct
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, ClassVar, TypeVar
 
 import msgspec
 from clickhouse_driver import Client, errors
 from clickhouse_driver.util.helpers import parse_url
 
-from tea.errors import ConfigError, StorageDataError, StorageError
+from tea.errors import ConfigError, StorageDataError, StorageError, StorageUnavailable
 from tea.storage.clickhouse import signals as clickhouse_signals, sql
 from tea.storage.clickhouse.sql import lit
 from tea.storage.clickhouse.stores import ClickHouseStores
+from tea.storage.health import StorageHealth, first_line
 from tea.storage.projections import TABLES
 from tea.types import (COLUMNS, AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, TraceSummary,
                        WriteResult)
@@ -42,6 +43,8 @@ T = TypeVar("T")
 
 # server error codes meaning "this data is refused" (the rest are transient or bugs: retried)
 _DATA_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131})
+# TIMEOUT_EXCEEDED, TOO_MANY_SIMULTANEOUS_QUERIES, SOCKET_TIMEOUT, NETWORK_ERROR: the server is not answering now
+_UNAVAILABLE_CODES = frozenset({159, 202, 209, 210})
 _EVENTS_INSERT = f"INSERT INTO events ({sql.SELECT_EVENTS}) VALUES"
 _KEYS = [("tenant_id", "String"), ("event_id", "String")]
 _OPTIONAL_SETTINGS = ("max_partitions_per_insert_block", "mutations_sync")
@@ -70,8 +73,11 @@ class ClickHouseStorage(ClickHouseStores):
     persistent: ClassVar[bool] = True
 
     def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, readers: int = 4,
-                 final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536) -> None:
+                 final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536,
+                 read_timeout_s: float = 2.0, probe_timeout_s: float = 1.0) -> None:
         self.url = url
+        self.health = StorageHealth(self.name, self._ping, read_timeout_s=read_timeout_s,
+                                    probe_timeout_s=probe_timeout_s)
         self.dedup_window_us = dedup_window_us
         self.signals = clickhouse_signals.ClickHouseSignals(self)  # metric points and log records
         self.final_reads = final_reads
@@ -99,7 +105,8 @@ class ClickHouseStorage(ClickHouseStores):
         check_url(settings.clickhouse_url)
         return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
                    readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
-                   timeout_s=settings.clickhouse.timeout_s, insert_block_rows=settings.clickhouse.insert_block_rows)
+                   timeout_s=settings.clickhouse.timeout_s, insert_block_rows=settings.clickhouse.insert_block_rows,
+                   read_timeout_s=settings.storage.read_timeout_s, probe_timeout_s=settings.storage.probe_timeout_s)
 
     # ----------------------------------------------------------------- connections
     def _client(self) -> Client:
@@ -118,20 +125,40 @@ class ClickHouseStorage(ClickHouseStores):
             return fn(client, *args)
         except errors.ServerException as exc:
             if exc.code in _DATA_CODES:
-                raise StorageDataError(f"clickhouse refused the data: {_first_line(exc)}") from exc
-            raise StorageError(f"clickhouse: {_first_line(exc)}") from exc
+                raise StorageDataError(f"clickhouse refused the data: {first_line(exc)}") from exc
+            if exc.code in _UNAVAILABLE_CODES:
+                raise StorageUnavailable(f"clickhouse: {first_line(exc)}") from exc
+            raise StorageError(f"clickhouse: {first_line(exc)}") from exc
         except (errors.TypeMismatchError, errors.TooLargeStringSize, TypeError, ValueError, OverflowError,
                 struct.error) as exc:
             raise StorageDataError(f"clickhouse refused the data: {exc}") from exc
-        except (errors.Error, EOFError, OSError) as exc:
+        except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
             client.disconnect()  # the next call reconnects
-            raise StorageError(f"clickhouse unavailable ({self._host}): {_first_line(exc)}") from exc
+            raise StorageUnavailable(f"clickhouse unavailable ({self._host}): {first_line(exc)}") from exc
+        except errors.Error as exc:
+            client.disconnect()  # (the connection's state is unknown after a protocol error)
+            raise StorageError(f"clickhouse ({self._host}): {first_line(exc)}") from exc
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, self._guarded, fn, *args)
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._guarded, fn, *args)
+        """``fn(client, *args)`` on a reader thread, within the read bound (``StorageHealth.bounded``)."""
+        return await self.health.bounded(
+            asyncio.get_running_loop().run_in_executor(self._readers, self._guarded, fn, *args))
+
+    async def _ping(self, timeout_s: float) -> None:
+        """``SELECT 1`` on a connection of its own, off the reader threads (all may wait on a hung server)."""
+        await asyncio.to_thread(self._ping_sync, timeout_s)
+
+    def _ping_sync(self, timeout_s: float) -> None:
+        client = Client(self._host, **{**self._kwargs, "connect_timeout": timeout_s, "send_receive_timeout": timeout_s})
+        try:
+            client.execute("SELECT 1")
+        except (errors.Error, EOFError, OSError) as exc:
+            raise StorageUnavailable(f"clickhouse unavailable ({self._host}): {first_line(exc)}") from exc
+        finally:
+            client.disconnect()
 
     async def _rows(self, query: str) -> list[tuple[Any, ...]]:
         return await self._on_reader(lambda client: client.execute(query))
@@ -294,7 +321,6 @@ class ClickHouseStorage(ClickHouseStores):
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         # its own connection, streamed block by block: at most a chunk (and a block) in memory
         client = Client(self._host, **self._kwargs)
-        loop = asyncio.get_running_loop()
         query = f"SELECT {sql.SELECT_EVENTS}{sql.scan(filter, self.final_reads)}"
 
         def start() -> Any:
@@ -302,12 +328,20 @@ class ClickHouseStorage(ClickHouseStores):
 
         def take(rows: Any) -> list[tuple[Any, ...]]:
             return self._guarded(lambda _: list(itertools.islice(rows, chunk_rows)))
+        running: list[Future[Any]] = []
+
+        def on_reader(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+            running[:] = [self._readers.submit(fn, *args)]
+            return self.health.bounded(asyncio.wrap_future(running[0]))
         try:
-            rows = await loop.run_in_executor(self._readers, start)
-            while chunk := await loop.run_in_executor(self._readers, take, rows):
+            rows = await on_reader(start)
+            while chunk := await on_reader(take, rows):
                 yield [_event(row) for row in chunk]
         finally:
-            client.disconnect()
+            if running and not running[0].done():  # given up on a hung server: the reader thread disconnects
+                running[0].add_done_callback(lambda _: client.disconnect())  # (once done with the client)
+            else:
+                client.disconnect()
 
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         if not event_ids:
@@ -365,11 +399,6 @@ class _Row(msgspec.Struct, gc=False):
 
 
 _ROWS = msgspec.json.Decoder(list[_Row])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def _columns(events: list[_Row]) -> list[list[Any]]:

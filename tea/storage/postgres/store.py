@@ -21,7 +21,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from tea.errors import ConfigError, StorageDataError, StorageError
+from tea.errors import ConfigError, StorageDataError, StorageError, StorageUnavailable
+from tea.storage.health import StorageHealth, first_line, retrieved
 from tea.storage.postgres import sql as q
 from tea.storage.postgres.copy import copy_lines
 from tea.storage.postgres.signals import PostgresSignals
@@ -66,13 +67,16 @@ class PostgresStorage(PostgresStores):
     persistent: ClassVar[bool] = True
 
     def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, pool_min: int = 1, pool_max: int = 10,
-                 auto_migrate: bool = True, connect_timeout_s: float = 10.0) -> None:
+                 auto_migrate: bool = True, connect_timeout_s: float = 10.0, read_timeout_s: float = 2.0,
+                 probe_timeout_s: float = 1.0) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
         self.connect_timeout_s = connect_timeout_s
+        self.health = StorageHealth(self.name, self._ping, read_timeout_s=read_timeout_s,
+                                    probe_timeout_s=probe_timeout_s)
         self.signals = PostgresSignals(self)  # metric points and log records
         self._pool: AsyncConnectionPool | None = None
         self._days: set[int] = set()  # partitions known to exist (day starts)
@@ -84,7 +88,8 @@ class PostgresStorage(PostgresStores):
             raise ConfigError("invalid postgres_url=None: storage_backend=postgres needs TEA_POSTGRES_URL "
                               "(or ANALYTICS_DATABASE_URL) set to postgresql://user:password@host:5432/database")
         return cls(settings.postgres_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
-                   pool_max=settings.postgres.pool_max, auto_migrate=settings.postgres.auto_migrate)
+                   pool_max=settings.postgres.pool_max, auto_migrate=settings.postgres.auto_migrate,
+                   read_timeout_s=settings.storage.read_timeout_s, probe_timeout_s=settings.storage.probe_timeout_s)
 
     # ----------------------------------------------------------------- lifecycle
     async def open(self) -> None:
@@ -105,7 +110,8 @@ class PostgresStorage(PostgresStores):
         self._pool = AsyncConnectionPool(self.url, min_size=self.pool_min, max_size=self.pool_max, open=False,
                                          timeout=self.connect_timeout_s, name="tea-postgres",
                                          kwargs={"autocommit": True, "client_encoding": "utf8",
-                                                 "application_name": "tea"})
+                                                 "application_name": "tea",
+                                                 "connect_timeout": max(2, round(self.connect_timeout_s))})
         try:
             await self._pool.open(wait=True, timeout=self.connect_timeout_s)
         except PoolTimeout as exc:
@@ -121,7 +127,10 @@ class PostgresStorage(PostgresStores):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection (autocommit); driver failures become StorageError / StorageDataError."""
+        """A pooled connection (autocommit), waited for at most ``connect_timeout_s``; driver failures
+        become StorageError / StorageDataError, and a server that is gone or refuses, or a pool that stays
+        empty, StorageUnavailable. (Reads are bounded sooner by ``health.bounded``: its probe tells a hung
+        server from a busy pool.)"""
         if self._pool is None:
             raise StorageError("postgres storage is not open")
         try:
@@ -132,13 +141,29 @@ class PostgresStorage(PostgresStores):
                 self._days.clear()  # another node dropped a partition we knew: look again on retry
                 raise StorageError(f"postgres: {exc}") from exc
             raise StorageDataError(f"postgres refused the data: {exc}") from exc
-        except (psycopg.Error, PoolTimeout) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            # (OperationalError: refused, lost, canceled, too many connections; InterfaceError: closed)
+            raise StorageUnavailable(f"postgres: {first_line(exc)}") from exc
+        except psycopg.Error as exc:
             raise StorageError(f"postgres: {exc}") from exc
 
     async def _fetch(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Rows of one statement, within the read bound (``StorageHealth.bounded``)."""
+        return await self.health.bounded(self._fetch_now(sql, params))
+
+    async def _fetch_now(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
             cur = await conn.execute(sql, params)
             return await cur.fetchall()
+
+    async def _ping(self, timeout_s: float) -> None:
+        """A trivial statement on a connection of its own (the pool's may all be stuck on a hung server)."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=max(2, round(timeout_s)),
+                                                             autocommit=True, application_name="tea-probe") as conn:
+                await conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise StorageUnavailable(f"postgres: {first_line(exc)}") from exc
 
     async def _run(self, sql: str, params: Any = None) -> int:
         async with self._connection() as conn:
@@ -267,13 +292,17 @@ class PostgresStorage(PostgresStores):
             a = spec.after
             page = q.and_(frm, '("timestamp", event_id, tenant_id) < (%s, %s, %s)')
             page_params += [a.timestamp, a.event_id, a.tenant_id]
+        total, rows = await self.health.bounded(self._page(frm, params, page, page_params, spec))
+        return QueryResult([_row_to_event(r) for r in rows[: spec.limit]], total, len(rows) > spec.limit)
+
+    async def _page(self, frm: str, params: list[Any], page: str, page_params: list[Any],
+                    spec: QuerySpec) -> tuple[int | None, list[tuple[Any, ...]]]:
         async with self._connection() as conn:
             total = None
             if spec.with_total:
                 total = (await (await conn.execute(f"SELECT count(*){frm}", params)).fetchone())[0]  # type: ignore[index]
             cur = await conn.execute(f"SELECT {q.SELECT_EVENT}{page} {q.ORDER} LIMIT %s", [*page_params, spec.limit + 1])
-            rows = await cur.fetchall()
-        return QueryResult([_row_to_event(r) for r in rows[: spec.limit]], total, len(rows) > spec.limit)
+            return total, await cur.fetchall()
 
     async def count(self, filter: EventFilter | None = None) -> int:
         frm, params = q.scan(filter)
@@ -284,13 +313,33 @@ class PostgresStorage(PostgresStores):
         return await self._fetch(sql, params)
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
+        # the cursor lives in a task of its own, a chunk ahead: a read given up on a hung server leaves it
+        # behind (its transaction ends whenever the server answers) instead of waiting for it here
+        chunks: asyncio.Queue[list[Event] | BaseException | None] = asyncio.Queue(maxsize=1)
+        producer = asyncio.ensure_future(self._stream(filter, chunk_rows, chunks))
+        try:
+            while (chunk := await self.health.bounded(chunks.get())) is not None:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                yield chunk
+        finally:
+            producer.cancel()
+            producer.add_done_callback(retrieved)
+
+    async def _stream(self, filter: EventFilter, chunk_rows: int,
+                      chunks: "asyncio.Queue[list[Event] | BaseException | None]") -> None:
         frm, params = q.scan(filter)
-        async with self._connection() as conn:
-            async with conn.transaction():
-                async with conn.cursor(name="tea_iter_events") as cur:
-                    await cur.execute(f"SELECT {q.SELECT_EVENT}{frm}", params)
-                    while rows := await cur.fetchmany(chunk_rows):
-                        yield [_row_to_event(r) for r in rows]
+        try:
+            async with self._connection() as conn:
+                async with conn.transaction():
+                    async with conn.cursor(name="tea_iter_events") as cur:
+                        await cur.execute(f"SELECT {q.SELECT_EVENT}{frm}", params)
+                        while rows := await cur.fetchmany(chunk_rows):
+                            await chunks.put([_row_to_event(r) for r in rows])
+        except Exception as exc:  # (handed to the reader, which raises it)
+            await chunks.put(exc)
+        else:
+            await chunks.put(None)
 
     async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
         if not event_ids:
