@@ -60,7 +60,7 @@ class Ingestor:
                              high: int, source_protocol: str, principal: Principal | None = None) -> None:
         """``submit`` for events a receiver already normalised and encoded as NDJSON (the native OTLP mapper):
         the same counters, limits and durable append, without building events."""
-        if suspect(ndjson):
+        if suspect(ndjson, numbers=False):
             ndjson, refused = screen_lines(ndjson)
             accepted -= len(refused)
             errors = errors + refused
@@ -101,7 +101,7 @@ def screen(decoded: Decoded, accepted: list[Event], ndjson: bytes) -> tuple[list
     lines: list[bytes] = []
     refused: list[ItemError] = []
     for event, line in zip(accepted, ndjson.splitlines(keepends=True)):
-        why = refusal(line)
+        why = refusal(line) if suspect(line) else None
         if why is None:
             kept.append(event)
             lines.append(line)
@@ -118,7 +118,7 @@ def screen_lines(ndjson: bytes) -> tuple[bytes, list[ItemError]]:
     lines: list[bytes] = []
     refused: list[ItemError] = []
     for index, line in enumerate(ndjson.splitlines(keepends=True)):
-        why = refusal(line)
+        why = refusal(line) if suspect(line, numbers=False) else None
         if why is None:
             lines.append(line)
         else:

@@ -85,10 +85,9 @@ class SignalRouter:
     async def write_batch(self, batch: Batch) -> WriteResult:
         if self.store is None or not batch.count:
             return await self.storage.write_batch(batch)
-        data = batch.ndjson()
-        if METRIC_PREFIX not in data and LOG_PREFIX not in data:
-            return await self.storage.write_batch(batch)
-        events, metrics, logs = split(data)
+        if not any(METRIC_PREFIX in chunk or LOG_PREFIX in chunk for chunk in batch.chunks):
+            return await self.storage.write_batch(batch)  # (chunks hold whole lines: no join to look)
+        events, metrics, logs = split(batch.ndjson())
         written = 0
         if events:
             result = await self.storage.write_batch(Batch([b"".join(events)], len(events), batch.min_ts, batch.max_ts))

@@ -25,7 +25,9 @@ def test_nul_and_huge_numbers_are_found_and_named() -> None:
     huge = b'{"event_type":"t","attributes":{"a":1e999}}\n'
     assert suspect(huge) and refusal(huge)[1] == "attributes"  # type: ignore[index]
     long_mantissa = b'{"event_type":"t","attributes":{"a":' + b"9" * 400 + b'.0}}\n'
-    assert refusal(long_mantissa) is not None  # (found when the batch is suspect for another value)
+    assert refusal(long_mantissa) is not None  # (found when the line is suspect for another value)
+    ids = b'{"event_type":"t","trace_id":"3e4569e3001e999","attributes":{"n":1.5e30,"m":[2,"9e999"]}}\n'
+    assert not suspect(ids) and refusal(ids) is None  # (an 'e' and digits inside strings: no number)
 
 
 def test_look_alikes_are_kept() -> None:
