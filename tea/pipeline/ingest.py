@@ -10,7 +10,7 @@ from tea.auth.principal import Principal
 from tea.errors import RateLimited, Unavailable
 from tea.telemetry import Telemetry
 from tea.pipeline.normalise import Normaliser
-from tea.pipeline.storable import refusal, suspect
+from tea.pipeline.storable import refusal, suspect, suspect_events
 from tea.types import Decoded, Event, ItemError, encode_lines
 
 
@@ -40,7 +40,7 @@ class Ingestor:
         accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id,
                                                       only, timestamps_us)
         ndjson = encode_lines(accepted) if accepted else b""
-        if suspect(ndjson):
+        if accepted and suspect_events(ndjson, [e.attributes for e in accepted]):
             accepted, refused, ndjson = screen(decoded, accepted, ndjson)
             errors = errors + refused
         if decoded.errors or errors:

@@ -48,6 +48,16 @@ def suspect(ndjson: bytes, numbers: bool = True) -> bool:
     return (b"\\" in ndjson and _NUL in ndjson) or (numbers and _huge_number(ndjson))
 
 
+def suspect_events(ndjson: bytes, attributes: list[Any]) -> bool:
+    """``suspect`` for events decoded from a client's JSON: a NUL anywhere in their NDJSON, or a number past
+    the float range in their raw ``attributes`` (the one part decoding left unchecked) — searched there only,
+    not through ids, times and typed columns."""
+    if b"\\" in ndjson and _NUL in ndjson:
+        return True
+    raw = b"\n".join(a for a in attributes if len(a) > 2)  # (msgspec.Raw is a buffer; "{}" has no number)
+    return _huge_number(raw) if raw else False
+
+
 def refusal(line: bytes) -> tuple[str, str] | None:
     """Why the event encoded as ``line`` (one JSON object) cannot be stored, as (message, field), or None."""
     try:
