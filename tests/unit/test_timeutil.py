@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tea.timeutil import MAX_US, format_us
 
@@ -17,6 +17,8 @@ def reference(us: int) -> str:
     return text + (f".{dt.microsecond:06d}" if dt.microsecond else "") + "Z"
 
 
+# (no time limits: on a loaded machine generating the examples alone can exceed Hypothesis's budgets)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(MIN_US, MAX_US), min_size=1, max_size=20), st.integers(0, 3_000_000))
 def test_format_us_matches_strftime(values: list[int], step: int) -> None:
     for base in values:  # (neighbours share a second: the cached second's text must still be right)
