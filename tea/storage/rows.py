@@ -1,7 +1,9 @@
-"""Rows of SQL backends back into TEA's records (shared by the DuckDB and PostgreSQL backends)."""
+"""Rows of SQL backends back into TEA's records (shared by the SQL backends)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
+
+import msgspec
 
 from tea.types import TokenRecord
 
@@ -14,3 +16,11 @@ def token_from_row(row: tuple[Any, ...]) -> TokenRecord:
     values["secret_sealed"] = bytes(values["secret_sealed"])
     values["scopes"] = list(values["scopes"])
     return TokenRecord(**values)
+
+
+def projection_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows of an analytics table as dicts, ``event_metadata`` decoded from its JSON text (None when empty)."""
+    out = [dict(zip(columns, row)) for row in rows]
+    for row in out:
+        row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
+    return out

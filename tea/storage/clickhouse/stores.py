@@ -11,6 +11,7 @@ from clickhouse_driver import Client
 from tea.storage.clickhouse import sql
 from tea.storage.clickhouse.sql import lit
 from tea.storage.projections import TABLES, distinct_rows
+from tea.storage.rows import projection_rows
 from tea.types import AuditRecord, DeadLetter, TokenRecord
 
 _ROW_KEYS = [("tenant_id", "String"), ("id", "String"), ("timestamp", "Int64")]
@@ -132,10 +133,7 @@ class ClickHouseStores:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         rows = await self._rows(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._projection(table)}{where} "
                                 f"ORDER BY timestamp DESC, id LIMIT {int(limit)}")
-        out = [dict(zip(columns, row)) for row in rows]
-        for row in out:
-            row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
-        return out
+        return projection_rows(columns, rows)
 
     async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
                                 since_us: int) -> list[dict[str, Any]]:

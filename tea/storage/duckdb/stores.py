@@ -10,7 +10,7 @@ import msgspec
 from tea.storage.duckdb import writes as duckdb_writes
 from tea.storage.duckdb.sql import tenant_clause
 from tea.storage.projections import TABLES
-from tea.storage.rows import TOKEN_COLUMNS, token_from_row
+from tea.storage.rows import TOKEN_COLUMNS, projection_rows, token_from_row
 from tea.types import AuditRecord, DeadLetter, TokenRecord
 
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
@@ -97,10 +97,7 @@ class DuckDBStores:
                            "CAST(id AS VARCHAR)" if c == "id" else f'"{c}"' for c in columns)
         rows = await self._on_reader(lambda cur: cur.execute(
             f"SELECT {select} FROM {table}{where_sql} ORDER BY timestamp DESC, id LIMIT ?", [*params, limit]).fetchall())
-        out = [dict(zip(columns, row)) for row in rows]
-        for row in out:
-            row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
-        return out
+        return projection_rows(columns, rows)
 
     async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
                                 since_us: int) -> list[dict[str, Any]]:

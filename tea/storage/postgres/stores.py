@@ -10,7 +10,7 @@ import msgspec
 from tea.storage.postgres import sql as q
 from tea.storage.postgres.copy import copy_lines, from_lines, lines as _lines
 from tea.storage.projections import IDENTITY, TABLES, distinct_rows
-from tea.storage.rows import TOKEN_COLUMNS, token_from_row
+from tea.storage.rows import TOKEN_COLUMNS, projection_rows, token_from_row
 from tea.types import AuditRecord, DeadLetter, TokenRecord
 
 _DLQ_COLUMNS = ", ".join(f'"{c}"' for c in DeadLetter.__struct_fields__)
@@ -114,10 +114,7 @@ class PostgresStores:
                            for c in columns)
         rows = await self._fetch(f'SELECT {select} FROM {table} WHERE {" AND ".join(clauses)} '
                                  f'ORDER BY "timestamp" DESC, id LIMIT %s', [*params, limit])
-        out = [dict(zip(columns, r)) for r in rows]
-        for row in out:
-            row["event_metadata"] = msgspec.json.decode(row["event_metadata"]) if row["event_metadata"] else None
-        return out
+        return projection_rows(columns, rows)
 
     async def projection_report(self, report: str, *, tenant_ids: tuple[str, ...] | None,
                                 since_us: int) -> list[dict[str, Any]]:
