@@ -19,7 +19,7 @@ REQUIRED = ["tests/e2e/test_crash_recovery.py::test_sigkill_mid_stream_loses_and
 def test_ci_runs_the_whole_default_suite_with_services_required() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "export TEA_REQUIRE_SERVICES=1" in ci and "exec ./scripts/test\n" in ci  # no arguments: everything
-    assert '-m pytest "$@"' in (ROOT / "scripts" / "test").read_text()
+    assert '-m pytest "${xdist[@]}" "$@"' in (ROOT / "scripts" / "test").read_text()
 
 
 def test_the_durability_and_outage_tests_are_collected_by_default() -> None:
