@@ -61,8 +61,8 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 def _remove_later(path: str) -> None:
     """Delete a stopped server's directory in a detached ``rm -rf``: a ClickHouse directory holds tens of
     thousands of part files, and unlinking them is no part of any test."""
-    subprocess.Popen(["rm", "-rf", "--", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
+    subprocess.run(["sh", "-c", 'rm -rf -- "$1" >/dev/null 2>&1 &', "sh", path], check=True,
+                   start_new_session=True)  # sh returns at once; its rm, reparented, finishes alone
 
 
 def pg_binary(name: str) -> str | None:
