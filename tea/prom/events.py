@@ -234,9 +234,10 @@ class EventSource:
                                 "bad_data", 400)
             f = replace(plan.filter, start_us=origin, end_us=int(ends[-1]))
             keys, cells = await self._cells(plan, f, width, origin)
-            running = np.concatenate([np.zeros(cells.shape[:2] + (1,)), np.cumsum(cells, axis=2)], axis=2)
-            first = (np.arange(len(steps)) * (step // width))
-            windows = running[:, :, first + range_us // width] - running[:, :, first]
+            running = np.zeros(cells.shape[:2] + (cells.shape[2] + 1,))
+            np.cumsum(cells, axis=2, out=running[:, :, 1:])
+            stride, span = step // width, range_us // width  # (each window: span buckets, one every stride)
+            windows = running[:, :, span::stride][:, :, :len(steps)] - running[:, :, ::stride][:, :, :len(steps)]
         if fn == "rate":
             windows = windows / (range_us / 1e6)
         return self._series(plan, keys, windows, False)
