@@ -139,7 +139,8 @@ def dense_bins(cols: Sequence[Any], groups: int, aggs: Sequence[Agg], bounds: Se
     n = len(bounds) + 1
     counts = _floats(cols[2 + groups + rest.index(Agg("count"))])[binned]
     hist = np.bincount((code[binned] * n + at) * n_buckets + bucket[binned], counts, size * n)
-    running = np.cumsum(hist.reshape(len(keys), n, n_buckets), axis=1)
+    running = hist.reshape(len(keys), n, n_buckets)
+    np.cumsum(running, axis=1, out=running)  # (in place: the histogram can be as large as the cells)
     for i, agg in enumerate(aggs):
         if agg.fn == "count_le":
             cells[:, i, :] = running[:, n - 1 if agg.le == math.inf else list(bounds).index(agg.le), :]
