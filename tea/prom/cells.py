@@ -41,7 +41,7 @@ def histogram_of(aggs: Sequence[Agg]) -> tuple[str, tuple[float, ...]] | None:
         return None
     if any(a.fn not in BINNABLE or a.column in FLOAT_COLUMNS for a in aggs if a.fn != "count_le"):
         return None
-    return les[0].column, tuple(sorted({a.le for a in les if a.le != math.inf}))  # type: ignore[misc]
+    return str(les[0].column), tuple(sorted({float(a.le) for a in les if a.le != math.inf}))  # type: ignore[arg-type]
 
 
 def _values(column: Any) -> list[Any]:
@@ -139,9 +139,10 @@ def dense_bins(cols: Sequence[Any], groups: int, aggs: Sequence[Agg], bounds: Se
     n = len(bounds) + 1
     counts = _floats(cols[2 + groups + rest.index(Agg("count"))])[binned]
     hist = np.bincount((code[binned] * n + at) * n_buckets + bucket[binned], counts, size * n)
-    running = hist.reshape(len(keys), n, n_buckets)
+    running: np.ndarray = hist.reshape(len(keys), n, n_buckets)
     np.cumsum(running, axis=1, out=running)  # (in place: the histogram can be as large as the cells)
+    position = {**{b: i for i, b in enumerate(bounds)}, math.inf: n - 1}
     for i, agg in enumerate(aggs):
         if agg.fn == "count_le":
-            cells[:, i, :] = running[:, n - 1 if agg.le == math.inf else list(bounds).index(agg.le), :]
+            cells[:, i, :] = running[:, position[agg.le], :]  # type: ignore[index]
     return keys, cells
