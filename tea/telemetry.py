@@ -146,7 +146,7 @@ class TimedReads:
     ``iter_events`` (exports, the communication views' fallback) the time spent inside storage over
     the whole stream, once it ends. Anything else passes through untimed."""
 
-    TIMED = frozenset({"query_events", "count", "aggregate", "aggregate_columns", "traces", "export_file", "communication_groups",
+    TIMED = frozenset({"query_events", "count", "aggregate", "aggregate_columns", "aggregate_bins", "traces", "export_file", "communication_groups",
                        "query_rows", "projection_report", "get_document", "list_documents", "query_records"})
 
     def __init__(self, storage: Any, seconds: Histogram) -> None:

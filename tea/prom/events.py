@@ -147,12 +147,8 @@ class EventSource:
     async def _cells(self, plan: _Plan, f: EventFilter, width_us: int | None,
                      origin_us: int) -> tuple[list[Labels], np.ndarray]:
         """Per group (labels of ``plan.keep``): (aggregates, buckets) of the plan's metrics and the count."""
-        aggs = plan.aggs
-        spec = AggregateSpec(f, aggs, None, tuple(LABELS[g] for g in plan.groups), bucket_us=width_us,
-                             origin_us=origin_us)
         n_buckets = 1 if width_us is None else max(1, (f.end_us - origin_us + width_us - 1) // width_us)  # type: ignore[operator]
-        found = await cells.columns(self.reader, spec)
-        keys, blocks = cells.dense(found, len(plan.groups), len(aggs), n_buckets, width_us, origin_us)
+        keys, blocks = await self._dense(plan, f, width_us, origin_us, n_buckets)
         matched = [(plan.groups.index(m.name), m) for m in plan.matched]
         keep_at = [plan.groups.index(label) for label in plan.keep]
         merged: dict[Labels, np.ndarray] = {}
@@ -161,7 +157,24 @@ class EventSource:
                 continue
             labels = tuple((plan.keep[i], values[at]) for i, at in enumerate(keep_at) if values[at] != "")
             merged[labels] = merged[labels] + block if labels in merged else block
-        return list(merged), np.stack(list(merged.values())) if merged else np.zeros((0, len(aggs), n_buckets))
+        if len(merged) == len(keys):  # (nothing merged or left out: the blocks as they are)
+            return list(merged), blocks
+        return list(merged), np.stack(list(merged.values())) if merged else np.zeros((0, len(plan.aggs), n_buckets))
+
+    async def _dense(self, plan: _Plan, f: EventFilter, width_us: int | None, origin_us: int,
+                     n_buckets: int) -> tuple[list[tuple[str, ...]], np.ndarray]:
+        """Storage's cells of the plan: a histogram's bins where the backend counts them, else each aggregate."""
+        groups = tuple(LABELS[g] for g in plan.groups)
+        binned = cells.histogram_of(plan.aggs)
+        read_bins = getattr(self.reader, "aggregate_bins", None)
+        if binned is not None and read_bins is not None:
+            rest = tuple(a for a in plan.aggs if a.fn != "count_le")
+            found = await read_bins(AggregateSpec(f, rest, None, groups, bucket_us=width_us, origin_us=origin_us),
+                                    *binned)
+            return cells.dense_bins(found, len(groups), plan.aggs, binned[1], n_buckets, width_us, origin_us)
+        spec = AggregateSpec(f, plan.aggs, None, groups, bucket_us=width_us, origin_us=origin_us)
+        found = await cells.columns(self.reader, spec)
+        return cells.dense(found, len(groups), len(plan.aggs), n_buckets, width_us, origin_us)
 
     def _series(self, plan: _Plan, keys: list[Labels], values: np.ndarray, with_name: bool) -> Series:
         out: Series = {}
@@ -221,9 +234,10 @@ class EventSource:
                                 "bad_data", 400)
             f = replace(plan.filter, start_us=origin, end_us=int(ends[-1]))
             keys, cells = await self._cells(plan, f, width, origin)
-            running = np.concatenate([np.zeros(cells.shape[:2] + (1,)), np.cumsum(cells, axis=2)], axis=2)
-            first = (np.arange(len(steps)) * (step // width))
-            windows = running[:, :, first + range_us // width] - running[:, :, first]
+            running = np.zeros(cells.shape[:2] + (cells.shape[2] + 1,))
+            np.cumsum(cells, axis=2, out=running[:, :, 1:])
+            stride, span = step // width, range_us // width  # (each window: span buckets, one every stride)
+            windows = running[:, :, span::stride][:, :, :len(steps)] - running[:, :, ::stride][:, :, :len(steps)]
         if fn == "rate":
             windows = windows / (range_us / 1e6)
         return self._series(plan, keys, windows, False)

@@ -12,7 +12,7 @@ from tea.auth.principal import Principal
 from tea.errors import Forbidden
 from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage.base import Storage
-from tea.storage.capabilities import AggregatesColumns, ExportsFiles, GroupsCommunications, signals_of
+from tea.storage.capabilities import AggregatesBins, AggregatesColumns, ExportsFiles, GroupsCommunications, signals_of
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Event, EventFilter, QueryResult, QuerySpec,
                        TraceSummary)
 
@@ -80,6 +80,10 @@ class ScopedStorage:
             async def aggregate_columns(spec: AggregateSpec) -> list[Any]:
                 return await storage.aggregate_columns(replace(spec, filter=scoped(principal, spec.filter)))
             self.aggregate_columns = aggregate_columns
+        if isinstance(storage, AggregatesBins):  # ... and a histogram's counts per bin
+            async def aggregate_bins(spec: AggregateSpec, column: str, bounds: tuple[float, ...]) -> list[Any]:
+                return await storage.aggregate_bins(replace(spec, filter=scoped(principal, spec.filter)), column, bounds)
+            self.aggregate_bins = aggregate_bins
         if isinstance(storage, GroupsCommunications):  # the backend computes the seed's views in SQL
             async def communication_groups(kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
                 return await storage.communication_groups(kind, scoped(principal, filter))

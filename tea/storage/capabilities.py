@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 from tea.storage.signals import HasSignals, SignalStore, signals_of
 from tea.types import AggregateSpec, EventFilter
 
-__all__ = ["AggregatesColumns", "ExportsFiles", "GroupsCommunications", "HasSignals", "SignalStore", "signals_of"]
+__all__ = ["AggregatesBins", "AggregatesColumns", "ExportsFiles", "GroupsCommunications", "HasSignals", "SignalStore", "signals_of"]
 
 
 @runtime_checkable
@@ -21,6 +21,14 @@ class ExportsFiles(Protocol):
 class AggregatesColumns(Protocol):
     async def aggregate_columns(self, spec: AggregateSpec) -> list[Any]:
         """``aggregate``'s answer as columns (one list a column), for large metric answers."""
+
+
+@runtime_checkable
+class AggregatesBins(Protocol):
+    async def aggregate_bins(self, spec: AggregateSpec, column: str, bounds: tuple[float, ...]) -> list[Any]:
+        """Columns ``(bucket, *groups, bin, *aggregates)``: ``spec``'s aggregates per bucket, group and bin of
+        ``column`` — bin i holds the events whose ``column`` is in (bounds[i-1], bounds[i]], bin
+        len(bounds) those above every bound, NULL those without a value."""
 
 
 @runtime_checkable

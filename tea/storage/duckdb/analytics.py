@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tea.storage.duckdb import sql as duckdb_sql
+from tea.storage.duckdb import bins, sql as duckdb_sql
 from tea.types import AggregateSpec, EventFilter, TraceSummary
 
 
@@ -32,5 +32,11 @@ class DuckDBAnalytics:
         """``aggregate``'s rows as columns (numpy arrays, NULLs masked): no Python object per cell, for
         answers of tens of thousands of cells (the Prometheus API's per-step buckets)."""
         sql, params = duckdb_sql.aggregate(spec)
+        found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
+        return list(found.values())
+
+    async def aggregate_bins(self, spec: AggregateSpec, column: str, bounds: tuple[float, ...]) -> list[Any]:
+        """The aggregates per bucket, group and histogram bin of ``column``, as columns (``tea.storage.duckdb.bins``)."""
+        sql, params = bins.aggregate_bins(spec, column, bounds)
         found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
         return list(found.values())
