@@ -1,9 +1,10 @@
-"""A protobuf-aware mutator for map_traces inputs (a configuration byte + an ExportTraceServiceRequest).
+"""A protobuf-aware mutator for map_traces and map_metrics inputs (a configuration byte + an
+ExportTraceServiceRequest or an ExportMetricsServiceRequest).
 
 libFuzzer's byte mutations mostly break a length prefix, so most of what they make dies in the first
 varint. This mutator knows the OTLP schema (the descriptors of the installed opentelemetry-proto) and
-walks down from the request along a random path of sub-messages (a resource, a scope, a span, an attribute,
-its value, ...), reading one message level at a time — what a level holds stays bytes until the walk enters
+walks down from the request along a random path of sub-messages (a resource, a scope, a span or a metric and
+its data point, an attribute, its value, ...), reading one message level at a time — what a level holds stays bytes until the walk enters
 it, so a mutation costs the fields on the path, not the size of the input. At the level where it stops it
 drops, repeats, swaps or grafts a field (sub-messages met in other inputs), gives a string, key, number or
 timestamp a value the mapper treats specially, turns an attribute value into another kind or nests it
@@ -17,9 +18,11 @@ import random
 import struct
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 ROOT = ExportTraceServiceRequest.DESCRIPTOR.full_name
+METRICS_ROOT = ExportMetricsServiceRequest.DESCRIPTOR.full_name
 ANY = "opentelemetry.proto.common.v1.AnyValue"
 KV = "opentelemetry.proto.common.v1.KeyValue"
 NOW_NS = 1_763_800_000_000_000_000
@@ -57,10 +60,18 @@ def _schema() -> dict[str, dict[int, str | None]]:
             if sub:
                 walk(sub)
     walk(ExportTraceServiceRequest.DESCRIPTOR)
+    walk(ExportMetricsServiceRequest.DESCRIPTOR)
     return out
 
 
 SCHEMA = _schema()
+# packed repeated numbers (a histogram's bounds and counts, an exponential histogram's buckets): the wire type
+# of their elements, per (message type, field number)
+PACKED = {(name, f.number): 0 if f.type == FieldDescriptor.TYPE_UINT64 else 1
+          for name in ("opentelemetry.proto.metrics.v1.HistogramDataPoint",
+                       "opentelemetry.proto.metrics.v1.ExponentialHistogramDataPoint.Buckets")
+          for f in ExportMetricsServiceRequest.DESCRIPTOR.file.pool.FindMessageTypeByName(name).fields
+          if f.is_repeated and f.type != FieldDescriptor.TYPE_MESSAGE}
 _donors: dict[str, list[bytes]] = {}
 
 
@@ -151,6 +162,15 @@ def any_value(rng: random.Random, depth: int = 0) -> bytes:
                                   for _ in range(rng.randrange(3))])]])
 
 
+def packed(wt: int, rng: random.Random) -> bytes:
+    """A packed repeated field's bytes: a few varints (wire type 0) or 8-byte numbers (1), now and then cut."""
+    if wt == 0:
+        out = b"".join(_varint_bytes(rng.choice(VARINTS)) for _ in range(rng.randrange(6)))
+    else:
+        out = b"".join(rng.choice(FIXED64).to_bytes(8, "little") for _ in range(rng.randrange(6)))
+    return out[:rng.randrange(len(out))] if out and rng.random() < 0.1 else out
+
+
 def _key_value(key: bytes, value: bytes) -> bytes:
     return encode([[1, 2, key], [2, 2, value]])
 
@@ -184,6 +204,8 @@ def _change_value(type_name: str, fs: list[Field], rng: random.Random) -> bool:
         if not pool:
             return False
         field[2] = rng.choice(pool)
+    elif wt == 2 and (type_name, number) in PACKED:
+        field[2] = packed(PACKED[type_name, number], rng)
     elif wt == 2:
         field[2] = rng.choice(KEYS if type_name == KV and number == 1 and rng.random() < 0.8 else STRINGS)
     elif wt == 0:
@@ -248,7 +270,8 @@ def mutate_body(body: bytes, rng: random.Random, type_name: str = ROOT, depth: i
     return encode(fs)
 
 
-def mutate(data: bytes, max_size: int, seed: int) -> bytes:
+def mutate(data: bytes, max_size: int, seed: int, root: str = ROOT) -> bytes:
+    """One libFuzzer mutation of ``data`` (a configuration byte + a request of type ``root``)."""
     import atheris
     rng = random.Random(seed)
     if not data or len(data) > STRUCTURED_MAX_BYTES or rng.random() < BYTE_SHARE:
@@ -258,7 +281,7 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
         config = bytes([rng.randrange(256)])
     try:
         for _ in range(1 + int(rng.expovariate(1.0))):
-            body = mutate_body(body, rng)
+            body = mutate_body(body, rng, root)
     except (ValueError, RecursionError):
         return atheris.Mutate(data, max_size)
     out = config + body

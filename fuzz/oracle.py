@@ -1,14 +1,15 @@
-"""The differential oracle for tea._otlpfast.map_traces: one fuzz input, checked against the Python path.
+"""The differential oracle for tea._otlpfast.map_traces and map_metrics: one fuzz input, checked against the
+Python path.
 
-An input is one configuration byte and the body of an ExportTraceServiceRequest. The byte picks the
-caller (admin, a tenant, dev mode, a tenant TEA refuses), the clock-skew limit, the default tenant and the
-source protocol, so the fuzzer explores them with the bytes. What must hold, as the receiver relies on it
-(tea.receive.otlp.ingest_traces_pb):
+An input is one configuration byte and the body of an ExportTraceServiceRequest (``signal`` "traces") or an
+ExportMetricsServiceRequest ("metrics"). The byte picks the caller (admin, a tenant, dev mode, a tenant TEA
+refuses), the clock-skew limit, the default tenant and the source protocol, so the fuzzer explores them with
+the bytes. What must hold, as the receiver relies on it (tea.receive.otlp.ingest_pb):
 
 - the native mapper never crashes (the sanitizers watch the C side);
 - whatever it handles, the protobuf runtime (upb) accepts: the receiver does not parse such a request;
-- whatever it handles, it maps to exactly what ``pb_spans`` + ``Normaliser`` + ``encode_lines`` store
-  (NDJSON bytes, counts, timestamp range, refusals with their messages);
+- whatever it handles, it maps to exactly what ``pb_spans`` (``pb_metrics``) + ``Normaliser`` + ``encode_lines``
+  store (NDJSON bytes, counts, timestamp range, refusals with their messages);
 - whatever it declines, the receiver's fallback handles: upb refuses it (a 400) or the Python path maps it
   without an exception (an exception there would be a 500).
 
@@ -17,14 +18,17 @@ A broken rule raises ``Finding``; fuzz/run.py lets it escape, so libFuzzer saves
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tea.auth.principal import SCOPES, WRITE, Principal
 from tea.pipeline.normalise import Normaliser
 from tea.receive import otlp
 from tea.receive.otlp_map import pb_spans
+from tea.receive.otlp_signals import pb_metrics
 from tea.types import encode_lines
 
 NOW_US = 1_763_800_000_000_000  # the fuzz clock: fixed, so that every finding replays
@@ -35,6 +39,8 @@ PRINCIPALS = (Principal(tenant_id=None, scopes=frozenset(SCOPES)),              
 SKEWS_S = (86400.0, 1.0, 0.0, 3600.0)  # 0: no future limit
 DEFAULT_TENANTS = ("default", "t\u00e9\"\\\x01")
 SOURCE_PROTOCOLS = ("otlp", "otlp/\u00e9")
+SIGNALS = {"traces": (ExportTraceServiceRequest, pb_spans),      # the request type, the Python mapper
+           "metrics": (ExportMetricsServiceRequest, pb_metrics)}
 
 
 class Finding(AssertionError):
@@ -65,38 +71,38 @@ def config_of(data: bytes) -> tuple[Config, bytes]:
     return CONFIGS[data[0] & 63], data[1:]
 
 
-def native(config: Config, body: bytes) -> tuple | None:
-    mapped = otlp.map_native(config.normaliser, body, config.principal, config.source_protocol)
+def native(config: Config, body: bytes, signal: str = "traces") -> tuple | None:
+    mapped = otlp.map_native(config.normaliser, body, config.principal, config.source_protocol, signal)
     if mapped is None:
         return None
     return (mapped.ndjson, mapped.accepted, mapped.total, mapped.low, mapped.high,
             [(e.index, e.error, e.message, e.event_id, e.field) for e in mapped.errors])
 
 
-def python(config: Config, message: ExportTraceServiceRequest) -> tuple:
+def python(config: Config, message: Any, signal: str = "traces") -> tuple:
     """What the receiver stores without the native mapper: the calls of otlp.ingest + Ingestor.submit."""
     principal = config.principal
-    events = list(pb_spans(message, principal.is_admin))
+    events = list(SIGNALS[signal][1](message, principal.is_admin))
     only = principal.tenant_id if not principal.is_admin else None
     accepted, errors, low, high = config.normaliser(events, None, config.source_protocol, None, only, True)
     return (encode_lines(accepted) if accepted else b"", len(accepted), len(events), low, high,
             [(e.index, e.error, e.message, e.event_id, e.field) for e in errors])
 
 
-def check(data: bytes) -> bool | None:
+def check(data: bytes, signal: str = "traces") -> bool | None:
     """Checks one input; returns whether the native mapper handled it (None: the input names no config)."""
     if not data:
         return None
     config, body = config_of(data)
-    got = native(config, body)
+    got = native(config, body, signal)
     try:
-        message = ExportTraceServiceRequest.FromString(body)
+        message = SIGNALS[signal][0].FromString(body)
     except DecodeError as exc:
         if got is not None:
             raise Finding(f"the native mapper handled a request upb refuses ({exc})") from None
         return False
     try:
-        expected = python(config, message)
+        expected = python(config, message, signal)
     except Exception as exc:
         raise Finding(f"the Python fallback fails on a request upb accepts: {exc!r}") from exc
     if got is not None and got != expected:

@@ -18,7 +18,7 @@ import hashlib
 import random
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -238,12 +238,16 @@ def bodies() -> Iterator[bytes]:
 
 
 def write(directory: Path) -> int:
+    return write_bodies(directory, bodies(), ExportTraceServiceRequest)
+
+
+def write_bodies(directory: Path, requests: Iterable[bytes], request_type: Any) -> int:
     """Writes the seeds (named by content) into ``directory``, removes any other file there; returns how many.
     (Fuzzing processes started together all write the same files.)"""
     directory.mkdir(parents=True, exist_ok=True)
     names = set()
-    for body in bodies():
-        ExportTraceServiceRequest.FromString(body)  # every seed is a valid request
+    for body in requests:
+        request_type.FromString(body)  # every seed is a valid request
         if len(body) >= MAX_SEED_BYTES:
             continue  # (the benchmark's 100-span requests: tests/otlp/test_fuzz.py replays them)
         for config in CONFIG_BYTES:

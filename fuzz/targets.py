@@ -2,6 +2,8 @@
 
 - ``map_traces``: an ExportTraceServiceRequest body behind a configuration byte, through the receiver's
   ``map_native`` and checked against the Python path (fuzz/oracle.py); a protobuf-aware mutator.
+- ``map_metrics``: the same for an ExportMetricsServiceRequest (fuzz/seeds_metrics.py), the same mutator
+  walking the metrics schema.
 - ``find_any``: buffers and needles; the index found must name a needle that occurs (the earliest one when
   the needles are searched together), -1 only when none does.
 - ``format_double``: 8 bytes as a double, written exactly as msgspec writes it.
@@ -21,6 +23,11 @@ ARTIFACTS = WORK / "artifacts"     # crash-<sha1>, timeout-..., oom-...: what to
 def map_traces_one(data: bytes) -> None:
     from fuzz import oracle
     oracle.check(data)
+
+
+def map_metrics_one(data: bytes) -> None:
+    from fuzz import oracle
+    oracle.check(data, "metrics")
 
 
 def find_any_one(data: bytes) -> None:
@@ -63,19 +70,29 @@ def _map_traces_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     return mutate(data, max_size, seed)
 
 
+def _map_metrics_mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    from fuzz.mutator import METRICS_ROOT, mutate
+    return mutate(data, max_size, seed, METRICS_ROOT)
+
+
 TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[bytes, int, int], bytes] | None]] = {
     "map_traces": (map_traces_one, _map_traces_mutator),
+    "map_metrics": (map_metrics_one, _map_metrics_mutator),
     "find_any": (find_any_one, None),
     "format_double": (format_double_one, None),
 }
 
 
 def seed_dir(target: str) -> Path:
-    """The seeds, written afresh (map_traces: fuzz/seeds.py; the others start from nothing)."""
+    """The seeds, written afresh (map_traces: fuzz/seeds.py, map_metrics: fuzz/seeds_metrics.py; the others
+    start from nothing)."""
     directory = WORK / "seeds" / target
     if target == "map_traces":
         from fuzz.seeds import write
         write(directory)
+    elif target == "map_metrics":
+        from fuzz import seeds_metrics
+        seeds_metrics.write(directory)
     else:
         directory.mkdir(parents=True, exist_ok=True)
     return directory
@@ -99,7 +116,7 @@ def default_flags(target: str, given: list[str]) -> list[str]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     defaults = {"-max_len": "16384", "-timeout": "20", "-rss_limit_mb": "4096", "-print_final_stats": "1",
                 "-artifact_prefix": f"{ARTIFACTS}/"}
-    if target == "map_traces":
+    if target in ("map_traces", "map_metrics"):
         defaults["-dict"] = str(ROOT / "fuzz" / "otlp.dict")
     if target == "find_any":  # long texts from the start: the 16-lane loop needs needle + 15 bytes
         defaults.update({"-max_len": "4096", "-len_control": "0"})

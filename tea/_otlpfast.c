@@ -1335,7 +1335,12 @@ static double bits_double(uint64_t u) {
     return d;
 }
 
-static int64_t zigzag(uint64_t u) { return (int64_t)(u >> 1) ^ -(int64_t)(u & 1); }
+/* a sint32 as upb reads it: the varint cut to 32 bits, then zigzag-decoded (cutting after decoding differs
+   when bit 32 is set) */
+static int32_t zigzag32(uint64_t u) {
+    uint32_t v = (uint32_t)u;
+    return (int32_t)(v >> 1) ^ -(int32_t)(v & 1);
+}
 
 /* a packed repeated 8-byte field (fixed64, double): one occurrence */
 static int rd_packed8(Rd *r, int wt, const uint8_t **p, size_t *n) {
@@ -1360,7 +1365,7 @@ static int put_buckets(Buf *b, const uint8_t *p, size_t n, const char *side) {
     int64_t offset = 0;
     const uint8_t *counts = NULL;
     size_t counts_n = 0;
-    Rd r = {p, p + n};
+    Rd r = {p, p ? p + n : p}; /* (p and counts are NULL when the point has no such buckets: no NULL + 0) */
     while (r.p < r.end) {
         uint32_t f;
         int wt;
@@ -1368,7 +1373,7 @@ static int put_buckets(Buf *b, const uint8_t *p, size_t n, const char *side) {
         if (rd_tag(&r, &f, &wt)) return NH;
         if (f == 1) {
             if (wt != 0 || rd_varint(&r, &u)) return NH;
-            offset = (int32_t)zigzag(u);
+            offset = zigzag32(u);
         } else if (f == 2) {
             if (wt != 2 || counts || rd_len(&r, &counts, &counts_n)) return NH;
         } else if (rd_skip(&r, wt)) {
@@ -1378,7 +1383,7 @@ static int put_buckets(Buf *b, const uint8_t *p, size_t n, const char *side) {
     if (putch(b, ',') || putch(b, '"') || put(b, side, strlen(side)) || PUTS(b, "_offset\":") ||
         put_i64(b, offset) || putch(b, ',') || putch(b, '"') || put(b, side, strlen(side)) || PUTS(b, "_counts\":["))
         return NH;
-    Rd c = {counts, counts + counts_n};
+    Rd c = {counts, counts ? counts + counts_n : counts};
     for (int first = 1; counts && c.p < c.end; first = 0) {
         uint64_t u;
         if (rd_varint(&c, &u) || (!first && putch(b, ',')) || put_u64(b, u)) return NH;
@@ -1459,7 +1464,7 @@ static int parse_point(Ctx *c, const Metric *mt, const uint8_t *p, size_t n, Poi
             *(is_min ? &pt->has_min : &pt->has_max) = 1;
         } else if (k == K_EXP && f == 6) {
             if (wt != 0 || rd_varint(&r, &u)) return NH;
-            pt->scale = (int32_t)zigzag(u);
+            pt->scale = zigzag32(u);
         } else if (k == K_EXP && f == 7) {
             if (wt != 1 || rd_fixed64(&r, &pt->zero_count)) return NH;
         } else if (k == K_EXP && (f == 8 || f == 9)) {

@@ -3,8 +3,9 @@
 An operation documents the responses its route declares and, derived from the rest of its declaration,
 the ones every route of its kind answers (``common_responses``): what the HTTP edge answers to any
 request, 400 for parameters not as declared, 400/413/415 for a body, 401/403/429/503 for a route that
-needs a scope — in the route's own error shape where it answers in its protocol's (``Route.errors``).
-A route added later gets them without naming them.
+needs a scope, and for a read (``is_read``) the ``TEA-Consistency`` request and response headers, 400
+``invalid_consistency`` and 503 ``storage_unavailable`` — in the route's own error shape where it answers
+in its protocol's (``Route.errors``). A route added later gets them without naming them.
 """
 from __future__ import annotations
 
@@ -28,6 +29,19 @@ EDGE = {400: ("The request is not valid HTTP (the HTTP server's own text answer)
               ERROR),
         431: ("The request's header section exceeds http.max_header_bytes", ERROR),
         503: ("Too many open connections (`too_many_connections`); retry after Retry-After seconds", ERROR)}
+# read-your-writes (tea.query.consistency, whose names these are): what a read asks for, and what its answer says
+# when storage had not caught up within reads.max_wait_ms
+CONSISTENCY_HEADER = "TEA-Consistency"
+CONSISTENCY_MODES = ("read_your_writes", "eventual")
+CONSISTENCY_PARAM = {
+    "name": CONSISTENCY_HEADER, "in": "header", "required": False,
+    "description": "`read_your_writes`: the answer includes every event this node acknowledged before the request "
+                   "(waiting at most reads.max_wait_ms for storage); `eventual`: what storage holds now, without "
+                   "waiting. Default: reads.consistency",
+    "schema": {"type": "string", "enum": list(CONSISTENCY_MODES)}}
+CONSISTENCY_RESPONSE = {"description": "`stale` when storage had not caught up with this node's acknowledged events "
+                                       "within reads.max_wait_ms: the answer is what storage holds",
+                        "required": False, "schema": {"type": "string", "enum": ["stale"]}}
 # the credentials every route that needs a scope takes (tea.auth.chain), for the document's ``security``
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer",
@@ -37,6 +51,13 @@ SECURITY_SCHEMES = {
                     "description": "an API token as Supabase clients send it"},
 }
 Documented = dict[int, tuple[list[str], dict[str, list[Any]]]]  # status -> (descriptions, media -> shapes)
+
+
+def is_read(route: Route) -> bool:
+    """Whether requests to ``route`` are reads that wait for this node's writes (tea.auth.gate.Gate.settle):
+    admitted with a scope, GET (or needing ``events:read``), over storage (not the live tail)."""
+    return (route.scope is not None and route.consistency != "none" and
+            (route.scope == "events:read" or route.method in ("GET", "HEAD")))
 
 
 def common_responses(route: Route) -> list[tuple[int, str, dict[str, Any]]]:
@@ -59,6 +80,11 @@ def common_responses(route: Route) -> list[tuple[int, str, dict[str, Any]]]:
                 (429, "Rate limit or quota exceeded; retry after Retry-After seconds", refusal),
                 (503, "Unavailable for now (durable buffer full, storage or shared state unreachable); retry "
                       "after Retry-After seconds", refusal)]
+    if is_read(route):
+        out += [(400, f"`{CONSISTENCY_HEADER}` is neither {' nor '.join(CONSISTENCY_MODES)} (`invalid_consistency`)",
+                 refusal),
+                (503, "Storage is unreachable or did not answer within storage.read_timeout_s (`storage_unavailable`); "
+                      "retry after Retry-After seconds", refusal)]
     return out
 
 
@@ -111,18 +137,19 @@ def build_openapi(routes: Iterable[Route], title: str, version: str, description
 
     paths: dict[str, dict[str, Any]] = {}
     for route, body, responses in planned:
+        read = is_read(route)
         operation: dict[str, Any] = {
             "operationId": _operation_id(route), "summary": route.summary, "tags": list(route.tags),
             "responses": {
                 str(status): {"description": text,
-                              **({"headers": {"Retry-After": RETRY_AFTER}} if status in (429, 503) else {}),
+                              **_headers(status, read),
                               **({"content": {m: {"schema": resolve(s)} for m, s in media.items()}} if media else {})}
                 for status, (text, media) in sorted(responses.items())},
         }
-        if route.params:
-            operation["parameters"] = [
-                {"name": p.name, "in": p.location, "required": p.required or p.location == "path",
-                 "description": p.description, "schema": p.schema} for p in route.params]
+        parameters = [{"name": p.name, "in": p.location, "required": p.required or p.location == "path",
+                       "description": p.description, "schema": p.schema} for p in route.params]
+        if parameters or read:
+            operation["parameters"] = parameters + ([CONSISTENCY_PARAM] if read else [])
         if body:
             operation["requestBody"] = {"required": route.body_required,
                                         "content": {m: {"schema": resolve(s)} for m, s in body.items()}}
@@ -130,6 +157,14 @@ def build_openapi(routes: Iterable[Route], title: str, version: str, description
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {"openapi": "3.1.0", "info": {"title": title, "version": version, "description": description},
             "paths": paths, "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES}}
+
+
+def _headers(status: int, consistency: bool) -> dict[str, Any]:
+    """The documented response headers: Retry-After on every 429 and 503; TEA-Consistency (optional) on every
+    answer of a read: once a read has waited, whatever it answers says so (a 503 from storage down included)."""
+    headers = {**({"Retry-After": RETRY_AFTER} if status in (429, 503) else {}),
+               **({CONSISTENCY_HEADER: CONSISTENCY_RESPONSE} if consistency else {})}
+    return {"headers": headers} if headers else {}
 
 
 def _operation_id(route: Route) -> str:

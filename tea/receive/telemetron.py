@@ -40,6 +40,7 @@ class TelemetronEvent(msgspec.Struct, rename="camel"):
 PROTOCOL = "telemetron"  # the events' source_protocol
 TEXT = {"text/plain": {"type": "string"}}
 REFUSED = {"application/json": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}
+STORAGE_DOWN = ("Storage unavailable ({error}); retry after Retry-After seconds", REFUSED)  # (the reads' own shape)
 _decoder = msgspec.json.Decoder(TelemetronEvent)
 _syntax = msgspec.json.Decoder()
 
@@ -163,12 +164,13 @@ def routes(settings: Settings, telemetry: Telemetry, gate: Gate, ingestor: Inges
                          422: ("JSON of the wrong types (axum's text)", TEXT)},
               scope=WRITE, admits_itself=True),
         Route("GET", "/stats", counted("/stats", stats), "Telemetron: sources and events", tags=("telemetron",),
-              responses={200: ("Counts", {"application/json": TelemetronStats})}, scope=READ, admits_itself=True),
+              responses={200: ("Counts", {"application/json": TelemetronStats}), 503: STORAGE_DOWN}, scope=READ,
+              admits_itself=True),
         Route("GET", "/stats/{source_id}", counted("/stats/{source_id}", source_stats), "Telemetron: one source",
               tags=("telemetron",),
               params=(Param("source_id", "numeric source id", {"type": "integer", "minimum": 0, "maximum": U64_MAX},
                             location="path", required=True),),
               responses={200: ("Source stats", {"application/json": SourceStats}),
                          400: ("Not a u64 (axum's text)", TEXT),
-                         404: ("Unknown source", REFUSED)}, scope=READ, admits_itself=True),
+                         404: ("Unknown source", REFUSED), 503: STORAGE_DOWN}, scope=READ, admits_itself=True),
     ]

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.openapi_doc import assert_documented
 from tests.e2e.conftest import stored_keys
 from tests.services import ClickHouseServer, PostgresServer
 
@@ -35,9 +36,10 @@ QUERY_VALUES = {"/api/v1/query": {"query": "up"},
                 "/v1/otel/metrics": {"name": "m"}}
 
 
-def read_routes(app: Any) -> list[str]:
-    """Every GET route of the app that reads storage, as a URL path with its parameters filled in."""
-    out = []
+def read_routes(app: Any) -> dict[str, str]:
+    """Every GET route of the app that reads storage, as a URL path with its parameters filled in -> its
+    path template."""
+    out = {}
     for route in app.router.routes:
         if route.method != "GET" or route.path in NO_STORAGE or route.path.startswith("/ui"):
             continue
@@ -46,7 +48,7 @@ def read_routes(app: Any) -> list[str]:
             path = path.replace("{" + name + "}", value)
         assert "{" not in path, f"no value for a path parameter of {route.path}"
         query = QUERY_VALUES.get(route.path, {})
-        out.append(path + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""))
+        out[path + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")] = route.path
     return out
 
 
@@ -110,7 +112,9 @@ def test_reads_answer_503_while_storage_is_down(backend: str, failure: str, serv
         live = serve(storage_backend=backend, **{f"{backend}_url": server.fresh_url()}, writer__max_backoff_s=0.5)
         acked = post_events(live.url, 0)
         live.wait_stored(len(acked))
-        paths = read_routes(live.app)
+        templates = read_routes(live.app)
+        paths = list(templates)
+        doc = httpx.get(live.url + "/openapi.json", timeout=CLIENT_TIMEOUT_S).json()
         assert len(paths) > 50 and "/v1/logs" in paths and "/v1/registry" in paths
         with httpx.Client(base_url=live.url, timeout=CLIENT_TIMEOUT_S) as client:
             up = {p: client.get(p).status_code for p in paths}
@@ -144,6 +148,7 @@ def test_reads_answer_503_while_storage_is_down(backend: str, failure: str, serv
                     assert body["storage"] == "unreachable" and body["status"] == "degraded", body
                 else:
                     assert_unavailable(path, response)
+                    assert_documented(doc, templates[path], "get", response)  # as /openapi.json says
             except (AssertionError, KeyError, ValueError) as exc:
                 wrong.append((path, exc))
         assert not wrong, "\n".join(f"{path}: {exc!r}" for path, exc in wrong)

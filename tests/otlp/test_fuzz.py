@@ -1,5 +1,5 @@
-"""tea._otlpfast fuzzed: the regressions the fuzzer found, its seeds through the differential oracle, and a
-short coverage-guided run under AddressSanitizer + UndefinedBehaviorSanitizer (fuzz/run.py).
+"""tea._otlpfast fuzzed: the regressions the fuzzer found, its seeds through the differential oracle, and
+short coverage-guided runs of every target under AddressSanitizer + UndefinedBehaviorSanitizer (fuzz/run.py).
 
 The short runs need clang (scripts/test installs it) and atheris (the test extra); without them they skip,
 or fail when TEA_REQUIRE_SERVICES=1. The long run and its last result: docs/development.md.
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from fuzz import mutator, oracle, seeds
+from fuzz import mutator, oracle, seeds, seeds_metrics
 from fuzz.mutator import encode
 from tea.receive import otlp
 from tests.otlp.test_otlp import otel  # noqa: F401  (the fixture: a live server with OTLP/gRPC)
@@ -115,22 +116,62 @@ def test_the_regression_inputs_agree_with_the_python_path() -> None:
         oracle.check(path.read_bytes())  # raises oracle.Finding on any difference
 
 
+def _metrics_request(point: list) -> bytes:
+    """An ExportMetricsServiceRequest of one exponential histogram point, from raw fields."""
+    metric = encode([[1, 2, b"m"], [10, 2, encode([[1, 2, encode([[3, 1, NOW_NS], *point])]])]])
+    return encode([[1, 2, encode([[2, 2, encode([[2, 2, metric]])]])]])
+
+
+@pytest.mark.parametrize("where", ["scale", "bucket offset"])
+def test_a_sint32_varint_with_bit_32_set_is_read_as_upb_reads_it(where: str) -> None:
+    """A sint32 is the varint cut to 32 bits, then zigzag-decoded; the native mapper decoded first, then cut:
+    with bit 32 set (a 10-byte varint) it wrote scale 0 where the Python path stores -2147483648
+    (fuzz/regressions/map_metrics/sint32-*)."""
+    for raw, expected in ((2**63 - 1, -(2**31)), (2**32 + 5, -3), (2**33, 0), (2**31, 2**30)):
+        point = [[6, 0, raw]] if where == "scale" else [[8, 2, encode([[1, 0, raw], [2, 2, b"\x01"]])]]
+        body = _metrics_request(point)
+        parsed = ExportMetricsServiceRequest.FromString(body).resource_metrics[0].scope_metrics[0].metrics[0]
+        got = parsed.exponential_histogram.data_points[0]
+        assert (got.scale if where == "scale" else got.positive.offset) == expected
+        assert oracle.check(b"\x00" + body, "metrics") is True, raw
+        key = b'"scale":' if where == "scale" else b'"positive_offset":'
+        assert key + str(expected).encode() + b"," in oracle.native(oracle.CONFIGS[0], body, "metrics")[0]
+
+
+def test_the_metrics_regression_inputs_agree_with_the_python_path() -> None:
+    """(The sanitized short run replays them too: an exponential histogram point without buckets, or with empty
+    ones, was pointer arithmetic on NULL — UBSan.)"""
+    files = sorted((REGRESSIONS / "map_metrics").iterdir())
+    assert len(files) >= 4
+    for path in files:
+        assert oracle.check(path.read_bytes(), "metrics") is True, path.name
+
+
 # ------------------------------------------------------------------ the seeds and the mutator
 def test_every_seed_agrees_with_the_python_path_and_most_are_native() -> None:
     handled = [oracle.check(bytes([config]) + body) for body in seeds.bodies() for config in seeds.CONFIG_BYTES]
     assert len(handled) >= 100 and sum(1 for h in handled if h) >= 0.6 * len(handled)
 
 
-def test_the_mutator_writes_readable_requests_that_differ() -> None:
+def test_every_metrics_seed_agrees_with_the_python_path_and_most_are_native() -> None:
+    handled = [oracle.check(bytes([config]) + body, "metrics")
+               for body in seeds_metrics.bodies() for config in seeds.CONFIG_BYTES]
+    assert len(handled) >= 60 and sum(1 for h in handled if h) >= 0.6 * len(handled)
+
+
+@pytest.mark.parametrize("signal", ["traces", "metrics"])
+def test_the_mutator_writes_readable_requests_that_differ(signal: str) -> None:
     rng = random.Random(1)
-    bodies = [b for b in seeds.bodies() if 0 < len(b) < mutator.STRUCTURED_MAX_BYTES]
+    source, request, root = ((seeds, ExportTraceServiceRequest, mutator.ROOT) if signal == "traces" else
+                             (seeds_metrics, ExportMetricsServiceRequest, mutator.METRICS_ROOT))
+    bodies = [b for b in source.bodies() if 0 < len(b) < mutator.STRUCTURED_MAX_BYTES]
     readable = changed = 0
     for i in range(600):
         body = bodies[i % len(bodies)]
-        out = mutator.mutate_body(body, rng)
+        out = mutator.mutate_body(body, rng, root)
         changed += out != body
         try:
-            ExportTraceServiceRequest.FromString(out)
+            request.FromString(out)
             readable += 1
         except DecodeError:
             pass
@@ -173,6 +214,13 @@ def test_a_short_fuzz_run_of_map_traces_finds_nothing(tmp_path: Path) -> None:
     the differential oracle: no crash, no sanitizer report, no difference from the Python path."""
     out = _fuzz(tmp_path, "map_traces", 100_000, str(REGRESSIONS / "map_traces"))
     assert "Loaded 1 modules" in out and "cov: " in out  # the C code's coverage guided it
+
+
+@pytest.mark.timeout(900)
+def test_a_short_fuzz_run_of_map_metrics_finds_nothing(tmp_path: Path) -> None:
+    """The same for the metrics mapper: 100 000 inputs of ExportMetricsServiceRequests."""
+    out = _fuzz(tmp_path, "map_metrics", 100_000, str(REGRESSIONS / "map_metrics"))
+    assert "Loaded 1 modules" in out and "cov: " in out
 
 
 @pytest.mark.timeout(300)

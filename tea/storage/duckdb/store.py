@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, TypeVar
 import duckdb
 import msgspec
 
-from tea.errors import StorageDataError, StorageError
+from tea.errors import StorageDataError, StorageError, StorageUnavailable
 from tea.storage.duckdb import signals as duckdb_signals
 from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
 from tea.storage.duckdb.load import Shape, insert_new, sql_string, stage, transaction
@@ -29,6 +29,7 @@ from tea.storage.duckdb.export import DuckDBExport
 from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
+from tea.storage.health import first_line
 from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
 from tea.types import (COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec,
                        WriteResult)
@@ -84,6 +85,20 @@ def connect(path: str, config: dict[str, Any] | None = None,
         con.close()
         raise
     return con
+
+
+# what a read fails with while DuckDB is short of memory or temporary disk, or its file cannot be read or is
+# held: transient — the read answers 503 with Retry-After (as a PostgreSQL or ClickHouse server down), not 500
+TRANSIENT = (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.ResourceInUseException,
+             duckdb.TransactionException, duckdb.ConnectionException)
+
+
+@contextlib.contextmanager
+def transient_as_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except TRANSIENT as exc:
+        raise StorageUnavailable(f"duckdb: {first_line(exc)}") from exc
 
 
 def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
@@ -219,7 +234,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
     def _with_cursor(self, fn: Callable[..., T], *args: Any) -> T:
         cursor = self._cursors.get()
         try:
-            with self._reading():
+            with self._reading(), transient_as_unavailable():
                 return fn(cursor, *args)
         finally:
             self._cursors.put(cursor)
@@ -374,9 +389,12 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
         try:
             with self._reading():
                 async with self._exporting():
-                    await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}", params))
+                    with transient_as_unavailable():
+                        await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}",
+                                                                                         params))
                     while True:
-                        rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
+                        with transient_as_unavailable():
+                            rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)
                         if not rows:
                             return
                         yield [_row_to_event(row) for row in rows]
