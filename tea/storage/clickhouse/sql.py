@@ -13,9 +13,9 @@ from typing import Any
 from tea.storage.projections import TABLES
 from tea.storage.sql import FLOAT_COLUMNS, Dialect
 from tea.storage.sql.events import scan as compile_scan
-from tea.types import COLUMNS, EventFilter
+from tea.timebuckets import DAY_US
+from tea.types import BUCKETS as UNITS, COLUMNS, EventFilter
 
-US_PER_DAY = 86_400_000_000
 # Storage type of every promoted column: µs as Int64, optional columns Nullable, attributes JSON text.
 COLUMN_TYPES: dict[str, str] = {
     "event_id": "String", "tenant_id": "String", "timestamp": "Int64", "received_at": "Int64",
@@ -105,10 +105,6 @@ def in_list(column: str, values: tuple[str, ...] | list[str], negate: bool = Fal
     return f"{column} {'NOT ' if negate else ''}IN (" + ", ".join(lit(v) for v in values) + ")"
 
 
-
-
-
-
 SELECT_EVENTS = ", ".join(f"`{c}`" for c in COLUMNS)
 
 
@@ -116,24 +112,6 @@ SELECT_EVENTS = ", ".join(f"`{c}`" for c in COLUMNS)
 # an error (Agg docstring); ifNull because comparisons with NULL are NULL
 IS_ERROR = ("(ifNull(status IN ('error', 'timeout'), 0) OR (isNull(status) AND (isNotNull(error_type) "
             "OR ifNull(status_code >= 400, 0) OR ifNull(status_code < 0, 0))))")
-
-
-def _floor(unit_us: int) -> str:
-    # (Int64 constants: 18.16 types `Int64 % 3600000000` as UInt32, and the sum then wraps)
-    unit = f"toInt64({unit_us})"
-    return f"(timestamp - (timestamp % {unit} + {unit}) % {unit})"
-
-
-_DAY_NUMBER = f"intDiv({_floor(US_PER_DAY)}, toInt64({US_PER_DAY}))"
-BUCKETS = {
-    "minute": _floor(60_000_000),
-    "hour": _floor(3_600_000_000),
-    "day": _floor(US_PER_DAY),
-    # 1970-01-01 was a Thursday: day number + 3 counts days since a Monday
-    "week": f"({_DAY_NUMBER} - ({_DAY_NUMBER} % toInt64(7) + toInt64(10)) % toInt64(7)) * toInt64({US_PER_DAY})",
-    "month": f"({_DAY_NUMBER} - toInt64(toDayOfMonth(toDateTime(intDiv(timestamp, 1000000), 'UTC'))) + toInt64(1)) "
-             f"* toInt64({US_PER_DAY})",
-}
 
 
 class ClickHouseDialect(Dialect):
@@ -161,8 +139,10 @@ class ClickHouseDialect(Dialect):
         # (Int64 constants: 18.16 types `Int64 % 3600000000` as UInt32, and the sum then wraps)
         return f"toInt64({int(n)})"
 
-    def bucket(self, unit: str) -> str:
-        return BUCKETS[unit]
+    def month_bucket(self) -> str:
+        day = f"intDiv({self.floor_to('timestamp', DAY_US)}, toInt64({DAY_US}))"
+        return (f"({day} - toInt64(toDayOfMonth(toDateTime(intDiv(timestamp, 1000000), 'UTC'))) + toInt64(1)) "
+                f"* toInt64({DAY_US})")
 
     def ascending_nulls_last(self, column: str) -> str:
         return f"isNull({column}), {column}"
@@ -191,10 +171,18 @@ class ClickHouseDialect(Dialect):
         return f"(sumKahan({column}) / count({column}))" if column in FLOAT_COLUMNS else f"avg({column})"
 
     def quantile(self, column: str, q: float) -> str:
-        return quantile(column, q)
+        """Exact, linear interpolation between the closest ranks (as pyagg and DuckDB's quantile_cont)."""
+        s = f"arraySort(groupArray({column}))"
+        last = f"greatest(toInt64(length({s})) - 1, 0)"
+        pos = f"({float(q)!r} * toFloat64({last}))"
+        low_rank = f"toInt64(floor({pos}))"
+        low = f"{s}[{low_rank} + 1]"
+        high = f"{s}[least({low_rank} + 1, {last}) + 1]"
+        return f"if(empty({s}), NULL, {low} + ({high} - {low}) * ({pos} - {low_rank}))"
 
 
 DIALECT, FINAL = ClickHouseDialect(), ClickHouseDialect(final=True)
+BUCKETS = {unit: DIALECT.bucket(unit) for unit in UNITS}
 
 
 def dialect(final: bool) -> ClickHouseDialect:
@@ -204,17 +192,6 @@ def dialect(final: bool) -> ClickHouseDialect:
 def scan(f: EventFilter | None, final: bool = False, extra: list[str] | None = None) -> str:
     """`` FROM events [FINAL] WHERE …``."""
     return compile_scan(f, dialect(final), tuple(extra or ()))[0]
-
-
-def quantile(column: str, q: float) -> str:
-    """Exact, linear interpolation between the closest ranks (as pyagg and DuckDB's quantile_cont)."""
-    s = f"arraySort(groupArray({column}))"
-    last = f"greatest(toInt64(length({s})) - 1, 0)"
-    pos = f"({float(q)!r} * toFloat64({last}))"
-    low_rank = f"toInt64(floor({pos}))"
-    low = f"{s}[{low_rank} + 1]"
-    high = f"{s}[least({low_rank} + 1, {last}) + 1]"
-    return f"if(empty({s}), NULL, {low} + ({high} - {low}) * ({pos} - {low_rank}))"
 
 
 # ---------------------------------------------------------------- traces

@@ -12,11 +12,9 @@ from typing import Any
 
 from tea.storage.sql import FLOAT_COLUMNS, Dialect
 from tea.storage.sql.events import scan as compile_scan
-from tea.timebuckets import DAY_US, FIXED_US, WEEK_US
 from tea.types import COLUMNS, EventFilter
 
 TS = '"timestamp"'
-_MONDAY_OFFSET_US = 3 * DAY_US  # 1970-01-01 was a Thursday; ISO weeks start on Monday
 
 
 def exact_sum(column: str) -> str:
@@ -48,12 +46,8 @@ class PostgresDialect(Dialect):
     def mod(self, a: str, b: str) -> str:
         return f"mod({a}, {b})"
 
-    def bucket(self, unit: str) -> str:
-        if unit in FIXED_US:
-            return self.floor_to(TS, FIXED_US[unit])
-        if unit == "week":
-            return self.floor_to(TS, WEEK_US, _MONDAY_OFFSET_US)
-        return (f"(extract(epoch FROM date_trunc('{unit}', timestamp 'epoch' + {TS} * interval '1 microsecond'))"
+    def month_bucket(self) -> str:
+        return (f"(extract(epoch FROM date_trunc('month', timestamp 'epoch' + {TS} * interval '1 microsecond'))"
                 f" * 1000000)::bigint")
 
     def sum(self, column: str) -> str:

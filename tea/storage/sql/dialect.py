@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tea.timebuckets import DAY_US, FIXED_US, WEEK_US
 from tea.types import EventFilter
 
 # columns of float values: sums and averages over them are exact (fsum), as pyagg's
@@ -80,7 +81,15 @@ class Dialect:
 
     # ------------------------------------------------------------ buckets
     def bucket(self, unit: str) -> str:
-        """The µs start of the calendar ``unit`` (minute … month, UTC) holding each event."""
+        """The µs start of the calendar ``unit`` (minute … month, UTC) holding each event (here: for a time
+        column of integer µs, the month left to ``month_bucket``)."""
+        if unit in FIXED_US:
+            return self.floor_to(self.ts, FIXED_US[unit])
+        if unit == "week":  # 1970-01-01 was a Thursday; ISO weeks start on Monday
+            return self.floor_to(self.ts, WEEK_US, 3 * DAY_US)
+        return self.month_bucket()
+
+    def month_bucket(self) -> str:
         raise NotImplementedError
 
     def fixed_bucket(self, width_us: int, origin_us: int) -> str:
