@@ -18,6 +18,8 @@ FLOAT_COLUMNS = ("duration_ms", "cost")
 
 
 class Dialect:
+    """How one backend writes the pieces the compiler asks for (the defaults: DuckDB's and PostgreSQL's)."""
+
     mark = "?"                       # the driver's placeholder
     ts = "timestamp"                 # the events' time column as written in SQL
     null_bigint = "NULL::BIGINT"     # a NULL bucket (no time bucket asked for)
@@ -26,7 +28,6 @@ class Dialect:
     row_compare = False              # the page cursor as one row comparison (an index range in PostgreSQL)
     is_error = ("(status IN ('error', 'timeout') OR (status IS NULL AND (error_type IS NOT NULL "
                 "OR status_code >= 400 OR status_code < 0)))")
-
     event_columns = ""               # the select list of an Event's columns, in tea.types.COLUMNS order
 
     def source(self, f: EventFilter | None) -> str:
@@ -109,8 +110,8 @@ class Dialect:
     def count_all(self) -> str:
         return "count(*)"
 
-    def count_if(self, condition: str, counted: str = "*") -> str:
-        return f"count({counted}) FILTER (WHERE {condition})"
+    def count_if(self, condition: str) -> str:
+        return f"count(*) FILTER (WHERE {condition})"
 
     def at_most(self, column: str, le: float) -> str:
         return f"{column} <= {float(le)!r}"
