@@ -26,9 +26,10 @@ def tea_sql() -> tuple[str, list[Any]] | None:
     """The SQL and parameters TEA runs for the benchmark's request."""
     try:
         from tea.query import metrics as m
-        from tea.storage.duckdb import sql as duckdb_sql
+        from tea.storage.duckdb.sql import DIALECT
+        from tea.storage.sql.events import aggregate
         spec, _ = m.aggregate_spec(_query())
-        return duckdb_sql.aggregate(spec)
+        return aggregate(spec, DIALECT)
     except Exception as exc:  # noqa: BLE001
         print(f"  (TEA's own SQL not available: {exc!r})")
         return None

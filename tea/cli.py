@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.add_argument("--token", help="an API token or JWT with events:read (default: $TEA_TOKEN)")
     export.add_argument("--tenant", dest="tenant_id", help="only this tenant")
-    for name in ("user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id", "protocol",
-                 "target"):
+    from tea.remote import EQUALS
+
+    for name in EQUALS:
         export.add_argument("--" + name.replace("_", "-"), dest=name, help=f"only events with this {name}")
     export.add_argument("--start", dest="start_time", help="events at or after (RFC 3339 or epoch ms)")
     export.add_argument("--end", dest="end_time", help="events before (RFC 3339 or epoch ms)")

@@ -10,8 +10,11 @@ import urllib.request
 from datetime import date
 from typing import IO, Any
 
-FILTERS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id", "correlation_id",
-           "protocol", "target", "start_time", "end_time")
+from tea.types import FILTER_FIELDS
+
+# the equality filters of GET /v1/export (tea.types.EventFilter's), which `tea export` sets with a flag each
+EQUALS = tuple(f.name for f in FILTER_FIELDS if f.param)
+FILTERS = ("tenant_id", *EQUALS, "start_time", "end_time")
 
 
 class RemoteError(Exception):

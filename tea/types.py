@@ -8,9 +8,9 @@ so TEA never parses what it does not need to.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Annotated, Iterator, Sequence, overload
+from typing import Annotated, Any, Iterator, Sequence, overload
 
 import msgspec
 
@@ -46,11 +46,6 @@ COLUMNS: tuple[str, ...] = (
     "error_message", "trace_id", "span_id", "parent_span_id", "correlation_id", "tags", "attributes",
     "tool", "model", "input_tokens", "output_tokens",
 )
-# the columns an EventFilter matches by equality (besides tenant_ids and the time range)
-FILTER_COLUMNS: tuple[str, ...] = ("event_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                                   "correlation_id", "protocol", "target", "tool", "model")
-
-
 class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A canonical wide event. Only ``event_type`` is required on the wire.
 
@@ -179,25 +174,51 @@ class WriteResult:
     duplicates: int = 0
 
 
+def _equals(help: str, *, seed: bool = True, param: bool = True) -> Any:
+    """A field of EventFilter that keeps the events whose column of its name equals it: ``help`` describes
+    it as a query parameter; ``seed``: the seed's ``GET /events`` takes it too; ``param``: a read route's
+    query parameter at all (``event_id`` is a path parameter)."""
+    return field(default=None, metadata={"help": help, "seed": seed, "param": param})
+
+
 @dataclass(frozen=True)
 class EventFilter:
-    """Which events a read touches. ``tenant_ids`` None means every tenant (admin reads)."""
+    """Which events a read touches. ``tenant_ids`` None means every tenant (admin reads). Every other field
+    but the time range keeps the events whose column of that name equals it: FILTER_FIELDS, which the query
+    parameters, the remote client and every backend's filter are made from."""
 
     tenant_ids: tuple[str, ...] | None = None
-    event_id: str | None = None
-    user_id: str | None = None
-    event_type: str | None = None
-    source: str | None = None
-    method: str | None = None
-    status: str | None = None
-    trace_id: str | None = None
-    correlation_id: str | None = None
-    protocol: str | None = None
-    target: str | None = None
-    tool: str | None = None
-    model: str | None = None
+    event_id: str | None = _equals("event_id", param=False)
+    user_id: str | None = _equals("user_id")
+    event_type: str | None = _equals("event_type")
+    source: str | None = _equals("source")
+    method: str | None = _equals("method")
+    status: str | None = _equals("status")
+    trace_id: str | None = _equals("trace_id")
+    correlation_id: str | None = _equals("correlation_id")
+    protocol: str | None = _equals("protocol", seed=False)
+    target: str | None = _equals("target", seed=False)
+    tool: str | None = _equals("tool (gen_ai.tool.name)", seed=False)
+    model: str | None = _equals("model (gen_ai.request.model)", seed=False)
     start_us: int | None = None  # inclusive
     end_us: int | None = None    # exclusive
+
+
+@dataclass(frozen=True)
+class FilterField:
+    """One equality filter of EventFilter: its name (the field, the column it matches and the query
+    parameter), what it matches as a parameter's help, and where it is a parameter."""
+
+    name: str
+    help: str
+    seed: bool
+    param: bool
+
+
+FILTER_FIELDS: tuple[FilterField, ...] = tuple(FilterField(f.name, **f.metadata) for f in fields(EventFilter)
+                                               if f.metadata)
+# the columns an EventFilter matches by equality (besides tenant_ids and the time range)
+FILTER_COLUMNS: tuple[str, ...] = tuple(f.name for f in FILTER_FIELDS)
 
 
 @dataclass(frozen=True)

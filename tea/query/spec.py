@@ -10,10 +10,8 @@ import msgspec
 
 from tea.errors import InvalidParameter
 from tea.http.params import MAX_PARAM_CHARS, Params, text, time, whole
-from tea.types import Cursor, EventFilter
+from tea.types import FILTER_FIELDS, Cursor, EventFilter, FilterField
 
-FILTER_FIELDS = ("tenant_id", "user_id", "event_type", "source", "method", "status", "trace_id",
-                 "correlation_id", "protocol", "target", "tool", "model")
 MAX_LIMIT = 10000
 TenantId = text("one tenant (admins; a tenant's credential reads its own)")
 Limit = whole(f"page size, 1 to {MAX_LIMIT} (default 100)", 1, MAX_LIMIT)
@@ -22,32 +20,19 @@ From = time("from this time on (inclusive)")
 Until = time("until this time (exclusive)")
 
 
-def _eq(name: str) -> Any:
-    return text(f"only events whose {name} equals this")
+def _equals(fields: list[FilterField]) -> list[tuple[str, Any, None]]:
+    return [(f.name, text(f"only events whose {f.help} equals this") | None, None) for f in fields]
 
 
-class SeedFilters(Params):
-    """The filters the seed's ``GET /events`` takes."""
-
-    tenant_id: _eq("tenant_id") | None = None  # type: ignore[valid-type]
-    user_id: _eq("user_id") | None = None  # type: ignore[valid-type]
-    event_type: _eq("event_type") | None = None  # type: ignore[valid-type]
-    source: _eq("source") | None = None  # type: ignore[valid-type]
-    method: _eq("method") | None = None  # type: ignore[valid-type]
-    status: _eq("status") | None = None  # type: ignore[valid-type]
-    trace_id: _eq("trace_id") | None = None  # type: ignore[valid-type]
-    correlation_id: _eq("correlation_id") | None = None  # type: ignore[valid-type]
-    start_time: From | None = None  # type: ignore[valid-type]
-    end_time: Until | None = None  # type: ignore[valid-type]
-
-
-class Filters(SeedFilters):
-    """Every filter of ``GET /v1/events``."""
-
-    protocol: _eq("protocol") | None = None  # type: ignore[valid-type]
-    target: _eq("target") | None = None  # type: ignore[valid-type]
-    tool: _eq("tool (gen_ai.tool.name)") | None = None  # type: ignore[valid-type]
-    model: _eq("model (gen_ai.request.model)") | None = None  # type: ignore[valid-type]
+_PARAMS = [f for f in FILTER_FIELDS if f.param]
+# The filters the seed's ``GET /events`` takes.
+SeedFilters = msgspec.defstruct("SeedFilters", [("tenant_id", TenantId | None, None),
+                                                *_equals([f for f in _PARAMS if f.seed]),
+                                                ("start_time", From | None, None), ("end_time", Until | None, None)],
+                                bases=(Params,), module=__name__)
+# Every filter of ``GET /v1/events``.
+Filters = msgspec.defstruct("Filters", _equals([f for f in _PARAMS if not f.seed]), bases=(SeedFilters,),
+                            module=__name__)
 
 
 class Tenant(Params):
@@ -68,7 +53,7 @@ def event_filter(p: SeedFilters | Window, **fields: Any) -> EventFilter:
     Not scoped: the request's reader narrows the tenants to what the caller may read."""
     if p.start_time is not None and p.end_time is not None and p.end_time < p.start_time:
         raise InvalidParameter("end_time", "`end_time` is before `start_time`")
-    values = {name: getattr(p, name, None) for name in FILTER_FIELDS[1:]} if isinstance(p, SeedFilters) else {}
+    values = {f.name: getattr(p, f.name, None) for f in _PARAMS} if isinstance(p, SeedFilters) else {}
     return EventFilter(tenant_ids=(p.tenant_id,) if p.tenant_id is not None else None, start_us=p.start_time,
                        end_us=p.end_time, **{**values, **fields})
 

@@ -8,13 +8,14 @@ by the driver, so the same text runs in chdb (tests/storage/test_clickhouse.py c
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tea.storage.projections import TABLES
-from tea.types import COLUMNS, FILTER_COLUMNS, Agg, AggregateSpec, EventFilter
+from tea.storage.sql import FLOAT_COLUMNS, Dialect
+from tea.storage.sql.events import scan as compile_scan
+from tea.timebuckets import DAY_US
+from tea.types import BUCKETS as UNITS, COLUMNS, EventFilter
 
-US_PER_DAY = 86_400_000_000
 # Storage type of every promoted column: µs as Int64, optional columns Nullable, attributes JSON text.
 COLUMN_TYPES: dict[str, str] = {
     "event_id": "String", "tenant_id": "String", "timestamp": "Int64", "received_at": "Int64",
@@ -104,39 +105,7 @@ def in_list(column: str, values: tuple[str, ...] | list[str], negate: bool = Fal
     return f"{column} {'NOT ' if negate else ''}IN (" + ", ".join(lit(v) for v in values) + ")"
 
 
-
-
-def conditions(f: EventFilter | None) -> list[str]:
-    if f is None:
-        return []
-    out: list[str] = []
-    if f.tenant_ids is not None:
-        out.append(in_list("tenant_id", f.tenant_ids))
-    for name in FILTER_COLUMNS:
-        value = getattr(f, name)
-        if value is not None:
-            out.append(f"{name} = {lit(value)}")
-    if f.start_us is not None:
-        out.append(f"timestamp >= {lit(f.start_us)}")
-    if f.end_us is not None:
-        out.append(f"timestamp < {lit(f.end_us)}")
-    return out
-
-
-def scan(f: EventFilter | None, final: bool = False, extra: list[str] | None = None) -> str:
-    """`` FROM events [FINAL] WHERE …`` (FINAL: collapse exact replays not merged yet)."""
-    clauses = conditions(f) + (extra or [])
-    return " FROM events" + (" FINAL" if final else "") + (" WHERE " + " AND ".join(clauses) if clauses else "")
-
-
 SELECT_EVENTS = ", ".join(f"`{c}`" for c in COLUMNS)
-ORDER_EVENTS = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
-
-
-def after(timestamp: int, event_id: str, tenant_id: str) -> str:
-    t, e = lit(timestamp), lit(event_id)
-    return (f"(timestamp < {t} OR (timestamp = {t} AND (event_id < {e} OR "
-            f"(event_id = {e} AND tenant_id < {lit(tenant_id)}))))")
 
 
 # ---------------------------------------------------------------- aggregation
@@ -145,87 +114,84 @@ IS_ERROR = ("(ifNull(status IN ('error', 'timeout'), 0) OR (isNull(status) AND (
             "OR ifNull(status_code >= 400, 0) OR ifNull(status_code < 0, 0))))")
 
 
-def _floor(unit_us: int) -> str:
-    # (Int64 constants: 18.16 types `Int64 % 3600000000` as UInt32, and the sum then wraps)
-    unit = f"toInt64({unit_us})"
-    return f"(timestamp - (timestamp % {unit} + {unit}) % {unit})"
+class ClickHouseDialect(Dialect):
+    """Values as literals (``lit``); integer µs timestamps; no CTEs on 18.16 (top-N groups ranked by a
+    second pass); ``ifNull`` where 18.16 answers NULL; exact quantiles over ``arraySort(groupArray(x))``."""
 
+    ctes = False
+    null_bigint = "NULL"
+    is_error = IS_ERROR
+    event_columns = SELECT_EVENTS
 
-_DAY_NUMBER = f"intDiv({_floor(US_PER_DAY)}, toInt64({US_PER_DAY}))"
-BUCKETS = {
-    "minute": _floor(60_000_000),
-    "hour": _floor(3_600_000_000),
-    "day": _floor(US_PER_DAY),
-    # 1970-01-01 was a Thursday: day number + 3 counts days since a Monday
-    "week": f"({_DAY_NUMBER} - ({_DAY_NUMBER} % toInt64(7) + toInt64(10)) % toInt64(7)) * toInt64({US_PER_DAY})",
-    "month": f"({_DAY_NUMBER} - toInt64(toDayOfMonth(toDateTime(intDiv(timestamp, 1000000), 'UTC'))) + toInt64(1)) "
-             f"* toInt64({US_PER_DAY})",
-}
+    def __init__(self, final: bool = False) -> None:
+        self.final = final  # FINAL: collapse exact replays not merged yet
 
+    def source(self, f: EventFilter | None) -> str:
+        return "events FINAL" if self.final else "events"
 
-def quantile(column: str, q: float) -> str:
-    """Exact, linear interpolation between the closest ranks (as pyagg and DuckDB's quantile_cont)."""
-    s = f"arraySort(groupArray({column}))"
-    last = f"greatest(toInt64(length({s})) - 1, 0)"
-    pos = f"({float(q)!r} * toFloat64({last}))"
-    low_rank = f"toInt64(floor({pos}))"
-    low = f"{s}[{low_rank} + 1]"
-    high = f"{s}[least({low_rank} + 1, {last}) + 1]"
-    return f"if(empty({s}), NULL, {low} + ({high} - {low}) * ({pos} - {low_rank}))"
+    def bind(self, params: list[Any], value: Any) -> str:
+        return lit(value)
 
+    def in_list(self, params: list[Any], column: str, values: tuple[str, ...], negate: bool = False) -> str:
+        return in_list(column, values, negate)
 
-FLOAT_COLUMNS = ("duration_ms", "cost")
+    def int_literal(self, n: int) -> str:
+        # (Int64 constants: 18.16 types `Int64 % 3600000000` as UInt32, and the sum then wraps)
+        return f"toInt64({int(n)})"
 
+    def month_bucket(self) -> str:
+        day = f"intDiv({self.floor_to('timestamp', DAY_US)}, toInt64({DAY_US}))"
+        return (f"({day} - toInt64(toDayOfMonth(toDateTime(intDiv(timestamp, 1000000), 'UTC'))) + toInt64(1)) "
+                f"* toInt64({DAY_US})")
 
-def agg_sql(agg: Agg) -> str:
-    if agg.fn == "count":
+    def ascending_nulls_last(self, column: str) -> str:
+        return f"isNull({column}), {column}"
+
+    def group_key(self, groups: list[str]) -> list[str]:
+        # NULL never matches in IN: compare (is null, value) pairs for the Nullable columns
+        return [part for g in groups for part in
+                ((g,) if COLUMN_TYPES[g] == "String" else (f"isNull({g})", f"ifNull({g}, '')"))]
+
+    def count_all(self) -> str:
         return "count()"
-    if agg.fn == "errors":
-        return f"countIf({IS_ERROR})"
-    column = agg.column
-    assert column is not None
-    if agg.fn == "count_distinct":
+
+    def count_if(self, condition: str) -> str:
+        return f"countIf({condition})"
+
+    def at_most(self, column: str, le: float) -> str:
+        return f"ifNull({column} <= {float(le)!r}, 0)"
+
+    def count_distinct(self, column: str) -> str:
         return f"ifNull(uniqExact({column}), 0)"  # (18.16 answers NULL when every value is NULL)
-    if agg.fn == "sum":
+
+    def sum(self, column: str) -> str:
         return f"sumKahan({column})" if column in FLOAT_COLUMNS else f"sum({column})"
-    if agg.fn == "avg":
+
+    def avg(self, column: str) -> str:
         return f"(sumKahan({column}) / count({column}))" if column in FLOAT_COLUMNS else f"avg({column})"
-    if agg.fn == "quantile":
-        return quantile(column, agg.q)  # type: ignore[arg-type]
-    if agg.fn == "count_le":
-        return f"count({column})" if agg.le == math.inf else f"countIf(ifNull({column} <= {float(agg.le)!r}, 0))"  # type: ignore[arg-type]
-    return f"{agg.fn}({column})"
+
+    def quantile(self, column: str, q: float) -> str:
+        """Exact, linear interpolation between the closest ranks (as pyagg and DuckDB's quantile_cont)."""
+        s = f"arraySort(groupArray({column}))"
+        last = f"greatest(toInt64(length({s})) - 1, 0)"
+        pos = f"({float(q)!r} * toFloat64({last}))"
+        low_rank = f"toInt64(floor({pos}))"
+        low = f"{s}[{low_rank} + 1]"
+        high = f"{s}[least({low_rank} + 1, {last}) + 1]"
+        return f"if(empty({s}), NULL, {low} + ({high} - {low}) * ({pos} - {low_rank}))"
 
 
-def bucket_expr(spec: AggregateSpec) -> str:
-    if spec.bucket_us is not None:
-        width, origin = f"toInt64({int(spec.bucket_us)})", f"toInt64({int(spec.origin_us)})"
-        return f"(timestamp - ((timestamp - {origin}) % {width} + {width}) % {width})"
-    return BUCKETS[spec.bucket] if spec.bucket else "NULL"
+DIALECT, FINAL = ClickHouseDialect(), ClickHouseDialect(final=True)
+BUCKETS = {unit: DIALECT.bucket(unit) for unit in UNITS}
 
 
-def _group_key(groups: list[str]) -> list[str]:
-    # NULL never matches in IN: compare (is null, value) pairs for the Nullable columns
-    return [part for g in groups for part in
-            ((g,) if COLUMN_TYPES[g] == "String" else (f"isNull({g})", f"ifNull({g}, '')"))]
+def dialect(final: bool) -> ClickHouseDialect:
+    return FINAL if final else DIALECT
 
 
-def aggregate(spec: AggregateSpec, final: bool = False) -> str:
-    """Rows ``(bucket_us | NULL, *groups, *aggs, cell_count)``; the caller drops the trailing count."""
-    groups = list(spec.group_by)
-    bucket = bucket_expr(spec)
-    select = ", ".join([f"{bucket} AS bucket_us", *groups, *(f"{agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs)),
-                        "count() AS cell_events"])
-    keys = (["bucket_us"] if spec.bucket or spec.bucket_us else []) + groups
-    extra: list[str] = []
-    if spec.top is not None and groups:
-        order = ", ".join(f"isNull({g}), {g}" for g in groups)
-        key = _group_key(groups)
-        extra.append(f"({', '.join(key)}) IN (SELECT {', '.join(key)}{scan(spec.filter, final)} "
-                     f"GROUP BY {', '.join(groups)} ORDER BY {agg_sql(spec.top_by)} DESC NULLS LAST, {order} "
-                     f"LIMIT {int(spec.top)})")
-    group_clause = " GROUP BY " + ", ".join(keys) if keys else " HAVING count() > 0"
-    return f"SELECT {select}{scan(spec.filter, final, extra)}{group_clause}"
+def scan(f: EventFilter | None, final: bool = False, extra: list[str] | None = None) -> str:
+    """`` FROM events [FINAL] WHERE …``."""
+    return compile_scan(f, dialect(final), tuple(extra or ()))[0]
 
 
 # ---------------------------------------------------------------- traces

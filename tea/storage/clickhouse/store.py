@@ -29,6 +29,7 @@ from clickhouse_driver.util.helpers import parse_url
 from tea.errors import ConfigError, StorageDataError, StorageError, StorageUnavailable
 from tea.storage.clickhouse import signals as clickhouse_signals, sql
 from tea.storage.clickhouse.sql import lit
+from tea.storage.sql import events
 from tea.storage.clickhouse.stores import ClickHouseStores
 from tea.storage.health import StorageHealth, first_line
 from tea.storage.projections import TABLES
@@ -303,20 +304,16 @@ class ClickHouseStorage(ClickHouseStores):
         return await self._on_reader(self._query_sync, spec)
 
     def _query_sync(self, client: Client, spec: QuerySpec) -> QueryResult:
-        total = client.execute(f"SELECT count(){sql.scan(spec.filter, self.final_reads)}")[0][0] \
-            if spec.with_total else None
-        a = spec.after
-        extra = [sql.after(a.timestamp, a.event_id, a.tenant_id)] if a is not None else []
-        rows = client.execute(f"SELECT {sql.SELECT_EVENTS}{sql.scan(spec.filter, self.final_reads, extra)} "
-                              f"{sql.ORDER_EVENTS} LIMIT {int(spec.limit) + 1}")
+        d = sql.dialect(self.final_reads)
+        total = client.execute(events.count(spec.filter, d)[0])[0][0] if spec.with_total else None
+        rows = client.execute(events.page(spec, d)[0])
         return QueryResult([_event(row) for row in rows[: spec.limit]], total, len(rows) > spec.limit)
 
     async def count(self, filter: EventFilter | None = None) -> int:
-        return (await self._rows(f"SELECT count(){sql.scan(filter, self.final_reads)}"))[0][0]
+        return (await self._rows(events.count(filter, sql.dialect(self.final_reads))[0]))[0][0]
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
-        rows = await self._rows(sql.aggregate(spec, self.final_reads))
-        return [row[:-1] for row in rows]  # (the trailing column is the cell's event count)
+        return await self._rows(events.aggregate(spec, sql.dialect(self.final_reads))[0])
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         # its own connection, streamed block by block: at most a chunk (and a block) in memory

@@ -1,10 +1,11 @@
 """DuckDB's analytic reads: aggregates (as rows or as columns), trace summaries, the seed's communication
-views' groups — each compiled by ``tea.storage.duckdb.sql`` and run on a reader cursor."""
+views' groups — each compiled by ``tea.storage.sql`` in DuckDB's dialect and run on a reader cursor."""
 from __future__ import annotations
 
 from typing import Any
 
 from tea.storage.duckdb import bins, sql as duckdb_sql
+from tea.storage.sql import comms, events
 from tea.types import AggregateSpec, EventFilter, TraceSummary
 
 
@@ -21,17 +22,17 @@ class DuckDBAnalytics:
         return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8] or ())) for r in rows]
 
     async def communication_groups(self, kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
-        sql, params = duckdb_sql.communication_groups(kind, filter)
+        sql, params = comms.communication_groups(kind, filter, duckdb_sql.DIALECT)
         return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
-        sql, params = duckdb_sql.aggregate(spec)
+        sql, params = events.aggregate(spec, duckdb_sql.DIALECT)
         return await self._on_reader(lambda cur: cur.execute(sql, params).fetchall())
 
     async def aggregate_columns(self, spec: AggregateSpec) -> list[Any]:
         """``aggregate``'s rows as columns (numpy arrays, NULLs masked): no Python object per cell, for
         answers of tens of thousands of cells (the Prometheus API's per-step buckets)."""
-        sql, params = duckdb_sql.aggregate(spec)
+        sql, params = events.aggregate(spec, duckdb_sql.DIALECT)
         found = await self._on_reader(lambda cur: cur.execute(sql, params).fetchnumpy())
         return list(found.values())
 

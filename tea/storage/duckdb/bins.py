@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from tea.storage.duckdb import sql as duckdb_sql
+from tea.storage.sql import events
 from tea.types import Agg, AggregateSpec
 
 
@@ -28,6 +29,6 @@ def aggregate_bins(spec: AggregateSpec, column: str, bounds: tuple[float, ...]) 
         raise ValueError("aggregate_bins does not rank groups")
     frm, params = duckdb_sql.scan(spec.filter)
     groups = list(spec.group_by)
-    select = ", ".join([f"{duckdb_sql.bucket_expr(spec)} AS bucket", *groups, f"{bin_expr(column, bounds)} AS bin",
-                        *(f"{duckdb_sql.agg_sql(a)} AS a{i}" for i, a in enumerate(spec.aggs))])
+    select = ", ".join([f"{events.bucket_expr(spec, duckdb_sql.DIALECT)} AS bucket", *groups, f"{bin_expr(column, bounds)} AS bin",
+                        *(f"{events.agg_sql(a, duckdb_sql.DIALECT)} AS a{i}" for i, a in enumerate(spec.aggs))])
     return f"SELECT {select}{frm} GROUP BY " + ", ".join(["bucket", *groups, "bin"]), params

@@ -10,7 +10,8 @@ import duckdb
 
 from tea.errors import StorageDataError, StorageError
 from tea.signals.model import LogData, LogRecord, MetricData, MetricPoint, PointQuery, RecordQuery, SeriesKey
-from tea.storage.signal_sql import Dialect, conjunction, json_path, purge_where, where
+from tea.storage.duckdb.sql import DIALECT
+from tea.storage.sql.signals import conjunction, purge_where, where
 
 
 _DATA = ("name", "kind", "unit", "temporality", "monotonic", "start_us", "value", "count", "sum", "min", "max",
@@ -54,9 +55,6 @@ _POINT_COLUMNS = "tenant_id, id, timestamp, service, " + ", ".join(_DATA) + \
 _RECORD_COLUMNS = ("tenant_id, id, timestamp, service, severity_number, severity_text, body, body_json, observed_us, "
                    "event_name, flags, CAST(attributes AS VARCHAR), CAST(resource AS VARCHAR), scope, trace_id, span_id")
 _BUCKETS = {"day": "INTERVAL 1 DAY", "month": "INTERVAL 1 MONTH", "hour": "INTERVAL 1 HOUR"}
-
-
-DIALECT = Dialect("?", lambda key: ("json_extract_string(attributes, ?)", json_path(key)))
 
 
 class DuckDBSignals:

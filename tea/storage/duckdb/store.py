@@ -30,7 +30,8 @@ from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
 from tea.storage.health import first_line
-from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table, scan, tenant_clause
+from tea.storage.duckdb.sql import DIALECT, PARTITIONS, partition_of, partition_table, scan, tenant_clause
+from tea.storage.sql import events
 from tea.types import (COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec,
                        WriteResult)
 
@@ -52,10 +53,6 @@ EVENTS = Shape(_JSON_TYPES, dict(zip(COLUMNS, INSERT_EXPRS)))
 _SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp BETWEEN make_timestamp(?) "
                "AND make_timestamp(?) AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) "
                "AND s.timestamp + to_microseconds(?)")
-_SELECT = ", ".join(
-    f"epoch_us({c})" if c in ("timestamp", "received_at") else
-    "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
-_ORDER = "ORDER BY timestamp DESC, event_id DESC, tenant_id DESC"
 # DuckDB's cache of table blocks is trimmed back to ``cache_bytes`` after writes, every CACHE_TRIM_INTERVAL_S
 # (_trim_after_write), and while an export runs (tea.storage.duckdb.export).
 CACHE_TRIM_INTERVAL_S = 2.0
@@ -341,21 +338,11 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
         return await self._on_reader(self._query_sync, spec)
 
     def _query_sync(self, cur: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
-        frm, params = scan(spec.filter)
         total = None
         if spec.with_total:
-            total = cur.execute(f"SELECT count(*){frm}", params).fetchone()[0]  # type: ignore[index]
-        page_where, page_params = frm, list(params)
-        if spec.after is not None:
-            a = spec.after
-            after = ("(timestamp < make_timestamp(?) OR (timestamp = make_timestamp(?) AND (event_id < ? OR "
-                      "(event_id = ? AND tenant_id < ?))))")
-            page_where = frm + (" AND " if " WHERE " in frm else " WHERE ") + after
-            page_params += [a.timestamp, a.timestamp, a.event_id, a.event_id, a.tenant_id]
-        rows = cur.execute(f"SELECT {_SELECT}{page_where} {_ORDER} LIMIT ?",
-                           [*page_params, spec.limit + 1]).fetchall()
-        events = [_row_to_event(row) for row in rows[: spec.limit]]
-        return QueryResult(events, total, len(rows) > spec.limit)
+            total = cur.execute(*events.count(spec.filter, DIALECT)).fetchone()[0]  # type: ignore[index]
+        rows = cur.execute(*events.page(spec, DIALECT)).fetchall()
+        return QueryResult([_row_to_event(row) for row in rows[: spec.limit]], total, len(rows) > spec.limit)
 
     async def count(self, filter: EventFilter | None = None) -> int:
         """Events matching ``filter``. The count of all of them (what /health shows, however often it is polled)
@@ -390,8 +377,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
             with self._reading():
                 async with self._exporting():
                     with transient_as_unavailable():
-                        await loop.run_in_executor(self._readers, lambda: cursor.execute(f"SELECT {_SELECT}{frm}",
-                                                                                         params))
+                        await loop.run_in_executor(
+                            self._readers, lambda: cursor.execute(f"SELECT {DIALECT.event_columns}{frm}", params))
                     while True:
                         with transient_as_unavailable():
                             rows = await loop.run_in_executor(self._readers, cursor.fetchmany, chunk_rows)

@@ -8,10 +8,10 @@ from typing import Any
 
 from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage.duckdb import signals as duckdb_signals
-from tea.storage.signal_sql import Dialect, conjunction, purge_where, where
+from tea.storage.postgres.sql import DIALECT
+from tea.storage.sql.signals import conjunction, purge_where, where
 
 
-DIALECT = Dialect("%s", lambda key: ("(attributes ->> %s)", key), '"timestamp"')
 _COUNT = "numeric"
 _METRIC_TYPES = ("name text, kind text, unit text, temporality text, monotonic boolean, start_us bigint, value float8, "
                  f"count {_COUNT}, sum float8, min float8, max float8, bounds float8[], counts {_COUNT}[], scale integer, "

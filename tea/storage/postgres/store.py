@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tea.errors import ConfigError, StorageDataError, StorageError, StorageUnavailable
 from tea.storage.health import StorageHealth, first_line, retrieved
 from tea.storage.postgres import sql as q
+from tea.storage.sql import comms, events
 from tea.storage.postgres.copy import copy_lines
 from tea.storage.postgres.signals import PostgresSignals
 from tea.storage.postgres.stores import PostgresStores
@@ -48,7 +49,7 @@ _STAGED = ", ".join("COALESCE(r.tags, '{}') AS tags" if c == "tags" else
                     "COALESCE(r.attributes, '{}') AS attributes" if c == "attributes" else f'r."{c}"' for c in COLUMNS)
 _STAGE = (f"CREATE TEMP TABLE tea_staged ON COMMIT DROP AS SELECT l.n AS tea_n, {_STAGED} "
           f"FROM tea_lines l CROSS JOIN LATERAL json_to_record(l.line::json) AS r({_RECORD})")
-_DAYS = (f"SELECT COALESCE(array_agg(DISTINCT {q.floor_to(q.TS, DAY_US)}), '{{}}'), min({q.TS}), max({q.TS}) "
+_DAYS = (f"SELECT COALESCE(array_agg(DISTINCT {q.DIALECT.floor_to(q.TS, DAY_US)}), '{{}}'), min({q.TS}), max({q.TS}) "
          f"FROM tea_staged")
 _LOCK_TIMEOUT = "5s"  # creating or dropping a partition waits this long for readers, then retries later
 _BOUND = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
@@ -286,31 +287,22 @@ class PostgresStorage(PostgresStores):
 
     # ----------------------------------------------------------------- reading
     async def query_events(self, spec: QuerySpec) -> QueryResult:
-        frm, params = q.scan(spec.filter)
-        page, page_params = frm, list(params)
-        if spec.after is not None:
-            a = spec.after
-            page = q.and_(frm, '("timestamp", event_id, tenant_id) < (%s, %s, %s)')
-            page_params += [a.timestamp, a.event_id, a.tenant_id]
-        total, rows = await self.health.bounded(self._page(frm, params, page, page_params, spec))
+        total, rows = await self.health.bounded(self._page(spec))
         return QueryResult([_row_to_event(r) for r in rows[: spec.limit]], total, len(rows) > spec.limit)
 
-    async def _page(self, frm: str, params: list[Any], page: str, page_params: list[Any],
-                    spec: QuerySpec) -> tuple[int | None, list[tuple[Any, ...]]]:
+    async def _page(self, spec: QuerySpec) -> tuple[int | None, list[tuple[Any, ...]]]:
         async with self._connection() as conn:
             total = None
             if spec.with_total:
-                total = (await (await conn.execute(f"SELECT count(*){frm}", params)).fetchone())[0]  # type: ignore[index]
-            cur = await conn.execute(f"SELECT {q.SELECT_EVENT}{page} {q.ORDER} LIMIT %s", [*page_params, spec.limit + 1])
+                total = (await (await conn.execute(*events.count(spec.filter, q.DIALECT))).fetchone())[0]  # type: ignore[index]
+            cur = await conn.execute(*events.page(spec, q.DIALECT))
             return total, await cur.fetchall()
 
     async def count(self, filter: EventFilter | None = None) -> int:
-        frm, params = q.scan(filter)
-        return (await self._fetch(f"SELECT count(*){frm}", params))[0][0]
+        return (await self._fetch(*events.count(filter, q.DIALECT)))[0][0]
 
     async def aggregate(self, spec: AggregateSpec) -> list[tuple[Any, ...]]:
-        sql, params = q.aggregate(spec)
-        return await self._fetch(sql, params)
+        return await self._fetch(*events.aggregate(spec, q.DIALECT))
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         # the cursor lives in a task of its own, a chunk ahead: a read given up on a hung server leaves it
@@ -333,7 +325,7 @@ class PostgresStorage(PostgresStores):
             async with self._connection() as conn:
                 async with conn.transaction():
                     async with conn.cursor(name="tea_iter_events") as cur:
-                        await cur.execute(f"SELECT {q.SELECT_EVENT}{frm}", params)
+                        await cur.execute(f"SELECT {q.DIALECT.event_columns}{frm}", params)
                         while rows := await cur.fetchmany(chunk_rows):
                             await chunks.put([_row_to_event(r) for r in rows])
         except Exception as exc:  # (handed to the reader, which raises it)
@@ -355,8 +347,7 @@ class PostgresStorage(PostgresStores):
         return [TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8])) for r in rows]
 
     async def communication_groups(self, kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
-        sql, params = q.communication_groups(kind, filter)
-        return await self._fetch(sql, params)
+        return await self._fetch(*comms.communication_groups(kind, filter, q.DIALECT))
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:

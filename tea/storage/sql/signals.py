@@ -1,11 +1,11 @@
-"""SQL the signal stores of DuckDB and PostgreSQL write the same way (their placeholders and JSON access
-differ, given as a small dialect)."""
+"""The signal stores' queries (PointQuery, RecordQuery) compiled for DuckDB and PostgreSQL, whose
+placeholders and JSON access their ``Dialect`` gives."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tea.signals.model import PointQuery, RecordQuery
+from tea.storage.sql.dialect import Dialect
 
 
 def json_path(key: str) -> str:
@@ -18,37 +18,23 @@ def like_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-@dataclass(frozen=True)
-class Dialect:
-    mark: str                                     # the placeholder: ? or %s
-    attribute: Callable[[str], tuple[str, Any]]   # key -> (SQL of the attribute's text, its parameter)
-    ts: str = "timestamp"                         # the time column as written in SQL
-
-
-def _in(column: str, values: tuple[str, ...], mark: str) -> str:
-    return f"{column} IN (" + ", ".join([mark] * len(values)) + ")" if values else "FALSE"
-
-
 def where(q: PointQuery | RecordQuery, d: Dialect) -> tuple[list[str], list[Any]]:
     """The conditions of a point or record query (names, severity, body, trace and cursor included)."""
     m = d.mark
     clauses: list[str] = []
     params: list[Any] = []
     if q.tenant_ids is not None:
-        clauses.append(_in("tenant_id", q.tenant_ids, m))
-        params += q.tenant_ids
+        clauses.append(d.in_list(params, "tenant_id", q.tenant_ids))
     for clause, value in ((f"{d.ts} >= {m}", q.start_us), (f"{d.ts} < {m}", q.end_us), (f"service = {m}", q.service)):
         if value is not None:
             clauses.append(clause)
             params.append(value)
     for key, value in q.attributes:
-        sql, param = d.attribute(key)
-        clauses.append(f"{sql} = {m}")
-        params += [param, value]
+        clauses.append(f"{d.attribute(params, key)} = {m}")
+        params.append(value)
     if isinstance(q, PointQuery):
         if q.names is not None:
-            clauses.append(_in("name", q.names, m))
-            params += q.names
+            clauses.append(d.in_list(params, "name", q.names))
         return clauses, params
     for clause, value in ((f"severity_number >= {m}", q.min_severity), (f"trace_id = {m}", q.trace_id),
                           (f"span_id = {m}", q.span_id)):
@@ -68,11 +54,9 @@ def purge_where(cutoff_us: int, tenant_ids: tuple[str, ...] | None, exclude_tena
                 d: Dialect) -> tuple[str, list[Any]]:
     clauses, params = [f"{d.ts} < {d.mark}"], [cutoff_us]
     if tenant_ids is not None:
-        clauses.append(_in("tenant_id", tenant_ids, d.mark))
-        params += tenant_ids
+        clauses.append(d.in_list(params, "tenant_id", tenant_ids))
     if exclude_tenant_ids:
-        clauses.append("NOT " + _in("tenant_id", exclude_tenant_ids, d.mark))
-        params += exclude_tenant_ids
+        clauses.append(d.in_list(params, "tenant_id", exclude_tenant_ids, negate=True))
     return " WHERE " + " AND ".join(clauses), params
 
 
