@@ -146,6 +146,7 @@ def test_segments_roll_and_are_deleted_once_released(tmp_path: Path) -> None:
         assert len(seg.list_segments(str(tmp_path))) > 3
         records, _ = await drain(buf)
         assert sum(r.count for r in records) == 800
+        await buf.released()  # (deleted on the buffer's release thread, after every position is fsynced)
         assert len(seg.list_segments(str(tmp_path))) == 1  # only the active one is left
         await buf.close()
         assert seg.list_segments(str(tmp_path)) == []  # drained and closed: nothing left
