@@ -210,8 +210,11 @@ class DurableBuffer:
         return self._active_size
 
     # ----------------------------------------------------------------- appending
-    async def append(self, payload: bytes, count: int, min_ts: int, max_ts: int) -> None:
-        """Append one group of events (NDJSON); returns once it is acknowledged-safe (see ack)."""
+    async def append(self, payload: bytes, count: int, min_ts: int, max_ts: int,
+                     kinds: frozenset[str] | None = None) -> None:
+        """Append one group of events (NDJSON); returns once it is acknowledged-safe (see ack). ``kinds``: every
+        event type its lines have (or more), when the caller knows them: readers that find the record in memory
+        need not search its bytes for a type (``Record.kinds``, ``Batch.kinds``)."""
         if self._closed:
             raise Unavailable("TEA is shutting down", retry_after_s=5, code="shutting_down")
         size = seg.record_size(payload)
@@ -219,7 +222,7 @@ class DurableBuffer:
             self.refusing = True
             raise BufferFull(f"durable buffer is full ({self.max_bytes} bytes not yet stored and processed); "
                              "retry later", retry_after_s=5)
-        self._pending.append((payload, count, min_ts, max_ts, self.clock()))
+        self._pending.append((payload, count, min_ts, max_ts, self.clock(), kinds))
         self._pending_events += count
         self._appended_bytes += size
         self._wake.set()  # type: ignore[union-attr]

@@ -38,6 +38,17 @@ class Record(NamedTuple):  # a tuple: cheap to build by the thousand, untracked 
     max_ts: int
     append_ts: int
     payload: bytes
+    kinds: frozenset[str] | None = None  # the event types of its lines, when memory knows them (not on disk)
+
+
+def kinds_of(records: Iterable[Record]) -> frozenset[str] | None:
+    """Every event type of ``records``' lines, if each record's are known (None: search their lines)."""
+    found: set[str] = set()
+    for record in records:
+        if record.kinds is None:
+            return None
+        found |= record.kinds
+    return frozenset(found)
 
 
 def encode_header(payload: bytes, count: int, min_ts: int, max_ts: int, append_ts: int) -> bytes:
@@ -55,11 +66,11 @@ def record_size(payload: bytes) -> int:
     return HEADER.size + len(payload)
 
 
-def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int]]) -> int:
-    """Append the records of ``groups`` (payload, count, min_ts, max_ts, append_ts) to ``fd`` with
+def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int, frozenset[str] | None]]) -> int:
+    """Append the records of ``groups`` (payload, count, min_ts, max_ts, append_ts, kinds) to ``fd`` with
     ``writev`` — header and payload straight from their buffers, no joined copy. Returns the bytes written."""
     parts: list[bytes] = []
-    for payload, count, min_ts, max_ts, append_ts in groups:
+    for payload, count, min_ts, max_ts, append_ts, _kinds in groups:
         parts.append(encode_header(payload, count, min_ts, max_ts, append_ts))
         parts.append(payload)
     total = 0

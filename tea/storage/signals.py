@@ -23,6 +23,7 @@ except ImportError:  # the optional extension was not built
 
 SIGNALS = ("events", "spans", "metric_points", "log_records")
 _PREFIXES = (METRIC_PREFIX, LOG_PREFIX)
+_KINDS = frozenset(["metric", "log"])  # the event types of those lines
 
 
 @runtime_checkable
@@ -100,8 +101,10 @@ class SignalRouter:
     async def write_batch(self, batch: Batch) -> WriteResult:
         if self.store is None or not batch.count:
             return await self.storage.write_batch(batch)
-        # (a worker thread searches the chunks, which hold whole lines: no join, and the event loop keeps serving)
-        if not await asyncio.to_thread(holds_signals, batch.chunks):
+        # the event types are known when the batch came from memory; else a worker thread searches the chunks,
+        # which hold whole lines (no join, and the event loop keeps serving)
+        if batch.kinds is not None and not batch.kinds & _KINDS or \
+                batch.kinds is None and not await asyncio.to_thread(holds_signals, batch.chunks):
             return await self.storage.write_batch(batch)
         events, metrics, logs = split(batch.ndjson())
         written = 0
