@@ -54,7 +54,7 @@ class Ingestor:
             return Outcome([], errors, decoded.total, True)
         if accepted:
             await self._make_durable(ndjson, len(accepted), low, high, source_protocol, principal,
-                                     frozenset([e.event_type for e in accepted]))
+                                     kinds_of(accepted))
         return Outcome(accepted, errors, decoded.total)
 
     async def submit_encoded(self, ndjson: bytes, accepted: int, total: int, errors: list[ItemError], low: int,
@@ -92,6 +92,20 @@ class Ingestor:
         live = self.live
         if live is not None and live.recording:  # (no stream open: this test is all the live tail costs)
             live.publish(ndjson, count)
+
+
+_KINDS: dict[frozenset[str], frozenset[str]] = {}  # one shared set for each usual combination of event types
+_KINDS_KEPT = 1024  # (event types are the clients' words: the sets shared stay bounded)
+
+
+def kinds_of(events: list[Event]) -> frozenset[str]:
+    """The event types of ``events``, as a set shared by every group with the same ones (while few are known):
+    the buffer's readers then union them once per run of records, not once per record."""
+    kinds = frozenset([e.event_type for e in events])
+    shared = _KINDS.get(kinds)
+    if shared is None and len(_KINDS) < _KINDS_KEPT:
+        shared = _KINDS[kinds] = kinds
+    return shared or kinds
 
 
 def screen(decoded: Decoded, accepted: list[Event], ndjson: bytes) -> tuple[list[Event], list[ItemError], bytes]:
