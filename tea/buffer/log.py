@@ -35,12 +35,6 @@ from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
 
-
-def _log_release_failure(future: "Future[None]") -> None:
-    exc = future.exception()
-    if exc is not None:  # (the segments stay until the next start, which deletes those every consumer passed)
-        log.error("buffer: deleting the segments every consumer has passed failed: %s", exc)
-
 __all__ = ["DurableBuffer", "Position"]
 
 
@@ -393,18 +387,11 @@ class DurableBuffer:
             return
         self._releasing = [f for f in self._releasing if not f.done()]
         future = self._releaser.submit(self._release_sync, paths)
-        future.add_done_callback(_log_release_failure)
+        future.add_done_callback(seg.log_delete_failure)
         self._releasing.append(future)
 
     def _release_sync(self, paths: list[str]) -> None:
-        for cursor in list(self.cursors.values()):  # (each at least where it was when the segments were doomed)
-            cursor.save(durable=True, tmp=".release.tmp")
-        seg.fsync_dir(self.directory)
-        for path in paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        seg.delete_passed(self.directory, list(self.cursors.values()), paths)
 
     async def released(self) -> None:
         """Until the segments released so far are deleted (``advance`` deletes them in the background)."""

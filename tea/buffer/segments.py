@@ -14,7 +14,8 @@ import logging
 import os
 import struct
 import zlib
-from typing import Iterable, Iterator, NamedTuple
+from concurrent.futures import Future
+from typing import Any, Iterable, Iterator, NamedTuple
 
 log = logging.getLogger(__name__)
 MAGIC = 0x31414554  # b"TEA1" little-endian
@@ -89,6 +90,25 @@ def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int, frozens
                 rest = rest[os.write(fd, rest):]
         total += want
     return total
+
+
+def delete_passed(directory: str, cursors: list[Any], paths: list[str]) -> None:
+    """Delete segment files every consumer has passed: each ``cursors``' position on disk first, fsynced (each at
+    least where it was when the segments were passed), so no consumer can resume inside a deleted file."""
+    for cursor in cursors:
+        cursor.save(durable=True, tmp=".release.tmp")
+    fsync_dir(directory)
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def log_delete_failure(future: "Future[None]") -> None:
+    exc = future.exception()
+    if exc is not None:  # (the segments stay until the next start, which deletes those every consumer passed)
+        log.error("buffer: deleting the segments every consumer has passed failed: %s", exc)
 
 
 def segment_name(segment_id: int) -> str:
