@@ -61,6 +61,12 @@ def genai(attrs: dict[str, Any]) -> tuple[str | None, str | None, int | None, in
             token_count(attrs.get("gen_ai.usage.input_tokens")), token_count(attrs.get("gen_ai.usage.output_tokens")))
 
 
+def marked(attributes: list[Any]) -> bool:
+    """Whether any of a batch's raw ``attributes`` may hold a key ``lift`` reads: one search over them all
+    (False: ``lift`` would change none of their events)."""
+    return _MARKERS.search(b"\n".join(attributes)) is not None
+
+
 def lift(event: Event) -> None:
     """Fill the columns an event left empty from the conventions' keys in its attributes (in place)."""
     raw = event.attributes

@@ -99,13 +99,15 @@ class Batch(Sequence[Event]):
     build Python objects; others iterate the batch, which decodes once on first use.
     """
 
-    __slots__ = ("chunks", "count", "min_ts", "max_ts", "_events")
+    __slots__ = ("chunks", "count", "min_ts", "max_ts", "kinds", "_events")
 
-    def __init__(self, chunks: Sequence[bytes], count: int, min_ts: int, max_ts: int) -> None:
+    def __init__(self, chunks: Sequence[bytes], count: int, min_ts: int, max_ts: int,
+                 kinds: frozenset[str] | None = None) -> None:
         self.chunks = list(chunks)
         self.count = count
         self.min_ts = min_ts
         self.max_ts = max_ts
+        self.kinds = kinds  # every event type of its lines (or more), when known; None: search the lines
         self._events: list[Event] | None = None
 
     @classmethod
@@ -114,7 +116,8 @@ class Batch(Sequence[Event]):
         if not all(isinstance(t, int) for t in stamps):
             raise ValueError("events must be normalised (integer µs timestamps) before batching")
         batch = cls([encode_lines(events)] if events else [], len(events),
-                    min(stamps, default=0), max(stamps, default=0))  # type: ignore[type-var]
+                    min(stamps, default=0), max(stamps, default=0),  # type: ignore[type-var]
+                    frozenset(e.event_type for e in events))
         batch._events = list(events)
         return batch
 

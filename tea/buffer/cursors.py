@@ -60,8 +60,9 @@ class Cursor:
         except (FileNotFoundError, ValueError):
             return None
 
-    def save(self, durable: bool = False) -> None:
-        tmp = self.path + ".tmp"
+    def save(self, durable: bool = False, tmp: str = ".tmp") -> None:
+        """Write the position (by rename; ``tmp``: the suffix of the file renamed, one per thread that saves)."""
+        tmp = self.path + tmp
         with open(tmp, "w") as fh:
             fh.write(f"{self.position.segment} {self.position.offset}\n")
             if durable:

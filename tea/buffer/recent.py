@@ -15,8 +15,8 @@ from itertools import islice
 from tea.buffer import segments as seg
 from tea.buffer.cursors import Position
 
-# (payload, count, min_ts, max_ts, append_ts): one appended record
-Pending = tuple[bytes, int, int, int, int]
+# (payload, count, min_ts, max_ts, append_ts, kinds): one appended record (kinds: its lines' event types, if known)
+Pending = tuple[bytes, int, int, int, int, "frozenset[str] | None"]
 _Group = tuple[int, int, int, list[Pending]]
 
 
@@ -72,7 +72,7 @@ class Recent:
         if i is None:
             return None
         _, offset, _, groups = self._groups[i]
-        for payload, _count, _min, _max, append_ts in groups:
+        for payload, _count, _min, _max, append_ts, _kinds in groups:
             if offset == pos.offset:
                 return append_ts
             offset += seg.record_size(payload)
@@ -91,7 +91,7 @@ class Recent:
         at = (pos.segment, pos.offset)
         stop = (limit.segment, limit.offset)
         for segment, offset, _end, groups in islice(self._groups, i, None):
-            for payload, count, min_ts, max_ts, append_ts in groups:
+            for payload, count, min_ts, max_ts, append_ts, kinds in groups:
                 end = offset + size(payload)
                 if not records:
                     if end <= pos.offset:
@@ -102,7 +102,7 @@ class Recent:
                 if events >= max_events or (segment, offset) >= stop:
                     self.hits += len(records)
                     return records, at, spanned
-                append(Record(offset, end, count, min_ts, max_ts, append_ts, payload))
+                append(Record(offset, end, count, min_ts, max_ts, append_ts, payload, kinds))
                 events += count
                 spanned += end - offset
                 at = (segment, end)

@@ -14,7 +14,8 @@ import logging
 import os
 import struct
 import zlib
-from typing import Iterable, Iterator, NamedTuple
+from concurrent.futures import Future
+from typing import Any, Iterable, Iterator, NamedTuple
 
 log = logging.getLogger(__name__)
 MAGIC = 0x31414554  # b"TEA1" little-endian
@@ -38,6 +39,22 @@ class Record(NamedTuple):  # a tuple: cheap to build by the thousand, untracked 
     max_ts: int
     append_ts: int
     payload: bytes
+    kinds: frozenset[str] | None = None  # the event types of its lines, when memory knows them (not on disk)
+
+
+def kinds_of(records: Iterable[Record]) -> frozenset[str] | None:
+    """Every event type of ``records``' lines, if each record's are known (None: search their lines)."""
+    found: set[str] = set()
+    last = None
+    for record in records:
+        kinds = record.kinds
+        if kinds is None:
+            return None
+        if kinds is last:  # (receivers hand over one shared set for the usual kinds: one test per record)
+            continue
+        found.update(kinds)
+        last = kinds
+    return frozenset(found)
 
 
 def encode_header(payload: bytes, count: int, min_ts: int, max_ts: int, append_ts: int) -> bytes:
@@ -55,11 +72,11 @@ def record_size(payload: bytes) -> int:
     return HEADER.size + len(payload)
 
 
-def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int]]) -> int:
-    """Append the records of ``groups`` (payload, count, min_ts, max_ts, append_ts) to ``fd`` with
+def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int, frozenset[str] | None]]) -> int:
+    """Append the records of ``groups`` (payload, count, min_ts, max_ts, append_ts, kinds) to ``fd`` with
     ``writev`` — header and payload straight from their buffers, no joined copy. Returns the bytes written."""
     parts: list[bytes] = []
-    for payload, count, min_ts, max_ts, append_ts in groups:
+    for payload, count, min_ts, max_ts, append_ts, _kinds in groups:
         parts.append(encode_header(payload, count, min_ts, max_ts, append_ts))
         parts.append(payload)
     total = 0
@@ -73,6 +90,25 @@ def write_records(fd: int, groups: list[tuple[bytes, int, int, int, int]]) -> in
                 rest = rest[os.write(fd, rest):]
         total += want
     return total
+
+
+def delete_passed(directory: str, cursors: list[Any], paths: list[str]) -> None:
+    """Delete segment files every consumer has passed: each ``cursors``' position on disk first, fsynced (each at
+    least where it was when the segments were passed), so no consumer can resume inside a deleted file."""
+    for cursor in cursors:
+        cursor.save(durable=True, tmp=".release.tmp")
+    fsync_dir(directory)
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def log_delete_failure(future: "Future[None]") -> None:
+    exc = future.exception()
+    if exc is not None:  # (the segments stay until the next start, which deletes those every consumer passed)
+        log.error("buffer: deleting the segments every consumer has passed failed: %s", exc)
 
 
 def segment_name(segment_id: int) -> str:

@@ -23,7 +23,7 @@ import msgspec
 
 from tea.batching import BatchTrigger
 from tea.buffer.log import DurableBuffer, Position
-from tea.buffer.segments import Record
+from tea.buffer.segments import Record, kinds_of
 from tea.errors import StorageDataError
 from tea.telemetry import Telemetry
 from tea.storage.base import Storage
@@ -116,8 +116,8 @@ class Writer:
                 count = sum(r.count for r in records)
                 if records:
                     self._holding_since_us = records[0].append_ts
-                    batch = Batch([r.payload for r in records], count,
-                                  min(r.min_ts for r in records), max(r.max_ts for r in records))
+                    batch = Batch([r.payload for r in records], count, min(r.min_ts for r in records),
+                                  max(r.max_ts for r in records), kinds_of(records))
                     committed = loop.create_future()
                     ahead = asyncio.ensure_future(self._read_ahead(end, count, committed))
                     try:

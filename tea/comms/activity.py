@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 class CommunicationActivity:
     wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
+    event_types = frozenset([EVENT_TYPE])  # records known to hold none are not searched
     takes_delivery = True          # called with the events' log positions
     batch_size = 100_000           # a batch is whatever the interval brought, in one registry write per entity
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from tea.batching import BatchTrigger
 from tea.buffer.cursors import Position
-from tea.buffer.segments import Record
+from tea.buffer.segments import Record, kinds_of
 from tea.types import Batch, Event
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ class ProcessorConsumer:
         self.wants_any = getattr(fn, "wants_any", None)
         self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
         self.wants = getattr(fn, "wants", None)
+        types = getattr(fn, "event_types", None)  # the only event types it wants: records of none are not searched
+        self.event_types = frozenset(types) if types is not None else None
         self.failed: list[int] = []  # log event numbers of events sent to the DLQ (for events_processed)
         # a batch is due at batch_size held, batch_timeout_s after the first was read, or at stop(); the
         # writer's commits wake the consumer
@@ -139,6 +141,10 @@ class ProcessorConsumer:
     async def _select(self, records: list[Record], events_before: int) -> list[_Held]:
         """The events of ``records`` this processor wants, decoded, with their log positions. A whole-read probe
         runs first in a worker thread (the built-in ones search without the GIL); then a per-line one."""
+        if self.event_types is not None:
+            kinds = kinds_of(records)  # (known for records read from memory)
+            if kinds is not None and not kinds & self.event_types:
+                return []
         probe = self.wants_any
         if probe is not None:
             chunks = [r.payload for r in records]

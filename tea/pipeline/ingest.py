@@ -53,13 +53,16 @@ class Ingestor:
             t.child(t.do_not_track, source_protocol).inc()
             return Outcome([], errors, decoded.total, True)
         if accepted:
-            await self._make_durable(ndjson, len(accepted), low, high, source_protocol, principal)
+            await self._make_durable(ndjson, len(accepted), low, high, source_protocol, principal,
+                                     kinds_of(accepted))
         return Outcome(accepted, errors, decoded.total)
 
     async def submit_encoded(self, ndjson: bytes, accepted: int, total: int, errors: list[ItemError], low: int,
-                             high: int, source_protocol: str, principal: Principal | None = None) -> None:
+                             high: int, source_protocol: str, principal: Principal | None = None,
+                             kinds: frozenset[str] | None = None) -> None:
         """``submit`` for events a receiver already normalised and encoded as NDJSON (the native OTLP mapper):
-        the same counters, limits and durable append, without building events."""
+        the same counters, limits and durable append, without building events. ``kinds``: their event types,
+        when the receiver knows them."""
         if suspect(ndjson, numbers=False):
             ndjson, refused = screen_lines(ndjson)
             accepted -= len(refused)
@@ -69,10 +72,10 @@ class Ingestor:
         for error in errors:
             t.child(t.events_rejected, source_protocol, error.error).inc()
         if accepted:
-            await self._make_durable(ndjson, accepted, low, high, source_protocol, principal)
+            await self._make_durable(ndjson, accepted, low, high, source_protocol, principal, kinds)
 
     async def _make_durable(self, ndjson: bytes, count: int, low: int, high: int, source_protocol: str,
-                            principal: Principal | None) -> None:
+                            principal: Principal | None, kinds: frozenset[str] | None = None) -> None:
         t = self.telemetry
         if principal is not None and self.limiter is not None:
             try:
@@ -81,7 +84,7 @@ class Ingestor:
                 t.child(t.events_rejected, source_protocol, exc.code).inc(count)
                 raise
         try:
-            await self.buffer.append(ndjson, count, low, high)
+            await self.buffer.append(ndjson, count, low, high, kinds)
         except Unavailable as exc:
             t.child(t.events_rejected, source_protocol, exc.code).inc(count)
             raise
@@ -89,6 +92,20 @@ class Ingestor:
         live = self.live
         if live is not None and live.recording:  # (no stream open: this test is all the live tail costs)
             live.publish(ndjson, count)
+
+
+_KINDS: dict[frozenset[str], frozenset[str]] = {}  # one shared set for each usual combination of event types
+_KINDS_KEPT = 1024  # (event types are the clients' words: the sets shared stay bounded)
+
+
+def kinds_of(events: list[Event]) -> frozenset[str]:
+    """The event types of ``events``, as a set shared by every group with the same ones (while few are known):
+    the buffer's readers then union them once per run of records, not once per record."""
+    kinds = frozenset([e.event_type for e in events])
+    shared = _KINDS.get(kinds)
+    if shared is None and len(_KINDS) < _KINDS_KEPT:
+        shared = _KINDS[kinds] = kinds
+    return shared or kinds
 
 
 def screen(decoded: Decoded, accepted: list[Event], ndjson: bytes) -> tuple[list[Event], list[ItemError], bytes]:

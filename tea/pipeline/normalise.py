@@ -49,7 +49,9 @@ class Normaliser:
         now = self.clock()
         latest = now + self.max_future_us if self.max_future_us is not None else MAX_US
         default_tenant = only_tenant or tenant_id or self.default_tenant
-        lift = source_protocol != "otlp"
+        # (OTLP spans were mapped with the same rules already; a batch whose attributes name no key of theirs
+        # is not searched event by event)
+        lift = source_protocol != "otlp" and semconv.marked([e.attributes for e in events])
         accepted: list[Event] = []
         errors: list[ItemError] = []
         low, high = MAX_US, 0
@@ -95,7 +97,7 @@ class Normaliser:
                 event.event_id = new_event_id()
             if event.tenant_id is None:
                 event.tenant_id = default_tenant
-            if lift:  # (OTLP spans were mapped with the same rules already)
+            if lift:
                 semconv.lift(event)
             if event.model is not None and event.cost is None:
                 event.cost = self.prices.cost(event.model, event.input_tokens, event.output_tokens)

@@ -1,7 +1,7 @@
 """Byte-string probes over committed NDJSON, for processors' ``wants_any``.
 
-``contains_any`` searches with the native extension's ``find_any`` (glibc memmem, without the GIL)
-when it is built, so a writer batch of 200 000 spans (~200 MB) is scanned in a worker thread while
+``contains_any`` searches with the native extension's ``find_any`` (glibc memmem, without the GIL from
+256 KiB on) when it is built, so a writer batch of 200 000 spans (~200 MB) is scanned in a worker thread while
 the event loop keeps serving requests; without the extension, Python's ``in`` (same answer, GIL held).
 """
 from __future__ import annotations

@@ -248,7 +248,7 @@ async def ingest_mapped(rx: Otlp, signal: Signal, mapped: Mapped, principal: Pri
     if not mapped.total:
         return 0, ""
     await rx.ingestor.submit_encoded(mapped.ndjson, mapped.accepted, mapped.total, mapped.errors, mapped.low,
-                                     mapped.high, "otlp", principal)
+                                     mapped.high, "otlp", principal, MAPPED_KINDS[signal.name])
     return _refused(signal, mapped.errors)
 
 
@@ -258,6 +258,7 @@ def _mapper_counter(rx: Otlp, signal: Signal, path: str):  # type: ignore[no-unt
 
 
 NATIVE_SIGNALS = ("traces", "metrics")
+MAPPED_KINDS = {"traces": frozenset(["span"]), "metrics": frozenset(["metric"])}  # the lines each native mapper writes
 
 
 async def ingest_pb(rx: Otlp, signal: Signal, message: Any, body: bytes | None,

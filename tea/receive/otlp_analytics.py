@@ -78,6 +78,7 @@ class OtelAnalytics:
 
     _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
     wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
+    event_types = frozenset(["span"])  # records known to hold no span are not searched
     batch_size = 20_000  # rows are written as one set per table and batch: large batches, few writes
 
     @classmethod

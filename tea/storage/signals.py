@@ -9,13 +9,21 @@ the two writes stores nothing twice. A backend without a ``signals`` store keeps
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol, runtime_checkable
 
 from tea.signals.model import (LOG_PREFIX, METRIC_PREFIX, LogRecord, MetricPoint, PointQuery, RecordQuery,
                                SeriesKey)
 from tea.types import Batch, WriteResult
 
+try:
+    from tea._otlpfast import find_any as _find_any
+except ImportError:  # the optional extension was not built
+    _find_any = None
+
 SIGNALS = ("events", "spans", "metric_points", "log_records")
+_PREFIXES = (METRIC_PREFIX, LOG_PREFIX)
+_KINDS = frozenset(["metric", "log"])  # the event types of those lines
 
 
 @runtime_checkable
@@ -56,6 +64,14 @@ def signals_of(storage: Any) -> SignalStore | None:
     return storage.signals if isinstance(storage, HasSignals) else None
 
 
+def holds_signals(chunks: list[bytes]) -> bool:
+    """Whether a batch's NDJSON chunks (whole lines each) may hold a metric or log line: one pass of both
+    prefixes together without the GIL (the native search), else Python's substring search."""
+    if _find_any is not None:
+        return _find_any(chunks, _PREFIXES) >= 0
+    return any(METRIC_PREFIX in chunk or LOG_PREFIX in chunk for chunk in chunks)
+
+
 def split(data: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """(event lines, metric lines, log lines) of a batch's NDJSON, each line with its newline."""
     events: list[bytes] = []
@@ -85,8 +101,11 @@ class SignalRouter:
     async def write_batch(self, batch: Batch) -> WriteResult:
         if self.store is None or not batch.count:
             return await self.storage.write_batch(batch)
-        if not any(METRIC_PREFIX in chunk or LOG_PREFIX in chunk for chunk in batch.chunks):
-            return await self.storage.write_batch(batch)  # (chunks hold whole lines: no join to look)
+        # the event types are known when the batch came from memory; else a worker thread searches the chunks,
+        # which hold whole lines (no join, and the event loop keeps serving)
+        if batch.kinds is not None and not batch.kinds & _KINDS or \
+                batch.kinds is None and not await asyncio.to_thread(holds_signals, batch.chunks):
+            return await self.storage.write_batch(batch)
         events, metrics, logs = split(batch.ndjson())
         written = 0
         if events:

@@ -146,6 +146,7 @@ def test_segments_roll_and_are_deleted_once_released(tmp_path: Path) -> None:
         assert len(seg.list_segments(str(tmp_path))) > 3
         records, _ = await drain(buf)
         assert sum(r.count for r in records) == 800
+        await buf.released()  # (deleted on the buffer's release thread, after every position is fsynced)
         assert len(seg.list_segments(str(tmp_path))) == 1  # only the active one is left
         await buf.close()
         assert seg.list_segments(str(tmp_path)) == []  # drained and closed: nothing left
@@ -331,3 +332,26 @@ def test_each_consumer_resumes_from_its_own_position_after_a_crash(tmp_path: Pat
         await buf.close()
     run(first())
     run(second())
+
+
+def test_records_in_memory_carry_the_event_types_they_were_appended_with(tmp_path: Path) -> None:
+    """Readers skip records by their event types only when memory knows them; read back from disk, a record's
+    types are unknown (None) and its lines are searched."""
+    async def scenario() -> None:
+        buf = make(tmp_path)
+        await buf.open()
+        spans, metrics = frozenset(["span"]), frozenset(["metric"])
+        await buf.append(payload(2), 2, 1, 1, spans)
+        await buf.append(payload(2), 2, 1, 1, metrics)
+        records, _, _ = await buf.read(buf.writer.position, 1000)
+        assert [r.kinds for r in records] == [spans, metrics] and seg.kinds_of(records) == spans | metrics
+        await buf.append(payload(1), 1, 1, 1)  # (a caller that does not know them)
+        records, _, _ = await buf.read(buf.writer.position, 1000)
+        assert records[-1].kinds is None and seg.kinds_of(records) is None
+        await buf.close()
+        reopened = make(tmp_path, recent_bytes=0)
+        await reopened.open()
+        records, _, _ = await reopened.read(reopened.writer.position, 1000)
+        assert [r.count for r in records] == [2, 2, 1] and all(r.kinds is None for r in records)
+        await reopened.close()
+    run(scenario())

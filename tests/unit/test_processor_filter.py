@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tea.storage.memory import MemoryStorage
-from tea.types import Event
+from tea.types import Batch, Event
 from tests.consumers import Log
 
 
@@ -49,6 +49,29 @@ def test_unwanted_records_are_skipped_whole_and_wanted_lines_selected(tmp_path: 
             await log.commit_records(batch(["request", "span", "communication", "request"]))
             await log.passed()
         assert a.line_checks > 0 and a.seen == ["e2"] and b.seen == ["e1"]  # each only what it wants
+    asyncio.run(main())
+
+
+def test_records_of_other_event_types_are_skipped_without_a_probe(tmp_path: Path) -> None:
+    """A processor naming its ``event_types`` is not even probed for records the buffer knows hold none of
+    them (the receivers append each group with its event types); records of unknown types are probed."""
+    class Spans(Picky):
+        event_types = frozenset(["span"])
+
+    async def main() -> None:
+        spans = Spans(b'"event_type":"span"')
+        async with Log(tmp_path, [("spans", spans)], MemoryStorage(), batch_size=1000, batch_timeout_s=0.01) as log:
+            for kinds, events in ((frozenset(["request"]), batch(["request"] * 20)),
+                                  (frozenset(["request", "span"]), batch(["request", "span"]))):
+                data = Batch.from_events(events)
+                await log.buffer.append(data.ndjson(), data.count, data.min_ts, data.max_ts, kinds)
+                log.commit()
+                await log.passed()
+                if len(events) == 20:
+                    assert spans.probes == 0 and spans.seen == []  # known to hold no span: never searched
+            await log.commit_records(batch(["span"]))  # (appended without its event types: probed)
+            await log.passed()
+        assert spans.probes == 2 and spans.seen == ["e1", "e0"]
     asyncio.run(main())
 
 
