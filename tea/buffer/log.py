@@ -345,6 +345,17 @@ class DurableBuffer:
         return await asyncio.get_running_loop().run_in_executor(None, self._read_sync, pos, end, sealed,
                                                                 max_events)
 
+    def skip(self, pos: Position, max_events: int, limit: Position,
+             wanted: frozenset[str]) -> tuple[Position, int] | None:
+        """``read`` for a reader that wants only lines of the event types ``wanted``: the position after the
+        records from ``pos`` known to hold none of them (memory knows their types), and their events; None
+        when the record at ``pos`` may hold one (or memory lacks it): ``read`` it."""
+        found = self.recent.skip(pos, max_events, self.next_position(limit), wanted)
+        if found is None:
+            return None
+        (segment, offset), events = found
+        return Position(segment, offset), events
+
     def _read_sync(self, pos: Position, end: Position, sealed: dict[int, int],
                    max_events: int) -> tuple[list[seg.Record], Position, int]:
         records, (segment, offset), spanned, corrupt = seg.read_span(

@@ -17,7 +17,8 @@ from tea.buffer.cursors import Position
 
 # (payload, count, min_ts, max_ts, append_ts, kinds): one appended record (kinds: its lines' event types, if known)
 Pending = tuple[bytes, int, int, int, int, "frozenset[str] | None"]
-_Group = tuple[int, int, int, list[Pending]]
+# (segment, start, end, records, events, kinds): kinds is every event type of the group's lines, None if unknown
+_Group = tuple[int, int, int, list[Pending], int, "frozenset[str] | None"]
 
 
 def _start(group: _Group) -> tuple[int, int]:
@@ -43,7 +44,7 @@ class Recent:
                 kept.clear()
                 self.size = 0
         end = offset + sum(seg.record_size(g[0]) for g in groups)
-        kept.append((segment, offset, end, groups))
+        kept.append((segment, offset, end, groups, sum(g[1] for g in groups), _kinds(groups)))
         size = self.size + end - offset
         while size > self.max_bytes and kept:
             dropped = kept.popleft()
@@ -63,7 +64,7 @@ class Recent:
         i = bisect_right(kept, (pos.segment, pos.offset), key=_start) - 1
         if i < 0:
             return None
-        segment, start, end, _ = kept[i]
+        segment, start, end = kept[i][:3]
         return i if segment == pos.segment and start <= pos.offset < end else None
 
     def append_ts(self, pos: Position) -> int | None:
@@ -71,7 +72,7 @@ class Recent:
         i = self._index(pos)
         if i is None:
             return None
-        _, offset, _, groups = self._groups[i]
+        offset, groups = self._groups[i][1], self._groups[i][3]
         for payload, _count, _min, _max, append_ts, _kinds in groups:
             if offset == pos.offset:
                 return append_ts
@@ -90,7 +91,7 @@ class Recent:
         events = spanned = 0
         at = (pos.segment, pos.offset)
         stop = (limit.segment, limit.offset)
-        for segment, offset, _end, groups in islice(self._groups, i, None):
+        for segment, offset, _end, groups, _events, _kinds in islice(self._groups, i, None):
             for payload, count, min_ts, max_ts, append_ts, kinds in groups:
                 end = offset + size(payload)
                 if not records:
@@ -109,3 +110,54 @@ class Recent:
                 offset = end
         self.hits += len(records)
         return records, at, spanned
+
+    def skip(self, pos: Position, max_events: int, limit: Position,
+             wanted: frozenset[str]) -> tuple[tuple[int, int], int] | None:
+        """Pass over the records from ``pos`` (a record boundary) before ``limit`` whose lines are known to hold
+        none of the event types ``wanted``, stopping once ``max_events`` are passed, without building a record
+        (a whole group of them costs one test): the (segment, offset) after them and their events. None when
+        memory lacks ``pos`` or the record there may hold a wanted type."""
+        i = self._index(pos)
+        if i is None:
+            return None
+        events = 0
+        at = (pos.segment, pos.offset)
+        stop = (limit.segment, limit.offset)
+        size = seg.record_size
+        first = True
+        for segment, start, end, groups, count, kinds in islice(self._groups, i, None):
+            if events >= max_events or (segment, start) >= stop:
+                break
+            whole = not first or start == pos.offset
+            first = False
+            if whole and kinds is not None and kinds.isdisjoint(wanted) and (segment, end) <= stop:
+                events += count
+                at = (segment, end)
+                continue
+            offset = start
+            for payload, n, _min, _max, _ts, record_kinds in groups:
+                record_end = offset + size(payload)
+                if not whole and record_end <= pos.offset:
+                    offset = record_end  # before pos, in the group holding it
+                    continue
+                if events >= max_events or (segment, offset) >= stop or record_kinds is None \
+                        or not record_kinds.isdisjoint(wanted):
+                    return (at, events) if events else None
+                events += n
+                at = (segment, record_end)
+                offset = record_end
+        return (at, events) if events else None
+
+
+def _kinds(groups: list[Pending]) -> frozenset[str] | None:
+    """Every event type of ``groups``' lines, None when a record's are unknown."""
+    found: set[str] = set()
+    last = None
+    for group in groups:
+        kinds = group[5]
+        if kinds is None:
+            return None
+        if kinds is not last:
+            found.update(kinds)
+            last = kinds
+    return frozenset(found)

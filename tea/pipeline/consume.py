@@ -128,6 +128,14 @@ class ProcessorConsumer:
             await trigger.wait(since)  # (the writer's next commit, stop(), or the open batch's interval)
 
     async def _read(self, limit: Position) -> None:
+        if self.event_types is not None:  # records known to hold none of its types are passed unread
+            passed = self.buffer.skip(self._read_at, self.read_events, limit, self.event_types)
+            if passed is not None:
+                self._read_at, events = passed
+                self._read_events += events
+                if not self._held:
+                    self._advance(self._read_at, self._read_events)
+                return
         records, end, _ = await self.buffer.read(self._read_at, self.read_events, limit)
         before = self._read_events
         if records and not self._held:

@@ -355,3 +355,41 @@ def test_records_in_memory_carry_the_event_types_they_were_appended_with(tmp_pat
         assert [r.count for r in records] == [2, 2, 1] and all(r.kinds is None for r in records)
         await reopened.close()
     run(scenario())
+
+
+def test_records_known_to_hold_no_wanted_type_are_passed_as_a_read_would(tmp_path: Path) -> None:
+    """``skip`` passes, without building records, exactly the run of records a read would return whose event
+    types are known and none wanted — whole groups and single records, from any record boundary, up to a
+    limit — and answers None where the next record may hold a wanted type (or is not in memory)."""
+    async def scenario() -> None:
+        buf = make(tmp_path, segment_bytes=700)
+        await buf.open()
+        a, b, ab = frozenset(["a"]), frozenset(["b"]), frozenset(["a", "b"])
+        groups = [[b, b, b], [b], [a, b], [b, None], [ab], [b, b], [b, b, b, b], [a], [b]]
+        for group in groups:  # appends made together share one group commit
+            await asyncio.gather(*(buf.append(payload(2), 2, 1, 1, kinds) for kinds in group))
+        records, end, _ = await buf.read(buf.writer.position, 1000)
+        assert [r.kinds for r in records] == [k for g in groups for k in g]
+        starts, pos = [], buf.writer.position
+        while buf.has_data(pos):  # each record's position, one read at a time
+            starts.append(buf.next_position(pos))
+            _, pos, _ = await buf.read(starts[-1], 1)
+        assert len(starts) == len(records) and len({s.segment for s in starts}) > 2
+        for i, start in enumerate(starts):
+            for limit in [end] + starts[i + 1:]:
+                expected_events, expected_at = 0, None
+                for j in range(i, len(records)):
+                    if j < len(starts) and starts[j] >= limit or records[j].kinds is None or "a" in records[j].kinds:
+                        break
+                    expected_events += records[j].count
+                    expected_at = starts[j + 1] if j + 1 < len(starts) else end
+                got = buf.skip(start, 1000, limit, a)
+                if expected_events == 0:
+                    assert got is None
+                else:
+                    assert got is not None and got[1] == expected_events
+                    assert buf.next_position(got[0]) == buf.next_position(expected_at)
+        passed = buf.skip(starts[0], 3, end, a)  # stops once max_events are passed
+        assert passed is not None and 3 <= passed[1] < 8
+        await buf.close()
+    run(scenario())
