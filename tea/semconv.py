@@ -64,7 +64,7 @@ def genai(attrs: dict[str, Any]) -> tuple[str | None, str | None, int | None, in
 def marked(attributes: list[Any]) -> bool:
     """Whether any of a batch's raw ``attributes`` may hold a key ``lift`` reads: one search over them all
     (False: ``lift`` would change none of their events)."""
-    return _MARKERS.search(b"\n".join(attributes)) is not None
+    return _MARKERS.search(attributes[0] if len(attributes) == 1 else b"\n".join(attributes)) is not None
 
 
 def lift(event: Event) -> None:

@@ -28,6 +28,11 @@ def principal_of(request: Request) -> Principal:
     return request.state.get("principal") or DEV
 
 
+def is_read(request: Request, scope: str) -> bool:
+    """Whether read-your-writes applies to ``request``: a GET, a HEAD, or any request needing ``events:read``."""
+    return scope == READ or request.method in ("GET", "HEAD")
+
+
 def write_tenant(principal: Principal, asked: str | None, default_tenant: str) -> str:
     """The tenant a write (or a single-tenant read) acts on: the caller's own; admins and development
     mode name one (else ``default_tenant``). 403 when a tenant principal names another tenant."""
@@ -55,8 +60,8 @@ class Gate:
         signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit).
         A read (GET, HEAD, or any request needing ``events:read``) then waits, if it must, until storage holds
         what this node acknowledged before the request arrived (``settle``)."""
-        if self.consistency is not None:
-            self.consistency.arrived(request)
+        if self.consistency is not None and is_read(request, scope):
+            self.consistency.arrived(request)  # (only a read waits: see settle)
         t = self.telemetry
         try:
             principal = await self.chain.authenticate(request)
@@ -85,7 +90,7 @@ class Gate:
         (``admit`` calls this; so does a route admitting callers its own way). A route over data the processors
         derive (registry counts, analytics tables) waits for them too, one that reads no storage (the live tail)
         for nothing: ``request.state["consistency"]``, set from the route's ``consistency``."""
-        if self.consistency is not None and (scope == READ or request.method in ("GET", "HEAD")):
+        if self.consistency is not None and is_read(request, scope):
             wanted = request.state.get("consistency", "stored")
             if wanted != "none":
                 await self.consistency.settle(request, derived=wanted == "derived")

@@ -95,16 +95,23 @@ class Ingestor:
 
 
 _KINDS: dict[frozenset[str], frozenset[str]] = {}  # one shared set for each usual combination of event types
+_ONE: dict[str, frozenset[str]] = {}  # those of one event type, by that type (a single event's group)
 _KINDS_KEPT = 1024  # (event types are the clients' words: the sets shared stay bounded)
 
 
 def kinds_of(events: list[Event]) -> frozenset[str]:
     """The event types of ``events``, as a set shared by every group with the same ones (while few are known):
     the buffer's readers then union them once per run of records, not once per record."""
+    if len(events) == 1:  # (a single event's type: one lookup, no set built)
+        shared = _ONE.get(events[0].event_type)
+        if shared is not None:
+            return shared
     kinds = frozenset([e.event_type for e in events])
     shared = _KINDS.get(kinds)
     if shared is None and len(_KINDS) < _KINDS_KEPT:
         shared = _KINDS[kinds] = kinds
+        if len(kinds) == 1:
+            _ONE[next(iter(kinds))] = kinds
     return shared or kinds
 
 

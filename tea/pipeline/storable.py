@@ -68,6 +68,8 @@ def suspect_events(ndjson: bytes, attributes: list[Any]) -> bool:
     not through ids, times and typed columns."""
     if b"\\" in ndjson and _NUL in ndjson:
         return True
+    if len(attributes) == 1:  # (one event: its attributes searched as they are, not joined first)
+        return len(attributes[0]) > 2 and _huge_number(bytes(attributes[0]))
     raw = b"\n".join(a for a in attributes if len(a) > 2)  # (msgspec.Raw is a buffer; "{}" has no number)
     return _huge_number(raw) if raw else False
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tea.pipeline.ingest import screen_lines
-from tea.pipeline.storable import refusal, suspect
+import msgspec
+
+from tea import semconv
+from tea.pipeline.ingest import kinds_of, screen_lines
+from tea.pipeline.storable import refusal, suspect, suspect_events
+from tea.types import Event
 
 
 def line(event: dict) -> bytes:
@@ -42,3 +46,22 @@ def test_screen_lines_keeps_the_storable_lines() -> None:
     kept, refused = screen_lines(good + bad + good)
     assert kept == good + good
     assert [(e.index, e.error, e.field) for e in refused] == [(1, "invalid_event", "tags")]
+
+
+def test_one_event_is_searched_as_a_batch_is() -> None:
+    """A single event's attributes are searched as they are (not joined first): the same answers as in a batch,
+    and the same for the semantic conventions' keys."""
+    cases = {b'{"a":1e999}': True, b'{"a": 1E+400}': True, b"{}": False, b'{"a":1}': False,
+             b'{"s":"1e999"}': False, b'{"gen_ai.system":"x"}': False, b'{"n":[2,3e308]}': True}
+    for attributes, huge in cases.items():
+        one, batch = [msgspec.Raw(attributes)], [msgspec.Raw(b'{"k":1}'), msgspec.Raw(attributes)]
+        assert suspect_events(b"{}\n", one) == suspect_events(b"{}\n", batch) == huge
+        assert semconv.marked(one) == semconv.marked(batch) == (b"gen_ai." in attributes)
+
+
+def test_a_single_events_type_is_the_set_its_batches_share() -> None:
+    one = [Event(event_type="storable_kind", attributes=msgspec.Raw(b"{}"))]
+    same = kinds_of(one * 3)
+    assert kinds_of(one) is same and kinds_of(one) == frozenset(["storable_kind"])
+    assert kinds_of(one + [Event(event_type="other_kind", attributes=msgspec.Raw(b"{}"))]) == \
+        frozenset(["storable_kind", "other_kind"])
