@@ -43,8 +43,8 @@ class Recent:
                     not (offset == 0 and sealed.get(last_segment) == last_end):
                 kept.clear()
                 self.size = 0
-        end = offset + sum(seg.record_size(g[0]) for g in groups)
-        kept.append((segment, offset, end, groups, sum(g[1] for g in groups), _kinds(groups)))
+        end, events, kinds = _summary(offset, groups)
+        kept.append((segment, offset, end, groups, events, kinds))
         size = self.size + end - offset
         while size > self.max_bytes and kept:
             dropped = kept.popleft()
@@ -149,15 +149,20 @@ class Recent:
         return (at, events) if events else None
 
 
-def _kinds(groups: list[Pending]) -> frozenset[str] | None:
-    """Every event type of ``groups``' lines, None when a record's are unknown."""
-    found: set[str] = set()
+def _summary(offset: int, groups: list[Pending]) -> tuple[int, int, frozenset[str] | None]:
+    """Where records appended from ``offset`` end, their events, and every event type of their lines (None
+    when a record's are unknown), in one pass."""
+    size = seg.record_size
+    end = offset
+    events = 0
+    found: set[str] | None = set()
     last = None
-    for group in groups:
-        kinds = group[5]
+    for payload, count, _min, _max, _ts, kinds in groups:
+        end += size(payload)
+        events += count
         if kinds is None:
-            return None
-        if kinds is not last:
+            found = None
+        elif kinds is not last and found is not None:
             found.update(kinds)
             last = kinds
-    return frozenset(found)
+    return end, events, None if found is None else frozenset(found)
