@@ -60,8 +60,9 @@ class Gate:
         signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit).
         A read (GET, HEAD, or any request needing ``events:read``) then waits, if it must, until storage holds
         what this node acknowledged before the request arrived (``settle``)."""
-        if self.consistency is not None and is_read(request, scope):
-            self.consistency.arrived(request)  # (only a read waits: see settle)
+        reads = self.consistency is not None and is_read(request, scope)
+        if reads:  # (only a read waits: see settle)
+            self.consistency.arrived(request)  # type: ignore[union-attr]
         t = self.telemetry
         try:
             principal = await self.chain.authenticate(request)
@@ -83,7 +84,8 @@ class Gate:
             raise Forbidden(f"this needs the {scope} scope", code="insufficient_scope", details={"scope": scope})
         request.state["principal"] = principal
         request.state["limit_headers"] = await self.limiter.request(principal)
-        await self.settle(request, scope)
+        if reads:
+            await self.settle(request, scope)
 
     async def settle(self, request: Request, scope: str) -> None:
         """Read-your-writes for a read (GET, HEAD, or a request needing ``events:read``) whose caller is admitted
