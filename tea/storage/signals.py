@@ -95,7 +95,8 @@ def _only(chunk: bytes, prefix: bytes) -> bool:
 
 def split_chunks(chunks: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """``split`` of a batch's chunks (whole lines each), except that a chunk of only metric (or only log)
-    lines — one OTLP request's — is passed on whole: a store takes items of one or more lines."""
+    lines — one OTLP request's — is passed on whole: a store takes items of one or more lines, each line
+    ending in a newline."""
     events: list[bytes] = []
     metrics: list[bytes] = []
     logs: list[bytes] = []
@@ -105,7 +106,7 @@ def split_chunks(chunks: list[bytes]) -> tuple[list[bytes], list[bytes], list[by
         elif _only(chunk, LOG_PREFIX):
             logs.append(chunk)
         else:
-            some_events, some_metrics, some_logs = split(chunk)
+            some_events, some_metrics, some_logs = split(chunk if chunk.endswith(b"\n") else chunk + b"\n")
             events += some_events
             metrics += some_metrics
             logs += some_logs

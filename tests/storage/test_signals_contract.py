@@ -182,5 +182,5 @@ def test_split_chunks_passes_a_chunk_of_one_signal_whole() -> None:
     span, nested = b'{"event_type":"span","c":3}\n', b'{"event_type":"metric","d":{"event_type":"log"}}\n'
     events, metrics, logs = split_chunks([metric * 3 + nested, log * 2, span + metric + log, metric + log,
                                           metric + metric.rstrip(b"\n")])
-    assert metrics == [metric * 3 + nested, metric, metric, metric, metric.rstrip(b"\n")]
+    assert metrics == [metric * 3 + nested, metric, metric, metric, metric]
     assert logs == [log * 2, log, log] and events == [span]
