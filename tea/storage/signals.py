@@ -24,6 +24,7 @@ except ImportError:  # the optional extension was not built
 SIGNALS = ("events", "spans", "metric_points", "log_records")
 _PREFIXES = (METRIC_PREFIX, LOG_PREFIX)
 _KINDS = frozenset(["metric", "log"])  # the event types of those lines
+_METRIC_KIND, _LOG_KIND = frozenset(["metric"]), frozenset(["log"])
 
 
 @runtime_checkable
@@ -93,10 +94,16 @@ def _only(chunk: bytes, prefix: bytes) -> bool:
             and chunk.count(b"\n" + prefix) == chunk.count(b"\n") - 1)
 
 
-def split_chunks(chunks: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+def split_chunks(chunks: list[bytes], kinds: frozenset[str] | None = None
+                 ) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """``split`` of a batch's chunks (whole lines each), except that a chunk of only metric (or only log)
     lines — one OTLP request's — is passed on whole: a store takes items of one or more lines, each line
-    ending in a newline."""
+    ending in a newline. ``kinds``: the batch's event types when known (a batch of one of the two is not
+    searched)."""
+    if kinds == _METRIC_KIND:
+        return [], list(chunks), []
+    if kinds == _LOG_KIND:
+        return [], [], list(chunks)
     events: list[bytes] = []
     metrics: list[bytes] = []
     logs: list[bytes] = []
@@ -132,7 +139,7 @@ class SignalRouter:
         if batch.kinds is not None and not batch.kinds & _KINDS or \
                 batch.kinds is None and not await asyncio.to_thread(holds_signals, batch.chunks):
             return await self.storage.write_batch(batch)
-        events, metrics, logs = split_chunks(batch.chunks)
+        events, metrics, logs = split_chunks(batch.chunks, batch.kinds)
         written = 0
         if events:
             result = await self.storage.write_batch(Batch([b"".join(events)], len(events), batch.min_ts, batch.max_ts))

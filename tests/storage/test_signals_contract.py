@@ -184,3 +184,6 @@ def test_split_chunks_passes_a_chunk_of_one_signal_whole() -> None:
                                           metric + metric.rstrip(b"\n")])
     assert metrics == [metric * 3 + nested, metric, metric, metric, metric]
     assert logs == [log * 2, log, log] and events == [span]
+    assert split_chunks([metric * 2, metric], frozenset(["metric"])) == ([], [metric * 2, metric], [])
+    assert split_chunks([log], frozenset(["log"])) == ([], [], [log])
+    assert split_chunks([span + metric], frozenset(["metric", "span"])) == ([span], [metric], [])
