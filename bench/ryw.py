@@ -10,10 +10,19 @@
    machine's drift falls on each. Printed: events/s of each and the ratios to ingestion alone (the
    target is >= 0.9) and of read_your_writes to eventual.
 2. a write then at once a read of the same event, one after the other on one connection, ``--pairs``
-   times: the write's latency, the read's latency, the storage write time the read waited for
-   (``tea_storage_write_seconds`` over the pairs), and the ratio read / (write + storage write) (the
-   target: <= 1, i.e. within the write's latency plus one storage write, not the flush interval). The
-   same with ``TEA-Consistency: eventual`` shows what the read would find without waiting.
+   times, ``/metrics`` scraped before each write and after each read (outside the timing) so that each
+   pair has its own storage writes (``tea_storage_write_seconds``): the write's latency, the read's, the
+   storage write(s) the read waited for, and two ratios, medians over the pairs (the target for both:
+   <= 1, i.e. within the write's latency plus one storage write, not the flush interval):
+   ``read / (write + storage write)`` — the whole read, its own query included — and
+   ``waited / (write + storage write)`` — what read-your-writes adds to the read: its latency less the
+   median latency of the same read made ``eventual`` (the same pairs with ``TEA-Consistency: eventual``,
+   which also shows what the read finds without waiting).
+
+Each ingestion round also counts what storage committed in it (``tea_events_written_total``): the
+acknowledged rate can outrun storage, and then a read_your_writes read waits for the whole backlog
+(up to ``reads.max_wait_ms``, answering ``stale``): the reader's reads/s and stale reads show whether it
+really read 10 times a second.
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ from bench import events, loadgen
 from bench.server import ADMIN_TOKEN, HOST, free_port, tea_server
 
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+EVENTUAL = "eventual"
 POLL_S = 0.1  # the reader: 10 reads a second
 WINDOW_MS = 5000  # ... of the events of the last 5 s
 
@@ -68,35 +78,41 @@ def ingest(port: int, seconds: float, connections: int, reader_consistency: str 
     spec = loadgen.Spec(HOST, port, "/v1/events", bodies, 1000, connections, seconds, int(seconds * 2000) + 1,
                         ADMIN_TOKEN)
     reader = Reader(port, int(seconds / POLL_S) + 10, reader_consistency) if reader_consistency else None
+    before = metrics(port)["events_written_total"]
     result = loadgen.run_load(spec, 1, on_start=(lambda _t: reader.start()) if reader else None)
-    out = {"events_per_s": result["events_per_s"], "p50_ms": result["latency_ms"]["p50"]}
+    stored = metrics(port)["events_written_total"] - before
+    out = {"events_per_s": result["events_per_s"], "stored_per_s": round(stored / seconds),
+           "p50_ms": result["latency_ms"]["p50"]}
     if reader is not None:
         reader.halt.set()
         reader.join(30)
         lat = sorted(reader.latencies) or [0.0]
-        out.update(reads=len(reader.latencies), stale=reader.stale, read_p50_ms=_ms(statistics.median(lat)),
-                   read_max_ms=_ms(lat[-1]))
+        out.update(reads=len(reader.latencies), reads_per_s=round(len(reader.latencies) / seconds, 1),
+                   stale=reader.stale, read_p50_ms=_ms(statistics.median(lat)), read_max_ms=_ms(lat[-1]))
     return out
 
 
-def storage_writes(port: int) -> tuple[float, float]:
-    """(sum of seconds, count) of ``tea_storage_write_seconds`` so far."""
+def metrics(port: int) -> dict[str, float]:
+    """``tea_storage_write_seconds`` (sum, count) and ``tea_events_written_total`` so far."""
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
-    found = dict(re.findall(r"^tea_storage_write_seconds_(sum|count) (\S+)$", text, re.M))
-    return float(found.get("sum", 0)), float(found.get("count", 0))
+    found = dict(re.findall(r"^tea_(storage_write_seconds_sum|storage_write_seconds_count|events_written_total)"
+                            r"(?:\{\})? (\S+)$", text, re.M))
+    return {name: float(found.get(name, 0)) for name in
+            ("storage_write_seconds_sum", "storage_write_seconds_count", "events_written_total")}
 
 
-def pairs(port: int, count: int, consistency: str) -> dict:
-    """A write, then at once a read of the same event by its id: ``count`` times on one connection."""
+def pairs(port: int, count: int, consistency: str, eventual_read_s: float = 0.0) -> dict:
+    """A write, then at once a read of the same event by its id: ``count`` times on one connection; the
+    storage writes of each pair from ``/metrics`` before its write and after its read."""
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    writes, reads, found = [], [], 0
-    before = storage_writes(port)
+    writes, reads, stored, stored_n, found = [], [], [], [], 0
     for _ in range(count):
         event_id = uuid.uuid4().hex
         body = json.dumps({"event_type": "ryw", "event_id": event_id, "tenant_id": "ryw"}).encode()
+        before = metrics(port)
         started = time.perf_counter()
         conn.request("POST", "/v1/events", body, {**AUTH, "content-type": "application/json"})
         conn.getresponse().read()
@@ -104,16 +120,39 @@ def pairs(port: int, count: int, consistency: str) -> dict:
         conn.request("GET", f"/v1/events/{event_id}?tenant_id=ryw", headers={**AUTH, "tea-consistency": consistency})
         response = conn.getresponse()
         response.read()
+        read = time.perf_counter()
+        after = metrics(port)
         writes.append(wrote - started)
-        reads.append(time.perf_counter() - wrote)
+        reads.append(read - wrote)
+        stored.append(after["storage_write_seconds_sum"] - before["storage_write_seconds_sum"])
+        stored_n.append(after["storage_write_seconds_count"] - before["storage_write_seconds_count"])
         found += response.status == 200
     conn.close()
-    after = storage_writes(port)
-    write_s = (after[0] - before[0]) / max(1.0, after[1] - before[1])
-    w, r = statistics.median(writes), statistics.median(reads)
-    return {"consistency": consistency, "pairs": count, "found": found, "write_p50_ms": _ms(w),
-            "read_p50_ms": _ms(r), "read_max_ms": _ms(max(reads)), "storage_write_mean_ms": _ms(write_s),
-            "read_over_write_plus_storage": round(r / (w + write_s), 3)}
+    bound = [w + s for w, s in zip(writes, stored)]
+    out = {"consistency": consistency, "pairs": count, "found": found, "write_p50_ms": _ms(statistics.median(writes)),
+           "read_p50_ms": _ms(statistics.median(reads)), "read_max_ms": _ms(max(reads)),
+           "storage_write_p50_ms": _ms(statistics.median(stored)),
+           "storage_writes_per_read": statistics.median(stored_n)}
+    if consistency != EVENTUAL:
+        out["read_over_write_plus_storage"] = round(statistics.median(
+            r / b for r, b in zip(reads, bound)), 3)
+        out["waited_over_write_plus_storage"] = round(statistics.median(
+            (r - eventual_read_s) / b for r, b in zip(reads, bound)), 3)
+    return out
+
+
+def summarize(results: dict[str, list[dict]]) -> None:
+    """The medians over the rounds: acknowledged and stored events/s, the reader's reads/s and stale reads."""
+    for field, what in (("events_per_s", "acknowledged"), ("stored_per_s", "stored")):
+        rate = {kind: statistics.median(r[field] for r in found) for kind, found in results.items()}
+        a, e, r = rate["alone"], rate["reader eventual"], rate["reader read_your_writes"]
+        print(f"{what}: ingestion alone {a:,.0f} ev/s; with a reader at 10/s: eventual {e:,.0f} ev/s "
+              f"(x{e / a:.3f}), read_your_writes {r:,.0f} ev/s (x{r / a:.3f}; target >= 0.9; "
+              f"x{r / e:.3f} of eventual)")
+    for kind in ("reader eventual", "reader read_your_writes"):
+        found = results[kind]
+        print(f"{kind}: {statistics.median(r['reads_per_s'] for r in found)} reads/s, "
+              f"{sum(r['stale'] for r in found)} of {sum(r['reads'] for r in found)} stale")
 
 
 def drain(port: int, timeout_s: float = 300.0) -> None:
@@ -154,14 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                     results[kind].append(ingest(port, args.seconds, args.connections, consistency))
                     print(f"round {n + 1} {kind}: {results[kind][-1]}")
             if args.rounds:
-                rate = {kind: statistics.median(r["events_per_s"] for r in found) for kind, found in results.items()}
-                a, e, r = rate["alone"], rate["reader eventual"], rate["reader read_your_writes"]
-                print(f"ingestion alone {a:,.0f} ev/s; with a reader at 10/s: eventual {e:,.0f} ev/s "
-                      f"(x{e / a:.3f}), read_your_writes {r:,.0f} ev/s (x{r / a:.3f}; target >= 0.9; "
-                      f"x{r / e:.3f} of eventual)")
+                summarize(results)
             drain(port)
-            for consistency in ("read_your_writes", "eventual"):
-                print(f"write then read, {consistency}: {pairs(port, args.pairs, consistency)}")
+            eventual = pairs(port, args.pairs, EVENTUAL)
+            ryw = pairs(port, args.pairs, "read_your_writes", eventual["read_p50_ms"] / 1000)
+            print(f"write then read, read_your_writes: {ryw}")
+            print(f"write then read, eventual: {eventual}")
         finally:
             srv.stop()
     return 0
