@@ -142,6 +142,8 @@ def pairs(port: int, count: int, consistency: str) -> dict:
         out["read_over_write_plus_storage"] = round(statistics.median(
             r / b for r, b in zip(reads, bound)), 3)
         out["reread_p50_ms"] = _ms(statistics.median(rereads))
+        out["waited_beyond_storage_p50_ms"] = _ms(statistics.median(
+            r - again - st for r, again, st in zip(reads, rereads, stored)))
         out["waited_over_write_plus_storage"] = round(statistics.median(
             (r - again) / b for r, again, b in zip(reads, rereads, bound)), 3)
     return out
