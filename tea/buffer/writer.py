@@ -12,6 +12,8 @@ the dead-letter file with the reason — counted and logged, never dropped silen
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import os
 import random
@@ -77,6 +79,9 @@ class Writer:
         self._waiting_since_us: int | None = None
         self._log_after = 0.0
         self._urgent_events = 0  # a read waits for the log's first this many events: write them now
+        self._committed = 0  # events committed to storage that the cursor has not passed yet (see _stored)
+        self._reads: list[tuple[int, int, asyncio.Future[bool]]] = []  # (events, n, future): a heap of waiting reads
+        self._read_numbers = itertools.count()
 
     # ----------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -125,7 +130,9 @@ class Writer:
                     finally:
                         committed.set_result(None)
                     self.consumed_events += count
+                    await self._stored(count)
                 buffer.advance(cursor, end, count)  # (processors may now read it)
+                self._committed = 0
                 self._holding_since_us = self._waiting_since_us = None
                 pos = end
                 self._check_replayed(buffer.next_position(pos))
@@ -171,15 +178,39 @@ class Writer:
             self._urgent_events = events
             self.trigger.wake.fire()
 
+    @property
+    def stored_events(self) -> int:
+        """The log's first this many events are committed to storage (the cursor passes them next)."""
+        return self.buffer.writer.events + self._committed
+
     async def stored_through(self, events: int, deadline: float) -> bool:
         """Whether storage holds the log's first ``events`` events by ``deadline`` (the event loop's clock): True at
-        once when it does already (one comparison); else ``flush_now`` and wait, woken by the writer's position
-        moving (never polling). False when the deadline passed first (storage down or slow)."""
-        cursor = self.buffer.writer
-        if cursor.events >= events:
+        once when it does already (one comparison); else ``flush_now`` and wait, woken by the commit that stores
+        them (never polling). False when the deadline passed first (storage down or slow)."""
+        if self.stored_events >= events:
             return True
         self.flush_now(events)
-        return await cursor.reached(events, deadline)
+        loop = asyncio.get_running_loop()
+        read = (events, next(self._read_numbers), loop.create_future())
+        heapq.heappush(self._reads, read)
+        timer = loop.call_at(deadline, _answer, read[2], False)
+        try:
+            return await read[2]
+        finally:
+            timer.cancel()
+            if read in self._reads:  # (gave up, or cancelled: out of the heap, which stays bounded)
+                self._reads.remove(read)
+                heapq.heapify(self._reads)
+
+    async def _stored(self, count: int) -> None:
+        """Storage committed ``count`` more events: wake the reads waiting for them first, before the cursor is
+        persisted and the processors wake (a read answers one hop after the commit)."""
+        self._committed = count
+        stored, reads, woke = self.stored_events, self._reads, False
+        while reads and reads[0][0] <= stored:
+            woke = _answer(heapq.heappop(reads)[2], True) or woke
+        if woke:
+            await asyncio.sleep(0)  # (their tasks run before this one goes on)
 
     def flush(self) -> None:
         """Write what is durable now without waiting for a full batch or the flush interval (until caught up);
@@ -261,3 +292,11 @@ class Writer:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _answer(read: "asyncio.Future[bool]", stored: bool) -> bool:
+    """Settle a waiting read's future (unless it was already); whether it was waiting."""
+    if read.done():
+        return False
+    read.set_result(stored)
+    return True

@@ -124,7 +124,8 @@ _log_lines = msgspec.json.Decoder(list[LogLine])
 
 
 def _array(lines: list[bytes]) -> bytes:
-    return b"[" + b",".join(line.rstrip(b"\n") for line in lines) + b"]"
+    """One JSON array of NDJSON items of one or more whole lines each (a raw newline ends a line)."""
+    return b"[" + b",".join(line.rstrip(b"\n") for line in lines).replace(b"\n", b",") + b"]"
 
 
 def points_of(lines: list[bytes]) -> list[MetricPoint]:

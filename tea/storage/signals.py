@@ -24,15 +24,16 @@ except ImportError:  # the optional extension was not built
 SIGNALS = ("events", "spans", "metric_points", "log_records")
 _PREFIXES = (METRIC_PREFIX, LOG_PREFIX)
 _KINDS = frozenset(["metric", "log"])  # the event types of those lines
+_METRIC_KIND, _LOG_KIND = frozenset(["metric"]), frozenset(["log"])
 
 
 @runtime_checkable
 class SignalStore(Protocol):
     async def write_points(self, lines: list[bytes]) -> int:
-        """Store metric lines (set-based); returns how many were new."""
+        """Store metric lines (set-based; each item one or more whole lines); returns how many were new."""
 
     async def write_records(self, lines: list[bytes]) -> int:
-        """Store log lines (set-based); returns how many were new."""
+        """Store log lines (set-based; each item one or more whole lines); returns how many were new."""
 
     async def points(self, q: PointQuery) -> list[MetricPoint]:
         """Points as ``PointQuery`` describes, oldest first, at most ``q.limit + 1``."""
@@ -87,6 +88,38 @@ def split(data: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
     return events, metrics, logs
 
 
+def _only(chunk: bytes, prefix: bytes) -> bool:
+    """Whether every line of ``chunk`` (whole lines) starts with ``prefix`` (two counting passes in C)."""
+    return (chunk.startswith(prefix) and chunk.endswith(b"\n")
+            and chunk.count(b"\n" + prefix) == chunk.count(b"\n") - 1)
+
+
+def split_chunks(chunks: list[bytes], kinds: frozenset[str] | None = None
+                 ) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """``split`` of a batch's chunks (whole lines each), except that a chunk of only metric (or only log)
+    lines — one OTLP request's — is passed on whole: a store takes items of one or more lines, each line
+    ending in a newline. ``kinds``: the batch's event types when known (a batch of one of the two is not
+    searched)."""
+    if kinds == _METRIC_KIND:
+        return [], list(chunks), []
+    if kinds == _LOG_KIND:
+        return [], [], list(chunks)
+    events: list[bytes] = []
+    metrics: list[bytes] = []
+    logs: list[bytes] = []
+    for chunk in chunks:
+        if _only(chunk, METRIC_PREFIX):
+            metrics.append(chunk)
+        elif _only(chunk, LOG_PREFIX):
+            logs.append(chunk)
+        else:
+            some_events, some_metrics, some_logs = split(chunk if chunk.endswith(b"\n") else chunk + b"\n")
+            events += some_events
+            metrics += some_metrics
+            logs += some_logs
+    return events, metrics, logs
+
+
 class SignalRouter:
     """The storage the writer writes through: events to the events table, points and records to their
     store. Everything else is the backend's own (``__getattr__``)."""
@@ -106,7 +139,7 @@ class SignalRouter:
         if batch.kinds is not None and not batch.kinds & _KINDS or \
                 batch.kinds is None and not await asyncio.to_thread(holds_signals, batch.chunks):
             return await self.storage.write_batch(batch)
-        events, metrics, logs = split(batch.ndjson())
+        events, metrics, logs = split_chunks(batch.chunks, batch.kinds)
         written = 0
         if events:
             result = await self.storage.write_batch(Batch([b"".join(events)], len(events), batch.min_ts, batch.max_ts))

@@ -12,7 +12,7 @@ import pytest
 from tea.pipeline.normalise import Normaliser
 from tea.receive.otlp_signals import json_logs, json_metrics
 from tea.signals.model import PointQuery, RecordQuery, SeriesKey
-from tea.storage.signals import SignalRouter, split
+from tea.storage.signals import SignalRouter, split, split_chunks
 from tea.types import Batch, encode_lines
 from tests.storage.test_aggregate_contract import BACKENDS, T0, open_storage
 
@@ -175,3 +175,15 @@ def test_split_routes_lines_by_their_event_type() -> None:
     events, metrics, logs = split(b'{"event_type":"span","x":1}\n{"event_type":"metric","a":2}\n'
                                   b'{"event_type":"log","b":3}\n{"event_type":"metrics","c":4}\n')
     assert (len(events), len(metrics), len(logs)) == (2, 1, 1)
+
+
+def test_split_chunks_passes_a_chunk_of_one_signal_whole() -> None:
+    metric, log = b'{"event_type":"metric","a":1}\n', b'{"event_type":"log","b":2}\n'
+    span, nested = b'{"event_type":"span","c":3}\n', b'{"event_type":"metric","d":{"event_type":"log"}}\n'
+    events, metrics, logs = split_chunks([metric * 3 + nested, log * 2, span + metric + log, metric + log,
+                                          metric + metric.rstrip(b"\n")])
+    assert metrics == [metric * 3 + nested, metric, metric, metric, metric]
+    assert logs == [log * 2, log, log] and events == [span]
+    assert split_chunks([metric * 2, metric], frozenset(["metric"])) == ([], [metric * 2, metric], [])
+    assert split_chunks([log], frozenset(["log"])) == ([], [], [log])
+    assert split_chunks([span + metric], frozenset(["metric", "span"])) == ([span], [metric], [])

@@ -63,3 +63,43 @@ def test_the_deadline_bounds_the_wait_while_storage_fails(tmp_path: Path) -> Non
         await stopped(buf, writer, task)
 
     asyncio.run(scenario())
+
+
+def test_a_waiting_read_is_answered_before_the_position_moves(tmp_path: Path) -> None:
+    """The commit wakes the read first: it runs before the writer persists its position and wakes the processors
+    (which follow the cursor), and what it needs is committed by then."""
+    storage = Recording()
+
+    async def scenario() -> None:
+        buf, writer, task = await started(tmp_path, storage, "durable")
+        await buf.append(line("e1") + line("e2"), 2, 1, 1)
+        loop = asyncio.get_running_loop()
+        assert await writer.stored_through(buf.acknowledged_events, loop.time() + 10)
+        assert len(storage._events) == 2 and buf.writer.events == 0 and writer.stored_events == 2
+        await buf.writer.reached(2, loop.time() + 10)  # (then the cursor moves, in the writer's next step)
+        assert writer.stored_events == 2
+        await stopped(buf, writer, task)
+
+    asyncio.run(scenario())
+
+
+def test_reads_that_give_up_or_are_cancelled_leave_no_waiter_behind(tmp_path: Path) -> None:
+    storage = Recording(fail_times=10**6)
+
+    async def scenario() -> None:
+        buf, writer, task = await started(tmp_path, storage, "durable")
+        await buf.append(line("e1"), 1, 1, 1)
+        loop = asyncio.get_running_loop()
+        assert not await writer.stored_through(1, loop.time() + 0.05)
+        waiting = asyncio.create_task(writer.stored_through(1, loop.time() + 60))
+        await asyncio.sleep(0.01)
+        assert len(writer._reads) == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert writer._reads == []
+        storage.fail_times = 0
+        assert await writer.stored_through(1, loop.time() + 10)
+        await stopped(buf, writer, task)
+
+    asyncio.run(scenario())
