@@ -211,7 +211,7 @@ class EventSource:
                 totals[key] = totals[key] + running if key in totals else running
         present = 0  # (the plan's first aggregate: the count of events)
         series_keys = list(totals)
-        stacked = np.stack([totals[k] for k in series_keys]) if totals else np.zeros((0, 1, len(steps)))
+        stacked = np.stack([totals[k] for k in series_keys]) if totals else np.zeros((0, len(plan.aggs), len(steps)))
         alive = stacked[:, present:present + 1, :] > 0
         return self._series(plan, series_keys, np.where(alive, stacked, np.nan), True)
 
