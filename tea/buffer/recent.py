@@ -151,18 +151,11 @@ class Recent:
 
 def _summary(offset: int, groups: list[Pending]) -> tuple[int, int, frozenset[str] | None]:
     """Where records appended from ``offset`` end, their events, and every event type of their lines (None
-    when a record's are unknown), in one pass."""
+    when a record's are unknown)."""
     size = seg.record_size
     end = offset
     events = 0
-    found: set[str] | None = set()
-    last = None
-    for payload, count, _min, _max, _ts, kinds in groups:
+    for payload, count, _min, _max, _ts, _kinds in groups:
         end += size(payload)
         events += count
-        if kinds is None:
-            found = None
-        elif kinds is not last and found is not None:
-            found.update(kinds)
-            last = kinds
-    return end, events, None if found is None else frozenset(found)
+    return end, events, seg.union_kinds(group[5] for group in groups)

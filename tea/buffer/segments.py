@@ -44,10 +44,14 @@ class Record(NamedTuple):  # a tuple: cheap to build by the thousand, untracked 
 
 def kinds_of(records: Iterable[Record]) -> frozenset[str] | None:
     """Every event type of ``records``' lines, if each record's are known (None: search their lines)."""
+    return union_kinds(record.kinds for record in records)
+
+
+def union_kinds(each: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
+    """The union of records' event-type sets, None when one of them is unknown."""
     found: set[str] = set()
     last = None
-    for record in records:
-        kinds = record.kinds
+    for kinds in each:
         if kinds is None:
             return None
         if kinds is last:  # (receivers hand over one shared set for the usual kinds: one test per record)
