@@ -24,7 +24,7 @@ import msgspec
 from tea.comms.records import EVENT_TYPE
 from tea.comms.registry import COMM_TYPES, Registry
 from tea.pipeline.consume import Delivery
-from tea.pipeline.scan import contains_any
+from tea.scan import contains_any
 from tea.types import Event, EventFilter
 
 _MARK = f'"event_type":"{EVENT_TYPE}"'.encode()

@@ -27,7 +27,7 @@ from tea.pipeline.stages import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import Event
-from tea.pipeline.scan import contains_any
+from tea.scan import contains_any
 
 ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
 _NAMESPACE_BYTES = ROW_NAMESPACE.bytes

@@ -14,12 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from tea.signals.model import (LOG_PREFIX, METRIC_PREFIX, LogRecord, MetricPoint, PointQuery, RecordQuery,
                                SeriesKey)
+from tea.scan import contains_any
 from tea.types import Batch, WriteResult
-
-try:
-    from tea._otlpfast import find_any as _find_any
-except ImportError:  # the optional extension was not built
-    _find_any = None
 
 SIGNALS = ("events", "spans", "metric_points", "log_records")
 _PREFIXES = (METRIC_PREFIX, LOG_PREFIX)
@@ -68,9 +64,7 @@ def signals_of(storage: Any) -> SignalStore | None:
 def holds_signals(chunks: list[bytes]) -> bool:
     """Whether a batch's NDJSON chunks (whole lines each) may hold a metric or log line: one pass of both
     prefixes together without the GIL (the native search), else Python's substring search."""
-    if _find_any is not None:
-        return _find_any(chunks, _PREFIXES) >= 0
-    return any(METRIC_PREFIX in chunk or LOG_PREFIX in chunk for chunk in chunks)
+    return contains_any(chunks, _PREFIXES)
 
 
 def split(data: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:

@@ -101,7 +101,7 @@ def test_probes_see_every_chunk_of_a_read(tmp_path: Path) -> None:
 
 
 def test_contains_any_native_and_python_agree() -> None:
-    from tea.pipeline import scan
+    from tea import scan
     cases = [(b'{"a":1}\n', (b'"a"',)), (b'{"a":1}\n', (b'"b"', b'1}')), (b"", (b"x",)),
              ([b'{"x":1}\n', b'{"y":2}\n'], (b'"y"',)), ([b'{"x"', b':1}\n'], (b'"x":1',)), ([], (b"x",))]
     for data, needles in cases:

@@ -1,4 +1,5 @@
-"""Byte-string probes over committed NDJSON, for processors' ``wants_any``.
+"""Byte-string probes over NDJSON: processors' ``wants_any``, the signal router's search for metric and log
+lines, the ingestion screen's search for out-of-range numbers.
 
 ``contains_any`` searches with the native extension's ``find_any`` (glibc memmem, without the GIL from
 256 KiB on) when it is built, so a writer batch of 200 000 spans (~200 MB) is scanned in a worker thread while
