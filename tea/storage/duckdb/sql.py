@@ -5,9 +5,10 @@ import zlib
 from typing import Any
 
 from tea.storage.sql import FLOAT_COLUMNS, Dialect
+from tea.storage.sql.events import conditions, frame
 from tea.storage.sql.events import scan as compile_scan
 from tea.storage.sql.signals import json_path
-from tea.types import COLUMNS, EventFilter
+from tea.types import COLUMNS, FILTER_COLUMNS, EventFilter, QuerySpec
 
 # Events live in PARTITIONS tables by a stable hash of the tenant; the view `events` unites them.
 # A tenant-scoped read scans only its tenant's partition, whatever order the events arrived in.
@@ -22,14 +23,26 @@ def partition_table(number: int) -> str:
     return f"events_p{number:02d}"
 
 
-def source(f: EventFilter | None) -> str:
-    """The smallest table expression holding every event ``f`` can match, aliased ``events``."""
+def source(f: EventFilter | None, columns: str = "*") -> str:
+    """The smallest table expression holding every event ``f`` can match, aliased ``events``. Where that is
+    several partitions, ``columns`` (those the statement reads) narrows what each gives: a union of whole
+    partitions (the view ``events``) costs ~4 ms of CPU a statement to plan its 16 x 32 columns, and a
+    ``count(*)`` over it reads every event's ``event_id`` (its first column) for nothing."""
     if f is None or not f.tenant_ids:
-        return "events"
-    parts = sorted({partition_of(t) for t in f.tenant_ids})
+        if columns == "*":
+            return "events"
+        parts = list(range(PARTITIONS))
+    else:
+        parts = sorted({partition_of(t) for t in f.tenant_ids})
     if len(parts) == 1:
         return f"{partition_table(parts[0])} AS events"
-    return "(" + " UNION ALL ".join(f"SELECT * FROM {partition_table(k)}" for k in parts) + ") AS events"
+    return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {partition_table(k)}" for k in parts) + ") AS events"
+
+
+def filter_columns(f: EventFilter | None) -> str:
+    """The columns ``f``'s conditions read (tea.storage.sql.events.conditions), the time first."""
+    named = [] if f is None else [c for c in FILTER_COLUMNS if getattr(f, c) is not None]
+    return ", ".join(["timestamp", *(["tenant_id"] if f is not None and f.tenant_ids is not None else []), *named])
 
 
 class DuckDBDialect(Dialect):
@@ -91,6 +104,30 @@ def tenant_clause(tenant_ids: tuple[str, ...], negate: bool = False) -> str:
 def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
     """`` FROM <source> WHERE <filter>`` and its parameters."""
     return compile_scan(f, DIALECT)
+
+
+def count(f: EventFilter | None) -> tuple[str, list[Any]]:
+    """The events ``f`` matches, counted reading only the columns its conditions need."""
+    params: list[Any] = []
+    clauses = conditions(f, DIALECT, params)
+    return f"SELECT count(*){frame(f, DIALECT, clauses, source(f, filter_columns(f)))}", params
+
+
+def count_and_floor(spec: QuerySpec) -> tuple[str, list[Any]]:
+    """One pass over the time column (and those ``spec.filter`` tests): the events the filter matches, and the
+    page's floor — a time (µs) that every event of the page (``limit + 1`` rows from ``spec.after`` on,
+    tea.storage.sql.events.page) is at or after, NULL when there is none. The page then reads every column
+    of only the newest rows, not of every match (the newest 10 of the last 5 s under load: ~15 ms of CPU
+    less). The floor is the time of the ``limit + 1``-th newest match, or with a cursor (whose events are
+    at or before its time ``t``) that of the ``limit + 1``-th newest before ``t`` — a subset of the page's
+    candidates, so the page's own rows are no older."""
+    params: list[Any] = []
+    floor = f"max(timestamp, {int(spec.limit) + 1})"
+    if spec.after is not None:
+        floor += f" FILTER (WHERE timestamp < {DIALECT.bind_us(params, spec.after.timestamp)})"
+    clauses = conditions(spec.filter, DIALECT, params)
+    frm = frame(spec.filter, DIALECT, clauses, source(spec.filter, filter_columns(spec.filter)))
+    return f"SELECT count(*), epoch_us(list_min({floor})){frm}", params
 
 
 # ---------------------------------------------------------------- trace summaries (GET /v1/traces)

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, AsyncIterator, Callable, ClassVar, Iterator, TypeVar
 
 import duckdb
@@ -30,7 +31,9 @@ from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
 from tea.storage.health import first_line
-from tea.storage.duckdb.sql import DIALECT, PARTITIONS, partition_of, partition_table, scan, tenant_clause
+from tea.storage.duckdb.sql import (DIALECT, PARTITIONS, count_and_floor, partition_of, partition_table, scan,
+                                    tenant_clause)
+from tea.storage.duckdb.sql import count as count_sql
 from tea.storage.sql import events
 from tea.types import (COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec,
                        WriteResult)
@@ -339,8 +342,15 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
 
     def _query_sync(self, cur: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
         total = None
-        if spec.with_total:
-            total = cur.execute(*events.count(spec.filter, DIALECT)).fetchone()[0]  # type: ignore[index]
+        if spec.with_total:  # (the count's pass also finds the page's floor: the page reads only rows after it)
+            total, floor = cur.execute(*count_and_floor(spec)).fetchone()  # type: ignore[misc]
+            if not total:
+                return QueryResult([], 0, False)
+            f = spec.filter
+            if floor is None and spec.after is not None:  # (nothing before the cursor's time: only its time is left)
+                floor = spec.after.timestamp
+            if floor is not None and (f.start_us is None or floor > f.start_us):
+                spec = replace(spec, filter=replace(f, start_us=floor))
         rows = cur.execute(*events.page(spec, DIALECT)).fetchall()
         return QueryResult([_row_to_event(row) for row in rows[: spec.limit]], total, len(rows) > spec.limit)
 
@@ -351,7 +361,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
         the value moves (and is taken per partition: ``_COUNT_ALL``)."""
         frm, params = scan(filter)
         if frm != _FROM_EVENTS:
-            return await self._on_reader(self._count_sync, f"SELECT count(*){frm}", params)
+            return await self._on_reader(self._count_sync, *count_sql(filter))
         changes = self._changes
         if self._counted is not None and self._counted[0] == changes:
             return self._counted[1]

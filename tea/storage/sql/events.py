@@ -29,9 +29,9 @@ def conditions(f: EventFilter | None, d: Dialect, params: list[Any]) -> list[str
     return out
 
 
-def frame(f: EventFilter | None, d: Dialect, clauses: list[str]) -> str:
-    """`` FROM <the events f can match> WHERE <clauses>``."""
-    return f" FROM {d.source(f)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+def frame(f: EventFilter | None, d: Dialect, clauses: list[str], source: str | None = None) -> str:
+    """`` FROM <the events f can match> WHERE <clauses>`` (from ``source`` when given)."""
+    return f" FROM {source or d.source(f)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
 
 
 def scan(f: EventFilter | None, d: Dialect, extra: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
