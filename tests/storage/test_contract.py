@@ -218,18 +218,22 @@ def test_pagination_is_stable_and_complete(backend) -> None:
 
 def test_pages_are_the_same_with_or_without_their_total(backend) -> None:
     """A page with its total (the DuckDB backend finds a floor under the page in the count's pass and reads
-    only the rows after it) is the page without one, for every filter, tenant scope, size and cursor —
-    many events sharing a time, as a batch stamped on arrival does."""
+    only the rows after it) is the page without one (DuckDB orders the few events of one id itself), for
+    every filter, tenant scope, size and cursor — many events sharing a time, as a batch stamped on
+    arrival does, and one id in several tenants and times."""
     rng = random.Random(11)
     events = [ev(f"id{i:03d}", ts=T0 + rng.choice((0, 0, 0, 1, 2, 2, 7, 30)), tenant=f"t{rng.randrange(6)}",
                  event_type=rng.choice(("a", "b"))) for i in range(150)]
+    events += [ev("dup", ts=T0 + k % 3, tenant=f"t{k}") for k in range(6)] + [ev("dup", ts=T0 - 2 * HOUR, tenant="t1")]
     in_filter = {"all": lambda e: True, "a": lambda e: e.event_type == "a",
                  "t1,t4": lambda e: e.tenant_id in ("t1", "t4"), "t2": lambda e: e.tenant_id == "t2",
                  "from 2": lambda e: e.timestamp >= T0 + 2, "until 2, a": lambda e: e.timestamp < T0 + 2
-                 and e.event_type == "a", "none": lambda e: False}
+                 and e.event_type == "a", "none": lambda e: False, "dup": lambda e: e.event_id == "dup",
+                 "dup in t1,t4": lambda e: e.event_id == "dup" and e.tenant_id in ("t1", "t4")}
     filters = {"all": EventFilter(), "a": EventFilter(event_type="a"), "t1,t4": EventFilter(tenant_ids=("t1", "t4")),
                "t2": EventFilter(tenant_ids=("t2",)), "from 2": EventFilter(start_us=T0 + 2),
-               "until 2, a": EventFilter(end_us=T0 + 2, event_type="a"), "none": EventFilter(tenant_ids=("t9",))}
+               "until 2, a": EventFilter(end_us=T0 + 2, event_type="a"), "none": EventFilter(tenant_ids=("t9",)),
+               "dup": EventFilter(event_id="dup"), "dup in t1,t4": EventFilter(tenant_ids=("t1", "t4"), event_id="dup")}
 
     async def scenario(storage: Storage) -> None:
         await storage.write_batch(from_wire(events))

@@ -56,14 +56,19 @@ def after(cursor: Cursor, d: Dialect, params: list[Any]) -> str:
             f"(event_id = {e2} AND tenant_id < {d.bind(params, cursor.tenant_id)}))))")
 
 
-def page(spec: QuerySpec, d: Dialect) -> tuple[str, list[Any]]:
-    """One page of events (``limit + 1`` rows: the last says whether there are more), newest first."""
+def candidates(spec: QuerySpec, d: Dialect) -> tuple[str, list[Any]]:
+    """Every event a page can hold (its filter's, after its cursor), in no order."""
     params: list[Any] = []
     clauses = conditions(spec.filter, d, params)
     if spec.after is not None:
         clauses.append(after(spec.after, d, params))
-    return (f"SELECT {d.event_columns}{frame(spec.filter, d, clauses)} ORDER BY {d.ts} {ORDER} "
-            f"LIMIT {d.bind(params, spec.limit + 1)}"), params
+    return f"SELECT {d.event_columns}{frame(spec.filter, d, clauses)}", params
+
+
+def page(spec: QuerySpec, d: Dialect) -> tuple[str, list[Any]]:
+    """One page of events (``limit + 1`` rows: the last says whether there are more), newest first."""
+    sql, params = candidates(spec, d)
+    return f"{sql} ORDER BY {d.ts} {ORDER} LIMIT {d.bind(params, spec.limit + 1)}", params
 
 
 # ---------------------------------------------------------------- aggregates
