@@ -217,8 +217,8 @@ def test_pagination_is_stable_and_complete(backend) -> None:
 
 
 def test_pages_are_the_same_with_or_without_their_total(backend) -> None:
-    """A page with its total (the DuckDB backend finds a floor under the page in the count's pass and reads
-    only the rows after it) is the page without one (DuckDB orders the few events of one id itself), for
+    """A page with its total (the DuckDB backend, over several partitions, finds a floor under the page in
+    the count's pass and reads only the rows after it) is the page without one (DuckDB orders the few events of one id itself), for
     every filter, tenant scope, size and cursor — many events sharing a time, as a batch stamped on
     arrival does, and one id in several tenants and times."""
     rng = random.Random(11)

@@ -39,6 +39,11 @@ def source(f: EventFilter | None, columns: str = "*") -> str:
     return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {partition_table(k)}" for k in parts) + ") AS events"
 
 
+def several_partitions(f: EventFilter | None) -> bool:
+    """Whether the events ``f`` can match lie in more than one partition (every tenant's, or several tenants')."""
+    return f is None or not f.tenant_ids or len({partition_of(t) for t in f.tenant_ids}) > 1
+
+
 def filter_columns(f: EventFilter | None) -> str:
     """The columns ``f``'s conditions read (tea.storage.sql.events.conditions), the time first."""
     named = [] if f is None else [c for c in FILTER_COLUMNS if getattr(f, c) is not None]

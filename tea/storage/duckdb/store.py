@@ -32,7 +32,7 @@ from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
 from tea.storage.health import first_line
 from tea.storage.duckdb.sql import (DIALECT, PARTITIONS, count_and_floor, partition_of, partition_table, scan,
-                                    tenant_clause)
+                                    several_partitions, tenant_clause)
 from tea.storage.duckdb.sql import count as count_sql
 from tea.storage.sql import events
 from tea.types import (COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec,
@@ -342,7 +342,11 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
 
     def _query_sync(self, cur: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
         total = None
-        if spec.with_total:  # (the count's pass also finds the page's floor: the page reads only rows after it)
+        if spec.with_total and not several_partitions(spec.filter):
+            # one partition: DuckDB's own top-N of it reads little (a floor first cost a tenant's page of 50 over
+            # 1 M events 0.4 ms more); across partitions the view's top-N reads every column of every match
+            total = cur.execute(*count_sql(spec.filter)).fetchone()[0]  # type: ignore[index]
+        elif spec.with_total:  # (the count's pass also finds the page's floor: the page reads only rows after it)
             total, floor = cur.execute(*count_and_floor(spec)).fetchone()  # type: ignore[misc]
             if not total:
                 return QueryResult([], 0, False)
