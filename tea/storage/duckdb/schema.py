@@ -6,7 +6,7 @@ from typing import Callable
 
 import duckdb
 
-from tea.storage.duckdb import signals as duckdb_signals
+from tea.storage.duckdb import rollup, signals as duckdb_signals
 from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table, tenant_clause
 from tea.storage.projections import SQL_TYPES, TABLES
 from tea.types import COLUMNS
@@ -81,4 +81,5 @@ MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _add_semconv_columns,
     duckdb_signals.POINTS_DDL,
     duckdb_signals.RECORDS_DDL,
+    rollup.create,
 )

@@ -26,6 +26,8 @@ from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
 from tea.storage.duckdb.load import Shape, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb.analytics import DuckDBAnalytics
 from tea.storage.duckdb.export import DuckDBExport
+from tea.storage.duckdb import rollup
+from tea.storage.duckdb.rollup import DuckDBRollup
 from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
@@ -105,7 +107,7 @@ def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
     return out
 
 
-class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
+class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
     name: ClassVar[str] = "duckdb"
     persistent: ClassVar[bool] = True
 
@@ -262,6 +264,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
                 stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
                 self._drop_repeats_sync(con)
                 written = self._insert_partitions_sync(con, min_ts, max_ts)
+                if written:  # (their minutes of the Prometheus rollup are read from the events until rolled up)
+                    rollup.mark(con, min_ts, max_ts)
         except duckdb.Error as exc:
             raise refused(exc, "batch") from exc
         self._trim_after_write()
@@ -314,7 +318,9 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
         numbers = range(PARTITIONS) if tenant_ids is None else sorted({partition_of(t) for t in tenant_ids})
         deleted = 0
         for number in numbers:
-            row = con.execute(f"DELETE FROM {partition_table(number)}{condition}", params).fetchone()
+            with transaction(con):  # (the deleted events' minutes pending in the rollup, with the delete)
+                rollup.mark_deleted(con, partition_table(number), condition, params)
+                row = con.execute(f"DELETE FROM {partition_table(number)}{condition}", params).fetchone()
             deleted += row[0] if row else 0
         return deleted
 
