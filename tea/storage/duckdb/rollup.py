@@ -56,7 +56,7 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
     """The migration: both tables, and every stored event's minutes pending (the first catch-up rolls them up)."""
     for ddl in DDL:
         con.execute(ddl)
-    mark_all(con)
+    mark_deleted(con, "events", "", [])  # (not deleted: the same span, of every stored event)
 
 
 def mark_all(con: duckdb.DuckDBPyConnection) -> None:
@@ -74,7 +74,8 @@ def mark(con: duckdb.DuckDBPyConnection, min_us: int, max_us: int) -> None:
 
 
 def mark_deleted(con: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> None:
-    """The minutes of the events of ``table`` that ``where`` is about to delete pending (none: nothing marked)."""
+    """The minutes of the events of ``table`` that ``where`` (`` WHERE …``) is about to delete pending (none:
+    nothing marked)."""
     con.execute(f"INSERT INTO {PENDING} SELECT {_MINUTE_OF.format('min(timestamp)')}, "
                 f"{_MINUTE_OF.format('max(timestamp)')} + {MINUTE_US} FROM {table}{where} HAVING count(*) > 0", params)
 
