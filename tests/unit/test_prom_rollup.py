@@ -21,7 +21,7 @@ from tea.prom.events import EventSource, catalogue
 from tea.prom.plan import parse
 from tea.query.scope import ScopedStorage
 from tea.storage.capabilities import AggregatesMinutes, RollsUp
-from tea.storage.duckdb import DuckDBStorage, rollup
+from tea.storage.duckdb import MIGRATIONS, DuckDBStorage, rollup
 from tea.types import Agg, AggregateSpec, Batch, Event, EventFilter
 from tests.storage.test_aggregate_contract import HOUR, T0, make_events
 
@@ -189,3 +189,39 @@ def test_an_unfinished_catch_up_leaves_the_marks(tmp_path: Path) -> None:
     assert con.execute(f"SELECT sum(events) FROM {rollup.TABLE} WHERE label = '' AND tenant_id IS NULL"
                        ).fetchone() == (len(events),)
     con.close()
+
+
+def test_writes_during_catch_ups_and_a_file_from_before_the_rollup(tmp_path: Path) -> None:
+    """Catch-ups run beside writes (a cursor of their own): what a write marks meanwhile stays pending. A file
+    written before the rollup existed has its events' minutes pending from the migration on."""
+    rng = random.Random(11)
+    batches = [[msgspec.structs.replace(e, event_id=f"{n}-{e.event_id}") for e in make_events(rng, 150, 4 * HOUR)]
+               for n in range(8)]
+    path = str(tmp_path / "tea.duckdb")
+    spec = AggregateSpec(EventFilter(start_us=T0, end_us=T0 + 5 * HOUR), AGGS, None, ("method",),
+                         bucket_us=5 * MINUTE, origin_us=T0)
+
+    async def main(first: bool) -> None:
+        storage = DuckDBStorage(path)
+        await storage.open()
+        try:
+            if first:
+                for n in range(0, len(batches), 2):
+                    await asyncio.gather(_write(storage, batches[n]), storage.roll_up(T0 + 10 * HOUR),
+                                         _write(storage, batches[n + 1]), storage.roll_up(T0 + 10 * HOUR))
+                    assert await _same_cells(storage, spec)
+            await storage.roll_up(T0 + 10 * HOUR)
+            assert await _same_cells(storage, spec)
+            assert await storage._on_reader(lambda cur: cur.execute(
+                f"SELECT sum(events) FROM {rollup.TABLE} WHERE label = '' AND tenant_id IS NULL").fetchone()) == (1200,)
+        finally:
+            await storage.close()
+    asyncio.run(main(True))
+    version = MIGRATIONS.index(rollup.create) + 1
+    assert version == len(MIGRATIONS), "undo the migrations after the rollup's too"
+    con = duckdb.connect(path)  # (back to the schema before the rollup's migration)
+    con.execute(f"DROP TABLE {rollup.TABLE}")
+    con.execute(f"DROP TABLE {rollup.PENDING}")
+    con.execute("DELETE FROM tea_schema WHERE version = ?", [version])
+    con.close()
+    asyncio.run(main(False))
