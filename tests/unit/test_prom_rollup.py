@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -225,3 +229,47 @@ def test_writes_during_catch_ups_and_a_file_from_before_the_rollup(tmp_path: Pat
     con.execute("DELETE FROM tea_schema WHERE version = ?", [version])
     con.close()
     asyncio.run(main(False))
+
+
+_CATCH_UPS = """
+import sys
+import duckdb
+from tea.storage.duckdb import rollup
+con = duckdb.connect(sys.argv[1])
+print("go", flush=True)
+while True:  # (every minute pending again, recomputed again: until killed)
+    rollup.mark_all(con)
+    rollup.catch_up(con, 2**62)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_catch_ups_leaves_the_rollup_exact(tmp_path: Path) -> None:
+    path = str(tmp_path / "tea.duckdb")
+    events = make_events(random.Random(5), 3000, 6 * HOUR)
+    specs = [AggregateSpec(EventFilter(tenant_ids=tenants, start_us=T0, end_us=T0 + 6 * HOUR), AGGS, None, group_by,
+                           bucket_us=MINUTE, origin_us=T0)
+             for group_by in [(), ("method",), ("tenant_id", "status")] for tenants in [None, ("t2",)]]
+
+    async def check(first: bool) -> None:
+        storage = DuckDBStorage(path)
+        await storage.open()
+        try:
+            if first:
+                await _write(storage, events)
+                await storage.roll_up(T0 + 10 * HOUR)
+            for spec in specs:  # (whatever the kill left: rolled-up rows, or minutes pending)
+                await _same_cells(storage, spec)
+            await storage.roll_up(T0 + 10 * HOUR)
+            assert all([await _same_cells(storage, spec) for spec in specs])
+        finally:
+            await storage.close()
+    asyncio.run(check(True))
+    for delay in (0.0, 0.3, 0.7, 1.5):
+        child = subprocess.Popen([sys.executable, "-c", _CATCH_UPS, path], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "go"
+        time.sleep(delay)  # (somewhere in a catch-up, or between two)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        asyncio.run(check(False))
