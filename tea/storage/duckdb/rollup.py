@@ -256,12 +256,12 @@ class DuckDBRollup:
     async def roll_up(self, now_us: int) -> int:
         """Roll up the pending minutes before the last whole one (``catch_up``); the spans recomputed."""
         cursor = await self._on_writer(self._cursor)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._readers, self._roll_up_sync, cursor,
-                                                                    floor_minute(now_us) - MINUTE_US)
-        finally:
-            cursor.close()
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._roll_up_sync, cursor,
+                                                                floor_minute(now_us) - MINUTE_US)
 
     def _roll_up_sync(self, cursor: duckdb.DuckDBPyConnection, sealed_us: int) -> int:
-        with self._rolling, self._reading():
-            return catch_up(cursor, sealed_us)
+        try:  # (closed here, not by the task: a cancelled task leaves the thread running until it is done)
+            with self._rolling, self._reading():
+                return catch_up(cursor, sealed_us)
+        finally:
+            cursor.close()
