@@ -246,6 +246,7 @@ class DuckDBRollup:
     _reading: Any
     _readers: Any
     _rolling = threading.Lock()  # (one catch-up at a time, per process: they would replace the same rows)
+    _catching_up: duckdb.DuckDBPyConnection | None = None
 
     async def aggregate_minutes(self, spec: AggregateSpec) -> list[Any] | None:
         """``aggregate_columns``' answer from the per-minute rollup, or None where it does not answer ``spec``."""
@@ -262,6 +263,15 @@ class DuckDBRollup:
     def _roll_up_sync(self, cursor: duckdb.DuckDBPyConnection, sealed_us: int) -> int:
         try:  # (closed here, not by the task: a cancelled task leaves the thread running until it is done)
             with self._rolling, self._reading():
+                self._catching_up = cursor
                 return catch_up(cursor, sealed_us)
         finally:
+            self._catching_up = None
             cursor.close()
+
+    def _interrupt_roll_up(self) -> None:
+        """Stop a catch-up under way (at close: a long one would hold it up; it rolls back, its minutes stay
+        pending)."""
+        cursor = self._catching_up
+        if cursor is not None:
+            cursor.interrupt()

@@ -199,6 +199,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         if self._closed:
             return
         self._closed = True
+        self._interrupt_roll_up()
         self._readers.shutdown(wait=True)
         await self._on_writer(self._close_sync)
         self._writer.shutdown(wait=True)
