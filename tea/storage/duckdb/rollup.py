@@ -2,8 +2,8 @@
 
 ``prom_rollup`` holds, per tenant and UTC minute of the events' time, the event count, the errors, the
 integer sums (tokens, request and response bytes) and the count of events whose latency is at most each
-of ``BOUNDS`` (and of those with a latency at all): once over every event of the minute (``label`` ''), and once per value of each label the
-Prometheus API exposes (``label`` 'method', ``value`` 'tools/call'...). Each of these is also kept over
+of ``BOUNDS`` (and of those with a latency at all): once over every event of the minute (``label`` ''), and
+once per value of each label the Prometheus API exposes (``label`` 'method', ``value`` 'tools/call'...). Each of these is also kept over
 every tenant at once (``tenant_id`` NULL), which is what an admin's query without a tenant reads. A
 query that groups on at most one label (and filters on no other) reads these rows instead of the events:
 for the synthetic day of bench.dataset, 29 000 rows instead of a million events.
@@ -12,10 +12,10 @@ The rollup is derived data, recomputed from the events, never incremented:
 
 * every change to the events marks the minutes it touched as pending (``prom_rollup_pending``), in the
   same transaction: a stored batch its events' time span, a purge the span of the events it deletes;
-* ``catch_up`` (on the writer thread, every few seconds: ``tea.app``) recomputes the pending minutes
-  older than the last whole minute from the events, replacing their rows, and clears their marks, in one
-  transaction. A replay, a resend or a catch-up that runs twice recomputes the same rows; a kill -9 rolls
-  the transaction back and leaves the marks;
+* ``catch_up`` (every few seconds: ``tea.ops.rollup``, on a cursor of its own beside the writer) recomputes
+  the pending minutes older than the last whole minute from the events, replacing their rows, and clears
+  the marks it saw, in one transaction (marks written meanwhile stay). A replay, a resend or a catch-up
+  that runs twice recomputes the same rows; a kill -9 rolls the transaction back and leaves the marks;
 * a read takes, in one snapshot, the rollup's rows of the minutes not pending and the events of the
   pending ones (the unfinished tail, and whatever a write or a purge touched since the last catch-up): the
   same cells the events alone give, for any write acknowledged before the read.
