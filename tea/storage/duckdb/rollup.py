@@ -133,11 +133,13 @@ def catch_up(con: duckdb.DuckDBPyConnection, sealed_us: int) -> int:
             if later:
                 con.execute(f"INSERT INTO {PENDING} SELECT * FROM (VALUES "
                             + ", ".join("(?, ?)" for _ in later) + ")", [v for span in later for v in span])
-        for lo, hi in done:
-            con.execute(f"DELETE FROM {TABLE} WHERE minute >= ? AND minute < ?", [lo, hi])
-            con.execute(f"INSERT INTO {TABLE} " + _ROWS.format(
-                frm=" FROM events WHERE timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?)"),
-                [max(lo, _FOREVER[0] // 2), min(hi, _FOREVER[1] // 2)])
+        if done:  # (every span at once: one DELETE, one INSERT)
+            spans = [(max(lo, _FOREVER[0] // 2), min(hi, _FOREVER[1] // 2)) for lo, hi in done]
+            within = " OR ".join("(minute >= ? AND minute < ?)" for _ in spans)
+            con.execute(f"DELETE FROM {TABLE} WHERE {within}", [v for span in spans for v in span])
+            at = " OR ".join("(timestamp >= make_timestamp(?) AND timestamp < make_timestamp(?))" for _ in spans)
+            con.execute(f"INSERT INTO {TABLE} " + _ROWS.format(frm=f" FROM events WHERE {at}"),
+                        [v for span in spans for v in span])
         con.execute("COMMIT")
         return len(done)
     except BaseException:
