@@ -90,7 +90,7 @@ def test_what_the_rollup_answers() -> None:
         assert rollup.plan(refused) is None, refused
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), rolled_until=st.sampled_from([None, 2 * HOUR, 10 * HOUR]),
        later=st.booleans(), purge=st.sampled_from([None, "old", "tenant"]), twice=st.booleans())
 def test_the_rollup_answers_what_the_events_answer(tmp_path: Path, seed: int, rolled_until: int | None, later: bool,
