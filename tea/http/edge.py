@@ -197,7 +197,9 @@ class _OneWrite:
             return
         if self.fresh and data[9:10] != b"1":  # (b"HTTP/1.1 100 Continue" is not the head)
             self.fresh = False
-            if b"\r\ntransfer-encoding: chunked\r\n" not in data:
+            # (find, not `in`: on bytes `in` tries its operand as an integer first, raising and clearing a
+            # TypeError each time in CPython 3.11, ~0.4 µs)
+            if data.find(b"\r\ntransfer-encoding: chunked\r\n") < 0:
                 self.head = data
                 return
         self.transport.write(data)
@@ -216,6 +218,9 @@ class _OneWrite:
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
+
+
+_Base = HttpToolsProtocol  # (its methods called directly: no super() object on each request's five callbacks)
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -241,19 +246,19 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # ---------------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        _Base.connection_made(self, transport)
         self.out.transport = transport
         self.edge.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
+        _Base.connection_lost(self, exc)
         self.edge.gone(self)
 
     def data_received(self, data: bytes) -> None:
         if self.lingers:
             return
         if not self.in_headers:
-            super().data_received(data)
+            _Base.data_received(self, data)
             if self.body_tracked:  # more of a body: its pause deadline starts again
                 reading = self.edge.reading
                 reading.pop(self, None)
@@ -262,11 +267,11 @@ class EdgeProtocol(HttpToolsProtocol):
             room = self.max_header_bytes - self.header_bytes
             if len(data) <= room:
                 self.header_bytes += len(data)
-                super().data_received(data)
+                _Base.data_received(self, data)
             else:  # feed only what the bound allows: the section may end within it
                 seen = self.headers_seen
                 if room > 0:
-                    super().data_received(data[:room])
+                    _Base.data_received(self, data[:room])
                 if self.transport.is_closing():
                     return
                 if self.headers_seen == seen:
@@ -282,7 +287,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # ---------------------------------------------------------------- parser callbacks
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        _Base.on_message_begin(self)
         self.started = True
         if self not in self.waiting and self.state == "open":  # (a pipelined request: behind a response)
             self.waiting[self] = self.edge.now
@@ -291,13 +296,13 @@ class EdgeProtocol(HttpToolsProtocol):
         self.in_headers = False
         self.headers_seen += 1
         self.waiting.pop(self, None)
-        super().on_headers_complete()
+        _Base.on_headers_complete(self)
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             cycle.transport = self.out  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        _Base.on_message_complete(self)
         self.in_headers, self.header_bytes, self.started = True, 0, False
         if self.body_tracked:
             self.body_tracked = False
@@ -310,7 +315,7 @@ class EdgeProtocol(HttpToolsProtocol):
         if out.head is not None:
             out.flush()
         out.fresh = True
-        super().on_response_complete()
+        _Base.on_response_complete(self)
         if idle and self.state == "open" and not self.transport.is_closing():
             self.waiting[self] = self.edge.now  # the next request's deadline; idle: the first to give way
 
