@@ -72,13 +72,17 @@ def _compress_attributes(con: duckdb.DuckDBPyConnection) -> None:
                           f"{' NOT NULL' if kind.endswith(' NOT NULL') else ''}" if name in _COMPRESSED
                           else f"{name} {kind}" for name, kind in columns.items()) + ")"
     con.execute("DROP VIEW events")
-    for number in range(PARTITIONS):
-        table = partition_table(number)
-        con.execute(f"CREATE TABLE {table}_v15 {ddl}")
-        con.execute(f"INSERT INTO {table}_v15 SELECT * FROM {table} ORDER BY tenant_id, timestamp")
-        con.execute(f"DROP TABLE {table}")
-        con.execute(f"ALTER TABLE {table}_v15 RENAME TO {table}")
+    for number in range(PARTITIONS):  # (a statement per partition: every row of one moves at once)
+        _rebuild(con, partition_table(number), ddl)
     con.execute(_EVENTS_VIEW)
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection, table: str, ddl: str) -> None:
+    """``table`` as ``ddl`` makes it, its rows copied sorted by tenant and time."""
+    con.execute(f"CREATE TABLE {table}_new {ddl}")
+    con.execute(f"INSERT INTO {table}_new SELECT * FROM {table} ORDER BY tenant_id, timestamp")
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
 
 # Each migration moves the schema one version up; never edit one that has shipped.
