@@ -293,11 +293,10 @@ class DuckdbSettings(Section, frozen=True):
         "WAL size at which DuckDB checkpoints into the file (DuckDB's own 16MB rewrites the tables' last row "
         "groups so often that writes cost about 1.5x more CPU at a few million rows; bench/OTLP.md)")] = "256MB"
     row_group_size: Annotated[int, doc(
-        "rows per DuckDB row group (DuckDB's own 122880): larger groups compress better (the metrics data set "
-        "~60 against ~85 bytes per event at 16384, OTLP spans ~63 against ~190) and cost the writer no more CPU "
-        "counting its checkpoints; smaller ones make a page of a large tenant's newest events cheaper (DuckDB "
-        "skips whole row groups older than the page); applies to rows written from then on",
-        ge=2048, le=1048576, multiple_of=2048)] = 122880
+        "rows per DuckDB row group: a write that fills whole row groups of a tenant partition goes straight into "
+        "the file, compressed once, instead of through the WAL and a later checkpoint; smaller than DuckDB's own "
+        "122880 (which restores DuckDB's behaviour) for faster OTLP writes at the price of a larger file; applies "
+        "to rows written from then on", ge=2048, le=1048576, multiple_of=2048)] = 16384
 
 
 class PostgresSettings(Section, frozen=True):

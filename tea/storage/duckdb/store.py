@@ -66,7 +66,7 @@ LATE_MATERIALIZATION_ROWS = 10_001
 
 # the name the DuckDB file is attached under (when a row group size is set)
 DATABASE = "tea"
-ROW_GROUP_SIZE = 122880  # the default of duckdb.row_group_size (DuckDB's own)
+ROW_GROUP_SIZE = 16384  # the default of duckdb.row_group_size
 # count(*) of every event (/health asks often): 0.5 ms per table instead of a scan through the view (40 ms of CPU
 # per million rows)
 _FROM_EVENTS = " FROM events"  # what tea.storage.duckdb.sql.scan() makes of no filter
