@@ -60,6 +60,12 @@ _SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.time
 CACHE_TRIM_INTERVAL_S = 2.0
 
 
+# A page of events (LIMIT up to 10 001: the API's largest page and the row that says more follow) is chosen
+# by the filtered and ordered columns alone, the others read only for its rows (DuckDB's late
+# materialization, by default only up to LIMIT 50): a 100-event page of a 440 000-span tenant 6.7 instead
+# of 13.8 ms of CPU — reading zstd's attributes for every candidate row costs the most
+LATE_MATERIALIZATION_ROWS = 10_001
+
 # the name the DuckDB file is attached under (when a row group size is set)
 DATABASE = "tea"
 ROW_GROUP_SIZE = 16384  # the default of duckdb.row_group_size
@@ -146,7 +152,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
     def _open_sync(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        config: dict[str, Any] = {"preserve_insertion_order": False}
+        config: dict[str, Any] = {"preserve_insertion_order": False,
+                                  "late_materialization_max_rows": LATE_MATERIALIZATION_ROWS}
         if self.threads:
             config["threads"] = self.threads
         if self.memory_limit:
