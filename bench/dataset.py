@@ -29,7 +29,7 @@ from tea.storage.duckdb import COLUMN_TYPES, ROW_GROUP_SIZE, DuckDBStorage, conn
 
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt
 # (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size; 4: with
-# the Prometheus rollup built, as a running TEA keeps it, and attributes zstd-compressed, DuckDB schema 15; 5: both)
+# the Prometheus rollup built, as a running TEA keeps it; 5: attributes zstd-compressed, DuckDB schema 15)
 GENERATOR_VERSION = 5
 DAY_START_US = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
 DAY_US = 86_400_000_000
