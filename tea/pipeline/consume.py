@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from tea.batching import BatchTrigger
 from tea.buffer.cursors import Position
@@ -43,9 +43,10 @@ class Delivery:
     positions: list[LogPosition]
 
 
-# (event, its position, events of the log before its record): one event read and wanted, not yet handed over
-_Held = tuple[Event, LogPosition, int]
-Deliver = Callable[[str, Any, list[Event], Delivery], Awaitable[bool]]
+# (event — or its NDJSON line, for a processor that takes_ndjson —, its position, events of the log before its
+# record): one event read and wanted, not yet handed over
+_Held = tuple[Any, LogPosition, int]
+Deliver = Callable[[str, Any, Sequence[Event], Delivery], Awaitable[bool]]
 
 
 class ProcessorConsumer:
@@ -64,6 +65,7 @@ class ProcessorConsumer:
         self.wants_any = getattr(fn, "wants_any", None)
         self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
         self.wants = getattr(fn, "wants", None)
+        self.takes_ndjson = bool(getattr(fn, "takes_ndjson", False))  # handed a Batch of its lines, not decoded
         types = getattr(fn, "event_types", None)  # the only event types it wants: records of none are not searched
         self.event_types = frozenset(types) if types is not None else None
         self.failed: list[int] = []  # log event numbers of events sent to the DLQ (for events_processed)
@@ -171,6 +173,8 @@ class ProcessorConsumer:
             before += record.count
             if n % 64 == 63:
                 await asyncio.sleep(0)
+        if self.takes_ndjson:
+            return [(line, pos, n) for line, (pos, n) in zip(lines, where)]
         held: list[_Held] = []
         for start in range(0, len(lines), SLICE):
             part = lines[start:start + SLICE]
@@ -195,8 +199,9 @@ class ProcessorConsumer:
         log_id = self.buffer.log_id
         while self._held and (everything or len(self._held) >= self.batch_size):
             chunk, self._held = self._held[:self.batch_size], self._held[self.batch_size:]
-            ok = await self.deliver(self.name, self.fn, [e for e, _, _ in chunk],
-                                    Delivery(log_id, [pos for _, pos, _ in chunk]))
+            items = [e for e, _, _ in chunk]
+            events = Batch([b"\n".join(items) + b"\n"], len(items), 0, 0) if self.takes_ndjson else items
+            ok = await self.deliver(self.name, self.fn, events, Delivery(log_id, [pos for _, pos, _ in chunk]))
             if not ok:
                 self.failed += [n + pos[2] for _, pos, n in chunk]
         if self._held:  # the rest waits for a full batch or the timeout: keep its record
