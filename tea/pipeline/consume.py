@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SLICE = 2048  # lines filtered and decoded between two yields to the event loop
 RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
+WAITING_S = 0.0002  # others ran this long at a yield: something was waiting for the event loop
+GIVE_WAY = 1.0  # then a processor pauses this many times as long as they ran (at most MAX_PAUSE_S)
+MAX_PAUSE_S = 0.05
+
+
+async def give_way() -> None:
+    """Between two slices of a processor's work: let the event loop run what is waiting (requests, the writer's
+    commits) and, when something was, pause about as long again before the next slice. An idle loop is the
+    processor's at once; a busy one keeps most of its time for receiving and storing events (a request is not
+    served between the steps of a slice), while the processor still moves on."""
+    started = time.perf_counter()
+    await asyncio.sleep(0)
+    others = time.perf_counter() - started
+    if others > WAITING_S:
+        await asyncio.sleep(min(others * GIVE_WAY, MAX_PAUSE_S))
 LogPosition = tuple[int, int, int]  # (segment, offset of the event's record, index of its line in the record)
 
 
@@ -171,8 +186,8 @@ class ProcessorConsumer:
                     lines.append(line)
                     where.append(((segment, record.offset, index), before))
             before += record.count
-            if n % 64 == 63:
-                await asyncio.sleep(0)
+            if n % 16 == 15:
+                await give_way()
         if self.takes_ndjson:
             return [(line, pos, n) for line, (pos, n) in zip(lines, where)]
         held: list[_Held] = []
@@ -180,7 +195,7 @@ class ProcessorConsumer:
             part = lines[start:start + SLICE]
             events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
             held += [(e, pos, n) for e, (pos, n) in zip(events, where[start:start + SLICE])]
-            await asyncio.sleep(0)
+            await give_way()
         return held
 
     def _segments(self, records: list[Record]) -> list[int]:
