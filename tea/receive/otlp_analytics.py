@@ -44,9 +44,12 @@ _STRIP = {
 
 
 def category(attrs: dict[str, Any]) -> str | None:
+    """The table a span's merged attributes route to, or None (an ``event.category`` that names no table, of any
+    JSON type, routes nowhere; an empty or false one counts as absent)."""
     chosen = attrs.get("event.category")
     if chosen:
-        return chosen if chosen in _STRIP else None
+        return chosen if isinstance(chosen, str) and chosen in _STRIP else None
+    chosen = None
     if attrs.get("event.type") in ("login", "logout"):
         chosen = "user_activity"
     if "http.method" in attrs:
