@@ -5,7 +5,9 @@ Each processor reads the log from its own durable position, only as far as the w
 slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
 keeps the lines it wants (``wants_any`` / ``wants`` probes), and hands them over in batches of
 ``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read, or at
-once when a read of derived data needs it (``hurry`` / ``handled_through``).
+once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor that ``takes_ndjson``
+is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and of the consumer's) the
+event loop serves what is waiting first (``give_way``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
 what it had not finished — at least once, never lost.
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from tea.buffer.log import DurableBuffer
 
 log = logging.getLogger(__name__)
-SLICE = 2048  # lines filtered and decoded between two yields to the event loop
+SLICE = 2048  # lines decoded between two yields to the event loop
+RECORDS_SLICE = 4  # records (of ~100 events, as OTLP exporters send them) filtered between two yields
 RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
 WAITING_S = 0.0002  # others ran this long at a yield: something was waiting for the event loop
 GIVE_WAY = 1.0  # then a processor pauses this many times as long as they ran (at most MAX_PAUSE_S)
@@ -176,19 +179,19 @@ class ProcessorConsumer:
             whole = self.wants_any_chunks
             if not await asyncio.to_thread(lambda: probe(chunks) if whole else any(probe(c) for c in chunks)):
                 return []
-        wants = self.wants
+        wants, raw = self.wants, self.takes_ndjson
         lines: list[bytes] = []
         where: list[tuple[LogPosition, int]] = []
         before = events_before
         for n, (segment, record) in enumerate(zip(self._segments(records), records)):
             for index, line in enumerate(record.payload.split(b"\n")[:record.count]):
                 if wants is None or wants(line):
-                    lines.append(line)
+                    lines.append(line + b"\n" if raw else line)  # (a line a Batch chunk of its own)
                     where.append(((segment, record.offset, index), before))
             before += record.count
-            if n % 16 == 15:
+            if n % RECORDS_SLICE == RECORDS_SLICE - 1:
                 await give_way()
-        if self.takes_ndjson:
+        if raw:
             return [(line, pos, n) for line, (pos, n) in zip(lines, where)]
         held: list[_Held] = []
         for start in range(0, len(lines), SLICE):
@@ -215,7 +218,7 @@ class ProcessorConsumer:
         while self._held and (everything or len(self._held) >= self.batch_size):
             chunk, self._held = self._held[:self.batch_size], self._held[self.batch_size:]
             items = [e for e, _, _ in chunk]
-            events = Batch([b"\n".join(items) + b"\n"], len(items), 0, 0) if self.takes_ndjson else items
+            events = Batch(items, len(items), 0, 0) if self.takes_ndjson else items  # (its lines, one chunk each)
             ok = await self.deliver(self.name, self.fn, events, Delivery(log_id, [pos for _, pos, _ in chunk]))
             if not ok:
                 self.failed += [n + pos[2] for _, pos, n in chunk]

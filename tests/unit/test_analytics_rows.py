@@ -109,6 +109,6 @@ def test_rows_from_lines_and_from_events_are_the_rules_rows(spans: list[Any]) ->
             expected.setdefault(routed[0], {}).setdefault(routed[1]["id"], routed[1])
     want = {t: sorted(rows.values(), key=lambda r: r["id"]) for t, rows in expected.items()}
     lines = [line for line in Batch.from_events(events).ndjson().split(b"\n") if line and OtelAnalytics.wants(line)]
-    handed = Batch([b"\n".join(lines) + b"\n"], len(lines), 0, 0)  # as the consumer hands them over
-    assert run(handed) == want
+    assert run(Batch([line + b"\n" for line in lines], len(lines), 0, 0)) == want  # as the consumer hands them over
+    assert run(Batch([b"\n".join(lines) + b"\n"] if lines else [], len(lines), 0, 0)) == want
     assert run(events) == want
