@@ -12,17 +12,10 @@ import msgspec
 from hypothesis import example, given, settings, strategies as st
 
 from tea.pii import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
-from tea.receive.otlp_analytics import ROW_NAMESPACE, OtelAnalytics
+from tea.receive.otlp_analytics import _STRIP as COLUMNS, ROW_NAMESPACE, OtelAnalytics  # (the seed's key sets)
 from tea.types import Batch, Event
 
 OURS = ("span.name", "span.kind", "resource", "scope", "span.events")
-COLUMNS = {
-    "user_activity": {"user.id", "organization.id", "event.type", "event.category", "session.id", "deployment.type"},
-    "endpoint_usage": {"http.route", "http.url", "http.method", "user.id", "organization.id", "http.status_code",
-                       "duration_ms", "deployment.type", "event.category"},
-    "feature_usage": {"feature.name", "feature.action", "user.id", "organization.id", "deployment.type",
-                      "event.category"},
-}
 
 
 def reference(event: Event, created_at: int) -> tuple[str, dict[str, Any]] | None:
@@ -30,17 +23,13 @@ def reference(event: Event, created_at: int) -> tuple[str, dict[str, Any]] | Non
     raw = msgspec.json.decode(event.attributes)
     attrs = dict(raw.get("resource") or {})
     attrs.update({k: v for k, v in raw.items() if k not in OURS})
-    table = attrs.get("event.category")
-    if table:
-        table = table if isinstance(table, str) and table in COLUMNS else None
-    else:
-        table = None
-        if attrs.get("event.type") in ("login", "logout"):
-            table = "user_activity"
-        if "http.method" in attrs:
-            table = "endpoint_usage"
-        if "feature.name" in attrs:
-            table = "feature_usage"
+    named = attrs.get("event.category")
+    # without a category, the seed collector's fallbacks, the last that applies winning
+    fallbacks = [t for t, applies in (("user_activity", attrs.get("event.type") in ("login", "logout")),
+                                      ("endpoint_usage", "http.method" in attrs),
+                                      ("feature_usage", "feature.name" in attrs)) if applies]
+    table = (named if isinstance(named, str) and named in COLUMNS else None) if named else \
+        (fallbacks[-1] if fallbacks else None)
     if table is None:
         return None
 
