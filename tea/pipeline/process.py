@@ -137,7 +137,8 @@ class ProcessorRunner:
         if status == "error":
             t.child(t.telemetron_plugin_errors, name).inc()
 
-    async def _dead_letter(self, name: str, events: Sequence[Event], error: BaseException | None, attempts: int) -> None:
+    async def _dead_letter(self, name: str, events: Sequence[Event], error: BaseException | None,
+                           attempts: int) -> None:
         entry = DeadLetter(id=str(uuid.uuid4()), at=self.clock(), stage=name,
                            error=f"{type(error).__name__}: {error}", attempts=attempts, event_count=len(events),
                            payload=encode_lines(events).decode())

@@ -160,7 +160,8 @@ class OtelAnalytics:
         table = category(attrs)
         if table is None:
             return None
-        base = {"tenant_id": span.tenant_id, "id": row_id(table, span.tenant_id, span.event_id),  # type: ignore[arg-type]
+        base = {"tenant_id": span.tenant_id,
+                "id": row_id(table, span.tenant_id, span.event_id),  # type: ignore[arg-type]
                 "timestamp": span.timestamp,
                 "user_id": self._id(attrs.get("user.id")), "organization_id": self._id(attrs.get("organization.id")),
                 "deployment_type": attrs.get("deployment.type", "unknown"), "created_at": created_at,
