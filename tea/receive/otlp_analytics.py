@@ -93,9 +93,10 @@ _SPANS = msgspec.json.Decoder(list[_Span])
 
 def merged(attributes: dict[str, Any]) -> dict[str, Any]:
     """The span's attributes merged over its resource's (the span's win), without TEA's own keys (``_OURS``) of
-    the span; the resource's keys first, in their order. ``attributes`` is the span's, decoded for this call."""
+    the span; the resource's keys first, in their order (a ``resource`` that is no object holds none).
+    ``attributes`` is the span's, decoded for this call."""
     resource = attributes.get("resource")
-    if not resource:
+    if not resource or not isinstance(resource, dict):
         for key in _OURS:
             attributes.pop(key, None)
         return attributes

@@ -21,7 +21,7 @@ OURS = ("span.name", "span.kind", "resource", "scope", "span.events")
 def reference(event: Event, created_at: int) -> tuple[str, dict[str, Any]] | None:
     """The rules, written plainly."""
     raw = msgspec.json.decode(event.attributes)
-    attrs = dict(raw.get("resource") or {})
+    attrs = dict(raw["resource"]) if isinstance(raw.get("resource"), dict) else {}
     attrs.update({k: v for k, v in raw.items() if k not in OURS})
     named = attrs.get("event.category")
     # without a category, the seed collector's fallbacks, the last that applies winning
@@ -82,7 +82,8 @@ objects = st.dictionaries(keys, values, max_size=8)
 
 @settings(max_examples=200, deadline=None)
 @example([({"event.category": ""}, None, "otlp", "span", 0), ({"event.category": ["x"]}, None, "otlp", "span", 1),
-          ({"event.category": False, "http.method": "GET"}, {"span.name": "r", "user.id": "u"}, "otlp", "span", 2)])
+          ({"event.category": False, "http.method": "GET"}, {"span.name": "r", "user.id": "u"}, "otlp", "span", 2),
+          ({"resource": ["x"], "http.method": "GET"}, None, "otlp", "span", 3)])
 @given(st.lists(st.tuples(objects, st.one_of(st.none(), objects), st.sampled_from(["otlp", "native"]),
                           st.sampled_from(["span", "log"]), st.integers(0, 3)), max_size=12))
 def test_rows_from_lines_and_from_events_are_the_rules_rows(spans: list[Any]) -> None:
