@@ -25,11 +25,12 @@ from typing import Any
 import duckdb
 
 from tea.storage.duckdb.sql import partition_of, partition_table
-from tea.storage.duckdb import COLUMN_TYPES, ROW_GROUP_SIZE, DuckDBStorage, connect
+from tea.storage.duckdb import COLUMN_TYPES, ROW_GROUP_SIZE, DuckDBStorage, connect, rollup
 
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt
-# (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size)
-GENERATOR_VERSION = 3
+# (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size; 4: with
+# the Prometheus rollup built, as a running TEA keeps it; 5: attributes zstd-compressed, DuckDB schema 15)
+GENERATOR_VERSION = 5
 DAY_START_US = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
 DAY_US = 86_400_000_000
 TENANTS = 10
@@ -167,6 +168,8 @@ def _build(data_dir: str, n: int, seed: int, sql: str | None = None) -> int:
         con.execute("SET enable_progress_bar = false")
         con.execute(sql or generate_sql(n, seed))
         insert_partitions(con)
+        rollup.mark_all(con)  # (loaded past TEA's writer: its rollup is built here, as TEA's catch-up would)
+        rollup.catch_up(con, 2**62)
         con.execute("CHECKPOINT")
         return con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
 

@@ -22,6 +22,7 @@ from tea import __version__
 from tea.auth.keys import SecretBox, load_master_key
 from tea.compose import compose
 from tea.lifecycle import Lifecycle
+from tea.ops.rollup import keep_rolled_up
 from tea.services import provide
 from tea.errors import ClientError
 from tea.http import Request, Response
@@ -31,6 +32,7 @@ from tea.http.response import JSON, encode_json
 from tea.http.schemas import ErrorBody
 from tea.settings import Settings, mask
 from tea.storage.base import Storage
+from tea.storage.capabilities import RollsUp
 from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,9 @@ class TeaApp:
         lc.background("audit log", s.audit.run, drain=lambda deadline: s.audit.drain(
             max(AUDIT_DRAIN_MIN_S, deadline - time.monotonic())))
         lc.background("retention", s.retention.run)
+        if isinstance(s.storage, RollsUp):
+            storage = s.storage
+            lc.background("rollup", lambda: keep_rolled_up(storage))
         if s.alerts.notifier.urls:  # queued notifications get a moment to go out, after the evaluator stopped
             notifier = s.alerts.notifier
             lc.background("alert notifier", notifier.run,

@@ -5,7 +5,9 @@ Each processor reads the log from its own durable position, only as far as the w
 slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
 keeps the lines it wants (``wants_any`` / ``wants`` probes), and hands them over in batches of
 ``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read, or at
-once when a read of derived data needs it (``hurry`` / ``handled_through``).
+once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor that ``takes_ndjson``
+is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and of the consumer's) the
+event loop serves what is waiting first (``give_way``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
 what it had not finished — at least once, never lost.
@@ -16,7 +18,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from tea.batching import BatchTrigger
 from tea.buffer.cursors import Position
@@ -27,8 +29,24 @@ if TYPE_CHECKING:
     from tea.buffer.log import DurableBuffer
 
 log = logging.getLogger(__name__)
-SLICE = 2048  # lines filtered and decoded between two yields to the event loop
+SLICE = 2048  # lines decoded between two yields to the event loop
+RECORDS_SLICE = 4  # records (of ~100 events, as OTLP exporters send them) filtered between two yields
 RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
+WAITING_S = 0.0002  # others ran this long at a yield: something was waiting for the event loop
+GIVE_WAY = 1.0  # then a processor pauses this many times as long as they ran (at most MAX_PAUSE_S)
+MAX_PAUSE_S = 0.05
+
+
+async def give_way() -> None:
+    """Between two slices of a processor's work: let the event loop run what is waiting (requests, the writer's
+    commits) and, when something was, pause about as long again before the next slice. An idle loop is the
+    processor's at once; a busy one keeps most of its time for receiving and storing events (a request is not
+    served between the steps of a slice), while the processor still moves on."""
+    started = time.perf_counter()
+    await asyncio.sleep(0)
+    others = time.perf_counter() - started
+    if others > WAITING_S:
+        await asyncio.sleep(min(others * GIVE_WAY, MAX_PAUSE_S))
 LogPosition = tuple[int, int, int]  # (segment, offset of the event's record, index of its line in the record)
 
 
@@ -43,9 +61,10 @@ class Delivery:
     positions: list[LogPosition]
 
 
-# (event, its position, events of the log before its record): one event read and wanted, not yet handed over
-_Held = tuple[Event, LogPosition, int]
-Deliver = Callable[[str, Any, list[Event], Delivery], Awaitable[bool]]
+# (event — or its NDJSON line, for a processor that takes_ndjson —, its position, events of the log before its
+# record): one event read and wanted, not yet handed over
+_Held = tuple[Any, LogPosition, int]
+Deliver = Callable[[str, Any, Sequence[Event], Delivery], Awaitable[bool]]
 
 
 class ProcessorConsumer:
@@ -64,6 +83,7 @@ class ProcessorConsumer:
         self.wants_any = getattr(fn, "wants_any", None)
         self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
         self.wants = getattr(fn, "wants", None)
+        self.takes_ndjson = bool(getattr(fn, "takes_ndjson", False))  # handed a Batch of its lines, not decoded
         types = getattr(fn, "event_types", None)  # the only event types it wants: records of none are not searched
         self.event_types = frozenset(types) if types is not None else None
         self.failed: list[int] = []  # log event numbers of events sent to the DLQ (for events_processed)
@@ -159,24 +179,26 @@ class ProcessorConsumer:
             whole = self.wants_any_chunks
             if not await asyncio.to_thread(lambda: probe(chunks) if whole else any(probe(c) for c in chunks)):
                 return []
-        wants = self.wants
+        wants, raw = self.wants, self.takes_ndjson
         lines: list[bytes] = []
         where: list[tuple[LogPosition, int]] = []
         before = events_before
         for n, (segment, record) in enumerate(zip(self._segments(records), records)):
             for index, line in enumerate(record.payload.split(b"\n")[:record.count]):
                 if wants is None or wants(line):
-                    lines.append(line)
+                    lines.append(line + b"\n" if raw else line)  # (a line a Batch chunk of its own)
                     where.append(((segment, record.offset, index), before))
             before += record.count
-            if n % 64 == 63:
-                await asyncio.sleep(0)
+            if n % RECORDS_SLICE == RECORDS_SLICE - 1:
+                await give_way()
+        if raw:
+            return [(line, pos, n) for line, (pos, n) in zip(lines, where)]
         held: list[_Held] = []
         for start in range(0, len(lines), SLICE):
             part = lines[start:start + SLICE]
             events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
             held += [(e, pos, n) for e, (pos, n) in zip(events, where[start:start + SLICE])]
-            await asyncio.sleep(0)
+            await give_way()
         return held
 
     def _segments(self, records: list[Record]) -> list[int]:
@@ -195,8 +217,9 @@ class ProcessorConsumer:
         log_id = self.buffer.log_id
         while self._held and (everything or len(self._held) >= self.batch_size):
             chunk, self._held = self._held[:self.batch_size], self._held[self.batch_size:]
-            ok = await self.deliver(self.name, self.fn, [e for e, _, _ in chunk],
-                                    Delivery(log_id, [pos for _, pos, _ in chunk]))
+            items = [e for e, _, _ in chunk]
+            events = Batch(items, len(items), 0, 0) if self.takes_ndjson else items  # (its lines, one chunk each)
+            ok = await self.deliver(self.name, self.fn, events, Delivery(log_id, [pos for _, pos, _ in chunk]))
             if not ok:
                 self.failed += [n + pos[2] for _, pos, n in chunk]
         if self._held:  # the rest waits for a full batch or the timeout: keep its record

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -108,7 +108,7 @@ class ProcessorRunner:
         if self.telemetry is not None and count > 0:
             self.telemetry.telemetron_events_processed.inc(count)
 
-    async def _deliver(self, name: str, fn: Any, events: list[Event], delivery: Delivery | None) -> bool:
+    async def _deliver(self, name: str, fn: Any, events: Sequence[Event], delivery: Delivery | None) -> bool:
         started = time.perf_counter()
         error: BaseException | None = None
         for attempt in range(1, self.attempts + 1):
@@ -137,7 +137,8 @@ class ProcessorRunner:
         if status == "error":
             t.child(t.telemetron_plugin_errors, name).inc()
 
-    async def _dead_letter(self, name: str, events: list[Event], error: BaseException | None, attempts: int) -> None:
+    async def _dead_letter(self, name: str, events: Sequence[Event], error: BaseException | None,
+                           attempts: int) -> None:
         entry = DeadLetter(id=str(uuid.uuid4()), at=self.clock(), stage=name,
                            error=f"{type(error).__name__}: {error}", attempts=attempts, event_count=len(events),
                            payload=encode_lines(events).decode())

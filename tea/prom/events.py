@@ -165,6 +165,12 @@ class EventSource:
                      n_buckets: int) -> tuple[list[tuple[str, ...]], np.ndarray]:
         """Storage's cells of the plan: a histogram's bins where the backend counts them, else each aggregate."""
         groups = tuple(LABELS[g] for g in plan.groups)
+        read_minutes = getattr(self.reader, "aggregate_minutes", None)
+        if read_minutes is not None:  # (the backend's per-minute rollup, where it answers the spec)
+            spec = AggregateSpec(f, plan.aggs, None, groups, bucket_us=width_us, origin_us=origin_us)
+            found = await read_minutes(spec)
+            if found is not None:
+                return cells.dense(found, len(groups), len(plan.aggs), n_buckets, width_us, origin_us)
         binned = cells.histogram_of(plan.aggs)
         read_bins = getattr(self.reader, "aggregate_bins", None)
         if binned is not None and read_bins is not None:

@@ -12,7 +12,8 @@ from tea.auth.principal import Principal
 from tea.errors import Forbidden
 from tea.signals.model import LogRecord, MetricPoint, PointQuery, RecordQuery, SeriesKey
 from tea.storage.base import Storage
-from tea.storage.capabilities import AggregatesBins, AggregatesColumns, ExportsFiles, GroupsCommunications, signals_of
+from tea.storage.capabilities import (AggregatesBins, AggregatesColumns, AggregatesMinutes, ExportsFiles,
+                                      GroupsCommunications, signals_of)
 from tea.types import (AggregateSpec, AuditRecord, DeadLetter, Event, EventFilter, QueryResult, QuerySpec,
                        TraceSummary)
 
@@ -84,6 +85,10 @@ class ScopedStorage:
             async def aggregate_bins(spec: AggregateSpec, column: str, bounds: tuple[float, ...]) -> list[Any]:
                 return await storage.aggregate_bins(replace(spec, filter=scoped(principal, spec.filter)), column, bounds)
             self.aggregate_bins = aggregate_bins
+        if isinstance(storage, AggregatesMinutes):  # ... and from per-minute pre-aggregates
+            async def aggregate_minutes(spec: AggregateSpec) -> list[Any] | None:
+                return await storage.aggregate_minutes(replace(spec, filter=scoped(principal, spec.filter)))
+            self.aggregate_minutes = aggregate_minutes
         if isinstance(storage, GroupsCommunications):  # the backend computes the seed's views in SQL
             async def communication_groups(kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
                 return await storage.communication_groups(kind, scoped(principal, filter))

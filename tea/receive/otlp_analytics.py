@@ -14,24 +14,24 @@ after a crash, a client resending a request — never doubles its row.
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import re
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import msgspec
 
+from tea.pipeline.consume import give_way
 from tea.pipeline.stages import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
 from tea.storage.base import Storage
 from tea.timeutil import now_us
-from tea.types import Event
+from tea.types import Batch, Event, encode_lines
 from tea.scan import contains_any
 
 ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
 _NAMESPACE_BYTES = ROW_NAMESPACE.bytes
-YIELD_EVERY = 1024
+YIELD_EVERY = 64  # spans decoded and routed between two yields to the event loop (well under a millisecond)
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _STRIP = {
@@ -44,9 +44,12 @@ _STRIP = {
 
 
 def category(attrs: dict[str, Any]) -> str | None:
+    """The table a span's merged attributes route to, or None (an ``event.category`` that names no table, of any
+    JSON type, routes nowhere; an empty or false one counts as absent)."""
     chosen = attrs.get("event.category")
     if chosen:
-        return chosen if chosen in _STRIP else None
+        return chosen if isinstance(chosen, str) and chosen in _STRIP else None
+    chosen = None
     if attrs.get("event.type") in ("login", "logout"):
         chosen = "user_activity"
     if "http.method" in attrs:
@@ -73,11 +76,53 @@ def sensitive(key: str) -> bool:
     return lowered in DEFAULT_PII_KEYS or any(word in lowered for word in DEFAULT_PII_CONTAINS)
 
 
+class _Span(msgspec.Struct, gc=False):
+    """What the projections read of a stored span line (its other fields are skipped, never decoded). Not tracked by
+    the cycle collector (``gc=False``): thousands are decoded at once and none is part of a cycle."""
+
+    event_type: str
+    event_id: str | None = None
+    tenant_id: str | None = None
+    timestamp: int | None = None
+    source_protocol: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+_SPANS = msgspec.json.Decoder(list[_Span])
+
+
+def merged(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The span's attributes merged over its resource's (the span's win), without TEA's own keys (``_OURS``) of
+    the span; the resource's keys first, in their order (a ``resource`` that is no object holds none).
+    ``attributes`` is the span's, decoded for this call."""
+    resource = attributes.get("resource")
+    if not resource or not isinstance(resource, dict):
+        for key in _OURS:
+            attributes.pop(key, None)
+        return attributes
+    attrs = {**resource, **attributes}
+    for key in _OURS:
+        if key in attributes:
+            if key in resource:
+                attrs[key] = resource[key]
+            else:
+                del attrs[key]
+    return attrs
+
+
+@functools.lru_cache(maxsize=4096)  # (the spans of one producer carry the same keys: sorted out once per table)
+def kept(table: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The attribute keys ``event_metadata`` keeps of a ``table`` row: not a column, not sensitive."""
+    strip = _STRIP[table]
+    return tuple(key for key in keys if key not in strip and not sensitive(key))
+
+
 class OtelAnalytics:
     """Processor ``otel_analytics``: writes projection rows for every OTLP span that routes."""
 
     _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
     wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
+    takes_ndjson = True  # handed the committed NDJSON lines (a Batch): only the fields it reads are decoded
     event_types = frozenset(["span"])  # records known to hold no span are not searched
     batch_size = 20_000  # rows are written as one set per table and batch: large batches, few writes
 
@@ -89,7 +134,8 @@ class OtelAnalytics:
     @classmethod
     def wants(cls, line: bytes) -> bool:
         """Only OTLP spans that carry a routing attribute are decoded for this processor."""
-        return b'"event_type":"span"' in line and any(key in line for key in cls._ROUTING)
+        return b'"event_type":"span"' in line and (b'"event.category"' in line or b'"http.method"' in line or
+                                                   b'"feature.name"' in line or b'"event.type"' in line)
 
     def __init__(self, storage: Storage, hash_ids: bool = False, clock: Callable[[], int] = now_us) -> None:
         self.storage = storage
@@ -105,41 +151,56 @@ class OtelAnalytics:
         return text[:32]
 
     def row(self, event: Event) -> tuple[str, dict[str, Any]] | None:
-        raw = msgspec.json.decode(event.attributes)
-        attrs = {**(raw.get("resource") or {}), **{k: v for k, v in raw.items() if k not in _OURS}}
+        """The table and row one span event gives, or None when it does not route."""
+        span = _Span(event.event_type, event.event_id, event.tenant_id, event.timestamp,  # type: ignore[arg-type]
+                     event.source_protocol, msgspec.json.decode(event.attributes))
+        return self._row(span, self.clock())
+
+    def _row(self, span: _Span, created_at: int) -> tuple[str, dict[str, Any]] | None:
+        attrs = merged(span.attributes or {})
         table = category(attrs)
         if table is None:
             return None
-        base = {"tenant_id": event.tenant_id, "id": row_id(table, event.tenant_id, event.event_id),  # type: ignore[arg-type]
-                "timestamp": event.timestamp,
+        base = {"tenant_id": span.tenant_id,
+                "id": row_id(table, span.tenant_id, span.event_id),  # type: ignore[arg-type]
+                "timestamp": span.timestamp,
                 "user_id": self._id(attrs.get("user.id")), "organization_id": self._id(attrs.get("organization.id")),
-                "deployment_type": attrs.get("deployment.type", "unknown"), "created_at": self.clock(),
-                "event_metadata": {k: v for k, v in attrs.items() if k not in _STRIP[table] and not sensitive(k)}}
-        if table == "user_activity":
-            base.update(event_type=str(attrs.get("event.type", "unknown"))[:50],
-                        session_id=attrs.get("session.id"))
-        elif table == "endpoint_usage":
+                "deployment_type": attrs.get("deployment.type", "unknown"), "created_at": created_at,
+                "event_metadata": {key: attrs[key] for key in kept(table, tuple(attrs))}}
+        if table == "endpoint_usage":
             code = attrs.get("http.status_code")
             duration = attrs.get("duration_ms")
             base.update(endpoint=str(attrs.get("http.route") or attrs.get("http.url") or "unknown")[:255],
                         method=attrs.get("http.method"), status_code=code if isinstance(code, int) else None,
                         duration_ms=float(duration) if isinstance(duration, (int, float)) else None)
+        elif table == "user_activity":
+            base.update(event_type=str(attrs.get("event.type", "unknown"))[:50], session_id=attrs.get("session.id"))
         else:
             base.update(feature_name=str(attrs.get("feature.name", "unknown"))[:100], action=attrs.get("feature.action"))
         return table, base
 
-    async def __call__(self, events: list[Event]) -> None:
+    def _chunks(self, events: Sequence[Event]) -> list[bytes]:
+        """NDJSON chunks of the spans of ``events`` that may route: a Batch's own (its consumer hands it the lines
+        ``wants`` took, a chunk each), or the lines of decoded events (a dead letter's replay), encoded again and
+        probed."""
+        if isinstance(events, Batch):
+            return events.chunks
+        return [line + b"\n" for line in encode_lines(events).split(b"\n") if line and self.wants(line)]
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        chunks = self._chunks(events)
+        created_at = self.clock()
         tables: dict[str, dict[str, dict[str, Any]]] = {}
-        for n, event in enumerate(events):
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # a batch is up to 20 000 spans: let requests in between
-            if event.event_type != "span" or event.source_protocol != "otlp":
-                continue
-            raw = bytes(event.attributes)
-            if not any(key in raw for key in self._ROUTING):
-                continue  # cannot route: skip decoding its attributes
-            routed = self.row(event)
-            if routed is not None:  # (a span twice in one batch: its first row, as storage keeps its first copy)
-                tables.setdefault(routed[0], {}).setdefault(routed[1]["id"], routed[1])
+        for start in range(0, len(chunks), YIELD_EVERY):
+            if start:
+                await give_way()  # a batch is up to 20 000 spans: requests first
+            # (chunks of whole lines: their newlines become the commas of one JSON array)
+            array = b"".join(chunks[start:start + YIELD_EVERY]).replace(b"\n", b",")
+            for span in _SPANS.decode(b"[" + array[:-1] + b"]"):
+                if span.event_type != "span" or span.source_protocol != "otlp":
+                    continue
+                routed = self._row(span, created_at)
+                if routed is not None:  # (a span twice in one batch: its first row, as storage keeps its first copy)
+                    tables.setdefault(routed[0], {}).setdefault(routed[1]["id"], routed[1])
         for table, rows in tables.items():
             await self.storage.write_rows(table, list(rows.values()))

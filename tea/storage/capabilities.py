@@ -8,7 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 from tea.storage.signals import HasSignals, SignalStore, signals_of
 from tea.types import AggregateSpec, EventFilter
 
-__all__ = ["AggregatesBins", "AggregatesColumns", "ExportsFiles", "GroupsCommunications", "HasSignals", "SignalStore", "signals_of"]
+__all__ = ["AggregatesBins", "AggregatesColumns", "AggregatesMinutes", "ExportsFiles", "GroupsCommunications", "HasSignals",
+           "RollsUp", "SignalStore", "signals_of"]
 
 
 @runtime_checkable
@@ -29,6 +30,21 @@ class AggregatesBins(Protocol):
         """Columns ``(bucket, *groups, bin, *aggregates)``: ``spec``'s aggregates per bucket, group and bin of
         ``column`` — bin i holds the events whose ``column`` is in (bounds[i-1], bounds[i]], bin
         len(bounds) those above every bound, NULL those without a value."""
+
+
+@runtime_checkable
+class AggregatesMinutes(Protocol):
+    async def aggregate_minutes(self, spec: AggregateSpec) -> list[Any] | None:
+        """``aggregate_columns``' answer from per-minute pre-aggregates where the backend keeps them for ``spec``
+        (whole-minute buckets, few labels: DuckDB's ``tea.storage.duckdb.rollup``), the same cells the events
+        give, written or deleted until the call included; None where it does not (the caller asks the events)."""
+
+
+@runtime_checkable
+class RollsUp(Protocol):
+    async def roll_up(self, now_us: int) -> int:
+        """Bring the pre-aggregates of ``aggregate_minutes`` up to date with the events (run every few seconds by
+        ``tea.app``); they answer exactly without it, only slower."""
 
 
 @runtime_checkable

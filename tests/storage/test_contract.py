@@ -518,3 +518,59 @@ def test_duckdb_migrates_an_unpartitioned_file_without_losing_events(tmp_path: P
             assert con.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = ?", [tenant]).fetchone()[0] >= 10
         assert sum(con.execute(f"SELECT count(*) FROM {partition_table(n)}").fetchone()[0]
                    for n in range(PARTITIONS)) == 71
+
+
+def test_duckdb_rebuilds_a_file_of_schema_14_with_attributes_compressed(tmp_path: Path) -> None:
+    """v15 copies every partition of a file the previous schema made into one whose attributes are zstd:
+    every event and every value stays readable, and the writer's duplicate check still finds the old ones."""
+    import duckdb
+
+    from tea.storage.duckdb.sql import PARTITIONS, partition_of, partition_table
+    path = str(tmp_path / "v14.duckdb")
+    old = [ev(f"e{i}", T0 + i, tenant=f"t{i % 5}", source=f"s{i % 3}", duration_ms=i / 4, tags=["a", f"b{i}"],
+              attributes={"k": i, "nested": {"text": "x" * (i % 50)}}, tool="search" if i % 2 else None)
+           for i in range(300)]
+    with duckdb.connect(path) as con:  # a file as schema version 14 left it, holding the events
+        con.execute("CREATE TABLE tea_schema (version INTEGER NOT NULL)")
+        for number, step in enumerate(MIGRATIONS[:14], 1):
+            step(con) if callable(step) else con.execute(step)
+            con.execute("INSERT INTO tea_schema VALUES (?)", [number])
+
+    async def write_old() -> None:  # (with the writer as it is: the rows are what schema 14 holds)
+        storage = DuckDBStorage(path)
+        storage._migrate = lambda con: None  # type: ignore[method-assign]
+        await storage.open()
+        await storage.write_batch(from_wire(old))
+        await storage.close()
+    from tea.storage.duckdb import rollup
+    with duckdb.connect(path) as con:  # (the rollup's tables, which the writer marks, only while it writes)
+        for ddl in rollup.DDL:
+            con.execute(ddl)
+    asyncio.run(write_old())
+    with duckdb.connect(path) as con:
+        con.execute(f"DROP TABLE {rollup.TABLE}")
+        con.execute(f"DROP TABLE {rollup.PENDING}")
+    with duckdb.connect(path, read_only=True) as con:
+        assert "ZSTD" not in con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'events_p00'").fetchone()[0]
+
+    async def scenario() -> tuple[list[Event], int]:
+        storage = DuckDBStorage(path)
+        await storage.open()
+        try:
+            found = await everything(storage)
+            again = await storage.write_batch(from_wire(old[:100] + [ev("new", T0 + 1000, tenant="t1")]))
+            return found, again.written
+        finally:
+            await storage.close()
+    found, written = asyncio.run(scenario())
+    assert sorted(found, key=lambda e: e.event_id) == sorted(old, key=lambda e: e.event_id)
+    assert written == 1  # (the resent old events are found after the rebuild)
+    with duckdb.connect(path, read_only=True) as con:
+        assert con.execute("SELECT max(version) FROM tea_schema").fetchone()[0] == len(MIGRATIONS)
+        for n in range(PARTITIONS):
+            assert "attributes JSON USING COMPRESSION ZSTD NOT NULL" in con.execute(
+                "SELECT sql FROM duckdb_tables() WHERE table_name = ?", [partition_table(n)]).fetchone()[0]
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 301
+        stored = partition_table(partition_of("t1"))
+        assert con.execute(f"SELECT DISTINCT compression FROM pragma_storage_info('{stored}') "
+                           "WHERE column_name = 'attributes' AND segment_type = 'JSON'").fetchall() == [("ZSTD",)]

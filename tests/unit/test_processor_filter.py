@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -97,6 +98,34 @@ def test_probes_see_every_chunk_of_a_read(tmp_path: Path) -> None:
             async with log:
                 await log.passed()
             assert processor.probes == probes and processor.seen == ["e0"]
+    asyncio.run(main())
+
+
+def test_a_processor_taking_ndjson_is_handed_its_wanted_lines_undecoded(tmp_path: Path) -> None:
+    """``takes_ndjson``: the batch is a Batch of exactly the lines ``wants`` picked, in log order, with their
+    positions; iterating it gives the same events a list would hold."""
+    class Lines(Picky):
+        takes_ndjson = True
+        takes_delivery = True
+
+        def __init__(self, mark: bytes) -> None:
+            super().__init__(mark)
+            self.batches: list[Any] = []
+
+        async def __call__(self, events, delivery=None) -> None:  # type: ignore[no-untyped-def,override]
+            self.batches.append((events, delivery, getattr(events, "_events", ()) is None))
+            self.seen += [e.event_id for e in events]  # type: ignore[misc]
+
+    async def main() -> None:
+        lines = Lines(b'"event_type":"span"')
+        async with Log(tmp_path, [("lines", lines)], MemoryStorage(), batch_size=1000, batch_timeout_s=0.01) as log:
+            await log.commit_records(batch(["span", "request", "span"]), batch(["span"]))
+            await log.passed()
+        [(handed, delivery, undecoded)] = lines.batches
+        assert isinstance(handed, Batch) and undecoded  # never decoded before the processor
+        assert handed.ndjson() == Batch.from_events([e for e in batch(["span", "request", "span"]) + batch(["span"])
+                                                     if e.event_type == "span"]).ndjson()
+        assert lines.seen == ["e0", "e2", "e0"] and [p[2] for p in delivery.positions] == [0, 2, 0]
     asyncio.run(main())
 
 

@@ -27,6 +27,8 @@ from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
 from tea.storage.duckdb.load import Shape, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb.analytics import DuckDBAnalytics
 from tea.storage.duckdb.export import DuckDBExport
+from tea.storage.duckdb import rollup
+from tea.storage.duckdb.rollup import DuckDBRollup
 from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
@@ -60,6 +62,12 @@ _SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.time
 # (_trim_after_write), and while an export runs (tea.storage.duckdb.export).
 CACHE_TRIM_INTERVAL_S = 2.0
 
+
+# A page of events (LIMIT up to 10 001: the API's largest page and the row that says more follow) is chosen
+# by the filtered and ordered columns alone, the others read only for its rows (DuckDB's late
+# materialization, by default only up to LIMIT 50): a 100-event page of a 440 000-span tenant 6.7 instead
+# of 13.8 ms of CPU — reading zstd's attributes for every candidate row costs the most
+LATE_MATERIALIZATION_ROWS = 10_001
 
 # the name the DuckDB file is attached under (when a row group size is set)
 DATABASE = "tea"
@@ -108,7 +116,7 @@ def _by_partition(tenants: list[str]) -> dict[int, list[str]]:
     return out
 
 
-class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
+class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
     name: ClassVar[str] = "duckdb"
     persistent: ClassVar[bool] = True
 
@@ -147,7 +155,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
     def _open_sync(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        config: dict[str, Any] = {"preserve_insertion_order": False}
+        config: dict[str, Any] = {"preserve_insertion_order": False,
+                                  "late_materialization_max_rows": LATE_MATERIALIZATION_ROWS}
         if self.threads:
             config["threads"] = self.threads
         if self.memory_limit:
@@ -200,6 +209,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
         if self._closed:
             return
         self._closed = True
+        self._interrupt_roll_up()
         self._readers.shutdown(wait=True)
         await self._on_writer(self._close_sync)
         self._writer.shutdown(wait=True)
@@ -265,6 +275,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
                 stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
                 self._drop_repeats_sync(con)
                 written = self._insert_partitions_sync(con, min_ts, max_ts)
+                if written:  # (their minutes of the Prometheus rollup are read from the events until rolled up)
+                    rollup.mark(con, min_ts, max_ts)
         except duckdb.Error as exc:
             raise refused(exc, "batch") from exc
         self._trim_after_write()
@@ -317,7 +329,9 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport):
         numbers = range(PARTITIONS) if tenant_ids is None else sorted({partition_of(t) for t in tenant_ids})
         deleted = 0
         for number in numbers:
-            row = con.execute(f"DELETE FROM {partition_table(number)}{condition}", params).fetchone()
+            with transaction(con):  # (the deleted events' minutes pending in the rollup, with the delete)
+                rollup.mark_deleted(con, partition_table(number), condition, params)
+                row = con.execute(f"DELETE FROM {partition_table(number)}{condition}", params).fetchone()
             deleted += row[0] if row else 0
         return deleted
 
