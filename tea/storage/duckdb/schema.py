@@ -67,10 +67,9 @@ _COMPRESSED = {"attributes": "zstd"}
 def _compress_attributes(con: duckdb.DuckDBPyConnection) -> None:
     """v15: every partition rebuilt with ``attributes`` zstd-compressed (DuckDB cannot change a column's
     compression in place): its rows copied, sorted by tenant and time, into a new table that takes its name."""
-    columns = {**_FIRST_COLUMN_TYPES, **_SEMCONV_COLUMN_TYPES}
     ddl = "(" + ", ".join(f"{name} {kind.replace(' NOT NULL', '')} USING COMPRESSION {_COMPRESSED[name]}"
                           f"{' NOT NULL' if kind.endswith(' NOT NULL') else ''}" if name in _COMPRESSED
-                          else f"{name} {kind}" for name, kind in columns.items()) + ")"
+                          else f"{name} {kind}" for name, kind in COLUMN_TYPES.items()) + ")"
     con.execute("DROP VIEW events")
     for number in range(PARTITIONS):  # (a statement per partition: every row of one moves at once)
         _rebuild(con, partition_table(number), ddl)
