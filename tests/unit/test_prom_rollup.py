@@ -73,9 +73,9 @@ def test_a_duckdb_file_rolls_up() -> None:
 def test_what_the_rollup_answers() -> None:
     base = AggregateSpec(EventFilter(start_us=T0, end_us=T0 + HOUR), (Agg("count"), *LES), None, ("method",),
                          bucket_us=MINUTE, origin_us=T0)
-    assert rollup.plan(base) == ("method", "method")
-    assert rollup.plan(replace(base, group_by=("tenant_id",))) == ("", None)
-    assert rollup.plan(replace(base, group_by=(), filter=replace(base.filter, source="s1"))) == ("source", "source")
+    assert rollup.plan(base) == "method"
+    assert rollup.plan(replace(base, group_by=("tenant_id",))) == ""
+    assert rollup.plan(replace(base, group_by=(), filter=replace(base.filter, source="s1"))) == "source"
     assert rollup.plan(replace(base, bucket_us=5 * MINUTE, origin_us=T0 - 5 * MINUTE)) is not None
     for refused in (replace(base, group_by=("method", "source")),                       # two labels
                     replace(base, filter=replace(base.filter, source="s1")),             # grouped on one, filters another

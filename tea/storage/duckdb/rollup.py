@@ -127,13 +127,12 @@ def catch_up(con: duckdb.DuckDBPyConnection, sealed_us: int) -> int:
     try:
         spans = _merged([(lo, hi) for lo, hi in con.execute(f"SELECT lo, hi FROM {PENDING}").fetchall()])
         done = [(lo, min(hi, sealed_us)) for lo, hi in spans if lo < sealed_us]
-        if done:
+        if done:  # (the later parts stay pending; every span recomputed at once: one DELETE, one INSERT)
             con.execute(f"DELETE FROM {PENDING}")
             later = [(max(lo, sealed_us), hi) for lo, hi in spans if hi > sealed_us]
             if later:
                 con.execute(f"INSERT INTO {PENDING} SELECT * FROM (VALUES "
                             + ", ".join("(?, ?)" for _ in later) + ")", [v for span in later for v in span])
-        if done:  # (every span at once: one DELETE, one INSERT)
             spans = [(max(lo, _FOREVER[0] // 2), min(hi, _FOREVER[1] // 2)) for lo, hi in done]
             within = " OR ".join("(minute >= ? AND minute < ?)" for _ in spans)
             con.execute(f"DELETE FROM {TABLE} WHERE {within}", [v for span in spans for v in span])
@@ -165,9 +164,9 @@ def _columns(aggs: tuple[Agg, ...]) -> list[str] | None:
     return out
 
 
-def plan(spec: AggregateSpec) -> tuple[str, str | None] | None:
-    """(the label the spec's rows are read from, '' for none; the column holding its value) when the rollup
-    answers ``spec``: whole-minute buckets and range, at most one label grouped on or filtered by."""
+def plan(spec: AggregateSpec) -> str | None:
+    """The label the spec's rows are read from ('' for none: the rows over every event) when the rollup answers
+    ``spec``: whole-minute buckets and range, at most one label grouped on or filtered by."""
     f = spec.filter
     width = spec.bucket_us
     if (spec.top is not None or spec.bucket is not None or width is None or width % MINUTE_US
@@ -178,8 +177,7 @@ def plan(spec: AggregateSpec) -> tuple[str, str | None] | None:
     named = {g for g in spec.group_by if g != "tenant_id"} | {c for c in FILTER_COLUMNS if getattr(f, c) is not None}
     if len(named) > 1 or not named <= set(LABELS) or len(set(spec.group_by)) != len(spec.group_by):
         return None
-    label = next(iter(named), "")
-    return label, (label or None)
+    return next(iter(named), "")
 
 
 def _pending(spans: list[tuple[int, int]], f: EventFilter) -> list[tuple[int, int]]:
@@ -190,10 +188,9 @@ def _pending(spans: list[tuple[int, int]], f: EventFilter) -> list[tuple[int, in
 def read(cur: duckdb.DuckDBPyConnection, spec: AggregateSpec) -> list[Any] | None:
     """``aggregate_columns``' answer to ``spec`` from the rollup and the pending minutes' events, in one
     snapshot; None when the rollup does not answer it (``plan``) or every minute of it is pending."""
-    found = plan(spec)
-    if found is None:
+    label = plan(spec)
+    if label is None:
         return None
-    label, value = found
     f, width, origin = spec.filter, int(spec.bucket_us), int(spec.origin_us)  # type: ignore[arg-type]
     cur.execute("BEGIN TRANSACTION")
     try:
@@ -210,8 +207,8 @@ def read(cur: duckdb.DuckDBPyConnection, spec: AggregateSpec) -> list[Any] | Non
             where += " AND tenant_id IS NOT NULL"
         else:
             where += " AND " + DIALECT.in_list(params, "tenant_id", f.tenant_ids)
-        if value is not None and getattr(f, value) is not None:
-            where += f" AND value = {DIALECT.bind(params, getattr(f, value))}"
+        if label and getattr(f, label) is not None:
+            where += f" AND value = {DIALECT.bind(params, getattr(f, label))}"
         for lo, hi in pending:
             where += f" AND NOT (minute >= {DIALECT.bind(params, lo)} AND minute < {DIALECT.bind(params, hi)})"
         keys = [f"{origin} + (minute - {origin}) // {width} * {width} AS bucket",
