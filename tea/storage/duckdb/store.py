@@ -435,7 +435,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         return cur.execute(sql, params).fetchone()[0]  # type: ignore[index]
 
 
-_PAGE_KEY = tuple(COLUMNS.index(c) for c in ("timestamp", "event_id", "tenant_id"))  # a page's order (events.ORDER)
+_PAGE_KEY = tuple(COLUMNS.index(c) for c in ("timestamp", *events.ORDER_KEYS))  # a page's order
 
 
 def _page_key(row: tuple[Any, ...]) -> tuple[Any, ...]:

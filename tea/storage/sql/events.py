@@ -7,7 +7,8 @@ from typing import Any
 from tea.storage.sql.dialect import Dialect
 from tea.types import FILTER_COLUMNS, RANK_MERGE, Agg, AggregateSpec, Cursor, EventFilter, QuerySpec
 
-ORDER = "DESC, event_id DESC, tenant_id DESC"  # a page's order, after the time column
+ORDER_KEYS = ("event_id", "tenant_id")  # a page's order after its time, every key descending
+ORDER = "DESC, " + ", ".join(f"{key} DESC" for key in ORDER_KEYS)  # (after the time column)
 
 
 def conditions(f: EventFilter | None, d: Dialect, params: list[Any]) -> list[str]:
