@@ -134,8 +134,12 @@ class OtelAnalytics:
     @classmethod
     def wants(cls, line: bytes) -> bool:
         """Only OTLP spans that carry a routing attribute are decoded for this processor."""
-        return b'"event_type":"span"' in line and (b'"event.category"' in line or b'"http.method"' in line or
-                                                   b'"feature.name"' in line or b'"event.type"' in line)
+        if line.find(b'"event_type":"span"') < 0:  # (find, not `in`: see tea.pipeline.storable._may_hold_nul)
+            return False
+        for key in cls._ROUTING:  # (a loop, not any() over a generator: ~2x cheaper where the first key is there)
+            if line.find(key) >= 0:
+                return True
+        return False
 
     def __init__(self, storage: Storage, hash_ids: bool = False, clock: Callable[[], int] = now_us) -> None:
         self.storage = storage
