@@ -3,9 +3,10 @@ every interval, woken early, errors logged and the schedule kept, cancelled at s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -129,6 +130,23 @@ async def until(condition: "Callable[[], bool]", timeout_s: float = 10.0) -> Non
         await asyncio.sleep(0.005)
 
 
+@contextlib.asynccontextmanager
+async def running(job: Periodic) -> "AsyncIterator[asyncio.Task[None]]":
+    """``job.run()`` as a task for the block's length, cancelled after it."""
+    task = asyncio.create_task(job.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def settle() -> None:
+    """A few turns of the event loop: what is due without a timer has happened."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 def counting(runs: list[int]) -> "Callable[[], Awaitable[None]]":
     async def work() -> None:
         runs.append(len(runs))
@@ -138,12 +156,10 @@ def counting(runs: list[int]) -> "Callable[[], Awaitable[None]]":
 def test_periodic_work_runs_at_once_then_every_interval() -> None:
     async def go() -> None:
         runs: list[int] = []
-        task = asyncio.create_task(Periodic("tick", counting(runs), 0.01).run())
-        await asyncio.sleep(0)
-        assert runs == [0]  # the first run at start
-        await until(lambda: len(runs) >= 4)  # then once per interval
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(Periodic("tick", counting(runs), 0.01)):
+            await asyncio.sleep(0)
+            assert runs == [0]  # the first run at start
+            await until(lambda: len(runs) >= 4)  # then once per interval
     asyncio.run(go())
 
 
@@ -151,19 +167,15 @@ def test_periodic_work_can_wait_one_interval_before_the_first_run_and_be_woken_e
     async def go() -> None:
         runs: list[int] = []
         job = Periodic("save", counting(runs), 3600, at_start=False)
-        task = asyncio.create_task(job.run())
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert runs == []  # not before the first interval ends
-        job.wake()
-        await until(lambda: len(runs) == 1)
-        job.wake()
-        await until(lambda: len(runs) == 2)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert runs == [0, 1]  # each wake: one run, then the full interval again
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(job):
+            await settle()
+            assert runs == []  # not before the first interval ends
+            job.wake()
+            await until(lambda: len(runs) == 1)
+            job.wake()
+            await until(lambda: len(runs) == 2)
+            await settle()
+            assert runs == [0, 1]  # each wake: one run, then the full interval again
     asyncio.run(go())
 
 
@@ -177,13 +189,11 @@ def test_a_wake_during_a_run_runs_the_work_again_after_it() -> None:
             if len(runs) == 1:
                 await release.wait()
         job = Periodic("tick", work, 3600)
-        task = asyncio.create_task(job.run())
-        await until(lambda: len(runs) == 1)
-        job.wake()  # while the first run is still going
-        release.set()
-        await until(lambda: len(runs) == 2)  # not lost: it runs again as soon as the run ends
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(job):
+            await until(lambda: len(runs) == 1)
+            job.wake()  # while the first run is still going
+            release.set()
+            await until(lambda: len(runs) == 2)  # not lost: it runs again as soon as the run ends
     asyncio.run(go())
 
 
@@ -195,11 +205,9 @@ def test_an_error_is_logged_and_the_schedule_goes_on(caplog: pytest.LogCaptureFi
             runs.append(len(runs))
             if len(runs) <= 2:
                 raise OSError("disk gone")
-        task = asyncio.create_task(Periodic("flaky job", flaky, 0.01).run())
-        await until(lambda: len(runs) >= 4)
-        assert not task.done()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(Periodic("flaky job", flaky, 0.01)) as task:
+            await until(lambda: len(runs) >= 4)
+            assert not task.done()
     asyncio.run(go())
     failures = [r for r in caplog.records if "the flaky job failed" in r.getMessage()]
     assert len(failures) == 2 and all(r.exc_info and "disk gone" in str(r.exc_info[1]) for r in failures)
@@ -215,10 +223,8 @@ def test_a_failure_handler_gets_the_error_with_its_traceback(caplog: pytest.LogC
         def failed(exc: Exception) -> None:
             seen.append(str(exc))
             logging.getLogger("caller").exception("evaluation failed")  # (inside the except: the traceback)
-        task = asyncio.create_task(Periodic("check", broken, 0.01, failed=failed).run())
-        await until(lambda: len(seen) >= 2)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(Periodic("check", broken, 0.01, failed=failed)):
+            await until(lambda: len(seen) >= 2)
         return seen
     assert asyncio.run(go())[:2] == ["bad rule", "bad rule"]
     assert "the check failed" not in caplog.text  # the handler replaced the default log line
