@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from tea import __version__
 from tea.auth.keys import SecretBox, load_master_key
 from tea.compose import compose
-from tea.lifecycle import Lifecycle
+from tea.lifecycle import Lifecycle, Periodic
 from tea.ops.rollup import keep_rolled_up
 from tea.services import provide
 from tea.errors import ClientError
@@ -75,27 +75,25 @@ class TeaApp:
         lc = Lifecycle()
         lc.add("data directory", self._open_data_dir, self._close_data_dir, always=True)
         if not settings.auth_validation:
-            lc.background("dev-mode warning", lambda: _warn_dev_mode(self.dev_warning_every_s))
+            lc.periodic(Periodic("dev-mode warning", _warn_dev_mode, self.dev_warning_every_s))
         lc.add("storage", self._open_storage, lambda _: s.storage.close(), always=True)
         lc.add("shared state", None, lambda _: s.state.close(), always=True)
         lc.add("buffer", s.buffer.open, lambda _: s.buffer.close(), always=True)
-        if s.quotas is not None:
-            quotas = s.quotas
-            lc.add("quota counters", self._load_quotas, self._save_quotas, always=True)
-            lc.background("quota saver", quotas.run)
+        if s.quotas is not None:  # loaded at start, saved every few seconds and at stop
+            lc.add("quota counters", self._load_quotas)
+            lc.periodic(s.quotas.schedule(final=self._save_quotas))
         # the audit log drains after everything that records into it has stopped
         lc.background("audit log", s.audit.run, drain=lambda deadline: s.audit.drain(
             max(AUDIT_DRAIN_MIN_S, deadline - time.monotonic())))
-        lc.background("retention", s.retention.run)
+        lc.periodic(s.retention.schedule())
         if isinstance(s.storage, RollsUp):
-            storage = s.storage
-            lc.background("rollup", lambda: keep_rolled_up(storage))
+            lc.periodic(keep_rolled_up(s.storage))
         if s.alerts.notifier.urls:  # queued notifications get a moment to go out, after the evaluator stopped
             notifier = s.alerts.notifier
             lc.background("alert notifier", notifier.run,
                           drain=lambda deadline: notifier.drain(min(NOTIFY_DRAIN_S, max(0.0, deadline - time.monotonic()))))
         if settings.alerts.enabled:
-            lc.background("alert evaluator", s.alerts.run)
+            lc.periodic(s.alerts.schedule())
         # processors stop after the writer: they take what it committed while draining
         lc.background("processors", s.processors.run, ask=s.processors.stop)
         lc.background("writer", s.writer.run, ask=self._stop_writer)
@@ -154,7 +152,7 @@ class TeaApp:
         except Exception as exc:  # storage boundary: start counting the month from what is in memory
             log.error("loading the monthly quota counters failed: %s", exc)
 
-    async def _save_quotas(self, _deadline: float) -> None:
+    async def _save_quotas(self) -> None:
         try:
             await self.services.quotas.save()  # type: ignore[union-attr]
         except Exception:  # storage boundary: the month's counts since the last save are lost
@@ -274,11 +272,9 @@ class TeaApp:
                 return
 
 
-async def _warn_dev_mode(every_s: float = 3600.0) -> None:
-    while True:
-        log.warning("DEVELOPMENT MODE: TEA_AUTH_VALIDATION=false — requests need no credentials and name their "
-                    "own tenant. Never run this way where anyone else can reach the port.")
-        await asyncio.sleep(every_s)
+async def _warn_dev_mode() -> None:
+    log.warning("DEVELOPMENT MODE: TEA_AUTH_VALIDATION=false — requests need no credentials and name their "
+                "own tenant. Never run this way where anyone else can reach the port.")
 
 
 def error_response(exc: ClientError) -> Response:

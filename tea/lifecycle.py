@@ -10,6 +10,9 @@ start needs, and it is quick.
 A background service is a task: ``run`` is started as one. At stop its ``ask`` (if any) asks it to
 finish (``writer.stop``) and the task has until the deadline; or its ``drain(deadline)`` lets it send what
 it holds (a ``tea.batching.Batcher``'s drain) before it is cancelled; with neither it is cancelled at once.
+
+A periodic service is a ``Periodic``: its work every interval (``periodic(job)``). It is cancelled at once at
+stop, between runs or in one, and its ``final`` work (a last save) then runs to the end however late.
 """
 from __future__ import annotations
 
@@ -44,10 +47,11 @@ class Lifecycle:
         self.services.append(Service(name, start, stop, always))
 
     def background(self, name: str, run: Callable[[], Awaitable[None]], *,
-                   ask: Callable[[], object] | None = None, drain: Stop | None = None) -> None:
+                   ask: Callable[[], object] | None = None, drain: Stop | None = None,
+                   final: Callable[[], Awaitable[object]] | None = None) -> None:
         """A task running ``run()`` from start until stop. At stop, ``ask()`` (sync or async) asks it to finish and
         it has until the deadline; or ``drain(deadline)`` lets it finish what it holds, and it is cancelled then;
-        with neither it is cancelled at once."""
+        with neither it is cancelled at once. ``final()`` runs once the task has ended, past the deadline too."""
         async def start() -> None:
             self.tasks[name] = asyncio.create_task(_supervised(run, name), name=f"tea-{name}")
 
@@ -61,9 +65,17 @@ class Lifecycle:
                     await asked
             else:
                 task.cancel()
-            await _finish(task, deadline - self.clock())
+            try:
+                await _finish(task, deadline - self.clock())
+            finally:
+                if final is not None:
+                    await final()
 
-        self.add(name, start, stop, always=True)  # (_finish keeps to the deadline)
+        self.add(name, start, stop, always=True)  # (_finish keeps to the deadline; final is quick, as closing is)
+
+    def periodic(self, job: "Periodic") -> None:
+        """``job`` from start until stop: cancelled at once at stop, then its ``final`` work (if any)."""
+        self.background(job.name, job.run, final=job.last if job.final is not None else None)
 
     async def start(self) -> None:
         for service in self.services:
@@ -94,6 +106,76 @@ class Lifecycle:
                 failed.append(service.name)
                 log.exception("shutdown: %s failed while stopping", service.name)
         return failed
+
+
+class Periodic:
+    """``work()`` every ``interval_s``, the first time at once (``at_start``) or after one interval, until
+    cancelled; ``wake()`` runs it now instead of at the end of the interval (the next one counts from that
+    run). An error in ``work`` never ends the schedule: ``failed(exc)`` is called with it (inside the
+    ``except``, so ``log.exception`` has the traceback) and the next run comes an interval later.
+    ``final()``, if given, is the work to run once at stop (``Lifecycle.periodic``; ``last()``): a last save."""
+
+    def __init__(self, name: str, work: Callable[[], Awaitable[object]], interval_s: float, *,
+                 at_start: bool = True, failed: Callable[[Exception], object] | None = None,
+                 final: Callable[[], Awaitable[object]] | None = None) -> None:
+        self.name = name
+        self.work = work
+        self.interval_s = interval_s
+        self.at_start = at_start
+        self.failed = failed or self._log_failure
+        self.final = final
+        self._woken = False
+        self._sleep: asyncio.Future[None] | None = None  # set while waiting for the next run
+
+    def wake(self) -> None:
+        """Run now: at once if waiting, else as soon as the run in progress ends."""
+        self._woken = True
+        if self._sleep is not None and not self._sleep.done():
+            self._sleep.set_result(None)
+
+    async def run(self) -> None:
+        if not self.at_start:
+            await self._wait()
+        while True:
+            await self.once()
+            await self._wait()
+
+    async def once(self) -> None:
+        """``work()`` once; an error goes to ``failed``."""
+        await self._guarded(self.work)
+
+    async def last(self) -> None:
+        """``final()`` once; an error goes to ``failed``."""
+        if self.final is not None:
+            await self._guarded(self.final)
+
+    async def _guarded(self, work: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await work()
+        except Exception as exc:  # (CancelledError is not an Exception: a stop still stops)
+            self.failed(exc)
+
+    async def _wait(self) -> None:
+        """``interval_s``, or less when woken (one timer, as ``asyncio.sleep``: an idle schedule costs no more)."""
+        if self._woken:
+            self._woken = False
+            return
+        loop = asyncio.get_running_loop()
+        self._sleep = sleep = loop.create_future()
+        timer = loop.call_later(self.interval_s, _wake_up, sleep)
+        try:
+            await sleep
+        finally:
+            timer.cancel()
+            self._sleep, self._woken = None, False
+
+    def _log_failure(self, exc: Exception) -> None:
+        log.exception("the %s failed; it runs again in %g s", self.name, self.interval_s)
+
+
+def _wake_up(sleep: "asyncio.Future[None]") -> None:
+    if not sleep.done():
+        sleep.set_result(None)
 
 
 async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from tea.alerts.notify import Notifier
 from tea.alerts.rules import RuleStore
 from tea.comms.registry import TRANSITIONS
+from tea.lifecycle import Periodic
 from tea.timeutil import format_us, now_us
 from tea.types import Agg, AggregateSpec, EventFilter
 
@@ -64,18 +65,22 @@ class Evaluator:
         self.failures = 0
         self.last_error: str | None = None
 
-    # ------------------------------------------------------------ the loop
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.evaluate_once()
-                self.last_error = None
-            except Exception as exc:  # storage boundary: log, keep the schedule
-                self.failures += 1
-                if str(exc) != self.last_error or self.failures % 20 == 0:
-                    log.exception("alert evaluation failed (%d failures so far)", self.failures)
-                self.last_error = str(exc)
+    # ------------------------------------------------------------ the schedule
+    def schedule(self) -> Periodic:
+        """``evaluate_once`` every ``interval_s``, the first an interval after start; a failure is logged (when
+        it differs from the last one, and every 20th) and the schedule kept."""
+        return Periodic("alert evaluator", self._scheduled_run, self.interval_s, at_start=False,
+                        failed=self._failed)
+
+    async def _scheduled_run(self) -> None:
+        await self.evaluate_once()
+        self.last_error = None
+
+    def _failed(self, exc: Exception) -> None:  # storage boundary: log, keep the schedule
+        self.failures += 1
+        if str(exc) != self.last_error or self.failures % 20 == 0:
+            log.exception("alert evaluation failed (%d failures so far)", self.failures)
+        self.last_error = str(exc)
 
     async def evaluate_once(self) -> list[dict[str, Any]]:
         """Evaluate every enabled rule now; returns the transitions made (history rows)."""

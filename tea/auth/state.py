@@ -10,12 +10,13 @@ period, no fixed-window boundary to double up on.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
+
+from tea.lifecycle import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +203,10 @@ class StoredQuotas:
         await self.storage.put_documents(self.KIND, [(self.TENANT, key, {"used": used, "expires_at": expires_at})
                                                      for key, (used, expires_at) in self.state.changed_quotas().items()])
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.save_every_s)
-            try:
-                await self.save()
-            except Exception as exc:  # storage boundary: keep counting in memory, save next time
-                log.error("saving the monthly quota counters failed: %s", exc)
+    def schedule(self, final: Callable[[], Awaitable[object]] | None = None) -> Periodic:
+        """``save`` every ``save_every_s``, the first a period after start, then ``final`` at stop."""
+        return Periodic("quota saver", self.save, self.save_every_s, at_start=False, failed=self._failed,
+                        final=final)
+
+    def _failed(self, exc: Exception) -> None:  # storage boundary: keep counting in memory, save next time
+        log.error("saving the monthly quota counters failed: %s", exc)

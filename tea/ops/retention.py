@@ -8,11 +8,11 @@ events (or audit rows, or records) forever.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any, Awaitable, Callable, Mapping
 
+from tea.lifecycle import Periodic
 from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.storage.capabilities import signals_of
@@ -103,14 +103,16 @@ class RetentionJob:
             getattr(self.telemetry, counter).inc(purged)
         return purged
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-                self.last_error = None
-            except Exception as exc:  # storage boundary: log, keep the schedule
-                self.last_error = str(exc)
-                if self.telemetry is not None:
-                    self.telemetry.retention_runs.labels("error").inc()
-                log.error("retention run failed: %s", exc)
-            await asyncio.sleep(self.interval_s)
+    def schedule(self) -> Periodic:
+        """``run_once`` at start and every ``interval_s``; a failure is logged and counted, and the schedule kept."""
+        return Periodic("retention", self._scheduled_run, self.interval_s, failed=self._failed)
+
+    async def _scheduled_run(self) -> None:
+        await self.run_once()
+        self.last_error = None
+
+    def _failed(self, exc: Exception) -> None:  # storage boundary: log, keep the schedule
+        self.last_error = str(exc)
+        if self.telemetry is not None:
+            self.telemetry.retention_runs.labels("error").inc()
+        log.error("retention run failed: %s", exc)

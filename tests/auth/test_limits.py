@@ -176,7 +176,7 @@ def test_quota_counters_are_saved_while_running_and_expired_ones_forgotten() -> 
         state = LocalState(clock)
         quotas = StoredQuotas(state, storage, save_every_s=0.01)
         assert await state.quota("tok_1:2027-01", 100, 30, 3600) == (True, 30)
-        saver = asyncio.create_task(quotas.run())
+        saver = asyncio.create_task(quotas.schedule().run())
         await asyncio.sleep(0.1)  # saved by the loop, no shutdown needed (a crash loses at most one period)
         saver.cancel()
         await storage.put_document("tea.quota", "_tea", "tok_old:2026-12", {"used": 9, "expires_at": clock.t - 1})

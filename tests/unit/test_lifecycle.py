@@ -1,12 +1,16 @@
-"""tea.lifecycle: start in order, stop in reverse under one deadline, report what did not stop."""
+"""tea.lifecycle: start in order, stop in reverse under one deadline, report what did not stop; ``Periodic``: work
+every interval, woken early, errors logged and the schedule kept, cancelled at stop, then a final run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tea.lifecycle import Lifecycle
+from tea.lifecycle import Lifecycle, Periodic
 
 
 def recorder(lc: Lifecycle, seen: list[str], name: str, **kw: bool) -> None:
@@ -116,3 +120,157 @@ def test_a_stop_that_fails_is_reported_and_the_others_still_stop(caplog: pytest.
         return seen
     assert asyncio.run(go())[-1] == "stop storage"
     assert "buffer failed while stopping" in caplog.text
+
+
+async def until(condition: "Callable[[], bool]", timeout_s: float = 10.0) -> None:
+    """Yield to the event loop until ``condition()`` holds (a generous bound: not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def running(job: Periodic) -> "AsyncIterator[asyncio.Task[None]]":
+    """``job.run()`` as a task for the block's length, cancelled after it."""
+    task = asyncio.create_task(job.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def settle() -> None:
+    """A few turns of the event loop: what is due without a timer has happened."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def counting(runs: list[int]) -> "Callable[[], Awaitable[None]]":
+    async def work() -> None:
+        runs.append(len(runs))
+    return work
+
+
+def test_periodic_work_runs_at_once_then_every_interval() -> None:
+    async def go() -> None:
+        runs: list[int] = []
+        async with running(Periodic("tick", counting(runs), 0.01)):
+            await asyncio.sleep(0)
+            assert runs == [0]  # the first run at start
+            await until(lambda: len(runs) >= 4)  # then once per interval
+    asyncio.run(go())
+
+
+def test_periodic_work_can_wait_one_interval_before_the_first_run_and_be_woken_early() -> None:
+    async def go() -> None:
+        runs: list[int] = []
+        job = Periodic("save", counting(runs), 3600, at_start=False)
+        async with running(job):
+            await settle()
+            assert runs == []  # not before the first interval ends
+            job.wake()
+            await until(lambda: len(runs) == 1)
+            job.wake()
+            await until(lambda: len(runs) == 2)
+            await settle()
+            assert runs == [0, 1]  # each wake: one run, then the full interval again
+    asyncio.run(go())
+
+
+def test_a_wake_during_a_run_runs_the_work_again_after_it() -> None:
+    async def go() -> None:
+        runs: list[int] = []
+        release = asyncio.Event()
+
+        async def work() -> None:
+            runs.append(len(runs))
+            if len(runs) == 1:
+                await release.wait()
+        job = Periodic("tick", work, 3600)
+        async with running(job):
+            await until(lambda: len(runs) == 1)
+            job.wake()  # while the first run is still going
+            release.set()
+            await until(lambda: len(runs) == 2)  # not lost: it runs again as soon as the run ends
+    asyncio.run(go())
+
+
+def test_an_error_is_logged_and_the_schedule_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        runs: list[int] = []
+
+        async def flaky() -> None:
+            runs.append(len(runs))
+            if len(runs) <= 2:
+                raise OSError("disk gone")
+        async with running(Periodic("flaky job", flaky, 0.01)) as task:
+            await until(lambda: len(runs) >= 4)
+            assert not task.done()
+    asyncio.run(go())
+    failures = [r for r in caplog.records if "the flaky job failed" in r.getMessage()]
+    assert len(failures) == 2 and all(r.exc_info and "disk gone" in str(r.exc_info[1]) for r in failures)
+
+
+def test_a_failure_handler_gets_the_error_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> list[str]:
+        seen: list[str] = []
+
+        async def broken() -> None:
+            raise ValueError("bad rule")
+
+        def failed(exc: Exception) -> None:
+            seen.append(str(exc))
+            logging.getLogger("caller").exception("evaluation failed")  # (inside the except: the traceback)
+        async with running(Periodic("check", broken, 0.01, failed=failed)):
+            await until(lambda: len(seen) >= 2)
+        return seen
+    assert asyncio.run(go())[:2] == ["bad rule", "bad rule"]
+    assert "the check failed" not in caplog.text  # the handler replaced the default log line
+    assert any(r.name == "caller" and r.exc_info and r.exc_info[0] is ValueError for r in caplog.records)
+
+
+def test_a_periodic_service_stops_within_the_budget_mid_run_and_then_runs_its_final_work() -> None:
+    async def go() -> None:
+        seen: list[str] = []
+        started = asyncio.Event()
+
+        async def slow_work() -> None:  # a run still going at stop
+            started.set()
+            await asyncio.sleep(3600)
+
+        async def final() -> None:
+            seen.append("final")
+        lc = Lifecycle()
+        lc.periodic(Periodic("slow", slow_work, 3600, final=final))
+        lc.periodic(Periodic("idle", counting([]), 3600, at_start=False))  # between runs
+        await lc.start()
+        await started.wait()
+        assert await lc.stop(30) == []  # cancelled at once: in time, not at the deadline
+        assert seen == ["final"] and lc.tasks == {}
+    asyncio.run(go())
+
+
+def test_the_final_run_happens_past_the_deadline_too_and_its_error_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> list[str]:
+        seen: list[str] = []
+
+        async def stubborn() -> None:  # ignores one cancellation
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                await asyncio.sleep(3600)
+
+        async def final() -> None:
+            seen.append("final")
+            raise OSError("storage gone")
+        lc = Lifecycle()
+        lc.periodic(Periodic("saver", stubborn, 3600, final=final))
+        await lc.start()
+        await asyncio.sleep(0)
+        assert await lc.stop(0) == ["saver"]  # reported late, and still saved
+        return seen
+    assert asyncio.run(go()) == ["final"]
+    assert "the saver failed" in caplog.text and "storage gone" in caplog.text
