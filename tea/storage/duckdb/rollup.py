@@ -101,10 +101,10 @@ def _rows_sql() -> str:
     minute and every label (each bound's count among them: ``fine``); grouping sets add those up per tenant,
     minute and one label (``per``); the rest is added up from ``per``, whose rows are few: a tenant's minute
     over every event from its rows of one label (each event has one value of it, NULL too), the rows over every
-    tenant from the tenants' rows. Integer sums all, so the same numbers as grouping the events each way (~2.5
+    tenant from the tenants' rows. Integer sums all, so the same numbers as grouping the events each way (~3
     CPU-s a million events of bench.dataset's shape on a busy machine, where hardly two events of a minute share
-    every label, and 0.4 where they repeat as bench.ingest's do; the 18 grouping sets over ``fine`` cost ~1.5x
-    and ~1.2x that, grouping sets over the events themselves ~1x and ~3x)."""
+    every label, and 0.4 where they repeat as bench.ingest's do; all 18 grouping sets over ``fine`` cost ~1.3x
+    and ~1.2x that, the 8 over the events themselves ~0.8x and ~3x)."""
     label = "CASE " + " ".join(f"WHEN grouping({g}) = 0 THEN '{g}'" for g in LABELS) + " END"
     value = "COALESCE(" + ", ".join(f"CASE WHEN grouping({g}) = 0 THEN {g} END" for g in LABELS) + ")"
     counted = ("n", "errors", *SUMS, *_LE)
