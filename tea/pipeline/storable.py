@@ -73,8 +73,8 @@ def suspect_events(ndjson: bytes, attributes: list[Any]) -> bool:
         return True
     if len(attributes) == 1:  # (one event: its attributes searched as they are, not joined first)
         return len(attributes[0]) > 2 and _huge_number(bytes(attributes[0]))
-    raw = b"\n".join(a for a in attributes if len(a) > 2)  # (msgspec.Raw is a buffer; "{}" has no number)
-    return _huge_number(raw) if raw else False
+    # (msgspec.Raw is a buffer, joined as it is; "{}" has no number: joined too, which costs less than a filter)
+    return _huge_number(b"\n".join(attributes))
 
 
 def refusal(line: bytes) -> tuple[str, str] | None:

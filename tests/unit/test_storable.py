@@ -57,6 +57,12 @@ def test_one_event_is_searched_as_a_batch_is() -> None:
         one, batch = [msgspec.Raw(attributes)], [msgspec.Raw(b'{"k":1}'), msgspec.Raw(attributes)]
         assert suspect_events(b"{}\n", one) == suspect_events(b"{}\n", batch) == huge
         assert semconv.marked(one) == semconv.marked(batch) == (b"gen_ai." in attributes)
+    keys = {b'{"mcp.method.name":"x"}': True, b'{"rpc.jsonrpc.error_code":1}': True, b'{"error.type":"x"}': True,
+            b'{"error.types":"x"}': False, b'{"agen_ai.x":1}': False,
+            b'{"x":"mcp.y"}': True}
+    for attributes, marked in keys.items():  # (each key the rules read, where a string starts: a may)
+        assert semconv.marked([msgspec.Raw(attributes)]) == semconv.marked([msgspec.Raw(b"{}"), msgspec.Raw(attributes)]) \
+            == marked
 
 
 def test_a_single_events_type_is_the_set_its_batches_share() -> None:
