@@ -577,8 +577,8 @@ def test_duckdb_rebuilds_a_file_of_schema_14_with_attributes_compressed(tmp_path
 
 
 def test_duckdb_makes_new_files_in_its_block_size_and_keeps_an_old_files_own(tmp_path: Path) -> None:
-    """A file TEA creates has blocks of ``BLOCK_SIZE`` bytes; a file made with DuckDB's default (256 KiB) keeps
-    its blocks and every event, and takes new ones."""
+    """A file TEA creates has blocks of ``BLOCK_SIZE`` bytes (or of ``duckdb.block_size``); a file made with
+    DuckDB's default (256 KiB) keeps its blocks and every event, and takes new ones."""
     import duckdb
 
     from tea.storage.duckdb.store import BLOCK_SIZE
@@ -586,8 +586,8 @@ def test_duckdb_makes_new_files_in_its_block_size_and_keeps_an_old_files_own(tmp
     duckdb.connect(old_path).close()  # (DuckDB's default block size)
     events = [ev(f"e{i}", T0 + i, tenant=f"t{i % 3}", attributes={"k": i}) for i in range(50)]
 
-    async def scenario(path: str) -> list[Event]:
-        storage = DuckDBStorage(path)
+    async def scenario(path: str, **options: int) -> list[Event]:
+        storage = DuckDBStorage(path, **options)
         await storage.open()
         try:
             await storage.write_batch(from_wire(events[:30]))
@@ -596,10 +596,11 @@ def test_duckdb_makes_new_files_in_its_block_size_and_keeps_an_old_files_own(tmp
         finally:
             await storage.close()
     sizes = {}
-    for name, path in (("old", old_path), ("new", str(tmp_path / "new.duckdb"))):
-        found = asyncio.run(scenario(path))
+    for name, path, options in (("old", old_path, {}), ("new", str(tmp_path / "new.duckdb"), {}),
+                                ("set", str(tmp_path / "set.duckdb"), {"block_size": 65_536})):
+        found = asyncio.run(scenario(path, **options))
         assert sorted(found, key=lambda e: e.event_id) == sorted(events, key=lambda e: e.event_id)
         with duckdb.connect(path, read_only=True) as con:
             sizes[name] = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
     assert BLOCK_SIZE != 262_144
-    assert sizes == {"old": 262_144, "new": BLOCK_SIZE}
+    assert sizes == {"old": 262_144, "new": BLOCK_SIZE, "set": 65_536}

@@ -128,7 +128,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
     def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
                  memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
                  checkpoint_threshold: str | None = "256MB", row_group_size: int | None = ROW_GROUP_SIZE,
-                 readers: int = 4, cache_bytes: int = CACHE_BYTES) -> None:
+                 readers: int = 4, cache_bytes: int = CACHE_BYTES, block_size: int = BLOCK_SIZE) -> None:
         self.path = path
         self.cache_bytes = cache_bytes
         self._trimmed_at = 0.0  # time.monotonic() of the last trim after a write
@@ -137,6 +137,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         self.memory_limit = memory_limit or default_memory_limit()
         self.checkpoint_threshold = checkpoint_threshold
         self.row_group_size = row_group_size
+        self.block_size = block_size  # (of a file it creates)
         self.max_object_bytes = max_object_bytes
         self._ingest_path = path + ".ingest.ndjson"
         self.signals = duckdb_signals.DuckDBSignals(self)  # metric points and log records
@@ -160,7 +161,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
     def _open_sync(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        config: dict[str, Any] = {"preserve_insertion_order": False,
+        config: dict[str, Any] = {"preserve_insertion_order": False, "default_block_size": self.block_size,
                                   "late_materialization_max_rows": LATE_MATERIALIZATION_ROWS}
         if self.threads:
             config["threads"] = self.threads
