@@ -31,7 +31,7 @@ from tea.storage.duckdb.store import BLOCK_SIZE
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt
 # (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size; 4: with
 # the Prometheus rollup built, as a running TEA keeps it; 5: attributes zstd-compressed, DuckDB schema 15;
-# 6: in blocks of TEA's size, BLOCK_SIZE)
+# 6: keyed by the block size too, BLOCK_SIZE)
 GENERATOR_VERSION = 6
 DAY_START_US = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
 DAY_US = 86_400_000_000

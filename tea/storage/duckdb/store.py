@@ -72,10 +72,10 @@ LATE_MATERIALIZATION_ROWS = 10_001
 # the name the DuckDB file is attached under (when a row group size is set)
 DATABASE = "tea"
 ROW_GROUP_SIZE = 16384  # the default of duckdb.row_group_size
-# the block size of a new file (DuckDB's default: 256 KiB; an existing file keeps its own). A row group's segment of
-# a column of unique strings (ids) takes a block of its own; at 16 384 rows it fills half of DuckDB's: the metrics
-# data set's events take 19 % fewer bytes in 128 KiB blocks (docs/performance.md, "Disk")
-BLOCK_SIZE = 131072
+# the block size of a new file, the default of duckdb.block_size (an existing file keeps its own): DuckDB's. A
+# row group's segment of a column of unique strings (ids) takes a block of its own, at 16 384 rows about half of
+# one; 131072 makes the metrics data set's file 18 % smaller, at a cost in read and write speed (performance.md)
+BLOCK_SIZE = 262144
 # count(*) of every event (/health asks often): 0.5 ms per table instead of a scan through the view (40 ms of CPU
 # per million rows)
 _FROM_EVENTS = " FROM events"  # what tea.storage.duckdb.sql.scan() makes of no filter
