@@ -26,11 +26,13 @@ import duckdb
 
 from tea.storage.duckdb.sql import partition_of, partition_table
 from tea.storage.duckdb import COLUMN_TYPES, ROW_GROUP_SIZE, DuckDBStorage, connect, rollup
+from tea.storage.duckdb.store import BLOCK_SIZE
 
 # bump when the generated rows or their layout change, so cached data dirs are rebuilt
 # (2: rows routed into TEA's tenant partitions; 3: in row groups of TEA's size, duckdb.row_group_size; 4: with
-# the Prometheus rollup built, as a running TEA keeps it; 5: attributes zstd-compressed, DuckDB schema 15)
-GENERATOR_VERSION = 5
+# the Prometheus rollup built, as a running TEA keeps it; 5: attributes zstd-compressed, DuckDB schema 15;
+# 6: keyed by the block size too, BLOCK_SIZE)
+GENERATOR_VERSION = 6
 DAY_START_US = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
 DAY_US = 86_400_000_000
 TENANTS = 10
@@ -176,7 +178,7 @@ def _build(data_dir: str, n: int, seed: int, sql: str | None = None) -> int:
 
 def _manifest(n: int, seed: int) -> dict:
     return {"events": n, "seed": seed, "generator_version": GENERATOR_VERSION, "duckdb": duckdb.__version__,
-            "row_group_size": ROW_GROUP_SIZE}
+            "row_group_size": ROW_GROUP_SIZE, "block_size": BLOCK_SIZE}
 
 
 def _cached(data_dir: str, n: int, seed: int) -> dict | None:

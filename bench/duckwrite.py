@@ -92,9 +92,11 @@ async def run(shape: str, batch: int, batches: int, tenants: int, warmup: int = 
                 total = 0.0
         storage._con = con
         await storage.close()
+        size = os.path.getsize(os.path.join(tmp, "tea.duckdb"))
     events = batches * batch
     print(f"{shape}, {batch} per batch, {tenants} tenant(s), {batches} batches: "
-          f"{total / events * 1e6:.2f} µs of CPU per event")
+          f"{total / events * 1e6:.2f} µs of CPU per event, {size / ((warmup + batches) * batch):.1f} bytes per event "
+          "on disk")
     for kind, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         print(f"  {kind:<16} {seconds / events * 1e6:6.2f} µs/event")
     print("  duplicate check, ms per batch:", " ".join(f"{c * 1e3:.1f}" for c in checks[warmup:]))

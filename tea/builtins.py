@@ -29,6 +29,7 @@ def register_storage(settings: "Settings") -> Any:
                              threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
                              checkpoint_threshold=settings.duckdb.checkpoint_threshold,
                              row_group_size=settings.duckdb.row_group_size, cache_bytes=settings.duckdb.cache_bytes,
+                             block_size=settings.duckdb.block_size,
                              max_object_bytes=settings.max_body_bytes)
     if backend == "postgres":
         from tea.storage.postgres import PostgresStorage

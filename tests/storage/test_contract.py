@@ -574,3 +574,33 @@ def test_duckdb_rebuilds_a_file_of_schema_14_with_attributes_compressed(tmp_path
         stored = partition_table(partition_of("t1"))
         assert con.execute(f"SELECT DISTINCT compression FROM pragma_storage_info('{stored}') "
                            "WHERE column_name = 'attributes' AND segment_type = 'JSON'").fetchall() == [("ZSTD",)]
+
+
+def test_duckdb_makes_new_files_in_its_block_size_and_keeps_an_old_files_own(tmp_path: Path) -> None:
+    """A file TEA creates has blocks of ``BLOCK_SIZE`` bytes (or of ``duckdb.block_size``); a file made with
+    other blocks keeps them and every event, and takes new ones."""
+    import duckdb
+
+    from tea.storage.duckdb.store import BLOCK_SIZE
+    old_path = str(tmp_path / "old.duckdb")
+    with duckdb.connect() as con:  # (a block size TEA would not choose)
+        con.execute(f"ATTACH '{old_path}' AS old (BLOCK_SIZE 32768)")
+    events = [ev(f"e{i}", T0 + i, tenant=f"t{i % 3}", attributes={"k": i}) for i in range(50)]
+
+    async def scenario(path: str, **options: int) -> list[Event]:
+        storage = DuckDBStorage(path, **options)
+        await storage.open()
+        try:
+            await storage.write_batch(from_wire(events[:30]))
+            await storage.write_batch(from_wire(events[20:]))
+            return await everything(storage)
+        finally:
+            await storage.close()
+    sizes = {}
+    for name, path, options in (("old", old_path, {}), ("new", str(tmp_path / "new.duckdb"), {}),
+                                ("set", str(tmp_path / "set.duckdb"), {"block_size": 65_536})):
+        found = asyncio.run(scenario(path, **options))
+        assert sorted(found, key=lambda e: e.event_id) == sorted(events, key=lambda e: e.event_id)
+        with duckdb.connect(path, read_only=True) as con:
+            sizes[name] = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+    assert sizes == {"old": 32_768, "new": BLOCK_SIZE, "set": 65_536}
