@@ -23,7 +23,7 @@ from bench.events import base_events, now_us
 from tea.storage.duckdb.store import DuckDBStorage
 from tea.types import Batch, encode_lines
 
-_KINDS = (("stage", "CREATE OR REPLACE TEMP TABLE staged AS SELECT b."), ("duplicate check", "SELECT 1 FROM staged s"),
+_KINDS = (("stage", "CREATE OR REPLACE TEMP TABLE staged AS SELECT b."), ("duplicate check", "SELECT n FROM ((SELECT"),
           ("in-batch repeats", "SELECT 1 FROM staged GROUP"), ("tenants", "SELECT DISTINCT tenant_id"),
           ("insert", "INSERT INTO"), ("commit", "COMMIT"))
 

@@ -73,23 +73,35 @@ def stage(con: duckdb.DuckDBPyConnection, path: str, shape: Shape, lines: bytes 
         os.unlink(path)
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, table: str, match: str, params: list[Any],
-               only: str = "", only_params: list[Any] | None = None) -> int:
-    """Insert the staged rows (those matching ``only``, on ``s``) that no stored row of ``table`` matches.
+class Target(NamedTuple):
+    """A table staged rows go into: those matching ``only`` (on ``s``, its ``?`` bound to ``params``)."""
 
-    ``match`` relates a stored row ``e`` to a staged row ``s``. Stored matches are looked for first by an
-    inner join, which hashes the staged keys and streams the stored ones past them (an anti-join hashes
-    every stored row in reach: its cost grew with the table); usually there are none, and a plain insert
-    follows. Returns the rows inserted."""
-    scope = [] if only_params is None else list(only_params)
-    stored = con.execute(f"SELECT 1 FROM {STAGED} s JOIN {table} e ON {match} WHERE TRUE{only} LIMIT 1",
-                         [*params, *scope]).fetchall()
-    if stored:
-        row = con.execute(f"INSERT INTO {table} SELECT * FROM {STAGED} s WHERE NOT EXISTS (SELECT 1 FROM {table} e "
-                          f"WHERE {match}){only}", [*params, *scope]).fetchone()
-    else:
-        row = con.execute(f"INSERT INTO {table} SELECT * FROM {STAGED} s WHERE TRUE{only}", scope).fetchone()
-    return row[0] if row else 0
+    table: str
+    only: str = ""
+    params: tuple[Any, ...] = ()
+
+
+def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], match: str, params: list[Any]) -> int:
+    """Insert into each target the staged rows (those it takes) that no stored row of its table matches.
+
+    ``match`` relates a stored row ``e`` to a staged row ``s``. Stored matches are looked for first, in one
+    statement for all targets: an inner join a target, which hashes the staged keys and streams the stored
+    ones past them (an anti-join hashes every stored row in reach: its cost grew with the table). Usually
+    there are none, and a plain insert a target follows. Returns the rows inserted."""
+    check = " UNION ALL ".join(f"(SELECT {n} AS n FROM {STAGED} s JOIN {t.table} e ON {match} WHERE TRUE{t.only} "
+                               f"LIMIT 1)" for n, t in enumerate(targets))
+    stored = {row[0] for row in con.execute(f"SELECT n FROM ({check})",
+                                            [p for t in targets for p in (*params, *t.params)]).fetchall()}
+    written = 0
+    for n, t in enumerate(targets):
+        if n in stored:
+            row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE NOT EXISTS (SELECT 1 FROM "
+                              f"{t.table} e WHERE {match}){t.only}", [*params, *t.params]).fetchone()
+        else:
+            row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{t.only}",
+                              list(t.params)).fetchone()
+        written += row[0] if row else 0
+    return written
 
 
 def replace_keyed(con: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...]) -> None:

@@ -24,7 +24,7 @@ import msgspec
 from tea.errors import StorageDataError, StorageError, StorageUnavailable
 from tea.storage.duckdb import signals as duckdb_signals
 from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
-from tea.storage.duckdb.load import Shape, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb.load import Shape, Target, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb.analytics import DuckDBAnalytics
 from tea.storage.duckdb.export import DuckDBExport
 from tea.storage.duckdb import rollup
@@ -309,12 +309,11 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
         spread = [self.dedup_window_us, self.dedup_window_us]
         tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
-        written = 0
-        for number, members in _by_partition(tenants).items():
-            only = "" if len(members) == len(tenants) else " AND s." + tenant_clause(tuple(members))
-            written += insert_new(con, partition_table(number), _SAME_EVENT, [*window, *spread], only,
-                                  members if only else [])
-        return written
+        parts = _by_partition(tenants)
+        targets = [Target(partition_table(number)) if len(parts) == 1 else
+                   Target(partition_table(number), " AND s." + tenant_clause(tuple(members)), tuple(members))
+                   for number, members in parts.items()]
+        return insert_new(con, targets, _SAME_EVENT, [*window, *spread])
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:
