@@ -92,16 +92,18 @@ def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], match: str
                                f"LIMIT 1)" for n, t in enumerate(targets))
     stored = {row[0] for row in con.execute(f"SELECT n FROM ({check})",
                                             [p for t in targets for p in (*params, *t.params)]).fetchall()}
-    written = 0
-    for n, t in enumerate(targets):
-        if n in stored:
-            row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE NOT EXISTS (SELECT 1 FROM "
-                              f"{t.table} e WHERE {match}){t.only}", [*params, *t.params]).fetchone()
-        else:
-            row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{t.only}",
-                              list(t.params)).fetchone()
-        written += row[0] if row else 0
-    return written
+    return sum(_insert(con, t, match if n in stored else "", params) for n, t in enumerate(targets))
+
+
+def _insert(con: duckdb.DuckDBPyConnection, t: Target, match: str, params: list[Any]) -> int:
+    """One INSERT … SELECT of the staged rows ``t`` takes (those no stored row matches, given a ``match``)."""
+    if match:
+        row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE NOT EXISTS (SELECT 1 FROM "
+                          f"{t.table} e WHERE {match}){t.only}", [*params, *t.params]).fetchone()
+    else:
+        row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{t.only}",
+                          list(t.params)).fetchone()
+    return row[0] if row else 0
 
 
 def replace_keyed(con: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...]) -> None:
