@@ -85,12 +85,11 @@ _COUNT_ALL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {partition_table(n)}
 def connect(path: str, config: dict[str, Any] | None = None,
             row_group_size: int | None = ROW_GROUP_SIZE) -> duckdb.DuckDBPyConnection:
     """A connection whose default database is the file at ``path``, new row groups ``row_group_size`` rows
-    (None: DuckDB's own), a new file's blocks ``BLOCK_SIZE`` bytes. The row group size is an option of ATTACH, not of connect(): the file is attached to an
+    (None: DuckDB's own). The size is an option of ATTACH, not of connect(): the file is attached to an
     in-memory instance and made this connection's default database (a cursor needs ``USE`` again)."""
-    config = {"default_block_size": BLOCK_SIZE, **(config or {})}
     if not row_group_size:
-        return duckdb.connect(path, config=config)
-    con = duckdb.connect(":memory:", config=config)
+        return duckdb.connect(path, config=config or {})
+    con = duckdb.connect(":memory:", config=config or {})
     try:
         con.execute(f"ATTACH {sql_string(path)} AS {DATABASE} (ROW_GROUP_SIZE {int(row_group_size)})")
         con.execute(f"USE {DATABASE}")
