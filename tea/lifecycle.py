@@ -110,8 +110,7 @@ class Lifecycle:
 
 class Periodic:
     """``work()`` every ``interval_s``, the first time at once (``at_start``) or after one interval, until
-    cancelled; ``wake()`` runs it now instead of at the end of the interval (the next one counts from that
-    run). An error in ``work`` never ends the schedule: ``failed(exc)`` is called with it (inside the
+    cancelled. An error in ``work`` never ends the schedule: ``failed(exc)`` is called with it (inside the
     ``except``, so ``log.exception`` has the traceback) and the next run comes an interval later.
     ``final()``, if given, is the work to run once at stop (``Lifecycle.periodic``; ``last()``): a last save."""
 
@@ -124,21 +123,13 @@ class Periodic:
         self.at_start = at_start
         self.failed = failed or self._log_failure
         self.final = final
-        self._woken = False
-        self._sleep: asyncio.Future[None] | None = None  # set while waiting for the next run
-
-    def wake(self) -> None:
-        """Run now: at once if waiting, else as soon as the run in progress ends."""
-        self._woken = True
-        if self._sleep is not None and not self._sleep.done():
-            self._sleep.set_result(None)
 
     async def run(self) -> None:
         if not self.at_start:
-            await self._wait()
+            await asyncio.sleep(self.interval_s)
         while True:
             await self.once()
-            await self._wait()
+            await asyncio.sleep(self.interval_s)
 
     async def once(self) -> None:
         """``work()`` once; an error goes to ``failed``."""
@@ -155,27 +146,8 @@ class Periodic:
         except Exception as exc:  # (CancelledError is not an Exception: a stop still stops)
             self.failed(exc)
 
-    async def _wait(self) -> None:
-        """``interval_s``, or less when woken (one timer, as ``asyncio.sleep``: an idle schedule costs no more)."""
-        if self._woken:
-            self._woken = False
-            return
-        loop = asyncio.get_running_loop()
-        self._sleep = sleep = loop.create_future()
-        timer = loop.call_later(self.interval_s, _wake_up, sleep)
-        try:
-            await sleep
-        finally:
-            timer.cancel()
-            self._sleep, self._woken = None, False
-
     def _log_failure(self, exc: Exception) -> None:
         log.exception("the %s failed; it runs again in %g s", self.name, self.interval_s)
-
-
-def _wake_up(sleep: "asyncio.Future[None]") -> None:
-    if not sleep.done():
-        sleep.set_result(None)
 
 
 async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
