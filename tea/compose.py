@@ -117,6 +117,12 @@ def watch(telemetry: Telemetry, buffer: DurableBuffer, writer: Writer) -> None:
     telemetry.gauge("tea_buffer_max_bytes", "Bound of the durable buffer backlog", lambda: buffer.max_bytes)
     telemetry.gauge("tea_buffer_segments", "Segment files of the durable buffer", lambda: buffer.segment_count)
     telemetry.gauge("tea_buffer_events_pending", "Acknowledged events not yet committed", writer.available)
+    telemetry.counter("tea_buffer_disk_read_records", "Durable records a consumer (the writer, a processor) read "
+                      "back from the segment files: its backlog was past buffer.recent_bytes, or TEA restarted",
+                      lambda: buffer.disk_reads)
+    telemetry.counter("tea_buffer_corrupt_records", "Corrupt records met in the segment files (from each on, the rest "
+                      "of its segment is skipped and kept as <segment>.corrupt)",
+                      lambda: buffer.corrupt_records)
     telemetry.gauge("tea_writer_lag_seconds", "Age of the oldest acknowledged event not yet in storage",
                     writer.lag_seconds)
     cursors = buffer.cursors  # the writer and each processor: how far behind the buffer's end each one is

@@ -241,8 +241,9 @@ class BufferSettings(Section, frozen=True):
     recent_bytes: Annotated[Size, doc("the newest durable records are also kept in memory, so the writer and the "
                                       "processors need not read them back from disk while their backlog is within it "
                                       "(the default: buffer.max_bytes' default, the whole backlog); past it, and after "
-                                      "a restart, they read and checksum the segment files, ~2 us more CPU a span; "
-                                      "0 = always from disk", ge=0)] = 1024 * MiB
+                                      "a restart, they read and checksum the segment files, ~2 us more CPU a span "
+                                      "(counted in tea_buffer_disk_read_records_total); 0 = always from disk",
+                                      ge=0)] = 1024 * MiB
 
 
 class WriterSettings(Section, frozen=True):

@@ -15,7 +15,7 @@ from bisect import bisect_left
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -131,6 +131,11 @@ class Telemetry:
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """A gauge computed at scrape time by ``read`` (live state: the buffer's backlog, the writer's lag)."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
+
+    def counter(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A counter kept elsewhere (a component's own running total), read at scrape time; exposed as
+        ``<name>_total``."""
+        self.registry.register(_LiveCounter(name, help_text, read))
 
     def labelled_gauge(self, name: str, help_text: str, label: str, read: Callable[[], dict[str, float]]) -> None:
         """A gauge with one label, computed at scrape time: ``read`` answers each label value's value."""
@@ -249,6 +254,17 @@ class _LabelledGauge(Collector):
 
     def describe(self) -> list[Any]:
         return [GaugeMetricFamily(self._name, self._help, labels=[self._label])]
+
+
+class _LiveCounter(Collector):
+    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        self._name, self._help, self._read = name, help_text, read
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(self._name, self._help, value=self._read())
+
+    def describe(self) -> list[Any]:
+        return [CounterMetricFamily(self._name, self._help)]
 
 
 class _Fold(Collector):

@@ -301,6 +301,29 @@ def test_bare_metrics_is_the_prometheus_scrape(client: httpx.Client, server: Liv
     assert "metrics" in client.get("/metrics", headers={"accept": "application/json"}).json()
 
 
+def buffer_disk_reads(client: httpx.Client) -> dict[str, float]:
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    return {name: families[name].samples[0].value for name in ("tea_buffer_disk_read_records",
+                                                               "tea_buffer_corrupt_records")}
+
+
+@pytest.mark.parametrize("recent_bytes, from_disk", [(0, True), (1 << 30, False)])
+def test_records_read_back_from_the_segment_files_are_counted(serve, recent_bytes: int, from_disk: bool) -> None:
+    """With no memory window the writer reads every record back from disk, and /metrics says how many;
+    within the window it reads none."""
+    server = serve(socket=False, storage_backend="memory", buffer__recent_bytes=recent_bytes)
+    for n in range(3):
+        assert server.client.post("/v1/events", json=[{"event_type": "x"}] * 10).status_code == 200
+    server.wait_stored(30)
+    counted = buffer_disk_reads(server.client)
+    assert counted["tea_buffer_corrupt_records"] == 0
+    if from_disk:
+        consumers = len(server.client.get("/health").json()["consumers"])  # (the writer and each processor)
+        assert 3 <= counted["tea_buffer_disk_read_records"] <= 3 * consumers
+    else:
+        assert counted["tea_buffer_disk_read_records"] == 0
+
+
 def storage_reads(client: httpx.Client) -> dict[str, float]:
     """``tea_storage_query_seconds`` observations so far, by operation."""
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
