@@ -488,6 +488,45 @@ def test_duckdb_refused_data_raises_storage_data_error(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_duckdb_reads_across_tenants_unite_the_partitions_that_hold_events(tmp_path: Path) -> None:
+    """A read across tenants unites only the partitions that may hold events: none on a new file, each one
+    a write fills from that write on (a read right after it finds its events), the non-empty ones after a
+    reopen — and it finds what a read of every partition finds (the view ``events``)."""
+    from tea.storage.duckdb.sql import count_and_floor, partition_of, partition_table
+    from tea.types import AggregateSpec, Agg
+    path = str(tmp_path / "live.duckdb")
+    tenants = [t for t in (f"t{i}" for i in range(40)) if partition_of(t) != partition_of("t1")]
+    other = tenants[0]
+
+    def unites(storage: DuckDBStorage) -> set[int]:
+        sql, _ = count_and_floor(QuerySpec(EventFilter(), limit=10), storage.dialect)
+        return {n for n in range(16) if partition_table(n) in sql}
+
+    async def every_partition(storage: DuckDBStorage) -> int:
+        return await storage._on_reader(lambda cur: cur.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    async def scenario() -> None:
+        storage = DuckDBStorage(path)
+        await storage.open()
+        assert storage.dialect.live.parts == () and len(await everything(storage)) == 0
+        await storage.write_batch(from_wire([ev(f"a{i}", T0 + i) for i in range(5)]))
+        assert unites(storage) == {partition_of("t1")}
+        await storage.write_batch(from_wire([ev(f"b{i}", T0 + 10 + i, tenant=other) for i in range(3)]))
+        assert unites(storage) == {partition_of("t1"), partition_of(other)}
+        found = await everything(storage)
+        assert [e.event_id for e in found[:3]] == ["b2", "b1", "b0"] and len(found) == 8
+        assert (await storage.query_events(QuerySpec(EventFilter(), limit=2))).total_count == 8
+        counted = await storage.aggregate(AggregateSpec(EventFilter(), aggs=(Agg("count"),)))
+        assert counted[0][-1] == 8 == await every_partition(storage) == await storage.count()
+        await storage.close()
+        reopened = DuckDBStorage(path)
+        await reopened.open()
+        assert unites(reopened) == {partition_of("t1"), partition_of(other)}
+        assert len(await everything(reopened)) == 8
+        await reopened.close()
+    asyncio.run(scenario())
+
+
 def test_duckdb_migrates_an_unpartitioned_file_without_losing_events(tmp_path: Path) -> None:
     import duckdb
 

@@ -24,11 +24,12 @@ def bin_expr(column: str, bounds: tuple[float, ...]) -> str:
     return f"CASE {whens} WHEN {column} IS NOT NULL THEN {len(bounds)} END"
 
 
-def aggregate_bins(spec: AggregateSpec, column: str, bounds: tuple[float, ...]) -> tuple[str, list[Any]]:
+def aggregate_bins(spec: AggregateSpec, column: str, bounds: tuple[float, ...],
+                   d: duckdb_sql.DuckDBDialect = duckdb_sql.DIALECT) -> tuple[str, list[Any]]:
     if spec.top is not None:
         raise ValueError("aggregate_bins does not rank groups")
-    frm, params = duckdb_sql.scan(spec.filter)
+    frm, params = duckdb_sql.scan(spec.filter, d)
     groups = list(spec.group_by)
-    select = ", ".join([f"{events.bucket_expr(spec, duckdb_sql.DIALECT)} AS bucket", *groups, f"{bin_expr(column, bounds)} AS bin",
-                        *(f"{events.agg_sql(a, duckdb_sql.DIALECT)} AS a{i}" for i, a in enumerate(spec.aggs))])
+    select = ", ".join([f"{events.bucket_expr(spec, d)} AS bucket", *groups, f"{bin_expr(column, bounds)} AS bin",
+                        *(f"{events.agg_sql(a, d)} AS a{i}" for i, a in enumerate(spec.aggs))])
     return f"SELECT {select}{frm} GROUP BY " + ", ".join(["bucket", *groups, "bin"]), params

@@ -10,7 +10,7 @@ import duckdb
 
 from tea.storage.duckdb.load import sql_string
 from tea.storage.duckdb.memory import trim_cache
-from tea.storage.duckdb.sql import scan
+from tea.storage.duckdb.sql import DuckDBDialect, scan
 from tea.types import COLUMNS, EventFilter
 
 # Parquet exports: every column as stored, attributes as JSON text
@@ -31,12 +31,13 @@ class DuckDBExport:
     _reads_lock: Any
     _trim_lock: Any
     _on_reader: Any
+    dialect: DuckDBDialect
 
     async def export_file(self, filter: EventFilter, fmt: str, path: str) -> None:
         """Write the matching events straight from DuckDB into a Parquet file."""
         if fmt != "parquet":
             raise ValueError(f"DuckDB writes only parquet files natively, not {fmt!r}")
-        frm, params = scan(filter)
+        frm, params = scan(filter, self.dialect)
         # row groups of 8 MB: the Parquet writer buffers one per thread (at its default of 122 880 rows, that of
         # wide events took hundreds of MB)
         sql = (f"COPY (SELECT {EXPORT_COLUMNS}{frm}) TO {sql_string(path)} "

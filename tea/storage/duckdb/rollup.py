@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 
 from tea.storage.duckdb import bins
-from tea.storage.duckdb.sql import DIALECT
+from tea.storage.duckdb.sql import DIALECT, DuckDBDialect
 from tea.storage.sql import events
 from tea.types import FILTER_COLUMNS, Agg, AggregateSpec, EventFilter
 
@@ -193,7 +193,7 @@ def _pending(spans: list[tuple[int, int]], f: EventFilter) -> list[tuple[int, in
             if hi > f.start_us and lo < f.end_us]  # type: ignore[operator]
 
 
-def read(cur: duckdb.DuckDBPyConnection, spec: AggregateSpec) -> list[Any] | None:
+def read(cur: duckdb.DuckDBPyConnection, spec: AggregateSpec, d: DuckDBDialect = DIALECT) -> list[Any] | None:
     """``aggregate_columns``' answer to ``spec`` from the rollup and the pending minutes' events, in one
     snapshot; None when the rollup does not answer it (``plan``) or every minute of it is pending."""
     label = plan(spec)
@@ -229,12 +229,12 @@ def read(cur: duckdb.DuckDBPyConnection, spec: AggregateSpec) -> list[Any] | Non
         sql = rolled
         if pending:
             raw_params: list[Any] = []
-            clauses = events.conditions(f, DIALECT, raw_params)
-            clauses.append("(" + " OR ".join(f"(timestamp >= {DIALECT.bind_us(raw_params, lo)} AND timestamp < "
-                                              f"{DIALECT.bind_us(raw_params, hi)})" for lo, hi in pending) + ")")
-            raw = (f"SELECT {events.bucket_expr(spec, DIALECT)} AS bucket, {', '.join([*groups, ''])}"
-                   + ", ".join(f"{events.agg_sql(a, DIALECT)} AS a{i}" for i, a in enumerate(spec.aggs))
-                   + events.frame(f, DIALECT, clauses) + " GROUP BY ALL")
+            clauses = events.conditions(f, d, raw_params)
+            clauses.append("(" + " OR ".join(f"(timestamp >= {d.bind_us(raw_params, lo)} AND timestamp < "
+                                              f"{d.bind_us(raw_params, hi)})" for lo, hi in pending) + ")")
+            raw = (f"SELECT {events.bucket_expr(spec, d)} AS bucket, {', '.join([*groups, ''])}"
+                   + ", ".join(f"{events.agg_sql(a, d)} AS a{i}" for i, a in enumerate(spec.aggs))
+                   + events.frame(f, d, clauses) + " GROUP BY ALL")
             outer = ", ".join(["bucket", *groups, *(f"sum(a{i})" for i in range(len(spec.aggs)))])
             sql = f"SELECT {outer} FROM ({rolled} UNION ALL {raw}) GROUP BY ALL"
             params += raw_params
@@ -252,6 +252,7 @@ class DuckDBRollup:
     _cursor: Any
     _reading: Any
     _readers: Any
+    dialect: DuckDBDialect
     _rolling = threading.Lock()  # (one catch-up at a time, per process: they would replace the same rows)
     _catching_up: duckdb.DuckDBPyConnection | None = None
 
@@ -259,7 +260,7 @@ class DuckDBRollup:
         """``aggregate_columns``' answer from the per-minute rollup, or None where it does not answer ``spec``."""
         if plan(spec) is None:
             return None
-        return await self._on_reader(read, spec)
+        return await self._on_reader(read, spec, self.dialect)
 
     async def roll_up(self, now_us: int) -> int:
         """Roll up the pending minutes before the last whole one (``catch_up``); the spans recomputed."""

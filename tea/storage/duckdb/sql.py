@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, Iterable
 
 from tea.storage.sql import FLOAT_COLUMNS, Dialect
 from tea.storage.sql.events import conditions, frame
@@ -23,15 +23,33 @@ def partition_table(number: int) -> str:
     return f"events_p{number:02d}"
 
 
-def source(f: EventFilter | None, columns: str = "*") -> str:
+class Live:
+    """The partitions that may hold events: a file's non-empty ones when it was opened, and each one a write
+    adds rows to, added before that write commits (so no read after the commit misses it). A partition
+    emptied by retention stays until the file is opened again. A read across tenants unites only these:
+    each partition in a union costs its planning and scan set-up whether or not it holds a row (a page of
+    events across a single tenant's file: every other partition is empty)."""
+
+    def __init__(self, parts: tuple[int, ...] = tuple(range(PARTITIONS))) -> None:
+        self.parts = parts
+
+    def add(self, numbers: Iterable[int]) -> None:
+        """Called by the writer only (one writer thread): a read sees the old tuple or the new, both whole."""
+        missing = set(numbers).difference(self.parts)
+        if missing:
+            self.parts = tuple(sorted({*self.parts, *missing}))
+
+
+def source(f: EventFilter | None, columns: str = "*", live: Live | None = None) -> str:
     """The smallest table expression holding every event ``f`` can match, aliased ``events``. Where that is
     several partitions, ``columns`` (those the statement reads) narrows what each gives: a union of whole
     partitions (the view ``events``) costs ~2 ms more CPU a statement to plan its 16 x 32 columns, and a
-    ``count(*)`` over it reads every event's ``event_id`` (its first column) for nothing."""
+    ``count(*)`` over it reads every event's ``event_id`` (its first column) for nothing. With ``live``, a
+    read across tenants unites only the partitions that may hold events."""
     if f is None or not f.tenant_ids:
-        if columns == "*":
+        if live is None and columns == "*":
             return "events"
-        parts = list(range(PARTITIONS))
+        parts = list(range(PARTITIONS)) if live is None else list(live.parts) or [0]
     else:
         parts = sorted({partition_of(t) for t in f.tenant_ids})
     if len(parts) == 1:
@@ -58,8 +76,11 @@ class DuckDBDialect(Dialect):
     event_columns = ", ".join(f"epoch_us({c})" if c in ("timestamp", "received_at") else
                               "CAST(attributes AS VARCHAR)" if c == "attributes" else c for c in COLUMNS)
 
+    def __init__(self, live: Live | None = None) -> None:
+        self.live = live  # (a store's: its reads across tenants unite only the partitions that may hold events)
+
     def source(self, f: EventFilter | None) -> str:
-        return source(f)
+        return source(f, live=self.live)
 
     def bind_us(self, params: list[Any], us: int) -> str:
         return f"make_timestamp({self.bind(params, us)})"
@@ -106,19 +127,19 @@ def tenant_clause(tenant_ids: tuple[str, ...], negate: bool = False) -> str:
     return DIALECT.in_list([], "tenant_id", tenant_ids, negate)
 
 
-def scan(f: EventFilter | None) -> tuple[str, list[Any]]:
+def scan(f: EventFilter | None, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
     """`` FROM <source> WHERE <filter>`` and its parameters."""
-    return compile_scan(f, DIALECT)
+    return compile_scan(f, d)
 
 
-def count(f: EventFilter | None) -> tuple[str, list[Any]]:
+def count(f: EventFilter | None, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
     """The events ``f`` matches, counted reading only the columns its conditions need."""
     params: list[Any] = []
-    clauses = conditions(f, DIALECT, params)
-    return f"SELECT count(*){frame(f, DIALECT, clauses, source(f, filter_columns(f)))}", params
+    clauses = conditions(f, d, params)
+    return f"SELECT count(*){frame(f, d, clauses, source(f, filter_columns(f), d.live))}", params
 
 
-def count_and_floor(spec: QuerySpec) -> tuple[str, list[Any]]:
+def count_and_floor(spec: QuerySpec, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
     """The events ``spec.filter`` matches, counted, and the page's floor: a time (µs) that every event of the page
     (``limit + 1`` rows from ``spec.after`` on, tea.storage.sql.events.page) is at or after, NULL when there is
     none; both read only the columns the filter tests. The page then reads every column of only the newest rows,
@@ -128,13 +149,13 @@ def count_and_floor(spec: QuerySpec) -> tuple[str, list[Any]]:
     candidates, so the page's own rows are no older. (DuckDB's top-N skips the older row groups;
     ``max(timestamp, n)`` would visit every match: 20 ms for a million.)"""
     f = spec.filter
-    counting, counted = count(f)
+    counting, counted = count(f, d)
     newest: list[Any] = []
-    clauses = conditions(f, DIALECT, newest)
+    clauses = conditions(f, d, newest)
     if spec.after is not None:
-        clauses.append(f"timestamp < {DIALECT.bind_us(newest, spec.after.timestamp)}")
+        clauses.append(f"timestamp < {d.bind_us(newest, spec.after.timestamp)}")
     return (f"SELECT ({counting}), (SELECT epoch_us(min(timestamp)) FROM (SELECT timestamp"
-            f"{frame(f, DIALECT, clauses, source(f, filter_columns(f)))} ORDER BY timestamp DESC "
+            f"{frame(f, d, clauses, source(f, filter_columns(f), d.live))} ORDER BY timestamp DESC "
             f"LIMIT {int(spec.limit) + 1}))"), counted + newest
 
 
@@ -150,13 +171,13 @@ _TRACE_REST = ("count(*) AS span_count, " + _TRACE_ERRORS + " AS error_count, "
 
 
 def traces(f: EventFilter, *, service: str | None, min_duration_ms: float, errors: bool | None,
-           limit: int) -> tuple[str, list[Any]]:
+           limit: int, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
     """The newest ``limit`` traces with a span in ``f`` that pass the conditions, summarised over their
     spans in ``f``. Two passes over the spans: the first groups every trace with the cheap aggregates the
     conditions and the order need (its start, end, errors, whether ``service`` took part) and keeps the
     first ``limit``; only those are summarised (root span, services list). The list of distinct services
     and the root's arg_min cost ~60 % of one pass over every trace of a day."""
-    frm, params = scan(f)
+    frm, params = scan(f, d)
     spans = frm + (" AND " if " WHERE " in frm else " WHERE ") + "event_type = 'span' AND trace_id IS NOT NULL"
     having: list[str] = ["end_us - start_us >= ?"]
     extra: list[Any] = [int(min_duration_ms * 1000)]

@@ -33,8 +33,8 @@ from tea.storage.duckdb.stores import DuckDBStores
 from tea.storage.duckdb.writes import refused
 from tea.storage.duckdb.schema import COLUMN_TYPES, MIGRATIONS
 from tea.storage.health import first_line
-from tea.storage.duckdb.sql import (DIALECT, PARTITIONS, count_and_floor, partition_of, partition_table, scan,
-                                    several_partitions, tenant_clause)
+from tea.storage.duckdb.sql import (DIALECT, PARTITIONS, DuckDBDialect, Live, count_and_floor, partition_of,
+                                    partition_table, scan, several_partitions, tenant_clause)
 from tea.storage.duckdb.sql import count as count_sql
 from tea.storage.sql import events
 from tea.types import (COLUMNS, Batch, Event, EventFilter, QueryResult, QuerySpec,
@@ -80,6 +80,7 @@ BLOCK_SIZE = 262144
 # per million rows)
 _FROM_EVENTS = " FROM events"  # what tea.storage.duckdb.sql.scan() makes of no filter
 _COUNT_ALL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {partition_table(n)})" for n in range(PARTITIONS))
+_NON_EMPTY = " UNION ALL ".join(f"SELECT {n} WHERE EXISTS (SELECT 1 FROM {partition_table(n)})" for n in range(PARTITIONS))
 
 
 def connect(path: str, config: dict[str, Any] | None = None,
@@ -142,6 +143,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         self.signals = duckdb_signals.DuckDBSignals(self)  # metric points and log records
         self._changes = 0  # moved on before and after every call on the writer thread
         self._counted: tuple[int, int] | None = None  # (_changes, count of all events) when it was counted
+        self._live = Live()  # the partitions that may hold events (all, until the file is opened)
+        self.dialect = DuckDBDialect(self._live)  # the SQL of this file's event reads
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tea-duckdb-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tea-duckdb-reader")
         self._cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
@@ -173,6 +176,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         except duckdb.Error as exc:
             raise StorageError(f"cannot open DuckDB file {self.path}: {exc}") from exc
         self._migrate(self._con)
+        self._live.parts = tuple(n for n, in self._con.execute(_NON_EMPTY).fetchall())
         # restored after each cache trim: the configured text, else DuckDB's default as it prints it (rounded
         # down to 0.1 GiB: the first restore lowers the default that much, and every later one sets the same)
         self._memory_limit_setting = (self.memory_limit or
@@ -309,6 +313,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         spread = [self.dedup_window_us, self.dedup_window_us]
         tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
         parts = _by_partition(tenants)
+        self._live.add(parts)  # (before the commit: a read after it unites these partitions too)
         targets = [Target(partition_table(number)) if len(parts) == 1 else
                    Target(partition_table(number), " AND s." + tenant_clause(tuple(members)), tuple(members))
                    for number, members in parts.items()]
@@ -363,9 +368,9 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         if spec.with_total and not several_partitions(spec.filter):
             # one partition: DuckDB's own top-N of it reads little (a floor first cost a tenant's page of 50 over
             # 1 M events 0.4 ms more); across partitions the view's top-N reads every column of every match
-            total = cur.execute(*count_sql(spec.filter)).fetchone()[0]  # type: ignore[index]
+            total = cur.execute(*count_sql(spec.filter, self.dialect)).fetchone()[0]  # type: ignore[index]
         elif spec.with_total:  # (the count's pass also finds the page's floor: the page reads only rows after it)
-            total, floor = cur.execute(*count_and_floor(spec)).fetchone()  # type: ignore[misc]
+            total, floor = cur.execute(*count_and_floor(spec, self.dialect)).fetchone()  # type: ignore[misc]
             if not total:
                 return QueryResult([], 0, False)
             f = spec.filter
@@ -376,10 +381,10 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         if spec.filter.event_id is not None and total is None:
             # one id: a row or a few (one a tenant and dedup window), put in order here. DuckDB's top-N of them
             # would read them twice (late materialization: the keys, then the rows): ~1 ms more a lookup
-            rows = sorted(cur.execute(*events.candidates(spec, DIALECT)).fetchall(), key=_page_key,
+            rows = sorted(cur.execute(*events.candidates(spec, self.dialect)).fetchall(), key=_page_key,
                           reverse=True)[: spec.limit + 1]
         else:
-            rows = cur.execute(*events.page(spec, DIALECT)).fetchall()
+            rows = cur.execute(*events.page(spec, self.dialect)).fetchall()
         return QueryResult([_row_to_event(row) for row in rows[: spec.limit]], total, len(rows) > spec.limit)
 
     async def count(self, filter: EventFilter | None = None) -> int:
@@ -389,7 +394,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         the value moves (and is taken per partition: ``_COUNT_ALL``)."""
         frm, params = scan(filter)
         if frm != _FROM_EVENTS:
-            return await self._on_reader(self._count_sync, *count_sql(filter))
+            return await self._on_reader(self._count_sync, *count_sql(filter, self.dialect))
         changes = self._changes
         if self._counted is not None and self._counted[0] == changes:
             return self._counted[1]
@@ -408,7 +413,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         return {row[0] for row in rows}
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
-        frm, params = scan(filter)
+        frm, params = scan(filter, self.dialect)
         cursor = await self._on_writer(self._cursor)
         loop = asyncio.get_running_loop()
         try:
