@@ -191,62 +191,59 @@ class ProcessorConsumer:
         chunks = [r.payload for r in records]
         if self.wants_lines is not None:
             found = await asyncio.to_thread(select_lines, chunks, *self.wants_lines)
-            lines, where = self._picked(records, found, events_before)
+            picked = self._picked(records, found, events_before)
         else:
             probe = self.wants_any
             if probe is not None:
                 whole = self.wants_any_chunks
                 if not await asyncio.to_thread(lambda: probe(chunks) if whole else any(probe(c) for c in chunks)):
                     return []
-            lines, where = await self._split(records, events_before)
-        raw = self.takes_ndjson
-        if raw:
-            return [(line, pos, n) for line, (pos, n) in zip(lines, where)]
+            picked = await self._split(records, events_before)
+        if self.takes_ndjson:
+            return picked
         held: list[_Held] = []
-        for start in range(0, len(lines), SLICE):
-            part = lines[start:start + SLICE]
-            events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
-            held += [(e, pos, n) for e, (pos, n) in zip(events, where[start:start + SLICE])]
+        for start in range(0, len(picked), SLICE):
+            part = picked[start:start + SLICE]
+            events = Batch([b"\n".join([line for line, _, _ in part]) + b"\n"], len(part), 0, 0).events()
+            held += [(e, pos, n) for e, (_, pos, n) in zip(events, part)]
             await give_way()
         return held
 
     def _picked(self, records: list[Record], found: list[list[tuple[int, int, int]]],
-                events_before: int) -> tuple[list[bytes], list[tuple[LogPosition, int]]]:
-        """The lines ``select_lines`` found in ``records``, sliced out, with their positions."""
-        raw = self.takes_ndjson
-        lines: list[bytes] = []
-        where: list[tuple[LogPosition, int]] = []
+                events_before: int) -> list[_Held]:
+        """The lines ``select_lines`` found in ``records``, sliced out, with their positions (each with its
+        newline for a processor that takes NDJSON: a Batch chunk of its own)."""
+        picked: list[_Held] = []
+        if not any(found):
+            return picked
+        newline = 1 if self.takes_ndjson else 0
         before = events_before
-        segments = self._segments(records) if any(found) else ()
-        for segment, record, spans in zip(segments, records, found):
-            payload, count = record.payload, record.count
-            for index, start, end in spans:
-                if index >= count:  # (past the record's events)
-                    break
-                if not raw:
-                    lines.append(payload[start:end])
-                else:  # (a line a Batch chunk of its own)
-                    lines.append(payload[start:end + 1] if end < len(payload) else payload[start:end] + b"\n")
-                where.append(((segment, record.offset, index), before))
-            before += count
-        return lines, where
+        for segment, record, spans in zip(self._segments(records), records, found):
+            if spans:
+                payload, offset, count = record.payload, record.offset, record.count
+                if spans[-1][0] >= count:  # (lines past the record's events are not its)
+                    spans = [span for span in spans if span[0] < count]
+                picked += [(payload[start:end + newline], (segment, offset, index), before)
+                           for index, start, end in spans]
+                if newline and spans and spans[-1][2] == len(payload):  # (its last line had no newline)
+                    line, pos, n = picked[-1]
+                    picked[-1] = (line + b"\n", pos, n)
+            before += record.count
+        return picked
 
-    async def _split(self, records: list[Record],
-                     events_before: int) -> tuple[list[bytes], list[tuple[LogPosition, int]]]:
+    async def _split(self, records: list[Record], events_before: int) -> list[_Held]:
         """The lines of ``records`` the processor's ``wants`` picks (all without one), with their positions."""
         wants, raw = self.wants, self.takes_ndjson
-        lines: list[bytes] = []
-        where: list[tuple[LogPosition, int]] = []
+        picked: list[_Held] = []
         before = events_before
         for n, (segment, record) in enumerate(zip(self._segments(records), records)):
             for index, line in enumerate(record.payload.split(b"\n")[:record.count]):
-                if wants is None or wants(line):
-                    lines.append(line + b"\n" if raw else line)  # (a line a Batch chunk of its own)
-                    where.append(((segment, record.offset, index), before))
+                if wants is None or wants(line):  # (with its newline, a line a Batch chunk of its own)
+                    picked.append((line + b"\n" if raw else line, (segment, record.offset, index), before))
             before += record.count
             if n % RECORDS_SLICE == RECORDS_SLICE - 1:
                 await give_way()
-        return lines, where
+        return picked
 
     def _segments(self, records: list[Record]) -> list[int]:
         """The segment of each record read from ``_read_at`` on: offsets restart at 0 in the next segment."""
