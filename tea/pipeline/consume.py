@@ -3,10 +3,10 @@
 Each processor reads the log from its own durable position, only as far as the writer has committed
 (a processor never runs ahead of storage), and at its own pace: storing events never waits for it, a
 slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
-keeps the lines it wants (the needles of ``wants_lines``, or ``wants_any`` / ``wants`` probes), and hands them over in batches of
-``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read, or at
-once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor that ``takes_ndjson``
-is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and of the consumer's) the
+keeps the lines it wants (the needles of ``wants_lines``, or ``wants_any`` / ``wants`` probes), and hands
+them over in batches of ``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first
+event was read, or at once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor
+that ``takes_ndjson`` is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and of the consumer's) the
 event loop serves what is waiting first (``give_way``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SLICE = 2048  # lines decoded between two yields to the event loop
 RECORDS_SLICE = 4  # records (of ~100 events, as OTLP exporters send them) filtered between two yields
+PICKED_SLICE = 512  # lines a processor's wants_lines found, sliced out between two yields
 RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
 WAITING_S = 0.0002  # others ran this long at a yield: something was waiting for the event loop
 GIVE_WAY = 1.0  # then a processor pauses this many times as long as they ran (at most MAX_PAUSE_S)
@@ -191,7 +192,7 @@ class ProcessorConsumer:
         chunks = [r.payload for r in records]
         if self.wants_lines is not None:
             found = await asyncio.to_thread(select_lines, chunks, *self.wants_lines)
-            picked = self._picked(records, found, events_before)
+            picked = await self._picked(records, found, events_before)
         else:
             probe = self.wants_any
             if probe is not None:
@@ -209,15 +210,15 @@ class ProcessorConsumer:
             await give_way()
         return held
 
-    def _picked(self, records: list[Record], found: list[list[tuple[int, int, int]]],
-                events_before: int) -> list[_Held]:
+    async def _picked(self, records: list[Record], found: list[list[tuple[int, int, int]]],
+                      events_before: int) -> list[_Held]:
         """The lines ``select_lines`` found in ``records``, sliced out, with their positions (each with its
         newline for a processor that takes NDJSON: a Batch chunk of its own)."""
         picked: list[_Held] = []
         if not any(found):
             return picked
         newline = 1 if self.takes_ndjson else 0
-        before = events_before
+        before, pause_at = events_before, PICKED_SLICE
         for segment, record, spans in zip(self._segments(records), records, found):
             if spans:
                 payload, offset, count = record.payload, record.offset, record.count
@@ -228,6 +229,9 @@ class ProcessorConsumer:
                 if newline and spans and spans[-1][2] == len(payload):  # (its last line had no newline)
                     line, pos, n = picked[-1]
                     picked[-1] = (line + b"\n", pos, n)
+                if len(picked) >= pause_at:
+                    pause_at = len(picked) + PICKED_SLICE
+                    await give_way()
             before += record.count
         return picked
 
