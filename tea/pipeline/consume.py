@@ -6,8 +6,8 @@ slow one lags and catches up. It reads what is committed in chunks of at most ``
 keeps the lines it wants (the needles of ``wants_lines``, or ``wants_any`` / ``wants`` probes), and hands
 them over in batches of ``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first
 event was read, or at once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor
-that ``takes_ndjson`` is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and of the consumer's) the
-event loop serves what is waiting first (``give_way``).
+that ``takes_ndjson`` is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and
+of the consumer's) the event loop serves what is waiting first (``give_way``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
 what it had not finished — at least once, never lost.
