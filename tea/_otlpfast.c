@@ -1773,8 +1773,10 @@ static inline int matches(const unsigned char *text, size_t n, size_t at, const 
     return at + nd->len <= n && memcmp(text + at, nd->s, nd->len) == 0;
 }
 
-/* the index of a needle that occurs in text (the earliest occurrence's), or -1; needles are non-empty */
-static Py_ssize_t scan_text(const unsigned char *text, size_t n, const Needle *nd, Py_ssize_t k, size_t longest) {
+/* the index of a needle that occurs in text (the earliest occurrence's, which starts at *where), or -1; needles
+   are non-empty */
+static Py_ssize_t scan_text(const unsigned char *text, size_t n, const Needle *nd, Py_ssize_t k, size_t longest,
+                            size_t *where) {
     size_t at = 0;
     for (; at + longest + LANES - 1 <= n; at += LANES) {  /* every load of this block stays inside the text */
         vec base, middle, last, hit = {0};
@@ -1795,13 +1797,19 @@ static Py_ssize_t scan_text(const unsigned char *text, size_t n, const Needle *n
                 size_t j = at + w * 8 + (size_t)__builtin_ctz(bits);
                 bits &= bits - 1;
                 for (Py_ssize_t i = 0; i < k; i++)
-                    if (matches(text, n, j, &nd[i])) return i;
+                    if (matches(text, n, j, &nd[i])) {
+                        *where = j;
+                        return i;
+                    }
             }
         }
     }
     for (; at < n; at++)  /* the last positions, where a block's loads would pass the end */
         for (Py_ssize_t i = 0; i < k; i++)
-            if (text[at] == (unsigned char)nd[i].s[0] && matches(text, n, at, &nd[i])) return i;
+            if (text[at] == (unsigned char)nd[i].s[0] && matches(text, n, at, &nd[i])) {
+                *where = at;
+                return i;
+            }
     return -1;
 }
 
@@ -1862,7 +1870,8 @@ static PyObject *find_any(PyObject *self, PyObject *args) {
             const unsigned char *text = views[c].buf;
             size_t n = (size_t)views[c].len;
             if (together) {
-                found = scan_text(text, n, nd, k, longest);
+                size_t where;
+                found = scan_text(text, n, nd, k, longest, &where);
                 continue;
             }
             for (Py_ssize_t i = 0; i < k && found < 0; i++) {
@@ -1881,8 +1890,219 @@ done:
     return PyLong_FromSsize_t(found);
 }
 
+/* ------------------------------------------------------------------ select_lines
+   Which lines of NDJSON chunks a processor wants: those holding a required needle and any of a few others
+   (tea.scan.select_lines, the consumer's per-line selection). Lines are found from the needles, not split one
+   by one: the chunk is searched for the rarer needles (the ones of which any is wanted, together, scan_text),
+   and only a line a needle was found in is bounded (memchr) and searched for the other (memmem); the newlines
+   before it are counted 16 bytes at a time for its index. A needle holding a newline never occurs in a line. */
+#define SELECT_RELEASE_BYTES FIND_ANY_RELEASE_BYTES
+
+typedef struct {  /* the lines found, 4 numbers each (chunk, index, start, end), grown without the GIL */
+    size_t *v;
+    size_t len, cap;
+} Found;
+
+static int found_add(Found *f, size_t chunk, size_t index, size_t start, size_t end) {
+    if (f->len + 4 > f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 1024;
+        size_t *v = PyMem_RawRealloc(f->v, cap * sizeof *v);  /* (the raw allocator: no GIL needed) */
+        if (v == NULL) return -1;
+        f->v = v;
+        f->cap = cap;
+    }
+    f->v[f->len++] = chunk;
+    f->v[f->len++] = index;
+    f->v[f->len++] = start;
+    f->v[f->len++] = end;
+    return 0;
+}
+
+/* the newlines in p[0..n), and in *after the offset just past the last of them (0 when there is none) */
+static size_t newlines(const unsigned char *p, size_t n, size_t *after) {
+    const vec nl = (vec){0} + '\n';
+    size_t count = 0, i = 0;
+    *after = 0;
+    for (; i + LANES <= n; i += LANES) {
+        vec v, eq;
+        LOAD_LANES(v, p + i);
+        eq = v == nl;
+        uint64_t words[LANES / 8];
+        memcpy(words, &eq, sizeof words);
+        for (size_t w = 0; w < LANES / 8; w++) {
+            uint64_t bits = words[w] & 0x0101010101010101u;  /* one bit per newline: lanes are 0 or 0xff */
+            if (!bits) continue;
+            count += (size_t)__builtin_popcountll(bits);
+            size_t last = i + w * 8 + 8;  /* (found bytewise: the lanes' order in a word is the CPU's) */
+            while (p[last - 1] != '\n') last--;
+            *after = last;
+        }
+    }
+    for (; i < n; i++) {
+        if (p[i] == '\n') {
+            count++;
+            *after = i + 1;
+        }
+    }
+    return count;
+}
+
+typedef struct {
+    const Needle *scan;       /* searched through the chunk: a line holding one is a candidate */
+    Py_ssize_t scan_k;        /* 0: every line is a candidate */
+    size_t longest;
+    const char *required;     /* what a candidate line must hold besides (NULL: nothing) */
+    size_t required_len;
+    PyObject *any_of;         /* a tuple of bytes, one of which it must hold (NULL: no such condition) */
+} Wanted;
+
+static int line_holds(const unsigned char *line, size_t n, const char *s, size_t len) {
+    return len == 0 || (len <= n && memmem(line, n, s, len) != NULL);
+}
+
+static int line_wanted(const unsigned char *line, size_t n, const Wanted *w) {
+    if (w->required != NULL && !line_holds(line, n, w->required, w->required_len)) return 0;
+    if (w->any_of == NULL) return 1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(w->any_of); i++) {
+        PyObject *needle = PyTuple_GET_ITEM(w->any_of, i);  /* (reads of an immutable tuple: no GIL needed) */
+        if (line_holds(line, n, PyBytes_AS_STRING(needle), (size_t)PyBytes_GET_SIZE(needle))) return 1;
+    }
+    return 0;
+}
+
+/* the wanted lines of one chunk into ``found``; -1 when out of memory */
+static int select_chunk(const unsigned char *text, size_t n, size_t chunk, const Wanted *w, Found *found) {
+    size_t at = 0, index = 0;  /* at: the start of line ``index`` */
+    for (;;) {
+        size_t start = at;
+        if (w->scan_k > 0) {
+            size_t where, after;
+            if (scan_text(text + at, n - at, w->scan, w->scan_k, w->longest, &where) < 0) return 0;
+            index += newlines(text + at, where, &after);  /* (a scanned needle holds no newline) */
+            start = at + after;
+        }
+        const unsigned char *stop = memchr(text + start, '\n', n - start);
+        size_t end = stop != NULL ? (size_t)(stop - text) : n;
+        if (line_wanted(text + start, end - start, w) && found_add(found, chunk, index, start, end) < 0) return -1;
+        if (stop == NULL) return 0;
+        at = end + 1;
+        index++;
+    }
+}
+
+static int holds_newline(PyObject *needle) {
+    return memchr(PyBytes_AS_STRING(needle), '\n', (size_t)PyBytes_GET_SIZE(needle)) != NULL;
+}
+
+/* select_lines(chunks, required, any_of) -> for each chunk (a list of buffers of NDJSON lines separated by
+   b"\n"), the list of (index, start, end) of each line ``chunk[start:end]`` (the ``index``-th of
+   ``chunk.split(b"\n")``) that holds ``required`` and any of ``any_of`` (a tuple of bytes; none when empty),
+   in order. Without the GIL from SELECT_RELEASE_BYTES on (a consumer's read of many records, in a worker
+   thread). */
+static PyObject *select_lines(PyObject *self, PyObject *args) {
+    PyObject *chunks, *required, *any_of;
+    if (!PyArg_ParseTuple(args, "O!O!O!:select_lines", &PyList_Type, &chunks, &PyBytes_Type, &required,
+                          &PyTuple_Type, &any_of))
+        return NULL;
+    Py_ssize_t k = PyTuple_GET_SIZE(any_of), usable = 0;
+    int any_empty = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *needle = PyTuple_GET_ITEM(any_of, i);
+        if (!PyBytes_Check(needle)) {
+            PyErr_SetString(PyExc_TypeError, "select_lines: needles must be bytes");
+            return NULL;
+        }
+        if (PyBytes_GET_SIZE(needle) == 0) any_empty = 1;
+        else if (!holds_newline(needle)) usable++;
+    }
+    /* ``never``: no line can be wanted (no needle of any_of fits in a line, or required does not) */
+    int never = (usable == 0 && !any_empty) || holds_newline(required);
+    Needle nd[MAX_TOGETHER];
+    Wanted w = {nd, 0, 0, PyBytes_AS_STRING(required), (size_t)PyBytes_GET_SIZE(required), any_of};
+    if (any_empty) w.any_of = NULL;  /* every line holds one of any_of */
+    if (!any_empty && usable <= MAX_TOGETHER) {  /* the needles of any_of are searched for, required checked */
+        for (Py_ssize_t i = 0; i < k; i++) {
+            PyObject *needle = PyTuple_GET_ITEM(any_of, i);
+            if (PyBytes_GET_SIZE(needle) == 0 || holds_newline(needle)) continue;
+            Needle *d = &nd[w.scan_k++];
+            d->s = PyBytes_AS_STRING(needle);
+            d->len = (size_t)PyBytes_GET_SIZE(needle);
+            d->mid = d->len / 2;
+            d->first = (vec){0} + (signed char)d->s[0];
+            d->middle = (vec){0} + (signed char)d->s[d->mid];
+            d->last = (vec){0} + (signed char)d->s[d->len - 1];
+            if (d->len > w.longest) w.longest = d->len;
+        }
+        w.any_of = NULL;  /* (a candidate holds one) */
+    } else if (w.required_len > 0) {  /* required is searched for, any_of checked in its lines */
+        Needle *d = &nd[0];
+        d->s = w.required;
+        d->len = w.required_len;
+        d->mid = d->len / 2;
+        d->first = (vec){0} + (signed char)d->s[0];
+        d->middle = (vec){0} + (signed char)d->s[d->mid];
+        d->last = (vec){0} + (signed char)d->s[d->len - 1];
+        w.scan_k = 1;
+        w.longest = d->len;
+        w.required = NULL;
+    }  /* else every line is a candidate */
+    Py_ssize_t count = PyList_GET_SIZE(chunks);
+    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
+    PyObject *items = PyList_GetSlice(chunks, 0, count);  /* a private copy of the list */
+    PyObject *result = NULL;
+    Found found = {NULL, 0, 0};
+    Py_ssize_t held = 0;
+    int failed = 0;
+    if (views == NULL || items == NULL) {
+        if (views == NULL) PyErr_NoMemory();
+        goto done;
+    }
+    for (; held < count; held++)
+        if (PyObject_GetBuffer(PyList_GET_ITEM(items, held), &views[held], PyBUF_SIMPLE) < 0) goto done;
+    if (!never) {
+        size_t total = 0;
+        for (Py_ssize_t c = 0; c < count; c++) total += (size_t)views[c].len;
+        PyThreadState *saved = total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+        for (Py_ssize_t c = 0; c < count && !failed; c++)
+            failed = select_chunk(views[c].buf, (size_t)views[c].len, (size_t)c, &w, &found) < 0;
+        if (saved != NULL) PyEval_RestoreThread(saved);
+        if (failed) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    result = PyList_New(count);
+    if (result == NULL) goto done;
+    size_t f = 0;
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *lines = PyList_New(0);
+        if (lines == NULL) goto fail;
+        PyList_SET_ITEM(result, c, lines);
+        for (; f < found.len && found.v[f] == (size_t)c; f += 4) {
+            PyObject *line = Py_BuildValue("(nnn)", (Py_ssize_t)found.v[f + 1], (Py_ssize_t)found.v[f + 2],
+                                           (Py_ssize_t)found.v[f + 3]);
+            if (line == NULL || PyList_Append(lines, line) < 0) {
+                Py_XDECREF(line);
+                goto fail;
+            }
+            Py_DECREF(line);
+        }
+    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    for (Py_ssize_t c = 0; c < held; c++) PyBuffer_Release(&views[c]);
+    PyMem_Free(views);
+    Py_XDECREF(items);
+    PyMem_RawFree(found.v);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"find_any", find_any, METH_VARARGS, "find_any(data | [data, ...], needles: tuple[bytes, ...]) -> int (index or -1)"},
+    {"select_lines", select_lines, METH_VARARGS,
+     "select_lines([data, ...], required: bytes, any_of: tuple[bytes, ...]) -> [[(index, start, end), ...], ...]"},
     {"map_traces", (PyCFunction)(void (*)(void))map_traces, METH_VARARGS | METH_KEYWORDS,
      "map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, "
      "source_protocol='otlp') -> (ndjson, accepted, total, low, high, rejections) | None"},

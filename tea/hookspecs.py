@@ -41,7 +41,10 @@ def register_processors(settings: "Settings", storage: Any) -> list[tuple[str, A
     ``delivery.positions`` — each event's ``(segment, offset, index)`` in the log, the same on every
     redelivery and growing within one log — and store the last position applied in the same write as the
     effect. Optional attributes: ``wants(line) -> bool`` / ``wants_any(ndjson) -> bool`` select the NDJSON
-    lines to decode, ``event_types`` (a set) skips records known to hold none of those types; ``batch_size`` / ``batch_timeout_s`` override the ``processing.*`` batching;
+    lines to decode, or ``wants_lines = (required, any_of)`` (bytes, tuple of bytes) in their place: the lines
+    holding ``required`` and any of ``any_of``, found by ``tea.scan.select_lines`` in a worker thread;
+    ``event_types`` (a set) skips records known to hold none of those types; ``batch_size`` /
+    ``batch_timeout_s`` override the ``processing.*`` batching;
     ``takes_ndjson = True`` hands it a ``tea.types.Batch`` of the committed lines (decoded only if iterated). A
     processor long at work awaits ``tea.pipeline.consume.give_way()`` between slices of it. A batch
     that still fails after ``processing.retry_attempts`` tries goes to the dead-letter queue and the

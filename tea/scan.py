@@ -1,16 +1,19 @@
-"""Byte-string probes over NDJSON: processors' ``wants_any``, the signal router's search for metric and log
-lines, the ingestion screen's search for out-of-range numbers.
+"""Byte-string probes over NDJSON: processors' ``wants_any`` and ``wants_lines``, the signal router's search for
+metric and log lines, the ingestion screen's search for out-of-range numbers.
 
 ``contains_any`` searches with the native extension's ``find_any`` (glibc memmem, without the GIL from
 256 KiB on) when it is built, so a writer batch of 200 000 spans (~200 MB) is scanned in a worker thread while
 the event loop keeps serving requests; without the extension, Python's ``in`` (same answer, GIL held).
+``select_lines`` finds the lines a processor's ``wants_lines`` picks with the extension's ``select_lines`` (the
+chunks searched for the needles, only the lines they occur in bounded; without the GIL from 256 KiB on), or
+splits and searches every line without it (same answer).
 """
 from __future__ import annotations
 
 try:
-    from tea._otlpfast import find_any as _find_any
+    from tea._otlpfast import find_any as _find_any, select_lines as _select_lines
 except ImportError:  # the optional extension was not built
-    _find_any = None
+    _find_any = _select_lines = None
 
 
 def contains_any(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> bool:
@@ -20,3 +23,29 @@ def contains_any(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> bool:
         return _find_any(data, needles) >= 0
     chunks = data if isinstance(data, list) else [data]
     return any(needle in chunk for needle in needles for chunk in chunks)
+
+
+def select_lines(chunks: list[bytes], required: bytes,
+                 any_of: tuple[bytes, ...]) -> list[list[tuple[int, int, int]]]:
+    """For each of ``chunks`` (NDJSON lines separated by b"\\n"), the ``(index, start, end)`` of each of its lines
+    ``chunk[start:end]`` — the ``index``-th of ``chunk.split(b"\\n")`` — that holds ``required`` and any of
+    ``any_of`` (so none when ``any_of`` is empty), in order."""
+    if _select_lines is not None:
+        return _select_lines(chunks, required, any_of)  # type: ignore[no-any-return]
+    return _split_lines(chunks, required, any_of)
+
+
+def _split_lines(chunks: list[bytes], required: bytes,
+                 any_of: tuple[bytes, ...]) -> list[list[tuple[int, int, int]]]:
+    """``select_lines`` without the extension: every line split out and searched."""
+    found: list[list[tuple[int, int, int]]] = []
+    for chunk in chunks:
+        lines: list[tuple[int, int, int]] = []
+        start = 0
+        for index, line in enumerate(bytes(chunk).split(b"\n")):
+            end = start + len(line)
+            if required in line and any(needle in line for needle in any_of):
+                lines.append((index, start, end))
+            start = end + 1
+        found.append(lines)
+    return found

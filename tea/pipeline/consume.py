@@ -3,11 +3,11 @@
 Each processor reads the log from its own durable position, only as far as the writer has committed
 (a processor never runs ahead of storage), and at its own pace: storing events never waits for it, a
 slow one lags and catches up. It reads what is committed in chunks of at most ``read_events`` events,
-keeps the lines it wants (``wants_any`` / ``wants`` probes), and hands them over in batches of
-``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first event was read, or at
-once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor that ``takes_ndjson``
-is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and of the consumer's) the
-event loop serves what is waiting first (``give_way``).
+keeps the lines it wants (the needles of ``wants_lines``, or ``wants_any`` / ``wants`` probes), and hands
+them over in batches of ``batch_size`` — a partial batch once ``batch_timeout_s`` has passed since its first
+event was read, or at once when a read of derived data needs it (``hurry`` / ``handled_through``). A processor
+that ``takes_ndjson`` is handed its lines as a ``Batch``, never decoded for it. Between slices of its work (and
+of the consumer's) the event loop serves what is waiting first (``give_way``).
 Its position moves past a record only once every event of it the processor wanted has been handled
 (processed, or sent to the dead-letter queue after the retries): after a crash the processor sees again
 what it had not finished — at least once, never lost.
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 from tea.batching import BatchTrigger
 from tea.buffer.cursors import Position
 from tea.buffer.segments import Record, kinds_of
+from tea.scan import select_lines
 from tea.types import Batch, Event
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SLICE = 2048  # lines decoded between two yields to the event loop
 RECORDS_SLICE = 4  # records (of ~100 events, as OTLP exporters send them) filtered between two yields
+PICKED_SLICE = 512  # lines a processor's wants_lines found, sliced out between two yields
 RESUME_AFTER_S = 5.0  # after an unexpected error, a processor resumes from its position this much later
 WAITING_S = 0.0002  # others ran this long at a yield: something was waiting for the event loop
 GIVE_WAY = 1.0  # then a processor pauses this many times as long as they ran (at most MAX_PAUSE_S)
@@ -67,6 +69,18 @@ _Held = tuple[Any, LogPosition, int]
 Deliver = Callable[[str, Any, Sequence[Event], Delivery], Awaitable[bool]]
 
 
+def _wants_lines(name: str, declared: Any) -> tuple[bytes, tuple[bytes, ...]] | None:
+    """A processor's ``wants_lines``, checked: ``(required, any_of)``, the lines it wants holding ``required``
+    and any of ``any_of`` (bytes each)."""
+    if declared is None:
+        return None
+    required, any_of = declared if isinstance(declared, tuple) and len(declared) == 2 else (None, None)
+    if not isinstance(required, bytes) or not isinstance(any_of, tuple) or \
+            not all(isinstance(needle, bytes) for needle in any_of):
+        raise TypeError(f"processor {name}: wants_lines must be (bytes, tuple of bytes), not {declared!r}")
+    return required, any_of
+
+
 class ProcessorConsumer:
     def __init__(self, name: str, fn: Any, buffer: "DurableBuffer", deliver: Deliver, *, batch_size: int,
                  batch_timeout_s: float, read_events: int, on_advance: Callable[[], None]) -> None:
@@ -83,6 +97,7 @@ class ProcessorConsumer:
         self.wants_any = getattr(fn, "wants_any", None)
         self.wants_any_chunks = bool(getattr(fn, "wants_any_takes_chunks", False))
         self.wants = getattr(fn, "wants", None)
+        self.wants_lines = _wants_lines(name, getattr(fn, "wants_lines", None))  # (required, any_of) needles
         self.takes_ndjson = bool(getattr(fn, "takes_ndjson", False))  # handed a Batch of its lines, not decoded
         types = getattr(fn, "event_types", None)  # the only event types it wants: records of none are not searched
         self.event_types = frozenset(types) if types is not None else None
@@ -167,39 +182,72 @@ class ProcessorConsumer:
             self._advance(end, self._read_events)
 
     async def _select(self, records: list[Record], events_before: int) -> list[_Held]:
-        """The events of ``records`` this processor wants, decoded, with their log positions. A whole-read probe
-        runs first in a worker thread (the built-in ones search without the GIL); then a per-line one."""
+        """The events of ``records`` this processor wants, decoded, with their log positions. The lines a
+        processor's ``wants_lines`` names are found in a worker thread (the built-in search runs without the GIL);
+        else a whole-read probe runs there first, then a per-line one."""
         if self.event_types is not None:
             kinds = kinds_of(records)  # (known for records read from memory)
             if kinds is not None and not kinds & self.event_types:
                 return []
-        probe = self.wants_any
-        if probe is not None:
-            chunks = [r.payload for r in records]
-            whole = self.wants_any_chunks
-            if not await asyncio.to_thread(lambda: probe(chunks) if whole else any(probe(c) for c in chunks)):
-                return []
+        chunks = [r.payload for r in records]
+        if self.wants_lines is not None:
+            found = await asyncio.to_thread(select_lines, chunks, *self.wants_lines)
+            picked = await self._picked(records, found, events_before)
+        else:
+            probe = self.wants_any
+            if probe is not None:
+                whole = self.wants_any_chunks
+                if not await asyncio.to_thread(lambda: probe(chunks) if whole else any(probe(c) for c in chunks)):
+                    return []
+            picked = await self._split(records, events_before)
+        if self.takes_ndjson:
+            return picked
+        held: list[_Held] = []
+        for start in range(0, len(picked), SLICE):
+            part = picked[start:start + SLICE]
+            events = Batch([b"\n".join([line for line, _, _ in part]) + b"\n"], len(part), 0, 0).events()
+            held += [(e, pos, n) for e, (_, pos, n) in zip(events, part)]
+            await give_way()
+        return held
+
+    async def _picked(self, records: list[Record], found: list[list[tuple[int, int, int]]],
+                      events_before: int) -> list[_Held]:
+        """The lines ``select_lines`` found in ``records``, sliced out, with their positions (each with its
+        newline for a processor that takes NDJSON: a Batch chunk of its own)."""
+        picked: list[_Held] = []
+        if not any(found):
+            return picked
+        newline = 1 if self.takes_ndjson else 0
+        before, pause_at = events_before, PICKED_SLICE
+        for segment, record, spans in zip(self._segments(records), records, found):
+            if spans:
+                payload, offset, count = record.payload, record.offset, record.count
+                if spans[-1][0] >= count:  # (lines past the record's events are not its)
+                    spans = [span for span in spans if span[0] < count]
+                picked += [(payload[start:end + newline], (segment, offset, index), before)
+                           for index, start, end in spans]
+                if newline and spans and spans[-1][2] == len(payload):  # (its last line had no newline)
+                    line, pos, n = picked[-1]
+                    picked[-1] = (line + b"\n", pos, n)
+                if len(picked) >= pause_at:
+                    pause_at = len(picked) + PICKED_SLICE
+                    await give_way()
+            before += record.count
+        return picked
+
+    async def _split(self, records: list[Record], events_before: int) -> list[_Held]:
+        """The lines of ``records`` the processor's ``wants`` picks (all without one), with their positions."""
         wants, raw = self.wants, self.takes_ndjson
-        lines: list[bytes] = []
-        where: list[tuple[LogPosition, int]] = []
+        picked: list[_Held] = []
         before = events_before
         for n, (segment, record) in enumerate(zip(self._segments(records), records)):
             for index, line in enumerate(record.payload.split(b"\n")[:record.count]):
-                if wants is None or wants(line):
-                    lines.append(line + b"\n" if raw else line)  # (a line a Batch chunk of its own)
-                    where.append(((segment, record.offset, index), before))
+                if wants is None or wants(line):  # (with its newline, a line a Batch chunk of its own)
+                    picked.append((line + b"\n" if raw else line, (segment, record.offset, index), before))
             before += record.count
             if n % RECORDS_SLICE == RECORDS_SLICE - 1:
                 await give_way()
-        if raw:
-            return [(line, pos, n) for line, (pos, n) in zip(lines, where)]
-        held: list[_Held] = []
-        for start in range(0, len(lines), SLICE):
-            part = lines[start:start + SLICE]
-            events = Batch([b"\n".join(part) + b"\n"], len(part), 0, 0).events()
-            held += [(e, pos, n) for e, (pos, n) in zip(events, where[start:start + SLICE])]
-            await give_way()
-        return held
+        return picked
 
     def _segments(self, records: list[Record]) -> list[int]:
         """The segment of each record read from ``_read_at`` on: offsets restart at 0 in the next segment."""

@@ -196,3 +196,130 @@ def test_find_any_agrees_with_python(chunks: list[bytes], needles: list[bytes],
         occurring = _occurs(data, wanted)
         found = _find_any(data, wanted)
         assert (found in occurring) if occurring else found == -1, (data, wanted, found)
+
+
+_ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
+_SPAN = b'"event_type":"span"'
+
+
+def _by_lines(chunks: list[bytes], required: bytes, any_of: tuple[bytes, ...]) -> list[list[tuple[int, bytes]]]:
+    """What a per-line ``wants`` picks: each chunk split, every line searched."""
+    return [[(i, line) for i, line in enumerate(chunk.split(b"\n"))
+             if required in line and any(needle in line for needle in any_of)] for chunk in chunks]
+
+
+def _select_agrees(chunks: list[bytes], required: bytes, any_of: tuple[bytes, ...]) -> None:
+    """The extension, the Python fallback and a per-line search give the same lines, at the same places."""
+    from tea import scan
+    expected = _by_lines(chunks, required, any_of)
+    for found in (scan._select_lines(chunks, required, any_of), scan._split_lines(chunks, required, any_of)):
+        assert [[(i, chunk[start:end]) for i, start, end in lines] for chunk, lines in zip(chunks, found)] \
+            == expected, (chunks, required, any_of, found)
+        for chunk, lines in zip(chunks, found):  # a line's bounds are newlines, or the chunk's ends
+            assert all((start == 0 or chunk[start - 1:start] == b"\n") and
+                       (end == len(chunk) or chunk[end:end + 1] == b"\n") for _, start, end in lines)
+
+
+def test_select_lines_finds_lines_wherever_the_needles_sit() -> None:
+    """The lines holding the required needle and any of the others, whichever sits first, at a line's start or
+    end, across the 16-byte blocks, in the last line without a newline, or around empty lines; a needle split by
+    a newline or between two chunks is no line's; needles longer than the lines, empty or holding a newline."""
+    from tea.receive.otlp_analytics import OtelAnalytics
+    span = b'{"event_type":"span","attributes":{"http.method":"GET"}}'
+    bare = b'{"event_type":"span","attributes":{"http.request.method":"GET","event":"x","type":"y"}}'
+    other = b'{"event_type":"log","attributes":{"event.category":"x"}}'
+    cases = [[span + b"\n"], [bare + b"\n" + span + b"\n" + other + b"\n"], [span], [b"\n\n" + span + b"\n\n"],
+             [b""], [], [b"\n"], [other + b"\n", span + b"\n", bare + b"\n"], [span[:30], span[30:] + b"\n"],
+             [b'"event_type":"span""http.method"\n'], [b'"http.method""event_type":"span"'],
+             [b'"event_type":"span"\n"http.method"\n'], [(bare + b"\n") * 7 + span], [b"x" * 15 + span + b"\n"]]
+    for key in _ROUTING:
+        for at in range(0, 40):
+            line = bare[:at] + key + bare[at:]
+            cases.append([line + b"\n", (bare + b"\n") * 2 + line, line])
+    for chunks in cases:
+        _select_agrees(chunks, _SPAN, _ROUTING)
+        assert _by_lines(chunks, _SPAN, _ROUTING) == [  # (what OtelAnalytics.wants picks)
+            [(i, line) for i, line in enumerate(chunk.split(b"\n")) if OtelAnalytics.wants(line)] for chunk in chunks]
+        for required, any_of in ((b"", _ROUTING), (_SPAN, ()), (_SPAN, (b"",)), (b"", (b"",)), (b"", ()),
+                                 (_SPAN + b"\n", _ROUTING), (_SPAN, (b'"http.method"\n', b'"feature.name"')),
+                                 (_SPAN, (b"\n",)), (b"x" * 200, _ROUTING), (_SPAN, (b"y" * 300,)),
+                                 (_SPAN, tuple(b'"k%d"' % i for i in range(9)) + (b'"http.method"',)),
+                                 (b"", tuple(b'"k%d"' % i for i in range(9)) + (b'"event.type"',)),
+                                 (b'"http.method"', (_SPAN,)), (b"}", (b"{",))):
+            _select_agrees(chunks, required, any_of)
+    with pytest.raises(TypeError):
+        _select_agrees([span], _SPAN, (b"x", "text"))  # type: ignore[arg-type]
+
+
+_PIECES = [b"\n", b"\n", b"a", b"{", b"}", b" ", b'"event_type":"span"', b'"event_type":"sp', b'an"',
+           b'"http.method"', b'"event.type"', b'"event.category"', b'"feature.name"', b'"feature.', b'name"', b"x" * 17]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks=st.lists(st.lists(st.sampled_from(_PIECES) | st.binary(max_size=40), max_size=30).map(b"".join),
+                       max_size=5),
+       needles=st.lists(st.sampled_from(_PIECES) | st.binary(max_size=6), min_size=1, max_size=10))
+def test_select_lines_agrees_with_a_split(chunks: list[bytes], needles: list[bytes]) -> None:
+    """Random NDJSON-like chunks and needles: the extension and the fallback pick exactly the lines a per-line
+    search picks, and so the lines OtelAnalytics' ``wants`` picks for its own needles."""
+    _select_agrees(chunks, needles[0], tuple(needles[1:]))
+    _select_agrees(chunks, _SPAN, _ROUTING)
+
+
+def test_a_processor_declaring_wants_lines_is_handed_what_wants_picks(tmp_path: Path) -> None:
+    """A processor declaring ``wants_lines`` gets the lines, positions and counts one with the same ``wants``
+    gets — decoded or as NDJSON — without its ``wants`` or ``wants_any`` being called."""
+    class ByLine(Picky):
+        takes_delivery = True
+
+        def __init__(self, mark: bytes) -> None:
+            super().__init__(mark)
+            self.batches: list[Any] = []
+
+        def wants(self, line: bytes) -> bool:
+            self.line_checks += 1
+            return _SPAN in line and any(key in line for key in _ROUTING)
+
+        async def __call__(self, events, delivery=None) -> None:  # type: ignore[no-untyped-def,override]
+            self.batches.append(([bytes(e.attributes) for e in events], delivery.positions))
+
+    class Declared(ByLine):
+        wants_lines = (_SPAN, _ROUTING)
+
+    class Raw(ByLine):
+        takes_ndjson = True
+
+    class RawDeclared(Raw):
+        wants_lines = (_SPAN, _ROUTING)
+
+    def event(i: int, kind: str, attributes: bytes) -> Event:
+        return Event(event_type=kind, event_id=f"e{i}", tenant_id="t", timestamp=i, received_at=i,
+                     attributes=msgspec.Raw(attributes))
+
+    keys = [b"{}", b'{"http.method":"GET"}', b'{"event.type":"x","a":1}', b'{"b":"\\"http.method\\""}',
+            b'{"feature.name":"f"}']
+    records = [[event(i * 10 + j, ("span", "log")[(i + j) % 3 == 0], keys[(i * j + j) % len(keys)])
+                for j in range(i % 7)] for i in range(30)]
+
+    async def main() -> None:
+        processors = [ByLine(_SPAN), Declared(_SPAN), Raw(_SPAN), RawDeclared(_SPAN)]
+        async with Log(tmp_path, [(f"p{n}", p) for n, p in enumerate(processors)], MemoryStorage(),
+                       batch_size=7, batch_timeout_s=0.01) as log:
+            await log.commit_records(*[r for r in records if r])
+            await log.passed()
+            await log.commit_records(*[r for r in records[::-1] if r])
+            await log.passed()
+        by_line, declared, raw, raw_declared = processors
+        assert by_line.batches and declared.batches == by_line.batches and raw_declared.batches == raw.batches
+        assert [p for _, ps in raw.batches for p in ps] == [p for _, ps in by_line.batches for p in ps]
+        assert declared.line_checks == raw_declared.line_checks == 0 and declared.probes == 0
+        assert by_line.line_checks > 0
+    asyncio.run(main())
+
+
+def test_a_malformed_wants_lines_is_refused(tmp_path: Path) -> None:
+    from tea.pipeline.consume import _wants_lines
+    assert _wants_lines("p", (b"a", (b"b",))) == (b"a", (b"b",)) and _wants_lines("p", None) is None
+    for bad in ((b"a", [b"b"]), ("a", (b"b",)), (b"a", ("b",)), (b"a",), b"a"):
+        with pytest.raises(TypeError, match="wants_lines"):
+            _wants_lines("p", bad)
