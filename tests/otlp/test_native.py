@@ -141,11 +141,30 @@ def unique_key_values(max_size: int = 8) -> st.SearchStrategy:
 PLAIN_SCALAR = st.one_of(text, ints, st.booleans(), st.binary(max_size=6), st.none())
 
 
+TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
+# token counts whose sum (tokens_used) fits 64 bits: the native mapper leaves a span whose sum overflows to Python
+PLAIN_TOKENS = st.one_of(text, st.integers(-2**62, 2**62), st.booleans(), st.binary(max_size=6), st.none())
+
+
 def plain_key_values(max_size: int = 8) -> st.SearchStrategy:
     """What real exporters send: unique keys, scalar values (no double for a key TEA stringifies)."""
-    return st.lists(st.tuples(st.sampled_from(SEMCONV) | st.text(max_size=8), PLAIN_SCALAR), max_size=max_size,
-                    unique_by=lambda kv: kv[0]).map(lambda kvs: [common_pb2.KeyValue(key=k, value=_any(v))
-                                                                 for k, v in kvs])
+    pair = (st.sampled_from(SEMCONV) | st.text(max_size=8)).flatmap(
+        lambda k: st.tuples(st.just(k), PLAIN_TOKENS if k in TOKEN_KEYS else PLAIN_SCALAR))
+    return st.lists(pair, max_size=max_size, unique_by=lambda kv: kv[0]).map(
+        lambda kvs: [common_pb2.KeyValue(key=k, value=_any(v)) for k, v in kvs])
+
+
+def test_a_token_sum_past_64_bits_is_left_to_python() -> None:
+    """input + output tokens that overflow a 64-bit tokens_used: the native mapper declines the request."""
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="chat", start_time_unix_nano=NOW * 1000,
+        end_time_unix_nano=NOW * 1000 + 10**6)
+    for key, value in ((TOKEN_KEYS[0], 1), (TOKEN_KEYS[1], 2**63 - 1)):
+        span.attributes.add(key=key, value=common_pb2.AnyValue(int_value=value))
+    assert not check(request.SerializeToString())
+    span.attributes[0].value.int_value = 0  # (the sum fits: handled natively, as Python maps it)
+    assert check(request.SerializeToString())
 
 
 ids = st.integers(0, 19).flatmap(lambda i: st.just(b"") if i == 0 else st.sampled_from(
