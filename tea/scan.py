@@ -16,13 +16,24 @@ except ImportError:  # the optional extension was not built
     _find_any = _select_lines = None
 
 
+def _find_any_py(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> int:
+    for chunk in data if isinstance(data, list) else [data]:
+        for needle in needles:
+            at = chunk.find(needle)
+            if at >= 0:
+                return at
+    return -1
+
+
+# ``find_any(data, needles) >= 0``: whether any of ``needles`` occurs in ``data`` (``contains_any``, one Python
+# call fewer where a request pays for each)
+find_any = _find_any if _find_any is not None else _find_any_py
+
+
 def contains_any(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> bool:
     """Whether any of ``needles`` occurs in ``data`` (bytes, or a list of chunks searched each on its own:
     a needle never spans two chunks of complete NDJSON lines)."""
-    if _find_any is not None:
-        return _find_any(data, needles) >= 0
-    chunks = data if isinstance(data, list) else [data]
-    return any(needle in chunk for needle in needles for chunk in chunks)
+    return find_any(data, needles) >= 0
 
 
 def select_lines(chunks: list[bytes], required: bytes,

@@ -88,7 +88,7 @@ class AuthChain:
         headers = request.headers
         authorization = headers.get("authorization", "")
         bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
-        if authorization[:6].lower() == "basic ":
+        if bearer is None and authorization[:6].lower() == "basic ":
             bearer = basic_password(authorization[6:])  # (Grafana's and Prometheus clients' basic auth)
         if authorization and bearer is None:
             raise Unauthorized("Authorization must be 'Bearer <token>' (or Basic with the token as the password)",

@@ -10,7 +10,7 @@ from tea.auth.principal import Principal
 from tea.errors import RateLimited, Unavailable
 from tea.telemetry import Telemetry
 from tea.pipeline.normalise import Normaliser
-from tea.pipeline.storable import refusal, suspect, suspect_events
+from tea.pipeline.storable import joined_attributes, refusal, suspect, suspect_events
 from tea.types import Decoded, Event, ItemError, encode_lines
 
 
@@ -37,10 +37,16 @@ class Ingestor:
         """Normalise, count against the caller's limits, make durable; returns once acknowledged-safe.
         Raises RateLimited (429) or Unavailable (503). With ``do_not_track`` nothing is stored."""
         only = principal.tenant_id if principal is not None and not principal.is_admin else None
-        accepted, errors, low, high = self.normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id,
-                                                      only, timestamps_us)
+        # (the attributes joined once: the normaliser's searches and the screen's read them)
+        attributes = joined_attributes([e.attributes for e in decoded.events])
+        normaliser = self.normaliser
+        accepted, errors, low, high = normaliser(decoded.events, decoded.indexes, source_protocol, tenant_id,
+                                                 only, timestamps_us, attributes)
+        if normaliser.stages and accepted:  # (a stage may have rewritten attributes: the screen reads theirs)
+            attributes = joined_attributes([e.attributes for e in accepted])
         ndjson = encode_lines(accepted) if accepted else b""
-        if accepted and suspect_events(ndjson, [e.attributes for e in accepted]):
+        # (refused events' attributes are searched too: a suspect there only costs the exact screen)
+        if accepted and suspect_events(ndjson, attributes):
             accepted, refused, ndjson = screen(decoded, accepted, ndjson)
             errors = errors + refused
         if decoded.errors or errors:

@@ -10,6 +10,7 @@ from tea import semconv
 from tea.pricing import PriceTable
 from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us
 from tea.pipeline.stages import Drop, Invalid, Stage
+from tea.pipeline.storable import all_objects, joined_attributes
 from tea.types import EMPTY_OBJECT, Event, ItemError
 
 _MAX_MS = MAX_US // 1000
@@ -17,9 +18,9 @@ _OPEN_BRACE = 0x7B
 
 
 
-def new_event_id() -> str:
-    """A sortable id (UUIDv7) for events that arrive without one."""
-    return str(uuid_utils.uuid7())
+# events that arrive without an id get a sortable one, ``str(_uuid7())`` (UUIDv7; called inline: a Python call
+# per event costs as much as the id)
+_uuid7 = uuid_utils.uuid7
 
 
 class Normaliser:
@@ -37,13 +38,14 @@ class Normaliser:
 
     def __call__(self, events: list[Event], indexes: list[int] | None, source_protocol: str,
                  tenant_id: str | None = None, only_tenant: str | None = None, timestamps_us: bool = False,
-                 ) -> tuple[list[Event], list[ItemError], int, int]:
+                 attributes: bytes | None = None) -> tuple[list[Event], list[ItemError], int, int]:
         """Normalise in place. Returns (accepted, errors, min timestamp, max timestamp).
 
         ``tenant_id`` fills events that name none (default: ``default_tenant``); with ``only_tenant``
         (a tenant-scoped caller) an event naming another tenant is refused (``forbidden_tenant``).
         Tenants starting with ``_`` are TEA's own and refused. ``timestamps_us``: integer timestamps are
-        already microseconds (receivers that build events themselves), not the wire's milliseconds."""
+        already microseconds (receivers that build events themselves), not the wire's milliseconds.
+        ``attributes``: the events' attributes joined (``joined_attributes``), when the caller has them."""
         unit = 1 if timestamps_us else 1000
         max_int = MAX_US if timestamps_us else _MAX_MS
         now = self.clock()
@@ -51,10 +53,18 @@ class Normaliser:
         default_tenant = only_tenant or tenant_id or self.default_tenant
         # (OTLP spans were mapped with the same rules already; a batch whose attributes name no key of theirs
         # is not searched event by event)
-        lift = source_protocol != "otlp" and semconv.marked([e.attributes for e in events])
+        lift = False
+        if source_protocol != "otlp":
+            if attributes is None:
+                attributes = joined_attributes([e.attributes for e in events])
+            lift = semconv.marked(attributes)
+        # (every attributes an object, as usual: not looked at event by event; one event's look costs less)
+        objects = attributes is not None and len(events) > 1 and all_objects(attributes)
         accepted: list[Event] = []
+        accept = accepted.append
         errors: list[ItemError] = []
         low, high = MAX_US, 0
+        stages, uuid7 = self.stages, _uuid7
         for position, event in enumerate(events):
             ts = event.timestamp
             if ts is None:
@@ -77,9 +87,8 @@ class Normaliser:
                     f"timestamp {format_us(us)} is more than {self.max_future_us // 1_000_000} s in the future "
                     f"(server time {format_us(now)})", "timestamp"))
                 continue
-            attributes = event.attributes
-            if memoryview(attributes)[0] != _OPEN_BRACE:
-                if bytes(attributes) == b"null":
+            if not objects and memoryview(event.attributes)[0] != _OPEN_BRACE:
+                if bytes(event.attributes) == b"null":
                     event.attributes = EMPTY_OBJECT
                 else:
                     errors.append(self._error(indexes, position, event, "invalid_event",
@@ -94,16 +103,16 @@ class Normaliser:
             event.received_at = now
             event.source_protocol = source_protocol
             if event.event_id is None:
-                event.event_id = new_event_id()
-            if event.tenant_id is None:
+                event.event_id = str(uuid7())
+            if tenant is None:
                 event.tenant_id = default_tenant
             if lift:
                 semconv.lift(event)
             if event.model is not None and event.cost is None:
                 event.cost = self.prices.cost(event.model, event.input_tokens, event.output_tokens)
-            if self.stages:
+            if stages:
                 try:
-                    for stage in self.stages:
+                    for stage in stages:
                         event = stage(event)
                 except Invalid as exc:
                     errors.append(self._error(indexes, position, event, exc.code, exc.message, exc.field))
@@ -115,7 +124,7 @@ class Normaliser:
                 low = us
             if us > high:
                 high = us
-            accepted.append(event)
+            accept(event)
         return accepted, errors, low, high
 
     @staticmethod

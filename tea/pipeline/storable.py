@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from tea.scan import contains_any
+from tea.scan import find_any
 
 _NUL = b"\\u0000"
 # an exponent of 300 or more: how a JSON float leaves the double range. A hit is a suspect only when it
@@ -34,7 +34,7 @@ _THREE_DIGIT_EXPONENTS = (b"e000", b"e+000")
 
 
 def _huge_number(data: bytes) -> bool:
-    if not contains_any(data.translate(_EXPONENT_SHAPE), _THREE_DIGIT_EXPONENTS):
+    if find_any(data.translate(_EXPONENT_SHAPE), _THREE_DIGIT_EXPONENTS) < 0:
         return False  # (a translation and a vector search: ~10x cheaper than the regular expression)
     for hit in _EXPONENT.finditer(data):
         i = hit.start() - 1
@@ -65,16 +65,29 @@ def suspect(ndjson: bytes, numbers: bool = True) -> bool:
     return _may_hold_nul(ndjson) or (numbers and _huge_number(ndjson))
 
 
-def suspect_events(ndjson: bytes, attributes: list[Any]) -> bool:
+def joined_attributes(attributes: list[Any]) -> bytes:
+    """Events' raw ``attributes`` in one buffer, each after a NUL byte but the first: the batch-wide searches
+    (``suspect_events``, ``semconv.marked``, ``all_objects``) read it, joined once per request. JSON text
+    never holds a raw NUL (a string spells it ``\\u0000``; decoding refuses the byte), so the NULs are the
+    separators. (msgspec.Raw is a buffer, joined as it is.)"""
+    return b"\x00".join(attributes)
+
+
+_NOT_AN_OBJECT = re.compile(rb"\x00(?!\{)")  # a separator some other byte (or the end) follows
+
+
+def all_objects(joined: bytes) -> bool:
+    """Whether each attributes joined in ``joined`` starts as a JSON object (False: look at each). Exact even
+    were a NUL inside some attributes: every separator is a NUL, so each is followed by an attributes' first
+    byte. (One search: ~16 µs for a 1 000-event batch, where a look at each attributes costs ~90.)"""
+    return joined[:1] == b"{" and _NOT_AN_OBJECT.search(joined) is None
+
+
+def suspect_events(ndjson: bytes, attributes: bytes) -> bool:
     """``suspect`` for events decoded from a client's JSON: a NUL anywhere in their NDJSON, or a number past
-    the float range in their raw ``attributes`` (the one part decoding left unchecked) — searched there only,
-    not through ids, times and typed columns."""
-    if _may_hold_nul(ndjson):
-        return True
-    if len(attributes) == 1:  # (one event: its attributes searched as they are, not joined first)
-        return len(attributes[0]) > 2 and _huge_number(bytes(attributes[0]))
-    # (msgspec.Raw is a buffer, joined as it is; "{}" has no number: joined too, which costs less than a filter)
-    return _huge_number(b"\n".join(attributes))
+    the float range in their raw ``attributes`` (``joined_attributes``: the one part decoding left unchecked)
+    — searched there only, not through ids, times and typed columns."""
+    return (ndjson.find(b"\\") >= 0 and ndjson.find(_NUL) >= 0) or _huge_number(attributes)  # (_may_hold_nul)
 
 
 def refusal(line: bytes) -> tuple[str, str] | None:

@@ -8,7 +8,7 @@ import msgspec
 
 from tea import semconv
 from tea.pipeline.ingest import kinds_of, screen_lines
-from tea.pipeline.storable import refusal, suspect, suspect_events
+from tea.pipeline.storable import all_objects, joined_attributes, refusal, suspect, suspect_events
 from tea.types import Event
 
 
@@ -49,20 +49,34 @@ def test_screen_lines_keeps_the_storable_lines() -> None:
 
 
 def test_one_event_is_searched_as_a_batch_is() -> None:
-    """A single event's attributes are searched as they are (not joined first): the same answers as in a batch,
-    and the same for the semantic conventions' keys."""
+    """A single event's attributes are searched as a batch's: the same answers, and the same for the semantic
+    conventions' keys."""
     cases = {b'{"a":1e999}': True, b'{"a": 1E+400}': True, b"{}": False, b'{"a":1}': False,
              b'{"s":"1e999"}': False, b'{"gen_ai.system":"x"}': False, b'{"n":[2,3e308]}': True}
     for attributes, huge in cases.items():
-        one, batch = [msgspec.Raw(attributes)], [msgspec.Raw(b'{"k":1}'), msgspec.Raw(attributes)]
+        one = joined_attributes([msgspec.Raw(attributes)])
+        batch = joined_attributes([msgspec.Raw(b'{"k":1}'), msgspec.Raw(attributes)])
         assert suspect_events(b"{}\n", one) == suspect_events(b"{}\n", batch) == huge
         assert semconv.marked(one) == semconv.marked(batch) == (b"gen_ai." in attributes)
     keys = {b'{"mcp.method.name":"x"}': True, b'{"rpc.jsonrpc.error_code":1}': True, b'{"error.type":"x"}': True,
             b'{"error.types":"x"}': False, b'{"agen_ai.x":1}': False,
             b'{"x":"mcp.y"}': True}
     for attributes, marked in keys.items():  # (each key the rules read, where a string starts: a may)
-        assert semconv.marked([msgspec.Raw(attributes)]) == semconv.marked([msgspec.Raw(b"{}"), msgspec.Raw(attributes)]) \
-            == marked
+        assert semconv.marked(joined_attributes([msgspec.Raw(attributes)])) \
+            == semconv.marked(joined_attributes([msgspec.Raw(b"{}"), msgspec.Raw(attributes)])) == marked
+
+
+def test_all_objects_only_when_every_attributes_starts_an_object() -> None:
+    """The batch-wide check the normaliser skips its per-event one on: exact, whatever the attributes hold."""
+    raw = [msgspec.Raw(b) for b in (b'{"a":1}', b"{}", b'{"b":\n{"c":[1]}}')]
+    assert all_objects(joined_attributes(raw))
+    for other in (b"null", b"[1]", b'"x"', b"1", b""):
+        for at in range(4):
+            mixed = raw[:at] + [msgspec.Raw(other)] + raw[at:]
+            assert not all_objects(joined_attributes(mixed)), (other, at)
+    # a NUL inside some attributes (never from decoding) cannot hide one that is not an object
+    assert not all_objects(b'{"a":"\x00{"}\x00[1]') and not all_objects(b"[1]\x00{}\x00{}")
+    assert all_objects(b'{"a":"\x00{"}\x00{}') and not all_objects(b"") and not all_objects(b"{}\x00")
 
 
 def test_a_single_events_type_is_the_set_its_batches_share() -> None:
