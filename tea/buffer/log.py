@@ -325,9 +325,6 @@ class DurableBuffer:
     async def wait_for_data(self, timeout_s: float | None = None) -> None:
         await self.data.wait(timeout_s)
 
-    def notify(self) -> None:
-        self.data.fire()
-
     def first_append_ts(self, pos: Position) -> int | None:
         """When the record at ``pos`` was appended (``clock`` µs), if memory still has it."""
         return self.recent.append_ts(pos)
