@@ -492,7 +492,7 @@ def test_duckdb_reads_across_tenants_unite_the_partitions_that_hold_events(tmp_p
     """A read across tenants unites only the partitions that may hold events: none on a new file, each one
     a write fills from that write on (a read right after it finds its events), the non-empty ones after a
     reopen — and it finds what a read of every partition finds (the view ``events``)."""
-    from tea.storage.duckdb.sql import count_and_floor, partition_of, partition_table
+    from tea.storage.duckdb.sql import count_and_floor, partition_of, partition_table, several_partitions
     from tea.types import AggregateSpec, Agg
     path = str(tmp_path / "live.duckdb")
     tenants = [t for t in (f"t{i}" for i in range(40)) if partition_of(t) != partition_of("t1")]
@@ -510,9 +510,11 @@ def test_duckdb_reads_across_tenants_unite_the_partitions_that_hold_events(tmp_p
         await storage.open()
         assert storage.dialect.live.parts == () and len(await everything(storage)) == 0
         await storage.write_batch(from_wire([ev(f"a{i}", T0 + i) for i in range(5)]))
-        assert unites(storage) == {partition_of("t1")}
+        assert unites(storage) == {partition_of("t1")} and not several_partitions(EventFilter(), storage._live)
+        assert (await storage.query_events(QuerySpec(EventFilter(), limit=2))).total_count == 5
         await storage.write_batch(from_wire([ev(f"b{i}", T0 + 10 + i, tenant=other) for i in range(3)]))
         assert unites(storage) == {partition_of("t1"), partition_of(other)}
+        assert several_partitions(EventFilter(), storage._live)
         found = await everything(storage)
         assert [e.event_id for e in found[:3]] == ["b2", "b1", "b0"] and len(found) == 8
         assert (await storage.query_events(QuerySpec(EventFilter(), limit=2))).total_count == 8

@@ -40,26 +40,31 @@ class Live:
             self.parts = tuple(sorted({*self.parts, *missing}))
 
 
+def partitions(f: EventFilter | None, live: Live | None = None) -> list[int]:
+    """The partitions holding every event ``f`` can match: its tenants', else every one (with ``live``, every
+    one that may hold events; at least one, so that a statement has a table to read)."""
+    if f is not None and f.tenant_ids:
+        return sorted({partition_of(t) for t in f.tenant_ids})
+    return list(range(PARTITIONS)) if live is None else list(live.parts) or [0]
+
+
 def source(f: EventFilter | None, columns: str = "*", live: Live | None = None) -> str:
     """The smallest table expression holding every event ``f`` can match, aliased ``events``. Where that is
     several partitions, ``columns`` (those the statement reads) narrows what each gives: a union of whole
     partitions (the view ``events``) costs ~2 ms more CPU a statement to plan its 16 x 32 columns, and a
     ``count(*)`` over it reads every event's ``event_id`` (its first column) for nothing. With ``live``, a
     read across tenants unites only the partitions that may hold events."""
-    if f is None or not f.tenant_ids:
-        if live is None and columns == "*":
-            return "events"
-        parts = list(range(PARTITIONS)) if live is None else list(live.parts) or [0]
-    else:
-        parts = sorted({partition_of(t) for t in f.tenant_ids})
+    if live is None and columns == "*" and (f is None or not f.tenant_ids):
+        return "events"
+    parts = partitions(f, live)
     if len(parts) == 1:
         return f"{partition_table(parts[0])} AS events"
     return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {partition_table(k)}" for k in parts) + ") AS events"
 
 
-def several_partitions(f: EventFilter | None) -> bool:
+def several_partitions(f: EventFilter | None, live: Live | None = None) -> bool:
     """Whether the events ``f`` can match lie in more than one partition (every tenant's, or several tenants')."""
-    return f is None or not f.tenant_ids or len({partition_of(t) for t in f.tenant_ids}) > 1
+    return len(partitions(f, live)) > 1
 
 
 def filter_columns(f: EventFilter | None) -> str:
