@@ -27,7 +27,6 @@ from tea.pipeline.stages import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
 from tea.storage.base import Storage
 from tea.timeutil import now_us
 from tea.types import Batch, Event, encode_lines
-from tea.scan import contains_any
 
 ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
 _NAMESPACE_BYTES = ROW_NAMESPACE.bytes
@@ -123,19 +122,14 @@ class OtelAnalytics:
     _ROUTING = (b'"event.category"', b'"http.method"', b'"feature.name"', b'"event.type"')
     _SPAN = b'"event_type":"span"'
     wants_lines = (_SPAN, _ROUTING)  # the lines it is handed: a span's with a routing key (found without the GIL)
-    wants_any_takes_chunks = True  # wants_any searches a list of NDJSON chunks in one call
     takes_ndjson = True  # handed the committed NDJSON lines (a Batch): only the fields it reads are decoded
     event_types = frozenset(["span"])  # records known to hold no span are not searched
     batch_size = 20_000  # rows are written as one set per table and batch: large batches, few writes
 
     @classmethod
-    def wants_any(cls, ndjson: bytes | list[bytes]) -> bool:
-        """Whether committed NDJSON may hold a routable span (scans without the GIL, before any split)."""
-        return contains_any(ndjson, (cls._SPAN,)) and contains_any(ndjson, cls._ROUTING)
-
-    @classmethod
     def wants(cls, line: bytes) -> bool:
-        """Whether ``line`` is one of ``wants_lines``: an OTLP span that carries a routing attribute."""
+        """Whether ``line`` is one of ``wants_lines``: an OTLP span that carries a routing attribute (for events
+        handed over decoded: a dead letter's replay)."""
         if line.find(cls._SPAN) < 0:  # (find, not `in`: see tea.pipeline.storable._may_hold_nul)
             return False
         for key in cls._ROUTING:  # (a loop, not any() over a generator: ~2x cheaper where the first key is there)
@@ -187,8 +181,8 @@ class OtelAnalytics:
 
     def _chunks(self, events: Sequence[Event]) -> list[bytes]:
         """NDJSON chunks of the spans of ``events`` that may route: a Batch's own (its consumer hands it the lines
-        ``wants`` took, a chunk each), or the lines of decoded events (a dead letter's replay), encoded again and
-        probed."""
+        ``wants_lines`` names, a chunk each), or the lines of decoded events (a dead letter's replay), encoded
+        again and probed."""
         if isinstance(events, Batch):
             return events.chunks
         return [line + b"\n" for line in encode_lines(events).split(b"\n") if line and self.wants(line)]

@@ -141,7 +141,9 @@ def test_contains_any_native_and_python_agree() -> None:
             assert (found >= 0) is python
     from tea.receive.otlp_analytics import OtelAnalytics
     span = b'{"event_type":"span","attributes":{"http.method":"GET"}}\n'
-    assert OtelAnalytics.wants_any([b'{"event_type":"log"}\n', span]) and not OtelAnalytics.wants_any([span[:20]])
+    found = scan.select_lines([b'{"event_type":"log"}\n', span], *OtelAnalytics.wants_lines)
+    assert found == [[], [(0, 0, len(span) - 1)]]
+    assert scan.select_lines([span[:20]], *OtelAnalytics.wants_lines) == [[]]
 
 
 _find_any = pytest.importorskip("tea._otlpfast").find_any  # (the extension is built by the project's setup)

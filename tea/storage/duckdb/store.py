@@ -80,7 +80,8 @@ BLOCK_SIZE = 262144
 # per million rows)
 _FROM_EVENTS = " FROM events"  # what tea.storage.duckdb.sql.scan() makes of no filter
 _COUNT_ALL = "SELECT " + " + ".join(f"(SELECT count(*) FROM {partition_table(n)})" for n in range(PARTITIONS))
-_NON_EMPTY = " UNION ALL ".join(f"SELECT {n} WHERE EXISTS (SELECT 1 FROM {partition_table(n)})" for n in range(PARTITIONS))
+_NON_EMPTY = " UNION ALL ".join(f"SELECT {n} WHERE EXISTS (SELECT 1 FROM {partition_table(n)})"
+                                for n in range(PARTITIONS))
 
 
 def connect(path: str, config: dict[str, Any] | None = None,
