@@ -1773,6 +1773,16 @@ static inline int matches(const unsigned char *text, size_t n, size_t at, const 
     return at + nd->len <= n && memcmp(text + at, nd->s, nd->len) == 0;
 }
 
+/* ``d`` made ready to search for the non-empty ``len`` bytes at ``s``: its first, middle and last byte in every lane */
+static void needle_init(Needle *d, const char *s, size_t len) {
+    d->s = s;
+    d->len = len;
+    d->mid = len / 2;
+    d->first = (vec){0} + (signed char)s[0];
+    d->middle = (vec){0} + (signed char)s[d->mid];
+    d->last = (vec){0} + (signed char)s[len - 1];
+}
+
 /* the index of a needle that occurs in text (the earliest occurrence's, which starts at *where), or -1; needles
    are non-empty */
 static Py_ssize_t scan_text(const unsigned char *text, size_t n, const Needle *nd, Py_ssize_t k, size_t longest,
@@ -1834,18 +1844,13 @@ static PyObject *find_any(PyObject *self, PyObject *args) {
     int together = k > 1 && k <= MAX_TOGETHER;  /* one needle: glibc's memmem is faster still */
     for (Py_ssize_t i = 0; i < k && together; i++) {
         PyObject *needle = PyTuple_GET_ITEM(needles, i);  /* the args tuple holds it */
-        Needle *d = &nd[i];
-        d->s = PyBytes_AS_STRING(needle);
-        d->len = (size_t)PyBytes_GET_SIZE(needle);
-        if (d->len == 0) {  /* found anywhere: memmem says so */
+        size_t len = (size_t)PyBytes_GET_SIZE(needle);
+        if (len == 0) {  /* found anywhere: memmem says so */
             together = 0;
             break;
         }
-        d->mid = d->len / 2;
-        d->first = (vec){0} + (signed char)d->s[0];
-        d->middle = (vec){0} + (signed char)d->s[d->mid];
-        d->last = (vec){0} + (signed char)d->s[d->len - 1];
-        if (d->len > longest) longest = d->len;
+        needle_init(&nd[i], PyBytes_AS_STRING(needle), len);
+        if (len > longest) longest = len;
     }
     int is_list = PyList_Check(data);
     Py_ssize_t count = is_list ? PyList_GET_SIZE(data) : 1;
@@ -2024,26 +2029,15 @@ static PyObject *select_lines(PyObject *self, PyObject *args) {
         for (Py_ssize_t i = 0; i < k; i++) {
             PyObject *needle = PyTuple_GET_ITEM(any_of, i);
             if (PyBytes_GET_SIZE(needle) == 0 || holds_newline(needle)) continue;
-            Needle *d = &nd[w.scan_k++];
-            d->s = PyBytes_AS_STRING(needle);
-            d->len = (size_t)PyBytes_GET_SIZE(needle);
-            d->mid = d->len / 2;
-            d->first = (vec){0} + (signed char)d->s[0];
-            d->middle = (vec){0} + (signed char)d->s[d->mid];
-            d->last = (vec){0} + (signed char)d->s[d->len - 1];
-            if (d->len > w.longest) w.longest = d->len;
+            size_t len = (size_t)PyBytes_GET_SIZE(needle);
+            needle_init(&nd[w.scan_k++], PyBytes_AS_STRING(needle), len);
+            if (len > w.longest) w.longest = len;
         }
         w.any_of = NULL;  /* (a candidate holds one) */
     } else if (w.required_len > 0) {  /* required is searched for, any_of checked in its lines */
-        Needle *d = &nd[0];
-        d->s = w.required;
-        d->len = w.required_len;
-        d->mid = d->len / 2;
-        d->first = (vec){0} + (signed char)d->s[0];
-        d->middle = (vec){0} + (signed char)d->s[d->mid];
-        d->last = (vec){0} + (signed char)d->s[d->len - 1];
+        needle_init(&nd[0], w.required, w.required_len);
         w.scan_k = 1;
-        w.longest = d->len;
+        w.longest = w.required_len;
         w.required = NULL;
     }  /* else every line is a candidate */
     Py_ssize_t count = PyList_GET_SIZE(chunks);
