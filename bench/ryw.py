@@ -23,7 +23,9 @@ The reader sends a read every 100 ms whether or not the ones before it were answ
 read can wait up to ``reads.max_wait_ms``: a reader that waited for each answer would not read 10 times
 a second). Each ingestion round also counts what storage committed in it (``tea_events_written_total``,
 in whole batches): the acknowledged rate can outrun storage, and then a read_your_writes read waits for
-the whole backlog — up to ``reads.max_wait_ms``, then answering ``stale`` (counted).
+the whole backlog — up to ``reads.max_wait_ms``, then answering ``stale`` (counted). Each round starts once
+storage and the processors hold everything from the round before (no backlog carried into it), and the
+kinds take turns going first.
 """
 from __future__ import annotations
 
@@ -213,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             kinds = {"alone": None, "reader eventual": "eventual", "reader read_your_writes": "read_your_writes"}
             results: dict[str, list[dict]] = {kind: [] for kind in kinds}
+            order = list(kinds.items())
             for n in range(args.rounds):
-                for kind, consistency in kinds.items():
+                for kind, consistency in order[n % 3:] + order[:n % 3]:  # each kind first in turn
+                    drain(port)  # each round from an empty backlog: none carried over from the round before
                     results[kind].append(ingest(port, args.seconds, args.connections, consistency))
                     print(f"round {n + 1} {kind}: {results[kind][-1]}")
             if args.rounds:
