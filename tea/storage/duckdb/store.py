@@ -279,10 +279,12 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
 
     def _write_sync(self, chunks: list[bytes], count: int, min_ts: int, max_ts: int) -> WriteResult:
         """One batch, in one transaction, or two when a partition gets more than a row group: the first holds
-        whole row groups of each partition (DuckDB writes them compressed to the file as they fill and only
-        links them in at the commit), the second the rest (through the WAL, into the row group each partition
-        fills over later writes, compressed once at the checkpoint). A crash between the two leaves the rest to
-        the buffer's replay, whose duplicate check finds the first's rows stored."""
+        the whole row groups of each partition (DuckDB writes them compressed to the file as they fill and only
+        links them in at the commit) and every row of a partition given less than one, the second the rest
+        (through the WAL, into the row group its partition fills over later writes, compressed once at the
+        checkpoint; in one write, the rest would make a row group of its own in the file, and 200 000 events
+        over 12 tenants took 144 bytes each on disk against 79). A crash between the two leaves the rest to the
+        buffer's replay, whose duplicate check finds the first's rows stored."""
         con = self._con
         assert con is not None
         try:
