@@ -13,7 +13,7 @@ from tea.errors import StorageDataError
 from tea.storage.base import Storage
 from tea.storage.duckdb import MIGRATIONS, DuckDBStorage
 from tea.storage.memory import MemoryStorage
-from tea.types import AuditRecord, Batch, Cursor, DeadLetter, Event, EventFilter, QuerySpec, WriteResult
+from tea.types import AuditRecord, Batch, Cursor, DeadLetter, Event, EventFilter, QuerySpec
 
 HOUR = 3_600_000_000
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
@@ -452,88 +452,6 @@ def test_duckdb_row_group_size_applies_to_new_rows_of_an_existing_file(tmp_path:
     groups = _row_groups(path, table)
     assert sum(groups) == 10000 and groups[0] == 5000 and groups.count(2048) >= 2, groups
     asyncio.run(write(2048, "more", 10, 10010))  # reopened: the rows of both sizes are still there
-
-
-def _two_partitions() -> tuple[str, str]:
-    from tea.storage.duckdb.sql import partition_of
-    other = next(f"t{n}" for n in range(2, 100) if partition_of(f"t{n}") != partition_of("t1"))
-    return "t1", other
-
-
-def test_duckdb_write_stores_whole_row_groups_first_and_the_rest_after(tmp_path: Path) -> None:
-    """A partition given more than a row group (2 048 here) gets its whole row groups written as such, the
-    rest through the WAL into the row group the partition fills over later writes; a partition given less
-    gets all of it that way. Every event is stored once, and the counts say so."""
-    from tea.storage.duckdb.sql import partition_of, partition_table
-    big, small = _two_partitions()
-    path = str(tmp_path / "split.duckdb")
-
-    async def scenario() -> None:
-        storage = DuckDBStorage(path, row_group_size=2048)
-        await storage.open()
-        first = [ev(f"a{i}", ts=T0 + i, tenant=big) for i in range(4500)] + \
-            [ev(f"b{i}", ts=T0 + i, tenant=small) for i in range(1000)]
-        random.Random(7).shuffle(first)
-        assert (await storage.write_batch(from_wire(first))) == WriteResult(5500, 0)
-        second = [ev(f"c{i}", ts=T0 + 5000 + i, tenant=big) for i in range(1700)]
-        assert (await storage.write_batch(from_wire(second))) == WriteResult(1700, 0)
-        assert (await storage.write_batch(from_wire(first[:100] + second[:100]))) == WriteResult(0, 200)  # (a resend)
-        assert await storage.count(EventFilter(tenant_ids=(big,))) == 6200
-        assert await storage.count(EventFilter(tenant_ids=(small,))) == 1000
-        assert len({e.event_id for e in await everything(storage, tenant_ids=(big,))}) == 6200
-        await storage.close()
-    asyncio.run(scenario())
-    # 4 096 as two whole groups; then 404 + 1 700 through the WAL: a third group filled, 56 rows begin a fourth
-    assert sorted(_row_groups(path, partition_table(partition_of(big)))) == [56, 2048, 2048, 2048]
-    assert _row_groups(path, partition_table(partition_of(small))) == [1000]
-
-
-def test_duckdb_crash_between_a_writes_two_transactions_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    """A process killed after a write's whole row groups committed and before the rest: reopened, the same
-    batch written again (what the buffer's replay does) stores the rest once and finds the rest stored."""
-    import subprocess
-    import sys
-    big, small = _two_partitions()
-    path = str(tmp_path / "crash.duckdb")
-    script = f"""
-import asyncio, os, random, sys
-sys.path[:0] = {sys.path!r}
-from tests.storage.test_contract import T0, ev, from_wire
-from tea.storage.duckdb import DuckDBStorage, load
-import tea.storage.duckdb.store as store
-
-def killed(*_args):
-    os.kill(os.getpid(), 9)
-
-store.insert_after = killed
-async def main():
-    storage = DuckDBStorage({path!r}, row_group_size=2048)
-    await storage.open()
-    await storage.write_batch(from_wire(batch()))
-
-def batch():
-    events = [ev(f"a{{i}}", ts=T0 + i, tenant={big!r}) for i in range(4500)] + \
-        [ev(f"b{{i}}", ts=T0 + i, tenant={small!r}) for i in range(1000)]
-    random.Random(7).shuffle(events)
-    return events
-asyncio.run(main())
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == -9, done.stderr
-
-    async def replay() -> None:
-        storage = DuckDBStorage(path, row_group_size=2048)
-        await storage.open()
-        # the first transaction committed: the big partition's whole row groups, the small one's every row
-        assert await storage.count() == 4096 + 1000
-        events = [ev(f"a{i}", ts=T0 + i, tenant=big) for i in range(4500)] + \
-            [ev(f"b{i}", ts=T0 + i, tenant=small) for i in range(1000)]
-        random.Random(7).shuffle(events)
-        assert (await storage.write_batch(from_wire(events))) == WriteResult(404, 5096)
-        assert await storage.count() == 5500
-        assert len({(e.tenant_id, e.event_id) for e in await everything(storage)}) == 5500
-        await storage.close()
-    asyncio.run(replay())
 
 
 def test_duckdb_file_held_by_another_process_is_a_storage_error(tmp_path: Path) -> None:

@@ -81,40 +81,18 @@ class Target(NamedTuple):
     params: tuple[Any, ...] = ()
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], match: str, params: list[Any],
-               whole: list[int] | None = None) -> tuple[int, list[tuple[Target, int]]]:
+def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], match: str, params: list[Any]) -> int:
     """Insert into each target the staged rows (those it takes) that no stored row of its table matches.
 
     ``match`` relates a stored row ``e`` to a staged row ``s``. Stored matches are looked for first, in one
     statement for all targets: an inner join a target, which hashes the staged keys and streams the stored
     ones past them (an anti-join hashes every stored row in reach: its cost grew with the table). Usually
-    there are none, and a plain insert a target follows. Returns the rows inserted.
-
-    ``whole`` (a count a target, usually a multiple of its row group): a target with no stored match given
-    more rows than that takes only the first ``whole`` (by staged rowid) now; it is returned with the rowid
-    they end at, for ``insert_after`` in a later transaction."""
+    there are none, and a plain insert a target follows. Returns the rows inserted."""
     check = " UNION ALL ".join(f"(SELECT {n} AS n FROM {STAGED} s JOIN {t.table} e ON {match} WHERE TRUE{t.only} "
                                f"LIMIT 1)" for n, t in enumerate(targets))
     stored = {row[0] for row in con.execute(f"SELECT n FROM ({check})",
                                             [p for t in targets for p in (*params, *t.params)]).fetchall()}
-    written, rest = 0, list[tuple[Target, int]]()
-    for n, t in enumerate(targets):
-        if whole is None or n in stored or not whole[n]:
-            written += _insert(con, t, match if n in stored else "", params)
-            continue
-        row = con.execute(f"SELECT s.rowid FROM {STAGED} s WHERE TRUE{t.only} ORDER BY s.rowid LIMIT 2 OFFSET ?",
-                          [*t.params, whole[n] - 1]).fetchall()
-        if len(row) < 2:  # (exactly whole: all of them)
-            written += _insert(con, t, "", params)
-            continue
-        written += _insert(con, t._replace(only=t.only + " AND s.rowid <= ?", params=(*t.params, row[0][0])), "", params)
-        rest.append((t, row[0][0]))
-    return written, rest
-
-
-def insert_after(con: duckdb.DuckDBPyConnection, t: Target, after: int) -> int:
-    """The staged rows ``t`` takes after rowid ``after`` (what insert_new left for later)."""
-    return _insert(con, t._replace(only=t.only + " AND s.rowid > ?", params=(*t.params, after)), "", [])
+    return sum(_insert(con, t, match if n in stored else "", params) for n, t in enumerate(targets))
 
 
 def _insert(con: duckdb.DuckDBPyConnection, t: Target, match: str, params: list[Any]) -> int:
@@ -137,13 +115,12 @@ def replace_keyed(con: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, .
 
 
 @contextlib.contextmanager
-def transaction(con: duckdb.DuckDBPyConnection, keep_staged: bool = False) -> Iterator[None]:
-    """One transaction around a staged write; the staging table goes with it unless ``keep_staged``."""
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction around a staged write; the staging table goes with it."""
     con.execute("BEGIN")
     try:
         yield
-        if not keep_staged:
-            con.execute(f"DROP TABLE IF EXISTS {STAGED}")
+        con.execute(f"DROP TABLE IF EXISTS {STAGED}")
         con.execute("COMMIT")
     except BaseException:
         try:

@@ -24,7 +24,7 @@ import msgspec
 from tea.errors import StorageDataError, StorageError, StorageUnavailable
 from tea.storage.duckdb import signals as duckdb_signals
 from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
-from tea.storage.duckdb.load import STAGED, Shape, Target, insert_after, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb.load import Shape, Target, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb.analytics import DuckDBAnalytics
 from tea.storage.duckdb.export import DuckDBExport
 from tea.storage.duckdb import rollup
@@ -72,7 +72,6 @@ LATE_MATERIALIZATION_ROWS = 10_001
 # the name the DuckDB file is attached under (when a row group size is set)
 DATABASE = "tea"
 ROW_GROUP_SIZE = 16384  # the default of duckdb.row_group_size
-DEFAULT_ROW_GROUP_SIZE = 122880  # DuckDB's own (duckdb.row_group_size unset)
 # the block size of a new file, the default of duckdb.block_size (an existing file keeps its own): DuckDB's. A
 # row group's segment of a column of unique strings (ids) takes a block of its own, at 16 384 rows about half of
 # one; 131072 makes the metrics data set's file 18 % smaller, at a cost in read and write speed (performance.md)
@@ -278,33 +277,18 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         return await self._on_writer(self._write_sync, batch.chunks, batch.count, batch.min_ts, batch.max_ts)
 
     def _write_sync(self, chunks: list[bytes], count: int, min_ts: int, max_ts: int) -> WriteResult:
-        """One batch, in one transaction, or two when a partition gets more than a row group: the first holds
-        the whole row groups of each partition (DuckDB writes them compressed to the file as they fill and only
-        links them in at the commit) and every row of a partition given less than one, the second the rest
-        (through the WAL, into the row group its partition fills over later writes, compressed once at the
-        checkpoint; in one write, the rest would make a row group of its own in the file, and 200 000 events
-        over 12 tenants took 144 bytes each on disk against 79). A crash between the two leaves the rest to the
-        buffer's replay, whose duplicate check finds the first's rows stored."""
         con = self._con
         assert con is not None
         try:
-            # once in typed form (committed: a row's rowid is then the same in both transactions); then without
-            # in-batch duplicates; then into each tenant's partition
-            stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
-            if count > 1:  # (one event repeats none: ~1 ms of a single event's write)
-                self._drop_repeats_sync(con)
-            with transaction(con, keep_staged=True):
-                written, rest = self._insert_partitions_sync(con, min_ts, max_ts)
-                if written or rest:  # (their minutes of the Prometheus rollup are read from the events until rolled up)
+            with transaction(con):
+                # once in typed form; then without in-batch duplicates; then into each tenant's partition
+                stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
+                if count > 1:  # (one event repeats none: ~1 ms of a single event's write)
+                    self._drop_repeats_sync(con)
+                written = self._insert_partitions_sync(con, min_ts, max_ts)
+                if written:  # (their minutes of the Prometheus rollup are read from the events until rolled up)
                     rollup.mark(con, min_ts, max_ts)
-            if rest:
-                with transaction(con):
-                    written += sum(insert_after(con, target, after) for target, after in rest)
-            else:
-                con.execute(f"DROP TABLE {STAGED}")
         except duckdb.Error as exc:
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS {STAGED}")
             raise refused(exc, "batch") from exc
         self._trim_after_write()
         return WriteResult(written, count - written)
@@ -323,23 +307,19 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
             "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
             "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
 
-    def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection, min_ts: int, max_ts: int,
-                                ) -> tuple[int, list[tuple[Target, int]]]:
+    def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection, min_ts: int, max_ts: int) -> int:
         """Insert the staged events no stored one repeats: a stored event is the same one when its time is
         within the window of the new event's own (and so within the batch's window: row groups outside it
-        are skipped). A partition given more than a row group but not a whole number of them takes the
-        whole ones now; returned for later: its target and the staged rowid its rows now end at."""
+        are skipped)."""
         window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
         spread = [self.dedup_window_us, self.dedup_window_us]
-        counts = dict(con.execute("SELECT tenant_id, count(*) FROM staged GROUP BY tenant_id").fetchall())
-        parts = _by_partition(list(counts))
+        tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
+        parts = _by_partition(tenants)
         self._live.add(parts)  # (before the commit: a read after it unites these partitions too)
         targets = [Target(partition_table(number)) if len(parts) == 1 else
                    Target(partition_table(number), " AND s." + tenant_clause(tuple(members)), tuple(members))
                    for number, members in parts.items()]
-        group = self.row_group_size or DEFAULT_ROW_GROUP_SIZE
-        whole = [sum(counts[t] for t in members) // group * group for members in parts.values()]
-        return insert_new(con, targets, _SAME_EVENT, [*window, *spread], whole)
+        return insert_new(con, targets, _SAME_EVENT, [*window, *spread])
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:

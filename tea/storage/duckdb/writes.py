@@ -52,7 +52,7 @@ def write_rows(con: duckdb.DuckDBPyConnection, path: str, table: str, rows: list
     try:
         with transaction(con):
             stage(con, path, PROJECTIONS[table], encode(fresh))
-            return insert_new(con, [Target(table)], _SAME_ROW, [])[0]
+            return insert_new(con, [Target(table)], _SAME_ROW, [])
     except duckdb.Error as exc:
         raise refused(exc, f"{table} rows") from exc
 
