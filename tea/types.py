@@ -157,13 +157,13 @@ class ItemError(msgspec.Struct):
     field: str | None = None
 
 
-@dataclass
-class Decoded:
-    """What a receiver decoded from one request: the events, where each came from, and the items refused."""
+class Decoded(msgspec.Struct):
+    """What a receiver decoded from one request: the events, where each came from, and the items refused.
+    (A Struct: built in C, once per request.)"""
 
     events: list[Event]
     indexes: list[int] | None  # None when events[i] is item i (no item failed to decode)
-    errors: list[ItemError] = field(default_factory=list)
+    errors: list[ItemError] = []  # (msgspec gives each instance its own empty list)
     total: int = 0
 
 

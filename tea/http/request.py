@@ -30,14 +30,18 @@ class Request:
 
     @property
     def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            headers: dict[str, str] = {}
-            for name, value in self.scope["headers"]:
-                key = name.decode("latin-1").lower()
-                text = value.decode("latin-1")
-                headers[key] = headers[key] + ", " + text if key in headers else text
+        headers = self._headers
+        if headers is None:
+            raw = self.scope["headers"]
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+            if len(headers) < len(raw):  # a name repeated: its values joined, in order (rare)
+                headers = {}
+                for name, value in raw:
+                    key = name.decode("latin-1").lower()
+                    text = value.decode("latin-1")
+                    headers[key] = headers[key] + ", " + text if key in headers else text
             self._headers = headers
-        return self._headers
+        return headers
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -62,6 +66,8 @@ class Request:
     def media_type(self) -> str:
         """The Content-Type without parameters, lower-cased; '' when absent."""
         value = self.headers.get("content-type", "")
+        if value == "application/json":  # (the usual header: already what the rest would make of it)
+            return value
         return value.split(";", 1)[0].strip().lower()
 
     async def body(self, max_bytes: int) -> bytes:
@@ -72,11 +78,14 @@ class Request:
             if len(self._body) > max_bytes:
                 raise _too_large(max_bytes)
             return self._body
-        encoding = self.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
-            raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity",
-                                       code="unsupported_content_encoding")
-        length = self.headers.get("content-length")
+        headers = self.headers
+        encoding = headers.get("content-encoding")
+        if encoding is not None:
+            encoding = encoding.strip().lower()
+            if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+                raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity",
+                                           code="unsupported_content_encoding")
+        length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
                 raise BadRequest("invalid Content-Length header", code="invalid_header")
