@@ -27,7 +27,7 @@ class Response:
         if self.media_type is not None:
             raw_headers.append((b"content-type", self.media_type))
         if self.stream is None:
-            raw_headers.append((b"content-length", str(len(self.body)).encode()))
+            raw_headers.append((b"content-length", b"%d" % len(self.body)))
         if self.headers:
             raw_headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
         await send({"type": "http.response.start", "status": self.status, "headers": raw_headers})
