@@ -111,6 +111,16 @@ class Telemetry:
             found = self._local.tallies[key] = self._tally(key, metric, labels)
         return found
 
+    def count(self, metric: Counter, amount: float, *labels: str) -> None:
+        """``child(metric, *labels).inc(amount)`` in one call (what a request counts with)."""
+        try:
+            tally = self._local.tallies[(metric, labels)]
+        except (AttributeError, KeyError):  # (this thread's first count of it)
+            tally = self.child(metric, *labels)
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+        tally.value += amount
+
     def _tally(self, key: tuple[object, tuple[str, ...]], metric: Counter | Histogram,
                labels: tuple[str, ...]) -> "_CounterTally | _HistogramTally":
         with self._fold_lock:

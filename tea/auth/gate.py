@@ -79,7 +79,7 @@ class Gate:
             except ClientError as exc:
                 self.failed(request, exc)
                 raise
-        t.child(t.auth, principal.method, "success").inc()
+        t.count(t.auth, 1, principal.method, "success")
         if not principal.can(scope):
             raise Forbidden(f"this needs the {scope} scope", code="insufficient_scope", details={"scope": scope})
         request.state["principal"] = principal

@@ -54,7 +54,7 @@ class Ingestor:
         if decoded.errors or errors:
             errors = sorted(decoded.errors + errors, key=lambda e: e.index)
         t = self.telemetry
-        t.child(t.events_received, source_protocol).inc(decoded.total)
+        t.count(t.events_received, decoded.total, source_protocol)
         for error in errors:
             t.child(t.events_rejected, source_protocol, error.error).inc()
         if do_not_track and accepted:  # (a batch with nothing valid is still a 400, to surface client bugs)
@@ -96,7 +96,7 @@ class Ingestor:
         except Unavailable as exc:
             t.child(t.events_rejected, source_protocol, exc.code).inc(count)
             raise
-        t.child(t.events_accepted, source_protocol).inc(count)
+        t.count(t.events_accepted, count, source_protocol)
         live = self.live
         if live is not None and live.recording:  # (no stream open: this test is all the live tail costs)
             live.publish(ndjson, count)

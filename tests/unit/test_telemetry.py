@@ -24,6 +24,7 @@ def test_counters_from_many_threads_lose_nothing() -> None:
         for i in range(per_thread):
             t.child(t.events_received, "native").inc()
             t.child(t.events_accepted, "otlp").inc(2)
+            t.count(t.events_accepted, 3, "otlp")  # (the one-call form, into the same tally)
             if i % 5000 == 0:
                 t.fold()  # folds racing the increments must not lose or double any
 
@@ -36,7 +37,7 @@ def test_counters_from_many_threads_lose_nothing() -> None:
         w.join()
     got = samples(t)
     assert got[("tea_events_received_total", (("protocol", "native"),))] == per_thread * threads
-    assert got[("tea_events_accepted_total", (("protocol", "otlp"),))] == 2 * per_thread * threads
+    assert got[("tea_events_accepted_total", (("protocol", "otlp"),))] == 5 * per_thread * threads
     assert samples(t) == got  # folding twice adds nothing
 
 
@@ -62,3 +63,9 @@ def test_an_unlabelled_metric_and_a_negative_increment() -> None:
     assert samples(t)[("tea_events_written_total", ())] == 7
     with pytest.raises(ValueError):
         t.child(t.events_written).inc(-1)
+    with pytest.raises(ValueError):
+        t.count(t.events_written, -1)
+    t.count(t.events_written, 2)
+    t.count(t.events_received, 1, "native")  # (a thread's first count of a child)
+    got = samples(t)
+    assert got[("tea_events_written_total", ())] == 9 and got[("tea_events_received_total", (("protocol", "native"),))] == 1
