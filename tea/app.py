@@ -245,8 +245,7 @@ class TeaApp:
             await response.send(send, head_only=request.method == "HEAD")
         finally:
             t = self.telemetry
-            t.child(t.http_duration, template, request.method, str(response.status)).observe(
-                time.perf_counter() - started)
+            t.observe(t.http_duration, time.perf_counter() - started, template, request.method, str(response.status))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -121,6 +121,15 @@ class Telemetry:
             raise ValueError("counters can only be incremented by non-negative amounts")
         tally.value += amount
 
+    def observe(self, metric: Histogram, value: float, *labels: str) -> None:
+        """``child(metric, *labels).observe(value)`` in one call (what a request's duration is recorded with)."""
+        try:
+            tally = self._local.tallies[(metric, labels)]
+        except (AttributeError, KeyError):  # (this thread's first observation of it)
+            tally = self.child(metric, *labels)
+        tally.total += value
+        tally.counts[bisect_left(tally.bounds, value)] += 1
+
     def _tally(self, key: tuple[object, tuple[str, ...]], metric: Counter | Histogram,
                labels: tuple[str, ...]) -> "_CounterTally | _HistogramTally":
         with self._fold_lock:

@@ -15,7 +15,7 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "path_params", "_headers", "_query", "_body", "state")
+    __slots__ = ("scope", "receive", "method", "path", "path_params", "headers", "_query", "_body", "state")
 
     def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
         self.scope = scope
@@ -23,25 +23,13 @@ class Request:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.path_params: dict[str, str] = {}
-        self._headers: dict[str, str] | None = None
+        # the headers, names lower-cased (built here, not behind a property: every request reads them a few times)
+        raw = scope["headers"]
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+        self.headers: dict[str, str] = headers if len(headers) == len(raw) else _joined(raw)
         self._query: dict[str, list[str]] | None = None
         self._body: bytes | None = None
         self.state: dict[str, Any] = {}
-
-    @property
-    def headers(self) -> dict[str, str]:
-        headers = self._headers
-        if headers is None:
-            raw = self.scope["headers"]
-            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
-            if len(headers) < len(raw):  # a name repeated: its values joined, in order (rare)
-                headers = {}
-                for name, value in raw:
-                    key = name.decode("latin-1").lower()
-                    text = value.decode("latin-1")
-                    headers[key] = headers[key] + ", " + text if key in headers else text
-            self._headers = headers
-        return headers
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -114,6 +102,16 @@ class Request:
         if check is not None:  # e.g. a request signature over the exact bytes received
             await check(body)
         return body
+
+
+def _joined(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers whose names repeat: each name's values joined with ", ", in order."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = headers[key] + ", " + text if key in headers else text
+    return headers
 
 
 def _too_large(max_bytes: int) -> TooLarge:

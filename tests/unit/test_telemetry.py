@@ -45,8 +45,11 @@ def test_histogram_tallies_place_values_as_prometheus_client_does() -> None:
     t = Telemetry()
     reference = Histogram("ref", "same buckets", ["route"], buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
     values = [0.0, 0.0005, 0.00050001, 0.001, 0.003, 0.01, 0.7, 10.0, 10.5, 1e9, -1.0]
-    for v in values:
-        t.child(t.http_duration, "/v1/events", "POST", "200").observe(v)
+    for i, v in enumerate(values):
+        if i % 2:
+            t.child(t.http_duration, "/v1/events", "POST", "200").observe(v)
+        else:  # (the one-call form, into the same tally)
+            t.observe(t.http_duration, v, "/v1/events", "POST", "200")
         reference.labels("/v1/events").observe(v)
     got = samples(t)
     want = {(s.name, s.labels.get("le")): s.value
