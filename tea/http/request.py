@@ -75,11 +75,12 @@ class Request:
                                            code="unsupported_content_encoding")
         length = headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
+            if not (length.isdigit() or length.strip().isdigit()):  # (the usual header: one call)
                 raise BadRequest("invalid Content-Length header", code="invalid_header")
             if int(length) > max_bytes:
                 raise _too_large(max_bytes)
-        inflater = _Inflater(encoding, max_bytes) if encoding in ("gzip", "x-gzip", "deflate") else None
+        compressed = encoding is not None and encoding in ("gzip", "x-gzip", "deflate")
+        inflater = _Inflater(encoding, max_bytes) if compressed else None
         chunks: list[bytes] = []
         received = 0
         more = True
