@@ -242,7 +242,7 @@ class TeaApp:
         if extra:
             response.headers = {**(response.headers or {}), **extra}
         try:
-            await response.send(send, head_only=request.method == "HEAD")
+            await response.send(send, request.method == "HEAD")  # (head_only)
         finally:
             t = self.telemetry
             t.observe(t.http_duration, time.perf_counter() - started, template, request.method, str(response.status))
