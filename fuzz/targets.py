@@ -6,6 +6,7 @@
   walking the metrics schema.
 - ``find_any``: buffers and needles; the index found must name a needle that occurs (the earliest one when
   the needles are searched together), -1 only when none does.
+- ``find_exponent``: a buffer; where the first exponent of three digits starts, as the regular expression finds it.
 - ``format_double``: 8 bytes as a double, written exactly as msgspec writes it.
 """
 from __future__ import annotations
@@ -55,6 +56,14 @@ def find_any_one(data: bytes) -> None:
         assert chunk.find(needles[found]) == min(chunk.find(n) for n in needles if n in chunk), (found, needles)
 
 
+def find_exponent_one(data: bytes) -> None:
+    import re
+
+    from tea import _otlpfast
+    found = re.search(rb"[eE]\+?[0-9]{3}", data)
+    assert _otlpfast.find_exponent(data) == (found.start() if found else -1), data
+
+
 def format_double_one(data: bytes) -> None:
     import msgspec
 
@@ -79,6 +88,7 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[bytes, int, int], by
     "map_traces": (map_traces_one, _map_traces_mutator),
     "map_metrics": (map_metrics_one, _map_metrics_mutator),
     "find_any": (find_any_one, None),
+    "find_exponent": (find_exponent_one, None),
     "format_double": (format_double_one, None),
 }
 
@@ -118,7 +128,7 @@ def default_flags(target: str, given: list[str]) -> list[str]:
                 "-artifact_prefix": f"{ARTIFACTS}/"}
     if target in ("map_traces", "map_metrics"):
         defaults["-dict"] = str(ROOT / "fuzz" / "otlp.dict")
-    if target == "find_any":  # long texts from the start: the 16-lane loop needs needle + 15 bytes
+    if target in ("find_any", "find_exponent"):  # long texts from the start: the 16-lane loops need 16 bytes and more
         defaults.update({"-max_len": "4096", "-len_control": "0"})
     named = {f.split("=", 1)[0] for f in given}
     return [f"{k}={v}" for k, v in defaults.items() if k not in named]

@@ -1814,12 +1814,21 @@ static Py_ssize_t scan_text(const unsigned char *text, size_t n, const Needle *n
             }
         }
     }
-    for (; at < n; at++)  /* the last positions, where a block's loads would pass the end */
+    if (at >= n) return -1;
+    uint64_t firsts[4] = {0, 0, 0, 0};  /* the needles' first bytes: most of the last positions start none */
+    for (Py_ssize_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)nd[i].s[0];
+        firsts[c >> 6] |= (uint64_t)1 << (c & 63);
+    }
+    for (; at < n; at++) {  /* the last positions, where a block's loads would pass the end (all of a short text) */
+        unsigned char c = text[at];
+        if (!(firsts[c >> 6] >> (c & 63) & 1)) continue;
         for (Py_ssize_t i = 0; i < k; i++)
-            if (text[at] == (unsigned char)nd[i].s[0] && matches(text, n, at, &nd[i])) {
+            if (c == (unsigned char)nd[i].s[0] && matches(text, n, at, &nd[i])) {
                 *where = at;
                 return i;
             }
+    }
     return -1;
 }
 
@@ -1829,9 +1838,18 @@ static Py_ssize_t scan_text(const unsigned char *text, size_t n, const Needle *n
    FIND_ANY_RELEASE_BYTES on, so a thread can scan a large committed batch while the event loop keeps serving (and
    the event loop's own short searches never wait to take the GIL back): one pass of the needles
    together (scan_text) when there are 2 to MAX_TOGETHER non-empty ones, else glibc memmem per needle. */
-static PyObject *find_any(PyObject *self, PyObject *args) {
-    PyObject *data, *needles;
-    if (!PyArg_ParseTuple(args, "OO!:find_any", &data, &PyTuple_Type, &needles)) return NULL;
+static PyObject *find_any(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* (METH_FASTCALL, no format string parsed, and one buffer's view on the stack: a request's short search
+       costs about what the search itself does) */
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "find_any() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *data = args[0], *needles = args[1];  /* (the caller holds both for the call) */
+    if (!PyTuple_Check(needles)) {
+        PyErr_Format(PyExc_TypeError, "find_any() argument 2 must be tuple, not %.50s", Py_TYPE(needles)->tp_name);
+        return NULL;
+    }
     Py_ssize_t k = PyTuple_GET_SIZE(needles);
     for (Py_ssize_t i = 0; i < k; i++) {
         if (!PyBytes_Check(PyTuple_GET_ITEM(needles, i))) {
@@ -1854,7 +1872,8 @@ static PyObject *find_any(PyObject *self, PyObject *args) {
     }
     int is_list = PyList_Check(data);
     Py_ssize_t count = is_list ? PyList_GET_SIZE(data) : 1;
-    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
+    Py_buffer one;
+    Py_buffer *views = is_list ? PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer)) : &one;
     PyObject *items = is_list ? PyList_GetSlice(data, 0, count) : NULL;  /* a private copy of the list */
     Py_ssize_t held = 0, found = -1;
     if (views == NULL || (is_list && items == NULL)) {
@@ -1889,9 +1908,51 @@ static PyObject *find_any(PyObject *self, PyObject *args) {
     }
 done:
     for (Py_ssize_t c = 0; c < held; c++) PyBuffer_Release(&views[c]);
-    PyMem_Free(views);
+    if (views != &one) PyMem_Free(views);
     Py_XDECREF(items);
     if (held != count || PyErr_Occurred()) return NULL;
+    return PyLong_FromSsize_t(found);
+}
+
+/* ------------------------------------------------------------------ find_exponent
+   find_exponent(data) -> where the first exponent of three digits or more ([eE]+?[0-9]{3}) starts in a buffer, or
+   -1: the ingestion screen's cheap test for a number past the float range (tea.pipeline.storable._huge_number; a
+   hit is then read exactly). The e/E bytes are found 16 at a time; only at one are the next bytes looked at. */
+static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static inline int exponent_at(const unsigned char *p, size_t n, size_t at) {  /* p[at] is e or E */
+    size_t k = at + 1;
+    if (k < n && p[k] == '+') k++;
+    return k + 3 <= n && is_digit(p[k]) && is_digit(p[k + 1]) && is_digit(p[k + 2]);
+}
+
+static Py_ssize_t scan_exponent(const unsigned char *p, size_t n) {
+    const vec e = (vec){0} + 'e', fold = (vec){0} + 0x20;  /* (only 'E' and 'e' are 'e' once 0x20 is set) */
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        vec v, hit;
+        LOAD_LANES(v, p + i);
+        hit = (v | fold) == e;
+        uint64_t words[LANES / 8], any = 0;
+        memcpy(words, &hit, sizeof words);
+        for (size_t w = 0; w < LANES / 8; w++) any |= words[w];
+        if (!any) continue;
+        for (size_t j = i; j < i + LANES; j++)
+            if ((p[j] | 0x20) == 'e' && exponent_at(p, n, j)) return (Py_ssize_t)j;
+    }
+    for (; i < n; i++)
+        if ((p[i] | 0x20) == 'e' && exponent_at(p, n, i)) return (Py_ssize_t)i;
+    return -1;
+}
+
+static PyObject *find_exponent(PyObject *self, PyObject *data) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+    size_t n = (size_t)view.len;
+    PyThreadState *saved = n >= FIND_ANY_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+    Py_ssize_t found = scan_exponent(view.buf, n);
+    if (saved != NULL) PyEval_RestoreThread(saved);
+    PyBuffer_Release(&view);
     return PyLong_FromSsize_t(found);
 }
 
@@ -2094,7 +2155,8 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"find_any", find_any, METH_VARARGS, "find_any(data | [data, ...], needles: tuple[bytes, ...]) -> int (index or -1)"},
+    {"find_any", (PyCFunction)(void (*)(void))find_any, METH_FASTCALL, "find_any(data | [data, ...], needles: tuple[bytes, ...]) -> int (index or -1)"},
+    {"find_exponent", find_exponent, METH_O, "find_exponent(data) -> int (where [eE]+?[0-9]{3} starts, or -1)"},
     {"select_lines", select_lines, METH_VARARGS,
      "select_lines([data, ...], required: bytes, any_of: tuple[bytes, ...]) -> [[(index, start, end), ...], ...]"},
     {"map_traces", (PyCFunction)(void (*)(void))map_traces, METH_VARARGS | METH_KEYWORDS,

@@ -209,13 +209,10 @@ class TeaApp:
 
     # ----------------------------------------------------------------- ASGI
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # (a request is served here, not one coroutine further)
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         started = time.perf_counter()
         request = Request(scope, receive)
         template = "unmatched"
@@ -245,11 +242,10 @@ class TeaApp:
         if extra:
             response.headers = {**(response.headers or {}), **extra}
         try:
-            await response.send(send, head_only=request.method == "HEAD")
+            await response.send(send, request.method == "HEAD")  # (head_only)
         finally:
             t = self.telemetry
-            t.child(t.http_duration, template, request.method, str(response.status)).observe(
-                time.perf_counter() - started)
+            t.observe(t.http_duration, time.perf_counter() - started, template, request.method, str(response.status))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -4,20 +4,26 @@ metric and log lines, the ingestion screen's search for out-of-range numbers.
 ``contains_any`` searches with the native extension's ``find_any`` (glibc memmem, without the GIL from
 256 KiB on) when it is built, so a writer batch of 200 000 spans (~200 MB) is scanned in a worker thread while
 the event loop keeps serving requests; without the extension, Python's ``in`` (same answer, GIL held).
+``find_exponent`` finds an exponent of three digits (the ingestion screen's test for a number past the float range)
+with the extension's vector search for the e/E bytes, or a regular expression without it.
 ``select_lines`` finds the lines a processor's ``wants_lines`` picks with the extension's ``select_lines`` (the
 chunks searched for the needles, only the lines they occur in bounded; without the GIL from 256 KiB on), or
 splits and searches every line without it (same answer).
 """
 from __future__ import annotations
 
+import re
+from typing import Any
+
 try:
-    from tea._otlpfast import find_any as _find_any, select_lines as _select_lines
+    from tea._otlpfast import find_any as _find_any, find_exponent as _find_exponent, select_lines as _select_lines
 except ImportError:  # the optional extension was not built
-    _find_any = _select_lines = None
+    _find_any = _find_exponent = _select_lines = None
 
 
-def _find_any_py(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> int:
+def _find_any_py(data: Any, needles: tuple[bytes, ...]) -> int:
     for chunk in data if isinstance(data, list) else [data]:
+        chunk = bytes(chunk)  # (any buffer: msgspec.Raw has no find)
         for needle in needles:
             at = chunk.find(needle)
             if at >= 0:
@@ -28,6 +34,19 @@ def _find_any_py(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> int:
 # ``find_any(data, needles) >= 0``: whether any of ``needles`` occurs in ``data`` (``contains_any``, one Python
 # call fewer where a request pays for each)
 find_any = _find_any if _find_any is not None else _find_any_py
+
+
+_THREE_DIGIT_EXPONENT = re.compile(rb"[eE]\+?[0-9]{3}")
+
+
+def _find_exponent_py(data: Any) -> int:
+    found = _THREE_DIGIT_EXPONENT.search(data)
+    return -1 if found is None else found.start()
+
+
+# ``find_exponent(data)``: where the first exponent of three digits or more (``[eE]+?[0-9]{3}``) starts in ``data``
+# (bytes, or any buffer such as msgspec.Raw), or -1
+find_exponent = _find_exponent if _find_exponent is not None else _find_exponent_py
 
 
 def contains_any(data: bytes | list[bytes], needles: tuple[bytes, ...]) -> bool:

@@ -63,8 +63,8 @@ def genai(attrs: dict[str, Any]) -> tuple[str | None, str | None, int | None, in
             token_count(attrs.get("gen_ai.usage.input_tokens")), token_count(attrs.get("gen_ai.usage.output_tokens")))
 
 
-def marked(attributes: bytes) -> bool:
-    """Whether any of a batch's raw attributes (joined: ``tea.pipeline.storable.joined_attributes``) may hold
+def marked(attributes: Any) -> bool:
+    """Whether any of a batch's raw attributes (as ``tea.pipeline.storable.attributes_of`` gives them) may hold
     a key ``lift`` reads: one search over them all (False: ``lift`` would change none of their events). A
     vector search for each key: ~5x cheaper than the regular expression over a batch's attributes, which
     stops at every quote."""

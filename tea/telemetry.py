@@ -96,23 +96,41 @@ class Telemetry:
                                                    "Events committed to storage that every processor handed them "
                                                    "succeeded on", registry=r)
 
-        self._children: dict[tuple[object, ...], object] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], object] = {}
 
     def child(self, metric: Counter | Histogram, *labels: str) -> "_CounterTally | _HistogramTally":
         """This thread's tally of ``metric.labels(*labels)``: ``inc`` / ``observe`` as on the child,
         folded into it at the next collection. Found in a per-thread dict only."""
-        key = (id(metric), *labels)
-        local = self._local
+        key = (metric, labels)  # (a metric hashes by identity; a pair: nothing unpacked into a new tuple)
         try:
-            found = local.tallies.get(key)
+            found = self._local.tallies.get(key)
         except AttributeError:
-            local.tallies = {}
+            self._local.tallies = {}
             found = None
         if found is None:
-            found = local.tallies[key] = self._tally(key, metric, labels)
+            found = self._local.tallies[key] = self._tally(key, metric, labels)
         return found
 
-    def _tally(self, key: tuple[object, ...], metric: Counter | Histogram,
+    def count(self, metric: Counter, amount: float, *labels: str) -> None:
+        """``child(metric, *labels).inc(amount)`` in one call (what a request counts with)."""
+        try:
+            tally = self._local.tallies[(metric, labels)]
+        except (AttributeError, KeyError):  # (this thread's first count of it)
+            tally = self.child(metric, *labels)
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+        tally.value += amount
+
+    def observe(self, metric: Histogram, value: float, *labels: str) -> None:
+        """``child(metric, *labels).observe(value)`` in one call (what a request's duration is recorded with)."""
+        try:
+            tally = self._local.tallies[(metric, labels)]
+        except (AttributeError, KeyError):  # (this thread's first observation of it)
+            tally = self.child(metric, *labels)
+        tally.total += value
+        tally.counts[bisect_left(tally.bounds, value)] += 1
+
+    def _tally(self, key: tuple[object, tuple[str, ...]], metric: Counter | Histogram,
                labels: tuple[str, ...]) -> "_CounterTally | _HistogramTally":
         with self._fold_lock:
             child = self._children.get(key)

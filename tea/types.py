@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Annotated, Any, Iterator, Sequence, overload
+from typing import Annotated, Any, Callable, Iterator, Sequence, overload
 
 import msgspec
 
@@ -157,18 +157,18 @@ class ItemError(msgspec.Struct):
     field: str | None = None
 
 
-@dataclass
-class Decoded:
-    """What a receiver decoded from one request: the events, where each came from, and the items refused."""
+class Decoded(msgspec.Struct):
+    """What a receiver decoded from one request: the events, where each came from, and the items refused.
+    (A Struct: built in C, once per request.)"""
 
     events: list[Event]
     indexes: list[int] | None  # None when events[i] is item i (no item failed to decode)
-    errors: list[ItemError] = field(default_factory=list)
+    errors: list[ItemError] = []  # (msgspec gives each instance its own empty list)
     total: int = 0
 
 
-def encode_lines(events: Sequence[Event]) -> bytes:
-    return _lines_encoder.encode_lines(events)
+# events as NDJSON: the encoder's own method (no Python call around it: a request encodes once)
+encode_lines: Callable[[Sequence[Event]], bytes] = _lines_encoder.encode_lines
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,44 @@ class AuthChain:
         return chain
 
     async def authenticate(self, request: Request) -> Principal:
-        try:
-            return await self._verify(request)
+        try:  # (the credential checked here, not one coroutine further: once a request)
+            headers = request.headers
+            authorization = headers.get("authorization", "")
+            bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+            if bearer is None and authorization[:6].lower() == "basic ":
+                bearer = basic_password(authorization[6:])  # (Grafana's and Prometheus clients' basic auth)
+            if authorization and bearer is None:
+                raise Unauthorized("Authorization must be 'Bearer <token>' (or Basic with the token as the password)",
+                                   code="invalid_credentials")
+            if bearer is None and headers.get("apikey"):
+                # Supabase clients send the key as `apikey` (and usually as the Bearer too): the same credential
+                bearer = headers["apikey"].strip()
+            api_key = headers.get("x-api-key")
+            state = request.state
+            if bearer is None and api_key is None and self.sessions is not None and "cookie" in headers:
+                session = self.sessions.read(headers)
+                if session is not None:
+                    state["auth_method"] = "session"
+                    self.sessions.check_csrf(request.method, headers, session, request.scope.get("scheme") == "https")
+                    return await self.for_token(request, session.token)
+            if bearer and self.admin_token and same(bearer, self.admin_token):
+                return ADMIN_PRINCIPAL
+            if api_key or (bearer and bearer.startswith("tk_")):
+                state["auth_method"] = "token"
+                return await self._api_token(request, api_key or bearer)  # type: ignore[arg-type]
+            if bearer and self.jwt is not None:
+                state["auth_method"] = "jwt"
+                principal = await self.jwt(bearer)
+                if principal is not None:
+                    return principal
+            state["auth_method"] = "bearer" if bearer else "none"
+            if bearer:
+                raise Unauthorized("Invalid token", code="invalid_token")
+            if signing.signed(headers):
+                raise Unauthorized("Missing Authorization header for a signed request", code="missing_credentials")
+            if self.dev_mode:
+                return DEV
+            raise Unauthorized("missing credentials: send Authorization: Bearer <token>", code="missing_credentials")
         except Unauthorized as exc:
             # development mode: what TEA cannot verify runs as the development principal; a credential it
             # knows (an API token it found) keeps its own failures (a missing or wrong signature), and a
@@ -83,45 +119,6 @@ class AuthChain:
                         "(all scopes, tenant from the body); other credentials of this kind are not logged again",
                         kind, reason)
         return DEV
-
-    async def _verify(self, request: Request) -> Principal:
-        headers = request.headers
-        authorization = headers.get("authorization", "")
-        bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
-        if bearer is None and authorization[:6].lower() == "basic ":
-            bearer = basic_password(authorization[6:])  # (Grafana's and Prometheus clients' basic auth)
-        if authorization and bearer is None:
-            raise Unauthorized("Authorization must be 'Bearer <token>' (or Basic with the token as the password)",
-                               code="invalid_credentials")
-        if bearer is None and headers.get("apikey"):
-            # Supabase clients send the key as `apikey` (and usually as the Bearer too): the same credential
-            bearer = headers["apikey"].strip()
-        api_key = headers.get("x-api-key")
-        state = request.state
-        if bearer is None and api_key is None and self.sessions is not None and "cookie" in headers:
-            session = self.sessions.read(headers)
-            if session is not None:
-                state["auth_method"] = "session"
-                self.sessions.check_csrf(request.method, headers, session, request.scope.get("scheme") == "https")
-                return await self.for_token(request, session.token)
-        if bearer and self.admin_token and same(bearer, self.admin_token):
-            return ADMIN_PRINCIPAL
-        if api_key or (bearer and bearer.startswith("tk_")):
-            state["auth_method"] = "token"
-            return await self._api_token(request, api_key or bearer)  # type: ignore[arg-type]
-        if bearer and self.jwt is not None:
-            state["auth_method"] = "jwt"
-            principal = await self.jwt(bearer)
-            if principal is not None:
-                return principal
-        state["auth_method"] = "bearer" if bearer else "none"
-        if bearer:
-            raise Unauthorized("Invalid token", code="invalid_token")
-        if signing.signed(headers):
-            raise Unauthorized("Missing Authorization header for a signed request", code="missing_credentials")
-        if self.dev_mode:
-            return DEV
-        raise Unauthorized("missing credentials: send Authorization: Bearer <token>", code="missing_credentials")
 
     async def for_token(self, request: Request, token: str) -> Principal:
         """The principal of a token presented through a Control Center sign-in (the form, then its session

@@ -60,7 +60,8 @@ class Gate:
         signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit).
         A read (GET, HEAD, or any request needing ``events:read``) then waits, if it must, until storage holds
         what this node acknowledged before the request arrived (``settle``)."""
-        reads = self.consistency is not None and is_read(request, scope)
+        # (is_read, written out: a write, the usual request here, makes no call for it)
+        reads = self.consistency is not None and (scope == READ or request.method in ("GET", "HEAD"))
         if reads:  # (only a read waits: see settle)
             self.consistency.arrived(request)  # type: ignore[union-attr]
         t = self.telemetry
@@ -79,7 +80,7 @@ class Gate:
             except ClientError as exc:
                 self.failed(request, exc)
                 raise
-        t.child(t.auth, principal.method, "success").inc()
+        t.count(t.auth, 1, principal.method, "success")
         if not principal.can(scope):
             raise Forbidden(f"this needs the {scope} scope", code="insufficient_scope", details={"scope": scope})
         request.state["principal"] = principal

@@ -78,4 +78,7 @@ def new_token_id() -> str:
 
 def same(a: str | bytes, b: str | bytes) -> bool:
     """Constant-time comparison."""
-    return hmac.compare_digest(a.encode() if isinstance(a, str) else a, b.encode() if isinstance(b, str) else b)
+    try:
+        return hmac.compare_digest(a, b)  # (two ASCII strings, or two bytes: compared as they are, one call)
+    except TypeError:  # a str and bytes, or a non-ASCII str: compared as UTF-8
+        return hmac.compare_digest(a.encode() if isinstance(a, str) else a, b.encode() if isinstance(b, str) else b)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 WRITE = "events:write"
 READ = "events:read"
@@ -26,7 +27,7 @@ class Principal:
     org_id: str | None = None  # telemetry-kit token binding
     app_id: str | None = None
 
-    @property
+    @cached_property  # (read a few times a request, of a principal kept for its credential: computed once)
     def is_admin(self) -> bool:
         return ADMIN in self.scopes
 

@@ -152,10 +152,10 @@ class Recent:
 def _summary(offset: int, groups: list[Pending]) -> tuple[int, int, frozenset[str] | None]:
     """Where records appended from ``offset`` end, their events, and every event type of their lines (None
     when a record's are unknown)."""
-    size = seg.record_size
+    header = seg.HEADER.size  # (seg.record_size without a call for each record)
     end = offset
     events = 0
     for payload, count, _min, _max, _ts, _kinds in groups:
-        end += size(payload)
+        end += header + len(payload)
         events += count
-    return end, events, seg.union_kinds(group[5] for group in groups)
+    return end, events, seg.union_kinds([group[5] for group in groups])

@@ -15,7 +15,7 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "path_params", "_headers", "_query", "_body", "state")
+    __slots__ = ("scope", "receive", "method", "path", "path_params", "headers", "_query", "_body", "state")
 
     def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
         self.scope = scope
@@ -23,21 +23,13 @@ class Request:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.path_params: dict[str, str] = {}
-        self._headers: dict[str, str] | None = None
+        # the headers, names lower-cased (built here, not behind a property: every request reads them a few times)
+        raw = scope["headers"]
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+        self.headers: dict[str, str] = headers if len(headers) == len(raw) else _joined(raw)
         self._query: dict[str, list[str]] | None = None
         self._body: bytes | None = None
         self.state: dict[str, Any] = {}
-
-    @property
-    def headers(self) -> dict[str, str]:
-        if self._headers is None:
-            headers: dict[str, str] = {}
-            for name, value in self.scope["headers"]:
-                key = name.decode("latin-1").lower()
-                text = value.decode("latin-1")
-                headers[key] = headers[key] + ", " + text if key in headers else text
-            self._headers = headers
-        return self._headers
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -62,6 +54,8 @@ class Request:
     def media_type(self) -> str:
         """The Content-Type without parameters, lower-cased; '' when absent."""
         value = self.headers.get("content-type", "")
+        if value == "application/json":  # (the usual header: already what the rest would make of it)
+            return value
         return value.split(";", 1)[0].strip().lower()
 
     async def body(self, max_bytes: int) -> bytes:
@@ -72,17 +66,21 @@ class Request:
             if len(self._body) > max_bytes:
                 raise _too_large(max_bytes)
             return self._body
-        encoding = self.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
-            raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity",
-                                       code="unsupported_content_encoding")
-        length = self.headers.get("content-length")
+        headers = self.headers
+        encoding = headers.get("content-encoding")
+        if encoding is not None:
+            encoding = encoding.strip().lower()
+            if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+                raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity",
+                                           code="unsupported_content_encoding")
+        length = headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
+            if not (length.isdigit() or length.strip().isdigit()):  # (the usual header: one call)
                 raise BadRequest("invalid Content-Length header", code="invalid_header")
             if int(length) > max_bytes:
                 raise _too_large(max_bytes)
-        inflater = _Inflater(encoding, max_bytes) if encoding in ("gzip", "x-gzip", "deflate") else None
+        compressed = encoding is not None and encoding in ("gzip", "x-gzip", "deflate")
+        inflater = _Inflater(encoding, max_bytes) if compressed else None
         chunks: list[bytes] = []
         received = 0
         more = True
@@ -105,6 +103,16 @@ class Request:
         if check is not None:  # e.g. a request signature over the exact bytes received
             await check(body)
         return body
+
+
+def _joined(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers whose names repeat: each name's values joined with ", ", in order."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = headers[key] + ", " + text if key in headers else text
+    return headers
 
 
 def _too_large(max_bytes: int) -> TooLarge:

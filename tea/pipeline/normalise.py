@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
 import uuid_utils
 
@@ -10,7 +10,7 @@ from tea import semconv
 from tea.pricing import PriceTable
 from tea.timeutil import MAX_US, datetime_to_us, now_us, format_us
 from tea.pipeline.stages import Drop, Invalid, Stage
-from tea.pipeline.storable import all_objects, joined_attributes
+from tea.pipeline.storable import all_objects, attributes_of
 from tea.types import EMPTY_OBJECT, Event, ItemError
 
 _MAX_MS = MAX_US // 1000
@@ -38,14 +38,14 @@ class Normaliser:
 
     def __call__(self, events: list[Event], indexes: list[int] | None, source_protocol: str,
                  tenant_id: str | None = None, only_tenant: str | None = None, timestamps_us: bool = False,
-                 attributes: bytes | None = None) -> tuple[list[Event], list[ItemError], int, int]:
+                 attributes: Any = None) -> tuple[list[Event], list[ItemError], int, int]:
         """Normalise in place. Returns (accepted, errors, min timestamp, max timestamp).
 
         ``tenant_id`` fills events that name none (default: ``default_tenant``); with ``only_tenant``
         (a tenant-scoped caller) an event naming another tenant is refused (``forbidden_tenant``).
         Tenants starting with ``_`` are TEA's own and refused. ``timestamps_us``: integer timestamps are
         already microseconds (receivers that build events themselves), not the wire's milliseconds.
-        ``attributes``: the events' attributes joined (``joined_attributes``), when the caller has them."""
+        ``attributes``: the events' attributes as ``attributes_of`` gives them, when the caller has them."""
         unit = 1 if timestamps_us else 1000
         max_int = MAX_US if timestamps_us else _MAX_MS
         now = self.clock()
@@ -56,7 +56,7 @@ class Normaliser:
         lift = False
         if source_protocol != "otlp":
             if attributes is None:
-                attributes = joined_attributes([e.attributes for e in events])
+                attributes = attributes_of(events)
             lift = semconv.marked(attributes)
         # (every attributes an object, as usual: not looked at event by event; one event's look costs less)
         objects = attributes is not None and len(events) > 1 and all_objects(attributes)
