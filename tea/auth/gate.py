@@ -60,8 +60,7 @@ class Gate:
         signature fails never uses up the token's allowance (telemetry-kit's verify_hmac → rate_limit).
         A read (GET, HEAD, or any request needing ``events:read``) then waits, if it must, until storage holds
         what this node acknowledged before the request arrived (``settle``)."""
-        # (is_read, written out: a write, the usual request here, makes no call for it)
-        reads = self.consistency is not None and (scope == READ or request.method in ("GET", "HEAD"))
+        reads = self.consistency is not None and is_read(request, scope)
         if reads:  # (only a read waits: see settle)
             self.consistency.arrived(request)  # type: ignore[union-attr]
         t = self.telemetry

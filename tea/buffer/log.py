@@ -34,7 +34,6 @@ from tea.errors import BufferFull, Unavailable
 from tea.timeutil import now_us
 
 log = logging.getLogger(__name__)
-_HEADER_SIZE = seg.HEADER.size  # a record's bytes before its payload
 
 __all__ = ["DurableBuffer", "Position"]
 
@@ -212,8 +211,8 @@ class DurableBuffer:
         need not search its bytes for a type (``Record.kinds``, ``Batch.kinds``)."""
         if self._closed:
             raise Unavailable("TEA is shutting down", retry_after_s=5, code="shutting_down")
-        size = _HEADER_SIZE + len(payload)  # (seg.record_size, and below backlog_bytes, without a call)
-        if self._appended_bytes - self._released_bytes + size > self.max_bytes:
+        size = seg.record_size(payload)
+        if self.backlog_bytes + size > self.max_bytes:
             self.refusing = True
             raise BufferFull(f"durable buffer is full ({self.max_bytes} bytes not yet stored and processed); "
                              "retry later", retry_after_s=5)

@@ -152,10 +152,10 @@ class Recent:
 def _summary(offset: int, groups: list[Pending]) -> tuple[int, int, frozenset[str] | None]:
     """Where records appended from ``offset`` end, their events, and every event type of their lines (None
     when a record's are unknown)."""
-    header = seg.HEADER.size  # (seg.record_size without a call for each record)
+    size = seg.record_size
     end = offset
     events = 0
     for payload, count, _min, _max, _ts, _kinds in groups:
-        end += header + len(payload)
+        end += size(payload)
         events += count
     return end, events, seg.union_kinds([group[5] for group in groups])

@@ -39,10 +39,9 @@ class Ingestor:
         """Normalise, count against the caller's limits, make durable; returns once acknowledged-safe.
         Raises RateLimited (429) or Unavailable (503). With ``do_not_track`` nothing is stored."""
         only = principal.tenant_id if principal is not None and not principal.is_admin else None
-        # (the attributes joined once: the normaliser's searches and the screen's read them; a single event's as
-        # attributes_of gives them, without the call)
+        # (the attributes joined once: the normaliser's searches and the screen's read them)
         events = decoded.events
-        attributes = events[0].attributes if len(events) == 1 else attributes_of(events)
+        attributes = attributes_of(events)
         normaliser = self.normaliser
         accepted, errors, low, high = normaliser(events, decoded.indexes, source_protocol, tenant_id,
                                                  only, timestamps_us, attributes)
@@ -63,10 +62,8 @@ class Ingestor:
             t.child(t.do_not_track, source_protocol).inc()
             return Outcome([], errors, decoded.total, True)
         if accepted:
-            # (a single event of a known type: its shared set without a call to kinds_of)
-            kinds = _ONE.get(accepted[0].event_type) if len(accepted) == 1 else None
             await self._make_durable(ndjson, len(accepted), low, high, source_protocol, principal,
-                                     kinds or kinds_of(accepted))
+                                     kinds_of(accepted))
         return Outcome(accepted, errors, decoded.total)
 
     async def submit_encoded(self, ndjson: bytes, accepted: int, total: int, errors: list[ItemError], low: int,

@@ -91,8 +91,7 @@ def suspect_events(ndjson: bytes, attributes: Any) -> bool:
     """``suspect`` for events decoded from a client's JSON: a NUL anywhere in their NDJSON, or a number past
     the float range in their raw ``attributes`` (``attributes_of``: the one part decoding left unchecked)
     — searched there only, not through ids, times and typed columns."""
-    # (the vector search first, here: a request with no exponent in its attributes makes no call for them)
-    return _may_hold_nul(ndjson) or (find_exponent(attributes) >= 0 and _huge_number(attributes))
+    return _may_hold_nul(ndjson) or _huge_number(attributes)
 
 
 def refusal(line: bytes) -> tuple[str, str] | None:

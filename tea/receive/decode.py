@@ -72,8 +72,7 @@ def decode_events(body: bytes, media_type: str, max_events: int) -> Decoded:
         except BadRequest:
             return _decode_items(items, max_events)  # report the bad lines, keep the good ones
         return _decode_array(b"[" + b",".join(items) + b"]", max_events, items)
-    if not body.isascii():  # (the common case: no call)
-        check_utf8(body)
+    check_utf8(body)
     if media_type not in JSON_TYPES and not media_type.endswith("+json"):
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send application/json or application/x-ndjson")

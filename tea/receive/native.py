@@ -48,8 +48,7 @@ def routes(settings: Settings, ingestor: Ingestor) -> list[Route]:
 
     async def post_events(request: Request) -> Response:
         media_type = request.media_type
-        if media_type not in JSON_TYPES:  # (the usual JSON: no call)
-            require_event_media_type(media_type)
+        require_event_media_type(media_type)
         body = await request.body(settings.max_body_bytes)
         decoded = decode_events(body, media_type, settings.max_batch_events)
         outcome = await ingestor.submit(decoded, "native", request.state.get("principal"),
