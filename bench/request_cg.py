@@ -29,7 +29,8 @@ import tempfile
 import time
 from typing import Any
 
-ADMIN = "bench-admin-" + "x" * 32
+from bench.server import ADMIN_TOKEN as ADMIN
+
 COUNTS = {"single": (64, 1088), "batch": (8, 40)}  # requests measured: a few, many
 CONNECTIONS = {"single": 64, "batch": 8}
 
