@@ -44,6 +44,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shape", default="semconv", help=f"the spans sent, a comma list of {', '.join(SHAPES)} "
                         "or all (see bench/otlp_shapes.py; default semconv); with semconv among them, each shape's "
                         "stored rate is also printed as a ratio to semconv's")
+    parser.add_argument("--tenants", type=int, default=0,
+                        help="spread every shape's resources over this many tenants (default: each shape's own, 4, "
+                        "and 12 for mixed): compares shapes at the same number of tenants")
     parser.add_argument("--buffer-max", default="8GiB", help="TEA_BUFFER__MAX_BYTES (default 8GiB)")
     parser.add_argument("--tea-env", action="append", default=[], metavar="TEA_KEY=VALUE", type=_env_item,
                         help="another setting for TEA (repeatable)")
@@ -175,7 +178,7 @@ def _config(args: argparse.Namespace, transport: str, work_dir: str, shape: str)
         concurrency=args.concurrency or (8 if transport == "http" else 32), grpc_mode=args.grpc_mode,
         channels=args.channels, drain_timeout=20.0 if args.quick else 60.0, health_poll_s=args.health_poll,
         buffer_max=args.buffer_max, profile=args.py_spy, tea_env=dict(args.tea_env), work_dir=work_dir,
-        results_dir=args.results_dir, shape=shape)
+        results_dir=args.results_dir, shape=shape, tenants=args.tenants)
 
 
 def main(argv: list[str] | None = None) -> int:

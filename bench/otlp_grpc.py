@@ -52,7 +52,7 @@ async def _aio(spec: LoadSpec, index: int, started) -> dict:  # type: ignore[no-
                                      response_deserializer=ExportTraceServiceResponse.FromString)
                  for channel in channels]
     metadata = (("authorization", f"Bearer {spec.token}"),)
-    bodies, tally = Bodies(index, shape=spec.shape), Tally()
+    bodies, tally = Bodies(index, shape=spec.shape, tenants=spec.tenants), Tally()
     await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 30)
     await started()
     deadline = time.monotonic() + spec.duration
@@ -87,7 +87,7 @@ def _threads(spec: LoadSpec, index: int, started) -> dict:  # type: ignore[no-un
     stubs = [TraceServiceStub(channel) for channel in channels]
     metadata = (("authorization", f"Bearer {spec.token}"),)
     tally, lock = Tally(), threading.Lock()
-    pools = [Bodies(index * 256 + slot, shape=spec.shape) for slot in range(spec.concurrency)]  # own nonce per thread
+    pools = [Bodies(index * 256 + slot, shape=spec.shape, tenants=spec.tenants) for slot in range(spec.concurrency)]  # own nonce per thread
     asyncio.run(started())
     deadline = time.monotonic() + spec.duration
     tally.start()

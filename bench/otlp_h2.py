@@ -56,7 +56,7 @@ class Call:
 class Run:
     def __init__(self, spec: LoadSpec, process_index: int) -> None:
         self.spec = spec
-        self.bodies = Bodies(process_index, shape=spec.shape)
+        self.bodies = Bodies(process_index, shape=spec.shape, tenants=spec.tenants)
         self.tally = Tally()
         self.deadline = 0.0
         self.header_block = hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(name, value) for name, value in (

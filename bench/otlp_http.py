@@ -28,7 +28,7 @@ class Run:
             self.bodies = PointBodies(process_index)
             self.items = PointBodies.items
         else:
-            self.bodies = Bodies(process_index, shape=spec.shape)  # type: ignore[assignment]
+            self.bodies = Bodies(process_index, shape=spec.shape, tenants=spec.tenants)  # type: ignore[assignment]
             self.items = SPANS_PER_REQUEST
         self.head = (f"POST /v1/{spec.signal} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
                      f"Authorization: Bearer {spec.token}\r\nContent-Type: application/x-protobuf\r\n"

@@ -30,6 +30,7 @@ class Config:
     work_dir: str = ""
     results_dir: str = ""
     shape: str = "semconv"      # the spans sent (bench.otlp_shapes)
+    tenants: int = 0            # the tenants its resources are spread over (0: the shape's own)
 
 
 def tea_phase(cfg: Config, transport: str) -> dict:
@@ -48,7 +49,8 @@ def tea_phase(cfg: Config, transport: str) -> dict:
         try:
             spec = LoadSpec(transport, HOST, grpc_port if transport == "grpc" else http_port, server.ADMIN_TOKEN,
                             cfg.concurrency, cfg.duration, max_requests=int(cfg.duration * 20_000) + 1,
-                            grpc_mode=cfg.grpc_mode, channels=cfg.channels, shape=cfg.shape)
+                            grpc_mode=cfg.grpc_mode, channels=cfg.channels, shape=cfg.shape,
+                            tenants=cfg.tenants)
             result = _load_and_drain(cfg, srv, monitor, spec)
         finally:
             monitor.stop()

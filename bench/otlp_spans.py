@@ -28,12 +28,19 @@ REFRESH_S = 30.0
 COUNTER_AT = 6  # offset of the request counter inside a trace id
 
 
-def template(nonce: bytes, variant: int, seed: int, shape: str = "semconv") -> tuple[bytes, list[int]]:
-    """A serialized request (counter 0) of ``shape`` and the offsets of the counter in each span's trace id."""
+def template(nonce: bytes, variant: int, seed: int, shape: str = "semconv",
+             tenants: int = 0) -> tuple[bytes, list[int]]:
+    """A serialized request (counter 0) of ``shape`` and the offsets of the counter in each span's trace id. With
+    ``tenants``, resource ``k`` of the ``variant``-th template belongs to tenant ``(variant * resources + k) % tenants``
+    (else to the shape's own)."""
     rng = random.Random(seed)
     ids = otlp_shapes.TraceIds(nonce, rng)
     request = ExportTraceServiceRequest()
-    for resource, (scope_name, scope_version), spans in otlp_shapes.BUILDERS[shape](rng, variant, ids, time.time_ns()):
+    groups = otlp_shapes.BUILDERS[shape](rng, variant, ids, time.time_ns())
+    for k, (resource, (scope_name, scope_version), spans) in enumerate(groups):
+        if tenants:
+            resource = [otlp_shapes.kv("tenant.id", f"tenant-{(variant * len(groups) + k) % tenants}")
+                        if a.key == "tenant.id" else a for a in resource]
         resource_spans = request.resource_spans.add()
         resource_spans.resource.attributes.extend(resource)
         scope_spans = resource_spans.scope_spans.add()
@@ -54,16 +61,17 @@ def template(nonce: bytes, variant: int, seed: int, shape: str = "semconv") -> t
 class Bodies:
     """Serialized ExportTraceServiceRequests, never the same ids twice."""
 
-    def __init__(self, process_index: int, variants: int = 8, shape: str = "semconv") -> None:
+    def __init__(self, process_index: int, variants: int = 8, shape: str = "semconv", tenants: int = 0) -> None:
         self.nonce = os.urandom(4) + process_index.to_bytes(2, "big")
-        self.variants = variants
+        self.variants = max(variants, tenants)  # (a template of one resource a tenant: every tenant gets requests)
         self.shape = shape
+        self.tenants = tenants
         self.counter = 0
         self._build()
 
     def _build(self) -> None:
         self.built = time.monotonic()
-        self.templates = [template(self.nonce, v, seed=v, shape=self.shape) for v in range(self.variants)]
+        self.templates = [template(self.nonce, v, seed=v, shape=self.shape, tenants=self.tenants) for v in range(self.variants)]
 
     def next(self) -> bytes:
         self.counter += 1

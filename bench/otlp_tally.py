@@ -33,6 +33,7 @@ class LoadSpec:
     #                        bytes, no protobuf message on the client)
     channels: int = 1   # gRPC channels (TCP connections) per load process
     shape: str = "semconv"  # the spans sent (bench.otlp_shapes)
+    tenants: int = 0    # the tenants the resources are spread over (0: the shape's own)
     signal: str = "traces"  # OTLP/HTTP only: traces (bench.otlp_spans) or metrics (bench.otlp_points)
 
 

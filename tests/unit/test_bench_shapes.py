@@ -15,8 +15,9 @@ from tea.receive.otlp_map import pb_spans
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 
 
-def routed(shape: str, requests: int = 8) -> tuple[Counter, Counter, set[str], set[str]]:
-    factory = Bodies(7, shape=shape)
+def routed(shape: str, requests: int = 8, spread: int = 0,
+           variants: int = 8) -> tuple[Counter, Counter, set[str], set[str]]:
+    factory = Bodies(7, variants, shape=shape, tenants=spread)
     tables: Counter = Counter()
     protocols: Counter = Counter()
     tenants, ids = set(), set()
@@ -52,3 +53,11 @@ def test_mixed_holds_every_kind_across_tenants() -> None:
     assert {"endpoint_usage", "feature_usage", None} <= set(tables)
     assert {"http", "mcp", None} <= set(protocols)
     assert len(tenants) >= 10 and set(SHAPES) == {"semconv", "rhesis", "genai", "mcp", "mixed"}
+
+
+@pytest.mark.parametrize(("shape", "spread"), [("semconv", 12), ("rhesis", 12), ("mixed", 4), ("mixed", 1)])
+def test_tenants_spreads_any_shape_over_that_many_tenants(shape: str, spread: int) -> None:
+    """bench.otlp --tenants: the same spans, their resources over exactly ``spread`` tenants."""
+    tables, _, tenants, _ = routed(shape, requests=max(8, spread), spread=spread)
+    assert tenants == {f"tenant-{n}" for n in range(spread)}
+    assert tables == routed(shape, requests=max(8, spread), variants=max(8, spread))[0]  # the same spans
