@@ -231,7 +231,12 @@ class ClickHouseStorage(ClickHouseStores):
         for event in sorted(events, key=lambda e: e.received_at):  # stable: line order breaks ties
             by_key.setdefault((event.tenant_id, event.event_id), []).append(event)
         stamps = [e.timestamp for e in events]
-        stored = self._stored_times(client, list(by_key), min(stamps) - window, max(stamps) + window)
+        # the stored times that can repeat: the batch's own, and the window around those the window applies to
+        windowed = [e.timestamp for e in events if not same_time or e.timestamp == e.received_at]
+        low, high = min(stamps), max(stamps)
+        if windowed:
+            low, high = min(low, min(windowed) - window), max(high, max(windowed) + window)
+        stored = self._stored_times(client, list(by_key), low, high)
         rows = []
         for key, repeats in by_key.items():
             seen = list(stored.get(key, ()))  # an event repeats a stored or earlier one (tea.storage.dedup)
