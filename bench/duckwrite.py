@@ -24,7 +24,7 @@ from tea.storage.duckdb.store import DuckDBStorage
 from tea.types import Batch, encode_lines
 
 _KINDS = (("stage", "CREATE OR REPLACE TEMP TABLE staged AS SELECT b."), ("duplicate check", "SELECT n FROM ((SELECT"),
-          ("in-batch repeats", "SELECT 1 FROM staged GROUP"), ("tenants", "SELECT DISTINCT tenant_id"),
+          ("in-batch repeats", "SELECT 1 FROM staged GROUP"), ("tenants", "SELECT list(DISTINCT tenant_id)"),
           ("insert", "INSERT INTO"), ("commit", "COMMIT"))
 
 
@@ -63,16 +63,19 @@ def _lines(shape: str, count: int, tenants: int) -> list[dict[str, Any]]:
     return [dict(row, tenant_id=f"t{n % tenants}") for n, row in enumerate(rows)]
 
 
-def _batch(rows: list[dict[str, Any]], round_: int) -> Batch:
+def _batch(rows: list[dict[str, Any]], round_: int, arrival: bool = False) -> Batch:
     first = now_us()
-    # ids as TEA assigns them (time-ordered, like UUIDv7) unless the event has its own (a span's is random)
+    # ids as TEA assigns them (time-ordered, like UUIDv7) unless the event has its own (a span's is random); times
+    # the events' own, received 5 ms later (or, with ``arrival``, stamped on arrival: timestamp = received_at)
+    lag = 0 if arrival else 5_000
     lines = [msgspec.json.encode(dict(row, event_id=row.get("event_id", f"{first:x}") + f"-{round_:04d}-{n:06d}",
-                                      timestamp=first + n, received_at=first + n)) + b"\n" for n, row in enumerate(rows)]
+                                      timestamp=first + n, received_at=first + n + lag)) + b"\n"
+             for n, row in enumerate(rows)]
     chunks = [b"".join(lines[i:i + 500]) for i in range(0, len(lines), 500)]
     return Batch(chunks, len(lines), first, first + len(lines))
 
 
-async def run(shape: str, batch: int, batches: int, tenants: int, warmup: int = 2) -> None:
+async def run(shape: str, batch: int, batches: int, tenants: int, warmup: int = 2, arrival: bool = False) -> None:
     rows = _lines(shape, batch, tenants)
     spent: dict[str, float] = collections.defaultdict(float)
     checks: list[float] = []
@@ -82,7 +85,7 @@ async def run(shape: str, batch: int, batches: int, tenants: int, warmup: int = 
         con, storage._con = storage._con, _Timed(storage._con, spent, checks)  # type: ignore[assignment]
         total = 0.0
         for n in range(warmup + batches):
-            data = _batch(rows, n)  # (encoding the lines is not timed)
+            data = _batch(rows, n, arrival)  # (encoding the lines is not timed)
             checks.append(0.0)
             started = time.process_time()
             await storage.write_batch(data)
@@ -94,7 +97,8 @@ async def run(shape: str, batch: int, batches: int, tenants: int, warmup: int = 
         await storage.close()
         size = os.path.getsize(os.path.join(tmp, "tea.duckdb"))
     events = batches * batch
-    print(f"{shape}, {batch} per batch, {tenants} tenant(s), {batches} batches: "
+    print(f"{shape}, {batch} per batch, {tenants} tenant(s), {batches} batches"
+          f"{', stamped on arrival' if arrival else ''}: "
           f"{total / events * 1e6:.2f} µs of CPU per event, {size / ((warmup + batches) * batch):.1f} bytes per event "
           "on disk")
     for kind, seconds in sorted(spent.items(), key=lambda item: -item[1]):
@@ -109,8 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=20_000, help="events per write (default 20 000)")
     parser.add_argument("--batches", type=int, default=15, help="timed writes (default 15)")
     parser.add_argument("--tenants", type=int, default=1, help="tenants the events are spread over (default 1)")
+    parser.add_argument("--arrival", action="store_true", help="events stamped on arrival (timestamp = received_at: "
+                        "their duplicate check looks at a whole dedup window), not at their own times")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.shape, args.batch, args.batches, args.tenants))
+    asyncio.run(run(args.shape, args.batch, args.batches, args.tenants, arrival=args.arrival))
 
 
 if __name__ == "__main__":

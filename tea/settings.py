@@ -268,8 +268,16 @@ class ReadsSettings(Section, frozen=True):
 
 
 class StorageSettings(Section, frozen=True):
-    dedup_window_s: Annotated[float, doc("an event is a duplicate when a stored event has its (tenant_id, event_id) "
-                                         "and a timestamp within this window", ge=0)] = 3600.0
+    dedup_window_s: Annotated[float, doc("an event stamped on arrival (sent without a timestamp) is a duplicate when a "
+                                         "stored event has its (tenant_id, event_id) and a timestamp within this "
+                                         "window of its own (with storage.dedup_match=window: every event)",
+                                         ge=0)] = 3600.0
+    dedup_match: Annotated[Literal["same_time", "window"], doc(
+        "same_time: an event sent with its own timestamp is a duplicate when a stored event has its (tenant_id, "
+        "event_id) and that timestamp (a retry, a resend and a replay repeat an event as it was), and each write "
+        "checks only the stored events of its own times; window: also when their timestamps are within "
+        "storage.dedup_window_s, and each write checks every stored event of the window (its cost grows with "
+        "the ingestion rate times the window: see docs/performance.md)")] = "same_time"
     read_timeout_s: Annotated[float, doc(
         "postgres and clickhouse backends: a read waits this long for a server that stopped answering (refused "
         "connections fail at once), then answers 503 with Retry-After; a slow query on a server that still answers "

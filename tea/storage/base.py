@@ -6,9 +6,10 @@ optional capabilities a backend may add (``tea.storage.capabilities``), checked 
 Backends receive neutral shapes (``Batch``, ``QuerySpec``, ``EventFilter``) and compile them into
 their own dialect. Contract (tests/storage/test_contract.py runs it against every backend):
 
-* ``write_batch`` is idempotent on ``(tenant_id, event_id)``: an event whose key is already stored
-  with a timestamp within ``dedup_window_s`` — or appears twice in one batch — is counted as a
-  duplicate and not stored again. Buffer replays repeat events exactly, so they never duplicate.
+* ``write_batch`` is idempotent on ``(tenant_id, event_id)``: an event whose key is already stored —
+  or earlier in the same batch — at its timestamp (an event stamped on arrival, or every event with
+  ``storage.dedup_match = window``: within ``dedup_window_s`` of it; ``tea.storage.dedup``) is counted
+  as a duplicate and not stored again. Buffer replays repeat events exactly, so they never duplicate.
 * reads return events in the order (timestamp, event_id, tenant_id) descending and honour every
   field of the filter; ``tenant_ids=None`` reads every tenant.
 * failures raise ``StorageError`` (transient: retried) or ``StorageDataError`` (the data itself

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tempfile
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -19,22 +20,22 @@ HOUR = 3_600_000_000
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
 
 
-def make_memory(tmp_path: Path) -> Storage:
-    return MemoryStorage(max_events=10**6)
+def make_memory(tmp_path: Path, **options) -> Storage:
+    return MemoryStorage(max_events=10**6, **options)
 
 
-def make_duckdb(tmp_path: Path) -> Storage:
-    return DuckDBStorage(str(tmp_path / "contract.duckdb"))
+def make_duckdb(tmp_path: Path, **options) -> Storage:
+    return DuckDBStorage(tempfile.mkdtemp(dir=tmp_path) + "/contract.duckdb", **options)  # (a fresh file each)
 
 
-def make_postgres(tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+def make_postgres(tmp_path: Path, request: pytest.FixtureRequest, **options) -> Storage:
     from tea.storage.postgres import PostgresStorage
-    return PostgresStorage(request.getfixturevalue("postgres_server").fresh_url())
+    return PostgresStorage(request.getfixturevalue("postgres_server").fresh_url(), **options)
 
 
-def make_clickhouse(tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+def make_clickhouse(tmp_path: Path, request: pytest.FixtureRequest, **options) -> Storage:
     from tea.storage.clickhouse import ClickHouseStorage
-    return ClickHouseStorage(request.getfixturevalue("clickhouse_server").fresh_url())
+    return ClickHouseStorage(request.getfixturevalue("clickhouse_server").fresh_url(), **options)
 
 
 BACKENDS = {"memory": make_memory, "duckdb": make_duckdb}
@@ -43,12 +44,13 @@ SERVER_BACKENDS = {"postgres": make_postgres, "clickhouse": make_clickhouse}
 
 @pytest.fixture(params=sorted(BACKENDS) + sorted(SERVER_BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Callable[[Storage], Awaitable[None]]], None]:
-    def run(scenario: Callable[[Storage], Awaitable[None]]) -> None:
+    def run(scenario: Callable[[Storage], Awaitable[None]], **options) -> None:
+        """``scenario`` on a fresh storage of the backend, made with ``options`` (keyword arguments of its class)."""
         async def main() -> None:
             if request.param in SERVER_BACKENDS:
-                storage = SERVER_BACKENDS[request.param](tmp_path, request)
+                storage = SERVER_BACKENDS[request.param](tmp_path, request, **options)
             else:
-                storage = BACKENDS[request.param](tmp_path)
+                storage = BACKENDS[request.param](tmp_path, **options)
             await storage.open()
             try:
                 await scenario(storage)
@@ -63,6 +65,13 @@ def ev(event_id: str, ts: int = T0, tenant: str = "t1", **fields) -> Event:
     return Event(event_type=fields.pop("event_type", "request"), event_id=event_id, tenant_id=tenant,
                  timestamp=ts, received_at=ts + 5, attributes=msgspec.Raw(msgspec.json.encode(attributes)),
                  **fields)
+
+
+def arrived(event_id: str, ts: int = T0, tenant: str = "t1", **fields) -> Event:
+    """An event sent without a timestamp: stamped on arrival (its timestamp its received_at)."""
+    event = ev(event_id, ts, tenant, **fields)
+    event.received_at = ts
+    return event
 
 
 def from_wire(events: list[Event]) -> Batch:
@@ -104,7 +113,7 @@ def test_idempotent_on_tenant_and_event_id(backend) -> None:
         assert (first.written, first.duplicates) == (3, 0)
         replay = await storage.write_batch(from_wire([ev("a"), ev("b"), ev("c")]))  # a buffer replay
         assert (replay.written, replay.duplicates) == (1, 2)
-        within = await storage.write_batch(from_wire([ev("c", ts=T0 + 60_000_000)]))  # a retry, new timestamp
+        within = await storage.write_batch(from_wire([arrived("c", ts=T0 + 60_000_000)]))  # a retry stamped anew
         assert (within.written, within.duplicates) == (0, 1)
         same_batch = await storage.write_batch(from_wire([ev("d"), ev("d"), ev("d", tenant="t3")]))
         assert (same_batch.written, same_batch.duplicates) == (2, 1)
@@ -123,21 +132,40 @@ def test_same_id_outside_the_dedup_window_is_a_new_event(backend) -> None:
 
 
 def test_dedup_window_is_each_events_own(backend) -> None:
-    """Idempotency does not depend on how the writer happens to batch events: an event repeats another
-    (stored, or earlier in the same batch) only when their times are within the window of each other."""
+    """Idempotency does not depend on how the writer happens to batch events: an event stamped on arrival
+    repeats another (stored, or earlier in the same batch) only when their times are within the window of
+    each other."""
     async def scenario(storage: Storage) -> None:
-        far = await storage.write_batch(from_wire([ev("x"), ev("x", ts=T0 + 2 * HOUR)]))  # one batch, 2 h apart
+        far = await storage.write_batch(from_wire([arrived("x"), arrived("x", ts=T0 + 2 * HOUR)]))  # 2 h apart
         assert (far.written, far.duplicates) == (2, 0)
-        near = await storage.write_batch(from_wire([ev("y"), ev("y", ts=T0 + 60_000_000)]))  # 1 min apart
+        near = await storage.write_batch(from_wire([arrived("y"), arrived("y", ts=T0 + 60_000_000)]))  # 1 min apart
         assert (near.written, near.duplicates) == (1, 1)
         # the batch spans T0 (another event), but "x" at T0 + 4 h is 2 h from the nearest stored "x"
-        spread = await storage.write_batch(from_wire([ev("x", ts=T0 + 4 * HOUR), ev("z")]))
+        spread = await storage.write_batch(from_wire([arrived("x", ts=T0 + 4 * HOUR), ev("z")]))
         assert (spread.written, spread.duplicates) == (2, 0)
-        again = await storage.write_batch(from_wire([ev("x", ts=T0 + 2 * HOUR + 1), ev("z")]))
+        again = await storage.write_batch(from_wire([arrived("x", ts=T0 + 2 * HOUR + 1), ev("z")]))
         assert (again.written, again.duplicates) == (0, 2)
         assert sorted((e.event_id, e.timestamp) for e in await everything(storage)) == sorted([
             ("x", T0), ("x", T0 + 2 * HOUR), ("x", T0 + 4 * HOUR), ("y", T0), ("z", T0)])
     backend(scenario)
+
+
+def test_an_event_with_its_own_time_repeats_the_same_time(backend) -> None:
+    """storage.dedup_match=same_time (the default): an event sent with its own timestamp repeats a stored or
+    earlier one of its key only at that timestamp — whatever the other was stamped with; an event stamped on
+    arrival, any of its key within the window. With dedup_match=window every event uses the window."""
+    batches = [[ev("a"), ev("a", ts=T0 + 1), ev("b", ts=T0 + 60_000_000)],  # own times: 1 µs apart
+               [ev("a", ts=T0 + 1), ev("b", ts=T0 + 120_000_000), arrived("c")],  # the same time; a new one
+               [arrived("a", ts=T0 + HOUR), arrived("c", ts=T0 + 2), ev("c", ts=T0 + 3)]]  # within the window
+
+    async def scenario(storage: Storage, expected: list[tuple[int, int]], stored: list[tuple[str, int]]) -> None:
+        results = [await storage.write_batch(from_wire(b)) for b in batches]
+        assert [(r.written, r.duplicates) for r in results] == expected
+        assert sorted((e.event_id, e.timestamp - T0) for e in await everything(storage)) == stored
+    backend(lambda s: scenario(s, [(3, 0), (2, 1), (1, 2)],
+                               [("a", 0), ("a", 1), ("b", 60_000_000), ("b", 120_000_000), ("c", 0), ("c", 3)]))
+    backend(lambda s: scenario(s, [(2, 1), (1, 2), (0, 3)], [("a", 0), ("b", 60_000_000), ("c", 0)]),
+            dedup_same_time=False)
 
 
 HOSTILE = ["x' OR '1'='1", "x\\' OR 1=1 --", 'q"uote', "back\\slash", "new\nline", "semi; DROP TABLE events; --",
@@ -198,7 +226,7 @@ def test_pagination_is_stable_and_complete(backend) -> None:
 
     async def scenario(storage: Storage) -> None:
         await storage.write_batch(from_wire(list(unique.values())))
-        stored_keys = {(e.tenant_id, e.event_id) for e in await everything(storage)}
+        stored_keys = {(e.tenant_id, e.event_id, e.timestamp) for e in await everything(storage)}
         seen: list[tuple[int, str, str]] = []
         cursor: Cursor | None = None
         pages = 0

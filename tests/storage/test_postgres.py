@@ -21,7 +21,7 @@ from tea.settings import load
 from tea.storage.postgres import PostgresStorage, partition_name
 from tea.types import Agg, AggregateSpec, Batch, Event, EventFilter, QuerySpec
 from tests.storage.test_aggregate_contract import AGGS, as_map, assert_same, make_events, reference
-from tests.storage.test_contract import ev, everything, from_wire
+from tests.storage.test_contract import arrived, ev, everything, from_wire
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000_000
@@ -217,12 +217,14 @@ def test_dedup_across_batches_partitions_and_the_window(url: str) -> None:
     midnight = T0 + DAY
 
     async def scenario(storage: PostgresStorage) -> None:
-        assert (await storage.write_batch(from_wire([ev("x", ts=midnight - 1), ev("y", ts=T0)]))).written == 2
+        # (events stamped on arrival: the window applies to them)
+        assert (await storage.write_batch(from_wire([arrived("x", ts=midnight - 1), arrived("y", ts=T0)]))).written == 2
         # the same key just after midnight (another partition), within the window: a duplicate
-        again = await storage.write_batch(from_wire([ev("x", ts=midnight + 1), ev("y", ts=T0 + 2 * HOUR)]))
+        again = await storage.write_batch(from_wire([arrived("x", ts=midnight + 1), arrived("y", ts=T0 + 2 * HOUR)]))
         assert (again.written, again.duplicates) == (1, 1)
         # first of the duplicates within a batch wins
-        await storage.write_batch(from_wire([ev("z", ts=T0 + 5, user_id="first"), ev("z", ts=T0 + 6, user_id="second")]))
+        await storage.write_batch(from_wire([arrived("z", ts=T0 + 5, user_id="first"),
+                                             arrived("z", ts=T0 + 6, user_id="second")]))
         assert [e.user_id for e in await everything(storage, event_id="z")] == ["first"]
         assert await storage.count() == 4
         assert await storage.existing_event_ids("t1", ["x", "y", "nope"], midnight - HOUR, midnight + HOUR) == {"x"}

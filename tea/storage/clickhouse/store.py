@@ -5,8 +5,8 @@ ships and current releases. The driver is synchronous: one writer thread (so thi
 and insert never race each other) and a few reader threads, one ``Client`` per thread, all off the
 event loop. Events live in a ReplacingMergeTree partitioned by UTC day (clickhouse_sql.schema).
 
-Idempotency is exact at write time: a batch's keys are looked up in the dedup window and in-batch
-repeats dropped before the insert (as DuckDB does). Only two nodes writing the same event at the
+Idempotency is exact at write time: a batch's keys are looked up in the dedup window and repeats of
+a stored or an in-batch event (tea.storage.dedup) dropped before the insert (as DuckDB does). Only two nodes writing the same event at the
 same instant can both pass that check; the sorting key makes such exact replays collapse when
 parts merge, and ``final_reads`` makes every read exact before that (``FINAL``).
 """
@@ -31,6 +31,7 @@ from tea.storage.clickhouse import signals as clickhouse_signals, sql
 from tea.storage.clickhouse.sql import lit
 from tea.storage.sql import events
 from tea.storage.clickhouse.stores import ClickHouseStores
+from tea.storage.dedup import repeats as repeated
 from tea.storage.health import StorageHealth, first_line
 from tea.storage.projections import TABLES
 from tea.types import (COLUMNS, AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, TraceSummary,
@@ -73,13 +74,14 @@ class ClickHouseStorage(ClickHouseStores):
     name: ClassVar[str] = "clickhouse"
     persistent: ClassVar[bool] = True
 
-    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, readers: int = 4,
+    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, dedup_same_time: bool = True, readers: int = 4,
                  final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536,
                  read_timeout_s: float = 2.0, probe_timeout_s: float = 1.0) -> None:
         self.url = url
         self.health = StorageHealth(self.name, self._ping, read_timeout_s=read_timeout_s,
                                     probe_timeout_s=probe_timeout_s)
         self.dedup_window_us = dedup_window_us
+        self.dedup_same_time = dedup_same_time
         self.signals = clickhouse_signals.ClickHouseSignals(self)  # metric points and log records
         self.final_reads = final_reads
         self.timeout_s = timeout_s
@@ -105,6 +107,7 @@ class ClickHouseStorage(ClickHouseStores):
                               "(clickhouse://user:password@host:9000/database)")
         check_url(settings.clickhouse_url)
         return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
+                   dedup_same_time=settings.storage.dedup_match == "same_time",
                    readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
                    timeout_s=settings.clickhouse.timeout_s, insert_block_rows=settings.clickhouse.insert_block_rows,
                    read_timeout_s=settings.storage.read_timeout_s, probe_timeout_s=settings.storage.probe_timeout_s)
@@ -223,17 +226,22 @@ class ClickHouseStorage(ClickHouseStores):
             events = _ROWS.decode(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise StorageDataError(f"clickhouse: a batch event is not canonical: {exc}") from exc
-        window = self.dedup_window_us
+        window, same_time = self.dedup_window_us, self.dedup_same_time
         by_key: dict[tuple[str, str], list[_Row]] = {}
         for event in sorted(events, key=lambda e: e.received_at):  # stable: line order breaks ties
             by_key.setdefault((event.tenant_id, event.event_id), []).append(event)
         stamps = [e.timestamp for e in events]
-        stored = self._stored_times(client, list(by_key), min(stamps) - window, max(stamps) + window)
+        # the stored times that can repeat: the batch's own, and the window around those the window applies to
+        windowed = [e.timestamp for e in events if not same_time or e.timestamp == e.received_at]
+        low, high = min(stamps), max(stamps)
+        if windowed:
+            low, high = min(low, min(windowed) - window), max(high, max(windowed) + window)
+        stored = self._stored_times(client, list(by_key), low, high)
         rows = []
         for key, repeats in by_key.items():
-            seen = list(stored.get(key, ()))  # an event repeats a stored or earlier one within its own window
+            seen = list(stored.get(key, ()))  # an event repeats a stored or earlier one (tea.storage.dedup)
             for event in repeats:
-                if not any(abs(other - event.timestamp) <= window for other in seen):
+                if not any(repeated(other, event.timestamp, event.received_at, window, same_time) for other in seen):
                     rows.append(event)
                 seen.append(event.timestamp)
         if rows:

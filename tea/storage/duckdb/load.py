@@ -73,6 +73,13 @@ def stage(con: duckdb.DuckDBPyConnection, path: str, shape: Shape, lines: bytes 
         os.unlink(path)
 
 
+class Match(NamedTuple):
+    """How a stored row ``e`` repeats a staged row ``s``: ``sql``, its ``?`` bound to ``params``."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
 class Target(NamedTuple):
     """A table staged rows go into: those matching ``only`` (on ``s``, its ``?`` bound to ``params``)."""
 
@@ -81,25 +88,29 @@ class Target(NamedTuple):
     params: tuple[Any, ...] = ()
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], match: str, params: list[Any]) -> int:
-    """Insert into each target the staged rows (those it takes) that no stored row of its table matches.
+def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], matches: list[Match]) -> int:
+    """Insert into each target the staged rows (those it takes) that no stored row of its table repeats: a
+    stored row repeats a staged one when any of ``matches`` relates them.
 
-    ``match`` relates a stored row ``e`` to a staged row ``s``. Stored matches are looked for first, in one
-    statement for all targets: an inner join a target, which hashes the staged keys and streams the stored
-    ones past them (an anti-join hashes every stored row in reach: its cost grew with the table). Usually
-    there are none, and a plain insert a target follows. Returns the rows inserted."""
-    check = " UNION ALL ".join(f"(SELECT {n} AS n FROM {STAGED} s JOIN {t.table} e ON {match} WHERE TRUE{t.only} "
-                               f"LIMIT 1)" for n, t in enumerate(targets))
+    Stored repeats are looked for first, in one statement for all targets and matches: an inner join each,
+    which hashes the staged keys and streams the stored ones past them (an anti-join hashes every stored
+    row in reach: its cost grew with the table); each match's own constant bounds let DuckDB skip the row
+    groups out of its reach. Usually there are none, and a plain insert a target follows. Returns the rows
+    inserted."""
+    pairs = [(n, t, m) for n, t in enumerate(targets) for m in matches]
+    check = " UNION ALL ".join(f"(SELECT {n} AS n FROM {STAGED} s JOIN {t.table} e ON {m.sql} WHERE TRUE{t.only} "
+                               f"LIMIT 1)" for n, t, m in pairs)
     stored = {row[0] for row in con.execute(f"SELECT n FROM ({check})",
-                                            [p for t in targets for p in (*params, *t.params)]).fetchall()}
-    return sum(_insert(con, t, match if n in stored else "", params) for n, t in enumerate(targets))
+                                            [p for _, t, m in pairs for p in (*m.params, *t.params)]).fetchall()}
+    return sum(_insert(con, t, matches if n in stored else []) for n, t in enumerate(targets))
 
 
-def _insert(con: duckdb.DuckDBPyConnection, t: Target, match: str, params: list[Any]) -> int:
-    """One INSERT … SELECT of the staged rows ``t`` takes (those no stored row matches, given a ``match``)."""
-    if match:
-        row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE NOT EXISTS (SELECT 1 FROM "
-                          f"{t.table} e WHERE {match}){t.only}", [*params, *t.params]).fetchone()
+def _insert(con: duckdb.DuckDBPyConnection, t: Target, matches: list[Match]) -> int:
+    """One INSERT … SELECT of the staged rows ``t`` takes (those no stored row repeats, given ``matches``)."""
+    if matches:
+        absent = "".join(f" AND NOT EXISTS (SELECT 1 FROM {t.table} e WHERE {m.sql})" for m in matches)
+        row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{absent}{t.only}",
+                          [*(p for m in matches for p in m.params), *t.params]).fetchone()
     else:
         row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{t.only}",
                           list(t.params)).fetchone()

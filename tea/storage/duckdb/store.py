@@ -24,7 +24,7 @@ import msgspec
 from tea.errors import StorageDataError, StorageError, StorageUnavailable
 from tea.storage.duckdb import signals as duckdb_signals
 from tea.storage.duckdb.memory import CACHE_BYTES, default_memory_limit
-from tea.storage.duckdb.load import Shape, Target, insert_new, sql_string, stage, transaction
+from tea.storage.duckdb.load import Match, Shape, Target, insert_new, sql_string, stage, transaction
 from tea.storage.duckdb.analytics import DuckDBAnalytics
 from tea.storage.duckdb.export import DuckDBExport
 from tea.storage.duckdb import rollup
@@ -54,10 +54,16 @@ INSERT_EXPRS: tuple[str, ...] = tuple(
     "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
     for c in COLUMNS)
 EVENTS = Shape(_JSON_TYPES, dict(zip(COLUMNS, INSERT_EXPRS)))
-# a stored event is the same one: same tenant and id, its time within the batch's window and the new event's own
-_SAME_EVENT = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp BETWEEN make_timestamp(?) "
-               "AND make_timestamp(?) AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) "
-               "AND s.timestamp + to_microseconds(?)")
+# A stored event repeats a new one (tea.storage.base): the same tenant, id and time — the event as it was sent
+# before; its row groups are those of the batch's own times —
+_SAME_TIME = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp = s.timestamp "
+              "AND e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?)")
+# — or, for a new event stamped on arrival (its timestamp its received_at; with dedup_match=window every one:
+# {applies}), the same tenant and id within the dedup window of its time (and so within the window of the
+# batch's such events)
+_WITHIN_WINDOW = ("{applies} AND e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
+                  "AND e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?) "
+                  "AND e.timestamp BETWEEN s.timestamp - to_microseconds(?) AND s.timestamp + to_microseconds(?)")
 # DuckDB's cache of table blocks is trimmed back to ``cache_bytes`` after writes, every CACHE_TRIM_INTERVAL_S
 # (_trim_after_write), and while an export runs (tea.storage.duckdb.export).
 CACHE_TRIM_INTERVAL_S = 2.0
@@ -126,7 +132,8 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
     name: ClassVar[str] = "duckdb"
     persistent: ClassVar[bool] = True
 
-    def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, threads: int | None = None,
+    def __init__(self, path: str, *, dedup_window_us: int = 3_600_000_000, dedup_same_time: bool = True,
+                 threads: int | None = None,
                  memory_limit: str | None = None, max_object_bytes: int = 20 * 1024 * 1024,
                  checkpoint_threshold: str | None = "256MB", row_group_size: int | None = ROW_GROUP_SIZE,
                  readers: int = 4, cache_bytes: int = CACHE_BYTES, block_size: int = BLOCK_SIZE) -> None:
@@ -134,6 +141,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         self.cache_bytes = cache_bytes
         self._trimmed_at = 0.0  # time.monotonic() of the last trim after a write
         self.dedup_window_us = dedup_window_us
+        self.dedup_same_time = dedup_same_time
         self.threads = threads
         self.memory_limit = memory_limit or default_memory_limit()
         self.checkpoint_threshold = checkpoint_threshold
@@ -293,9 +301,14 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         self._trim_after_write()
         return WriteResult(written, count - written)
 
+    def _windowed(self, alias: str = "") -> str:
+        """The staged events (of ``alias``) the dedup window applies to: those stamped on arrival, or every one."""
+        return f"{alias}timestamp = {alias}received_at" if self.dedup_same_time else "TRUE"
+
     def _drop_repeats_sync(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Staged events repeating one received before them in the batch, within the window of their own time.
-        (A window over the wide rows costs 2-3x the load itself, so only when the narrow key check finds some.)"""
+        """Staged events repeating one received before them in the batch (the same time; within the window of its
+        own for an event stamped on arrival). (A window over the wide rows costs 2-3x the load itself, so only when
+        the narrow key check finds some.)"""
         repeated = con.execute("SELECT 1 FROM staged GROUP BY tenant_id, event_id HAVING count(*) > 1 LIMIT 1").fetchall()
         if not repeated:
             return
@@ -304,22 +317,29 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE staged AS SELECT * EXCLUDE (tea_n) FROM staged s WHERE NOT EXISTS ("
             "SELECT 1 FROM staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
-            "AND o.tea_n < s.tea_n AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) "
-            "AND s.timestamp + to_microseconds(?))", [self.dedup_window_us, self.dedup_window_us])
+            f"AND o.tea_n < s.tea_n AND (o.timestamp = s.timestamp OR {self._windowed('s.')} "
+            "AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) AND s.timestamp + to_microseconds(?)))",
+            [self.dedup_window_us, self.dedup_window_us])
 
     def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection, min_ts: int, max_ts: int) -> int:
-        """Insert the staged events no stored one repeats: a stored event is the same one when its time is
-        within the window of the new event's own (and so within the batch's window: row groups outside it
-        are skipped)."""
-        window = [min_ts - self.dedup_window_us, max_ts + self.dedup_window_us]
-        spread = [self.dedup_window_us, self.dedup_window_us]
-        tenants = [row[0] for row in con.execute("SELECT DISTINCT tenant_id FROM staged").fetchall()]
+        """Insert the staged events no stored one repeats (_SAME_TIME, _WITHIN_WINDOW). Only events stamped on
+        arrival look at the stored events of a whole dedup window; the others at those of the batch's times
+        (a window's worth of events to scan for each write grew with the ingestion rate: under 100 000 random
+        ids a second, a write's check cost as much as the rest of the write after ~20 s)."""
+        tenants, first, last = con.execute(
+            f"SELECT list(DISTINCT tenant_id), epoch_us(min(timestamp) FILTER (WHERE {self._windowed()})), "
+            f"epoch_us(max(timestamp) FILTER (WHERE {self._windowed()})) FROM staged").fetchone()  # type: ignore[misc]
+        matches = [Match(_SAME_TIME, (min_ts, max_ts))] if self.dedup_same_time else []
+        if first is not None:
+            window = self.dedup_window_us
+            matches.append(Match(_WITHIN_WINDOW.format(applies=self._windowed("s.")),
+                                 (first - window, last + window, window, window)))
         parts = _by_partition(tenants)
         self._live.add(parts)  # (before the commit: a read after it unites these partitions too)
         targets = [Target(partition_table(number)) if len(parts) == 1 else
                    Target(partition_table(number), " AND s." + tenant_clause(tuple(members)), tuple(members))
                    for number, members in parts.items()]
-        return insert_new(con, targets, _SAME_EVENT, [*window, *spread])
+        return insert_new(con, targets, matches)
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:

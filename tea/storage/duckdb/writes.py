@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage.duckdb.load import (STAGED, Shape, Target, encode, insert_new, quoted, replace_keyed, stage,
+from tea.storage.duckdb.load import (STAGED, Match, Shape, Target, encode, insert_new, quoted, replace_keyed, stage,
                                     transaction)
 from tea.storage.projections import IDENTITY, SQL_TYPES, TABLES, distinct_rows
 from tea.storage.rows import TOKEN_COLUMNS
@@ -52,7 +52,7 @@ def write_rows(con: duckdb.DuckDBPyConnection, path: str, table: str, rows: list
     try:
         with transaction(con):
             stage(con, path, PROJECTIONS[table], encode(fresh))
-            return insert_new(con, [Target(table)], _SAME_ROW, [])
+            return insert_new(con, [Target(table)], [Match(_SAME_ROW)])
     except duckdb.Error as exc:
         raise refused(exc, f"{table} rows") from exc
 

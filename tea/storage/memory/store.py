@@ -8,6 +8,7 @@ from typing import Any, AsyncIterator, ClassVar
 import msgspec
 
 from tea.storage import projections, pyagg
+from tea.storage.dedup import repeats
 from tea.storage.memory.signals import MemorySignals
 from tea.types import (FILTER_COLUMNS, AggregateSpec, AuditRecord, DeadLetter, TraceSummary, Batch, Event, EventFilter, QueryResult, QuerySpec, TokenRecord,
                        WriteResult)
@@ -35,9 +36,11 @@ class MemoryStorage:
     name: ClassVar[str] = "memory"
     persistent: ClassVar[bool] = False
 
-    def __init__(self, max_events: int = 10000, dedup_window_us: int = 3_600_000_000) -> None:
+    def __init__(self, max_events: int = 10000, dedup_window_us: int = 3_600_000_000,
+                 dedup_same_time: bool = True) -> None:
         self.max_events = max_events
         self.dedup_window_us = dedup_window_us
+        self.dedup_same_time = dedup_same_time
         self._events: OrderedDict[int, Event] = OrderedDict()  # insertion order = eviction order
         self._keys: dict[tuple[str, str], dict[int, int]] = {}   # (tenant, id) -> {seq: timestamp}
         self._seq = itertools.count()
@@ -64,7 +67,8 @@ class MemoryStorage:
             key = (event.tenant_id, event.event_id)
             seen = self._keys.get(key)  # type: ignore[arg-type]
             ts: int = event.timestamp  # type: ignore[assignment]
-            if seen and any(abs(other - ts) <= self.dedup_window_us for other in seen.values()):
+            if seen and any(repeats(other, ts, event.received_at, self.dedup_window_us,  # type: ignore[arg-type]
+                                    self.dedup_same_time) for other in seen.values()):
                 duplicates += 1
                 continue
             seq = next(self._seq)

@@ -5,7 +5,8 @@ unless ``postgres.auto_migrate`` is false). Events go to a table RANGE-partition
 ``"timestamp"`` (BIGINT µs, so every filter and bucket is exact integer arithmetic); retention drops
 whole partitions. A batch is one transaction: the buffer's NDJSON is COPYed as is into a temporary
 table, typed there by ``json_to_record`` (no Python object per event), deduplicated, and inserted
-with an anti-join against the stored keys within the dedup window of each event.
+with an anti-join against the stored keys at each event's time (within the dedup window of an event
+stamped on arrival: tea.storage.dedup).
 """
 from __future__ import annotations
 
@@ -67,11 +68,14 @@ class PostgresStorage(PostgresStores):
     name: ClassVar[str] = "postgres"
     persistent: ClassVar[bool] = True
 
-    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, pool_min: int = 1, pool_max: int = 10,
+    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, dedup_same_time: bool = True,
+                 pool_min: int = 1, pool_max: int = 10,
                  auto_migrate: bool = True, connect_timeout_s: float = 10.0, read_timeout_s: float = 2.0,
                  probe_timeout_s: float = 1.0) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
+        # a new event s stamped on arrival (tea.storage.dedup), or every one without same_time
+        self._window_applies = 's."timestamp" = s.received_at' if dedup_same_time else "TRUE"
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
@@ -89,6 +93,7 @@ class PostgresStorage(PostgresStores):
             raise ConfigError("invalid postgres_url=None: storage_backend=postgres needs TEA_POSTGRES_URL "
                               "(or ANALYTICS_DATABASE_URL) set to postgresql://user:password@host:5432/database")
         return cls(settings.postgres_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
+                   dedup_same_time=settings.storage.dedup_match == "same_time",
                    pool_max=settings.postgres.pool_max, auto_migrate=settings.postgres.auto_migrate,
                    read_timeout_s=settings.storage.read_timeout_s, probe_timeout_s=settings.storage.probe_timeout_s)
 
@@ -222,14 +227,16 @@ class PostgresStorage(PostgresStores):
                 if new_days:  # late or back-filled days: DDL inside the batch's transaction
                     await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
                     await self._create_partitions(conn, new_days)
-                # an event repeats a stored one, or one earlier in the batch, within the window of its own time
+                # an event repeats a stored one, or one earlier in the batch (tea.storage.dedup)
+                near = (f'= s."timestamp" OR {self._window_applies} AND {{0}}."timestamp" BETWEEN s."timestamp" - '
+                        f'{window} AND s."timestamp" + {window})')
                 cur = await conn.execute(
                     f"INSERT INTO events ({_QUOTED}) SELECT {_QUOTED} FROM tea_staged s WHERE NOT EXISTS ("
                     f"SELECT 1 FROM events e WHERE e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
-                    f'AND e."timestamp" BETWEEN s."timestamp" - {window} AND s."timestamp" + {window} '
+                    f'AND (e."timestamp" {near.format("e")} '
                     f'AND e."timestamp" BETWEEN {int(low) - window} AND {int(high) + window}) AND NOT EXISTS ('
                     f"SELECT 1 FROM tea_staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
-                    f'AND o.tea_n < s.tea_n AND o."timestamp" BETWEEN s."timestamp" - {window} AND s."timestamp" + {window})')
+                    f'AND o.tea_n < s.tea_n AND (o."timestamp" {near.format("o")})')
                 written = cur.rowcount
         self._days.update(new_days)
         return WriteResult(written, batch.count - written)
