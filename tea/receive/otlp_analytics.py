@@ -21,6 +21,7 @@ import uuid
 from typing import Any, Callable, Sequence
 
 import msgspec
+import uuid_utils
 
 from tea.pipeline.consume import give_way
 from tea.pipeline.stages import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
@@ -31,9 +32,8 @@ from tea.timeutil import now_us
 from tea.types import Batch, Event, encode_lines
 
 ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
-_NAMESPACE_BYTES = ROW_NAMESPACE.bytes
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # a hex digit with bits 10xx
-_sha1 = hashlib.sha1
+_NAMESPACE = uuid_utils.UUID(str(ROW_NAMESPACE))
+_uuid5 = uuid_utils.uuid5
 YIELD_EVERY = 64  # spans decoded and routed between two yields to the event loop (well under a millisecond)
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -64,10 +64,8 @@ def category(attrs: dict[str, Any]) -> str | None:
 
 def row_id(table: str, tenant_id: str, event_id: str) -> str:
     """The id of the row ``table`` holds for one event, the same every time that event is processed:
-    ``uuid.uuid5(ROW_NAMESPACE, "table/tenant/event id")``, built without the UUID object (a third of a row's
-    cost otherwise): the SHA-1's hex digits, the version digit set to 5 and the variant's bits to 10."""
-    h = _sha1(_NAMESPACE_BYTES + f"{table}/{tenant_id}/{event_id}".encode()).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    ``uuid.uuid5(ROW_NAMESPACE, "table/tenant/event id")`` (uuid_utils': half the cost of the stdlib's)."""
+    return str(_uuid5(_NAMESPACE, f"{table}/{tenant_id}/{event_id}"))
 
 
 @functools.lru_cache(maxsize=4096)  # (the same few keys on every span: checked once each)
