@@ -4,7 +4,8 @@ OTLP spans as TEA stores them (bench/otlp_shapes.py's requests through the nativ
 consumer hands over (``select_lines`` of ``OtelAnalytics.wants_lines``, one Batch chunk a line), and
 ``OtelAnalytics.__call__`` on a fresh DuckDBStorage, round after round of new spans. Timed in CPU seconds of the
 whole process (DuckDB's threads included) and printed in µs per routed span: the Python part (decode, routing,
-rows) and ``write_rows`` per table and per statement kind (``encode`` is the rest of a write: rows to NDJSON).
+rows) and the storage write (``write_row_sets``, or ``write_rows`` per table), by statement kind (``python around``:
+the rest of the write — repeats dropped, rows encoded, the staging file).
 """
 from __future__ import annotations
 
@@ -99,11 +100,11 @@ async def run(shape: str, spans: int, rounds: int, warmup: int = 2) -> None:
         values = [r[part] for r in results]
         if not any(values):
             continue
-        print(f"  {part if part == 'python' else 'write_rows ' + part:<26} {min(values):6.2f} "
+        print(f"  {part if part == 'python' else 'write ' + part:<26} {min(values):6.2f} "
               f"{statistics.median(values):6.2f}")
     written = sum(sum(r[t] for t in _TABLES) for r in results) * count / 1e6
     kinds["python around"] = written - sum(kinds.values())  # (the rest of the writes: Python around the statements)
-    print("  write_rows by statement (mean):", ", ".join(f"{k} {s / (rounds * count) * 1e6:.2f}"
+    print("  writes by statement (mean):", ", ".join(f"{k} {s / (rounds * count) * 1e6:.2f}"
                                                         for k, s in sorted(kinds.items(), key=lambda i: -i[1])))
 
 
