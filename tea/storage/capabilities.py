@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from tea.storage.projections import Row
 from tea.storage.signals import HasSignals, SignalStore, signals_of
 from tea.types import AggregateSpec, EventFilter
 
 __all__ = ["AggregatesBins", "AggregatesColumns", "AggregatesMinutes", "ExportsFiles", "GroupsCommunications", "HasSignals",
-           "RollsUp", "SignalStore", "signals_of"]
+           "RollsUp", "SignalStore", "WritesRowSets", "signals_of"]
 
 
 @runtime_checkable
@@ -51,3 +52,10 @@ class RollsUp(Protocol):
 class GroupsCommunications(Protocol):
     async def communication_groups(self, kind: str, filter: EventFilter) -> list[tuple[Any, ...]]:
         """The seed's communication views' groups (``tea.comms.views``), computed in the backend's SQL."""
+
+
+@runtime_checkable
+class WritesRowSets(Protocol):
+    async def write_row_sets(self, tables: dict[str, list[Row]]) -> None:
+        """``write_rows`` of each table's rows given as ``projections.ROWS`` structs, in one write (where it is
+        missing, the caller writes each table's rows as dicts: ``projections.as_dict``)."""

@@ -1,13 +1,18 @@
 """Projection rows are stored once, and every write is one set-based statement, on every backend."""
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import re
 import uuid
 
+import msgspec
 import pytest
 
 from tea.storage.base import Storage
+from tea.storage.capabilities import WritesRowSets
+from tea.storage.duckdb.store import DuckDBStorage
+from tea.storage.projections import ROWS, EndpointUsageRow, FeatureUsageRow, UserActivityRow, as_dict
 from tests.storage.test_contract import HOUR, T0, backend  # noqa: F401 — the fixture, parametrized over backends
 
 STORAGE = pathlib.Path(__file__).parents[2] / "tea" / "storage"
@@ -195,3 +200,42 @@ def test_duckdb_cache_trims_after_writes_never_starve_a_running_query(tmp_path: 
         await storage.close()
         return errors
     assert asyncio.run(scenario()) == []
+
+
+def test_duckdb_row_sets_store_what_write_rows_stores(tmp_path: pathlib.Path) -> None:
+    """DuckDB's ``write_row_sets`` (every table staged at once, Row structs) stores the rows ``write_rows`` stores
+    table by table, as dicts: repeats within a write and rows stored already are kept once, the first one."""
+    activity = [UserActivityRow("t1", str(uuid.uuid5(uuid.NAMESPACE_URL, f"a{n}")), T0 + n, None, "o1", None, T0,
+                                {"n": n} if n % 2 else None, "login", f"s-{n}") for n in range(30)]
+    features = [FeatureUsageRow("t2", str(uuid.uuid5(uuid.NAMESPACE_URL, f"f{n}")), T0 + n, "u", None, "cloud", T0,
+                                {"page.path": "/x", "list": [1, 2.5, None, "é"]}, "page_view", None) for n in range(30)]
+    endpoints = [EndpointUsageRow(**endpoint_row(n)) for n in range(40)]
+    again = msgspec.structs.replace(endpoints[3], endpoint="/again")  # same identity: the first one is kept
+    upper = msgspec.structs.replace(endpoints[5], id=endpoints[5].id.upper(), endpoint="/upper")
+    writes = [{"user_activity": activity[:20], "endpoint_usage": endpoints[:20] + [again]},
+              {"user_activity": activity, "endpoint_usage": endpoints + [upper], "feature_usage": features},
+              {"feature_usage": features[:5]}, {"endpoint_usage": [], "user_activity": []}]
+
+    async def main() -> dict[str, dict[str, list[dict]]]:
+        found = {}
+        for name, sets in (("row sets", True), ("write_rows", False)):
+            storage = DuckDBStorage(str(tmp_path / f"{name}.duckdb"))
+            await storage.open()
+            try:
+                assert isinstance(storage, WritesRowSets)
+                for tables in writes:
+                    if sets:
+                        await storage.write_row_sets(tables)
+                    else:
+                        for table, rows in tables.items():
+                            await storage.write_rows(table, [as_dict(row) for row in rows])
+                found[name] = {table: sorted(await stored(storage, table), key=lambda r: r["id"]) for table in ROWS}
+            finally:
+                await storage.close()
+        return found
+    found = asyncio.run(main())
+    assert found["row sets"] == found["write_rows"]
+    assert [len(found["row sets"][t]) for t in ("user_activity", "endpoint_usage", "feature_usage")] == [30, 40, 30]
+    assert "/again" not in {r["endpoint"] for r in found["row sets"]["endpoint_usage"]}
+    assert "/upper" not in {r["endpoint"] for r in found["row sets"]["endpoint_usage"]}
+    assert {r["id"]: r for r in found["row sets"]["feature_usage"]} == {f.id: as_dict(f) for f in features}

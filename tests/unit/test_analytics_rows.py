@@ -13,6 +13,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from tea.pii import DEFAULT_PII_CONTAINS, DEFAULT_PII_KEYS
 from tea.receive.otlp_analytics import _STRIP as COLUMNS, ROW_NAMESPACE, OtelAnalytics  # (the seed's key sets)
+from tea.storage.projections import ROWS, as_dict
 from tea.types import Batch, Event
 
 OURS = ("span.name", "span.kind", "resource", "scope", "span.events")
@@ -64,10 +65,22 @@ class Rows:
         self.tables.setdefault(table, []).extend(rows)
 
 
+class RowSets(Rows):
+    """A storage with ``WritesRowSets``: handed Row structs, every table at once."""
+
+    async def write_row_sets(self, tables: dict[str, list[Any]]) -> None:
+        assert all(type(row) is ROWS[table] for table, rows in tables.items() for row in rows)
+        for table, rows in tables.items():
+            await self.write_rows(table, [as_dict(row) for row in rows])
+
+
 def run(events: Any) -> dict[str, list[dict[str, Any]]]:
-    sink = Rows()
-    asyncio.run(OtelAnalytics(sink, clock=lambda: 7)(events))  # type: ignore[arg-type]
-    return {t: sorted(rows, key=lambda r: r["id"]) for t, rows in sink.tables.items()}
+    found = []
+    for sink in (Rows(), RowSets()):
+        asyncio.run(OtelAnalytics(sink, clock=lambda: 7)(events))  # type: ignore[arg-type]
+        found.append({t: sorted(rows, key=lambda r: r["id"]) for t, rows in sink.tables.items()})
+    assert found[0] == found[1]
+    return found[0]
 
 
 keys = st.sampled_from(["event.category", "event.type", "http.method", "feature.name", "http.route", "http.url",

@@ -18,6 +18,7 @@ import duckdb
 import msgspec
 
 STAGED = "staged"
+STAGED_SET = "_set"  # the column of ``stage_sets``' labels
 _MIN_OBJECT_BYTES = 1 << 20
 _lines = msgspec.json.Encoder()
 
@@ -60,17 +61,37 @@ def stage(con: duckdb.DuckDBPyConnection, path: str, shape: Shape, lines: bytes 
     """Load NDJSON ``lines`` into the temporary table ``staged``, typed by ``shape``.
 
     ``max_object_bytes``: the longest line expected (default: the whole text, at least 1 MiB)."""
-    chunks = [lines] if isinstance(lines, bytes) else lines
-    with open(path, "wb") as fh:
-        fh.writelines(chunks)  # (the buffer's records as they are: no joined copy of the batch)
-    if max_object_bytes is None:
-        max_object_bytes = max(sum(len(c) for c in chunks), _MIN_OBJECT_BYTES)
+    _stage(con, shape, {path: [lines] if isinstance(lines, bytes) else lines}, max_object_bytes, "")
+
+
+def stage_sets(con: duckdb.DuckDBPyConnection, path: str, shape: Shape, sets: dict[str, bytes]) -> dict[str, str]:
+    """Load several NDJSON texts into ``staged`` in one statement, as ``stage`` does one, each row with the
+    ``STAGED_SET`` label of its text (``sets``' key) in the returned ``{key: label}`` (the files' names)."""
+    labels = {key: f"{path}.{n}" for n, key in enumerate(sets)}
+    _stage(con, shape, {labels[key]: [lines] for key, lines in sets.items()}, None,
+           ", filename=true", f", b.filename AS {STAGED_SET}")
+    return labels
+
+
+def _stage(con: duckdb.DuckDBPyConnection, shape: Shape, files: dict[str, list[bytes]], max_object_bytes: int | None,
+           options: str, more: str = "") -> None:
+    """``files`` written, read into ``staged`` by one ``read_json`` (with ``options``, selecting ``more`` too),
+    and removed."""
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT {shape.select_sql()} FROM read_json("
-                    f"{sql_string(path)}, format='newline_delimited', columns={shape.columns_sql()}, "
-                    f"maximum_object_size={int(max_object_bytes) + 1024}) b")
+        for path, chunks in files.items():
+            with open(path, "wb") as fh:
+                fh.writelines(chunks)  # (the buffer's records as they are: no joined copy of the batch)
+        if max_object_bytes is None:
+            max_object_bytes = max(sum(len(c) for chunks in files.values() for c in chunks), _MIN_OBJECT_BYTES)
+        paths = sql_string(next(iter(files))) if len(files) == 1 else \
+            "[" + ", ".join(sql_string(path) for path in files) + "]"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT {shape.select_sql()}{more} FROM read_json("
+                    f"{paths}, format='newline_delimited', columns={shape.columns_sql()}, "
+                    f"maximum_object_size={int(max_object_bytes) + 1024}{options}) b")
     finally:
-        os.unlink(path)
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 class Match(NamedTuple):
@@ -86,6 +107,7 @@ class Target(NamedTuple):
     table: str
     only: str = ""
     params: tuple[Any, ...] = ()
+    columns: str = "*"  # what of a staged row is inserted (the table's columns, in order)
 
 
 def insert_new(con: duckdb.DuckDBPyConnection, targets: list[Target], matches: list[Match]) -> int:
@@ -109,10 +131,10 @@ def _insert(con: duckdb.DuckDBPyConnection, t: Target, matches: list[Match]) -> 
     """One INSERT … SELECT of the staged rows ``t`` takes (those no stored row repeats, given ``matches``)."""
     if matches:
         absent = "".join(f" AND NOT EXISTS (SELECT 1 FROM {t.table} e WHERE {m.sql})" for m in matches)
-        row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{absent}{t.only}",
+        row = con.execute(f"INSERT INTO {t.table} SELECT {t.columns} FROM {STAGED} s WHERE TRUE{absent}{t.only}",
                           [*(p for m in matches for p in m.params), *t.params]).fetchone()
     else:
-        row = con.execute(f"INSERT INTO {t.table} SELECT * FROM {STAGED} s WHERE TRUE{t.only}",
+        row = con.execute(f"INSERT INTO {t.table} SELECT {t.columns} FROM {STAGED} s WHERE TRUE{t.only}",
                           list(t.params)).fetchone()
     return row[0] if row else 0
 

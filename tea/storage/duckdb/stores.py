@@ -9,7 +9,7 @@ import msgspec
 
 from tea.storage.duckdb import writes as duckdb_writes
 from tea.storage.duckdb.sql import tenant_clause
-from tea.storage.projections import TABLES
+from tea.storage.projections import TABLES, Row
 from tea.storage.rows import TOKEN_COLUMNS, projection_rows, token_from_row
 from tea.types import AuditRecord, DeadLetter, TokenRecord
 
@@ -75,6 +75,10 @@ class DuckDBStores:
     async def write_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self._store(duckdb_writes.write_rows, table, rows)
+
+    async def write_row_sets(self, tables: dict[str, list[Row]]) -> None:
+        if any(tables.values()):
+            await self._store(duckdb_writes.write_row_sets, tables)
 
     async def query_rows(self, table: str, *, tenant_ids: tuple[str, ...] | None, filters: dict[str, Any],
                          start_us: int | None = None, end_us: int | None = None,

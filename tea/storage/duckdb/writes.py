@@ -7,9 +7,9 @@ from typing import Any
 import duckdb
 
 from tea.errors import StorageDataError, StorageError
-from tea.storage.duckdb.load import (STAGED, Match, Shape, Target, encode, insert_new, quoted, replace_keyed, stage,
-                                    transaction)
-from tea.storage.projections import IDENTITY, SQL_TYPES, TABLES, distinct_rows
+from tea.storage.duckdb.load import (STAGED, STAGED_SET, Match, Shape, Target, encode, insert_new, quoted,
+                                    replace_keyed, stage, stage_sets, transaction)
+from tea.storage.projections import IDENTITY, SQL_TYPES, TABLES, Row, distinct_rows, row_identity
 from tea.storage.rows import TOKEN_COLUMNS
 from tea.types import AuditRecord, DeadLetter, TokenRecord
 
@@ -18,6 +18,10 @@ PROJECTIONS: dict[str, Shape] = {
     table: Shape.of({c: "BIGINT" if c in _TIMES else SQL_TYPES[c] for c in columns},
                     **{c: f"make_timestamp(b.{quoted(c)})" for c in _TIMES})
     for table, columns in TABLES.items()}
+# every projection table's columns at once (stage_sets), and what a table takes of them
+ALL_PROJECTIONS = Shape.of({c: t for shape in PROJECTIONS.values() for c, t in shape.types.items()},
+                           **{c: f"make_timestamp(b.{quoted(c)})" for c in _TIMES})
+_COLUMNS = {table: ", ".join(f"s.{quoted(c)}" for c in columns) for table, columns in TABLES.items()}
 # a stored projection row is the same row when its tenant, id and timestamp are (see projections.IDENTITY)
 _SAME_ROW = " AND ".join(f"e.{quoted(c)} = s.{quoted(c)}" for c in IDENTITY)
 AUDIT = Shape.of({"at": "BIGINT", "action": "VARCHAR", "actor": "VARCHAR", "tenant_id": "VARCHAR",
@@ -46,15 +50,30 @@ def refused(exc: duckdb.Error, what: str) -> StorageError:
 
 def write_rows(con: duckdb.DuckDBPyConnection, path: str, table: str, rows: list[dict[str, Any]]) -> int:
     """Projection rows not stored yet (nor repeated earlier in ``rows``); returns how many were stored."""
-    fresh = distinct_rows(rows)
+    return _write_rows(con, path, {table: distinct_rows(rows)})
+
+
+def write_row_sets(con: duckdb.DuckDBPyConnection, path: str, tables: dict[str, list[Row]]) -> int:
+    """``write_rows`` of several tables' ``Row`` structs in one transaction: their rows staged by one statement
+    (every projection column, each row labelled with its table's file), one duplicate check, an insert a table."""
+    return _write_rows(con, path, {table: distinct_rows(rows, row_identity) for table, rows in tables.items()})
+
+
+def _write_rows(con: duckdb.DuckDBPyConnection, path: str, tables: dict[str, list[Any]]) -> int:
+    fresh = {table: rows for table, rows in tables.items() if rows}
     if not fresh:
         return 0
     try:
         with transaction(con):
-            stage(con, path, PROJECTIONS[table], encode(fresh))
-            return insert_new(con, [Target(table)], [Match(_SAME_ROW)])
+            if len(fresh) == 1:
+                [(table, rows)] = fresh.items()
+                stage(con, path, PROJECTIONS[table], encode(rows))
+                return insert_new(con, [Target(table)], [Match(_SAME_ROW)])
+            labels = stage_sets(con, path, ALL_PROJECTIONS, {table: encode(rows) for table, rows in fresh.items()})
+            return insert_new(con, [Target(table, f" AND s.{STAGED_SET} = ?", (labels[table],), _COLUMNS[table])
+                                    for table in fresh], [Match(_SAME_ROW)])
     except duckdb.Error as exc:
-        raise refused(exc, f"{table} rows") from exc
+        raise refused(exc, f"{', '.join(fresh)} rows") from exc
 
 
 def append(con: duckdb.DuckDBPyConnection, path: str, table: str, shape: Shape, lines: bytes) -> None:
