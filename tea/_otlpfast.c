@@ -1049,10 +1049,13 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     }
     if (s.status_code == 1 && PUTS(b, ",\"status\":\"ok\"")) goto nh;
     if ((s.status_code == 2 || (s.status_code != 1 && has_jsonrpc)) && PUTS(b, ",\"status\":\"error\"")) goto nh;
-    if (code && code->type == V_INT && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
-    if (code && code->type == V_BOOL && (code->i ? PUTS(b, ",\"status_code\":true") : PUTS(b, ",\"status_code\":false")))
+    /* a status code the INTEGER column holds (else the JSON-RPC code, if any; the attribute keeps it) */
+    int code_ok = code && (code->type == V_BOOL ||
+                           (code->type == V_INT && code->i >= INT32_MIN && code->i <= INT32_MAX));
+    if (code_ok && code->type == V_INT && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
+    if (code_ok && code->type == V_BOOL && (code->i ? PUTS(b, ",\"status_code\":true") : PUTS(b, ",\"status_code\":false")))
         goto nh;
-    if (!(code && (code->type == V_INT || code->type == V_BOOL)) && has_jsonrpc &&
+    if (!code_ok && has_jsonrpc &&
         (PUTS(b, ",\"status_code\":") || put_i64(b, jsonrpc)))
         goto nh;
     {

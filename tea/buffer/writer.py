@@ -19,7 +19,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 
@@ -30,7 +30,7 @@ from tea.errors import StorageDataError
 from tea.telemetry import Telemetry
 from tea.storage.base import Storage
 from tea.timeutil import format_us, now_us
-from tea.types import Batch, Event
+from tea.types import Batch
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,15 @@ class WriterStats:
 class _DeadLetter(msgspec.Struct):
     reason: str
     failed_at: str
-    event: Event
+    event: msgspec.Raw  # the event's line as the buffer holds it
+
+
+class _Ids(msgspec.Struct):
+    event_id: Any = None
+    tenant_id: Any = None
+
+
+_Key = msgspec.json.Decoder(_Ids)  # a refused line's ids, for the log (of any type: the line need not be an Event)
 
 
 class Writer:
@@ -269,21 +277,29 @@ class Writer:
                       self.stats.failures, exc)
 
     async def _isolate(self, batch: Batch, exc: StorageDataError) -> None:
-        events = batch.events()
-        if len(events) <= 1:
-            for event in events:
-                self._dead_letter(event, str(exc))
+        """Write the batch in halves until each line storage refuses is alone, and set those lines aside. The
+        halves are cut from the lines as the buffer holds them, never decoded: a line storage refused need not
+        be a valid ``Event`` either, and a decoding error here would stop the writer on every replay."""
+        lines = batch.ndjson().splitlines(keepends=True)
+        if len(lines) <= 1:
+            for line in lines:
+                self._dead_letter(line.rstrip(b"\n"), str(exc))
             return
-        middle = len(events) // 2
-        for half in (events[:middle], events[middle:]):
-            await self._commit(Batch.from_events(half))
+        middle = len(lines) // 2
+        for half in (lines[:middle], lines[middle:]):  # (the batch's time range holds each half's)
+            await self._commit(Batch(half, len(half), batch.min_ts, batch.max_ts, batch.kinds))
 
-    def _dead_letter(self, event: Event, reason: str) -> None:
+    def _dead_letter(self, line: bytes, reason: str) -> None:
         self.stats.dead_lettered += 1
         if self.telemetry is not None:
             self.telemetry.dead_lettered.inc()
-        log.error("event %s of tenant %s refused by storage, written to the dead-letter file: %s",
-                  event.event_id, event.tenant_id, reason)
+        event = msgspec.Raw(line)
+        try:
+            key = _Key.decode(line)
+            what = f"event {key.event_id} of tenant {key.tenant_id}"
+        except msgspec.DecodeError:  # (not JSON: kept as a string)
+            what, event = "an event", msgspec.Raw(msgspec.json.encode(line.decode("utf-8", "replace")))
+        log.error("%s refused by storage, written to the dead-letter file: %s", what, reason)
         if self.dead_letter_path is None:
             return
         os.makedirs(os.path.dirname(self.dead_letter_path), exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import sys
 import uuid
 from typing import Any, Callable, Sequence
 
@@ -37,6 +38,7 @@ _uuid5 = uuid_utils.uuid5
 YIELD_EVERY = 64  # spans decoded and routed between two yields to the event loop (well under a millisecond)
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_INT_MIN, _INT_MAX, _DOUBLE_MAX = -2**31, 2**31 - 1, sys.float_info.max  # endpoint_usage's status_code, duration_ms
 _STRIP = {
     "user_activity": {"user.id", "organization.id", "event.type", "event.category", "session.id", "deployment.type"},
     "endpoint_usage": {"http.route", "http.url", "http.method", "user.id", "organization.id", "http.status_code",
@@ -166,9 +168,12 @@ class OtelAnalytics:
         if table == "endpoint_usage":
             code = get("http.status_code")
             duration = get("duration_ms")
+            # (numbers the columns cannot hold — INTEGER, DOUBLE — are left out of the row: the span keeps them)
             return table, EndpointUsageRow(*common, str(get("http.route") or get("http.url") or "unknown")[:255],
-                                           get("http.method"), code if isinstance(code, int) else None,
-                                           float(duration) if isinstance(duration, (int, float)) else None)
+                                           get("http.method"),
+                                           code if isinstance(code, int) and _INT_MIN <= code <= _INT_MAX else None,
+                                           float(duration) if isinstance(duration, (int, float))
+                                           and abs(duration) <= _DOUBLE_MAX else None)
         if table == "user_activity":
             return table, UserActivityRow(*common, str(get("event.type", "unknown"))[:50], get("session.id"))
         return table, FeatureUsageRow(*common, str(get("feature.name", "unknown"))[:100], get("feature.action"))

@@ -23,6 +23,7 @@ from tea.types import Event
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS = {1: "ok", 2: "error"}  # 0 (unset): no opinion — status stays empty
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # what the status_code column holds
 
 
 # ------------------------------------------------------------------ attribute values
@@ -116,7 +117,8 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
         tenant_id=resource_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
         source=_str(resource.get("service.name")), user_id=_str(user), session_id=_str(session),
         method=method[:1024], protocol=protocol, status=STATUS.get(status_code) or ("error" if jsonrpc is not None else None),
-        status_code=code if isinstance(code, int) else jsonrpc, duration_ms=max(0, end_ns - start_ns) / 1e6,
+        status_code=code if isinstance(code, int) and _INT32_MIN <= code <= _INT32_MAX else jsonrpc,  # (INTEGER)
+        duration_ms=max(0, end_ns - start_ns) / 1e6,
         tokens_used=used, error_type=_str(error_type), error_message=status_message or None, trace_id=trace_id,
         span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded), tool=tool, model=model,
         input_tokens=input_tokens, output_tokens=output_tokens)

@@ -121,3 +121,25 @@ def test_the_same_request_sent_three_times_gives_its_rows_once(live) -> None:
     assert summary[1] == {"table_name": "endpoint_usage", "count": 10}
     assert httpx.get(live.url + "/v1/events", params={"event_type": "span"},
                      headers=bearer(token)).json()["total_count"] == 10
+
+
+def test_numbers_the_columns_cannot_hold_leave_the_row_stored(live) -> None:
+    """An endpoint span whose status code overflows INTEGER (or whose duration overflows DOUBLE) still gives its
+    row, without that value — never a refused write that sets the batch's rows aside — and the span keeps it."""
+    token = live.token
+    now = time.time_ns()
+    huge = {"http.status_code": {"intValue": str(2**40)}, "duration_ms": {"intValue": str(2**62)}}
+    spans = [{"traceId": "7c8efff798038103d269b633813fc60c", "spanId": f"{i + 1:016x}", "name": "http.GET./api/x",
+              "kind": 2, "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 10**6),
+              "attributes": [{"key": "event.category", "value": {"stringValue": "endpoint_usage"}},
+                             {"key": "http.method", "value": {"stringValue": "GET"}},
+                             {"key": "http.route", "value": {"stringValue": f"/api/x/{i}"}},
+                             *({"key": k, "value": v} for k, v in huge.items() if i == 0)]} for i in range(3)]
+    body = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": spans}]}]}
+    assert httpx.post(live.url + "/v1/traces", json=body, headers=bearer(token)).status_code == 200
+    rows = sorted(wait_rows(live, token, "endpoint_usage", 3), key=lambda r: r["endpoint"])
+    assert [(r["endpoint"], r["status_code"]) for r in rows] == [("/api/x/0", None), ("/api/x/1", None),
+                                                                  ("/api/x/2", None)]
+    span = httpx.get(live.url + "/v1/events", params={"event_type": "span", "limit": 10},
+                     headers=bearer(token)).json()["events"]
+    assert [e["attributes"]["http.status_code"] for e in span if "http.status_code" in e["attributes"]] == [2**40]

@@ -335,9 +335,22 @@ def _any(v) -> common_pb2.AnyValue:  # type: ignore[no-untyped-def]
      "error.type": "-32000", "rpc.jsonrpc.error_code": 2**40},
     {"gen_ai.request.model": 42, "gen_ai.tool.name": True, "error.type": "tool_error", "gen_ai.usage.input_tokens": 3},
     {"gen_ai.request.model": "x" * 1500, "gen_ai.usage.input_tokens": 7, "rpc.response.status_code": -32602},
+    {"http.status_code": 2**31 - 1}, {"http.status_code": -(2**31)}, {"http.status_code": 2**40},
+    {"http.response.status_code": -(2**31) - 1, "rpc.jsonrpc.error_code": -32601},
 ])
 def test_semantic_conventions_are_native_and_identical(attrs: dict) -> None:
     assert check(_request(attrs, {"http.request.method": "GET"}))
+
+
+@pytest.mark.parametrize(("code", "column"), [(2**31 - 1, 2**31 - 1), (-(2**31), -(2**31)), (2**31, None),
+                                              (2**40, None), (-(2**63), None)])
+def test_a_status_code_the_column_cannot_hold_stays_an_attribute(code: int, column: int | None) -> None:
+    """status_code is an INTEGER (Int32) column: a larger HTTP status code is not lifted into it (storage would
+    refuse the span's whole batch); the span keeps it in its attributes."""
+    body = _request({"http.status_code": code}, {})
+    assert check(body)
+    event = msgspec.json.decode(otlp.map_native(normaliser(), body, ADMIN).ndjson.splitlines()[0])  # type: ignore[union-attr]
+    assert event.get("status_code") == column and event["attributes"]["http.status_code"] == code
 
 
 def test_mcp_and_genai_columns() -> None:

@@ -5,6 +5,7 @@ hands them) or decoded events (a dead letter's replay), and they are the rows th
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from typing import Any
 
@@ -50,8 +51,10 @@ def reference(event: Event, created_at: int) -> tuple[str, dict[str, Any]] | Non
     elif table == "endpoint_usage":
         code, duration = attrs.get("http.status_code"), attrs.get("duration_ms")
         row |= {"endpoint": str(attrs.get("http.route") or attrs.get("http.url") or "unknown")[:255],
-                "method": attrs.get("http.method"), "status_code": code if isinstance(code, int) else None,
-                "duration_ms": float(duration) if isinstance(duration, (int, float)) else None}
+                "method": attrs.get("http.method"),  # (numbers the columns cannot hold: none, the span keeps them)
+                "status_code": code if isinstance(code, int) and -2**31 <= code < 2**31 else None,
+                "duration_ms": float(duration) if isinstance(duration, (int, float)) and abs(duration) <= sys.float_info.max
+                else None}
     else:
         row |= {"feature_name": str(attrs.get("feature.name", "unknown"))[:100], "action": attrs.get("feature.action")}
     return table, row
@@ -88,6 +91,7 @@ keys = st.sampled_from(["event.category", "event.type", "http.method", "feature.
                         "session.id", "feature.action", "metadata.count", "user.password", "Authorization",
                         "span.name", "scope", "service.name", "x"])
 values = st.one_of(st.none(), st.booleans(), st.integers(-5, 600), st.floats(allow_nan=False, allow_infinity=False),
+                   st.sampled_from([2**31 - 1, 2**31, -2**31, -2**31 - 1, 2**70, -10**400, 10**400]),
                    st.sampled_from(["", "endpoint_usage", "feature_usage", "user_activity", "login", "logout", "GET",
                                     "/a", "abc"]), st.lists(st.text(max_size=3), max_size=2))
 objects = st.dictionaries(keys, values, max_size=8)
@@ -97,6 +101,8 @@ objects = st.dictionaries(keys, values, max_size=8)
 @example([({"event.category": ""}, None, "otlp", "span", 0), ({"event.category": ["x"]}, None, "otlp", "span", 1),
           ({"event.category": False, "http.method": "GET"}, {"span.name": "r", "user.id": "u"}, "otlp", "span", 2),
           ({"resource": ["x"], "http.method": "GET"}, None, "otlp", "span", 3)])
+@example([({"http.method": "GET", "http.status_code": 2**40, "duration_ms": 10**400}, None, "otlp", "span", 0),
+          ({"http.method": "GET", "http.status_code": -2**31, "duration_ms": -2**70}, None, "otlp", "span", 1)])
 @given(st.lists(st.tuples(objects, st.one_of(st.none(), objects), st.sampled_from(["otlp", "native"]),
                           st.sampled_from(["span", "log"]), st.integers(0, 3)), max_size=12))
 def test_rows_from_lines_and_from_events_are_the_rules_rows(spans: list[Any]) -> None:

@@ -70,6 +70,27 @@ def test_poison_event_is_isolated_to_the_dead_letter_file(tmp_path: Path) -> Non
     assert dead["event"]["event_id"] == "e5" and "cannot store e5" in dead["reason"]
 
 
+def test_a_refused_line_that_is_no_valid_event_is_isolated_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A line storage refuses is set aside as the buffer holds it, even when it does not decode as an Event (a
+    status code past Int32, say): the writer never stops on it, and the others are stored."""
+    bad = line("e3").replace(b'"event_type"', b'"status_code":1099511627776,"event_type"')
+
+    class Refusing(Recording):
+        async def write_batch(self, batch: Batch):
+            if b"1099511627776" in batch.ndjson():
+                raise StorageDataError("out of range")
+            return await super().write_batch(batch)
+
+    storage = Refusing()
+    lines = [line(f"e{i}") if i != 3 else bad for i in range(8)]
+    writer = asyncio.run(run_writer(tmp_path, storage, [b"".join(lines), line("after")], flush_interval_s=0.01))
+    assert sorted(e.event_id for e in storage._events.values()) == sorted([f"e{i}" for i in range(8) if i != 3]
+                                                                           + ["after"])
+    assert writer.stats.dead_lettered == 1
+    [dead] = [json.loads(x) for x in (tmp_path / "dead" / "events.ndjson").read_text().splitlines()]
+    assert dead["event"]["event_id"] == "e3" and dead["event"]["status_code"] == 2**40
+
+
 def test_batches_by_size_and_by_interval(tmp_path: Path) -> None:
     storage = Recording()
     chunks = [b"".join(line(f"e{i}-{j}") for j in range(10)) for i in range(25)]  # 250 events
