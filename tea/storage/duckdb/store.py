@@ -293,7 +293,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
                 stage(con, self._ingest_path, EVENTS, chunks, self.max_object_bytes)
                 if count > 1:  # (one event repeats none: ~1 ms of a single event's write)
                     self._drop_repeats_sync(con)
-                written = self._insert_partitions_sync(con, min_ts, max_ts)
+                written = self._insert_partitions_sync(con)
                 if written:  # (their minutes of the Prometheus rollup are read from the events until rolled up)
                     rollup.mark(con, min_ts, max_ts)
         except duckdb.Error as exc:
@@ -321,15 +321,17 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
             "AND o.timestamp BETWEEN s.timestamp - to_microseconds(?) AND s.timestamp + to_microseconds(?)))",
             [self.dedup_window_us, self.dedup_window_us])
 
-    def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection, min_ts: int, max_ts: int) -> int:
+    def _insert_partitions_sync(self, con: duckdb.DuckDBPyConnection) -> int:
         """Insert the staged events no stored one repeats (_SAME_TIME, _WITHIN_WINDOW). Only events stamped on
-        arrival look at the stored events of a whole dedup window; the others at those of the batch's times
-        (a window's worth of events to scan for each write grew with the ingestion rate: under 100 000 random
-        ids a second, a write's check cost as much as the rest of the write after ~20 s)."""
-        tenants, first, last = con.execute(
-            f"SELECT list(DISTINCT tenant_id), epoch_us(min(timestamp) FILTER (WHERE {self._windowed()})), "
-            f"epoch_us(max(timestamp) FILTER (WHERE {self._windowed()})) FROM staged").fetchone()  # type: ignore[misc]
-        matches = [Match(_SAME_TIME, (min_ts, max_ts))] if self.dedup_same_time else []
+        arrival look at the stored events of a whole dedup window; the others at those of their own times (a
+        window's stored ids cost ~60–85 ns each to check for random ids, every write: docs/performance.md)."""
+        windowed = self._windowed()
+        tenants, low, high, first, last = con.execute(
+            f"SELECT list(DISTINCT tenant_id), epoch_us(min(timestamp) FILTER (WHERE NOT ({windowed}))), "
+            f"epoch_us(max(timestamp) FILTER (WHERE NOT ({windowed}))), epoch_us(min(timestamp) FILTER (WHERE "
+            f"{windowed})), epoch_us(max(timestamp) FILTER (WHERE {windowed})) FROM staged").fetchone()  # type: ignore[misc]
+        # (the window finds an event's own time too: the events it applies to need no check of their time alone)
+        matches = [] if low is None else [Match(_SAME_TIME, (low, high))]
         if first is not None:
             window = self.dedup_window_us
             matches.append(Match(_WITHIN_WINDOW.format(applies=self._windowed("s.")),
