@@ -157,13 +157,9 @@ class OtelAnalytics:
         if table is None:
             return None
         get = attrs.get
-        user, org = get("user.id"), get("organization.id")
-        if self.hash_ids or user.__class__ is not str or org.__class__ is not str:
-            user, org = self._id(user), self._id(org)
-        else:  # (the usual ids, inline: what _id gives a string when nothing is hashed)
-            user, org = user[:32] or None, org[:32] or None
         tenant = span.tenant_id
-        common = (tenant, row_id(table, tenant, span.event_id), span.timestamp, user, org,  # type: ignore[arg-type]
+        common = (tenant, row_id(table, tenant, span.event_id), span.timestamp,  # type: ignore[arg-type]
+                  self._id(get("user.id")), self._id(get("organization.id")),
                   get("deployment.type", "unknown"), created_at, {key: attrs[key] for key in kept(table, tuple(attrs))})
         if table == "endpoint_usage":
             code = get("http.status_code")
