@@ -1049,12 +1049,9 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
     }
     if (s.status_code == 1 && PUTS(b, ",\"status\":\"ok\"")) goto nh;
     if ((s.status_code == 2 || (s.status_code != 1 && has_jsonrpc)) && PUTS(b, ",\"status\":\"error\"")) goto nh;
-    /* a status code the INTEGER column holds (else the JSON-RPC code, if any; the attribute keeps it) */
-    int code_ok = code && (code->type == V_BOOL ||
-                           (code->type == V_INT && code->i >= INT32_MIN && code->i <= INT32_MAX));
-    if (code_ok && code->type == V_INT && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
-    if (code_ok && code->type == V_BOOL && (code->i ? PUTS(b, ",\"status_code\":true") : PUTS(b, ",\"status_code\":false")))
-        goto nh;
+    /* an integer status code the INTEGER column holds (else the JSON-RPC code, if any; the attribute keeps it) */
+    int code_ok = code && code->type == V_INT && code->i >= INT32_MIN && code->i <= INT32_MAX;
+    if (code_ok && (PUTS(b, ",\"status_code\":") || put_i64(b, code->i))) goto nh;
     if (!code_ok && has_jsonrpc &&
         (PUTS(b, ",\"status_code\":") || put_i64(b, jsonrpc)))
         goto nh;
@@ -1068,9 +1065,8 @@ static int do_span(Ctx *c, const uint8_t *p, size_t n, const Buf *scope_name) {
         for (int i = 0; i < 2; i++) {
             if (!ts[i]) continue;
             if (ts[i]->type == V_DBL) goto nh; /* int(float): left to Python */
-            if (ts[i]->type == V_INT || ts[i]->type == V_BOOL) {
-                if (__builtin_add_overflow(sum, ts[i]->i, &sum)) goto nh;
-            }
+            /* what is no count (text, a boolean, a negative number) counts 0; past int64: left to Python */
+            if (ts[i]->type == V_INT && ts[i]->i >= 0 && __builtin_add_overflow(sum, ts[i]->i, &sum)) goto nh;
         }
         if (PUTS(b, ",\"tokens_used\":") || put_i64(b, sum)) goto nh;
     }

@@ -30,7 +30,7 @@ _CODE = re.compile(r"-[0-9]{1,9}")  # (ASCII digits only: the native mapper read
 _MARKER_KEYS = (b'"gen_ai.', b'"mcp.', b'"rpc.', b'"error.type"')  # (find_any's needles over a batch)
 _MARKERS = re.compile(b"|".join(re.escape(key) for key in _MARKER_KEYS))  # (the same keys, searched in one event)
 _INT32 = 2**31
-_COUNT_MAX = 2**63 - 1
+COUNT_MAX = 2**63 - 1
 _decode = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -46,7 +46,7 @@ def jsonrpc_code(attrs: dict[str, Any]) -> int | None:
 
 def token_count(value: Any) -> int | None:
     if type(value) is int:
-        return value if 0 <= value <= _COUNT_MAX else None
+        return value if 0 <= value <= COUNT_MAX else None
     if type(value) is float and math.isfinite(value) and 0 <= value < 2**63:
         return int(value)
     return None
@@ -86,7 +86,7 @@ def lift(event: Event) -> None:
     event.input_tokens = event.input_tokens if event.input_tokens is not None else input_tokens
     event.output_tokens = event.output_tokens if event.output_tokens is not None else output_tokens
     if event.tokens_used is None and (event.input_tokens is not None or event.output_tokens is not None):
-        event.tokens_used = min((event.input_tokens or 0) + (event.output_tokens or 0), _COUNT_MAX)
+        event.tokens_used = min((event.input_tokens or 0) + (event.output_tokens or 0), COUNT_MAX)
     if event.method is None and attrs.get("mcp.method.name"):
         event.method = text(attrs["mcp.method.name"])
     if event.session_id is None and attrs.get("mcp.session.id"):

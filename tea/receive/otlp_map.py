@@ -13,7 +13,6 @@ stays in ``attributes``, the resource attributes under ``resource``. Timestamps 
 from __future__ import annotations
 
 import base64
-import math
 from typing import Any, Iterator
 
 import msgspec
@@ -98,9 +97,9 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     code = attrs.get("http.response.status_code", attrs.get("http.status_code", attrs.get("rpc.grpc.status_code")))
     jsonrpc = semconv.jsonrpc_code(attrs)
     tool, model, input_tokens, output_tokens = semconv.genai(attrs)
-    tokens = [attrs.get(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")]
-    used = sum(int(t) for t in tokens if isinstance(t, int) or (isinstance(t, float) and math.isfinite(t))
-               ) if any(t is not None for t in tokens) else None  # (NaN and infinities count as text does: 0)
+    # (a token key present: their sum, what is no count — text, NaN, a negative number, a boolean — counting 0)
+    used = min((input_tokens or 0) + (output_tokens or 0), semconv.COUNT_MAX) if any(
+        attrs.get(k) is not None for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")) else None
     user = attrs.get("enduser.id") or attrs.get("user.id")
     session = attrs.get("mcp.session.id") or attrs.get("session.id")
     error_type = attrs.get("error.type")
@@ -117,7 +116,7 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
         tenant_id=resource_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
         source=_str(resource.get("service.name")), user_id=_str(user), session_id=_str(session),
         method=method[:1024], protocol=protocol, status=STATUS.get(status_code) or ("error" if jsonrpc is not None else None),
-        status_code=code if isinstance(code, int) and _INT32_MIN <= code <= _INT32_MAX else jsonrpc,  # (INTEGER)
+        status_code=code if type(code) is int and _INT32_MIN <= code <= _INT32_MAX else jsonrpc,  # (INTEGER)
         duration_ms=max(0, end_ns - start_ns) / 1e6,
         tokens_used=used, error_type=_str(error_type), error_message=status_message or None, trace_id=trace_id,
         span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded), tool=tool, model=model,

@@ -28,7 +28,7 @@ from tea.pipeline.normalise import Normaliser
 from tea.pricing import PriceTable
 from tea.receive import otlp
 from tea.receive.otlp_map import pb_spans
-from tea.types import encode_lines
+from tea.types import Batch, encode_lines
 
 try:
     from tea import _otlpfast
@@ -83,6 +83,8 @@ def check(body: bytes, principal: Principal = ADMIN, n: Normaliser | None = None
     if native[0] != expected[0]:  # the readable diff first
         assert native[0].decode("utf-8", "replace").splitlines() == expected[0].decode("utf-8", "replace").splitlines()
     assert native == expected
+    # every line is a canonical Event, each column in its type's range (what storage's columns hold)
+    Batch([native[0]], native[0].count(b"\n"), 0, 0).events()
     return True
 
 
@@ -343,14 +345,26 @@ def test_semantic_conventions_are_native_and_identical(attrs: dict) -> None:
 
 
 @pytest.mark.parametrize(("code", "column"), [(2**31 - 1, 2**31 - 1), (-(2**31), -(2**31)), (2**31, None),
-                                              (2**40, None), (-(2**63), None)])
+                                              (2**40, None), (-(2**63), None), (True, None)])
 def test_a_status_code_the_column_cannot_hold_stays_an_attribute(code: int, column: int | None) -> None:
-    """status_code is an INTEGER (Int32) column: a larger HTTP status code is not lifted into it (storage would
-    refuse the span's whole batch); the span keeps it in its attributes."""
+    """status_code is an INTEGER (Int32) column: a larger HTTP status code (or a boolean) is not lifted into it
+    (storage would refuse the span's whole batch); the span keeps it in its attributes."""
     body = _request({"http.status_code": code}, {})
     assert check(body)
     event = msgspec.json.decode(otlp.map_native(normaliser(), body, ADMIN).ndjson.splitlines()[0])  # type: ignore[union-attr]
     assert event.get("status_code") == column and event["attributes"]["http.status_code"] == code
+
+
+@pytest.mark.parametrize(("tokens", "used"), [((5, -3), 5), ((True, 7), 7), ((-1, None), 0), ((2**62, 2**62), 2**63 - 1),
+                                              ((2**63 - 1, 1), 2**63 - 1)])
+def test_tokens_used_sums_only_counts_within_the_column(tokens: tuple, used: int) -> None:
+    """tokens_used (a count: 0 to 2**63 - 1) adds the token counts; what is no count adds 0, the sum stops at the
+    column's largest value — the same from either mapper (past int64 the native one leaves the span to Python)."""
+    attrs = {k: v for k, v in zip(("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"), tokens) if v is not None}
+    body = _request(attrs, {})
+    check(body)
+    event = msgspec.json.decode(python_path(normaliser(), body, ADMIN)[0].splitlines()[0])
+    assert event["tokens_used"] == used
 
 
 def test_mcp_and_genai_columns() -> None:
