@@ -54,7 +54,7 @@ INSERT_EXPRS: tuple[str, ...] = tuple(
     "COALESCE(b.attributes, '{}')" if c == "attributes" else f"b.{c}"
     for c in COLUMNS)
 EVENTS = Shape(_JSON_TYPES, dict(zip(COLUMNS, INSERT_EXPRS)))
-# A stored event repeats a new one (tea.storage.base): the same tenant, id and time — the event as it was sent
+# A stored event repeats a new one (tea.storage.dedup): the same tenant, id and time — the event as it was sent
 # before; its row groups are those of the batch's own times —
 _SAME_TIME = ("e.tenant_id = s.tenant_id AND e.event_id = s.event_id AND e.timestamp = s.timestamp "
               "AND e.timestamp BETWEEN make_timestamp(?) AND make_timestamp(?)")
