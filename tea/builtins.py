@@ -21,13 +21,13 @@ def register_storage(settings: "Settings") -> Any:
     if backend == "memory":
         from tea.storage.memory import MemoryStorage
         return MemoryStorage(max_events=settings.max_events,
-                             dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
-                             dedup_same_time=settings.storage.dedup_match == "same_time")
+                             dedup_window_us=settings.storage.dedup_window_us,
+                             dedup_same_time=settings.storage.dedup_same_time)
     if backend == "duckdb":
         from tea.storage.duckdb import DuckDBStorage
         path = settings.duckdb.path or os.path.join(settings.data_dir, "tea.duckdb")
-        return DuckDBStorage(path, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
-                             dedup_same_time=settings.storage.dedup_match == "same_time",
+        return DuckDBStorage(path, dedup_window_us=settings.storage.dedup_window_us,
+                             dedup_same_time=settings.storage.dedup_same_time,
                              threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
                              checkpoint_threshold=settings.duckdb.checkpoint_threshold,
                              row_group_size=settings.duckdb.row_group_size, cache_bytes=settings.duckdb.cache_bytes,

@@ -22,22 +22,20 @@ from typing import Any
 import msgspec
 
 from tea.scan import find_any
-from tea.types import Event
+from tea.types import COUNT_MAX, INT32_MAX, INT32_MIN, Event
 
 JSONRPC_KEYS = ("rpc.jsonrpc.error_code", "rpc.response.status_code", "error.type")
 _CODE = re.compile(r"-[0-9]{1,9}")  # (ASCII digits only: the native mapper reads exactly these)
 # a key any rule reads: one C-level search per event, over the attributes' bytes as they are (no copy)
 _MARKER_KEYS = (b'"gen_ai.', b'"mcp.', b'"rpc.', b'"error.type"')  # (find_any's needles over a batch)
 _MARKERS = re.compile(b"|".join(re.escape(key) for key in _MARKER_KEYS))  # (the same keys, searched in one event)
-_INT32 = 2**31
-COUNT_MAX = 2**63 - 1
 _decode = msgspec.json.Decoder(dict[str, Any])
 
 
 def jsonrpc_code(attrs: dict[str, Any]) -> int | None:
     for key in JSONRPC_KEYS:
         value = attrs.get(key)
-        if type(value) is int and key == JSONRPC_KEYS[0] and -_INT32 <= value < _INT32:
+        if type(value) is int and key == JSONRPC_KEYS[0] and INT32_MIN <= value <= INT32_MAX:
             return value
         if type(value) is str and _CODE.fullmatch(value):
             return int(value)
@@ -54,6 +52,11 @@ def token_count(value: Any) -> int | None:
 
 def text(value: Any) -> str | None:
     return None if value is None else str(value)[:1024]
+
+
+def token_sum(input_tokens: int | None, output_tokens: int | None) -> int:
+    """``tokens_used`` of two token counts (either may be absent): their sum, at most what the column holds."""
+    return min((input_tokens or 0) + (output_tokens or 0), COUNT_MAX)
 
 
 def genai(attrs: dict[str, Any]) -> tuple[str | None, str | None, int | None, int | None]:
@@ -86,7 +89,7 @@ def lift(event: Event) -> None:
     event.input_tokens = event.input_tokens if event.input_tokens is not None else input_tokens
     event.output_tokens = event.output_tokens if event.output_tokens is not None else output_tokens
     if event.tokens_used is None and (event.input_tokens is not None or event.output_tokens is not None):
-        event.tokens_used = min((event.input_tokens or 0) + (event.output_tokens or 0), COUNT_MAX)
+        event.tokens_used = token_sum(event.input_tokens, event.output_tokens)
     if event.method is None and attrs.get("mcp.method.name"):
         event.method = text(attrs["mcp.method.name"])
     if event.session_id is None and attrs.get("mcp.session.id"):

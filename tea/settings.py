@@ -287,6 +287,15 @@ class StorageSettings(Section, frozen=True):
         "and waiting reads share may take before the server counts as not answering; at most half of "
         "storage.read_timeout_s", ge=0.05)] = 1.0
 
+    @property
+    def dedup_window_us(self) -> int:
+        return int(self.dedup_window_s * 1e6)
+
+    @property
+    def dedup_same_time(self) -> bool:
+        """``dedup_match = same_time`` (each backend's ``dedup_same_time``: tea.storage.dedup)."""
+        return self.dedup_match == "same_time"
+
 
 class DuckdbSettings(Section, frozen=True):
     path: Annotated[FilePath, doc("DuckDB file; default <data_dir>/tea.duckdb")] | None = None

@@ -19,8 +19,10 @@ from tea.timeutil import MAX_US, RFC3339_PATTERN
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Short = Annotated[str, msgspec.Meta(max_length=1024)]
 Text = Annotated[str, msgspec.Meta(max_length=65536)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+COUNT_MAX = 2**63 - 1  # what a count column (BIGINT) holds
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # what an Int32 column (status_code: INTEGER) holds
+Count = Annotated[int, msgspec.Meta(ge=0, le=COUNT_MAX)]
+Int32 = Annotated[int, msgspec.Meta(ge=INT32_MIN, le=INT32_MAX)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Tag = Annotated[str, msgspec.Meta(max_length=256)]
 EMPTY_OBJECT = msgspec.Raw(b"{}")

@@ -174,7 +174,7 @@ async def fresh_events(pg: PgRest, request: Request, tenant: str, events: list[E
     known: set[str] = set()
     if ids:
         stamps = [e.timestamp for e, mine in zip(events, given) if mine]
-        window = int(pg.settings.storage.dedup_window_s * 1e6)
+        window = pg.settings.storage.dedup_window_us
         known = await pg.readers.of(request).existing_event_ids(tenant, ids, min(stamps) - window,  # type: ignore[type-var]
                                                      max(stamps) + window)  # type: ignore[type-var,operator]
         known |= {i for i in ids if (tenant, i) in recent(pg)}

@@ -52,7 +52,7 @@ def routes(settings: Settings, ingestor: Ingestor) -> list[Route]:
         body = await request.body(settings.max_body_bytes)
         decoded = decode_events(body, media_type, settings.max_batch_events)
         outcome = await ingestor.submit(decoded, "native", request.state.get("principal"),
-                                        request.headers.get("dnt") == "1")
+                                        request.header("dnt") == "1")
         return outcome_response(outcome)
 
     return [Route(

@@ -30,7 +30,7 @@ from tea.storage.base import Storage
 from tea.storage.capabilities import WritesRowSets
 from tea.storage.projections import EndpointUsageRow, FeatureUsageRow, Row, UserActivityRow, as_dict
 from tea.timeutil import now_us
-from tea.types import Batch, Event, encode_lines
+from tea.types import INT32_MAX, INT32_MIN, Batch, Event, encode_lines
 
 ROW_NAMESPACE = uuid.UUID("0b1f6f8e-3c2a-4d0e-9a57-3f1c8f5e2d41")  # fixed forever: row ids depend on it
 _NAMESPACE = uuid_utils.UUID(str(ROW_NAMESPACE))
@@ -38,7 +38,7 @@ _uuid5 = uuid_utils.uuid5
 YIELD_EVERY = 64  # spans decoded and routed between two yields to the event loop (well under a millisecond)
 _OURS = {"span.name", "span.kind", "resource", "scope", "span.events"}
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
-_INT_MIN, _INT_MAX, _DOUBLE_MAX = -2**31, 2**31 - 1, sys.float_info.max  # endpoint_usage's status_code, duration_ms
+_DOUBLE_MAX = sys.float_info.max  # endpoint_usage's duration_ms (DOUBLE)
 _STRIP = {
     "user_activity": {"user.id", "organization.id", "event.type", "event.category", "session.id", "deployment.type"},
     "endpoint_usage": {"http.route", "http.url", "http.method", "user.id", "organization.id", "http.status_code",
@@ -167,7 +167,7 @@ class OtelAnalytics:
             # (numbers the columns cannot hold — INTEGER, DOUBLE — are left out of the row: the span keeps them)
             return table, EndpointUsageRow(*common, str(get("http.route") or get("http.url") or "unknown")[:255],
                                            get("http.method"),
-                                           code if isinstance(code, int) and _INT_MIN <= code <= _INT_MAX else None,
+                                           code if isinstance(code, int) and INT32_MIN <= code <= INT32_MAX else None,
                                            float(duration) if isinstance(duration, (int, float))
                                            and abs(duration) <= _DOUBLE_MAX else None)
         if table == "user_activity":

@@ -18,11 +18,10 @@ from typing import Any, Iterator
 import msgspec
 
 from tea import semconv
-from tea.types import Event
+from tea.types import INT32_MAX, INT32_MIN, Event
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS = {1: "ok", 2: "error"}  # 0 (unset): no opinion — status stays empty
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # what the status_code column holds
 
 
 # ------------------------------------------------------------------ attribute values
@@ -98,7 +97,7 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
     jsonrpc = semconv.jsonrpc_code(attrs)
     tool, model, input_tokens, output_tokens = semconv.genai(attrs)
     # (a token key present: their sum, what is no count — text, NaN, a negative number, a boolean — counting 0)
-    used = min((input_tokens or 0) + (output_tokens or 0), semconv.COUNT_MAX) if any(
+    used = semconv.token_sum(input_tokens, output_tokens) if any(
         attrs.get(k) is not None for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")) else None
     user = attrs.get("enduser.id") or attrs.get("user.id")
     session = attrs.get("mcp.session.id") or attrs.get("session.id")
@@ -116,7 +115,7 @@ def span_event(*, trace_id: str | None, span_id: str | None, parent_span_id: str
         tenant_id=resource_tenant(resource) if tenant_from_resource else None, timestamp=start_ns // 1000,
         source=_str(resource.get("service.name")), user_id=_str(user), session_id=_str(session),
         method=method[:1024], protocol=protocol, status=STATUS.get(status_code) or ("error" if jsonrpc is not None else None),
-        status_code=code if type(code) is int and _INT32_MIN <= code <= _INT32_MAX else jsonrpc,  # (INTEGER)
+        status_code=code if type(code) is int and INT32_MIN <= code <= INT32_MAX else jsonrpc,  # (INTEGER)
         duration_ms=max(0, end_ns - start_ns) / 1e6,
         tokens_used=used, error_type=_str(error_type), error_message=status_message or None, trace_id=trace_id,
         span_id=span_id, parent_span_id=parent_span_id, attributes=msgspec.Raw(encoded), tool=tool, model=model,

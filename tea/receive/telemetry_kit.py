@@ -316,7 +316,7 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
         if not events:
             return set()
         stamps = [datetime_to_us(e.timestamp) for e in events]
-        window = int(settings.storage.dedup_window_s * 1e6)
+        window = settings.storage.dedup_window_us
         return await reader.existing_event_ids(tenant, [e.event_id for e in events],
                                                     min(stamps) - window, max(stamps) + window)
 

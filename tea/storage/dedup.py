@@ -13,9 +13,15 @@ Backends that decide in SQL spell the same rule (DuckDB, PostgreSQL); the others
 from __future__ import annotations
 
 
+def windowed(timestamp_us: int, received_at_us: int, same_time: bool) -> bool:
+    """Whether the dedup window applies to a new event (stamped on arrival, or every one without ``same_time``:
+    ``storage.dedup_match = same_time``)."""
+    return not same_time or timestamp_us == received_at_us
+
+
 def repeats(stored_us: int, timestamp_us: int, received_at_us: int, window_us: int, same_time: bool) -> bool:
     """Whether an event stored (or earlier in the batch) at ``stored_us`` repeats a new event of the same key at
-    ``timestamp_us``, received at ``received_at_us``; ``same_time``: ``storage.dedup_match = same_time``."""
+    ``timestamp_us``, received at ``received_at_us``."""
     if stored_us == timestamp_us:
         return True
-    return (not same_time or timestamp_us == received_at_us) and abs(stored_us - timestamp_us) <= window_us
+    return windowed(timestamp_us, received_at_us, same_time) and abs(stored_us - timestamp_us) <= window_us

@@ -6,9 +6,10 @@ and insert never race each other) and a few reader threads, one ``Client`` per t
 event loop. Events live in a ReplacingMergeTree partitioned by UTC day (clickhouse_sql.schema).
 
 Idempotency is exact at write time: a batch's keys are looked up in the dedup window and repeats of
-a stored or an in-batch event (tea.storage.dedup) dropped before the insert (as DuckDB does). Only two nodes writing the same event at the
-same instant can both pass that check; the sorting key makes such exact replays collapse when
-parts merge, and ``final_reads`` makes every read exact before that (``FINAL``).
+a stored or an in-batch event (tea.storage.dedup) dropped before the insert (as DuckDB does). Only two
+nodes writing the same event at the same instant can both pass that check; the sorting key makes such
+exact replays collapse when parts merge, and ``final_reads`` makes every read exact before that
+(``FINAL``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from tea.storage.clickhouse import signals as clickhouse_signals, sql
 from tea.storage.clickhouse.sql import lit
 from tea.storage.sql import events
 from tea.storage.clickhouse.stores import ClickHouseStores
-from tea.storage.dedup import repeats as repeated
+from tea.storage.dedup import repeats as repeated, windowed
 from tea.storage.health import StorageHealth, first_line
 from tea.storage.projections import TABLES
 from tea.types import (COLUMNS, AggregateSpec, Batch, Event, EventFilter, QueryResult, QuerySpec, TraceSummary,
@@ -74,8 +75,8 @@ class ClickHouseStorage(ClickHouseStores):
     name: ClassVar[str] = "clickhouse"
     persistent: ClassVar[bool] = True
 
-    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, dedup_same_time: bool = True, readers: int = 4,
-                 final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536,
+    def __init__(self, url: str, *, dedup_window_us: int = 3_600_000_000, dedup_same_time: bool = True,
+                 readers: int = 4, final_reads: bool = False, timeout_s: float = 30.0, insert_block_rows: int = 65536,
                  read_timeout_s: float = 2.0, probe_timeout_s: float = 1.0) -> None:
         self.url = url
         self.health = StorageHealth(self.name, self._ping, read_timeout_s=read_timeout_s,
@@ -106,8 +107,8 @@ class ClickHouseStorage(ClickHouseStores):
             raise ConfigError("invalid clickhouse_url=None: storage_backend=clickhouse needs TEA_CLICKHOUSE_URL "
                               "(clickhouse://user:password@host:9000/database)")
         check_url(settings.clickhouse_url)
-        return cls(settings.clickhouse_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
-                   dedup_same_time=settings.storage.dedup_match == "same_time",
+        return cls(settings.clickhouse_url, dedup_window_us=settings.storage.dedup_window_us,
+                   dedup_same_time=settings.storage.dedup_same_time,
                    readers=settings.clickhouse.readers, final_reads=settings.clickhouse.final_reads,
                    timeout_s=settings.clickhouse.timeout_s, insert_block_rows=settings.clickhouse.insert_block_rows,
                    read_timeout_s=settings.storage.read_timeout_s, probe_timeout_s=settings.storage.probe_timeout_s)
@@ -232,10 +233,10 @@ class ClickHouseStorage(ClickHouseStores):
             by_key.setdefault((event.tenant_id, event.event_id), []).append(event)
         stamps = [e.timestamp for e in events]
         # the stored times that can repeat: the batch's own, and the window around those the window applies to
-        windowed = [e.timestamp for e in events if not same_time or e.timestamp == e.received_at]
+        near = [e.timestamp for e in events if windowed(e.timestamp, e.received_at, same_time)]
         low, high = min(stamps), max(stamps)
-        if windowed:
-            low, high = min(low, min(windowed) - window), max(high, max(windowed) + window)
+        if near:
+            low, high = min(low, min(near) - window), max(high, max(near) + window)
         stored = self._stored_times(client, list(by_key), low, high)
         rows = []
         for key, repeats in by_key.items():

@@ -326,10 +326,11 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         arrival look at the stored events of a whole dedup window; the others at those of their own times (a
         window's stored ids cost ~60–85 ns each to check for random ids, every write: docs/performance.md)."""
         windowed = self._windowed()
+        # the time range of the events with their own times, then of those the window applies to (NULL: none)
+        ranges = ", ".join(f"epoch_us({end}(timestamp) FILTER (WHERE {which}))"
+                           for which in (f"NOT ({windowed})", windowed) for end in ("min", "max"))
         tenants, low, high, first, last = con.execute(
-            f"SELECT list(DISTINCT tenant_id), epoch_us(min(timestamp) FILTER (WHERE NOT ({windowed}))), "
-            f"epoch_us(max(timestamp) FILTER (WHERE NOT ({windowed}))), epoch_us(min(timestamp) FILTER (WHERE "
-            f"{windowed})), epoch_us(max(timestamp) FILTER (WHERE {windowed})) FROM staged").fetchone()  # type: ignore[misc]
+            f"SELECT list(DISTINCT tenant_id), {ranges} FROM staged").fetchone()  # type: ignore[misc]
         # (the window finds an event's own time too: the events it applies to need no check of their time alone)
         matches = [] if low is None else [Match(_SAME_TIME, (low, high))]
         if first is not None:

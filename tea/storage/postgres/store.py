@@ -74,8 +74,7 @@ class PostgresStorage(PostgresStores):
                  probe_timeout_s: float = 1.0) -> None:
         self.url = url
         self.dedup_window_us = dedup_window_us
-        # a new event s stamped on arrival (tea.storage.dedup), or every one without same_time
-        self._window_applies = 's."timestamp" = s.received_at' if dedup_same_time else "TRUE"
+        self.dedup_same_time = dedup_same_time
         self.pool_min = min(pool_min, pool_max)
         self.pool_max = pool_max
         self.auto_migrate = auto_migrate
@@ -92,8 +91,8 @@ class PostgresStorage(PostgresStores):
         if not settings.postgres_url:
             raise ConfigError("invalid postgres_url=None: storage_backend=postgres needs TEA_POSTGRES_URL "
                               "(or ANALYTICS_DATABASE_URL) set to postgresql://user:password@host:5432/database")
-        return cls(settings.postgres_url, dedup_window_us=int(settings.storage.dedup_window_s * 1e6),
-                   dedup_same_time=settings.storage.dedup_match == "same_time",
+        return cls(settings.postgres_url, dedup_window_us=settings.storage.dedup_window_us,
+                   dedup_same_time=settings.storage.dedup_same_time,
                    pool_max=settings.postgres.pool_max, auto_migrate=settings.postgres.auto_migrate,
                    read_timeout_s=settings.storage.read_timeout_s, probe_timeout_s=settings.storage.probe_timeout_s)
 
@@ -227,19 +226,24 @@ class PostgresStorage(PostgresStores):
                 if new_days:  # late or back-filled days: DDL inside the batch's transaction
                     await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
                     await self._create_partitions(conn, new_days)
-                # an event repeats a stored one, or one earlier in the batch (tea.storage.dedup)
-                near = (f'= s."timestamp" OR {self._window_applies} AND {{0}}."timestamp" BETWEEN s."timestamp" - '
-                        f'{window} AND s."timestamp" + {window})')
+                # an event repeats a stored one, or one earlier in the batch
                 cur = await conn.execute(
                     f"INSERT INTO events ({_QUOTED}) SELECT {_QUOTED} FROM tea_staged s WHERE NOT EXISTS ("
                     f"SELECT 1 FROM events e WHERE e.tenant_id = s.tenant_id AND e.event_id = s.event_id "
-                    f'AND (e."timestamp" {near.format("e")} '
+                    f'AND {self._repeats("e")} '
                     f'AND e."timestamp" BETWEEN {int(low) - window} AND {int(high) + window}) AND NOT EXISTS ('
                     f"SELECT 1 FROM tea_staged o WHERE o.tenant_id = s.tenant_id AND o.event_id = s.event_id "
-                    f'AND o.tea_n < s.tea_n AND (o."timestamp" {near.format("o")})')
+                    f'AND o.tea_n < s.tea_n AND {self._repeats("o")})')
                 written = cur.rowcount
         self._days.update(new_days)
         return WriteResult(written, batch.count - written)
+
+    def _repeats(self, other: str) -> str:
+        """SQL: row ``other`` (of the staged event ``s``'s key) repeats ``s`` (tea.storage.dedup)."""
+        windowed = 's."timestamp" = s.received_at' if self.dedup_same_time else "TRUE"
+        window = self.dedup_window_us
+        return (f'({other}."timestamp" = s."timestamp" OR {windowed} AND {other}."timestamp" BETWEEN '
+                f's."timestamp" - {window} AND s."timestamp" + {window})')
 
     async def purge_older_than(self, cutoff_us: int, tenant_ids: tuple[str, ...] | None = None,
                                exclude_tenant_ids: tuple[str, ...] = ()) -> int:
