@@ -175,8 +175,9 @@ async def fresh_events(pg: PgRest, request: Request, tenant: str, events: list[E
     if ids:
         stamps = [e.timestamp for e, mine in zip(events, given) if mine]
         window = pg.settings.storage.dedup_window_us
-        known = await pg.readers.of(request).existing_event_ids(tenant, ids, min(stamps) - window,  # type: ignore[type-var]
-                                                     max(stamps) + window)  # type: ignore[type-var,operator]
+        stored = await pg.readers.of(request).existing_event_keys(tenant, ids, min(stamps) - window,  # type: ignore[type-var]
+                                                                  max(stamps) + window)  # type: ignore[type-var,operator]
+        known = {event_id for event_id, _ in stored}
         known |= {i for i in ids if (tenant, i) in recent(pg)}
     keep: list[int] = []
     for position, (event, mine) in enumerate(zip(events, given)):

@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable
+from typing import Hashable, Iterable
 
 
 class RecentIds:
-    """``(tenant_id, event_id)`` pairs, at most ``bound`` (the oldest forgotten first). Together with
-    storage's ``existing_event_ids`` this answers "was this event already accepted?" for events still in
+    """``(tenant_id, key)`` pairs — a key: an event id, or whatever else names an event (telemetry-kit's id and
+    time) — at most ``bound`` (the oldest forgotten first). Together with
+    storage's ``existing_event_keys`` this answers "was this event already accepted?" for events still in
     the durable buffer, on this node."""
 
     def __init__(self, bound: int = 100_000) -> None:
         self.bound = bound
-        self._ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._ids: OrderedDict[tuple[str, Hashable], None] = OrderedDict()
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: tuple[str, Hashable]) -> bool:
         return key in self._ids
 
-    def add(self, tenant_id: str, event_ids: Iterable[str]) -> None:
-        for event_id in event_ids:
-            self._ids[(tenant_id, event_id)] = None
+    def add(self, tenant_id: str, keys: Iterable[Hashable]) -> None:
+        for key in keys:
+            self._ids[(tenant_id, key)] = None
         while len(self._ids) > self.bound:
             self._ids.popitem(last=False)

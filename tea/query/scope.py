@@ -149,10 +149,10 @@ class ScopedStorage:
     def name(self) -> str:
         return self.storage.name
 
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int,
-                                 end_us: int) -> set[str]:
+    async def existing_event_keys(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                  end_us: int) -> set[tuple[str, int]]:
         [tenant] = self.tenants((tenant_id,))  # type: ignore[misc]
-        return await self.storage.existing_event_ids(tenant, event_ids, start_us, end_us)
+        return await self.storage.existing_event_keys(tenant, event_ids, start_us, end_us)
 
     async def query_audit(self, *, tenant_id: str | None = None, **options: Any) -> list[AuditRecord]:
         allowed = self.tenants(None if tenant_id is None else (tenant_id,))

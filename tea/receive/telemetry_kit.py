@@ -288,13 +288,14 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
         seen = await _already_stored(reader, tenant, candidates)
         fresh: list[TkEvent] = []
         for e in candidates:
-            if e.event_id in seen or (tenant, e.event_id) in recent:
+            key = _key(e)
+            if key in seen or (tenant, key) in recent:
                 duplicates += 1
                 if settings.telemetry_kit.duplicates == "reject":
                     errors.append(TkError(e.event_id, "duplicate",
                                           f"Event already ingested (duplicate event_id: {e.event_id})"))
                 continue
-            seen.add(e.event_id)
+            seen.add(key)
             fresh.append(e)
         if fresh:
             try:
@@ -309,16 +310,25 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
                     refusal = by_position[position]  # a TEA check (clock skew, tenant, a validator plugin)
                     errors.append(TkError(e.event_id, refusal.error, refusal.message))
                 else:
-                    recent.add(tenant, (e.event_id,))
+                    recent.add(tenant, (_key(e),))
         return _answer(len(events), errors, duplicates)
 
-    async def _already_stored(reader: ScopedStorage, tenant: str, events: list[TkEvent]) -> set[str]:
+    def _key(e: TkEvent) -> tuple[str, int | None]:
+        """What makes two of a tenant's events one, by storage's own rule (tea.storage.dedup): with
+        ``storage.dedup_match=same_time`` (an event here always carries its time) its id and time, so a lookup
+        reads the stored events of the events' own times only; with ``window``, its id (within the window)."""
+        return e.event_id, datetime_to_us(e.timestamp) if settings.storage.dedup_same_time else None
+
+    async def _already_stored(reader: ScopedStorage, tenant: str, events: list[TkEvent]) -> set[tuple[str, int | None]]:
+        """The ``_key`` of each of ``events`` storage holds already."""
         if not events:
             return set()
         stamps = [datetime_to_us(e.timestamp) for e in events]
-        window = settings.storage.dedup_window_us
-        return await reader.existing_event_ids(tenant, [e.event_id for e in events],
-                                                    min(stamps) - window, max(stamps) + window)
+        same_time = settings.storage.dedup_same_time
+        reach = 0 if same_time else settings.storage.dedup_window_us
+        stored = await reader.existing_event_keys(tenant, list({e.event_id for e in events}),
+                                                  min(stamps) - reach, max(stamps) + reach)
+        return {(event_id, at if same_time else None) for event_id, at in stored}
 
     def _refused(exc: ClientError) -> Response:
         if isinstance(exc, RateLimited):  # TEA's event rate or monthly quota: upstream's 429 shape

@@ -52,8 +52,10 @@ class EventStore(Protocol):
         """Trace summaries (spans grouped by tenant and trace id), newest first: only traces with a span of
         ``service``, lasting at least ``min_duration_ms``, with (True) or without (False) errors."""
 
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
-        """Which of ``event_ids`` a tenant already has stored with a timestamp in [start_us, end_us]."""
+    async def existing_event_keys(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                  end_us: int) -> set[tuple[str, int]]:
+        """The ``(event_id, timestamp µs)`` of a tenant's stored events with one of ``event_ids`` and a timestamp
+        in [start_us, end_us]."""
 
     async def retention_overrides(self) -> dict[str, int]:
         """Per-tenant retention hours set through the admin API (persisted with the data)."""

@@ -242,6 +242,34 @@ def test_retried_batch_duplicates_accept_mode_and_reject_mode(secure) -> None:
         live.stop()
 
 
+def test_duplicate_follows_storages_dedup_match(secure) -> None:
+    """same_time (the default): an event_id sent again at another time is a new event, as storage keeps it;
+    window: a duplicate, stored or still in the buffer. A resend of the same event is a duplicate either way."""
+    for match, second_time_stored in (("same_time", True), ("window", False)):
+        live = secure(storage_backend="duckdb", telemetry_kit__duplicates="reject", storage__dedup_match=match)
+        issued = create_token(live.url, f"acme-{match}", "enterprise", org_id=ORG, app_id=APP)
+        client = Client(live.url, issued["token"], issued["secret"])
+        first = [tk_event(i) for i in range(3)]
+        assert client.post({"events": first}).status_code == 200
+        live.wait_stored(3)
+        later = [dict(e, timestamp="2026-11-22T06:05:00Z") for e in first[:2]]
+        resent = client.post({"events": later + first[2:]})  # two at another time, one resent as it was
+        assert resent.status_code == 207 if second_time_stored else 400, resent.text
+        assert [e["event_id"] for e in resent.json()["errors"]] == \
+            [e["event_id"] for e in (first[2:] if second_time_stored else first)]
+        fresh = [dict(e, timestamp="2026-11-22T06:10:00Z") for e in first[:1]]  # before the writer stores it
+        again = client.post({"events": fresh + fresh})
+        assert again.status_code == 207 if second_time_stored else 400, again.text
+        live.wait_stored(6 if second_time_stored else 3)
+        listed = httpx.get(live.url + "/v1/events", headers={"authorization": f"Bearer {issued['token']}"}).json()
+        assert sorted((e["event_id"], e["timestamp"]) for e in listed["events"]) == sorted(
+            [(e["event_id"], "2026-11-22T06:00:00Z") for e in first]
+            + ([(e["event_id"], "2026-11-22T06:05:00Z") for e in first[:2]] + [(first[0]["event_id"],
+                                                                               "2026-11-22T06:10:00Z")]
+               if second_time_stored else []))
+        live.stop()
+
+
 def test_rate_limit_429_body_and_headers(secure) -> None:
     live = secure(storage_backend="memory", tier__free__requests_per_minute=2)
     issued = create_token(live.url, "acme", "free", org_id=ORG, app_id=APP)

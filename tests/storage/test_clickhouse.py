@@ -181,7 +181,7 @@ async def _every_method(storage: ClickHouseStorage) -> None:
     await storage.query_events(QuerySpec(EventFilter(), limit=5, after=page.next_cursor))
     await storage.count(EventFilter(event_id="e1", start_us=T0))
     await storage.traces(EventFilter(), service="s1", min_duration_ms=1.0, errors=True)
-    await storage.existing_event_ids("t1", ["e1", "e2"], T0, T0 + DAY)
+    await storage.existing_event_keys("t1", ["e1", "e2"], T0, T0 + DAY)
     await storage.set_retention_override("t1", 48)
     await storage.retention_overrides()
     await storage.save_token(TokenRecord("tok", "hash", "tea_", "t1", "free", ["read"], b"\x00\xff", T0))

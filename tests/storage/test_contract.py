@@ -168,6 +168,20 @@ def test_an_event_with_its_own_time_repeats_the_same_time(backend) -> None:
             dedup_same_time=False)
 
 
+def test_existing_event_keys_are_the_stored_ids_and_times_in_range(backend) -> None:
+    """What the telemetry-kit and PostgREST pre-checks ask: a tenant's stored (event_id, timestamp) of the
+    given ids within the range (both ends included) — another tenant's, another id's and those outside not."""
+    async def scenario(storage: Storage) -> None:
+        await storage.write_batch(from_wire([ev("a"), ev("a", ts=T0 + 5), ev("a", ts=T0 + HOUR), ev("b", ts=T0 + 7),
+                                             ev("a", ts=T0 + 1, tenant="t2"), ev("z", ts=T0 + 2)]))
+        assert await storage.existing_event_keys("t1", ["a", "b", "nope"], T0, T0 + 7) == \
+            {("a", T0), ("a", T0 + 5), ("b", T0 + 7)}
+        assert await storage.existing_event_keys("t1", ["a"], T0 + 1, T0 + HOUR) == {("a", T0 + 5), ("a", T0 + HOUR)}
+        assert await storage.existing_event_keys("t2", ["a", "b"], T0, T0 + HOUR) == {("a", T0 + 1)}
+        assert await storage.existing_event_keys("t1", [], T0, T0 + HOUR) == set()
+    backend(scenario)
+
+
 HOSTILE = ["x' OR '1'='1", "x\\' OR 1=1 --", 'q"uote', "back\\slash", "new\nline", "semi; DROP TABLE events; --",
            "percent%_under", "tab\tnul\x01", "ünï ✓"]
 

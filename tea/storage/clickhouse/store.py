@@ -349,13 +349,14 @@ class ClickHouseStorage(ClickHouseStores):
             else:
                 client.disconnect()
 
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+    async def existing_event_keys(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                  end_us: int) -> set[tuple[str, int]]:
         if not event_ids:
             return set()
-        rows = await self._rows(f"SELECT DISTINCT event_id FROM events WHERE tenant_id = {lit(tenant_id)} AND "
-                                f"timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} AND "
+        rows = await self._rows(f"SELECT DISTINCT event_id, timestamp FROM events WHERE tenant_id = {lit(tenant_id)} "
+                                f"AND timestamp >= {lit(start_us)} AND timestamp <= {lit(end_us)} AND "
                                 f"{sql.in_list('event_id', event_ids)}")
-        return {row[0] for row in rows}
+        return {(row[0], int(row[1])) for row in rows}
 
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:

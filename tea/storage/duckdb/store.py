@@ -429,15 +429,16 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         self._counted = (changes, total)
         return total
 
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+    async def existing_event_keys(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                  end_us: int) -> set[tuple[str, int]]:
         if not event_ids:
             return set()
         table = partition_table(partition_of(tenant_id))
         rows = await self._on_reader(lambda cur: cur.execute(
-            f"SELECT DISTINCT event_id FROM {table} WHERE tenant_id = ? AND timestamp BETWEEN make_timestamp(?) "
-            f"AND make_timestamp(?) AND event_id IN (SELECT unnest(?))",
+            f"SELECT DISTINCT event_id, epoch_us(timestamp) FROM {table} WHERE tenant_id = ? AND timestamp "
+            f"BETWEEN make_timestamp(?) AND make_timestamp(?) AND event_id IN (SELECT unnest(?))",
             [tenant_id, start_us, end_us, event_ids]).fetchall())
-        return {row[0] for row in rows}
+        return {(row[0], row[1]) for row in rows}
 
     async def iter_events(self, filter: EventFilter, chunk_rows: int = 10000) -> AsyncIterator[list[Event]]:
         frm, params = scan(filter, self.dialect)

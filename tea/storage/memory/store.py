@@ -200,9 +200,10 @@ class MemoryStorage:
                                 since_us: int) -> list[dict[str, Any]]:
         return projections.report(self._tables, report, tenant_ids, since_us)
 
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
-        return {i for i in event_ids
-                if any(start_us <= ts <= end_us for ts in self._keys.get((tenant_id, i), {}).values())}
+    async def existing_event_keys(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                  end_us: int) -> set[tuple[str, int]]:
+        return {(i, ts) for i in event_ids for ts in self._keys.get((tenant_id, i), {}).values()
+                if start_us <= ts <= end_us}
 
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         self._dead[entry.id] = entry

@@ -344,12 +344,14 @@ class PostgresStorage(PostgresStores):
         else:
             await chunks.put(None)
 
-    async def existing_event_ids(self, tenant_id: str, event_ids: list[str], start_us: int, end_us: int) -> set[str]:
+    async def existing_event_keys(self, tenant_id: str, event_ids: list[str], start_us: int,
+                                  end_us: int) -> set[tuple[str, int]]:
         if not event_ids:
             return set()
-        rows = await self._fetch('SELECT DISTINCT event_id FROM events WHERE tenant_id = %s AND "timestamp" '
-                                 "BETWEEN %s AND %s AND event_id = ANY(%s)", [tenant_id, start_us, end_us, event_ids])
-        return {r[0] for r in rows}
+        rows = await self._fetch('SELECT DISTINCT event_id, "timestamp" FROM events WHERE tenant_id = %s AND '
+                                 '"timestamp" BETWEEN %s AND %s AND event_id = ANY(%s)',
+                                 [tenant_id, start_us, end_us, event_ids])
+        return {(r[0], r[1]) for r in rows}
 
     async def traces(self, filter: EventFilter, *, service: str | None = None, min_duration_ms: float = 0.0,
                      errors: bool | None = None, limit: int = 100) -> list[TraceSummary]:
