@@ -2178,23 +2178,30 @@ typedef struct {
 } GroupLines;
 
 /* each line's group into ``lines`` and ``groups`` (*ngroups of them), *runs the runs of lines of one group;
-   1: too many values, -1: out of memory */
+   1: too many values, -1: out of memory. The chunk is searched for the key (memmem), and only the bytes
+   before it (a line without the key ends there) and after its value (its line's end) for a newline: one
+   pass over the text, wherever in the line the key is. */
 static int group_chunk(const unsigned char *text, size_t n, size_t chunk, const char *key, size_t key_len,
                        GroupLines *lines, Group *groups, int *ngroups, size_t *runs, int *last) {
     size_t at = 0;
+    const unsigned char *found = memmem(text, n, key, key_len);  /* the next key at or after ``at`` (or none) */
     while (at < n) {
-        const unsigned char *stop = memchr(text + at, '\n', n - at);
-        size_t end = stop != NULL ? (size_t)(stop - text) : n;
+        if (found != NULL && found < text + at) found = memmem(text + at, n - at, key, key_len);
+        size_t key_at = found != NULL ? (size_t)(found - text) : n;
+        const unsigned char *stop = memchr(text + at, '\n', key_at - at);
         const unsigned char *value = NULL;
-        size_t len = 0;
-        const unsigned char *found = end - at >= key_len ? memmem(text + at, end - at, key, key_len) : NULL;
-        if (found != NULL) {
-            const unsigned char *p = found + key_len, *line_end = text + end;
-            while (p < line_end && *p != '"') p += *p == '\\' ? 2 : 1;
-            if (p < line_end) {
+        size_t len = 0, end;
+        if (stop != NULL || found == NULL) {  /* a line without the key */
+            end = stop != NULL ? (size_t)(stop - text) : n;
+        } else {
+            const unsigned char *p = found + key_len, *e = text + n;
+            while (p < e && *p != '"' && *p != '\n') p += *p == '\\' && p + 1 < e && p[1] != '\n' ? 2 : 1;
+            if (p < e && *p == '"') {
                 value = found + key_len;
                 len = (size_t)(p - value);
             }
+            stop = p < e ? memchr(p, '\n', (size_t)(e - p)) : NULL;
+            end = stop != NULL ? (size_t)(stop - text) : n;
         }
         int g = 0;
         for (; g < *ngroups; g++)
