@@ -8,6 +8,7 @@
   the needles are searched together), -1 only when none does.
 - ``find_exponent``: a buffer; where the first exponent of three digits starts, as the regular expression finds it.
 - ``format_double``: 8 bytes as a double, written exactly as msgspec writes it.
+- ``group_lines``: a key and NDJSON-like chunks; the lines grouped exactly as the Python fallback groups them.
 """
 from __future__ import annotations
 
@@ -74,6 +75,25 @@ def format_double_one(data: bytes) -> None:
     assert _otlpfast.format_double(x) == msgspec.json.encode(x), x
 
 
+def group_lines_one(data: bytes) -> None:
+    """data: [key length][chunk length][key][text], the text cut into chunks of that length (1-64 bytes)."""
+    from tea import _otlpfast, scan
+    if len(data) < 2:
+        return
+    key_len, size = 1 + data[0] % 16, 1 + data[1] % 64
+    key, text = data[2:2 + key_len], data[2 + key_len:]
+    if len(key) < key_len:
+        return
+    chunks = [text[i:i + size] for i in range(0, len(text), size)]
+    if b"\n" in key:
+        try:
+            _otlpfast.group_lines(chunks, key)
+        except ValueError:
+            return
+        raise AssertionError(f"a key with a newline was taken: {key!r}")
+    assert _otlpfast.group_lines(chunks, key) == scan._group_lines_py(chunks, key), (key, chunks)
+
+
 def _map_traces_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     from fuzz.mutator import mutate
     return mutate(data, max_size, seed)
@@ -90,6 +110,7 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[bytes, int, int], by
     "find_any": (find_any_one, None),
     "find_exponent": (find_exponent_one, None),
     "format_double": (format_double_one, None),
+    "group_lines": (group_lines_one, None),
 }
 
 
