@@ -2059,6 +2059,38 @@ static int holds_newline(PyObject *needle) {
     return memchr(PyBytes_AS_STRING(needle), '\n', (size_t)PyBytes_GET_SIZE(needle)) != NULL;
 }
 
+/* the buffers of a list of chunks, held (from a private copy of the list) while read without the GIL */
+typedef struct {
+    Py_buffer *views;
+    PyObject *items;
+    Py_ssize_t count, held;
+    size_t total;  /* their bytes */
+} Chunks;
+
+/* 0, or -1 with the exception set (chunks_release still due) */
+static int chunks_hold(PyObject *list, Chunks *c) {
+    c->count = PyList_GET_SIZE(list);
+    c->views = PyMem_Calloc((size_t)(c->count ? c->count : 1), sizeof(Py_buffer));
+    c->items = PyList_GetSlice(list, 0, c->count);
+    c->held = 0;
+    c->total = 0;
+    if (c->views == NULL || c->items == NULL) {
+        if (c->views == NULL) PyErr_NoMemory();
+        return -1;
+    }
+    for (; c->held < c->count; c->held++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(c->items, c->held), &c->views[c->held], PyBUF_SIMPLE) < 0) return -1;
+        c->total += (size_t)c->views[c->held].len;
+    }
+    return 0;
+}
+
+static void chunks_release(Chunks *c) {
+    for (Py_ssize_t i = 0; i < c->held; i++) PyBuffer_Release(&c->views[i]);
+    PyMem_Free(c->views);
+    Py_XDECREF(c->items);
+}
+
 /* select_lines(chunks, required, any_of) -> for each chunk (a list of buffers of NDJSON lines separated by
    b"\n"), the list of (index, start, end) of each line ``chunk[start:end]`` (the ``index``-th of
    ``chunk.split(b"\n")``) that holds ``required`` and any of ``any_of`` (a tuple of bytes; none when empty),
@@ -2100,23 +2132,15 @@ static PyObject *select_lines(PyObject *self, PyObject *args) {
         w.longest = w.required_len;
         w.required = NULL;
     }  /* else every line is a candidate */
-    Py_ssize_t count = PyList_GET_SIZE(chunks);
-    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
-    PyObject *items = PyList_GetSlice(chunks, 0, count);  /* a private copy of the list */
+    Chunks held;
     PyObject *result = NULL;
     Found found = {NULL, 0, 0};
-    Py_ssize_t held = 0;
     int failed = 0;
-    if (views == NULL || items == NULL) {
-        if (views == NULL) PyErr_NoMemory();
-        goto done;
-    }
-    for (; held < count; held++)
-        if (PyObject_GetBuffer(PyList_GET_ITEM(items, held), &views[held], PyBUF_SIMPLE) < 0) goto done;
+    if (chunks_hold(chunks, &held) < 0) goto done;
+    Py_ssize_t count = held.count;
+    const Py_buffer *views = held.views;
     if (!never) {
-        size_t total = 0;
-        for (Py_ssize_t c = 0; c < count; c++) total += (size_t)views[c].len;
-        PyThreadState *saved = total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+        PyThreadState *saved = held.total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
         for (Py_ssize_t c = 0; c < count && !failed; c++)
             failed = select_chunk(views[c].buf, (size_t)views[c].len, (size_t)c, &w, &found) < 0;
         if (saved != NULL) PyEval_RestoreThread(saved);
@@ -2146,9 +2170,7 @@ static PyObject *select_lines(PyObject *self, PyObject *args) {
 fail:
     Py_CLEAR(result);
 done:
-    for (Py_ssize_t c = 0; c < held; c++) PyBuffer_Release(&views[c]);
-    PyMem_Free(views);
-    Py_XDECREF(items);
+    chunks_release(&held);
     PyMem_RawFree(found.v);
     return result;
 }
@@ -2242,24 +2264,17 @@ static PyObject *group_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "group_lines: the key must be bytes without a newline");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(chunks);
-    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
-    PyObject *items = PyList_GetSlice(chunks, 0, count);  /* a private copy of the list */
+    Chunks held;
     PyObject *result = NULL;
     GroupLines lines = {NULL, 0, 0};
     Group groups[GROUP_MAX];
     int ngroups = 0, last = -1, status = 0;
-    size_t runs = 0, total = 0;
-    Py_ssize_t held = 0;
-    if (views == NULL || items == NULL) {
-        if (views == NULL) PyErr_NoMemory();
-        goto done;
-    }
-    for (; held < count; held++)
-        if (PyObject_GetBuffer(PyList_GET_ITEM(items, held), &views[held], PyBUF_SIMPLE) < 0) goto done;
-    for (Py_ssize_t c = 0; c < count; c++) total += (size_t)views[c].len;
-    PyThreadState *saved = total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
-    for (Py_ssize_t c = 0; c < count && status == 0; c++)
+    size_t runs = 0;
+    if (chunks_hold(chunks, &held) < 0) goto done;
+    const Py_buffer *views = held.views;
+    int release = held.total >= SELECT_RELEASE_BYTES;
+    PyThreadState *saved = release ? PyEval_SaveThread() : NULL;
+    for (Py_ssize_t c = 0; c < held.count && status == 0; c++)
         status = group_chunk(views[c].buf, (size_t)views[c].len, (size_t)c, k, key_len, &lines, groups, &ngroups,
                              &runs, &last);
     if (saved != NULL) PyEval_RestoreThread(saved);
@@ -2282,7 +2297,7 @@ static PyObject *group_lines(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(result, g, out);
         groups[g].out = (unsigned char *)PyBytes_AS_STRING(out);
     }
-    saved = total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+    saved = release ? PyEval_SaveThread() : NULL;
     for (size_t i = 0; i < lines.len; i++) {
         const GroupLine *line = &lines.v[i];
         Group *g = &groups[line->group];
@@ -2293,9 +2308,7 @@ static PyObject *group_lines(PyObject *self, PyObject *args) {
     }
     if (saved != NULL) PyEval_RestoreThread(saved);
 done:
-    for (Py_ssize_t c = 0; c < held; c++) PyBuffer_Release(&views[c]);
-    PyMem_Free(views);
-    Py_XDECREF(items);
+    chunks_release(&held);
     PyMem_RawFree(lines.v);
     return result;
 }
