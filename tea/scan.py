@@ -10,7 +10,7 @@ with the extension's vector search for the e/E bytes, or a regular expression wi
 chunks searched for the needles, only the lines they occur in bounded; without the GIL from 256 KiB on), or
 splits and searches every line without it (same answer).
 ``group_lines`` regroups NDJSON lines by the value of a key (the DuckDB writer's lines by tenant) with the
-extension's ``group_lines`` (without the GIL from 256 KiB on), or line by line in Python without it (same answer).
+extension's ``group_lines`` (without the GIL from 256 KiB on); without it the lines stay in their order.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import re
 from typing import Any
 
 try:
-    from tea._otlpfast import find_any as _find_any, find_exponent as _find_exponent, select_lines as _select_lines
-    from tea._otlpfast import group_lines as _group_lines
+    from tea._otlpfast import (find_any as _find_any, find_exponent as _find_exponent, group_lines as _group_lines,
+                               select_lines as _select_lines)
 except ImportError:  # the optional extension was not built
     _find_any = _find_exponent = _select_lines = _group_lines = None
 
@@ -91,34 +91,8 @@ def group_lines(chunks: list[bytes], key: bytes) -> list[bytes]:
     """The NDJSON lines of ``chunks`` grouped by the string value that follows the first ``key`` in each line
     (``b'"tenant_id":"'``: up to the next unescaped quote, not unescaped), the lines without it a group of
     their own; groups in the order of their first line, each group's lines in order, each line ending with a
-    newline. ``chunks`` themselves when their lines lie grouped already or hold more than GROUP_MAX values."""
-    grouped = _group_lines(chunks, key) if _group_lines is not None else _group_lines_py(chunks, key)
+    newline. ``chunks`` themselves when their lines lie grouped already, hold more than GROUP_MAX values, or
+    the extension is not built (line by line in Python, grouping costs ~2 µs a line: more than a DuckDB write
+    saves by it). The extension is checked against ``fuzz.targets.group_lines_reference``."""
+    grouped = _group_lines(chunks, key) if _group_lines is not None else None
     return chunks if grouped is None else grouped  # type: ignore[no-any-return]
-
-
-_VALUE_END = re.compile(rb'(?:[^"\\]|\\.)*"', re.S)
-
-
-def _group_lines_py(chunks: list[bytes], key: bytes) -> list[bytes] | None:
-    """``group_lines`` without the extension (None where it returns ``chunks``)."""
-    groups: dict[bytes | None, list[bytes]] = {}
-    runs, last = 0, object()
-    for chunk in chunks:
-        text = bytes(chunk)
-        lines = text.split(b"\n")
-        if text.endswith(b"\n") or not text:
-            lines.pop()  # (after the last newline: no line)
-        for line in lines:
-            at = line.find(key)
-            end = _VALUE_END.match(line, at + len(key)) if at >= 0 else None
-            value = line[at + len(key):end.end() - 1] if end is not None else None
-            if value not in groups:
-                if len(groups) == GROUP_MAX:
-                    return None
-                groups[value] = []
-            groups[value].append(line + b"\n")
-            runs += value != last
-            last = value
-    if runs <= len(groups):
-        return None
-    return [b"".join(lines) for lines in groups.values()]

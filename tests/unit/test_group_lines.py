@@ -1,6 +1,7 @@
-"""tea.scan.group_lines: a DuckDB write's lines grouped by tenant before staging (the extension and the Python
-fallback give the same groups; the lines themselves are all kept, each once, in order within their group), and
-the DuckDB store answering the same with the extension's grouping, the fallback's and none."""
+"""tea.scan.group_lines: a DuckDB write's lines grouped by tenant before staging (the extension gives the groups
+fuzz.targets.group_lines_reference gives; the lines themselves are all kept, each once, in order within their
+group), and the DuckDB store answering the same with the extension's grouping, the reference's and none (without
+the extension)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from fuzz.targets import group_lines_reference
 from tea import scan
 from tea.storage.duckdb.store import DuckDBStorage
 from tea.types import Batch, Event, EventFilter, QuerySpec
@@ -41,11 +43,10 @@ def _lines(chunks: list[bytes]) -> list[bytes]:
 
 
 def _agrees(chunks: list[bytes]) -> None:
-    """Both implementations give the same answer, and it is the lines grouped by their value, in order."""
-    native = scan._group_lines(chunks, KEY) if scan._group_lines is not None else None
-    python = scan._group_lines_py(chunks, KEY)
+    """The extension and the reference give the same answer, and it is the lines grouped by their value, in order."""
+    reference = group_lines_reference(chunks, KEY)
     if scan._group_lines is not None:
-        assert native == python, (chunks, native, python)
+        assert scan._group_lines(chunks, KEY) == reference, (chunks, reference)
     lines = _lines(chunks)
     values = [_value(line) for line in lines]
     expected: dict[bytes | None, list[bytes]] = {}
@@ -53,10 +54,10 @@ def _agrees(chunks: list[bytes]) -> None:
         expected.setdefault(value, []).append(line)
     runs = sum(1 for i, value in enumerate(values) if i == 0 or values[i - 1] != value)
     if len(expected) > scan.GROUP_MAX or runs <= len(expected):
-        assert python is None
+        assert reference is None
         assert scan.group_lines(chunks, KEY) is chunks
     else:
-        assert python == [b"".join(group) for group in expected.values()]
+        assert reference == [b"".join(group) for group in expected.values()]
 
 
 def test_group_lines_groups_by_the_first_value_of_the_key() -> None:
@@ -89,8 +90,8 @@ _PIECES = [b"\n", b"\n", b"\n", b"{", b"}", b'"', b"\\", b"\\\\", b'\\"', b"a", 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks=st.lists(st.lists(st.sampled_from(_PIECES) | st.binary(max_size=12), max_size=40).map(b"".join),
                        max_size=5))
-def test_group_lines_agrees_with_python(chunks: list[bytes]) -> None:
-    """Random NDJSON-like chunks: the extension and the fallback give the same groups, those of a plain split."""
+def test_group_lines_agrees_with_the_reference(chunks: list[bytes]) -> None:
+    """Random NDJSON-like chunks: the extension and the reference give the same groups, those of a plain split."""
     _agrees(chunks)
 
 
@@ -99,20 +100,20 @@ def _event(n: int, tenant: str) -> Event:
                  received_at=1_700_000_000_000_000 + n, source="s", attributes={"tenant_id": "other", "n": n})
 
 
-@pytest.mark.parametrize("grouping", ["native", "python", "none"])
+@pytest.mark.parametrize("grouping", ["native", "reference", "none"])
 def test_duckdb_stores_the_same_events_however_its_lines_are_grouped(tmp_path: Path, monkeypatch,
                                                                      grouping: str) -> None:
     """Batches interleaving many tenants (more than GROUP_MAX in one, quotes and backslashes in ids), repeating ids
     within a batch and across batches: the same events stored, once each, with the lines grouped by the
-    extension, by the fallback, or not at all."""
+    extension, by the reference, or not at all (the extension not built)."""
+    import tea.storage.duckdb.store as store
     if grouping == "native" and scan._group_lines is None:
         pytest.skip("the extension is not built")
-    if grouping == "python":
-        monkeypatch.setattr(scan, "_group_lines", None)
+    if grouping == "reference":
+        monkeypatch.setattr(store, "group_lines",
+                            lambda chunks, key: group_lines_reference(chunks, key) or chunks)
     if grouping == "none":
-        monkeypatch.setattr(scan, "group_lines", lambda chunks, key: chunks)
-        import tea.storage.duckdb.store as store
-        monkeypatch.setattr(store, "group_lines", lambda chunks, key: chunks)
+        monkeypatch.setattr(scan, "_group_lines", None)
     rng = random.Random(7)
     tenants = ["t1", "t2", 't"3', "t\\4"] + [f"many{i}" for i in range(scan.GROUP_MAX + 6)]
     batches = [[_event(n, tenants[rng.randrange(4)]) for n in range(400)],
