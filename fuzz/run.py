@@ -1,6 +1,6 @@
 """Fuzz tea._otlpfast with AddressSanitizer and UndefinedBehaviorSanitizer, guided by the C code's coverage.
 
-    python -m fuzz.run [--target map_traces|find_any|find_exponent|format_double] [--processes N] [libFuzzer flags ...]
+    python -m fuzz.run [--target map_traces|find_any|find_exponent|format_double|group_lines] [--processes N] [libFuzzer flags ...]
                        [corpus dirs ...]
 
 atheris (PyPI) runs libFuzzer in this Python process; the extension is built a second time for it

@@ -8,9 +8,11 @@
   the needles are searched together), -1 only when none does.
 - ``find_exponent``: a buffer; where the first exponent of three digits starts, as the regular expression finds it.
 - ``format_double``: 8 bytes as a double, written exactly as msgspec writes it.
+- ``group_lines``: a key and NDJSON-like chunks; the lines grouped exactly as ``group_lines_reference`` groups them.
 """
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 from typing import Callable
@@ -74,6 +76,54 @@ def format_double_one(data: bytes) -> None:
     assert _otlpfast.format_double(x) == msgspec.json.encode(x), x
 
 
+def group_lines_one(data: bytes) -> None:
+    """data: [key length][chunk length][key][text], the text cut into chunks of that length (1-64 bytes)."""
+    from tea import _otlpfast
+    if len(data) < 2:
+        return
+    key_len, size = 1 + data[0] % 16, 1 + data[1] % 64
+    key, text = data[2:2 + key_len], data[2 + key_len:]
+    if len(key) < key_len:
+        return
+    chunks = [text[i:i + size] for i in range(0, len(text), size)]
+    if b"\n" in key:
+        try:
+            _otlpfast.group_lines(chunks, key)
+        except ValueError:
+            return
+        raise AssertionError(f"a key with a newline was taken: {key!r}")
+    assert _otlpfast.group_lines(chunks, key) == group_lines_reference(chunks, key), (key, chunks)
+
+
+_VALUE_END = re.compile(rb'(?:[^"\\]|\\.)*"', re.S)
+
+
+def group_lines_reference(chunks: list[bytes], key: bytes) -> list[bytes] | None:
+    """What the extension's ``group_lines`` answers (None: the lines as they are), line by line in Python."""
+    from tea import scan
+    groups: dict[bytes | None, list[bytes]] = {}
+    runs, last = 0, object()
+    for chunk in chunks:
+        text = bytes(chunk)
+        lines = text.split(b"\n")
+        if text.endswith(b"\n") or not text:
+            lines.pop()  # (after the last newline: no line)
+        for line in lines:
+            at = line.find(key)
+            end = _VALUE_END.match(line, at + len(key)) if at >= 0 else None
+            value = line[at + len(key):end.end() - 1] if end is not None else None
+            if value not in groups:
+                if len(groups) == scan.GROUP_MAX:
+                    return None
+                groups[value] = []
+            groups[value].append(line + b"\n")
+            runs += value != last
+            last = value
+    if runs <= len(groups):
+        return None
+    return [b"".join(lines) for lines in groups.values()]
+
+
 def _map_traces_mutator(data: bytes, max_size: int, seed: int) -> bytes:
     from fuzz.mutator import mutate
     return mutate(data, max_size, seed)
@@ -90,6 +140,7 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[bytes, int, int], by
     "find_any": (find_any_one, None),
     "find_exponent": (find_exponent_one, None),
     "format_double": (format_double_one, None),
+    "group_lines": (group_lines_one, None),
 }
 
 

@@ -2059,6 +2059,38 @@ static int holds_newline(PyObject *needle) {
     return memchr(PyBytes_AS_STRING(needle), '\n', (size_t)PyBytes_GET_SIZE(needle)) != NULL;
 }
 
+/* the buffers of a list of chunks, held (from a private copy of the list) while read without the GIL */
+typedef struct {
+    Py_buffer *views;
+    PyObject *items;
+    Py_ssize_t count, held;
+    size_t total;  /* their bytes */
+} Chunks;
+
+/* 0, or -1 with the exception set (chunks_release still due) */
+static int chunks_hold(PyObject *list, Chunks *c) {
+    c->count = PyList_GET_SIZE(list);
+    c->views = PyMem_Calloc((size_t)(c->count ? c->count : 1), sizeof(Py_buffer));
+    c->items = PyList_GetSlice(list, 0, c->count);
+    c->held = 0;
+    c->total = 0;
+    if (c->views == NULL || c->items == NULL) {
+        if (c->views == NULL) PyErr_NoMemory();
+        return -1;
+    }
+    for (; c->held < c->count; c->held++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(c->items, c->held), &c->views[c->held], PyBUF_SIMPLE) < 0) return -1;
+        c->total += (size_t)c->views[c->held].len;
+    }
+    return 0;
+}
+
+static void chunks_release(Chunks *c) {
+    for (Py_ssize_t i = 0; i < c->held; i++) PyBuffer_Release(&c->views[i]);
+    PyMem_Free(c->views);
+    Py_XDECREF(c->items);
+}
+
 /* select_lines(chunks, required, any_of) -> for each chunk (a list of buffers of NDJSON lines separated by
    b"\n"), the list of (index, start, end) of each line ``chunk[start:end]`` (the ``index``-th of
    ``chunk.split(b"\n")``) that holds ``required`` and any of ``any_of`` (a tuple of bytes; none when empty),
@@ -2100,23 +2132,15 @@ static PyObject *select_lines(PyObject *self, PyObject *args) {
         w.longest = w.required_len;
         w.required = NULL;
     }  /* else every line is a candidate */
-    Py_ssize_t count = PyList_GET_SIZE(chunks);
-    Py_buffer *views = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_buffer));
-    PyObject *items = PyList_GetSlice(chunks, 0, count);  /* a private copy of the list */
+    Chunks held;
     PyObject *result = NULL;
     Found found = {NULL, 0, 0};
-    Py_ssize_t held = 0;
     int failed = 0;
-    if (views == NULL || items == NULL) {
-        if (views == NULL) PyErr_NoMemory();
-        goto done;
-    }
-    for (; held < count; held++)
-        if (PyObject_GetBuffer(PyList_GET_ITEM(items, held), &views[held], PyBUF_SIMPLE) < 0) goto done;
+    if (chunks_hold(chunks, &held) < 0) goto done;
+    Py_ssize_t count = held.count;
+    const Py_buffer *views = held.views;
     if (!never) {
-        size_t total = 0;
-        for (Py_ssize_t c = 0; c < count; c++) total += (size_t)views[c].len;
-        PyThreadState *saved = total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+        PyThreadState *saved = held.total >= SELECT_RELEASE_BYTES ? PyEval_SaveThread() : NULL;
         for (Py_ssize_t c = 0; c < count && !failed; c++)
             failed = select_chunk(views[c].buf, (size_t)views[c].len, (size_t)c, &w, &found) < 0;
         if (saved != NULL) PyEval_RestoreThread(saved);
@@ -2146,10 +2170,146 @@ static PyObject *select_lines(PyObject *self, PyObject *args) {
 fail:
     Py_CLEAR(result);
 done:
-    for (Py_ssize_t c = 0; c < held; c++) PyBuffer_Release(&views[c]);
-    PyMem_Free(views);
-    Py_XDECREF(items);
+    chunks_release(&held);
     PyMem_RawFree(found.v);
+    return result;
+}
+
+/* ------------------------------------------------------------------ group_lines
+   NDJSON lines regrouped by the string value of a key (tea.scan.group_lines: the DuckDB writer's batch, its
+   lines by tenant, so that each partition's rows lie together in the staging table). The first occurrence of
+   the key in a line (``"tenant_id":"``) gives the value: the bytes up to the next unescaped quote, as they are
+   (not unescaped). One pass finds each line's group without the GIL, a second copies the lines into their
+   group's bytes. */
+#define GROUP_MAX 64  /* more distinct values: None (the caller keeps the lines' order) */
+
+typedef struct {
+    size_t chunk, start, end;  /* the line chunk[start:end], its newline excluded */
+    int group;
+} GroupLine;
+
+typedef struct {
+    const unsigned char *value;  /* NULL: the lines without the key */
+    size_t len, bytes;           /* bytes: the group's size, a newline after each line */
+    unsigned char *out;          /* where its next line is copied to */
+} Group;
+
+typedef struct {
+    GroupLine *v;
+    size_t len, cap;
+} GroupLines;
+
+/* each line's group into ``lines`` and ``groups`` (*ngroups of them), *runs the runs of lines of one group;
+   1: too many values, -1: out of memory. The chunk is searched for the key (memmem), and only the bytes
+   before it (a line without the key ends there) and after its value (its line's end) for a newline: one
+   pass over the text, wherever in the line the key is. */
+static int group_chunk(const unsigned char *text, size_t n, size_t chunk, const char *key, size_t key_len,
+                       GroupLines *lines, Group *groups, int *ngroups, size_t *runs, int *last) {
+    size_t at = 0;
+    const unsigned char *found = memmem(text, n, key, key_len);  /* the next key at or after ``at`` (or none) */
+    while (at < n) {
+        if (found != NULL && found < text + at) found = memmem(text + at, n - at, key, key_len);
+        size_t key_at = found != NULL ? (size_t)(found - text) : n;
+        const unsigned char *stop = memchr(text + at, '\n', key_at - at);
+        const unsigned char *value = NULL;
+        size_t len = 0, end;
+        if (stop != NULL || found == NULL) {  /* a line without the key */
+            end = stop != NULL ? (size_t)(stop - text) : n;
+        } else {
+            const unsigned char *p = found + key_len, *e = text + n;
+            while (p < e && *p != '"' && *p != '\n') p += *p == '\\' && p + 1 < e && p[1] != '\n' ? 2 : 1;
+            if (p < e && *p == '"') {
+                value = found + key_len;
+                len = (size_t)(p - value);
+            }
+            stop = p < e ? memchr(p, '\n', (size_t)(e - p)) : NULL;
+            end = stop != NULL ? (size_t)(stop - text) : n;
+        }
+        int g = 0;
+        for (; g < *ngroups; g++)
+            if (groups[g].value == NULL ? value == NULL
+                    : value != NULL && groups[g].len == len && memcmp(groups[g].value, value, len) == 0)
+                break;
+        if (g == *ngroups) {
+            if (g == GROUP_MAX) return 1;
+            groups[g] = (Group){value, len, 0, NULL};
+            (*ngroups)++;
+        }
+        groups[g].bytes += end - at + 1;
+        if (g != *last) (*runs)++;
+        *last = g;
+        if (lines->len == lines->cap) {
+            size_t cap = lines->cap ? lines->cap * 2 : 4096;
+            GroupLine *v = PyMem_RawRealloc(lines->v, cap * sizeof *v);
+            if (v == NULL) return -1;
+            lines->v = v;
+            lines->cap = cap;
+        }
+        lines->v[lines->len++] = (GroupLine){chunk, at, end, g};
+        at = end + 1;
+    }
+    return 0;
+}
+
+/* group_lines(chunks, key) -> [bytes, ...] | None: the lines of ``chunks`` (NDJSON separated by b"\n"), each
+   ending with a newline, grouped by the value of ``key`` in them (the lines without it a group of their own),
+   the groups in the order of their first line and each group's lines in order. None when the lines already
+   lie grouped (the chunks as they are will do) or hold more than GROUP_MAX values. */
+static PyObject *group_lines(PyObject *self, PyObject *args) {
+    PyObject *chunks, *key;
+    if (!PyArg_ParseTuple(args, "O!O!:group_lines", &PyList_Type, &chunks, &PyBytes_Type, &key)) return NULL;
+    const char *k = PyBytes_AS_STRING(key);
+    size_t key_len = (size_t)PyBytes_GET_SIZE(key);
+    if (key_len == 0 || memchr(k, '\n', key_len) != NULL) {
+        PyErr_SetString(PyExc_ValueError, "group_lines: the key must be bytes without a newline");
+        return NULL;
+    }
+    Chunks held;
+    PyObject *result = NULL;
+    GroupLines lines = {NULL, 0, 0};
+    Group groups[GROUP_MAX];
+    int ngroups = 0, last = -1, status = 0;
+    size_t runs = 0;
+    if (chunks_hold(chunks, &held) < 0) goto done;
+    const Py_buffer *views = held.views;
+    int release = held.total >= SELECT_RELEASE_BYTES;
+    PyThreadState *saved = release ? PyEval_SaveThread() : NULL;
+    for (Py_ssize_t c = 0; c < held.count && status == 0; c++)
+        status = group_chunk(views[c].buf, (size_t)views[c].len, (size_t)c, k, key_len, &lines, groups, &ngroups,
+                             &runs, &last);
+    if (saved != NULL) PyEval_RestoreThread(saved);
+    if (status < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (status > 0 || runs <= (size_t)ngroups) {  /* too many values, or grouped already */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    result = PyList_New(ngroups);
+    if (result == NULL) goto done;
+    for (int g = 0; g < ngroups; g++) {
+        PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)groups[g].bytes);
+        if (out == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, g, out);
+        groups[g].out = (unsigned char *)PyBytes_AS_STRING(out);
+    }
+    saved = release ? PyEval_SaveThread() : NULL;
+    for (size_t i = 0; i < lines.len; i++) {
+        const GroupLine *line = &lines.v[i];
+        Group *g = &groups[line->group];
+        size_t len = line->end - line->start;
+        memcpy(g->out, (const unsigned char *)views[line->chunk].buf + line->start, len);
+        g->out[len] = '\n';
+        g->out += len + 1;
+    }
+    if (saved != NULL) PyEval_RestoreThread(saved);
+done:
+    chunks_release(&held);
+    PyMem_RawFree(lines.v);
     return result;
 }
 
@@ -2158,6 +2318,8 @@ static PyMethodDef methods[] = {
     {"find_exponent", find_exponent, METH_O, "find_exponent(data) -> int (where [eE]+?[0-9]{3} starts, or -1)"},
     {"select_lines", select_lines, METH_VARARGS,
      "select_lines([data, ...], required: bytes, any_of: tuple[bytes, ...]) -> [[(index, start, end), ...], ...]"},
+    {"group_lines", group_lines, METH_VARARGS,
+     "group_lines([data, ...], key: bytes) -> [bytes, ...] | None (the lines grouped by the string value of key)"},
     {"map_traces", (PyCFunction)(void (*)(void))map_traces, METH_VARARGS | METH_KEYWORDS,
      "map_traces(data, tenant_from_resource, default_tenant, only_tenant, now, latest, max_us, "
      "source_protocol='otlp') -> (ndjson, accepted, total, low, high, rejections) | None"},

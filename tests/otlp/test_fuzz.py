@@ -224,7 +224,7 @@ def test_a_short_fuzz_run_of_map_metrics_finds_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("target", ["find_any", "find_exponent", "format_double"])
+@pytest.mark.parametrize("target", ["find_any", "find_exponent", "format_double", "group_lines"])
 def test_a_short_fuzz_run_of_the_other_entry_points_finds_nothing(tmp_path: Path, target: str) -> None:
     _fuzz(tmp_path, target, 50_000)
 
