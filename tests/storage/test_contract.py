@@ -520,14 +520,14 @@ def test_duckdb_reads_across_tenants_unite_the_partitions_that_hold_events(tmp_p
     """A read across tenants unites only the partitions that may hold events: none on a new file, each one
     a write fills from that write on (a read right after it finds its events), the non-empty ones after a
     reopen — and it finds what a read of every partition finds (the view ``events``)."""
-    from tea.storage.duckdb.sql import count_and_floor, partition_of, partition_table, several_partitions
+    from tea.storage.duckdb.sql import page_keys, partition_of, partition_table, several_partitions
     from tea.types import AggregateSpec, Agg
     path = str(tmp_path / "live.duckdb")
     tenants = [t for t in (f"t{i}" for i in range(40)) if partition_of(t) != partition_of("t1")]
     other = tenants[0]
 
     def unites(storage: DuckDBStorage) -> set[int]:
-        sql, _ = count_and_floor(QuerySpec(EventFilter(), limit=10), storage.dialect)
+        sql, _ = page_keys(QuerySpec(EventFilter(), limit=10), storage.dialect)
         return {n for n in range(16) if partition_table(n) in sql}
 
     async def every_partition(storage: DuckDBStorage) -> int:
