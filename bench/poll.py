@@ -2,13 +2,13 @@
 
 TEA's own ``DuckDBStorage.query_events`` in process, on a file written by its own ``write_batch`` (the
 benchmark's client events, each of a random one of ``--tenants`` tenants, in requests of 1 000 stamped on
-arrival, evenly over the last ``--seconds`` seconds before the newest), asked what ``bench.ryw``'s reader asks: the newest
-``--limit`` events of the last ``--window`` seconds across every tenant, with their count (an admin's
-``GET /v1/events?limit=10&start_time=...``); then, for comparison, the same of one tenant, the next page
-(with the first's cursor), and one event by its id. Each query runs ``--queries`` times; printed: the median
-CPU ms of the whole process per query (DuckDB's threads included) and the wall ms. The events are queried
-as written, the newest in the write-ahead log (as on a server between checkpoints), or with ``--checkpoint``
-after a checkpoint.
+arrival, evenly over the last ``--seconds`` seconds before the newest), asked what ``bench.ryw``'s reader
+asks: the newest ``--limit`` events of the last ``--window`` seconds across every tenant, with their count
+(an admin's ``GET /v1/events?limit=10&start_time=...``); then, for comparison, the next page (with the
+first's cursor), the same of one tenant, and one event by its id (across tenants and in its tenant). Each
+query runs ``--queries`` times; printed: the median CPU ms of the whole process per query (DuckDB's threads
+included) and the wall ms. The events are queried as written, the newest in the write-ahead log (as on a
+server between checkpoints), or with ``--checkpoint`` after a checkpoint.
 """
 from __future__ import annotations
 
