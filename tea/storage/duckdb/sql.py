@@ -152,33 +152,34 @@ def count(f: EventFilter | None, d: DuckDBDialect = DIALECT) -> tuple[str, list[
 
 def page_keys(spec: QuerySpec, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
     """One row: the events ``spec.filter`` matches, counted (when ``spec.with_total``), and the list of the
-    page's keys (time µs, event id, tenant: the ``limit + 1`` first in a page's order after ``spec.after``),
-    each read only from the columns the filter and the order test. ``rows`` then reads every column of only
-    those events: what DuckDB's late materialization does for one table (the top-N of a union of partitions
-    reads every column of every row its scans pass on; of the newest 10 of 200 000 events of the last 5 s
-    across 11 partitions, ~1 400 rows a partition)."""
+    page's keys (time µs, event id, tenant, and the partition that holds the event: the ``limit + 1`` first in
+    a page's order after ``spec.after``), each read only from the columns the filter and the order test.
+    ``rows`` then reads every column of only those events: what DuckDB's late materialization does for one
+    table (the top-N of a union of partitions reads every column of every row its scans pass on)."""
     f = spec.filter
     params: list[Any] = []
     clauses = conditions(f, d, params)
     if spec.after is not None:
         clauses.append(after(spec.after, d, params))
-    top = (f"SELECT epoch_us(timestamp) AS t, event_id, tenant_id{frame(f, d, clauses, source(f, key_columns(f), d.live))}"
+    tagged = ("(" + " UNION ALL ".join(f"SELECT {n} AS tea_partition, {key_columns(f)} FROM {partition_table(n)}"
+                                       for n in partitions(f, d.live)) + ") AS events")
+    top = (f"SELECT epoch_us(timestamp) AS t, event_id, tenant_id, tea_partition{frame(f, d, clauses, tagged)}"
            f" ORDER BY timestamp {ORDER} LIMIT {int(spec.limit) + 1}")
-    keys = f"(SELECT list((t, event_id, tenant_id)) FROM ({top}))"
+    keys = f"(SELECT list((t, event_id, tenant_id, tea_partition)) FROM ({top}))"
     if not spec.with_total:
         return f"SELECT NULL, {keys}", params
     counting, counted = count(f, d)
     return f"SELECT ({counting}), {keys}", counted + params
 
 
-def rows(keys: list[tuple[int, str, str]], d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
-    """Every column of the events of ``keys`` (time µs, event id, tenant; tea.types.COLUMNS' order), in no
-    order: from each partition that holds one, the rows of its tenants and ids within its times (the row
-    groups of those times only). A partition holds several tenants, and an id may repeat in another tenant or
-    at another time: the caller keeps the rows of ``keys``."""
-    by_partition: dict[int, list[tuple[int, str, str]]] = {}
+def rows(keys: list[tuple[int, str, str, int]], d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
+    """Every column of the events of ``keys`` (page_keys'), in no order (tea.types.COLUMNS' columns): from each
+    partition that holds one, the rows of its tenants and ids within its times (the row groups of those times
+    only). A partition holds several tenants, and an id may repeat in another tenant or at another time: the
+    caller keeps the rows of ``keys``."""
+    by_partition: dict[int, list[tuple[int, str, str, int]]] = {}
     for key in keys:
-        by_partition.setdefault(partition_of(key[2]), []).append(key)
+        by_partition.setdefault(key[3], []).append(key)
     branches, params = [], []
     for number, found in sorted(by_partition.items()):
         ids, tenants = sorted({k[1] for k in found}), sorted({k[2] for k in found})

@@ -415,7 +415,7 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         if total == 0 or not keys:
             return QueryResult([], total, False)
         page = sorted(keys, reverse=True)[: spec.limit]
-        wanted = set(page)
+        wanted = {key[:3] for key in page}
         found = cur.execute(*rows_sql(page, self.dialect)).fetchall()
         rows = sorted((row for row in found if _page_key(row) in wanted), key=_page_key, reverse=True)
         return QueryResult([_row_to_event(row) for row in rows[: spec.limit]], total, len(keys) > spec.limit)
