@@ -485,17 +485,6 @@ def _page_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(row[i] for i in _PAGE_KEY)
 
 
-@contextlib.contextmanager
-def _snapshot(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The statements inside read one snapshot of the file (a read-only transaction: rolled back, whatever
-    happened inside)."""
-    cur.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    finally:
-        cur.execute("ROLLBACK")
-
-
 def _row_to_event(row: tuple[Any, ...]) -> Event:
     values = dict(zip(COLUMNS, row))
     values["attributes"] = msgspec.Raw(values["attributes"])
