@@ -259,8 +259,8 @@ def test_pagination_is_stable_and_complete(backend) -> None:
 
 
 def test_pages_are_the_same_with_or_without_their_total(backend) -> None:
-    """A page with its total (the DuckDB backend, over several partitions, finds a floor under the page in
-    the count's pass and reads only the rows after it) is the page without one (DuckDB orders the few events of one id itself), for
+    """A page with its total (the DuckDB backend, over several partitions, finds the page's keys in the count's
+    statement and then reads every column of only those events) is the page without one, for
     every filter, tenant scope, size and cursor — many events sharing a time, as a batch stamped on
     arrival does, and one id in several tenants and times."""
     rng = random.Random(11)
@@ -297,6 +297,55 @@ def test_pages_are_the_same_with_or_without_their_total(backend) -> None:
                     cursor = totalled.next_cursor
                 assert seen == expected, (name, limit)
     backend(scenario)
+
+
+def test_duckdb_page_across_partitions_is_the_one_statement_page(tmp_path: Path) -> None:
+    """Across partitions DuckDB reads a page's keys, then every column of those events from their partitions: the
+    page, its total and whether more follow are those of one statement over every partition (the view
+    ``events``, DuckDB's own top-N), column for column — ties in time, one id in several tenants and times, a
+    tenant scope over several partitions, filters, cursors, and pages with or without their total."""
+    from tea.storage.duckdb.sql import DIALECT, partition_of
+    from tea.storage.duckdb.store import _row_to_event
+    from tea.storage.sql import events as compile_events
+    rng = random.Random(5)
+    tenants = [f"t{i}" for i in range(8)]
+    assert len({partition_of(t) for t in tenants}) > 3
+    stored = [ev(f"id{i:03d}", ts=T0 + rng.choice((0, 0, 1, 5, 9)), tenant=rng.choice(tenants),
+                 event_type=rng.choice(("a", "b")), source=rng.choice((None, "svc")), duration_ms=i / 8,
+                 tags=["x", f"y{i}"] if i % 3 else [], attributes={"i": i, "s": "é" * (i % 4)},
+                 trace_id=None if i % 2 else f"{i:032x}") for i in range(120)]
+    stored += [ev("dup", ts=T0 + k % 2, tenant=t) for k, t in enumerate(tenants)] + [ev("dup", ts=T0 - HOUR, tenant="t3")]
+    filters = [EventFilter(), EventFilter(event_type="a"), EventFilter(tenant_ids=("t1", "t2", "t5")),
+               EventFilter(start_us=T0 + 1), EventFilter(event_id="dup"), EventFilter(tenant_ids=("t9", "t8"))]
+
+    def one_statement(cur, spec: QuerySpec) -> tuple[list[Event], int | None, bool]:
+        rows = cur.execute(*compile_events.page(spec, DIALECT)).fetchall()
+        total = cur.execute(*compile_events.count(spec.filter, DIALECT)).fetchone()[0]
+        return [_row_to_event(r) for r in rows[: spec.limit]], total if spec.with_total else None, len(rows) > spec.limit
+
+    def as_dicts(found: list[Event]) -> list[dict]:
+        return [msgspec.structs.asdict(e) | {"attributes": msgspec.json.decode(e.attributes)} for e in found]
+
+    async def scenario() -> None:
+        storage = DuckDBStorage(str(tmp_path / "pages.duckdb"))
+        await storage.open()
+        await storage.write_batch(from_wire(stored))
+        for f in filters:
+            for limit, with_total in ((3, True), (7, False), (200, True)):
+                cursor: Cursor | None = None
+                for _ in range(60):
+                    spec = QuerySpec(f, limit, cursor, with_total)
+                    got = await storage.query_events(spec)
+                    events, total, more = await storage._on_reader(one_statement, spec)
+                    assert as_dicts(got.events) == as_dicts(events), (f, limit, cursor)
+                    assert (got.total_count, got.has_more) == (total, more), (f, limit, cursor)
+                    if not got.has_more:
+                        break
+                    cursor = got.next_cursor
+                else:
+                    raise AssertionError("the pages did not end")
+        await storage.close()
+    asyncio.run(scenario())
 
 
 def test_purge_older_than(backend) -> None:
@@ -534,14 +583,14 @@ def test_duckdb_reads_across_tenants_unite_the_partitions_that_hold_events(tmp_p
     """A read across tenants unites only the partitions that may hold events: none on a new file, each one
     a write fills from that write on (a read right after it finds its events), the non-empty ones after a
     reopen — and it finds what a read of every partition finds (the view ``events``)."""
-    from tea.storage.duckdb.sql import count_and_floor, partition_of, partition_table, several_partitions
+    from tea.storage.duckdb.sql import page_keys, partition_of, partition_table, several_partitions
     from tea.types import AggregateSpec, Agg
     path = str(tmp_path / "live.duckdb")
     tenants = [t for t in (f"t{i}" for i in range(40)) if partition_of(t) != partition_of("t1")]
     other = tenants[0]
 
     def unites(storage: DuckDBStorage) -> set[int]:
-        sql, _ = count_and_floor(QuerySpec(EventFilter(), limit=10), storage.dialect)
+        sql, _ = page_keys(QuerySpec(EventFilter(), limit=10), storage.dialect)
         return {n for n in range(16) if partition_table(n) in sql}
 
     async def every_partition(storage: DuckDBStorage) -> int:

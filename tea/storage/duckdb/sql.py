@@ -5,7 +5,7 @@ import zlib
 from typing import Any, Iterable
 
 from tea.storage.sql import FLOAT_COLUMNS, Dialect
-from tea.storage.sql.events import conditions, frame
+from tea.storage.sql.events import ORDER, ORDER_KEYS, after, conditions, frame
 from tea.storage.sql.events import scan as compile_scan
 from tea.storage.sql.signals import json_path
 from tea.types import COLUMNS, FILTER_COLUMNS, EventFilter, QuerySpec
@@ -71,6 +71,12 @@ def filter_columns(f: EventFilter | None) -> str:
     """The columns ``f``'s conditions read (tea.storage.sql.events.conditions), the time first."""
     named = [] if f is None else [c for c in FILTER_COLUMNS if getattr(f, c) is not None]
     return ", ".join(["timestamp", *(["tenant_id"] if f is not None and f.tenant_ids is not None else []), *named])
+
+
+def key_columns(f: EventFilter | None) -> str:
+    """The columns of a page's order (its time, tea.storage.sql.events.ORDER_KEYS) and those ``f`` tests."""
+    named = [] if f is None else [c for c in FILTER_COLUMNS if getattr(f, c) is not None and c not in ORDER_KEYS]
+    return ", ".join(["timestamp", *ORDER_KEYS, *named])
 
 
 class DuckDBDialect(Dialect):
@@ -144,24 +150,44 @@ def count(f: EventFilter | None, d: DuckDBDialect = DIALECT) -> tuple[str, list[
     return f"SELECT count(*){frame(f, d, clauses, source(f, filter_columns(f), d.live))}", params
 
 
-def count_and_floor(spec: QuerySpec, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
-    """The events ``spec.filter`` matches, counted, and the page's floor: a time (µs) that every event of the page
-    (``limit + 1`` rows from ``spec.after`` on, tea.storage.sql.events.page) is at or after, NULL when there is
-    none; both read only the columns the filter tests. The page then reads every column of only the newest rows,
-    not of every match (the newest 10 of the last 5 s over every tenant, 393 000 of 2.7 M events: a request's
-    CPU 55 -> 20 ms). The floor is the time of the ``limit + 1``-th newest match — with a cursor (whose events
-    are at or before its time ``t``), of the ``limit + 1``-th newest before ``t``: a subset of the page's
-    candidates, so the page's own rows are no older. (DuckDB's top-N skips the older row groups;
-    ``max(timestamp, n)`` would visit every match: 20 ms for a million.)"""
+def page_keys(spec: QuerySpec, d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
+    """One row: the events ``spec.filter`` matches, counted (when ``spec.with_total``), and the list of the
+    page's keys (time µs, event id, tenant, and the partition that holds the event: the ``limit + 1`` first in
+    a page's order after ``spec.after``), each read only from the columns the filter and the order test.
+    ``rows`` then reads every column of only those events: what DuckDB's late materialization does for one
+    table (the top-N of a union of partitions reads every column of every row its scans pass on)."""
     f = spec.filter
-    counting, counted = count(f, d)
-    newest: list[Any] = []
-    clauses = conditions(f, d, newest)
+    params: list[Any] = []
+    clauses = conditions(f, d, params)
     if spec.after is not None:
-        clauses.append(f"timestamp < {d.bind_us(newest, spec.after.timestamp)}")
-    return (f"SELECT ({counting}), (SELECT epoch_us(min(timestamp)) FROM (SELECT timestamp"
-            f"{frame(f, d, clauses, source(f, filter_columns(f), d.live))} ORDER BY timestamp DESC "
-            f"LIMIT {int(spec.limit) + 1}))"), counted + newest
+        clauses.append(after(spec.after, d, params))
+    tagged = ("(" + " UNION ALL ".join(f"SELECT {n} AS tea_partition, {key_columns(f)} FROM {partition_table(n)}"
+                                       for n in partitions(f, d.live)) + ") AS events")
+    top = (f"SELECT epoch_us(timestamp) AS t, event_id, tenant_id, tea_partition{frame(f, d, clauses, tagged)}"
+           f" ORDER BY timestamp {ORDER} LIMIT {int(spec.limit) + 1}")
+    keys = f"(SELECT list((t, event_id, tenant_id, tea_partition)) FROM ({top}))"
+    if not spec.with_total:
+        return f"SELECT NULL, {keys}", params
+    counting, counted = count(f, d)
+    return f"SELECT ({counting}), {keys}", counted + params
+
+
+def rows(keys: list[tuple[int, str, str, int]], d: DuckDBDialect = DIALECT) -> tuple[str, list[Any]]:
+    """Every column of the events of ``keys`` (page_keys'), in no order (tea.types.COLUMNS' columns): from each
+    partition that holds one, the rows of its tenants and ids within its times (the row groups of those times
+    only). A partition holds several tenants, and an id may repeat in another tenant or at another time: the
+    caller keeps the rows of ``keys``."""
+    by_partition: dict[int, list[tuple[int, str, str, int]]] = {}
+    for key in keys:
+        by_partition.setdefault(key[3], []).append(key)
+    branches, params = [], []
+    for number, found in sorted(by_partition.items()):
+        ids, tenants = sorted({k[1] for k in found}), sorted({k[2] for k in found})
+        branches.append(f"SELECT * FROM {partition_table(number)} WHERE timestamp BETWEEN make_timestamp(?) AND "
+                        f"make_timestamp(?) AND {tenant_clause(tuple(tenants))} AND event_id IN "
+                        f"({', '.join('?' * len(ids))})")
+        params += [min(k[0] for k in found), max(k[0] for k in found), *tenants, *ids]
+    return f"SELECT {d.event_columns} FROM ({' UNION ALL '.join(branches)})", params
 
 
 # ---------------------------------------------------------------- trace summaries (GET /v1/traces)
