@@ -418,12 +418,17 @@ class DuckDBStorage(DuckDBStores, DuckDBAnalytics, DuckDBExport, DuckDBRollup):
         the page's events only, from the partitions that hold them (tea.storage.duckdb.sql.page_keys, rows).
         Each column of each partition a statement reads costs its planning and scan set-up (~25 µs), so the
         second statement unites only the page's partitions."""
-        total, keys = cur.execute(*page_keys(spec, self.dialect)).fetchone()  # type: ignore[misc]
-        if total == 0 or not keys:
-            return QueryResult([], total, False)
-        page = sorted(keys, reverse=True)[: spec.limit]
-        wanted = {key[:3] for key in page}
-        found = cur.execute(*rows_sql(page, self.dialect)).fetchall()
+        cur.execute("BEGIN TRANSACTION")  # (both statements read one snapshot: a purge between them cuts no page)
+        try:
+            total, keys = cur.execute(*page_keys(spec, self.dialect)).fetchone()  # type: ignore[misc]
+            if total == 0 or not keys:
+                return QueryResult([], total, False)
+            page = sorted(keys, reverse=True)[: spec.limit]
+            wanted = {key[:3] for key in page}
+            found = cur.execute(*rows_sql(page, self.dialect)).fetchall()
+        finally:
+            with contextlib.suppress(duckdb.TransactionException):  # (a failed statement may have ended it)
+                cur.execute("ROLLBACK")  # (read only: nothing to commit)
         rows = sorted((row for row in found if _page_key(row) in wanted), key=_page_key, reverse=True)
         return QueryResult([_row_to_event(row) for row in rows[: spec.limit]], total, len(keys) > spec.limit)
 
