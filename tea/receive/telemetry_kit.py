@@ -278,17 +278,17 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
         tenant = principal.tenant_id or settings.default_tenant  # (no tenant: the development principal)
         errors: list[TkError] = []
         duplicates = 0
-        candidates: list[TkEvent] = []
+        candidates: list[tuple[TkEvent, int]] = []  # (an event, its time in µs)
         for e in events:
             problem = event_problem(e)
             if problem is not None:
                 errors.append(TkError(e.event_id, *problem))
             else:
-                candidates.append(e)
+                candidates.append((e, datetime_to_us(e.timestamp)))
         seen = await _already_stored(reader, tenant, candidates)
-        fresh: list[TkEvent] = []
-        for e in candidates:
-            key = _key(e)
+        fresh: list[tuple[TkEvent, tuple[str, int | None]]] = []  # (an event, its _key)
+        for e, at in candidates:
+            key = _key(e.event_id, at)
             if key in seen or (tenant, key) in recent:
                 duplicates += 1
                 if settings.telemetry_kit.duplicates == "reject":
@@ -296,39 +296,39 @@ def routes(settings: Settings, tokens: TokenService, auth: AuthChain, gate: Gate
                                           f"Event already ingested (duplicate event_id: {e.event_id})"))
                 continue
             seen.add(key)
-            fresh.append(e)
+            fresh.append((e, key))
         if fresh:
             try:
                 outcome = await ingestor.submit(
-                    Decoded([to_event(e, org_id, app_id) for e in fresh], None, [], len(fresh)), "telemetry_kit",
+                    Decoded([to_event(e, org_id, app_id) for e, _ in fresh], None, [], len(fresh)), "telemetry_kit",
                     principal)
             except ClientError as exc:
                 return _refused(exc)
             by_position = {err.index: err for err in outcome.errors}
-            for position, e in enumerate(fresh):
+            for position, (e, key) in enumerate(fresh):
                 if position in by_position:
                     refusal = by_position[position]  # a TEA check (clock skew, tenant, a validator plugin)
                     errors.append(TkError(e.event_id, refusal.error, refusal.message))
                 else:
-                    recent.add(tenant, (_key(e),))
+                    recent.add(tenant, (key,))
         return _answer(len(events), errors, duplicates)
 
-    def _key(e: TkEvent) -> tuple[str, int | None]:
+    def _key(event_id: str, at: int) -> tuple[str, int | None]:
         """What makes two of a tenant's events one, by storage's own rule (tea.storage.dedup): with
         ``storage.dedup_match=same_time`` (an event here always carries its time) its id and time, so a lookup
         reads the stored events of the events' own times only; with ``window``, its id (within the window)."""
-        return e.event_id, datetime_to_us(e.timestamp) if settings.storage.dedup_same_time else None
+        return event_id, at if settings.storage.dedup_same_time else None
 
-    async def _already_stored(reader: ScopedStorage, tenant: str, events: list[TkEvent]) -> set[tuple[str, int | None]]:
-        """The ``_key`` of each of ``events`` storage holds already."""
-        if not events:
+    async def _already_stored(reader: ScopedStorage, tenant: str,
+                              candidates: list[tuple[TkEvent, int]]) -> set[tuple[str, int | None]]:
+        """The ``_key`` of each of the ``(event, time µs)`` storage holds already."""
+        if not candidates:
             return set()
-        stamps = [datetime_to_us(e.timestamp) for e in events]
-        same_time = settings.storage.dedup_same_time
-        reach = 0 if same_time else settings.storage.dedup_window_us
-        stored = await reader.existing_event_keys(tenant, list({e.event_id for e in events}),
+        stamps = [at for _, at in candidates]
+        reach = 0 if settings.storage.dedup_same_time else settings.storage.dedup_window_us
+        stored = await reader.existing_event_keys(tenant, list({e.event_id for e, _ in candidates}),
                                                   min(stamps) - reach, max(stamps) + reach)
-        return {(event_id, at if same_time else None) for event_id, at in stored}
+        return {_key(event_id, at) for event_id, at in stored}
 
     def _refused(exc: ClientError) -> Response:
         if isinstance(exc, RateLimited):  # TEA's event rate or monthly quota: upstream's 429 shape
